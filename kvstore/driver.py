@@ -1,0 +1,202 @@
+"""The driver protocol and the base class that fills in batch operations.
+
+A driver stores ``bytes`` under already-validated keys. It implements five primitives (``get``,
+``set``, ``delete``, ``keys`` and ``close``); :class:`BaseDriver` derives ``get_many``,
+``set_many``, ``delete_many``, ``clear`` and ``items`` from them, and a driver overrides those
+its backend does faster (pipelines, ``executemany``, range deletes). Whatever it overrides must
+keep the contract in the README: the conformance suite (:mod:`kvstore.testing`) runs both paths.
+
+Keys reaching a driver have passed :func:`kvstore.keys.validate_key`; prefixes have passed
+:func:`kvstore.keys.validate_prefix`. Values are ``bytes``.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterator, Sequence
+from typing import ClassVar, Protocol, runtime_checkable
+
+from kvstore.errors import StorageClosed
+
+__all__ = ["BaseDriver", "Driver", "as_base_driver"]
+
+# How many keys the default ``clear`` deletes per ``delete_many`` call: bounds memory while a
+# large prefix is cleared.
+CLEAR_CHUNK = 1000
+
+
+@runtime_checkable
+class Driver(Protocol):
+    """The minimal async key-value driver: five primitives over ``bytes`` values."""
+
+    async def get(self, key: str) -> bytes | None:
+        """Return the value stored under ``key``, or ``None`` if there is none."""
+        ...
+
+    async def set(self, key: str, value: bytes) -> None:
+        """Store ``value`` under ``key``, replacing any value whole."""
+        ...
+
+    async def delete(self, key: str) -> None:
+        """Remove ``key``; removing a missing key is not an error."""
+        ...
+
+    def keys(self, prefix: str = "") -> AsyncIterator[str]:
+        """Yield each key that starts with ``prefix`` once, in ascending code point order.
+
+        Streams: memory stays bounded however many keys match.
+        """
+        ...
+
+    async def close(self) -> None:
+        """Release connections and files; idempotent. Later use raises ``StorageClosed``."""
+        ...
+
+
+class BaseDriver(abc.ABC):
+    """Base class for drivers: implement the five primitives, override batches if faster.
+
+    ``name`` identifies the driver in errors and in the registry. ``supports_trio`` tells the
+    conformance suite whether to run the driver under trio as well as asyncio.
+    """
+
+    name: ClassVar[str] = "driver"
+    supports_trio: ClassVar[bool] = False
+    _closed: bool = False
+
+    def _ensure_open(self) -> None:
+        """Raise :class:`StorageClosed` if :meth:`close` has run; drivers call it first."""
+        if self._closed:
+            raise StorageClosed(f"the {self.name} driver is closed")
+
+    @abc.abstractmethod
+    async def get(self, key: str) -> bytes | None:
+        """Return the value stored under ``key``, or ``None`` if there is none."""
+
+    @abc.abstractmethod
+    async def set(self, key: str, value: bytes) -> None:
+        """Store ``value`` under ``key``, replacing any value whole."""
+
+    @abc.abstractmethod
+    async def delete(self, key: str) -> None:
+        """Remove ``key``; removing a missing key is not an error."""
+
+    @abc.abstractmethod
+    def keys(self, prefix: str = "") -> AsyncIterator[str]:
+        """Yield each key that starts with ``prefix`` once, in ascending code point order."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Release connections and files; idempotent. Later use raises ``StorageClosed``."""
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        """Return the values of ``keys`` in the order asked, ``None`` for each missing key."""
+        return [await self.get(key) for key in keys]
+
+    async def set_many(self, items: Sequence[tuple[str, bytes]]) -> None:
+        """Store every ``(key, value)`` pair; a later pair for the same key wins.
+
+        The default writes one key at a time and so is not atomic; a driver whose backend has
+        transactions overrides it to write all or nothing.
+        """
+        for key, value in items:
+            await self.set(key, value)
+
+    async def delete_many(self, keys: Sequence[str]) -> None:
+        """Remove every key in ``keys``; missing keys are skipped silently.
+
+        Not atomic by default, like :meth:`set_many`.
+        """
+        for key in keys:
+            await self.delete(key)
+
+    async def clear(self, prefix: str = "") -> None:
+        """Remove every key that ``keys(prefix)`` yields.
+
+        The default collects keys in chunks before deleting them, so that a driver whose scan
+        cannot survive concurrent deletes is never asked to.
+        """
+        while True:
+            chunk: list[str] = []
+            async for key in self.keys(prefix):
+                chunk.append(key)
+                if len(chunk) >= CLEAR_CHUNK:
+                    break
+            if not chunk:
+                return
+            await self.delete_many(chunk)
+            if len(chunk) < CLEAR_CHUNK:
+                return
+
+    async def items(self, prefix: str = "") -> AsyncIterator[tuple[str, bytes]]:
+        """Yield ``(key, value)`` for each key that starts with ``prefix``, in key order.
+
+        A key deleted between the scan and the read is skipped.
+        """
+        batch: list[str] = []
+        async for key in self.keys(prefix):
+            batch.append(key)
+            if len(batch) >= CLEAR_CHUNK:
+                for pair in await self._read_batch(batch):
+                    yield pair
+                batch = []
+        for pair in await self._read_batch(batch):
+            yield pair
+
+    async def _read_batch(self, keys: list[str]) -> list[tuple[str, bytes]]:
+        if not keys:
+            return []
+        values = await self.get_many(keys)
+        return [(key, value) for key, value in zip(keys, values, strict=True) if value is not None]
+
+
+class _PrimitivesOnly(BaseDriver):
+    """Wraps any :class:`Driver`, exposing its five primitives and the base class's batches."""
+
+    def __init__(self, inner: Driver) -> None:
+        self.inner = inner
+
+    @property  # type: ignore[misc]
+    def name(self) -> str:  # type: ignore[override]
+        return str(getattr(self.inner, "name", type(self.inner).__name__))
+
+    @property  # type: ignore[misc]
+    def supports_trio(self) -> bool:  # type: ignore[override]
+        return bool(getattr(self.inner, "supports_trio", False))
+
+    async def get(self, key: str) -> bytes | None:
+        # docstring inherited
+        return await self.inner.get(key)
+
+    async def set(self, key: str, value: bytes) -> None:
+        # docstring inherited
+        await self.inner.set(key, value)
+
+    async def delete(self, key: str) -> None:
+        # docstring inherited
+        await self.inner.delete(key)
+
+    def keys(self, prefix: str = "") -> AsyncIterator[str]:
+        # docstring inherited
+        return self.inner.keys(prefix)
+
+    async def close(self) -> None:
+        # docstring inherited
+        await self.inner.close()
+
+
+def as_base_driver(driver: Driver, *, default_batches: bool = False) -> BaseDriver:
+    """Return ``driver`` as a :class:`BaseDriver`.
+
+    A driver that already is one is returned as it is, unless ``default_batches`` is true: then
+    it is wrapped so that its own batch methods are bypassed in favour of the base class's, which
+    is how the conformance suite checks both paths. A plain :class:`Driver` is always wrapped.
+    """
+    if isinstance(driver, BaseDriver) and not default_batches:
+        return driver
+    if not isinstance(driver, Driver):
+        raise TypeError(
+            f"{type(driver).__name__} is not a kvstore driver: it needs async get, set, delete, "
+            "close and an async-iterator keys(prefix)"
+        )
+    return _PrimitivesOnly(driver)

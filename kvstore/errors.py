@@ -1,0 +1,61 @@
+"""The typed errors every part of kvstore raises.
+
+Callers catch these, never a backend client's own exceptions: a driver translates what its client
+raises into one of them, and says which driver and which server it was talking to (never a
+password).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BackendError",
+    "BackendUnavailable",
+    "InvalidKey",
+    "KVStoreError",
+    "MissingDependency",
+    "SerializationError",
+    "StorageClosed",
+    "UnknownScheme",
+]
+
+
+class KVStoreError(Exception):
+    """Base class of every error kvstore raises on purpose."""
+
+
+class InvalidKey(KVStoreError, ValueError):
+    """A key or prefix breaks the key rules; nothing was read or written."""
+
+
+class SerializationError(KVStoreError, ValueError):
+    """A value cannot be stored so that it reads back equal; nothing was written."""
+
+
+class StorageClosed(KVStoreError):
+    """The storage or driver was used after ``close()``."""
+
+
+class BackendError(KVStoreError):
+    """The backend refused or failed an operation.
+
+    ``driver`` names the driver (``"postgresql"``) and ``where`` the place it talks to, with any
+    password already removed.
+    """
+
+    def __init__(self, message: str, *, driver: str, where: str = "") -> None:
+        self.driver = driver
+        self.where = where
+        location = f" at {where}" if where else ""
+        super().__init__(f"{driver}{location}: {message}")
+
+
+class BackendUnavailable(BackendError):
+    """The backend cannot be reached (refused, timed out, lost); retrying later may succeed."""
+
+
+class UnknownScheme(KVStoreError, ValueError):
+    """``create_storage`` was given a URL whose scheme no installed driver handles."""
+
+
+class MissingDependency(KVStoreError, ImportError):
+    """A driver needs an optional dependency that is not installed; the message names the extra."""

@@ -1,0 +1,104 @@
+"""The rules for keys and prefixes, kept in one place.
+
+A key is a non-empty ``str`` of at most 1024 UTF-8 bytes, without control characters
+(U+0000 to U+001F, U+007F) or lone surrogates, made of ``:``-separated segments none of which is
+empty. Every other character is data: drivers must never give one a meaning of its own.
+
+Keys order by code point, which is also the byte order of their UTF-8 encoding, so SQL drivers can
+compare the encoded bytes and range scans agree with Python's ``sorted``.
+"""
+
+from __future__ import annotations
+
+import re
+
+from kvstore.errors import InvalidKey
+
+__all__ = [
+    "MAX_KEY_BYTES",
+    "SEPARATOR",
+    "join",
+    "prefix_successor",
+    "validate_key",
+    "validate_prefix",
+]
+
+SEPARATOR = ":"
+MAX_KEY_BYTES = 1024
+
+# Control characters and lone surrogates (which have no UTF-8 encoding).
+_FORBIDDEN = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
+_MAX_CODE_POINT = 0x10FFFF
+_SURROGATES = range(0xD800, 0xE000)
+
+
+def _describe(text: str) -> str:
+    shown = text if len(text) <= 60 else text[:57] + "..."
+    return repr(shown)
+
+
+def _check_text(text: object, what: str) -> str:
+    if type(text) is not str:
+        raise InvalidKey(f"{what} must be a str, not {type(text).__name__}")
+    match = _FORBIDDEN.search(text)
+    if match is not None:
+        char = match.group()
+        kind = "a lone surrogate" if "\ud800" <= char <= "\udfff" else "a control character"
+        raise InvalidKey(
+            f"{what} {_describe(text)} contains {kind} (U+{ord(char):04X}) at index {match.start()}"
+        )
+    # Every code point takes at least one byte, so only long strings need the encoding.
+    if len(text) * 4 > MAX_KEY_BYTES:
+        size = len(text.encode("utf-8"))
+        if size > MAX_KEY_BYTES:
+            raise InvalidKey(f"{what} {_describe(text)} is {size} UTF-8 bytes; the limit is {MAX_KEY_BYTES}")
+    return text
+
+
+def validate_key(key: object) -> str:
+    """Return ``key`` unchanged if it is a valid key, else raise :class:`InvalidKey` saying why."""
+    text = _check_text(key, "key")
+    if not text:
+        raise InvalidKey("key must not be empty")
+    if text[0] == SEPARATOR or text[-1] == SEPARATOR or "::" in text:
+        raise InvalidKey(
+            f"key {_describe(text)} has an empty segment (a leading, trailing or doubled ':')"
+        )
+    return text
+
+
+def validate_prefix(prefix: object) -> str:
+    """Return ``prefix`` unchanged if some valid key could start with it, else raise.
+
+    A prefix is a plain string prefix, not aligned to segments: ``""`` matches every key, ``"a:"``
+    the keys under ``a``, ``"ap"`` both ``app`` and ``apple``.
+    """
+    text = _check_text(prefix, "prefix")
+    if text.startswith(SEPARATOR) or "::" in text:
+        raise InvalidKey(
+            f"prefix {_describe(text)} can match no key: keys have no leading or doubled ':'"
+        )
+    return text
+
+
+def join(base: str, key: str) -> str:
+    """Return the key ``key`` takes inside the namespace ``base`` (``""`` is the root)."""
+    return f"{base}{SEPARATOR}{key}" if base else key
+
+
+def prefix_successor(prefix: str) -> str | None:
+    """Return the least string greater than every string that starts with ``prefix``.
+
+    ``None`` means there is no such bound (the prefix is empty or made only of U+10FFFF), so a
+    range scan is open ended. The result skips the surrogate block, which UTF-8 cannot encode.
+    """
+    chars = list(prefix)
+    while chars:
+        last = ord(chars.pop())
+        if last < _MAX_CODE_POINT:
+            following = last + 1
+            if following in _SURROGATES:
+                following = _SURROGATES.stop
+            chars.append(chr(following))
+            return "".join(chars)
+    return None

@@ -1,0 +1,75 @@
+"""JSON values for :class:`~kvstore.storage.Storage`, encoded with orjson.
+
+A value is accepted only if it reads back equal to what was stored: ``None``, ``bool``, ``str``,
+``int`` (64-bit), finite ``float``, and lists, tuples (read back as lists) and ``str``-keyed dicts
+of those. Anything orjson would silently turn into something else (a ``datetime`` into a string, a
+``UUID``, an ``Enum``, ``NaN`` into ``null``, a subclass of a JSON type) is refused with
+:class:`SerializationError` before anything is written.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import orjson
+
+from kvstore.errors import SerializationError
+
+__all__ = ["JSONValue", "decode", "encode"]
+
+JSONValue = Any
+"""A value :func:`encode` accepts; typed ``Any`` because JSON is recursive."""
+
+_INT_MIN = -(2**63)
+_INT_MAX = 2**64 - 1
+
+
+def _refuse(path: str, reason: str) -> SerializationError:
+    where = f" at {path}" if path else ""
+    return SerializationError(f"value{where} {reason}; it would not read back equal")
+
+
+def _check(value: object, path: str) -> None:
+    kind = type(value)
+    if kind is str or kind is bool or value is None:
+        return
+    if kind is int:
+        if not _INT_MIN <= value <= _INT_MAX:  # type: ignore[operator]
+            raise _refuse(path, "is an integer outside the 64-bit range")
+    elif kind is float:
+        if not math.isfinite(value):  # type: ignore[arg-type]
+            raise _refuse(path, f"is {value!r}, which JSON cannot represent")
+    elif kind is dict:
+        for name, item in value.items():  # type: ignore[attr-defined]
+            if type(name) is not str:
+                raise _refuse(path, f"has a non-str key {name!r}")
+            _check(item, f"{path}[{name!r}]")
+    elif kind is list or kind is tuple:
+        for index, item in enumerate(value):  # type: ignore[arg-type]
+            _check(item, f"{path}[{index}]")
+    else:
+        raise _refuse(path, f"is a {kind.__name__}, not a JSON type")
+
+
+def encode(value: JSONValue) -> bytes:
+    """Return ``value`` as JSON bytes, or raise :class:`SerializationError` if it cannot round-trip."""
+    try:
+        data = orjson.dumps(value)
+    except (orjson.JSONEncodeError, TypeError) as error:
+        raise SerializationError(f"value cannot be stored as JSON: {error}") from None
+    try:
+        _check(value, "")
+    except RecursionError:
+        raise SerializationError("value is nested too deeply to store as JSON") from None
+    return data
+
+
+def decode(data: bytes, key: str) -> JSONValue:
+    """Return the value JSON ``data`` holds; raise :class:`SerializationError` if it is not JSON."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as error:
+        raise SerializationError(
+            f"the value under {key!r} is not JSON ({error}); read it with get_raw"
+        ) from None

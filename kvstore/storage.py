@@ -1,0 +1,346 @@
+"""Storage: the front every caller uses, over one driver or several mounted ones.
+
+It validates keys once, encodes values as JSON, routes keys to mounted drivers and gives
+namespaced views. Drivers see only valid keys and ``bytes``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable, Mapping
+from types import TracebackType
+from typing import Self
+
+from kvstore.driver import BaseDriver, Driver, as_base_driver
+from kvstore.errors import InvalidKey, SerializationError, StorageClosed
+from kvstore.keys import join, validate_key, validate_prefix
+from kvstore.mounts import MountTable, Source, merge_sorted
+from kvstore.serialization import JSONValue, decode, encode
+
+__all__ = ["Storage"]
+
+# Keys gathered per batch call when a scan spans mounts or reads values: bounds memory.
+_PAGE = 500
+
+
+class Storage:
+    """JSON key-value storage over a driver, with batches, namespaced views and mounts.
+
+    ``Storage(driver)`` takes ownership of ``driver``: closing the storage closes it. Values are
+    JSON (see :mod:`kvstore.serialization`); :meth:`get_raw` and :meth:`set_raw` pass bytes
+    through. Use it as ``async with Storage(driver) as storage:`` or call :meth:`close`.
+    """
+
+    __slots__ = ("_base", "_closed", "_table")
+
+    def __init__(self, driver: Driver) -> None:
+        self._table = MountTable(as_base_driver(driver))
+        self._base = ""
+        self._closed = False
+
+    @classmethod
+    def _view(cls, table: MountTable, base: str) -> Storage:
+        view = cls.__new__(cls)
+        view._table = table
+        view._base = base
+        view._closed = False
+        return view
+
+    @property
+    def base(self) -> str:
+        """The namespace this storage's keys live under (``""`` for the root storage)."""
+        return self._base
+
+    @property
+    def driver(self) -> BaseDriver:
+        """The root driver (mounted drivers serve their own bases)."""
+        return self._table.root
+
+    # -- keys -------------------------------------------------------------------------------
+
+    def _ensure_open(self) -> None:
+        if self._closed or self._table.closed:
+            raise StorageClosed("the storage is closed")
+
+    def _full_key(self, key: str) -> str:
+        validate_key(key)
+        if not self._base:
+            return key
+        full = join(self._base, key)
+        try:
+            return validate_key(full)
+        except InvalidKey as error:
+            raise InvalidKey(f"key {key!r} under the view {self._base!r}: {error}") from None
+
+    def _route(self, key: str) -> tuple[BaseDriver, str]:
+        self._ensure_open()
+        full = self._full_key(key)
+        table = self._table
+        return table.resolve(full) if table else (table.root, full)
+
+    def _local(self, full_key: str) -> str:
+        return full_key[len(self._base) + 1 :] if self._base else full_key
+
+    # -- single keys ------------------------------------------------------------------------
+
+    async def get(self, key: str) -> JSONValue | None:
+        """Return the JSON value stored under ``key``, or ``None`` if there is none."""
+        driver, driver_key = self._route(key)
+        data = await driver.get(driver_key)
+        return None if data is None else decode(data, key)
+
+    async def set(self, key: str, value: JSONValue) -> None:
+        """Store ``value`` as JSON under ``key``.
+
+        Raises :class:`~kvstore.errors.SerializationError`, writing nothing, when the value would
+        not read back equal (tuples read back as lists).
+        """
+        driver, driver_key = self._route(key)
+        await driver.set(driver_key, encode(value))
+
+    async def get_raw(self, key: str) -> bytes | None:
+        """Return the bytes stored under ``key`` unchanged, or ``None``."""
+        driver, driver_key = self._route(key)
+        return await driver.get(driver_key)
+
+    async def set_raw(self, key: str, value: bytes) -> None:
+        """Store ``value`` (bytes, bytearray or memoryview) under ``key`` unchanged."""
+        data = _as_bytes(value)
+        driver, driver_key = self._route(key)
+        await driver.set(driver_key, data)
+
+    async def has(self, key: str) -> bool:
+        """Tell whether a value is stored under ``key``."""
+        driver, driver_key = self._route(key)
+        return await driver.get(driver_key) is not None
+
+    async def delete(self, key: str) -> None:
+        """Remove ``key``; removing a missing key is not an error."""
+        driver, driver_key = self._route(key)
+        await driver.delete(driver_key)
+
+    # -- batches ----------------------------------------------------------------------------
+
+    def _group(self, full_keys: list[str]) -> dict[int, tuple[BaseDriver, list[int], list[str]]]:
+        """Group positions of ``full_keys`` by owning driver: id -> (driver, positions, keys)."""
+        groups: dict[int, tuple[BaseDriver, list[int], list[str]]] = {}
+        for position, full in enumerate(full_keys):
+            driver, driver_key = self._table.resolve(full)
+            group = groups.setdefault(id(driver), (driver, [], []))
+            group[1].append(position)
+            group[2].append(driver_key)
+        return groups
+
+    async def get_many_raw(self, keys: Iterable[str]) -> list[bytes | None]:
+        """Return the bytes of each key in ``keys``, in the order asked, ``None`` if missing."""
+        self._ensure_open()
+        full_keys = [self._full_key(key) for key in _key_list(keys)]
+        if not self._table:
+            return await self._table.root.get_many(full_keys)
+        values: list[bytes | None] = [None] * len(full_keys)
+        for driver, positions, driver_keys in self._group(full_keys).values():
+            for position, value in zip(positions, await driver.get_many(driver_keys), strict=True):
+                values[position] = value
+        return values
+
+    async def get_many(self, keys: Iterable[str]) -> list[JSONValue | None]:
+        """Return the JSON value of each key in ``keys``, in the order asked, ``None`` if missing."""
+        key_list = _key_list(keys)
+        raw = await self.get_many_raw(key_list)
+        return [None if data is None else decode(data, key) for key, data in zip(key_list, raw)]
+
+    async def set_many(
+        self, items: Mapping[str, JSONValue] | Iterable[tuple[str, JSONValue]]
+    ) -> None:
+        """Store many values at once; with repeated keys the last one wins.
+
+        Every key and value is checked before anything is written. On a driver whose backend has
+        transactions the batch is all or nothing; across mounts, each driver's share is.
+        """
+        pairs = items.items() if isinstance(items, Mapping) else items
+        await self._set_many_encoded([(key, encode(value)) for key, value in pairs])
+
+    async def set_many_raw(
+        self, items: Mapping[str, bytes] | Iterable[tuple[str, bytes]]
+    ) -> None:
+        """Store many byte values at once, like :meth:`set_many` without JSON."""
+        pairs = items.items() if isinstance(items, Mapping) else items
+        await self._set_many_encoded([(key, _as_bytes(value)) for key, value in pairs])
+
+    async def _set_many_encoded(self, pairs: list[tuple[str, bytes]]) -> None:
+        self._ensure_open()
+        full = [(self._full_key(key), value) for key, value in pairs]
+        if not full:
+            return
+        if not self._table:
+            await self._table.root.set_many(full)
+            return
+        for driver, positions, driver_keys in self._group([key for key, _ in full]).values():
+            await driver.set_many(
+                [(key, full[position][1]) for key, position in zip(driver_keys, positions)]
+            )
+
+    async def delete_many(self, keys: Iterable[str]) -> None:
+        """Remove every key in ``keys``; missing keys are skipped."""
+        self._ensure_open()
+        full_keys = [self._full_key(key) for key in _key_list(keys)]
+        if not full_keys:
+            return
+        if not self._table:
+            await self._table.root.delete_many(full_keys)
+            return
+        for driver, _, driver_keys in self._group(full_keys).values():
+            await driver.delete_many(driver_keys)
+
+    # -- scans ------------------------------------------------------------------------------
+
+    def _sources(self, prefix: str) -> list[Source]:
+        self._ensure_open()
+        validate_prefix(prefix)
+        full_prefix = join(self._base, prefix) if self._base else prefix
+        if not self._table:
+            return [Source(self._table.root, full_prefix, "", ())]
+        return self._table.sources(full_prefix)
+
+    async def keys(self, prefix: str = "") -> AsyncIterator[str]:
+        """Yield every key that starts with ``prefix``, once each, in ascending code point order.
+
+        The prefix is a plain string prefix (``"ap"`` matches ``app`` and ``apple``); ``""``
+        yields every key. The scan streams, and spans mounted drivers in key order.
+        """
+        sources = self._sources(prefix)
+        if len(sources) == 1 and not sources[0].key_base and not sources[0].shadowed:
+            stream = sources[0].driver.keys(sources[0].driver_prefix)
+        else:
+            stream = merge_sorted([source.keys() for source in sources])
+        async for full in stream:
+            yield self._local(full)
+
+    async def items(self, prefix: str = "") -> AsyncIterator[tuple[str, JSONValue]]:
+        """Yield ``(key, value)`` for every key that starts with ``prefix``, in key order."""
+        async for key, data in self.items_raw(prefix):
+            yield key, decode(data, key)
+
+    async def items_raw(self, prefix: str = "") -> AsyncIterator[tuple[str, bytes]]:
+        """Yield ``(key, bytes)`` for every key that starts with ``prefix``, in key order.
+
+        A key deleted while the scan runs may be skipped.
+        """
+        sources = self._sources(prefix)
+        if len(sources) == 1 and not sources[0].key_base and not sources[0].shadowed:
+            async for full, data in sources[0].driver.items(sources[0].driver_prefix):
+                yield self._local(full), data
+            return
+        page: list[str] = []
+        async for key in self.keys(prefix):
+            page.append(key)
+            if len(page) >= _PAGE:
+                for pair in await self._read_page(page):
+                    yield pair
+                page = []
+        for pair in await self._read_page(page):
+            yield pair
+
+    async def _read_page(self, keys: list[str]) -> list[tuple[str, bytes]]:
+        if not keys:
+            return []
+        values = await self.get_many_raw(keys)
+        return [(key, value) for key, value in zip(keys, values) if value is not None]
+
+    async def clear(self, prefix: str = "") -> None:
+        """Remove every key that :meth:`keys` with the same ``prefix`` would yield."""
+        for source in self._sources(prefix):
+            if not source.shadowed:
+                await source.driver.clear(source.driver_prefix)
+                continue
+            # Keys of deeper mounts live in other drivers: delete this driver's own keys only.
+            while True:
+                page: list[str] = []
+                async for driver_key in source.driver.keys(source.driver_prefix):
+                    if source.owns(source.full_key(driver_key)):
+                        page.append(driver_key)
+                        if len(page) >= _PAGE:
+                            break
+                if not page:
+                    break
+                await source.driver.delete_many(page)
+
+    # -- views and mounts -------------------------------------------------------------------
+
+    def with_prefix(self, base: str) -> Storage:
+        """Return a view whose keys live under ``base:`` in this storage.
+
+        The view's key ``k`` is this storage's ``base:k``; its scans and clears never reach
+        outside ``base:``. The view shares this storage's drivers: closing the view only stops
+        the view, closing this storage stops both.
+        """
+        self._ensure_open()
+        return Storage._view(self._table, self._full_key(base))
+
+    def mount(self, base: str, driver: Driver) -> None:
+        """Serve the keys under ``base:`` from ``driver`` (which the storage now owns).
+
+        A key belongs to the deepest mount whose base it falls under; the driver sees the key
+        without ``base:``. Keys the root driver already held under ``base:`` are hidden, not
+        moved, until the mount is removed.
+        """
+        self._ensure_open()
+        self._table.add(self._full_key(base), as_base_driver(driver))
+
+    async def unmount(self, base: str, *, close: bool = True) -> BaseDriver:
+        """Stop serving ``base`` from its mount, close that driver unless told not to, return it."""
+        self._ensure_open()
+        driver = self._table.remove(self._full_key(base))
+        if close:
+            await driver.close()
+        return driver
+
+    # -- lifetime ---------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Connect every driver that has an ``open`` step, so errors surface now, not later."""
+        self._ensure_open()
+        for driver in self._table.drivers():
+            opener = getattr(driver, "open", None)
+            if opener is not None:
+                await opener()
+
+    async def close(self) -> None:
+        """Close the storage; idempotent. A view closes only itself, the root everything."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._base or self._table.closed:
+            return
+        self._table.closed = True
+        for driver in self._table.drivers():
+            await driver.close()
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def __repr__(self) -> str:
+        view = f" base={self._base!r}" if self._base else ""
+        return f"<Storage driver={self._table.root.name}{view}>"
+
+
+def _key_list(keys: Iterable[str]) -> list[str]:
+    if isinstance(keys, str):
+        raise InvalidKey("expected an iterable of keys, got a single str")
+    return list(keys)
+
+
+def _as_bytes(value: object) -> bytes:
+    if type(value) is bytes:
+        return value
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    raise SerializationError(f"raw values must be bytes, not {type(value).__name__}")

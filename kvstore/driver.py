@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import AsyncIterator, Sequence
-from typing import ClassVar, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from kvstore.errors import StorageClosed
 
@@ -60,8 +60,8 @@ class BaseDriver(abc.ABC):
     conformance suite whether to run the driver under trio as well as asyncio.
     """
 
-    name: ClassVar[str] = "driver"
-    supports_trio: ClassVar[bool] = False
+    name: str = "driver"
+    supports_trio: bool = False
     _closed: bool = False
 
     def _ensure_open(self) -> None:
@@ -155,14 +155,8 @@ class _PrimitivesOnly(BaseDriver):
 
     def __init__(self, inner: Driver) -> None:
         self.inner = inner
-
-    @property  # type: ignore[misc]
-    def name(self) -> str:  # type: ignore[override]
-        return str(getattr(self.inner, "name", type(self.inner).__name__))
-
-    @property  # type: ignore[misc]
-    def supports_trio(self) -> bool:  # type: ignore[override]
-        return bool(getattr(self.inner, "supports_trio", False))
+        self.name = str(getattr(inner, "name", type(inner).__name__))
+        self.supports_trio = bool(getattr(inner, "supports_trio", False))
 
     async def get(self, key: str) -> bytes | None:
         # docstring inherited

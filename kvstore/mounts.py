@@ -54,12 +54,11 @@ class MountTable:
     def __init__(self, root: BaseDriver) -> None:
         self.root = root
         self.closed = False
+        # Read on every operation: a plain attribute is cheaper than len() of the table.
+        self.has_mounts = False
         # base -> driver, and the bases deepest first so that the first match is the owner.
         self._mounts: dict[str, BaseDriver] = {}
         self._deepest_first: list[str] = []
-
-    def __bool__(self) -> bool:
-        return bool(self._mounts)
 
     def ensure_open(self) -> None:
         """Raise :class:`StorageClosed` once the storage has been closed."""
@@ -72,6 +71,7 @@ class MountTable:
             raise ValueError(f"a driver is already mounted at {base!r}; unmount it first")
         self._mounts[base] = driver
         self._deepest_first = sorted(self._mounts, key=len, reverse=True)
+        self.has_mounts = True
 
     def remove(self, base: str) -> BaseDriver:
         """Stop serving ``base`` from its mount and return that mount's driver."""
@@ -80,6 +80,7 @@ class MountTable:
         except KeyError:
             raise ValueError(f"nothing is mounted at {base!r}") from None
         self._deepest_first = sorted(self._mounts, key=len, reverse=True)
+        self.has_mounts = bool(self._mounts)
         return driver
 
     def drivers(self) -> list[BaseDriver]:

@@ -22,6 +22,14 @@ JSONValue = Any
 """A value :func:`encode` accepts; typed ``Any`` because JSON is recursive."""
 
 _INT_MIN = -(2**63)
+# Refuse what orjson would otherwise turn into something else (a datetime into a string, a
+# subclass of str or int into the base type, a dataclass into a dict) up front.
+_STRICT = (
+    orjson.OPT_PASSTHROUGH_DATETIME
+    | orjson.OPT_PASSTHROUGH_DATACLASS
+    | orjson.OPT_PASSTHROUGH_SUBCLASS
+)
+_SCALAR_TYPES = frozenset({str, int, bool, type(None)})
 _INT_MAX = 2**64 - 1
 
 
@@ -53,11 +61,16 @@ def _check(value: object, path: str) -> None:
 
 
 def encode(value: JSONValue) -> bytes:
-    """Return ``value`` as JSON bytes, or raise :class:`SerializationError` if it cannot round-trip."""
+    """Return ``value`` as JSON bytes; raise :class:`SerializationError` if it cannot round-trip."""
     try:
-        data = orjson.dumps(value)
+        data = orjson.dumps(value, option=_STRICT)
     except (orjson.JSONEncodeError, TypeError) as error:
         raise SerializationError(f"value cannot be stored as JSON: {error}") from None
+    # Decoding and comparing is faster than walking the value in Python, and proves the
+    # promise directly. Only when they differ (tuples, or a refusal) is the walk needed, to tell
+    # which and to say where.
+    if type(value) in _SCALAR_TYPES or orjson.loads(data) == value:
+        return data
     try:
         _check(value, "")
     except RecursionError:

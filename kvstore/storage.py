@@ -72,10 +72,12 @@ class Storage:
             raise InvalidKey(f"key {key!r} under the view {self._base!r}: {error}") from None
 
     def _route(self, key: str) -> tuple[BaseDriver, str]:
-        self._ensure_open()
-        full = self._full_key(key)
+        # The hot path of every single-key operation: kept flat on purpose.
         table = self._table
-        return table.resolve(full) if table else (table.root, full)
+        if self._closed or table.closed:
+            raise StorageClosed("the storage is closed")
+        full = self._full_key(key) if self._base else validate_key(key)
+        return table.resolve(full) if table.has_mounts else (table.root, full)
 
     def _local(self, full_key: str) -> str:
         return full_key[len(self._base) + 1 :] if self._base else full_key
@@ -102,7 +104,7 @@ class Storage:
         driver, driver_key = self._route(key)
         return await driver.get(driver_key)
 
-    async def set_raw(self, key: str, value: bytes) -> None:
+    async def set_raw(self, key: str, value: bytes | bytearray | memoryview) -> None:
         """Store ``value`` (bytes, bytearray or memoryview) under ``key`` unchanged."""
         data = _as_bytes(value)
         driver, driver_key = self._route(key)
@@ -134,7 +136,7 @@ class Storage:
         """Return the bytes of each key in ``keys``, in the order asked, ``None`` if missing."""
         self._ensure_open()
         full_keys = [self._full_key(key) for key in _key_list(keys)]
-        if not self._table:
+        if not self._table.has_mounts:
             return await self._table.root.get_many(full_keys)
         values: list[bytes | None] = [None] * len(full_keys)
         for driver, positions, driver_keys in self._group(full_keys).values():
@@ -143,10 +145,13 @@ class Storage:
         return values
 
     async def get_many(self, keys: Iterable[str]) -> list[JSONValue | None]:
-        """Return the JSON value of each key in ``keys``, in the order asked, ``None`` if missing."""
+        """Return the JSON value of each key in ``keys`` in the order asked, ``None`` if missing."""
         key_list = _key_list(keys)
         raw = await self.get_many_raw(key_list)
-        return [None if data is None else decode(data, key) for key, data in zip(key_list, raw)]
+        return [
+            None if data is None else decode(data, key)
+            for key, data in zip(key_list, raw, strict=True)
+        ]
 
     async def set_many(
         self, items: Mapping[str, JSONValue] | Iterable[tuple[str, JSONValue]]
@@ -159,9 +164,7 @@ class Storage:
         pairs = items.items() if isinstance(items, Mapping) else items
         await self._set_many_encoded([(key, encode(value)) for key, value in pairs])
 
-    async def set_many_raw(
-        self, items: Mapping[str, bytes] | Iterable[tuple[str, bytes]]
-    ) -> None:
+    async def set_many_raw(self, items: Mapping[str, bytes] | Iterable[tuple[str, bytes]]) -> None:
         """Store many byte values at once, like :meth:`set_many` without JSON."""
         pairs = items.items() if isinstance(items, Mapping) else items
         await self._set_many_encoded([(key, _as_bytes(value)) for key, value in pairs])
@@ -171,12 +174,15 @@ class Storage:
         full = [(self._full_key(key), value) for key, value in pairs]
         if not full:
             return
-        if not self._table:
+        if not self._table.has_mounts:
             await self._table.root.set_many(full)
             return
         for driver, positions, driver_keys in self._group([key for key, _ in full]).values():
             await driver.set_many(
-                [(key, full[position][1]) for key, position in zip(driver_keys, positions)]
+                [
+                    (key, full[position][1])
+                    for key, position in zip(driver_keys, positions, strict=True)
+                ]
             )
 
     async def delete_many(self, keys: Iterable[str]) -> None:
@@ -185,7 +191,7 @@ class Storage:
         full_keys = [self._full_key(key) for key in _key_list(keys)]
         if not full_keys:
             return
-        if not self._table:
+        if not self._table.has_mounts:
             await self._table.root.delete_many(full_keys)
             return
         for driver, _, driver_keys in self._group(full_keys).values():
@@ -197,7 +203,7 @@ class Storage:
         self._ensure_open()
         validate_prefix(prefix)
         full_prefix = join(self._base, prefix) if self._base else prefix
-        if not self._table:
+        if not self._table.has_mounts:
             return [Source(self._table.root, full_prefix, "", ())]
         return self._table.sources(full_prefix)
 
@@ -244,7 +250,7 @@ class Storage:
         if not keys:
             return []
         values = await self.get_many_raw(keys)
-        return [(key, value) for key, value in zip(keys, values) if value is not None]
+        return [(key, value) for key, value in zip(keys, values, strict=True) if value is not None]
 
     async def clear(self, prefix: str = "") -> None:
         """Remove every key that :meth:`keys` with the same ``prefix`` would yield."""

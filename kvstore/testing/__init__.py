@@ -7,6 +7,24 @@ run ``python -m kvstore.testing URL`` to check any registered URL. Needs the ``t
 
 from __future__ import annotations
 
-from kvstore.testing.suite import DriverConformance, DriverFactory
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+# The suite's own asserts should explain failures in the driver author's test run.
+pytest.register_assert_rewrite("kvstore.testing.suite", "kvstore.testing.stateful")
+
+if TYPE_CHECKING:
+    from kvstore.testing.suite import DriverConformance, DriverFactory
 
 __all__ = ["DriverConformance", "DriverFactory"]
+
+
+def __getattr__(name: str) -> Any:
+    # Imported on first use, so that `python -m kvstore.testing` can start pytest before the
+    # suite (and Hypothesis) are imported.
+    if name in __all__:
+        from kvstore.testing import suite
+
+        return getattr(suite, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -24,8 +24,28 @@ T = TypeVar("T")
 
 # A small fixed pool makes overwrites, deletes of present keys and shared prefixes common; the
 # open strategy covers the rest of the key space.
-_POOL = ["a", "A", "a ", "a\u0301", "app", "app:x", "apple", "a:b", "a:b:c", "%", "_", "a%b",
-         "a_b", "*", "[x]", "..", ".", "x\\y", "\U0010ffff", "z" * 300]
+_POOL = [
+    "a",
+    "A",
+    "a ",
+    "a\u0301",
+    "app",
+    "app:x",
+    "apple",
+    "a:b",
+    "a:b:c",
+    "%",
+    "_",
+    "a%b",
+    "a_b",
+    "*",
+    "[x]",
+    "..",
+    ".",
+    "x\\y",
+    "\U0010ffff",
+    "z" * 300,
+]
 _KEYS = st.one_of(st.sampled_from(_POOL), kst.keys())
 _PREFIXES = kst.prefixes(_KEYS)
 _VALUES = kst.json_values()

@@ -8,18 +8,24 @@ is caught.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from hypothesis import strategies as st
 
 from kvstore.keys import MAX_KEY_BYTES, SEPARATOR
 
 __all__ = ["HOSTILE_CHARACTERS", "json_values", "keys", "prefixes", "raw_values", "segments"]
 
-HOSTILE_CHARACTERS = "%_*?[]^!\\/.$'\"`;-~#{}()|+ \u0301\u00e9\u00c9\U0001d11e\U0010ffff\u00a0\ufeff"
+HOSTILE_CHARACTERS = (
+    "%_*?[]^!\\/.$'\"`;-~#{}()|+ \u0301\u00e9\u00c9\U0001d11e\U0010ffff\u00a0\ufeff"
+)
+
+_SURROGATES: tuple[Literal["Cs"]] = ("Cs",)
 
 _ANY_CHARACTER = st.characters(
     min_codepoint=0x20,
     exclude_characters=SEPARATOR + "\x7f",
-    exclude_categories=("Cs",),
+    exclude_categories=_SURROGATES,
 )
 
 _SEGMENT_CHARACTER = st.one_of(
@@ -40,11 +46,7 @@ def _fits(key: str) -> bool:
 
 def keys(max_segments: int = 4) -> st.SearchStrategy[str]:
     """Valid keys: one to ``max_segments`` segments joined by ``:``, at most 1024 UTF-8 bytes."""
-    return (
-        st.lists(segments(), min_size=1, max_size=max_segments)
-        .map(SEPARATOR.join)
-        .filter(_fits)
-    )
+    return st.lists(segments(), min_size=1, max_size=max_segments).map(SEPARATOR.join).filter(_fits)
 
 
 def prefixes(from_keys: st.SearchStrategy[str] | None = None) -> st.SearchStrategy[str]:
@@ -67,7 +69,7 @@ _JSON_SCALARS = st.one_of(
     st.booleans(),
     st.integers(min_value=-(2**63), max_value=2**64 - 1),
     st.floats(allow_nan=False, allow_infinity=False),
-    st.text(st.characters(exclude_categories=("Cs",)), max_size=20),
+    st.text(st.characters(exclude_categories=_SURROGATES), max_size=20),
 )
 
 

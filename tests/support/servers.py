@@ -13,7 +13,9 @@ import pytest
 
 REQUIRE_SERVERS = os.environ.get("KVSTORE_REQUIRE_SERVERS", "") not in ("", "0")
 
-POSTGRESQL_URL = os.environ.get("KVSTORE_TEST_POSTGRESQL_URL", "postgresql://root@127.0.0.1:5432/test")
+POSTGRESQL_URL = os.environ.get(
+    "KVSTORE_TEST_POSTGRESQL_URL", "postgresql://root@127.0.0.1:5432/test"
+)
 MYSQL_URL = os.environ.get("KVSTORE_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306/test")
 REDIS_URL = os.environ.get("KVSTORE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 MONGODB_URL = os.environ.get("KVSTORE_TEST_MONGODB_URL", "")

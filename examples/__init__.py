@@ -1,0 +1,1 @@
+"""Runnable examples: the README's quickstart and a minimal third-party driver."""

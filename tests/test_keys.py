@@ -1,0 +1,80 @@
+"""The key and prefix rules, and the error messages that explain them."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from hypothesis import given
+
+from kvstore.errors import InvalidKey
+from kvstore.keys import prefix_successor, validate_key, validate_prefix
+from kvstore.testing import strategies as kst
+
+
+@pytest.mark.parametrize(
+    ("key", "message"),
+    [
+        ("", "must not be empty"),
+        ("a::b", "'a::b' has an empty segment"),
+        (":a", "empty segment"),
+        ("a:", "empty segment"),
+        ("a\x00b", "control character (U+0000) at index 1"),
+        ("a\x7f", "control character (U+007F)"),
+        ("a\ud800", "lone surrogate (U+D800)"),
+        ("x" * 1025, "1025 UTF-8 bytes; the limit is 1024"),
+        ("\u00e9" * 513, "1026 UTF-8 bytes"),
+        (b"a", "must be a str, not bytes"),
+        (None, "must be a str, not NoneType"),
+    ],
+)
+def test_invalid_key_message_says_what_is_wrong(key: object, message: str) -> None:
+    with pytest.raises(InvalidKey, match=re.escape(message)):
+        validate_key(key)
+
+
+def test_invalid_key_is_a_value_error() -> None:
+    with pytest.raises(ValueError, match="empty"):
+        validate_key("")
+
+
+@pytest.mark.parametrize("key", ["a", "A", "a b", "%", "..", "a:b:c", "x" * 1024, "\U0010ffff"])
+def test_valid_keys_pass_unchanged(key: str) -> None:
+    assert validate_key(key) == key
+
+
+@pytest.mark.parametrize("prefix", ["", "a", "a:", "a:b:", "%"])
+def test_valid_prefixes(prefix: str) -> None:
+    assert validate_prefix(prefix) == prefix
+
+
+@pytest.mark.parametrize("prefix", [":", ":a", "a::", "a\n"])
+def test_prefixes_that_match_no_key_are_refused(prefix: str) -> None:
+    with pytest.raises(InvalidKey):
+        validate_prefix(prefix)
+
+
+@pytest.mark.parametrize(
+    ("prefix", "successor"),
+    [
+        ("", None),
+        ("a", "b"),
+        ("a:", "a;"),
+        ("a\U0010ffff", "b"),
+        ("\U0010ffff\U0010ffff", None),
+        ("a\ud7ff", "a\ue000"),
+    ],
+)
+def test_prefix_successor_bounds_the_range(prefix: str, successor: str | None) -> None:
+    assert prefix_successor(prefix) == successor
+
+
+@given(key=kst.keys(), prefix=kst.prefixes())
+def test_range_scan_bound_agrees_with_startswith(key: str, prefix: str) -> None:
+    successor = prefix_successor(prefix)
+    in_range = key >= prefix and (successor is None or key < successor)
+    assert in_range == key.startswith(prefix)
+    encoded_in_range = key.encode() >= prefix.encode() and (
+        successor is None or key.encode() < successor.encode()
+    )
+    assert encoded_in_range == in_range

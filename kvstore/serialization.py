@@ -16,7 +16,7 @@ import orjson
 
 from kvstore.errors import SerializationError
 
-__all__ = ["JSONValue", "decode", "encode"]
+__all__ = ["JSONValue", "decode", "encode", "encode_many"]
 
 JSONValue = Any
 """A value :func:`encode` accepts; typed ``Any`` because JSON is recursive."""
@@ -76,6 +76,20 @@ def encode(value: JSONValue) -> bytes:
     except RecursionError:
         raise SerializationError("value is nested too deeply to store as JSON") from None
     return data
+
+
+def encode_many(values: list[JSONValue]) -> list[bytes]:
+    """Encode each value like :func:`encode`, checking the whole batch in one decode."""
+    try:
+        encoded = [orjson.dumps(value, option=_STRICT) for value in values]
+    except (orjson.JSONEncodeError, TypeError) as error:
+        raise SerializationError(f"value cannot be stored as JSON: {error}") from None
+    # One decode of the joined batch replaces one call per value; a mismatch falls back to
+    # checking each value, which also says which one is at fault.
+    if orjson.loads(b"[" + b",".join(encoded) + b"]") != values:
+        for value in values:
+            encode(value)
+    return encoded
 
 
 def decode(data: bytes, key: str) -> JSONValue:

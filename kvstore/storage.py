@@ -14,7 +14,7 @@ from kvstore.driver import BaseDriver, Driver, as_base_driver
 from kvstore.errors import InvalidKey, SerializationError, StorageClosed
 from kvstore.keys import join, validate_key, validate_prefix
 from kvstore.mounts import MountTable, Source, merge_sorted
-from kvstore.serialization import JSONValue, decode, encode
+from kvstore.serialization import JSONValue, decode, encode, encode_many
 
 __all__ = ["Storage"]
 
@@ -161,8 +161,11 @@ class Storage:
         Every key and value is checked before anything is written. On a driver whose backend has
         transactions the batch is all or nothing; across mounts, each driver's share is.
         """
-        pairs = items.items() if isinstance(items, Mapping) else items
-        await self._set_many_encoded([(key, encode(value)) for key, value in pairs])
+        pairs = list(items.items() if isinstance(items, Mapping) else items)
+        encoded = encode_many([value for _, value in pairs])
+        await self._set_many_encoded(
+            [(key, data) for (key, _), data in zip(pairs, encoded, strict=True)]
+        )
 
     async def set_many_raw(self, items: Mapping[str, bytes] | Iterable[tuple[str, bytes]]) -> None:
         """Store many byte values at once, like :meth:`set_many` without JSON."""
@@ -207,17 +210,22 @@ class Storage:
             return [Source(self._table.root, full_prefix, "", ())]
         return self._table.sources(full_prefix)
 
-    async def keys(self, prefix: str = "") -> AsyncIterator[str]:
+    def keys(self, prefix: str = "") -> AsyncIterator[str]:
         """Yield every key that starts with ``prefix``, once each, in ascending code point order.
 
         The prefix is a plain string prefix (``"ap"`` matches ``app`` and ``apple``); ``""``
-        yields every key. The scan streams, and spans mounted drivers in key order.
+        yields every key. The scan streams, and spans mounted drivers in key order. An invalid
+        prefix or a closed storage raises at the call.
         """
         sources = self._sources(prefix)
         if len(sources) == 1 and not sources[0].key_base and not sources[0].shadowed:
             stream = sources[0].driver.keys(sources[0].driver_prefix)
-        else:
-            stream = merge_sorted([source.keys() for source in sources])
+            # The common case: hand out the driver's own iterator, with no extra async layer
+            # per key.
+            return stream if not self._base else self._strip_base(stream)
+        return self._strip_base(merge_sorted([source.keys() for source in sources]))
+
+    async def _strip_base(self, stream: AsyncIterator[str]) -> AsyncIterator[str]:
         async for full in stream:
             yield self._local(full)
 

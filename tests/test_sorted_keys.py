@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -44,3 +45,38 @@ def test_index_splits_chunks_and_pages_across_them() -> None:
     for key in keys[::2]:
         index.remove(key)
     assert _everything(index) == keys[1::2]
+
+
+class _CountingKey(str):
+    """A key that counts the comparisons made against it, to measure work without timing."""
+
+    comparisons = 0
+
+    def _count(self, other: object, result: bool) -> bool:
+        type(self).comparisons += 1
+        return result
+
+    def __lt__(self, other: str) -> bool:
+        return self._count(other, str(self) < other)
+
+    def __gt__(self, other: str) -> bool:
+        return self._count(other, str(self) > other)
+
+    def __le__(self, other: str) -> bool:
+        return self._count(other, str(self) <= other)
+
+    def __ge__(self, other: str) -> bool:
+        return self._count(other, str(self) >= other)
+
+
+@pytest.mark.parametrize("stored", [1_000, 100_000])
+def test_a_prefix_page_costs_log_n_plus_the_matches(stored: int) -> None:
+    index = SortedKeys()
+    for number in range(stored):
+        index.add(f"user:{number:06d}")
+    _CountingKey.comparisons = 0
+    start, below = _CountingKey("user:00050"), _CountingKey("user:00051")
+    found = index.page(start, inclusive=True, below=below, limit=1_000)
+    assert found == [f"user:{number:06d}" for number in range(500, 510)]
+    # Two bisections (over chunk ends, then within one chunk) and one bound check per key.
+    assert len(found) < _CountingKey.comparisons <= 2 * (stored.bit_length() + 1) + len(found) + 1

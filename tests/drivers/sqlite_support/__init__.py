@@ -1,0 +1,1 @@
+"""Helper scripts the SQLite tests run in separate processes."""

@@ -1,0 +1,1 @@
+"""Helpers run as subprocesses by the filesystem driver's tests."""

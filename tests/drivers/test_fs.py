@@ -1,0 +1,490 @@
+"""The filesystem driver: the conformance suite on a local directory and on fsspec ``memory://``,
+and the promises of its file layout (readable files, hostile keys, atomic writes, crash safety).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import anyio
+import fsspec
+import orjson
+import pytest
+from fsspec.implementations.memory import MemoryFileSystem
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kvstore.drivers._fs_layout import MAX_PIECE, key_path, list_entries
+from kvstore.drivers._fs_local import HOST_TAG
+from kvstore.drivers.fs import FSDriver, from_url, fs_driver
+from kvstore.errors import BackendError, UnknownScheme
+from kvstore.registry import driver_from_url
+from kvstore.storage import Storage
+from kvstore.testing import DriverConformance, DriverFactory
+from kvstore.testing import strategies as kst
+from tests.drivers.fs_support.writer import check_value, make_value
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def _memory_url() -> str:
+    return f"memory://kvstore-test-{uuid.uuid4().hex}"
+
+
+def _remove_memory_tree(url: str) -> None:
+    fs = fsspec.filesystem("memory")
+    path = fs._strip_protocol(url)
+    if fs.exists(path):
+        fs.rm(path, recursive=True)
+
+
+class TestLocalFSDriver(DriverConformance):
+    @pytest.fixture
+    def driver_factory(self, tmp_path: Path) -> DriverFactory:
+        base = str(tmp_path / "store")
+        return lambda: fs_driver(base)
+
+
+class TestMemoryFSDriver(DriverConformance):
+    @pytest.fixture
+    def driver_factory(self) -> Iterator[DriverFactory]:
+        url = _memory_url()
+        yield lambda: fs_driver(url)
+        _remove_memory_tree(url)
+
+
+# -- the layout ---------------------------------------------------------------------------------
+
+HOSTILE_KEYS = [
+    "..", ".", "a/b", "a\\b", "%2E", "%", "~", "~x", ".tmp", ".tmp:x", "CON", "con", "nul:x",
+    "a", "A", "a ", "a\u0301", "app", "app:x", "app:x:y", "apple", "b", "b!", "b:c",
+    "../../etc/passwd", "/abs", "a:..:b", "C:\\x", "x" * 1024, "\u00e9" * 512, "\u20ac" * 341,
+    "%" * 1024, "/" * 1024, "." * 1024, "\U0010ffff" * 256, "q:" + "x" * 1022,
+    "q:" + "x" * 200, "q:" + "x" * 200 + "!", "q:" + "x" * 200 + ":c", "q:" + "x" * 120,
+    "q:" + "x" * 119 + "\u00e9", ":".join(["."] * 512)[:1023],
+]
+
+
+def test_hostile_keys_are_valid_keys() -> None:
+    from kvstore.keys import validate_key
+
+    for key in HOSTILE_KEYS:
+        validate_key(key)
+    assert len(set(HOSTILE_KEYS)) == len(HOSTILE_KEYS)
+
+
+@settings(max_examples=200, deadline=None)
+@given(kst.keys())
+def test_no_path_component_has_path_meaning(key: str) -> None:
+    path = key_path(key)
+    *directories, file_name = path.split("/")
+    assert file_name.endswith(".kv")
+    for component in [*directories, file_name.removesuffix(".kv")]:
+        assert component not in ("", ".", "..")
+        assert "." not in component
+        assert "\\" not in component
+        assert len(component.encode()) <= MAX_PIECE + 1
+
+
+@settings(max_examples=200, deadline=None)
+@given(kst.keys(), kst.keys())
+def test_different_keys_have_paths_differing_even_without_case(first: str, second: str) -> None:
+    if first != second:
+        assert key_path(first).casefold() != key_path(second).casefold()
+
+
+def _fake_tree(keys: set[str]) -> dict[str, set[tuple[str, bool]]]:
+    """The directories a set of keys creates: relative path -> {(name, is_dir)}."""
+    tree: dict[str, set[tuple[str, bool]]] = {"": set()}
+    for key in keys:
+        parts = key_path(key).split("/")
+        for depth, name in enumerate(parts):
+            parent = "/".join(parts[:depth])
+            tree.setdefault(parent, set()).add((name, depth < len(parts) - 1))
+    return tree
+
+
+def _walk(tree: dict[str, set[tuple[str, bool]]], directory: str, head: str) -> list[str]:
+    found: list[str] = []
+    for entry in list_entries(lambda path: sorted(tree.get(path, ())), directory):
+        if isinstance(entry, str):
+            found.append(head + entry)
+        else:
+            _, segment, path = entry
+            found += _walk(tree, path, f"{head}{segment}:")
+    return found
+
+
+_LONG_SEGMENTS = st.text(st.sampled_from("xX!:\u00e9"), min_size=100, max_size=300).map(
+    lambda text: ":".join(part for part in text.split(":") if part) or "x"
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.sets(st.one_of(kst.keys(), _LONG_SEGMENTS), max_size=30))
+def test_walking_the_tree_lists_keys_in_code_point_order(keys: set[str]) -> None:
+    assert _walk(_fake_tree(keys), "", "") == sorted(keys)
+
+
+# -- hostile keys on real trees -----------------------------------------------------------------
+
+
+def _names(directory: Path) -> list[str]:
+    return sorted(path.name for path in directory.iterdir())
+
+
+def _check_tree_inside(root: Path, base: Path) -> None:
+    """Nothing but ``base`` was created in ``root``, and no file under ``base`` leads outside it."""
+    assert _names(root) == [base.name]
+    for path in base.rglob("*"):
+        assert not path.is_symlink()
+        assert path.resolve().is_relative_to(base.resolve())
+        assert len(path.name.encode()) <= 255
+
+
+@pytest.mark.anyio
+async def test_hostile_keys_stay_separate_and_inside_base(tmp_path: Path) -> None:
+    base = tmp_path / "store"
+    async with Storage(fs_driver(str(base))) as storage:
+        await storage.set_many((key, key) for key in HOSTILE_KEYS)
+        assert await storage.get_many(HOSTILE_KEYS) == HOSTILE_KEYS
+        assert [key async for key in storage.keys()] == sorted(HOSTILE_KEYS)
+        for prefix in ["", ".", "a", "a:", "app", "q:", "q:x", "b", "%", "\u00e9"]:
+            expected = sorted(key for key in HOSTILE_KEYS if key.startswith(prefix))
+            assert [key async for key in storage.keys(prefix)] == expected, prefix
+
+        _check_tree_inside(tmp_path, base)
+
+        await storage.delete_many(HOSTILE_KEYS)
+        assert [key async for key in storage.keys()] == []
+        # Deletes prune the directories they empty: only the temp directory is left.
+        assert _names(base) == [".tmp"]
+
+
+@pytest.mark.anyio
+async def test_hostile_keys_stay_inside_base_on_memory_fs() -> None:
+    url = _memory_url()
+    fs = fsspec.filesystem("memory")
+    root = fs._strip_protocol(url)
+    before = set(fs.store)
+    try:
+        async with Storage(fs_driver(url)) as storage:
+            await storage.set_many((key, key) for key in HOSTILE_KEYS)
+            assert [key async for key in storage.keys()] == sorted(HOSTILE_KEYS)
+            assert await storage.get_many(HOSTILE_KEYS) == HOSTILE_KEYS
+            created = set(fs.store) - before
+            assert len(created) == len(HOSTILE_KEYS)
+            assert all(path.startswith(root + "/") for path in created)
+    finally:
+        _remove_memory_tree(url)
+
+
+@pytest.mark.anyio
+async def test_files_are_human_readable_json(tmp_path: Path) -> None:
+    value = {"name": "Alice", "tags": ["admin"], "age": 30}
+    async with Storage(fs_driver(str(tmp_path))) as storage:
+        await storage.set("users:alice", value)
+        await storage.set("Users:Bob", "hi")
+    assert (tmp_path / "users" / "alice.kv").read_bytes() == orjson.dumps(value)
+    # Upper-case letters are escaped so that the layout also works on case-insensitive disks.
+    assert (tmp_path / "%55sers" / "%42ob.kv").read_text() == '"hi"'
+
+
+@pytest.mark.anyio
+async def test_a_scan_reads_only_the_prefix_directory(tmp_path: Path) -> None:
+    driver = fs_driver(str(tmp_path))
+    async with Storage(driver) as storage:
+        await storage.set_many((f"g{group}:k{index}", index) for group in range(5)
+                               for index in range(20))
+        await storage.set_many((f"g1:sub:k{index}", index) for index in range(3))
+        listed: list[str] = []
+        assert driver._local is not None
+        real_list_dir = driver._local.list_dir
+
+        def counting_list_dir(relative: str) -> list[tuple[str, bool]]:
+            listed.append(relative)
+            return real_list_dir(relative)
+
+        driver._local.list_dir = counting_list_dir  # type: ignore[method-assign]
+        keys = [key async for key in storage.keys("g1:")]
+        assert len(keys) == 23
+        assert sorted(listed) == ["g1", "g1/sub"]
+
+
+# -- writes, crashes and concurrency ------------------------------------------------------------
+
+
+def _dead_pid() -> int:
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+@pytest.mark.anyio
+async def test_opening_removes_only_dead_writers_temp_files(tmp_path: Path) -> None:
+    temp_dir = tmp_path / ".tmp"
+    temp_dir.mkdir()
+    dead = temp_dir / f"{_dead_pid()}.{HOST_TAG}.0.tmp"
+    live = temp_dir / f"{os.getpid()}.{HOST_TAG}.999999999.tmp"
+    foreign_fresh = temp_dir / "1.ffffffff.0.tmp"
+    foreign_old = temp_dir / "2.ffffffff.0.tmp"
+    for path in (dead, live, foreign_fresh, foreign_old):
+        path.write_bytes(b"partial")
+    two_days_ago = time.time() - 2 * 24 * 3600
+    os.utime(foreign_old, (two_days_ago, two_days_ago))
+
+    driver = fs_driver(str(tmp_path))
+    await driver.open()
+    await driver.close()
+    assert _names(temp_dir) == sorted([live.name, foreign_fresh.name])
+
+
+_VALUE_SIZE = 8 << 20
+
+
+def _partial_file_exists(base: Path, full_size: int) -> bool:
+    """Tell whether a value file or temporary file is part-written right now."""
+    for directory in (base / ".tmp", base / "w"):
+        try:
+            entries = list(os.scandir(directory))
+        except FileNotFoundError:
+            continue
+        for entry in entries:
+            try:
+                size = entry.stat().st_size
+            except FileNotFoundError:
+                continue
+            if 0 < size < full_size:
+                return True
+    return False
+
+
+def _kill_writer_mid_write(base: Path, writes_before_kill: int) -> tuple[int, set[str], bool]:
+    """Run the writer and SIGKILL it while a file is part-written (if caught in time).
+
+    Returns the writer's pid, the keys whose ``set`` returned, and whether a part-written file
+    was seen at the kill.
+    """
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "queue")])}
+    writer = subprocess.Popen(
+        [sys.executable, "-m", "tests.drivers.fs_support.writer", str(base), str(_VALUE_SIZE)],
+        cwd=REPO,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert writer.stdout is not None
+    assert writer.stderr is not None
+    full_size = len(orjson.dumps(make_value(0, _VALUE_SIZE)))
+    stored: set[str] = set()
+    begun = 0
+    caught = False
+    try:
+        while begun <= writes_before_kill:
+            line = writer.stdout.readline()
+            assert line, f"the writer stopped: {writer.stderr.read()}"
+            event, key = line.split()
+            if event == "done":
+                stored.add(key)
+            else:
+                begun += 1
+        # Wait for the write under way to show on disk; the writer keeps writing meanwhile, so
+        # a missed window only means a later write is caught (or, rarely, none).
+        for _ in range(20_000):
+            if _partial_file_exists(base, full_size):
+                caught = True
+                break
+    finally:
+        writer.send_signal(signal.SIGKILL)
+        writer.wait()
+    stored.update(
+        line.split()[1] for line in writer.stdout.read().splitlines(keepends=True)
+        if line.startswith("done ") and line.endswith("\n")
+    )
+    writer.stdout.close()
+    writer.stderr.close()
+    return writer.pid, stored, caught
+
+
+def _check_every_file_complete(base: Path, *, skip: Path | None = None) -> None:
+    for path in base.rglob("*"):
+        if path.is_file() and (skip is None or path.parent != skip):
+            assert check_value(orjson.loads(path.read_bytes())), f"{path} holds a torn value"
+
+
+async def _check_stored_keys(base: Path, keys: list[str]) -> None:
+    async with Storage(fs_driver(str(base))) as storage:
+        for key in keys:
+            value = await storage.get(key)
+            assert check_value(value), key
+            assert isinstance(value, dict)
+            assert value["index"] == int(key.removeprefix("w:"))
+
+
+def test_sigkill_mid_write_leaves_only_complete_values(tmp_path: Path) -> None:
+    base = tmp_path / "store"
+    stored: set[str] = set()
+    caught_rounds = 0
+    for round_number in range(3):
+        # Keys cycle through w:0..w:7, so later writes replace complete values.
+        pid, stored_now, caught = _kill_writer_mid_write(base, 8 + round_number)
+        stored |= stored_now
+        caught_rounds += caught
+        _check_every_file_complete(base, skip=base / ".tmp")
+
+        anyio.run(_check_stored_keys, base, sorted(stored))
+        # Opening removed the killed writer's temporary files: every file left is complete.
+        assert not [name for name in _names(base / ".tmp") if name.startswith(f"{pid}.")]
+        _check_every_file_complete(base)
+    assert caught_rounds, "no kill landed mid-write, so the test proved nothing"
+
+
+def test_delete_pruning_never_loses_a_concurrent_write(tmp_path: Path) -> None:
+    rounds = 300
+    barrier = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def in_thread(job: str) -> None:
+        async def run() -> None:
+            driver = fs_driver(str(tmp_path))
+            for index in range(rounds):
+                barrier.wait()
+                if job == "pruner":
+                    # Creates d<index>/ and then, deleting its only key, removes it again.
+                    await driver.set(f"d{index}:a", b"a")
+                    await driver.delete(f"d{index}:a")
+                else:
+                    await driver.set(f"d{index}:b", b"b")
+            await driver.close()
+
+        try:
+            anyio.run(run)
+        except BaseException as error:
+            errors.append(error)
+            barrier.abort()
+
+    threads = [threading.Thread(target=in_thread, args=(job,)) for job in ("pruner", "writer")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+
+    async def check() -> None:
+        driver = fs_driver(str(tmp_path))
+        expected = [f"d{index}:b" for index in range(rounds)]
+        assert await driver.get_many(expected) == [b"b"] * rounds
+        assert [key async for key in driver.keys()] == sorted(expected)
+        await driver.close()
+
+    anyio.run(check)
+
+
+@pytest.mark.anyio
+async def test_fsync_mode_writes_and_reads(tmp_path: Path) -> None:
+    async with Storage(fs_driver(str(tmp_path), fsync=True)) as storage:
+        await storage.set("a:b:c", [1, 2])
+        assert await storage.get("a:b:c") == [1, 2]
+
+
+# -- errors -------------------------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_a_file_where_the_base_should_be_is_a_backend_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("x")
+    driver = fs_driver(str(blocker))
+    with pytest.raises(BackendError) as raised:
+        await driver.set("a", b"1")
+    assert raised.value.driver == "fs"
+    assert str(blocker) in str(raised.value)
+
+
+@pytest.mark.anyio
+async def test_a_foreign_file_in_the_way_is_a_backend_error(tmp_path: Path) -> None:
+    driver = fs_driver(str(tmp_path))
+    await driver.open()
+    (tmp_path / "a").write_text("someone else's file")
+    with pytest.raises(BackendError):
+        await driver.set("a:b", b"1")
+    assert await driver.get("a:b") is None
+    await driver.close()
+
+
+@pytest.mark.anyio
+async def test_files_the_driver_did_not_write_are_not_listed(tmp_path: Path) -> None:
+    for name in ["README.txt", ".DS_Store", "%61.kv", "con.kv", "%3A.kv", "%00.kv", "%ZZ.kv"]:
+        (tmp_path / name).write_text("x")
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "x.txt").write_text("x")
+    async with Storage(fs_driver(str(tmp_path))) as storage:
+        await storage.set("real", 1)
+        assert [key async for key in storage.keys()] == ["real"]
+
+
+# -- construction and URLs ----------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_file_url_stores_under_the_directory(tmp_path: Path) -> None:
+    driver = driver_from_url(f"file://{tmp_path}/data")
+    assert isinstance(driver, FSDriver)
+    async with Storage(driver) as storage:
+        await storage.set("k", 1)
+    assert (tmp_path / "data" / "k.kv").read_text() == "1"
+
+
+@pytest.mark.anyio
+async def test_memory_bases_do_not_share_keys() -> None:
+    first_url, second_url = _memory_url(), _memory_url()
+    first = from_url("fs+" + first_url)
+    second = driver_from_url(second_url.replace("memory://", "fs+memory://"))
+    assert first.root == "/" + first_url.removeprefix("memory://")
+    try:
+        await first.set("k", b"first")
+        assert await second.get("k") is None
+        assert [key async for key in second.keys()] == []
+    finally:
+        _remove_memory_tree(first_url)
+        _remove_memory_tree(second_url)
+
+
+@pytest.mark.anyio
+async def test_given_filesystem_instances_are_separate_stores() -> None:
+    stores = [MemoryFileSystem(global_store=False, skip_instance_cache=True) for _ in range(2)]
+    first, second = (fs_driver("/data", fs=fs) for fs in stores)
+    await first.set("k", b"1")
+    assert await second.get("k") is None
+    assert await first.get("k") == b"1"
+
+
+@pytest.mark.anyio
+async def test_a_local_filesystem_instance_uses_plain_files(tmp_path: Path) -> None:
+    driver = fs_driver(str(tmp_path), fs=fsspec.filesystem("file"))
+    assert driver._local is not None
+    await driver.set("k", b"1")
+    assert (tmp_path / "k.kv").read_bytes() == b"1"
+
+
+def test_bad_construction_is_refused() -> None:
+    with pytest.raises(TypeError):
+        fs_driver("/x", fs=MemoryFileSystem(), anon=True)
+    with pytest.raises(TypeError):
+        fs_driver("/x", anon=True)
+    with pytest.raises(UnknownScheme):
+        fs_driver("nosuchprotocol://x")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fsspec import AbstractFileSystem  # type: ignore[import-untyped, unused-ignore]
+from fsspec import AbstractFileSystem
 
 __all__ = ["FsspecTree"]
 

@@ -33,9 +33,9 @@ from typing import Any, TypeVar
 import anyio
 import anyio.lowlevel
 import anyio.to_thread
-from fsspec import AbstractFileSystem  # type: ignore[import-untyped, unused-ignore]
-from fsspec.core import url_to_fs  # type: ignore[import-untyped, unused-ignore]
-from fsspec.implementations.local import LocalFileSystem  # type: ignore[import-untyped, unused-ignore]
+from fsspec import AbstractFileSystem
+from fsspec.core import url_to_fs
+from fsspec.implementations.local import LocalFileSystem
 
 from kvstore.driver import BaseDriver
 from kvstore.drivers._fs_layout import Entry, dir_path, key_path, list_entries, split_prefix

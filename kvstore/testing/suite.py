@@ -10,10 +10,12 @@ A driver's test module subclasses :class:`DriverConformance` and supplies one fi
 ``driver_factory`` returns a callable that makes a new, unopened driver on a namespace of this
 test's own (it may ``yield`` instead and clean the namespace up afterwards). Every test runs twice:
 through the driver's own batch methods and through :class:`~kvstore.driver.BaseDriver`'s
-defaults; and under trio as well as asyncio when the driver's ``supports_trio`` is true.
+defaults.
 
-Capability flags a subclass may turn off: ``persistent`` (a new driver from the factory sees what
-an earlier one wrote; false for in-memory stores) and ``large_values`` (the 16 MiB value test).
+``async_backends`` lists the event loops to run on (``("asyncio",)`` for a driver whose
+``supports_trio`` is false). Capability flags a subclass may turn off: ``persistent`` (a new
+driver from the factory sees what an earlier one wrote; false for in-memory stores) and
+``large_values`` (the 16 MiB value test).
 """
 
 from __future__ import annotations
@@ -95,6 +97,12 @@ class DriverConformance:
 
     persistent: ClassVar[bool] = True
     large_values: ClassVar[bool] = True
+    async_backends: ClassVar[tuple[str, ...]] = ("asyncio", "trio")
+
+    def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
+        """Run each test once per event loop in ``async_backends``."""
+        if "anyio_backend" in metafunc.fixturenames:
+            metafunc.parametrize("anyio_backend", self.async_backends, scope="function")
 
     # -- fixtures ---------------------------------------------------------------------------
 
@@ -108,17 +116,17 @@ class DriverConformance:
         """Which batch implementation the storage uses: the driver's own or the base class's."""
         return str(request.param)
 
-    @pytest.fixture(params=["asyncio", "trio"])
-    def anyio_backend(self, request: pytest.FixtureRequest, driver_factory: DriverFactory) -> str:
-        """Run under asyncio, and under trio when the driver supports it."""
-        backend = str(request.param)
-        if backend == "trio" and not driver_factory().supports_trio:
-            pytest.skip("the driver supports asyncio only")
-        return backend
-
     @pytest.fixture
-    def make_storage(self, driver_factory: DriverFactory, batch_path: str) -> Callable[[], Storage]:
+    def make_storage(
+        self, driver_factory: DriverFactory, batch_path: str, anyio_backend: str
+    ) -> Callable[[], Storage]:
         """Return a callable making a storage over a new driver on the chosen batch path."""
+        if anyio_backend == "trio" and not driver_factory().supports_trio:
+            pytest.fail(
+                "the driver says supports_trio = False: set async_backends = ('asyncio',) on "
+                "the test class",
+                pytrace=False,
+            )
 
         def make() -> Storage:
             return Storage(

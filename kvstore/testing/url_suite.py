@@ -9,20 +9,31 @@ import os
 
 import pytest
 
-from kvstore.driver import as_base_driver
+from kvstore.driver import BaseDriver, as_base_driver
 from kvstore.registry import driver_from_url
 from kvstore.testing.suite import DriverConformance, DriverFactory
 from kvstore.testing.url_env import EPHEMERAL_VARIABLE, URL_VARIABLE
+
+_URL = os.environ.get(URL_VARIABLE, "")
+
+
+def _make() -> BaseDriver:
+    if not _URL:
+        pytest.fail(f"set {URL_VARIABLE}, or run: python -m kvstore.testing URL")
+    return as_base_driver(driver_from_url(_URL))
+
+
+def _supports_trio() -> bool:
+    # Building a driver does no I/O, so asking one is cheap and honest.
+    return bool(_URL) and _make().supports_trio
 
 
 class TestDriverAtURL(DriverConformance):
     """Every conformance test against new drivers made from one URL."""
 
     persistent = os.environ.get(EPHEMERAL_VARIABLE, "") in ("", "0")
+    async_backends = ("asyncio", "trio") if _supports_trio() else ("asyncio",)
 
     @pytest.fixture
     def driver_factory(self) -> DriverFactory:
-        url = os.environ.get(URL_VARIABLE)
-        if not url:
-            pytest.fail(f"set {URL_VARIABLE}, or run: python -m kvstore.testing URL")
-        return lambda: as_base_driver(driver_from_url(url))
+        return _make

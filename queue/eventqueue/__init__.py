@@ -1,0 +1,44 @@
+"""A durable per-topic event log: publish, subscribe, ack, recover, consume, retention.
+
+SQLite by default (one file, shared safely by several processes); Redis Streams and PostgreSQL
+for several hosts, chosen by URL, with the same API and guarantees::
+
+    async with create_queue("./data/queue.db") as queue:
+        unsubscribe = queue.subscribe("session-1", handler)
+        cursor = await queue.publish("session-1", {"type": "text_delta", "text": "Hi"})
+        await queue.ack("connection-1", "session-1", cursor)
+        last = await queue.get_cursor("connection-1", "session-1")
+        missed = await queue.recover("session-1", last)
+
+The package is independent of ``kvstore``. It lives in the repository folder ``queue/``, which
+deliberately has no ``__init__.py`` so that the standard library's ``queue`` is never shadowed.
+"""
+
+from __future__ import annotations
+
+from eventqueue.entry import Clock, QueueEntry, system_clock
+from eventqueue.errors import (
+    QueueBackendError,
+    QueueClosed,
+    QueueError,
+    QueueUnavailable,
+    ValidationError,
+)
+from eventqueue.factory import create_queue
+from eventqueue.front import EventQueue, Subscription
+from eventqueue.subscribers import Handler
+
+__all__ = [
+    "Clock",
+    "EventQueue",
+    "Handler",
+    "QueueBackendError",
+    "QueueClosed",
+    "QueueEntry",
+    "QueueError",
+    "QueueUnavailable",
+    "Subscription",
+    "ValidationError",
+    "create_queue",
+    "system_clock",
+]

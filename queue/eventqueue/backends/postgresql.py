@@ -1,0 +1,272 @@
+"""PostgreSQL backend: an events table keyed by (topic, seq), LISTEN/NOTIFY for wakeups.
+
+Tables (``ns`` is the URL's ``namespace``):
+
+- ``ns_events (topic, seq, ts, event bytea)``, primary key (topic, seq), index on ts.
+- ``ns_topics (topic, last_seq)``: the per-topic counter. A publish is one statement that bumps
+  the counter (``INSERT ... ON CONFLICT DO UPDATE ... RETURNING``), inserts the events and calls
+  ``pg_notify``. The counter row stays locked until commit, so concurrent publishers of a topic
+  commit in sequence order and a reader never sees seq N+1 before N. The counter outlives
+  retention, so cursors are never reused; the wall clock plays no part.
+- ``ns_cursors (consumer, topic, seq, updated_at)`` with a ``GREATEST`` upsert.
+
+Cursors are the sequence as 20 zero-padded digits. Wakeups: one listening connection per queue
+object (``LISTEN ns_events``, payload = topic) sets the followers' events; followers also re-read
+every second, so a lost notification only costs latency. Operations use a small
+``psycopg_pool.AsyncConnectionPool`` in autocommit mode, each a single statement.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from eventqueue.cursors import decode_seq, encode_seq
+from eventqueue.entry import QueueEntry
+from eventqueue.errors import QueueBackendError, QueueClosed, QueueUnavailable
+
+try:
+    import psycopg
+    from psycopg_pool import AsyncConnectionPool, PoolTimeout
+except ImportError:  # pragma: no cover - depends on the installed extras
+    raise ImportError(
+        "the PostgreSQL event-queue backend needs psycopg and psycopg-pool: "
+        "pip install 'agentx-persistence[postgresql]'"
+    ) from None
+
+try:
+    from kvstore.urls import redact_url
+except ImportError:  # pragma: no cover - eventqueue installed without kvstore
+
+    def redact_url(url: str) -> str:
+        """Return a placeholder: without kvstore's helper we do not print URLs at all."""
+        return "<postgresql URL>"
+
+
+__all__ = ["PostgreSQLBackend"]
+
+_CONNECT_TIMEOUT = 10.0
+
+
+class PostgreSQLBackend:
+    """Event log in PostgreSQL; see the module docstring for the schema."""
+
+    def __init__(self, url: str, *, namespace: str = "eventqueue") -> None:
+        self.url = url
+        self.namespace = namespace
+        self.description = f"{redact_url(url)} (namespace {namespace})"
+        self.channel = f"{namespace}_events"
+        self._pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] | None = None
+        self._listener: asyncio.Task[None] | None = None
+        self._listen_conn: psycopg.AsyncConnection[Any] | None = None
+        self._wakeups: dict[str, asyncio.Event] = {}
+        events, topics, cursors = (f"{namespace}_{t}" for t in ("events", "topics", "cursors"))
+        self._schema = (
+            f'CREATE TABLE IF NOT EXISTS {events} (topic text COLLATE "C" NOT NULL,'
+            " seq bigint NOT NULL, ts bigint NOT NULL, event bytea NOT NULL,"
+            " PRIMARY KEY (topic, seq))",
+            f"CREATE INDEX IF NOT EXISTS {events}_ts ON {events} (ts)",
+            f'CREATE TABLE IF NOT EXISTS {topics} (topic text COLLATE "C" PRIMARY KEY,'
+            " last_seq bigint NOT NULL)",
+            f'CREATE TABLE IF NOT EXISTS {cursors} (consumer text COLLATE "C" NOT NULL,'
+            ' topic text COLLATE "C" NOT NULL, seq bigint NOT NULL, updated_at bigint NOT NULL,'
+            " PRIMARY KEY (consumer, topic))",
+            f"CREATE INDEX IF NOT EXISTS {cursors}_updated ON {cursors} (updated_at)",
+        )
+        self._append = (
+            f"WITH counter AS (INSERT INTO {topics} AS t (topic, last_seq)"
+            f" VALUES (%(topic)s, %(n)s)"
+            f" ON CONFLICT (topic) DO UPDATE SET last_seq = t.last_seq + EXCLUDED.last_seq"
+            f" RETURNING last_seq),"
+            f" wake AS (SELECT pg_notify(%(channel)s, %(topic)s))"
+            f" INSERT INTO {events} (topic, seq, ts, event)"
+            f" SELECT %(topic)s, counter.last_seq - %(n)s + e.ord, %(ts)s, e.payload"
+            f" FROM counter, wake,"
+            f" unnest(%(payloads)s::bytea[]) WITH ORDINALITY AS e(payload, ord)"
+            f" RETURNING seq"
+        )
+        self._read_after = (
+            f"SELECT seq, ts, event FROM {events} WHERE topic = %s AND seq > %s"
+            f" ORDER BY seq LIMIT %s"
+        )
+        self._last_seq = f"SELECT last_seq FROM {topics} WHERE topic = %s"
+        self._ack = (
+            f"INSERT INTO {cursors} AS c (consumer, topic, seq, updated_at)"
+            f" VALUES (%s, %s, %s, %s) ON CONFLICT (consumer, topic) DO UPDATE SET"
+            f" seq = GREATEST(c.seq, EXCLUDED.seq),"
+            f" updated_at = GREATEST(c.updated_at, EXCLUDED.updated_at)"
+        )
+        self._get_cursor = f"SELECT seq FROM {cursors} WHERE consumer = %s AND topic = %s"
+        self._delete_events = f"DELETE FROM {events} WHERE ts < %s"
+        self._delete_cursors = f"DELETE FROM {cursors} WHERE updated_at < %s"
+
+    def _translate(self, exc: Exception) -> Exception:
+        if isinstance(exc, psycopg.OperationalError | PoolTimeout | OSError):
+            return QueueUnavailable(
+                f"PostgreSQL at {self.description} is unreachable: {type(exc).__name__}"
+            )
+        return QueueBackendError(f"PostgreSQL at {self.description}: {exc}")
+
+    @property
+    def _connections(self) -> AsyncConnectionPool[psycopg.AsyncConnection[Any]]:
+        if self._pool is None:
+            raise QueueClosed(f"{self.description} is closed")
+        return self._pool
+
+    async def _fetch(self, query: str, params: Sequence[Any] | dict[str, Any]) -> list[Any]:
+        try:
+            async with self._connections.connection() as conn:
+                cursor = await conn.execute(query, params)
+                return await cursor.fetchall() if cursor.description else []
+        except (psycopg.Error, PoolTimeout, OSError) as exc:
+            raise self._translate(exc) from None
+
+    async def open(self) -> None:
+        """Create the tables (serialised by an advisory lock), then open the pool."""
+        try:
+            # A direct connection first: it fails at once on a refused connection, where a
+            # pool would keep retrying until its timeout.
+            conn = await psycopg.AsyncConnection.connect(
+                self.url, autocommit=True, connect_timeout=int(_CONNECT_TIMEOUT)
+            )
+            async with conn, conn.transaction():
+                await conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (self.channel,))
+                for statement in self._schema:
+                    await conn.execute(statement)
+        except (psycopg.Error, OSError) as exc:
+            raise self._translate(exc) from None
+        pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] = AsyncConnectionPool(
+            self.url,
+            min_size=1,
+            max_size=8,
+            kwargs={"autocommit": True, "connect_timeout": int(_CONNECT_TIMEOUT)},
+            open=False,
+            timeout=_CONNECT_TIMEOUT,
+        )
+        try:
+            await pool.open(wait=True, timeout=_CONNECT_TIMEOUT)
+        except (psycopg.Error, PoolTimeout, OSError) as exc:
+            await pool.close()
+            raise self._translate(exc) from None
+        self._pool = pool
+
+    async def close(self) -> None:
+        """Stop the listener and close the pool."""
+        if self._listener is not None:
+            if self._listen_conn is not None:
+                # Closing the connection ends ``notifies()`` cleanly; cancelling the task in the
+                # middle of it makes psycopg log a warning about an interrupted query.
+                with contextlib.suppress(psycopg.Error, OSError):
+                    await self._listen_conn.close()
+            self._listener.cancel()
+            await asyncio.gather(self._listener, return_exceptions=True)
+            self._listener = None
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.close()
+
+    def check_cursor(self, cursor: object) -> str:
+        """Return ``cursor`` if it is a sequence cursor, else raise ValidationError."""
+        decode_seq(cursor)
+        return cursor  # type: ignore[return-value]
+
+    async def append(self, topic: str, payloads: Sequence[bytes], timestamp: int) -> list[str]:
+        """Bump the counter, insert and notify in one statement."""
+        rows = await self._fetch(
+            self._append,
+            {
+                "topic": topic,
+                "n": len(payloads),
+                "channel": self.channel,
+                "ts": timestamp,
+                "payloads": list(payloads),
+            },
+        )
+        return [encode_seq(seq) for seq in sorted(row[0] for row in rows)]
+
+    async def read_after(self, topic: str, after: str | None, limit: int) -> list[QueueEntry]:
+        """Read one page by primary key."""
+        start = 0 if after is None else decode_seq(after)
+        rows = await self._fetch(self._read_after, (topic, start, limit))
+        return [
+            QueueEntry(topic, encode_seq(seq), orjson.loads(event), ts) for seq, ts, event in rows
+        ]
+
+    async def last_cursor(self, topic: str) -> str | None:
+        """Return the topic's counter."""
+        rows = await self._fetch(self._last_seq, (topic,))
+        return encode_seq(rows[0][0]) if rows else None
+
+    async def set_cursor_if_greater(
+        self, consumer_id: str, topic: str, cursor: str, timestamp: int
+    ) -> None:
+        """Upsert with GREATEST."""
+        await self._fetch(self._ack, (consumer_id, topic, decode_seq(cursor), timestamp))
+
+    async def get_cursor(self, consumer_id: str, topic: str) -> str | None:
+        """Return the consumer's cursor, if any."""
+        rows = await self._fetch(self._get_cursor, (consumer_id, topic))
+        return encode_seq(rows[0][0]) if rows else None
+
+    async def delete_older_than(self, cutoff: int) -> int:
+        """Delete old events and old cursors in one transaction."""
+        try:
+            async with self._connections.connection() as conn, conn.transaction():
+                deleted = await conn.execute(self._delete_events, (cutoff,))
+                await conn.execute(self._delete_cursors, (cutoff,))
+                return max(deleted.rowcount, 0)
+        except (psycopg.Error, PoolTimeout, OSError) as exc:
+            raise self._translate(exc) from None
+
+    async def _listen(self) -> None:
+        delay = 0.1
+        while True:
+            try:
+                conn = await psycopg.AsyncConnection.connect(
+                    self.url, autocommit=True, connect_timeout=int(_CONNECT_TIMEOUT)
+                )
+                self._listen_conn = conn
+                async with conn:
+                    await conn.execute(f"LISTEN {self.channel}")
+                    delay = 0.1
+                    # Events committed while (re)connecting are caught by the followers'
+                    # periodic re-read; wake them now so none waits for it.
+                    for event in self._wakeups.values():
+                        event.set()
+                    async for notice in conn.notifies():
+                        woken = self._wakeups.get(notice.payload)
+                        if woken is not None:
+                            woken.set()
+            except (psycopg.Error, OSError):
+                # Keep retrying: followers still poll every second meanwhile.
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    def _wakeup(self, topic: str) -> asyncio.Event:
+        event = self._wakeups.get(topic)
+        if event is None:
+            event = self._wakeups[topic] = asyncio.Event()
+        return event
+
+    async def wait_for_events(self, topic: str, after: str | None, max_wait: float) -> None:
+        """Wait for a NOTIFY (or a local publish) on ``topic``, at most ``max_wait`` seconds."""
+        self._connections  # noqa: B018 - raises QueueClosed after close
+        if self._listener is None:
+            self._listener = asyncio.get_running_loop().create_task(
+                self._listen(), name=f"eventqueue listener {self.channel}"
+            )
+        event = self._wakeup(topic)
+        if not event.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(event.wait(), max_wait)
+        event.clear()
+
+    def notify_local(self, topic: str) -> None:
+        """Wake the local follower at once, without waiting for the NOTIFY round trip."""
+        event = self._wakeups.get(topic)
+        if event is not None:
+            event.set()

@@ -1,0 +1,273 @@
+"""Redis Streams backend: one stream per topic, Lua scripts for every multi-key write.
+
+Keys (``ns`` is the URL's ``namespace``; topics are binary-safe key suffixes, never patterns):
+
+- ``ns:stream:<topic>``: the events, fields ``t`` (timestamp ms) and ``e`` (JSON bytes). Ids come
+  from ``XADD *``; Redis keeps them increasing per stream even when its clock goes backwards,
+  and an emptied stream keeps its last id, so cursors are never reused.
+- ``ns:ts:<topic>``: sorted set of stream ids scored by timestamp, so retention deletes exactly
+  the events older than the cutoff by the queue's (injectable) clock, not Redis's.
+- ``ns:topics``: set of topics, for retention.
+- ``ns:cursors``: hash ``consumer \\0 topic`` -> cursor; ``ns:acks``: same members scored by the
+  last ack time, for cleaning up consumers gone longer than the retention window. ``\\0`` cannot
+  occur in a topic or consumer id, so the field is unambiguous.
+
+Cursors are stream ids ``ms-seq`` written as 20 digits, ``-``, 20 digits, so string order is id
+order. Following a topic uses ``XREAD BLOCK`` (on its own pooled connection).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+import orjson
+
+from eventqueue.entry import QueueEntry
+from eventqueue.errors import QueueBackendError, QueueClosed, QueueUnavailable, ValidationError
+
+try:
+    import redis.asyncio as aioredis
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import RedisError, ResponseError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+except ImportError:  # pragma: no cover - depends on the installed extras
+    raise ImportError(
+        "the Redis event-queue backend needs redis: pip install 'agentx-persistence[redis]'"
+    ) from None
+
+try:
+    from kvstore.urls import redact_url
+except ImportError:  # pragma: no cover - eventqueue installed without kvstore
+
+    def redact_url(url: str) -> str:
+        """Return a placeholder: without kvstore's helper we do not print URLs at all."""
+        return "<redis URL>"
+
+
+__all__ = ["RedisBackend"]
+
+T = TypeVar("T")
+
+_CURSOR = re.compile(r"([0-9]{20})-([0-9]{20})")
+
+_APPEND = """
+local ids = {}
+for i = 3, #ARGV do
+  local id = redis.call('XADD', KEYS[1], '*', 't', ARGV[1], 'e', ARGV[i])
+  redis.call('ZADD', KEYS[2], ARGV[1], id)
+  ids[#ids + 1] = id
+end
+redis.call('SADD', KEYS[3], ARGV[2])
+return ids
+"""
+
+# Cursors are fixed-width digit strings, so byte comparison is numeric comparison.
+_ACK = """
+local current = redis.call('HGET', KEYS[1], ARGV[1])
+if (not current) or current < ARGV[2] then
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+end
+local seen = redis.call('ZSCORE', KEYS[2], ARGV[1])
+if (not seen) or tonumber(seen) < tonumber(ARGV[3]) then
+  redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+end
+return 1
+"""
+
+_TRIM_TOPIC = """
+local ids = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[1], 'LIMIT', 0, 1000)
+if #ids > 0 then
+  redis.call('XDEL', KEYS[1], unpack(ids))
+  redis.call('ZREM', KEYS[2], unpack(ids))
+end
+return #ids
+"""
+
+_TRIM_CURSORS = """
+local gone = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[1], 'LIMIT', 0, 1000)
+if #gone > 0 then
+  redis.call('HDEL', KEYS[1], unpack(gone))
+  redis.call('ZREM', KEYS[2], unpack(gone))
+end
+return #gone
+"""
+
+
+def _to_cursor(stream_id: bytes | str) -> str:
+    text = stream_id.decode() if isinstance(stream_id, bytes) else stream_id
+    ms, _, seq = text.partition("-")
+    return f"{int(ms):020d}-{int(seq):020d}"
+
+
+def _to_id(cursor: str) -> str:
+    match = _CURSOR.fullmatch(cursor)
+    if match is None:
+        raise ValidationError(f"{cursor!r} is not a cursor of this queue")
+    return f"{int(match[1])}-{int(match[2])}"
+
+
+class RedisBackend:
+    """Event log in Redis Streams; see the module docstring for the key layout."""
+
+    def __init__(self, url: str, *, namespace: str = "eventqueue") -> None:
+        self.url = url
+        self.namespace = namespace
+        self.description = f"{redact_url(url)} (namespace {namespace})"
+        self._client: aioredis.Redis | None = None
+        self._append: Any = None
+        self._ack: Any = None
+        self._trim_topic: Any = None
+        self._trim_cursors: Any = None
+
+    def _key(self, kind: str, topic: str = "") -> bytes:
+        return f"{self.namespace}:{kind}:".encode() + topic.encode()
+
+    @property
+    def _redis(self) -> aioredis.Redis:
+        if self._client is None:
+            raise QueueClosed(f"{self.description} is closed")
+        return self._client
+
+    async def _call(self, operation: Callable[[], Awaitable[T]]) -> T:
+        try:
+            return await operation()
+        except (RedisError, OSError) as exc:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                # redis-py may turn a cancellation into a connection error; keep it a cancel.
+                raise asyncio.CancelledError from None
+            if isinstance(exc, RedisConnectionError | RedisTimeoutError | OSError):
+                raise QueueUnavailable(
+                    f"Redis at {self.description} is unreachable: {type(exc).__name__}"
+                ) from None
+            raise QueueBackendError(f"Redis at {self.description}: {exc}") from None
+
+    async def open(self) -> None:
+        """Create the client and check that the server answers."""
+        try:
+            self._client = aioredis.Redis.from_url(
+                self.url, socket_connect_timeout=5, health_check_interval=30
+            )
+        except (ValueError, RedisError) as exc:
+            raise ValidationError(f"bad Redis URL {redact_url(self.url)}: {exc}") from None
+        self._append = self._client.register_script(_APPEND)
+        self._ack = self._client.register_script(_ACK)
+        self._trim_topic = self._client.register_script(_TRIM_TOPIC)
+        self._trim_cursors = self._client.register_script(_TRIM_CURSORS)
+        try:
+            await self._call(self._client.ping)
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        """Close the client and its pool."""
+        if self._client is not None:
+            client, self._client = self._client, None
+            with contextlib.suppress(RedisError, OSError):
+                await client.aclose()
+
+    def check_cursor(self, cursor: object) -> str:
+        """Return ``cursor`` if it is a stream-id cursor, else raise ValidationError."""
+        if type(cursor) is not str:
+            raise ValidationError(f"{cursor!r} is not a cursor of this queue")
+        _to_id(cursor)
+        return cursor
+
+    async def append(self, topic: str, payloads: Sequence[bytes], timestamp: int) -> list[str]:
+        """XADD every payload (and index its timestamp) in one atomic script."""
+        keys = [self._key("stream", topic), self._key("ts", topic), self._key("topics")]
+        args: list[Any] = [timestamp, topic.encode(), *payloads]
+        self._redis  # noqa: B018 - raises QueueClosed after close
+        ids = await self._call(lambda: self._append(keys=keys, args=args))
+        return [_to_cursor(stream_id) for stream_id in ids]
+
+    async def read_after(self, topic: str, after: str | None, limit: int) -> list[QueueEntry]:
+        """XRANGE with an exclusive start."""
+        start = "-" if after is None else "(" + _to_id(after)
+        key = self._key("stream", topic)
+        redis = self._redis
+        rows: list[tuple[bytes, dict[bytes, bytes]]] = await self._call(
+            lambda: redis.xrange(key, start, "+", count=limit)  # type: ignore[arg-type,return-value]
+        )
+        return [
+            QueueEntry(topic, _to_cursor(stream_id), orjson.loads(fields[b"e"]), int(fields[b"t"]))
+            for stream_id, fields in rows
+        ]
+
+    async def last_cursor(self, topic: str) -> str | None:
+        """Return the stream's last generated id, or None if the stream never existed."""
+        key = self._key("stream", topic)
+        redis = self._redis
+
+        async def info() -> Any:
+            try:
+                return await redis.xinfo_stream(key)
+            except ResponseError as exc:
+                if "no such key" in str(exc).lower():
+                    return None
+                raise
+
+        result = await self._call(info)
+        if result is None:
+            return None
+        return _to_cursor(result["last-generated-id"])
+
+    async def set_cursor_if_greater(
+        self, consumer_id: str, topic: str, cursor: str, timestamp: int
+    ) -> None:
+        """Run the compare-and-set script."""
+        _to_id(cursor)
+        field = consumer_id.encode() + b"\0" + topic.encode()
+        keys = [self._key("cursors"), self._key("acks")]
+        self._redis  # noqa: B018 - raises QueueClosed after close
+        await self._call(lambda: self._ack(keys=keys, args=[field, cursor, timestamp]))
+
+    async def get_cursor(self, consumer_id: str, topic: str) -> str | None:
+        """HGET the consumer's cursor."""
+        field = consumer_id.encode() + b"\0" + topic.encode()
+        key = self._key("cursors")
+        redis = self._redis
+        value: bytes | None = await self._call(
+            lambda: redis.hget(key, field)  # type: ignore[arg-type,return-value]
+        )
+        return None if value is None else value.decode()
+
+    async def delete_older_than(self, cutoff: int) -> int:
+        """Trim every topic's old events and forget consumers not seen since ``cutoff``."""
+        redis = self._redis
+        topics: set[bytes] = await self._call(
+            lambda: redis.smembers(self._key("topics"))  # type: ignore[arg-type,return-value]
+        )
+        deleted = 0
+        for raw_topic in topics:
+            topic = raw_topic.decode()
+            keys = [self._key("stream", topic), self._key("ts", topic)]
+            while True:
+                count = int(await self._trim(self._trim_topic, keys, cutoff))
+                deleted += count
+                if count < 1000:
+                    break
+        keys = [self._key("cursors"), self._key("acks")]
+        while int(await self._trim(self._trim_cursors, keys, cutoff)) >= 1000:
+            pass
+        return deleted
+
+    async def _trim(self, script: Any, keys: list[bytes], cutoff: int) -> Any:
+        return await self._call(lambda: script(keys=keys, args=[cutoff]))
+
+    async def wait_for_events(self, topic: str, after: str | None, max_wait: float) -> None:
+        """XREAD BLOCK until the stream has an entry after ``after``."""
+        key = self._key("stream", topic)
+        start = "0-0" if after is None else _to_id(after)
+        redis = self._redis
+        await self._call(
+            lambda: redis.xread({key: start}, count=1, block=max(1, int(max_wait * 1000)))
+        )
+
+    def notify_local(self, topic: str) -> None:
+        """Nothing to do: XREAD BLOCK wakes on every XADD, local or not."""

@@ -1,0 +1,276 @@
+"""SQLite backend: one file (or ``:memory:``), WAL, per-topic sequence numbers.
+
+Choices:
+
+- The connection is used inline on the event loop thread: each statement is short (an indexed
+  insert or range read), and a thread hop would cost more than the statement.
+- The busy timeout is 0, so a locked database never blocks the loop: ``SQLITE_BUSY`` is retried
+  with an async, jittered exponential backoff (1 ms up to 20 ms) for up to ``busy_deadline``
+  seconds, after which :class:`QueueUnavailable` is raised. "database is locked" never reaches a
+  caller.
+- Cursors are a per-topic sequence, assigned inside a ``BEGIN IMMEDIATE`` transaction as
+  ``max(max(seq) of the topic, topics.last_seq) + 1``. The write lock serialises every writer of
+  the file, so sequences are unique across processes and follow commit order; the wall clock
+  plays no part. ``topics.last_seq`` is only written by retention, recording the greatest
+  sequence it deleted, so a topic emptied by retention never reuses a cursor.
+- Durability: ``synchronous=FULL`` by default, so a returned ``publish`` survives power loss;
+  ``sqlite:///path?synchronous=NORMAL`` trades that for speed (still safe against a crashed
+  process).
+- Other processes' events are noticed by polling the topic's newest rows every
+  ``poll_interval`` seconds while someone follows the topic; a local publish wakes local
+  followers at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+import orjson
+
+from eventqueue.cursors import decode_seq, encode_seq
+from eventqueue.entry import QueueEntry
+from eventqueue.errors import QueueBackendError, QueueClosed, QueueUnavailable, ValidationError
+
+__all__ = ["SQLiteBackend"]
+
+T = TypeVar("T")
+
+_BUSY_CODES = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+_SYNCHRONOUS = ("FULL", "NORMAL", "EXTRA", "OFF")
+
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS eventqueue_events ("
+    " topic TEXT NOT NULL, seq INTEGER NOT NULL, ts INTEGER NOT NULL, event BLOB NOT NULL,"
+    " PRIMARY KEY (topic, seq)) WITHOUT ROWID",
+    "CREATE INDEX IF NOT EXISTS eventqueue_events_ts ON eventqueue_events (ts)",
+    "CREATE TABLE IF NOT EXISTS eventqueue_topics ("
+    " topic TEXT PRIMARY KEY, last_seq INTEGER NOT NULL) WITHOUT ROWID",
+    "CREATE TABLE IF NOT EXISTS eventqueue_cursors ("
+    " consumer TEXT NOT NULL, topic TEXT NOT NULL, seq INTEGER NOT NULL,"
+    " updated_at INTEGER NOT NULL, PRIMARY KEY (consumer, topic)) WITHOUT ROWID",
+    "CREATE INDEX IF NOT EXISTS eventqueue_cursors_updated ON eventqueue_cursors (updated_at)",
+)
+
+_LAST_SEQ = (
+    "SELECT max(coalesce((SELECT max(seq) FROM eventqueue_events WHERE topic = ?1), 0),"
+    " coalesce((SELECT last_seq FROM eventqueue_topics WHERE topic = ?1), 0))"
+)
+_INSERT = "INSERT INTO eventqueue_events (topic, seq, ts, event) VALUES (?, ?, ?, ?)"
+_READ_AFTER = (
+    "SELECT seq, ts, event FROM eventqueue_events WHERE topic = ? AND seq > ? ORDER BY seq LIMIT ?"
+)
+_ACK = (
+    "INSERT INTO eventqueue_cursors (consumer, topic, seq, updated_at) VALUES (?, ?, ?, ?)"
+    " ON CONFLICT (consumer, topic) DO UPDATE SET"
+    " seq = max(seq, excluded.seq), updated_at = max(updated_at, excluded.updated_at)"
+)
+_GET_CURSOR = "SELECT seq FROM eventqueue_cursors WHERE consumer = ? AND topic = ?"
+_REMEMBER_DELETED = (
+    "INSERT INTO eventqueue_topics (topic, last_seq)"
+    " SELECT topic, max(seq) FROM eventqueue_events WHERE ts < ? GROUP BY topic"
+    " ON CONFLICT (topic) DO UPDATE SET last_seq = max(last_seq, excluded.last_seq)"
+)
+
+
+class SQLiteBackend:
+    """Event log in one SQLite database; see the module docstring for the design."""
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        synchronous: str = "FULL",
+        poll_interval: float = 0.02,
+        busy_deadline: float = 30.0,
+    ) -> None:
+        if synchronous.upper() not in _SYNCHRONOUS:
+            raise ValidationError(f"synchronous must be one of {_SYNCHRONOUS}, not {synchronous!r}")
+        self.path = path
+        self.description = f"sqlite:{path}"
+        self.synchronous = synchronous.upper()
+        self.poll_interval = poll_interval
+        self.busy_deadline = busy_deadline
+        self._conn: sqlite3.Connection | None = None
+        self._wakeups: dict[str, asyncio.Event] = {}
+
+    @property
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise QueueClosed(f"{self.description} is closed")
+        return self._conn
+
+    async def _retry(self, operation: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``operation`` and retry it, without blocking the loop, while the file is locked."""
+        delay = 0.001
+        deadline: float | None = None
+        while True:
+            try:
+                return operation(self._db)
+            except sqlite3.OperationalError as exc:
+                if self._db.in_transaction:
+                    self._db.rollback()
+                if exc.sqlite_errorcode & 0xFF not in _BUSY_CODES:
+                    raise QueueBackendError(f"{self.description}: {exc}") from None
+                now = time.monotonic()
+                if deadline is None:
+                    deadline = now + self.busy_deadline
+                elif now >= deadline:
+                    raise QueueUnavailable(
+                        f"{self.description} stayed locked for {self.busy_deadline:g} s"
+                    ) from None
+            except sqlite3.Error as exc:
+                if self._conn is not None and self._db.in_transaction:
+                    self._db.rollback()
+                raise QueueBackendError(f"{self.description}: {exc}") from None
+            # A lock holder commits within milliseconds; back off so that several
+            # waiting writers do not retry in lock step.
+            await asyncio.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, 0.02)
+
+    def _make_folder(self) -> None:
+        folder = os.path.dirname(os.path.abspath(self.path))
+        try:
+            os.makedirs(folder, exist_ok=True)
+        except OSError as exc:
+            raise QueueUnavailable(f"{self.description}: cannot create {folder}: {exc}") from None
+
+    async def open(self) -> None:
+        """Open the file (creating its folder), switch to WAL and create the tables."""
+        if self.path != ":memory:":
+            self._make_folder()
+        try:
+            self._conn = sqlite3.connect(
+                self.path, timeout=0, isolation_level=None, check_same_thread=False
+            )
+        except sqlite3.Error as exc:
+            raise QueueUnavailable(f"{self.description}: {exc}") from None
+
+        def setup(db: sqlite3.Connection) -> None:
+            if self.path != ":memory:":
+                db.execute("PRAGMA journal_mode=WAL")
+            db.execute(f"PRAGMA synchronous={self.synchronous}")
+            present = db.execute(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN"
+                " ('eventqueue_events', 'eventqueue_topics', 'eventqueue_cursors')"
+            ).fetchone()[0]
+            if present == 3:
+                return  # no write lock needed, so opening works while another process writes
+            db.execute("BEGIN IMMEDIATE")
+            for statement in _SCHEMA:
+                db.execute(statement)
+            db.execute("COMMIT")
+
+        try:
+            await self._retry(setup)
+        except BaseException:
+            self._db.close()
+            self._conn = None
+            raise
+
+    async def close(self) -> None:
+        """Close the connection."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def check_cursor(self, cursor: object) -> str:
+        """Return ``cursor`` if it is a sequence cursor, else raise ValidationError."""
+        decode_seq(cursor)
+        return cursor  # type: ignore[return-value]
+
+    async def append(self, topic: str, payloads: Sequence[bytes], timestamp: int) -> list[str]:
+        """Insert the payloads with consecutive sequence numbers in one transaction."""
+
+        def write(db: sqlite3.Connection) -> list[str]:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                first = db.execute(_LAST_SEQ, (topic,)).fetchone()[0] + 1
+                if len(payloads) == 1:
+                    db.execute(_INSERT, (topic, first, timestamp, payloads[0]))
+                else:
+                    db.executemany(
+                        _INSERT,
+                        [(topic, first + i, timestamp, p) for i, p in enumerate(payloads)],
+                    )
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.rollback()
+                raise
+            return [encode_seq(first + i) for i in range(len(payloads))]
+
+        return await self._retry(write)
+
+    async def read_after(self, topic: str, after: str | None, limit: int) -> list[QueueEntry]:
+        """Read one page of entries after ``after``."""
+        start = 0 if after is None else decode_seq(after)
+        rows = await self._retry(
+            lambda db: db.execute(_READ_AFTER, (topic, start, limit)).fetchall()
+        )
+        return [
+            QueueEntry(topic, encode_seq(seq), orjson.loads(event), ts) for seq, ts, event in rows
+        ]
+
+    async def last_cursor(self, topic: str) -> str | None:
+        """Return the greatest sequence ever assigned in ``topic``."""
+        seq = await self._retry(lambda db: db.execute(_LAST_SEQ, (topic,)).fetchone()[0])
+        return encode_seq(seq) if seq else None
+
+    async def set_cursor_if_greater(
+        self, consumer_id: str, topic: str, cursor: str, timestamp: int
+    ) -> None:
+        """Upsert the cursor, keeping the greater one."""
+        seq = decode_seq(cursor)
+        await self._retry(lambda db: db.execute(_ACK, (consumer_id, topic, seq, timestamp)))
+
+    async def get_cursor(self, consumer_id: str, topic: str) -> str | None:
+        """Return the consumer's cursor, if any."""
+        row = await self._retry(lambda db: db.execute(_GET_CURSOR, (consumer_id, topic)).fetchone())
+        return None if row is None else encode_seq(row[0])
+
+    async def delete_older_than(self, cutoff: int) -> int:
+        """Delete old events and cursors in one transaction, remembering deleted sequences."""
+
+        def delete(db: sqlite3.Connection) -> int:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.execute(_REMEMBER_DELETED, (cutoff,))
+                deleted = db.execute("DELETE FROM eventqueue_events WHERE ts < ?", (cutoff,))
+                count = deleted.rowcount
+                db.execute("DELETE FROM eventqueue_cursors WHERE updated_at < ?", (cutoff,))
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.rollback()
+                raise
+            return count
+
+        return await self._retry(delete)
+
+    def _wakeup(self, topic: str) -> asyncio.Event:
+        event = self._wakeups.get(topic)
+        if event is None:
+            event = self._wakeups[topic] = asyncio.Event()
+        return event
+
+    async def wait_for_events(self, topic: str, after: str | None, max_wait: float) -> None:
+        """Wait for a local publish, or one poll interval for other processes' publishes."""
+        event = self._wakeup(topic)
+        if not event.is_set():
+            try:
+                await asyncio.wait_for(event.wait(), min(max_wait, self.poll_interval))
+            except TimeoutError:
+                return
+        event.clear()
+
+    def notify_local(self, topic: str) -> None:
+        """Wake the local follower of ``topic``."""
+        event = self._wakeups.get(topic)
+        if event is not None:
+            event.set()

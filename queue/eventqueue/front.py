@@ -1,0 +1,430 @@
+"""The queue object users hold: validation, fan-out, consumers, retention and the closed state.
+
+Written once over :class:`~eventqueue.backends.QueueBackend`; asyncio only (subscriber tasks and
+the retention timer are asyncio tasks, which never keep a process alive, and ``close`` cancels
+them).
+
+Delivery design: per topic with at least one subscriber or consumer there is one *feed* task
+that follows the backend (read every entry after its position, then wait for a local publish,
+a server notification or a poll tick) and hands each batch to every subscriber's own FIFO. Since
+the feed reads committed rows in cursor order, each subscriber sees each event once, in cursor
+order, including events other processes or queue objects published. A new feed first reads the
+topic's newest cursor; a ``publish`` from this object waits for that read so an event published
+after ``subscribe`` returns is never missed. ``publish`` never waits for handlers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable, Iterable
+from types import TracebackType
+from typing import Any
+
+from eventqueue.backends.base import QueueBackend
+from eventqueue.entry import Clock, QueueEntry
+from eventqueue.errors import QueueClosed, QueueError, ValidationError
+from eventqueue.subscribers import ConsumerInbox, Handler, Subscriber, make_subscriber
+from eventqueue.validation import check_name, encode_event, encode_events
+
+__all__ = ["EventQueue", "Subscription"]
+
+logger = logging.getLogger("eventqueue")
+
+PAGE_SIZE = 500
+"""Entries read per backend round trip by feeds, consumers and ``recover``."""
+
+_WAIT_TIMEOUT = 1.0
+_RECOVER_PAGE = 5_000
+_RETRY_DELAY_MAX = 5.0
+
+
+class _Feed:
+    """Follows one topic in the backend and fans entries out to its subscribers."""
+
+    def __init__(self, owner: EventQueue, topic: str) -> None:
+        self.owner = owner
+        self.topic = topic
+        self.subscribers: list[Subscriber] = []
+        self.ready = asyncio.Event()
+        self.stopped = False
+        self.task = asyncio.get_running_loop().create_task(
+            self._run(), name=f"eventqueue feed {topic!r}"
+        )
+
+    async def _retrying(self, what: str, delay: float) -> float:
+        logger.warning(
+            "eventqueue feed of topic %r: %s failed; retrying", self.topic, what, exc_info=True
+        )
+        # Back off from an unreachable backend instead of spinning on it.
+        await asyncio.sleep(delay)
+        return min(delay * 2, _RETRY_DELAY_MAX)
+
+    async def _run(self) -> None:
+        try:
+            await self._follow()
+        finally:
+            # Never leave a publisher or consumer waiting on a feed that is gone.
+            self.ready.set()
+
+    async def _follow(self) -> None:
+        backend = self.owner._backend
+        delay = 0.05
+        while True:
+            try:
+                await self.owner._ensure_open()
+                position = await backend.last_cursor(self.topic)
+                break
+            except QueueError:
+                if self.stopped or self.owner.closed:
+                    self.ready.set()
+                    return
+                # Let waiting publishers go on (and fail on their own) rather than hang.
+                self.ready.set()
+                delay = await self._retrying("reading the newest cursor", delay)
+        self.ready.set()
+        delay = 0.05
+        while not self.stopped:
+            try:
+                entries = await backend.read_after(self.topic, position, PAGE_SIZE)
+                if entries:
+                    for subscriber in list(self.subscribers):
+                        subscriber.deliver(entries)
+                    position = entries[-1].cursor
+                    delay = 0.05
+                    continue
+                await backend.wait_for_events(self.topic, position, _WAIT_TIMEOUT)
+            except QueueError:
+                if self.stopped or self.owner.closed:
+                    return
+                delay = await self._retrying("reading new events", delay)
+
+    def stop(self) -> None:
+        self.stopped = True
+        self.task.cancel()
+        for subscriber in self.subscribers:
+            subscriber.stop()
+
+
+class Subscription:
+    """What ``subscribe`` returns: call it to unsubscribe (idempotent).
+
+    ``await subscription.ready()`` returns once the subscription follows the backend, after
+    which events that *other* processes or queue objects commit are guaranteed to reach it
+    (events this queue object publishes after ``subscribe`` returned always do).
+    """
+
+    __slots__ = ("_feed", "_leave")
+
+    def __init__(self, feed: _Feed, leave: Callable[[], None]) -> None:
+        self._feed = feed
+        self._leave = leave
+
+    def __call__(self) -> None:
+        """Stop delivery to this subscriber."""
+        self._leave()
+
+    def unsubscribe(self) -> None:
+        """Stop delivery to this subscriber (same as calling the subscription)."""
+        self._leave()
+
+    async def ready(self) -> None:
+        """Wait until the subscription follows the backend."""
+        await self._feed.ready.wait()
+
+
+class EventQueue:
+    """A durable per-topic event log with publish, subscribe, ack, recover and consume.
+
+    Create it with :func:`eventqueue.create_queue`. It opens on first use (or in ``async with``)
+    and must be used from one asyncio event loop. ``await close()`` is idempotent; afterwards
+    every method raises :class:`QueueClosed`.
+    """
+
+    def __init__(
+        self,
+        backend: QueueBackend,
+        *,
+        retention_ms: int,
+        cleanup_interval_ms: int,
+        clock: Clock,
+    ) -> None:
+        self._backend = backend
+        self.retention_ms = retention_ms
+        self.cleanup_interval_ms = cleanup_interval_ms
+        self._clock = clock
+        self._opened = False
+        self._closed = False
+        self._open_lock: asyncio.Lock | None = None
+        self._feeds: dict[str, _Feed] = {}
+        self._cleanup_task: asyncio.Task[None] | None = None
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open" if self._opened else "not opened"
+        return f"<EventQueue {self._backend.description} ({state})>"
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` was called."""
+        return self._closed
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise QueueClosed(f"the queue on {self._backend.description} is closed")
+
+    async def _ensure_open(self) -> None:
+        self._check_open()
+        if self._opened:
+            return
+        if self._open_lock is None:
+            self._open_lock = asyncio.Lock()
+        async with self._open_lock:
+            self._check_open()
+            if self._opened:
+                return
+            await self._backend.open()
+            if self._closed:
+                await self._backend.close()
+                self._check_open()
+            self._opened = True
+            self._cleanup_task = asyncio.get_running_loop().create_task(
+                self._cleanup_periodically(), name="eventqueue retention"
+            )
+
+    async def open(self) -> None:
+        """Connect and create the schema now instead of on first use."""
+        await self._ensure_open()
+
+    async def __aenter__(self) -> EventQueue:
+        await self._ensure_open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Stop every subscriber, consumer and timer and release the backend; idempotent.
+
+        Handlers still running are cancelled (async) or abandoned (sync, in daemon threads);
+        a ``consume`` iterator raises :class:`QueueClosed` on its next step.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        tasks: list[asyncio.Task[Any]] = []
+        if self._cleanup_task is not None:
+            self._cleanup_task.cancel()
+            tasks.append(self._cleanup_task)
+        feeds = list(self._feeds.values())
+        self._feeds.clear()
+        for feed in feeds:
+            feed.stop()
+            tasks.append(feed.task)
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for feed in feeds:
+            for subscriber in feed.subscribers:
+                await subscriber.wait_stopped()
+        if self._opened:
+            await self._backend.close()
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def _now(self) -> int:
+        now = self._clock()
+        if type(now) is not int:
+            raise ValidationError(f"the clock returned {now!r}; it must return int milliseconds")
+        return now
+
+    async def _before_append(self, topic: str) -> None:
+        await self._ensure_open()
+        feed = self._feeds.get(topic)
+        if feed is not None and not feed.ready.is_set():
+            await feed.ready.wait()
+
+    async def publish(self, topic: str, event: Any) -> str:
+        """Store ``event`` (plain JSON) in ``topic`` and return its cursor.
+
+        The event is committed when this returns; delivery to subscribers happens afterwards and
+        is never awaited. A value that is not plain JSON raises :class:`ValidationError` and
+        nothing is written.
+        """
+        check_name("topic", topic)
+        payload = encode_event(event)
+        await self._before_append(topic)
+        cursors = await self._backend.append(topic, [payload], self._now())
+        self._backend.notify_local(topic)
+        return cursors[0]
+
+    async def publish_many(self, topic: str, events: Iterable[Any]) -> list[str]:
+        """Store several events in one transaction and return their cursors, in order.
+
+        Either all are stored or none (any invalid event refuses the whole batch).
+        """
+        check_name("topic", topic)
+        payloads = encode_events(events)
+        await self._before_append(topic)
+        if not payloads:
+            return []
+        cursors = await self._backend.append(topic, payloads, self._now())
+        self._backend.notify_local(topic)
+        return cursors
+
+    # -- live delivery -------------------------------------------------------------------------
+
+    def _join(self, topic: str, subscriber: Subscriber) -> _Feed:
+        feed = self._feeds.get(topic)
+        if feed is None:
+            feed = self._feeds[topic] = _Feed(self, topic)
+        feed.subscribers.append(subscriber)
+        return feed
+
+    def _leave(self, topic: str, subscriber: Subscriber) -> None:
+        feed = self._feeds.get(topic)
+        if feed is None or subscriber not in feed.subscribers:
+            return
+        feed.subscribers.remove(subscriber)
+        subscriber.stop()
+        if not feed.subscribers:
+            del self._feeds[topic]
+            feed.stop()
+
+    def subscribe(self, topic: str, handler: Handler) -> Subscription:
+        """Call ``handler(entry)`` for every event of ``topic`` committed from now on.
+
+        Must be called with a running event loop. Each subscriber sees each event once, in cursor
+        order, including events published by other processes or queue objects on the same
+        storage. An ``async def`` handler runs in its own task; a plain function runs in its own
+        daemon thread (so a blocking handler never stalls the loop). A handler's exception is
+        logged on the ``eventqueue`` logger and delivery goes on. Returns a
+        :class:`Subscription`; calling it unsubscribes (idempotent).
+        """
+        self._check_open()
+        check_name("topic", topic)
+        if not callable(handler):
+            raise ValidationError(f"handler must be callable, not {type(handler).__name__}")
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            raise RuntimeError("subscribe() must be called inside a running event loop") from None
+        subscriber = make_subscriber(topic, handler)
+        feed = self._join(topic, subscriber)
+        return Subscription(feed, lambda: self._leave(topic, subscriber))
+
+    def consume(self, topic: str, consumer_id: str) -> AsyncIterator[QueueEntry]:
+        """Iterate over ``topic`` from just after ``consumer_id``'s acked cursor, then live.
+
+        Replays every stored event the consumer has not acked, then follows new events (also
+        those other processes publish), with no gap and no duplicate across the switch. It does
+        *not* ack: call ``await queue.ack(consumer_id, topic, entry.cursor)`` once an entry is
+        processed, so that a restarted consumer resumes after it (at-least-once delivery).
+        Close it with ``aclose()`` (or ``contextlib.aclosing``) when you stop early; after
+        :meth:`close` it raises :class:`QueueClosed`.
+        """
+        self._check_open()
+        check_name("topic", topic)
+        check_name("consumer id", consumer_id)
+        return self._consume(topic, consumer_id)
+
+    async def _consume(self, topic: str, consumer_id: str) -> AsyncIterator[QueueEntry]:
+        await self._ensure_open()
+        inbox = ConsumerInbox()
+        # Join the live feed before reading history, so that nothing committed between the
+        # end of the replay and the start of following is missed; duplicates are dropped below.
+        feed = self._join(topic, inbox)
+        try:
+            await feed.ready.wait()
+            self._check_open()
+            after = await self._backend.get_cursor(consumer_id, topic)
+            while True:
+                self._check_open()
+                page = await self._backend.read_after(topic, after, PAGE_SIZE)
+                for entry in page:
+                    yield entry
+                    after = entry.cursor
+                if len(page) < PAGE_SIZE:
+                    break
+            while True:
+                batch = await inbox.get()
+                self._check_open()
+                if batch is None:
+                    continue
+                for entry in batch:
+                    if after is None or entry.cursor > after:
+                        yield entry
+                        after = entry.cursor
+        finally:
+            self._leave(topic, inbox)
+
+    # -- cursors and history -------------------------------------------------------------------
+
+    async def ack(self, consumer_id: str, topic: str, cursor: str) -> None:
+        """Record that ``consumer_id`` processed ``topic`` up to and including ``cursor``.
+
+        Never moves the consumer's cursor backwards: acking an older cursor changes nothing
+        except marking the consumer as alive for retention.
+        """
+        check_name("consumer id", consumer_id)
+        check_name("topic", topic)
+        self._backend.check_cursor(cursor)
+        await self._ensure_open()
+        await self._backend.set_cursor_if_greater(consumer_id, topic, cursor, self._now())
+
+    async def get_cursor(self, consumer_id: str, topic: str) -> str | None:
+        """Return the greatest cursor ``consumer_id`` acked in ``topic``, or None."""
+        check_name("consumer id", consumer_id)
+        check_name("topic", topic)
+        await self._ensure_open()
+        return await self._backend.get_cursor(consumer_id, topic)
+
+    async def recover(
+        self, topic: str, after_cursor: str | None = None, limit: int | None = None
+    ) -> list[QueueEntry]:
+        """Return the stored events of ``topic`` after ``after_cursor`` (all if None), in order.
+
+        ``limit`` caps how many are returned (None: no cap).
+        """
+        check_name("topic", topic)
+        if after_cursor is not None:
+            self._backend.check_cursor(after_cursor)
+        if limit is not None and (type(limit) is not int or limit < 0):
+            raise ValidationError(f"limit must be a non-negative int or None, not {limit!r}")
+        await self._ensure_open()
+        entries: list[QueueEntry] = []
+        after = after_cursor
+        while limit is None or len(entries) < limit:
+            want = _RECOVER_PAGE if limit is None else min(_RECOVER_PAGE, limit - len(entries))
+            page = await self._backend.read_after(topic, after, want)
+            entries.extend(page)
+            if len(page) < want:
+                break
+            after = page[-1].cursor
+        return entries
+
+    # -- retention -----------------------------------------------------------------------------
+
+    async def cleanup(self) -> int:
+        """Delete events older than ``retention_ms`` and cursors not acked within it.
+
+        An event is deleted when ``now - timestamp > retention_ms`` (by the queue's clock), never
+        earlier. Returns how many events were deleted. Also runs every ``cleanup_interval_ms``
+        while the queue is open.
+        """
+        await self._ensure_open()
+        return await self._backend.delete_older_than(self._now() - self.retention_ms)
+
+    async def _cleanup_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(self.cleanup_interval_ms / 1000)
+            try:
+                await self.cleanup()
+            except QueueClosed:
+                return
+            except Exception:
+                logger.exception("eventqueue retention cleanup failed; retrying next interval")

@@ -6,3 +6,10 @@ from kvstore.testing.profiles import active_settings, register_profiles
 
 register_profiles()
 active_settings()
+
+
+def pytest_report_header() -> list[str]:
+    """Say which MongoDB the tests talk to: a real server, or the SecantusDB stand-in."""
+    from tests.support.mongodb_server import report_header
+
+    return [report_header()]

@@ -1,0 +1,645 @@
+"""The MySQL / MariaDB driver: one InnoDB table, on PyMySQL run in worker threads.
+
+Schema. ``CREATE TABLE IF NOT EXISTS <table> (`key` VARBINARY(1024) PRIMARY KEY, `value`
+LONGBLOB NOT NULL) ENGINE=InnoDB``, made once per driver on first use. Keys are stored as their
+UTF-8 bytes in a binary column, so comparison is byte comparison: ``a``, ``A``, ``a `` and
+``a\\u0301`` are four keys (no collation, no PAD SPACE), and byte order is code point order. A
+prefix scan is the index range ``key >= P AND key < succ(P)`` read in pages with ``key > last``.
+
+Upserts use ``INSERT ... ON DUPLICATE KEY UPDATE `value` = VALUES(`value`)``: MariaDB has no
+row-alias form, and MySQL 8.0.20+ still accepts ``VALUES()`` (with a deprecation note), so this
+one form runs on both. Batches run in one transaction on one connection.
+
+PyMySQL is synchronous, so every operation is one hop to a worker thread
+(``anyio.to_thread.run_sync``) bounded by a ``CapacityLimiter`` of ``pool_size``; the worker
+takes a connection from a small pool of idle connections, so at most ``pool_size`` connections
+are ever open. The driver runs under asyncio and trio alike.
+
+Large values. PyMySQL sends a bytes value as hexadecimal text, so an ``INSERT`` of an ``N`` byte
+value is a packet of about ``2 N`` bytes; the server's ``max_allowed_packet`` must be at least
+``2 * (value + key) + 512`` bytes (:func:`required_max_allowed_packet`): just over 32 MiB for a
+16 MiB value, so the common 16M default is too small and ``max_allowed_packet=64M`` is right.
+The driver reads ``@@max_allowed_packet`` on connect and refuses a value that cannot fit, before
+sending anything, with a :class:`BackendError` naming the setting.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+import anyio
+import anyio.to_thread
+
+from kvstore.driver import BaseDriver
+from kvstore.drivers._extras import missing_extra
+from kvstore.errors import BackendError, BackendUnavailable, InvalidKey, UnknownScheme
+from kvstore.keys import prefix_successor
+from kvstore.urls import redact_url
+
+try:
+    import pymysql
+    import pymysql.cursors
+    from pymysql.connections import Connection
+except ImportError as error:  # pragma: no cover - exercised in a subprocess test
+    raise missing_extra("mysql", "PyMySQL", "mysql") from error
+
+__all__ = ["MySQLDriver", "from_url", "mysql_driver", "required_max_allowed_packet"]
+
+_T = TypeVar("_T")
+
+_TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+# Keys fetched per page while scanning: bounds memory (at most ~2 MiB of keys) per round trip.
+SCAN_PAGE = 2000
+# Rows removed per DELETE while clearing a prefix, so that no single statement locks a huge range.
+CLEAR_CHUNK = 10_000
+# Keys per ``IN (...)`` statement, and a bound on that statement's length in bytes (kept
+# below the server's max_allowed_packet as well).
+IN_CHUNK = 10_000
+IN_CHUNK_BYTES = 4 << 20
+# A connection idle longer than this is pinged before use (the server may have closed it).
+IDLE_PING_SECONDS = 30.0
+# Room in a packet beyond the hex-encoded key and value: the statement text and the header.
+_PACKET_SLACK = 512
+
+# PyMySQL error codes meaning the connection or server is gone, not that the statement is wrong.
+_UNAVAILABLE_CODES = frozenset(
+    {
+        1040,  # too many connections
+        1053,  # server shutdown in progress
+        1205,  # lock wait timeout
+        1927,  # connection killed (MariaDB)
+        2002,  # can't connect (socket)
+        2003,  # can't connect (TCP)
+        2006,  # server has gone away
+        2013,  # lost connection during query (also read timeouts)
+        2014,  # commands out of sync after a broken exchange
+        2055,  # lost connection at handshake
+        4031,  # disconnected for inactivity (MySQL 8)
+    }
+)
+_LOST_CODES = frozenset({1053, 1927, 2006, 2013, 2014, 2055, 4031})
+
+
+def required_max_allowed_packet(value_size: int, key_size: int = 1024) -> int:
+    """Return the least ``max_allowed_packet`` (bytes) that lets a value of ``value_size`` in.
+
+    PyMySQL sends bytes as hexadecimal, so key and value each take twice their size.
+    """
+    return 2 * (value_size + key_size) + _PACKET_SLACK
+
+
+class _Pool:
+    """Idle PyMySQL connections, used from worker threads.
+
+    It never bounds how many connections are in use: the driver's ``CapacityLimiter`` does, and
+    a connection is only made when no idle one is left, so at most ``pool_size`` ever exist.
+    """
+
+    def __init__(self, connect: Callable[[], Connection]) -> None:
+        self._connect = connect
+        self._idle: deque[tuple[Connection, float]] = deque()
+        self._lock = threading.Lock()
+        self.open_connections = 0
+        self.closed = False
+
+    def acquire(self) -> tuple[Connection, bool]:
+        """Return a connection and whether it was reused from the idle set."""
+        with self._lock:
+            entry = self._idle.pop() if self._idle else None
+        if entry is not None:
+            connection, idle_since = entry
+            if time.monotonic() - idle_since <= IDLE_PING_SECONDS:
+                return connection, True
+            try:
+                connection.ping(reconnect=False)
+                return connection, True
+            except (pymysql.MySQLError, OSError):
+                self.discard(connection)
+        connection = self._connect()
+        with self._lock:
+            self.open_connections += 1
+        return connection, False
+
+    def release(self, connection: Connection) -> None:
+        """Give back a healthy connection (closed instead if the pool is closed)."""
+        with self._lock:
+            if not self.closed:
+                self._idle.append((connection, time.monotonic()))
+                return
+        self.discard(connection)
+
+    def discard(self, connection: Connection) -> None:
+        """Close a connection that must not be reused."""
+        with self._lock:
+            self.open_connections -= 1
+        # A broken connection may refuse a polite close; its socket is gone anyway.
+        with contextlib.suppress(pymysql.MySQLError, OSError):
+            connection.close()
+
+    def drop_idle(self) -> None:
+        """Close every idle connection: after one turned out dead, the others likely are too."""
+        with self._lock:
+            idle = [connection for connection, _ in self._idle]
+            self._idle.clear()
+        for connection in idle:
+            self.discard(connection)
+
+    def close(self) -> None:
+        """Close idle connections now and busy ones when they come back."""
+        with self._lock:
+            self.closed = True
+        self.drop_idle()
+
+
+class MySQLDriver(BaseDriver):
+    """Stores keys in one table of a MySQL or MariaDB database; see the module docstring.
+
+    At most ``pool_size`` connections are open and at most ``pool_size`` operations run at once
+    (others wait their turn). ``connect_timeout`` bounds connecting, ``read_timeout`` and
+    ``write_timeout`` each socket read and write, in seconds. An unreachable server or a timeout
+    raises :class:`BackendUnavailable`; a refused statement :class:`BackendError`. A pooled
+    connection found dead is replaced once, so the same driver works again after a restart.
+    """
+
+    name = "mysql"
+    supports_trio = True
+
+    def __init__(
+        self,
+        uri: str = "mysql://root@localhost:3306/agentx",
+        table: str = "agentx_kv",
+        *,
+        pool_size: int = 10,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 30.0,
+        write_timeout: float = 30.0,
+    ) -> None:
+        if _TABLE_NAME.fullmatch(table) is None:
+            raise InvalidKey(
+                f"invalid MySQL table name {table!r}: use 1 to 64 ASCII letters, digits and "
+                "underscores, not starting with a digit"
+            )
+        if pool_size < 1:
+            raise ValueError("pool_size must be at least 1")
+        for label, seconds in (
+            ("connect_timeout", connect_timeout),
+            ("read_timeout", read_timeout),
+            ("write_timeout", write_timeout),
+        ):
+            if not seconds > 0:
+                raise ValueError(f"{label} must be a positive number of seconds")
+        self.table = table
+        self.pool_size = pool_size
+        self._params = _connect_params(uri)
+        self._password: str = self._params.get("password", "")
+        self.where = _where(self._params)
+        self._params.update(
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            write_timeout=write_timeout,
+            charset="utf8mb4",
+            autocommit=True,
+        )
+        self._pool = _Pool(self._new_connection)
+        self._max_packet = 0
+        self._ready = False
+        self._lock: anyio.Lock | None = None
+        self._limiter: anyio.CapacityLimiter | None = None
+        quoted = f"`{table}`"
+        self._sql_get = f"SELECT `value` FROM {quoted} WHERE `key` = %s"
+        self._sql_set = (
+            f"INSERT INTO {quoted} (`key`, `value`) VALUES (%s, %s) "
+            "ON DUPLICATE KEY UPDATE `value` = VALUES(`value`)"
+        )
+        self._sql_delete = f"DELETE FROM {quoted} WHERE `key` = %s"
+        self._sql_table = f"{quoted}"
+
+    # -- pool statistics --------------------------------------------------------------------
+
+    @property
+    def open_connections(self) -> int:
+        """How many connections this driver holds open right now (idle or busy)."""
+        return self._pool.open_connections
+
+    # -- connection -------------------------------------------------------------------------
+
+    def _new_connection(self) -> Connection:
+        connection = pymysql.connect(**self._params)
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT @@max_allowed_packet")
+                row = cursor.fetchone()
+        except BaseException:
+            connection.close()
+            raise
+        # Each new connection refreshes it: the server may have restarted with a new setting.
+        self._max_packet = int(row[0]) if row else 0
+        return connection
+
+    def _translate(self, error: BaseException) -> BackendError:
+        text = f"{type(error).__name__}: {error}"
+        if self._password:
+            text = text.replace(self._password, "***")
+        return _kind_of(error)(text, driver=self.name, where=self.where)
+
+    def _call(self, work: Callable[[Connection], _T]) -> _T:
+        """Run ``work`` on a pooled connection in this worker thread; translate failures."""
+        for attempt in (1, 2):
+            try:
+                connection, reused = self._pool.acquire()
+            except (pymysql.MySQLError, OSError) as error:
+                raise self._translate(error) from None
+            try:
+                result = work(connection)
+            except (pymysql.MySQLError, OSError) as error:
+                if _connection_broken(error, connection):
+                    self._pool.discard(connection)
+                else:
+                    self._pool.release(connection)
+                # A pooled connection the server dropped (restart, idle kill) says nothing
+                # about the server now: retry once on a fresh one. Every operation here is
+                # idempotent (upserts, deletes, reads), so a repeat is safe.
+                if attempt == 1 and reused and _lost_not_timed_out(error):
+                    self._pool.drop_idle()
+                    continue
+                raise self._translate(error) from None
+            except BaseException:
+                self._pool.discard(connection)
+                raise
+            self._pool.release(connection)
+            return result
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _ensure_ready(self) -> None:
+        self._ensure_open()
+        if not self._ready:
+            await self._prepare()
+
+    async def _run(self, work: Callable[[Connection], _T]) -> _T:
+        await self._ensure_ready()
+        assert self._limiter is not None
+        result = await anyio.to_thread.run_sync(self._call, work, limiter=self._limiter)
+        return result
+
+    async def _prepare(self) -> None:
+        # No await between the checks and the assignments: concurrent first uses share one.
+        if self._lock is None:
+            self._lock = anyio.Lock()
+        if self._limiter is None:
+            self._limiter = anyio.CapacityLimiter(self.pool_size)
+        async with self._lock:
+            if self._ready:
+                return
+            await anyio.to_thread.run_sync(self._call, self._create_table, limiter=self._limiter)
+            self._ready = True
+
+    def _create_table(self, connection: Connection) -> None:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"CREATE TABLE IF NOT EXISTS {self._sql_table} ("
+                "`key` VARBINARY(1024) NOT NULL PRIMARY KEY, "
+                "`value` LONGBLOB NOT NULL"
+                ") ENGINE=InnoDB ROW_FORMAT=DYNAMIC"
+            )
+            cursor.execute(
+                "SELECT COLUMN_NAME, DATA_TYPE FROM information_schema.COLUMNS "
+                "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %s",
+                (self.table,),
+            )
+            columns = {_text(name): _text(kind) for name, kind in cursor.fetchall()}
+        # A table made by something else with a text key column would compare keys by a
+        # collation (case-insensitive, PAD SPACE): refuse it rather than merge keys silently.
+        if columns.get("key") != "varbinary" or columns.get("value") not in ("longblob", "blob",
+                                                                            "mediumblob"):
+            raise _SchemaMismatch(
+                f"table {self.table!r} exists with columns {columns}; kvstore needs `key` "
+                "VARBINARY(1024) and `value` LONGBLOB"
+            )
+
+    def _check_size(self, key: bytes, value: bytes) -> None:
+        needed = required_max_allowed_packet(len(value), len(key))
+        if self._max_packet and needed > self._max_packet:
+            raise BackendError(
+                f"a value of {len(value)} bytes needs max_allowed_packet >= {needed} bytes, and "
+                f"the server's is {self._max_packet}: raise max_allowed_packet on the server "
+                "(for 16 MiB values, max_allowed_packet=64M); nothing was written",
+                driver=self.name,
+                where=self.where,
+            )
+
+    # -- primitives -------------------------------------------------------------------------
+
+    async def get(self, key: str) -> bytes | None:
+        """Return the value stored under ``key``, or ``None`` (one primary key lookup)."""
+        encoded = key.encode("utf-8")
+        sql = self._sql_get
+
+        def work(connection: Connection) -> bytes | None:
+            with connection.cursor() as cursor:
+                cursor.execute(sql, (encoded,))
+                row = cursor.fetchone()
+            return bytes(row[0]) if row is not None else None
+
+        return await self._run(work)
+
+    async def set(self, key: str, value: bytes) -> None:
+        """Store ``value`` under ``key`` with one autocommitted upsert."""
+        encoded = key.encode("utf-8")
+        await self._ensure_ready()
+        self._check_size(encoded, value)
+        sql = self._sql_set
+
+        def work(connection: Connection) -> None:
+            with connection.cursor() as cursor:
+                cursor.execute(sql, (encoded, value))
+
+        await self._run(work)
+
+    async def delete(self, key: str) -> None:
+        """Remove ``key`` with one autocommitted DELETE; a missing key is not an error."""
+        encoded = key.encode("utf-8")
+        sql = self._sql_delete
+
+        def work(connection: Connection) -> None:
+            with connection.cursor() as cursor:
+                cursor.execute(sql, (encoded,))
+
+        await self._run(work)
+
+    async def keys(self, prefix: str = "") -> AsyncIterator[str]:
+        """Yield the keys starting with ``prefix`` in order, ``SCAN_PAGE`` per round trip."""
+        low = prefix.encode("utf-8")
+        successor = prefix_successor(prefix)
+        high = successor.encode("utf-8") if successor is not None else None
+        first = True
+        while True:
+            page = await self._run(self._page_reader(low, high, inclusive=first))
+            for key in page:
+                yield key.decode("utf-8")
+            if len(page) < SCAN_PAGE:
+                return
+            # Keyset pagination: writes between pages can neither repeat nor skip a key.
+            low, first = page[-1], False
+
+    def _page_reader(
+        self, low: bytes, high: bytes | None, *, inclusive: bool
+    ) -> Callable[[Connection], list[bytes]]:
+        conditions = ["`key` >= %s" if inclusive else "`key` > %s"]
+        args: list[bytes] = [low]
+        if high is not None:
+            conditions.append("`key` < %s")
+            args.append(high)
+        sql = (
+            f"SELECT `key` FROM {self._sql_table} WHERE {' AND '.join(conditions)} "
+            f"ORDER BY `key` LIMIT {SCAN_PAGE}"
+        )
+
+        def work(connection: Connection) -> list[bytes]:
+            with connection.cursor() as cursor:
+                cursor.execute(sql, args)
+                return [bytes(row[0]) for row in cursor.fetchall()]
+
+        return work
+
+    async def close(self) -> None:
+        """Close the pool's connections (busy ones as they come back); idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        await anyio.to_thread.run_sync(self._pool.close)
+
+    # -- batches ----------------------------------------------------------------------------
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        """Return the values of ``keys`` in order: ``IN (...)`` chunks in one worker hop."""
+        if not keys:
+            self._ensure_open()
+            return []
+        encoded = [key.encode("utf-8") for key in keys]
+        table = self._sql_table
+
+        def work(connection: Connection) -> list[bytes | None]:
+            found: dict[bytes, bytes] = {}
+            with connection.cursor() as cursor:
+                for chunk in _in_chunks(list(dict.fromkeys(encoded)), self._max_packet):
+                    marks = ", ".join(["%s"] * len(chunk))
+                    cursor.execute(
+                        f"SELECT `key`, `value` FROM {table} WHERE `key` IN ({marks})", chunk
+                    )
+                    for key, value in cursor.fetchall():
+                        found[bytes(key)] = bytes(value)
+            return [found.get(key) for key in encoded]
+
+        return await self._run(work)
+
+    async def set_many(self, items: Sequence[tuple[str, bytes]]) -> None:
+        """Store every pair, the last one per key winning, all or nothing in one transaction."""
+        if not items:
+            self._ensure_open()
+            return
+        # Sorted, so that concurrent batches lock rows in one order and cannot deadlock.
+        rows = sorted((key.encode("utf-8"), value) for key, value in dict(items).items())
+        await self._ensure_ready()
+        for key, value in rows:
+            self._check_size(key, value)
+        sql = self._sql_set
+
+        def work(connection: Connection) -> None:
+            with connection.cursor() as cursor:
+                # PyMySQL turns this into multi-row INSERTs of at most max_stmt_length bytes
+                # (one row alone if it is bigger); keep each below the server's packet limit.
+                cursor.max_stmt_length = max(1024, min(4 << 20, self._max_packet // 2))  # type: ignore[misc]
+                _in_transaction(connection, lambda: cursor.executemany(sql, rows))
+
+        await self._run(work)
+
+    async def delete_many(self, keys: Sequence[str]) -> None:
+        """Remove every key in ``keys``, all or nothing in one transaction."""
+        if not keys:
+            self._ensure_open()
+            return
+        # Sorted, so that concurrent batches lock rows in one order and cannot deadlock.
+        encoded = sorted({key.encode("utf-8") for key in keys})
+        table = self._sql_table
+
+        def work(connection: Connection) -> None:
+            with connection.cursor() as cursor:
+
+                def delete_all() -> None:
+                    for chunk in _in_chunks(encoded, self._max_packet):
+                        marks = ", ".join(["%s"] * len(chunk))
+                        cursor.execute(f"DELETE FROM {table} WHERE `key` IN ({marks})", chunk)
+
+                _in_transaction(connection, delete_all)
+
+        await self._run(work)
+
+    async def clear(self, prefix: str = "") -> None:
+        """Remove every key starting with ``prefix``: range DELETEs of ``CLEAR_CHUNK`` rows."""
+        low = prefix.encode("utf-8")
+        successor = prefix_successor(prefix)
+        high = successor.encode("utf-8") if successor is not None else None
+        condition = "`key` >= %s" + (" AND `key` < %s" if high is not None else "")
+        args = [low] if high is None else [low, high]
+        sql = f"DELETE FROM {self._sql_table} WHERE {condition} ORDER BY `key` LIMIT {CLEAR_CHUNK}"
+
+        def work(connection: Connection) -> None:
+            with connection.cursor() as cursor:
+                while cursor.execute(sql, args) >= CLEAR_CHUNK:
+                    pass
+
+        await self._run(work)
+
+
+class _SchemaMismatch(pymysql.MySQLError):
+    """The table exists with columns that would not keep the key contract."""
+
+
+def _text(value: object) -> str:
+    # MySQL 8 may hand information_schema text back as bytes.
+    text = value.decode("utf-8") if isinstance(value, bytes) else str(value)
+    return text.lower()
+
+
+def _in_transaction(connection: Connection, body: Callable[[], object]) -> None:
+    connection.begin()
+    try:
+        body()
+        connection.commit()
+    except BaseException:
+        # The server rolls back a transaction whose connection died.
+        with contextlib.suppress(pymysql.MySQLError, OSError):
+            connection.rollback()
+        raise
+
+
+def _in_chunks(keys: list[bytes], max_packet: int) -> list[list[bytes]]:
+    """Split keys into lists of at most ``IN_CHUNK`` keys that fit in a statement."""
+    limit = min(IN_CHUNK_BYTES, max_packet // 2) if max_packet else IN_CHUNK_BYTES
+    chunks: list[list[bytes]] = []
+    current: list[bytes] = []
+    size = 0
+    for key in keys:
+        # Each key travels as ``_binary X'<hex>'`` plus a separator.
+        cost = 2 * len(key) + 14
+        if current and (len(current) >= IN_CHUNK or size + cost > limit):
+            chunks.append(current)
+            current, size = [], 0
+        current.append(key)
+        size += cost
+    if current:
+        chunks.append(current)
+    return chunks
+
+
+def _error_code(error: BaseException) -> int | None:
+    if isinstance(error, pymysql.MySQLError) and error.args and isinstance(error.args[0], int):
+        return error.args[0]
+    return None
+
+
+def _kind_of(error: BaseException) -> type[BackendError]:
+    if isinstance(error, (OSError, socket.timeout)) or _error_code(error) in _UNAVAILABLE_CODES:
+        return BackendUnavailable
+    if isinstance(error, pymysql.err.InterfaceError):  # the connection is already closed
+        return BackendUnavailable
+    return BackendError
+
+
+def _connection_broken(error: BaseException, connection: Connection) -> bool:
+    return _kind_of(error) is BackendUnavailable or not connection.open
+
+
+def _lost_not_timed_out(error: BaseException) -> bool:
+    if isinstance(error, pymysql.err.InterfaceError):
+        return True
+    if _error_code(error) not in _LOST_CODES:
+        return False
+    # A read timeout also reports 2013: retrying it would only double the wait.
+    return "timed out" not in str(error)
+
+
+_QUERY_OPTIONS: dict[str, Callable[[str], Any]] = {
+    "unix_socket": str,
+    "ssl_ca": str,
+    "ssl_cert": str,
+    "ssl_key": str,
+    "ssl_verify_cert": lambda text: text.lower() in ("1", "true", "yes"),
+    "ssl_verify_identity": lambda text: text.lower() in ("1", "true", "yes"),
+    "ssl_disabled": lambda text: text.lower() in ("1", "true", "yes"),
+}
+
+
+def _connect_params(uri: str) -> dict[str, Any]:
+    """Turn ``mysql://user:password@host:port/database?option=...`` into PyMySQL arguments."""
+    try:
+        parts = urlsplit(uri)
+        port = parts.port
+    except ValueError as error:
+        raise UnknownScheme(f"cannot parse the MySQL URL {redact_url(uri)!r}: {error}") from None
+    if parts.scheme.lower() not in ("mysql", "mariadb"):
+        raise UnknownScheme(
+            f"a MySQL URL starts with mysql:// or mariadb://, not {redact_url(uri)!r}"
+        )
+    database = unquote(parts.path.lstrip("/"))
+    if not database:
+        raise ValueError(f"the MySQL URL {redact_url(uri)!r} names no database (…/DATABASE)")
+    params: dict[str, Any] = {
+        "host": parts.hostname or "localhost",
+        "port": port or 3306,
+        "user": unquote(parts.username) if parts.username else "root",
+        "password": unquote(parts.password) if parts.password else "",
+        "database": database,
+    }
+    for name, text in parse_qsl(parts.query, keep_blank_values=True):
+        convert = _QUERY_OPTIONS.get(name)
+        if convert is None:
+            raise ValueError(
+                f"unknown MySQL URL option {name!r}; known: {', '.join(sorted(_QUERY_OPTIONS))}"
+            )
+        params[name] = convert(text)
+    return params
+
+
+def _where(params: dict[str, Any]) -> str:
+    if "unix_socket" in params:
+        return f"{params['unix_socket']}/{params['database']}"
+    return f"{params['host']}:{params['port']}/{params['database']}"
+
+
+def mysql_driver(
+    uri: str = "mysql://root@localhost:3306/agentx",
+    table: str = "agentx_kv",
+    *,
+    pool_size: int = 10,
+    connect_timeout: float = 5.0,
+    read_timeout: float = 30.0,
+    write_timeout: float = 30.0,
+) -> MySQLDriver:
+    """Return a MySQL/MariaDB driver on ``table`` of the database in ``uri``; no I/O yet.
+
+    ``uri`` is ``mysql://user:password@host:port/database`` (``mariadb://`` too), with optional
+    ``unix_socket``, ``ssl_ca``, ``ssl_cert``, ``ssl_key``, ``ssl_verify_cert``,
+    ``ssl_verify_identity`` and ``ssl_disabled`` query options passed to PyMySQL.
+    """
+    return MySQLDriver(
+        uri,
+        table,
+        pool_size=pool_size,
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
+        write_timeout=write_timeout,
+    )
+
+
+def from_url(url: str) -> MySQLDriver:
+    """Return a driver for ``url`` with default settings (used by ``create_storage``)."""
+    return mysql_driver(url)

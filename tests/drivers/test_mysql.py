@@ -1,0 +1,379 @@
+"""The MySQL/MariaDB driver against real servers: the conformance suite, packets, outages."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import anyio
+import pymysql
+import pytest
+
+from kvstore import create_storage
+from kvstore.drivers.mysql import MySQLDriver, mysql_driver, required_max_allowed_packet
+from kvstore.errors import BackendError, BackendUnavailable, InvalidKey
+from kvstore.storage import Storage
+from kvstore.testing import DriverConformance, DriverFactory
+from tests.support.mariadb_instance import MariaDBInstance, free_port, mariadb_available
+from tests.support.servers import MYSQL_URL, server_unreachable
+
+_SIXTEEN_MIB = 16 * 1024 * 1024
+
+
+def _unique(label: str = "t") -> str:
+    return f"kvtest_{label}_{uuid.uuid4().hex[:12]}"
+
+
+def _raw(url: str) -> pymysql.connections.Connection:
+    """A plain PyMySQL connection for set-up, inspection and clean-up."""
+    driver = mysql_driver(url)
+    params = {k: v for k, v in driver._params.items() if k != "autocommit"}
+    return pymysql.connect(**params, autocommit=True)
+
+
+@pytest.fixture(scope="module")
+def shared_mysql() -> Iterator[pymysql.connections.Connection]:
+    """A connection to the shared server, or a skip (a failure in CI) if it is down."""
+    try:
+        connection = _raw(MYSQL_URL)
+    except pymysql.MySQLError as error:
+        server_unreachable(f"MySQL/MariaDB at {MYSQL_URL} is unreachable: {error}")
+    yield connection
+    connection.close()
+
+
+@pytest.fixture
+def tables(shared_mysql: pymysql.connections.Connection) -> Iterator[list[str]]:
+    """Collects the tables a test creates on the shared server and drops them afterwards."""
+    created: list[str] = []
+    yield created
+    with shared_mysql.cursor() as cursor:
+        for table in created:
+            cursor.execute(f"DROP TABLE IF EXISTS `{table}`")
+
+
+def _table(tables: list[str], label: str = "t") -> str:
+    name = _unique(label)
+    tables.append(name)
+    return name
+
+
+class TestMySQLDriver(DriverConformance):
+    # The shared server's max_allowed_packet (16 MiB) is too small for a 16 MiB value: the
+    # 16 MiB clause runs against a private server below (test_sixteen_mib_values_*).
+    large_values = False
+
+    @pytest.fixture
+    def driver_factory(self, tables: list[str]) -> DriverFactory:
+        table = _table(tables)
+        return lambda: mysql_driver(MYSQL_URL, table)
+
+
+# -- keys are bytes -------------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_trailing_space_and_case_make_different_keys(
+    tables: list[str], shared_mysql: pymysql.connections.Connection
+) -> None:
+    table = _table(tables, "pad")
+    async with Storage(mysql_driver(MYSQL_URL, table)) as storage:
+        await storage.set_many({"a": 1, "a ": 2, "A": 3, "a  ": 4, "\u00e1": 5, "a\u0301": 6})
+        assert await storage.get_many(["a", "a ", "A", "a  ", "\u00e1", "a\u0301"]) == [
+            1, 2, 3, 4, 5, 6,
+        ]
+        await storage.delete("a ")
+        assert await storage.get_many(["a", "a ", "a  "]) == [1, None, 4]
+    with shared_mysql.cursor() as cursor:
+        cursor.execute(f"SELECT `key` FROM `{table}` ORDER BY `key`")
+        stored = [bytes(row[0]) for row in cursor.fetchall()]
+    # Stored as the UTF-8 bytes, unpadded, with no collation folding them together.
+    assert stored == sorted(key.encode() for key in ["a", "A", "a  ", "\u00e1", "a\u0301"])
+
+
+@pytest.mark.anyio
+async def test_existing_table_with_a_text_key_column_is_refused(
+    tables: list[str], shared_mysql: pymysql.connections.Connection
+) -> None:
+    table = _table(tables, "text")
+    with shared_mysql.cursor() as cursor:
+        cursor.execute(
+            f"CREATE TABLE `{table}` (`key` VARCHAR(255) PRIMARY KEY, `value` LONGBLOB NOT NULL)"
+        )
+    async with Storage(mysql_driver(MYSQL_URL, table)) as storage:
+        with pytest.raises(BackendError, match="VARBINARY"):
+            await storage.set("a", 1)
+
+
+@pytest.mark.parametrize("table", ["", "1abc", "a-b", "a`b", "kv; DROP TABLE x", "a" * 65, "é"])
+def test_invalid_table_names_are_refused(table: str) -> None:
+    with pytest.raises(InvalidKey):
+        mysql_driver(MYSQL_URL, table)
+
+
+def test_from_url_and_create_storage_accept_both_schemes() -> None:
+    for url in ("mysql://u:p@db.example:3307/app", "mariadb://u:p@db.example:3307/app"):
+        storage = create_storage(url)
+        assert isinstance(storage.driver, MySQLDriver)
+        assert storage.driver.where == "db.example:3307/app"
+
+
+# -- large values and max_allowed_packet ------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def big_packet_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MariaDBInstance]:
+    """A private server with max_allowed_packet=64M, room for 16 MiB values."""
+    reason = mariadb_available()
+    if reason is not None:
+        server_unreachable(reason)
+    directory = tmp_path_factory.mktemp("mariadb-64m")
+    with MariaDBInstance(directory, max_allowed_packet="64M") as server:
+        yield server
+
+
+@pytest.mark.anyio
+async def test_sixteen_mib_values_are_stored_when_the_packet_allows(
+    big_packet_server: MariaDBInstance,
+) -> None:
+    value = (bytes(range(256)) * (_SIXTEEN_MIB // 256 + 1))[: _SIXTEEN_MIB + 1]
+    assert required_max_allowed_packet(len(value)) < 64 * 1024 * 1024
+    async with Storage(mysql_driver(big_packet_server.url, _unique("big"))) as storage:
+        await storage.set_raw("big", value)
+        assert await storage.get_raw("big") == value
+        await storage.set_many_raw([("big:1", value), ("small", b"s"), ("big:2", value[::-1])])
+        assert await storage.get_many_raw(["big:1", "small", "big:2"]) == [
+            value, b"s", value[::-1],
+        ]
+        await storage.clear()
+
+
+@pytest.fixture(scope="module")
+def small_packet_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MariaDBInstance]:
+    """A private server with max_allowed_packet=1M, so that the refusal is certain."""
+    reason = mariadb_available()
+    if reason is not None:
+        server_unreachable(reason)
+    directory = tmp_path_factory.mktemp("mariadb-1m")
+    with MariaDBInstance(directory, max_allowed_packet="1M") as server:
+        yield server
+
+
+@pytest.mark.anyio
+async def test_too_big_value_is_refused_naming_max_allowed_packet(
+    small_packet_server: MariaDBInstance,
+) -> None:
+    too_big = b"\x00" * (600 * 1024)  # 1.2 MB as hex: more than the 1 MiB packet
+    async with Storage(mysql_driver(small_packet_server.url, _unique("small"))) as storage:
+        await storage.set_raw("kept", b"old")
+        with pytest.raises(BackendError, match="max_allowed_packet") as raised:
+            await storage.set_raw("kept", too_big)
+        assert not isinstance(raised.value, BackendUnavailable)
+        with pytest.raises(BackendError, match="max_allowed_packet"):
+            await storage.set_many_raw([("first", b"1"), ("second", too_big)])
+        assert await storage.get_raw("kept") == b"old"
+        assert [key async for key in storage.keys()] == ["kept"]
+        # Just under the limit still goes through.
+        fits = b"\x01" * (1024 * 1024 // 2 - 2048)
+        await storage.set_raw("fits", fits)
+        assert await storage.get_raw("fits") == fits
+        await storage.clear()
+
+
+# -- outages --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def private_server(tmp_path: Path) -> Iterator[MariaDBInstance]:
+    reason = mariadb_available()
+    if reason is not None:
+        server_unreachable(reason)
+    server = MariaDBInstance(tmp_path / "mariadb")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.mark.anyio
+async def test_outage_raises_unavailable_and_the_same_storage_recovers(
+    private_server: MariaDBInstance,
+) -> None:
+    driver = mysql_driver(
+        private_server.url, "outage", pool_size=4, connect_timeout=1, read_timeout=2,
+        write_timeout=2,
+    )
+    storage = Storage(driver)
+    before = {f"before:{index:03d}": index for index in range(200)}
+    await storage.set_many(before)
+    await storage.set("single", "acknowledged")
+
+    private_server.stop()
+    for operation in (
+        lambda: storage.get("single"),
+        lambda: storage.set("during", 1),
+        lambda: storage.get_many(["single", "before:001"]),
+        lambda: storage.set_many({"during": 1}),
+        lambda: storage.delete("single"),
+        lambda: storage.clear("before:"),
+        lambda: anext(aiter(storage.keys("before:"))),
+    ):
+        with pytest.raises(BackendUnavailable) as raised:
+            await operation()
+        assert raised.value.driver == "mysql"
+        assert f"127.0.0.1:{private_server.port}" in str(raised.value)
+
+    private_server.start()
+    # The same storage object, no reconnect call: pooled connections died and are replaced.
+    assert await storage.get("single") == "acknowledged"
+    assert await storage.get_many(list(before)) == list(before.values())
+    await storage.set("after", "ok")
+    assert [key async for key in storage.keys("a")] == ["after"]
+
+    # A restart between two operations: the pooled connections are dead, yet the next
+    # operation succeeds, on a fresh connection, without any error reaching the caller.
+    assert driver.open_connections >= 1
+    private_server.stop()
+    private_server.start()
+    assert await storage.get("after") == "ok"
+    await storage.set_many({"after:2": 2, "after:3": 3})
+    assert await storage.get_many(["after:2", "after:3", "single"]) == [2, 3, "acknowledged"]
+    await storage.close()
+
+
+@pytest.mark.anyio
+async def test_a_hung_server_times_out_as_unavailable(private_server: MariaDBInstance) -> None:
+    driver = mysql_driver(
+        private_server.url, "hung", pool_size=2, connect_timeout=1, read_timeout=1,
+        write_timeout=1,
+    )
+    async with Storage(driver) as storage:
+        await storage.set("k", 1)
+        process = private_server._process
+        assert process is not None
+        process.send_signal(signal.SIGSTOP)
+        try:
+            with pytest.raises(BackendUnavailable):
+                await storage.get("k")
+            with pytest.raises(BackendUnavailable):
+                await storage.set_many({"a": 1, "b": 2})
+        finally:
+            process.send_signal(signal.SIGCONT)
+        assert await storage.get("k") == 1
+
+
+# -- concurrency and pooling ----------------------------------------------------------------
+
+
+@pytest.fixture
+def private_database(shared_mysql: pymysql.connections.Connection) -> Iterator[str]:
+    """A database of this test's own on the shared server, so its connections can be counted."""
+    name = _unique("db")
+    with shared_mysql.cursor() as cursor:
+        cursor.execute(f"CREATE DATABASE `{name}`")
+    yield name
+    with shared_mysql.cursor() as cursor:
+        cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
+
+
+@pytest.mark.anyio
+async def test_200_concurrent_tasks_lose_nothing_and_stay_within_the_pool(
+    private_database: str, shared_mysql: pymysql.connections.Connection
+) -> None:
+    pool_size = 5
+    url = MYSQL_URL.rsplit("/", 1)[0] + "/" + private_database
+    driver = mysql_driver(url, "kv", pool_size=pool_size)
+    storage = Storage(driver)
+    observed: list[int] = []
+
+    def count_server_connections() -> int:
+        with shared_mysql.cursor() as cursor:
+            cursor.execute(
+                "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE DB = %s",
+                (private_database,),
+            )
+            row = cursor.fetchone()
+        return int(row[0]) if row else 0
+
+    async def worker(task: int) -> None:
+        for index in range(5):
+            key = f"task:{task:03d}:{index}"
+            await storage.set(key, [task, index])
+            assert await storage.get(key) == [task, index]
+        await storage.set_many({f"batch:{task:03d}:{index}": task for index in range(3)})
+        observed.append(driver.open_connections)
+
+    async def monitor(done: anyio.Event) -> None:
+        while not done.is_set():
+            observed.append(await anyio.to_thread.run_sync(count_server_connections))
+            await anyio.sleep(0.01)  # sampling interval of the observer, not synchronisation
+
+    done = anyio.Event()
+    async with anyio.create_task_group() as outer:
+        outer.start_soon(monitor, done)
+        async with anyio.create_task_group() as group:
+            for task in range(200):
+                group.start_soon(worker, task)
+        done.set()
+
+    keys = [key async for key in storage.keys("task:")]
+    assert len(keys) == 200 * 5
+    assert await storage.get_many(keys) == [[int(k[5:8]), int(k[9:])] for k in keys]
+    assert len([key async for key in storage.keys("batch:")]) == 200 * 3
+    assert max(observed) <= pool_size
+    assert count_server_connections() <= pool_size
+    await storage.close()
+    assert driver.open_connections == 0
+
+
+# -- errors never show passwords; a missing client names the extra --------------------------
+
+
+@pytest.mark.anyio
+async def test_errors_never_show_the_password(shared_mysql: pymysql.connections.Connection) -> None:
+    secret = "Sup3r-s3cret-pw"
+    unreachable = Storage(
+        mysql_driver(f"mysql://root:{secret}@127.0.0.1:{free_port()}/test", connect_timeout=1)
+    )
+    with pytest.raises(BackendUnavailable) as raised:
+        await unreachable.get("a")
+    assert secret not in str(raised.value)
+    assert secret not in repr(raised.value)
+    assert raised.value.__cause__ is None
+    assert raised.value.__suppress_context__
+    assert "127.0.0.1" in str(raised.value)
+
+    wrong_user = Storage(mysql_driver(f"mysql://kvstore_nobody:{secret}@127.0.0.1:3306/test"))
+    with pytest.raises(BackendError) as refused:
+        await wrong_user.set("a", 1)
+    assert secret not in str(refused.value)
+    await unreachable.close()
+    await wrong_user.close()
+
+
+def test_missing_client_names_the_pip_install() -> None:
+    code = (
+        "import sys; sys.modules['pymysql'] = None\n"
+        "from kvstore.errors import MissingDependency\n"
+        "from kvstore import create_storage\n"
+        "try:\n"
+        "    import kvstore.drivers.mysql\n"
+        "except MissingDependency as error:\n"
+        "    print(error)\n"
+        "try:\n"
+        "    create_storage('mysql://root@127.0.0.1/test')\n"
+        "except MissingDependency as error:\n"
+        "    print(error)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60,
+        env=env,
+    )
+    lines = result.stdout.splitlines()
+    assert len(lines) == 2
+    assert all("pip install 'agentx-persistence[mysql]'" in line for line in lines)

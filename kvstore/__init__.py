@@ -12,6 +12,7 @@ from kvstore.driver import BaseDriver, Driver
 from kvstore.errors import (
     BackendError,
     BackendUnavailable,
+    ConfigurationError,
     InvalidKey,
     KVStoreError,
     MissingDependency,
@@ -26,6 +27,7 @@ __all__ = [
     "BackendError",
     "BackendUnavailable",
     "BaseDriver",
+    "ConfigurationError",
     "Driver",
     "InvalidKey",
     "KVStoreError",

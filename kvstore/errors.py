@@ -10,6 +10,7 @@ from __future__ import annotations
 __all__ = [
     "BackendError",
     "BackendUnavailable",
+    "ConfigurationError",
     "InvalidKey",
     "KVStoreError",
     "MissingDependency",
@@ -29,6 +30,10 @@ class InvalidKey(KVStoreError, ValueError):
 
 class SerializationError(KVStoreError, ValueError):
     """A value cannot be stored so that it reads back equal; nothing was written."""
+
+
+class ConfigurationError(KVStoreError, ValueError):
+    """A driver or storage was given settings it cannot use (a bad table name, URL, pool size)."""
 
 
 class StorageClosed(KVStoreError):

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from kvstore.driver import BaseDriver
-from kvstore.errors import StorageClosed
+from kvstore.errors import ConfigurationError, StorageClosed
 from kvstore.keys import SEPARATOR
 
 __all__ = ["MountTable", "Source"]
@@ -68,7 +68,7 @@ class MountTable:
     def add(self, base: str, driver: BaseDriver) -> None:
         """Serve the keys under ``base`` from ``driver``; ``base`` must not be mounted already."""
         if base in self._mounts:
-            raise ValueError(f"a driver is already mounted at {base!r}; unmount it first")
+            raise ConfigurationError(f"a driver is already mounted at {base!r}; unmount it first")
         self._mounts[base] = driver
         self._deepest_first = sorted(self._mounts, key=len, reverse=True)
         self.has_mounts = True
@@ -78,7 +78,7 @@ class MountTable:
         try:
             driver = self._mounts.pop(base)
         except KeyError:
-            raise ValueError(f"nothing is mounted at {base!r}") from None
+            raise ConfigurationError(f"nothing is mounted at {base!r}") from None
         self._deepest_first = sorted(self._mounts, key=len, reverse=True)
         self.has_mounts = bool(self._mounts)
         return driver

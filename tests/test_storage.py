@@ -9,7 +9,13 @@ import pytest
 from kvstore import Storage, create_storage
 from kvstore.driver import BaseDriver
 from kvstore.drivers.memory import MemoryDriver, memory_driver
-from kvstore.errors import InvalidKey, SerializationError, StorageClosed, UnknownScheme
+from kvstore.errors import (
+    ConfigurationError,
+    InvalidKey,
+    SerializationError,
+    StorageClosed,
+    UnknownScheme,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -142,9 +148,9 @@ async def test_unmount_closes_the_driver_by_default(storage: Storage) -> None:
 
 async def test_mounting_twice_or_unmounting_nothing_is_an_error(storage: Storage) -> None:
     storage.mount("m", memory_driver())
-    with pytest.raises(ValueError, match="already mounted"):
+    with pytest.raises(ConfigurationError, match="already mounted"):
         storage.mount("m", memory_driver())
-    with pytest.raises(ValueError, match="nothing is mounted"):
+    with pytest.raises(ConfigurationError, match="nothing is mounted"):
         await storage.unmount("n")
 
 

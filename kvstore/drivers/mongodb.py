@@ -30,7 +30,7 @@ from urllib.parse import unquote, urlsplit
 
 from kvstore.driver import BaseDriver
 from kvstore.drivers._extras import missing_extra
-from kvstore.errors import BackendError, BackendUnavailable, InvalidKey, UnknownScheme
+from kvstore.errors import BackendError, BackendUnavailable, ConfigurationError, UnknownScheme
 from kvstore.keys import prefix_successor
 from kvstore.urls import redact_url
 
@@ -109,9 +109,11 @@ class MongoDBDriver(BaseDriver):
         _check_name("database", database_name, 63)
         _check_name("collection", collection_name, 200)
         if collection_name.startswith("system"):
-            raise InvalidKey(f"invalid MongoDB collection name {collection_name!r}: reserved")
+            raise ConfigurationError(
+                f"invalid MongoDB collection name {collection_name!r}: reserved"
+            )
         if max_pool_size < 1:
-            raise ValueError("max_pool_size must be at least 1")
+            raise ConfigurationError("max_pool_size must be at least 1")
         self.database_name = database_name
         self.collection_name = collection_name
         self.where = _where(connection_string, database_name)
@@ -388,7 +390,7 @@ def _check_name(kind: str, name: str, limit: int) -> None:
         or len(name.encode("utf-8")) > limit
         or any(char in _NAME_FORBIDDEN for char in name)
     ):
-        raise InvalidKey(
+        raise ConfigurationError(
             f"invalid MongoDB {kind} name {name!r}: 1 to {limit} bytes, without "
             "/ \\ . space \" $ * < > : | ? or NUL"
         )

@@ -40,7 +40,7 @@ import anyio.to_thread
 
 from kvstore.driver import BaseDriver
 from kvstore.drivers._extras import missing_extra
-from kvstore.errors import BackendError, BackendUnavailable, InvalidKey, UnknownScheme
+from kvstore.errors import BackendError, BackendUnavailable, ConfigurationError, UnknownScheme
 from kvstore.keys import prefix_successor
 from kvstore.urls import redact_url
 
@@ -183,19 +183,19 @@ class MySQLDriver(BaseDriver):
         write_timeout: float = 30.0,
     ) -> None:
         if _TABLE_NAME.fullmatch(table) is None:
-            raise InvalidKey(
+            raise ConfigurationError(
                 f"invalid MySQL table name {table!r}: use 1 to 64 ASCII letters, digits and "
                 "underscores, not starting with a digit"
             )
         if pool_size < 1:
-            raise ValueError("pool_size must be at least 1")
+            raise ConfigurationError("pool_size must be at least 1")
         for label, seconds in (
             ("connect_timeout", connect_timeout),
             ("read_timeout", read_timeout),
             ("write_timeout", write_timeout),
         ):
             if not seconds > 0:
-                raise ValueError(f"{label} must be a positive number of seconds")
+                raise ConfigurationError(f"{label} must be a positive number of seconds")
         self.table = table
         self.pool_size = pool_size
         self._params = _connect_params(uri)
@@ -591,7 +591,9 @@ def _connect_params(uri: str) -> dict[str, Any]:
         )
     database = unquote(parts.path.lstrip("/"))
     if not database:
-        raise ValueError(f"the MySQL URL {redact_url(uri)!r} names no database (…/DATABASE)")
+        raise ConfigurationError(
+            f"the MySQL URL {redact_url(uri)!r} names no database (…/DATABASE)"
+        )
     params: dict[str, Any] = {
         "host": parts.hostname or "localhost",
         "port": port or 3306,
@@ -602,7 +604,7 @@ def _connect_params(uri: str) -> dict[str, Any]:
     for name, text in parse_qsl(parts.query, keep_blank_values=True):
         convert = _QUERY_OPTIONS.get(name)
         if convert is None:
-            raise ValueError(
+            raise ConfigurationError(
                 f"unknown MySQL URL option {name!r}; known: {', '.join(sorted(_QUERY_OPTIONS))}"
             )
         params[name] = convert(text)

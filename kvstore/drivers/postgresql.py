@@ -20,7 +20,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from kvstore.driver import BaseDriver
 from kvstore.drivers._extras import missing_extra
-from kvstore.errors import BackendError, BackendUnavailable
+from kvstore.errors import BackendError, BackendUnavailable, ConfigurationError
 from kvstore.keys import prefix_successor
 from kvstore.urls import redact_url
 
@@ -77,13 +77,15 @@ class PostgreSQLDriver(BaseDriver):
         operation_timeout: float = 30.0,
     ) -> None:
         if not isinstance(table, str) or not _IDENTIFIER.fullmatch(table):
-            raise ValueError(
+            raise ConfigurationError(
                 f"table must be an identifier ([A-Za-z_][A-Za-z0-9_]*), not {table!r}"
             )
         if len(table) > _MAX_IDENTIFIER:
-            raise ValueError(f"table name {table!r} is longer than {_MAX_IDENTIFIER} characters")
+            raise ConfigurationError(
+                f"table name {table!r} is longer than {_MAX_IDENTIFIER} characters"
+            )
         if not 0 <= min_size <= max_size or max_size < 1:
-            raise ValueError("pool sizes need 0 <= min_size <= max_size and max_size >= 1")
+            raise ConfigurationError("pool sizes need 0 <= min_size <= max_size and max_size >= 1")
         self.table = table
         self.where = _where(connection_string)
         self._conninfo = connection_string

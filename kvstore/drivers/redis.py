@@ -31,7 +31,7 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from kvstore.driver import BaseDriver
 from kvstore.drivers._extras import missing_extra
-from kvstore.errors import BackendError, BackendUnavailable, InvalidKey
+from kvstore.errors import BackendError, BackendUnavailable, ConfigurationError, InvalidKey
 from kvstore.keys import prefix_successor, validate_key
 from kvstore.urls import redact_url
 
@@ -150,7 +150,7 @@ class RedisDriver(BaseDriver):
         **redis_options: Any,
     ) -> None:
         if max_connections < 1:
-            raise ValueError("max_connections must be at least 1")
+            raise ConfigurationError("max_connections must be at least 1")
         try:
             validate_key(base)
         except InvalidKey as error:

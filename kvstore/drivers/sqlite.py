@@ -28,7 +28,7 @@ from urllib.parse import parse_qsl, unquote
 import anyio
 
 from kvstore.driver import BaseDriver
-from kvstore.errors import BackendError, BackendUnavailable
+from kvstore.errors import BackendError, BackendUnavailable, ConfigurationError
 from kvstore.keys import prefix_successor
 
 __all__ = ["DEFAULT_TABLE", "SQLiteDriver", "default_path", "from_url", "sqlite_driver"]
@@ -80,27 +80,29 @@ def default_path() -> Path:
 
 def _check_table(table: str) -> str:
     if not isinstance(table, str) or _TABLE_NAME.fullmatch(table) is None:
-        raise ValueError(
+        raise ConfigurationError(
             f"SQLite table name {table!r} must be 1 to 63 ASCII letters, digits or underscores, "
             "not starting with a digit"
         )
     if table.lower().startswith("sqlite_"):
-        raise ValueError(f"SQLite table name {table!r} is reserved: names starting sqlite_ are")
+        raise ConfigurationError(
+            f"SQLite table name {table!r} is reserved: names starting sqlite_ are"
+        )
     return table
 
 
 def _check_busy_timeout(busy_timeout: float) -> float:
     if isinstance(busy_timeout, bool) or not isinstance(busy_timeout, int | float):
-        raise ValueError(f"busy_timeout must be a number of seconds, not {busy_timeout!r}")
+        raise ConfigurationError(f"busy_timeout must be a number of seconds, not {busy_timeout!r}")
     if not math.isfinite(busy_timeout) or busy_timeout < 0:
-        raise ValueError(f"busy_timeout must be finite seconds >= 0, not {busy_timeout}")
+        raise ConfigurationError(f"busy_timeout must be finite seconds >= 0, not {busy_timeout}")
     return float(busy_timeout)
 
 
 def _check_synchronous(synchronous: str) -> str:
     mode = synchronous.upper() if isinstance(synchronous, str) else ""
     if mode not in SYNCHRONOUS_MODES:
-        raise ValueError(
+        raise ConfigurationError(
             f"synchronous must be one of {', '.join(sorted(SYNCHRONOUS_MODES))}, "
             f"not {synchronous!r}"
         )
@@ -165,7 +167,9 @@ class SQLiteDriver(BaseDriver):
     ) -> None:
         raw = os.fspath(path)
         if not isinstance(raw, str) or not raw:
-            raise ValueError(f"SQLite path must be a non-empty path or ':memory:', not {path!r}")
+            raise ConfigurationError(
+                f"SQLite path must be a non-empty path or ':memory:', not {path!r}"
+            )
         self.in_memory: bool = raw == MEMORY
         #: The database file (absolute), or ``":memory:"``.
         self.path: str = raw if self.in_memory else str(Path(raw).expanduser().absolute())
@@ -476,7 +480,8 @@ def sqlite_driver(
     seconds an operation waits, without blocking the event loop, for another connection to
     release the write lock before raising :class:`~kvstore.errors.BackendUnavailable`.
     ``synchronous`` is SQLite's ``PRAGMA synchronous`` (NORMAL is durable across application
-    crashes in WAL mode; FULL also across power loss). Invalid settings raise ``ValueError``.
+    crashes in WAL mode; FULL also across power loss). Invalid settings raise
+    :class:`~kvstore.errors.ConfigurationError`.
     """
     return SQLiteDriver(
         default_path() if path is None else path,
@@ -494,16 +499,17 @@ def from_url(url: str) -> SQLiteDriver:
 
     ``sqlite:///relative.db`` (relative to the current directory), ``sqlite:////abs/path.db``,
     ``sqlite:///:memory:`` or ``sqlite://`` (in memory). Optional query parameters: ``table``,
-    ``busy_timeout`` (seconds) and ``synchronous``. Anything else raises ``ValueError``.
+    ``busy_timeout`` (seconds) and ``synchronous``. Anything else raises
+    :class:`~kvstore.errors.ConfigurationError`.
     """
     scheme, separator, rest = url.partition("://")
     if not separator or scheme.lower() != "sqlite":
-        raise ValueError(f"not a sqlite:// URL: {url!r}")
+        raise ConfigurationError(f"not a sqlite:// URL: {url!r}")
     rest, _, query = rest.partition("?")
     if "#" in rest or "#" in query:
-        raise ValueError(f"a sqlite:// URL takes no fragment: {url!r}")
+        raise ConfigurationError(f"a sqlite:// URL takes no fragment: {url!r}")
     if rest and not rest.startswith("/"):
-        raise ValueError(
+        raise ConfigurationError(
             f"a sqlite:// URL names no host: write sqlite:///relative.db or "
             f"sqlite:////absolute.db, not {url!r}"
         )
@@ -511,7 +517,7 @@ def from_url(url: str) -> SQLiteDriver:
     options: dict[str, str] = {}
     for name, value in parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query)):
         if name not in _URL_OPTIONS:
-            raise ValueError(
+            raise ConfigurationError(
                 f"unknown sqlite:// URL parameter {name!r}; known: {', '.join(_URL_OPTIONS)}"
             )
         options[name] = value
@@ -520,7 +526,7 @@ def from_url(url: str) -> SQLiteDriver:
         try:
             busy_timeout = float(options["busy_timeout"])
         except ValueError:
-            raise ValueError(
+            raise ConfigurationError(
                 f"busy_timeout must be a number of seconds, not {options['busy_timeout']!r}"
             ) from None
     return SQLiteDriver(

@@ -20,7 +20,7 @@ from pymongo import monitoring
 from kvstore import create_storage
 from kvstore.drivers import mongodb
 from kvstore.drivers.mongodb import MongoDBDriver, mongodb_driver
-from kvstore.errors import BackendError, BackendUnavailable, InvalidKey, UnknownScheme
+from kvstore.errors import BackendError, BackendUnavailable, ConfigurationError, UnknownScheme
 from kvstore.storage import Storage
 from kvstore.testing import DriverConformance, DriverFactory
 from tests.support.mariadb_instance import free_port
@@ -61,10 +61,9 @@ def _database(databases: list[str], label: str = "t") -> str:
 
 class TestMongoDBDriver(DriverConformance):
     async_backends = ("asyncio",)
+
     @pytest.fixture
-    def driver_factory(
-        self, mongodb_target: MongoDBTarget, databases: list[str]
-    ) -> DriverFactory:
+    def driver_factory(self, mongodb_target: MongoDBTarget, databases: list[str]) -> DriverFactory:
         database = _database(databases)
         return lambda: mongodb_driver(mongodb_target.url, database)
 
@@ -117,7 +116,10 @@ async def test_large_values_are_chunked_and_replaced_without_leftovers(
         assert chunks.count_documents({}) == 5, "the first value's chunks are removed"
         await storage.set_many_raw({"big": first, "small": b"s", "big2": second})
         assert await storage.get_many_raw(["big2", "small", "big", "none"]) == [
-            second, b"s", first, None,
+            second,
+            b"s",
+            first,
+            None,
         ]
         # Overwriting with a small value or deleting leaves chunks that clear() removes.
         await storage.set_raw("big", b"tiny")
@@ -159,11 +161,19 @@ async def test_readers_never_see_a_mix_of_two_large_values(
 
 @pytest.mark.parametrize(
     ("database", "collection"),
-    [("", "c"), ("a.b", "c"), ("a b", "c"), ("a$", "c"), ("d", ""), ("d", "a$b"),
-     ("d", "system.x"), ("x" * 64, "c")],
+    [
+        ("", "c"),
+        ("a.b", "c"),
+        ("a b", "c"),
+        ("a$", "c"),
+        ("d", ""),
+        ("d", "a$b"),
+        ("d", "system.x"),
+        ("x" * 64, "c"),
+    ],
 )
 def test_invalid_names_are_refused(database: str, collection: str) -> None:
-    with pytest.raises(InvalidKey):
+    with pytest.raises(ConfigurationError):
         mongodb_driver("mongodb://127.0.0.1", database, collection)
 
 
@@ -217,7 +227,9 @@ async def test_200_concurrent_tasks_lose_nothing_and_stay_within_the_pool(
     pool_size = 6
     counter = _PoolCounter()
     driver = mongodb_driver(
-        mongodb_target.url, _database(databases, "load"), max_pool_size=pool_size,
+        mongodb_target.url,
+        _database(databases, "load"),
+        max_pool_size=pool_size,
         event_listeners=[counter],
     )
     storage = Storage(driver)
@@ -249,8 +261,10 @@ async def test_unreachable_server_is_unavailable_without_the_password() -> None:
     port = free_port()
     storage = Storage(
         mongodb_driver(
-            f"mongodb://admin:{secret}@127.0.0.1:{port}/?authSource=admin", "db",
-            server_selection_timeout=0.5, connect_timeout=0.5,
+            f"mongodb://admin:{secret}@127.0.0.1:{port}/?authSource=admin",
+            "db",
+            server_selection_timeout=0.5,
+            connect_timeout=0.5,
         )
     )
     for operation in (
@@ -269,7 +283,8 @@ async def test_unreachable_server_is_unavailable_without_the_password() -> None:
 
 @pytest.mark.anyio
 async def test_server_errors_are_backend_errors(
-    mongodb_target: MongoDBTarget, databases: list[str],
+    mongodb_target: MongoDBTarget,
+    databases: list[str],
     sync_client: pymongo.MongoClient[dict[str, object]],
 ) -> None:
     database = _database(databases, "err")
@@ -297,7 +312,11 @@ def test_missing_client_names_the_pip_install() -> None:
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60,
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
         env=env,
     )
     lines = result.stdout.splitlines()

@@ -16,7 +16,7 @@ import pytest
 
 from kvstore import create_storage
 from kvstore.drivers.mysql import MySQLDriver, mysql_driver, required_max_allowed_packet
-from kvstore.errors import BackendError, BackendUnavailable, InvalidKey
+from kvstore.errors import BackendError, BackendUnavailable, ConfigurationError
 from kvstore.storage import Storage
 from kvstore.testing import DriverConformance, DriverFactory
 from tests.support.mariadb_instance import MariaDBInstance, free_port, mariadb_available
@@ -85,7 +85,12 @@ async def test_trailing_space_and_case_make_different_keys(
     async with Storage(mysql_driver(MYSQL_URL, table)) as storage:
         await storage.set_many({"a": 1, "a ": 2, "A": 3, "a  ": 4, "\u00e1": 5, "a\u0301": 6})
         assert await storage.get_many(["a", "a ", "A", "a  ", "\u00e1", "a\u0301"]) == [
-            1, 2, 3, 4, 5, 6,
+            1,
+            2,
+            3,
+            4,
+            5,
+            6,
         ]
         await storage.delete("a ")
         assert await storage.get_many(["a", "a ", "a  "]) == [1, None, 4]
@@ -112,7 +117,7 @@ async def test_existing_table_with_a_text_key_column_is_refused(
 
 @pytest.mark.parametrize("table", ["", "1abc", "a-b", "a`b", "kv; DROP TABLE x", "a" * 65, "é"])
 def test_invalid_table_names_are_refused(table: str) -> None:
-    with pytest.raises(InvalidKey):
+    with pytest.raises(ConfigurationError):
         mysql_driver(MYSQL_URL, table)
 
 
@@ -148,7 +153,9 @@ async def test_sixteen_mib_values_are_stored_when_the_packet_allows(
         assert await storage.get_raw("big") == value
         await storage.set_many_raw([("big:1", value), ("small", b"s"), ("big:2", value[::-1])])
         assert await storage.get_many_raw(["big:1", "small", "big:2"]) == [
-            value, b"s", value[::-1],
+            value,
+            b"s",
+            value[::-1],
         ]
         await storage.clear()
 
@@ -204,7 +211,11 @@ async def test_outage_raises_unavailable_and_the_same_storage_recovers(
     private_server: MariaDBInstance,
 ) -> None:
     driver = mysql_driver(
-        private_server.url, "outage", pool_size=4, connect_timeout=1, read_timeout=2,
+        private_server.url,
+        "outage",
+        pool_size=4,
+        connect_timeout=1,
+        read_timeout=2,
         write_timeout=2,
     )
     storage = Storage(driver)
@@ -248,7 +259,11 @@ async def test_outage_raises_unavailable_and_the_same_storage_recovers(
 @pytest.mark.anyio
 async def test_a_hung_server_times_out_as_unavailable(private_server: MariaDBInstance) -> None:
     driver = mysql_driver(
-        private_server.url, "hung", pool_size=2, connect_timeout=1, read_timeout=1,
+        private_server.url,
+        "hung",
+        pool_size=2,
+        connect_timeout=1,
+        read_timeout=1,
         write_timeout=1,
     )
     async with Storage(driver) as storage:
@@ -371,7 +386,11 @@ def test_missing_client_names_the_pip_install() -> None:
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60,
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
         env=env,
     )
     lines = result.stdout.splitlines()

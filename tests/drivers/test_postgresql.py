@@ -14,7 +14,7 @@ import pytest
 import kvstore.drivers.postgresql as postgresql_module
 from kvstore import create_storage
 from kvstore.drivers.postgresql import PostgreSQLDriver, from_url, postgresql_driver
-from kvstore.errors import BackendError, BackendUnavailable
+from kvstore.errors import BackendError, BackendUnavailable, ConfigurationError
 from kvstore.storage import Storage
 from kvstore.testing import DriverConformance, DriverFactory
 from tests.support.postgresql_instance import PostgreSQLInstance
@@ -53,6 +53,7 @@ def table(admin: psycopg.Connection) -> Iterator[str]:
 
 class TestPostgreSQLDriver(DriverConformance):
     async_backends = ("asyncio",)
+
     @pytest.fixture
     def driver_factory(self, table: str) -> DriverFactory:
         return lambda: postgresql_driver(POSTGRESQL_URL, table=table)
@@ -92,7 +93,7 @@ async def test_prefix_scans_are_index_range_scans(admin: psycopg.Connection, tab
 
 @pytest.mark.parametrize("name", ["", "1table", "a-b", 'x"; DROP TABLE y; --', "a.b", "t" * 64])
 def test_invalid_table_name_is_refused(name: str) -> None:
-    with pytest.raises(ValueError, match="table"):
+    with pytest.raises(ConfigurationError, match="table"):
         postgresql_driver(POSTGRESQL_URL, table=name)
 
 
@@ -145,7 +146,7 @@ async def test_create_storage_reaches_the_driver_by_url(table: str) -> None:
 async def test_set_many_is_all_or_nothing(admin: psycopg.Connection, table: str) -> None:
     async with Storage(postgresql_driver(POSTGRESQL_URL, table=table)) as storage:
         await storage.set("kept", "old")
-        admin.execute(f'ALTER TABLE "{table}" ADD CONSTRAINT no_poison CHECK (key <> \'poison\')')
+        admin.execute(f"ALTER TABLE \"{table}\" ADD CONSTRAINT no_poison CHECK (key <> 'poison')")
         with pytest.raises(BackendError) as caught:
             await storage.set_many({"kept": "new", "fresh": 1, "poison": 2})
         assert not isinstance(caught.value, BackendUnavailable)
@@ -167,10 +168,11 @@ async def test_batches_split_into_statements_stay_one_transaction(
         expected[3] = "last"
         keys = [f"k:{index:02d}" for index in range(50)]
         assert await storage.get_many(keys) == expected
-        admin.execute(f'ALTER TABLE "{table}" ADD CONSTRAINT no_poison CHECK (key <> \'poison\')')
+        admin.execute(f"ALTER TABLE \"{table}\" ADD CONSTRAINT no_poison CHECK (key <> 'poison')")
         with pytest.raises(BackendError):
-            await storage.set_many([(f"new:{index:02d}", index) for index in range(40)]
-                                   + [("poison", 1)])
+            await storage.set_many(
+                [(f"new:{index:02d}", index) for index in range(40)] + [("poison", 1)]
+            )
         assert [key async for key in storage.keys("new:")] == []
         await storage.delete_many(keys[::2])
         assert [key async for key in storage.keys("k:")] == keys[1::2]

@@ -18,7 +18,7 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 
 import kvstore
 from kvstore.drivers.sqlite import DEFAULT_TABLE, default_path, from_url, sqlite_driver
-from kvstore.errors import BackendError, BackendUnavailable, StorageClosed
+from kvstore.errors import BackendError, BackendUnavailable, ConfigurationError, StorageClosed
 from kvstore.testing import DriverConformance, DriverFactory
 
 
@@ -315,7 +315,7 @@ def test_url_options() -> None:
     ],
 )
 def test_bad_urls_are_refused(url: str) -> None:
-    with pytest.raises(ValueError, match=r"."):
+    with pytest.raises(ConfigurationError, match=r"."):
         from_url(url)
 
 
@@ -333,7 +333,7 @@ async def test_registry_builds_the_driver_from_a_url(tmp_path: Path) -> None:
     ["", "1abc", "kv-store", 'kv"; DROP TABLE x; --', "kv store", "sqlite_master", "é", "a" * 64],
 )
 def test_table_names_are_validated(table: str) -> None:
-    with pytest.raises(ValueError, match="table name"):
+    with pytest.raises(ConfigurationError, match="table name"):
         sqlite_driver(":memory:", table=table)
 
 
@@ -342,7 +342,7 @@ def test_table_names_are_validated(table: str) -> None:
     [{"busy_timeout": -1}, {"busy_timeout": float("nan")}, {"synchronous": "ALWAYS"}],
 )
 def test_bad_settings_are_refused(options: dict[str, Any]) -> None:
-    with pytest.raises(ValueError, match=r"busy_timeout|synchronous"):
+    with pytest.raises(ConfigurationError, match=r"busy_timeout|synchronous"):
         sqlite_driver(":memory:", **options)
 
 

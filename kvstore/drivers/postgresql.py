@@ -224,6 +224,18 @@ class PostgreSQLDriver(BaseDriver):
         kind = BackendUnavailable if unreachable else BackendError
         return kind(text, driver=self.name, where=self.where)
 
+    async def _discard_pool(self, pool: AsyncConnectionPool[Connection]) -> None:
+        """Drop a pool that could not hand out a connection in time.
+
+        psycopg-pool retries failed connections with a growing backoff, so after a long outage
+        it may wait many seconds past the server's return before trying again. A fresh pool,
+        made on the next operation, connects at once instead.
+        """
+        if self._pool is pool:
+            self._pool = None
+        with contextlib.suppress(*_FAILURES):
+            await pool.close(timeout=0)
+
     async def _run(self, work: Callable[[Connection], Awaitable[_T]]) -> _T:
         """Run ``work`` on a pooled connection, retrying once if that connection had died.
 
@@ -235,6 +247,8 @@ class PostgreSQLDriver(BaseDriver):
             try:
                 connection = await pool.getconn()
             except _FAILURES as error:
+                if isinstance(error, PoolTimeout):
+                    await self._discard_pool(pool)
                 raise self._translate(error) from None
             try:
                 return await work(connection)

@@ -20,6 +20,7 @@ from kvstore.errors import BackendError, BackendUnavailable, ConfigurationError
 from kvstore.storage import Storage
 from kvstore.testing import DriverConformance, DriverFactory
 from tests.support.mariadb_instance import MariaDBInstance, free_port, mariadb_available
+from tests.support.outage import check_outage_and_recovery, check_restart_between_operations
 from tests.support.servers import MYSQL_URL, server_unreachable
 
 _SIXTEEN_MIB = 16 * 1024 * 1024
@@ -219,40 +220,9 @@ async def test_outage_raises_unavailable_and_the_same_storage_recovers(
         write_timeout=2,
     )
     storage = Storage(driver)
-    before = {f"before:{index:03d}": index for index in range(200)}
-    await storage.set_many(before)
-    await storage.set("single", "acknowledged")
-
-    private_server.stop()
-    for operation in (
-        lambda: storage.get("single"),
-        lambda: storage.set("during", 1),
-        lambda: storage.get_many(["single", "before:001"]),
-        lambda: storage.set_many({"during": 1}),
-        lambda: storage.delete("single"),
-        lambda: storage.clear("before:"),
-        lambda: anext(aiter(storage.keys("before:"))),
-    ):
-        with pytest.raises(BackendUnavailable) as raised:
-            await operation()
-        assert raised.value.driver == "mysql"
-        assert f"127.0.0.1:{private_server.port}" in str(raised.value)
-
-    private_server.start()
-    # The same storage object, no reconnect call: pooled connections died and are replaced.
-    assert await storage.get("single") == "acknowledged"
-    assert await storage.get_many(list(before)) == list(before.values())
-    await storage.set("after", "ok")
-    assert [key async for key in storage.keys("a")] == ["after"]
-
-    # A restart between two operations: the pooled connections are dead, yet the next
-    # operation succeeds, on a fresh connection, without any error reaching the caller.
+    await check_outage_and_recovery(storage, private_server, "mysql")
     assert driver.open_connections >= 1
-    private_server.stop()
-    private_server.start()
-    assert await storage.get("after") == "ok"
-    await storage.set_many({"after:2": 2, "after:3": 3})
-    assert await storage.get_many(["after:2", "after:3", "single"]) == [2, 3, "acknowledged"]
+    await check_restart_between_operations(storage, private_server)
     await storage.close()
 
 

@@ -17,6 +17,7 @@ from kvstore.drivers.postgresql import PostgreSQLDriver, from_url, postgresql_dr
 from kvstore.errors import BackendError, BackendUnavailable, ConfigurationError
 from kvstore.storage import Storage
 from kvstore.testing import DriverConformance, DriverFactory
+from tests.support.outage import check_outage_and_recovery, check_restart_between_operations
 from tests.support.postgresql_instance import PostgreSQLInstance
 from tests.support.redis_instance import free_port
 from tests.support.servers import POSTGRESQL_URL, server_unreachable
@@ -280,40 +281,11 @@ async def outage_storage(private_postgresql: PostgreSQLInstance) -> AsyncIterato
 async def test_outage_raises_unavailable_then_recovers_with_every_write(
     private_postgresql: PostgreSQLInstance, outage_storage: Storage
 ) -> None:
-    storage = outage_storage
-    acknowledged = {f"before:{index:03d}": index for index in range(50)}
-    for key, value in acknowledged.items():
-        await storage.set(key, value)
-    await storage.set_many({"batch:1": 1, "batch:2": 2})
-
-    private_postgresql.stop()
-    with pytest.raises(BackendUnavailable):
-        await storage.get("before:000")
-    with pytest.raises(BackendUnavailable):
-        await storage.set("during", 1)
-    with pytest.raises(BackendUnavailable):
-        await storage.set_many({"during:1": 1})
-    with pytest.raises(BackendUnavailable):
-        _ = [key async for key in storage.keys("")]
-
-    private_postgresql.start()
-    await storage.set("after", "back")
-    assert await storage.get("after") == "back"
-    keys = [key async for key in storage.keys("before:")]
-    assert keys == sorted(acknowledged)
-    assert await storage.get_many(list(acknowledged)) == list(acknowledged.values())
-    assert await storage.get_many(["batch:1", "batch:2"]) == [1, 2]
+    await check_outage_and_recovery(outage_storage, private_postgresql, "postgresql")
 
 
 @pytest.mark.anyio
 async def test_a_restart_between_operations_goes_unnoticed(
     private_postgresql: PostgreSQLInstance, outage_storage: Storage
 ) -> None:
-    # Pooled connections die with the server; the next operation must not fail because of them.
-    storage = outage_storage
-    await storage.set_many({f"k:{index}": index for index in range(20)})
-    private_postgresql.stop()
-    private_postgresql.start()
-    assert await storage.get("k:3") == 3
-    await storage.set("k:20", 20)
-    assert await storage.get_many([f"k:{index}" for index in range(21)]) == list(range(21))
+    await check_restart_between_operations(outage_storage, private_postgresql)

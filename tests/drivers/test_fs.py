@@ -69,12 +69,48 @@ class TestMemoryFSDriver(DriverConformance):
 # -- the layout ---------------------------------------------------------------------------------
 
 HOSTILE_KEYS = [
-    "..", ".", "a/b", "a\\b", "%2E", "%", "~", "~x", ".tmp", ".tmp:x", "CON", "con", "nul:x",
-    "a", "A", "a ", "a\u0301", "app", "app:x", "app:x:y", "apple", "b", "b!", "b:c",
-    "../../etc/passwd", "/abs", "a:..:b", "C:\\x", "x" * 1024, "\u00e9" * 512, "\u20ac" * 341,
-    "%" * 1024, "/" * 1024, "." * 1024, "\U0010ffff" * 256, "q:" + "x" * 1022,
-    "q:" + "x" * 200, "q:" + "x" * 200 + "!", "q:" + "x" * 200 + ":c", "q:" + "x" * 120,
-    "q:" + "x" * 119 + "\u00e9", ":".join(["."] * 512)[:1023],
+    "..",
+    ".",
+    "a/b",
+    "a\\b",
+    "%2E",
+    "%",
+    "~",
+    "~x",
+    ".tmp",
+    ".tmp:x",
+    "CON",
+    "con",
+    "nul:x",
+    "a",
+    "A",
+    "a ",
+    "a\u0301",
+    "app",
+    "app:x",
+    "app:x:y",
+    "apple",
+    "b",
+    "b!",
+    "b:c",
+    "../../etc/passwd",
+    "/abs",
+    "a:..:b",
+    "C:\\x",
+    "x" * 1024,
+    "\u00e9" * 512,
+    "\u20ac" * 341,
+    "%" * 1024,
+    "/" * 1024,
+    "." * 1024,
+    "\U0010ffff" * 256,
+    "q:" + "x" * 1022,
+    "q:" + "x" * 200,
+    "q:" + "x" * 200 + "!",
+    "q:" + "x" * 200 + ":c",
+    "q:" + "x" * 120,
+    "q:" + "x" * 119 + "\u00e9",
+    ":".join(["."] * 512)[:1023],
 ]
 
 
@@ -207,8 +243,9 @@ async def test_files_are_human_readable_json(tmp_path: Path) -> None:
 async def test_a_scan_reads_only_the_prefix_directory(tmp_path: Path) -> None:
     driver = fs_driver(str(tmp_path))
     async with Storage(driver) as storage:
-        await storage.set_many((f"g{group}:k{index}", index) for group in range(5)
-                               for index in range(20))
+        await storage.set_many(
+            (f"g{group}:k{index}", index) for group in range(5) for index in range(20)
+        )
         await storage.set_many((f"g1:sub:k{index}", index) for index in range(3))
         listed: list[str] = []
         assert driver._local is not None
@@ -312,7 +349,8 @@ def _kill_writer_mid_write(base: Path, writes_before_kill: int) -> tuple[int, se
         writer.send_signal(signal.SIGKILL)
         writer.wait()
     stored.update(
-        line.split()[1] for line in writer.stdout.read().splitlines(keepends=True)
+        line.split()[1]
+        for line in writer.stdout.read().splitlines(keepends=True)
         if line.startswith("done ") and line.endswith("\n")
     )
     writer.stdout.close()

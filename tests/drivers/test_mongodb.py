@@ -6,9 +6,6 @@ the run says so): see ``tests/support/mongodb_server.py``.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 
@@ -294,31 +291,3 @@ async def test_server_errors_are_backend_errors(
         with pytest.raises(BackendError) as raised:
             await storage.set("a", 1)
         assert not isinstance(raised.value, BackendUnavailable)
-
-
-def test_missing_client_names_the_pip_install() -> None:
-    code = (
-        "import sys; sys.modules['pymongo'] = None; sys.modules['bson'] = None\n"
-        "from kvstore.errors import MissingDependency\n"
-        "from kvstore import create_storage\n"
-        "try:\n"
-        "    import kvstore.drivers.mongodb\n"
-        "except MissingDependency as error:\n"
-        "    print(error)\n"
-        "try:\n"
-        "    create_storage('mongodb://127.0.0.1')\n"
-        "except MissingDependency as error:\n"
-        "    print(error)\n"
-    )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-        env=env,
-    )
-    lines = result.stdout.splitlines()
-    assert len(lines) == 2
-    assert all("pip install 'agentx-persistence[mongodb]'" in line for line in lines)

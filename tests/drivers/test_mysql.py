@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -338,31 +335,3 @@ async def test_errors_never_show_the_password(shared_mysql: pymysql.connections.
     assert secret not in str(refused.value)
     await unreachable.close()
     await wrong_user.close()
-
-
-def test_missing_client_names_the_pip_install() -> None:
-    code = (
-        "import sys; sys.modules['pymysql'] = None\n"
-        "from kvstore.errors import MissingDependency\n"
-        "from kvstore import create_storage\n"
-        "try:\n"
-        "    import kvstore.drivers.mysql\n"
-        "except MissingDependency as error:\n"
-        "    print(error)\n"
-        "try:\n"
-        "    create_storage('mysql://root@127.0.0.1/test')\n"
-        "except MissingDependency as error:\n"
-        "    print(error)\n"
-    )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-        env=env,
-    )
-    lines = result.stdout.splitlines()
-    assert len(lines) == 2
-    assert all("pip install 'agentx-persistence[mysql]'" in line for line in lines)

@@ -58,14 +58,14 @@ def _check_text(text: object, what: str) -> str:
 
 
 # Keys seen valid recently: a dict lookup is several times cheaper than the checks, and the same
-# keys come back again and again. Bounded; emptied when full.
-_RECENTLY_VALID: dict[str, None] = {}
+# keys come back again and again. Bounded; emptied when full. Storage's hot path reads it directly.
+RECENTLY_VALID: dict[str, None] = {}
 _RECENTLY_VALID_LIMIT = 16_384
 
 
 def validate_key(key: object) -> str:
     """Return ``key`` unchanged if it is a valid key, else raise :class:`InvalidKey` saying why."""
-    if type(key) is str and key in _RECENTLY_VALID:
+    if type(key) is str and key in RECENTLY_VALID:
         return key
     text = _check_text(key, "key")
     if not text:
@@ -74,9 +74,9 @@ def validate_key(key: object) -> str:
         raise InvalidKey(
             f"key {_describe(text)} has an empty segment (a leading, trailing or doubled ':')"
         )
-    if len(_RECENTLY_VALID) >= _RECENTLY_VALID_LIMIT:
-        _RECENTLY_VALID.clear()
-    _RECENTLY_VALID[text] = None
+    if len(RECENTLY_VALID) >= _RECENTLY_VALID_LIMIT:
+        RECENTLY_VALID.clear()
+    RECENTLY_VALID[text] = None
     return text
 
 

@@ -60,6 +60,25 @@ def _check(value: object, path: str) -> None:
         raise _refuse(path, f"is a {kind.__name__}, not a JSON type")
 
 
+def _reads_back_exactly(value: object) -> bool:
+    """Tell, cheaply, whether ``value`` is a scalar or a flat dict of scalars of exact JSON types.
+
+    Those always read back equal once orjson accepted them (it refuses ints beyond 64 bits and
+    non-``str`` dict keys itself), so they need no decode; records are mostly of this shape.
+    """
+    kind = type(value)
+    if kind in _SCALAR_TYPES:
+        return True
+    if kind is not dict:
+        return False
+    scalars = _SCALAR_TYPES
+    # A plain loop: a generator passed to all() costs more than the check itself here.
+    for item in value.values():  # type: ignore[attr-defined]  # noqa: SIM110
+        if type(item) not in scalars:
+            return False
+    return True
+
+
 def encode(value: JSONValue) -> bytes:
     """Return ``value`` as JSON bytes; raise :class:`SerializationError` if it cannot round-trip."""
     try:
@@ -69,7 +88,7 @@ def encode(value: JSONValue) -> bytes:
     # Decoding and comparing is faster than walking the value in Python, and proves the
     # promise directly. Only when they differ (tuples, or a refusal) is the walk needed, to tell
     # which and to say where.
-    if type(value) in _SCALAR_TYPES or orjson.loads(data) == value:
+    if _reads_back_exactly(value) or orjson.loads(data) == value:
         return data
     try:
         _check(value, "")
@@ -86,9 +105,12 @@ def encode_many(values: list[JSONValue]) -> list[bytes]:
         raise SerializationError(f"value cannot be stored as JSON: {error}") from None
     # One decode of the joined batch replaces one call per value; a mismatch falls back to
     # checking each value, which also says which one is at fault.
-    if orjson.loads(b"[" + b",".join(encoded) + b"]") != values:
-        for value in values:
-            encode(value)
+    doubtful = [index for index, value in enumerate(values) if not _reads_back_exactly(value)]
+    if doubtful:
+        joined = b"[" + b",".join(encoded[index] for index in doubtful) + b"]"
+        if orjson.loads(joined) != [values[index] for index in doubtful]:
+            for index in doubtful:
+                encode(values[index])
     return encoded
 
 

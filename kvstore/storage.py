@@ -12,7 +12,7 @@ from typing import Self
 
 from kvstore.driver import BaseDriver, Driver, as_base_driver
 from kvstore.errors import InvalidKey, SerializationError, StorageClosed
-from kvstore.keys import join, validate_key, validate_prefix
+from kvstore.keys import RECENTLY_VALID, join, validate_key, validate_prefix
 from kvstore.mounts import MountTable, Source, merge_sorted
 from kvstore.serialization import JSONValue, decode, encode, encode_many
 
@@ -76,7 +76,12 @@ class Storage:
         table = self._table
         if self._closed or table.closed:
             raise StorageClosed("the storage is closed")
-        full = self._full_key(key) if self._base else validate_key(key)
+        if self._base:
+            full = self._full_key(key)
+        elif type(key) is str and key in RECENTLY_VALID:
+            full = key  # seen valid before: skip even the call into validate_key
+        else:
+            full = validate_key(key)
         return table.resolve(full) if table.has_mounts else (table.root, full)
 
     def _local(self, full_key: str) -> str:

@@ -77,6 +77,8 @@ UNSERIALIZABLE_VALUES: list[object] = [
     2**64,
     -(2**63) - 1,
     {"nested": [1, {"bad": math.nan}]},
+    {"flat": uuid.UUID(int=2)},
+    {"flat": math.inf, "ok": 1},
     "lone \ud800 surrogate",
 ]
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
-import anyio
 import psycopg
 import pytest
 
@@ -15,6 +14,7 @@ from kvstore.drivers.postgresql import PostgreSQLDriver, from_url, postgresql_dr
 from kvstore.errors import BackendError, BackendUnavailable, ConfigurationError
 from kvstore.storage import Storage
 from kvstore.testing import DriverConformance, DriverFactory
+from tests.support.load import check_tasks_share_a_bounded_pool
 from tests.support.outage import check_outage_and_recovery, check_restart_between_operations
 from tests.support.postgresql_instance import PostgreSQLInstance
 from tests.support.redis_instance import free_port
@@ -193,34 +193,7 @@ async def test_two_hundred_concurrent_tasks_share_a_bounded_pool(
         assert row is not None
         return int(row[0])
 
-    peak = 0
-
-    async def worker(task: int) -> None:
-        nonlocal peak
-        for step in range(5):
-            key = f"t:{task:03d}:{step}"
-            await storage.set(key, {"task": task, "step": step})
-            assert await storage.get(key) == {"task": task, "step": step}
-        peak = max(peak, connections())
-
-    try:
-        async with anyio.create_task_group() as group:
-            for task in range(200):
-                group.start_soon(worker, task)
-        keys = [key async for key in storage.keys("t:")]
-        assert len(keys) == 1000
-        values = await storage.get_many(keys)
-        assert values == [{"task": int(key[2:5]), "step": int(key[6])} for key in keys]
-        assert 0 < connections() <= pool_size
-        assert peak <= pool_size
-    finally:
-        await storage.close()
-    # The server ends a backend shortly after its client hangs up: wait for that, bounded.
-    for _ in range(100):
-        if connections() == 0:
-            break
-        await anyio.sleep(0.05)
-    assert connections() == 0, "closing the storage left connections open"
+    await check_tasks_share_a_bounded_pool(storage, connections, pool_size)
 
 
 @pytest.mark.anyio

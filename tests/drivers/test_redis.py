@@ -6,7 +6,6 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
-import anyio
 import pytest
 import redis
 
@@ -15,6 +14,7 @@ from kvstore.drivers.redis import RedisDriver, from_url, redis_driver
 from kvstore.errors import BackendError, BackendUnavailable, InvalidKey
 from kvstore.storage import Storage
 from kvstore.testing import DriverConformance, DriverFactory
+from tests.support.load import check_tasks_share_a_bounded_pool
 from tests.support.outage import check_outage_and_recovery, check_restart_between_operations
 from tests.support.redis_instance import RedisInstance, free_port
 from tests.support.servers import REDIS_URL, server_unreachable
@@ -170,34 +170,7 @@ async def test_two_hundred_concurrent_tasks_share_a_bounded_pool(
     def connections() -> int:
         return sum(1 for client in shared_redis.client_list() if client.get("name") == marker)
 
-    peak = 0
-
-    async def worker(task: int) -> None:
-        nonlocal peak
-        for step in range(5):
-            key = f"t:{task:03d}:{step}"
-            await storage.set(key, {"task": task, "step": step})
-            assert await storage.get(key) == {"task": task, "step": step}
-        peak = max(peak, connections())
-
-    try:
-        async with anyio.create_task_group() as group:
-            for task in range(200):
-                group.start_soon(worker, task)
-        keys = [key async for key in storage.keys("t:")]
-        assert len(keys) == 1000
-        values = await storage.get_many(keys)
-        assert values == [{"task": int(key[2:5]), "step": int(key[6])} for key in keys]
-        assert 0 < connections() <= pool_size
-        assert peak <= pool_size
-    finally:
-        await storage.close()
-    # The server drops a client shortly after it hangs up: wait for that, bounded.
-    for _ in range(100):
-        if connections() == 0:
-            break
-        await anyio.sleep(0.05)
-    assert connections() == 0, "closing the storage left connections open"
+    await check_tasks_share_a_bounded_pool(storage, connections, pool_size)
 
 
 @pytest.mark.anyio

@@ -154,7 +154,7 @@ class RedisDriver(BaseDriver):
         try:
             validate_key(base)
         except InvalidKey as error:
-            raise InvalidKey(f"invalid Redis base: {error}") from None
+            raise ConfigurationError(f"invalid Redis base: {error}") from None
         self.base = base
         self.where = _where(url)
         self._url = url

@@ -11,7 +11,7 @@ import redis
 
 from kvstore import create_storage
 from kvstore.drivers.redis import RedisDriver, from_url, redis_driver
-from kvstore.errors import BackendError, BackendUnavailable, InvalidKey
+from kvstore.errors import BackendError, BackendUnavailable, ConfigurationError
 from kvstore.storage import Storage
 from kvstore.testing import DriverConformance, DriverFactory
 from tests.support.load import check_tasks_share_a_bounded_pool
@@ -131,7 +131,7 @@ async def test_batches_write_nothing_when_the_index_holds_foreign_data(
 
 @pytest.mark.parametrize("base", ["", "a\x00b", ":a", "a::b", 7])
 def test_invalid_base_is_refused(base: object) -> None:
-    with pytest.raises(InvalidKey):
+    with pytest.raises(ConfigurationError):
         redis_driver(REDIS_URL, base=base)  # type: ignore[arg-type]
 
 

@@ -28,7 +28,7 @@ import errno
 import os
 import re
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import anyio
 import anyio.lowlevel
@@ -50,6 +50,27 @@ T = TypeVar("T")
 R = TypeVar("R")
 X = TypeVar("X")
 
+
+class Tree(Protocol):
+    """What the driver needs of a directory tree; :class:`LocalTree` and :class:`FsspecTree`."""
+
+    def read(self, relative: str) -> bytes | None:
+        """Return a file's bytes, or ``None`` if it does not exist."""
+        ...
+
+    def write(self, relative: str, data: bytes) -> None:
+        """Replace a file atomically, creating its directories."""
+        ...
+
+    def remove(self, relative: str) -> None:
+        """Remove a file if present, and the directories it leaves empty."""
+        ...
+
+    def list_dir(self, relative: str) -> list[tuple[str, bool]]:
+        """Return a directory's entries as ``(name, is_directory)``."""
+        ...
+
+
 # Local batches give other tasks a turn this often, so a 10,000-key batch does not stall the loop.
 _BATCH_SLICE = 256
 # A URL's password inside a client library's error message.
@@ -57,8 +78,16 @@ _CREDENTIALS = re.compile(r"://([^/:@\s]*):[^/@\s]*@")
 _UNAVAILABLE_ERRNOS = frozenset(
     getattr(errno, name)
     for name in (
-        "EIO", "ENOTCONN", "ETIMEDOUT", "EHOSTDOWN", "EHOSTUNREACH", "ENETDOWN", "ENETUNREACH",
-        "ECONNREFUSED", "ECONNRESET", "ESTALE",
+        "EIO",
+        "ENOTCONN",
+        "ETIMEDOUT",
+        "EHOSTDOWN",
+        "EHOSTUNREACH",
+        "ENETDOWN",
+        "ENETUNREACH",
+        "ECONNREFUSED",
+        "ECONNRESET",
+        "ESTALE",
     )
     if hasattr(errno, name)
 )
@@ -165,55 +194,35 @@ class FSDriver(BaseDriver):
 
     # -- single keys --------------------------------------------------------------------------
 
-    async def get(self, key: str) -> bytes | None:
-        """Return the bytes of ``key``'s file, or ``None`` if there is none."""
+    async def _on_tree(self, doing: str, call: Callable[[Tree], T]) -> T:
+        """Run one tree operation: inline on local disk, in a worker thread otherwise."""
         self._ensure_open()
         if not self._ready:
             await self._prepare()
-        path = key_path(key)
         local = self._local
         if local is not None:
             try:
-                return local.read(path)
+                return call(local)
             except OSError as error:
-                raise self._failure(error, f"reading {_shown(key)}") from error
+                raise self._failure(error, doing) from error
         remote = self._remote
         assert remote is not None
-        return await self._in_thread(f"reading {_shown(key)}", lambda: remote.read(path))
+        return await self._in_thread(doing, lambda: call(remote))
+
+    async def get(self, key: str) -> bytes | None:
+        """Return the bytes of ``key``'s file, or ``None`` if there is none."""
+        path = key_path(key)
+        return await self._on_tree(f"reading {_shown(key)}", lambda tree: tree.read(path))
 
     async def set(self, key: str, value: bytes) -> None:
         """Replace ``key``'s file atomically: readers see the old bytes or the new, never a mix."""
-        self._ensure_open()
-        if not self._ready:
-            await self._prepare()
         path = key_path(key)
-        local = self._local
-        if local is not None:
-            try:
-                local.write(path, value)
-            except OSError as error:
-                raise self._failure(error, f"writing {_shown(key)}") from error
-            return
-        remote = self._remote
-        assert remote is not None
-        await self._in_thread(f"writing {_shown(key)}", lambda: remote.write(path, value))
+        await self._on_tree(f"writing {_shown(key)}", lambda tree: tree.write(path, value))
 
     async def delete(self, key: str) -> None:
         """Remove ``key``'s file and the directories it leaves empty; a missing key is fine."""
-        self._ensure_open()
-        if not self._ready:
-            await self._prepare()
         path = key_path(key)
-        local = self._local
-        if local is not None:
-            try:
-                local.remove(path)
-            except OSError as error:
-                raise self._failure(error, f"deleting {_shown(key)}") from error
-            return
-        remote = self._remote
-        assert remote is not None
-        await self._in_thread(f"deleting {_shown(key)}", lambda: remote.remove(path))
+        await self._on_tree(f"deleting {_shown(key)}", lambda tree: tree.remove(path))
 
     # -- batches ------------------------------------------------------------------------------
 
@@ -221,8 +230,7 @@ class FSDriver(BaseDriver):
         self,
         doing: str,
         items: Sequence[X],
-        local_call: Callable[[LocalTree, X], R],
-        remote_call: Callable[[FsspecTree, X], R],
+        call: Callable[[Tree, X], R],
     ) -> list[R]:
         """Apply one operation to every item: inline on local disk, in one thread hop otherwise."""
         self._ensure_open()
@@ -232,9 +240,7 @@ class FSDriver(BaseDriver):
         if local is None:
             remote = self._remote
             assert remote is not None
-            return await self._in_thread(
-                doing, lambda: [remote_call(remote, item) for item in items]
-            )
+            return await self._in_thread(doing, lambda: [call(remote, item) for item in items])
         results: list[R] = []
         for start in range(0, len(items), _BATCH_SLICE):
             if start:
@@ -242,7 +248,7 @@ class FSDriver(BaseDriver):
                 self._ensure_open()
             chunk = items[start : start + _BATCH_SLICE]
             try:
-                results.extend(local_call(local, item) for item in chunk)
+                results.extend(call(local, item) for item in chunk)
             except OSError as error:
                 raise self._failure(error, doing) from error
         return results
@@ -250,7 +256,7 @@ class FSDriver(BaseDriver):
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         """Return the values of ``keys`` in the order asked, ``None`` for each missing key."""
         paths = [key_path(key) for key in keys]
-        return await self._each("reading a batch", paths, LocalTree.read, FsspecTree.read)
+        return await self._each("reading a batch", paths, lambda tree, path: tree.read(path))
 
     async def set_many(self, items: Sequence[tuple[str, bytes]]) -> None:
         """Store every pair in order (a later pair for a key wins); each write is atomic.
@@ -259,31 +265,18 @@ class FSDriver(BaseDriver):
         the earlier pairs written.
         """
         pairs = [(key_path(key), value) for key, value in items]
-        await self._each(
-            "writing a batch",
-            pairs,
-            lambda local, pair: local.write(*pair),
-            lambda remote, pair: remote.write(*pair),
-        )
+        await self._each("writing a batch", pairs, lambda tree, pair: tree.write(*pair))
 
     async def delete_many(self, keys: Sequence[str]) -> None:
         """Remove every key in ``keys``, skipping missing ones; not atomic as a whole."""
         paths = [key_path(key) for key in keys]
-        await self._each("deleting a batch", paths, LocalTree.remove, FsspecTree.remove)
+        await self._each("deleting a batch", paths, lambda tree, path: tree.remove(path))
 
     # -- scans --------------------------------------------------------------------------------
 
     async def _entries(self, directory: str, partial: str) -> list[Entry]:
-        local = self._local
-        if local is not None:
-            try:
-                return list_entries(local.list_dir, directory, partial)
-            except OSError as error:
-                raise self._failure(error, "listing keys") from error
-        remote = self._remote
-        assert remote is not None
-        return await self._in_thread(
-            "listing keys", lambda: list_entries(remote.list_dir, directory, partial)
+        return await self._on_tree(
+            "listing keys", lambda tree: list_entries(tree.list_dir, directory, partial)
         )
 
     async def keys(self, prefix: str = "") -> AsyncIterator[str]:

@@ -20,8 +20,8 @@ from kvstore.drivers.mongodb import MongoDBDriver, mongodb_driver
 from kvstore.errors import BackendError, BackendUnavailable, ConfigurationError, UnknownScheme
 from kvstore.storage import Storage
 from kvstore.testing import DriverConformance, DriverFactory
-from tests.support.mariadb_instance import free_port
 from tests.support.mongodb_server import MongoDBTarget, mongodb_target
+from tests.support.servers import free_port
 
 __all__ = ["mongodb_target"]  # the session fixture, imported so pytest finds it here
 

@@ -16,9 +16,9 @@ from kvstore.drivers.mysql import MySQLDriver, mysql_driver, required_max_allowe
 from kvstore.errors import BackendError, BackendUnavailable, ConfigurationError
 from kvstore.storage import Storage
 from kvstore.testing import DriverConformance, DriverFactory
-from tests.support.mariadb_instance import MariaDBInstance, free_port, mariadb_available
+from tests.support.mariadb_instance import MariaDBInstance, mariadb_available
 from tests.support.outage import check_outage_and_recovery, check_restart_between_operations
-from tests.support.servers import MYSQL_URL, server_unreachable
+from tests.support.servers import MYSQL_URL, free_port, server_unreachable
 
 _SIXTEEN_MIB = 16 * 1024 * 1024
 

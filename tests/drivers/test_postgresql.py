@@ -17,8 +17,7 @@ from kvstore.testing import DriverConformance, DriverFactory
 from tests.support.load import check_tasks_share_a_bounded_pool
 from tests.support.outage import check_outage_and_recovery, check_restart_between_operations
 from tests.support.postgresql_instance import PostgreSQLInstance
-from tests.support.redis_instance import free_port
-from tests.support.servers import POSTGRESQL_URL, server_unreachable
+from tests.support.servers import POSTGRESQL_URL, free_port, server_unreachable
 
 
 @pytest.fixture

@@ -16,8 +16,8 @@ from kvstore.storage import Storage
 from kvstore.testing import DriverConformance, DriverFactory
 from tests.support.load import check_tasks_share_a_bounded_pool
 from tests.support.outage import check_outage_and_recovery, check_restart_between_operations
-from tests.support.redis_instance import RedisInstance, free_port
-from tests.support.servers import REDIS_URL, server_unreachable
+from tests.support.redis_instance import RedisInstance
+from tests.support.servers import REDIS_URL, free_port, server_unreachable
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from kvstore.drivers.redis import redis_driver
 from kvstore.errors import BackendUnavailable, InvalidKey, StorageClosed
 from kvstore.storage import Storage
 from tests.entities.factories import container
-from tests.support.redis_instance import free_port
+from tests.support.servers import free_port
 
 pytestmark = pytest.mark.anyio
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -14,18 +13,14 @@ from eventqueue.backends.sqlite import SQLiteBackend
 from eventqueue.entry import system_clock
 from eventqueue.front import EventQueue
 
+from tests.support.servers import free_port
+
 pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.mark.parametrize(
@@ -64,7 +59,7 @@ async def test_sqlite_url_and_default_folder_creation(tmp_path: Path) -> None:
 
 
 async def test_unreachable_redis_raises_queue_unavailable_without_password() -> None:
-    queue = create_queue(url=f"redis://:s3cret@127.0.0.1:{_free_port()}/0")
+    queue = create_queue(url=f"redis://:s3cret@127.0.0.1:{free_port()}/0")
     with pytest.raises(QueueUnavailable) as caught:
         await queue.publish("t", 1)
     assert "s3cret" not in str(caught.value)
@@ -72,7 +67,7 @@ async def test_unreachable_redis_raises_queue_unavailable_without_password() -> 
 
 
 async def test_unreachable_postgresql_raises_queue_unavailable_without_password() -> None:
-    queue = create_queue(url=f"postgresql://root:s3cret@127.0.0.1:{_free_port()}/test")
+    queue = create_queue(url=f"postgresql://root:s3cret@127.0.0.1:{free_port()}/test")
     with pytest.raises(QueueUnavailable) as caught:
         await queue.publish("t", 1)
     assert "s3cret" not in str(caught.value)

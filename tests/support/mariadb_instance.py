@@ -7,7 +7,6 @@ It runs ``mariadbd`` on a free loopback port with its data in a temporary direct
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -15,17 +14,12 @@ from types import TracebackType
 
 import pymysql
 
-__all__ = ["MariaDBInstance", "free_port", "mariadb_available"]
+from tests.support.servers import free_port
+
+__all__ = ["MariaDBInstance", "mariadb_available"]
 
 _READY_SECONDS = 60.0
 _STOP_SECONDS = 60.0
-
-
-def free_port() -> int:
-    """Return a loopback TCP port nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def mariadb_available() -> str | None:

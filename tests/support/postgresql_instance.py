@@ -18,7 +18,7 @@ from pathlib import Path
 
 import psycopg
 
-from tests.support.redis_instance import free_port
+from tests.support.servers import free_port
 
 __all__ = ["PostgreSQLInstance"]
 

@@ -12,18 +12,13 @@ import subprocess
 import time
 from pathlib import Path
 
-__all__ = ["RedisInstance", "free_port"]
+from tests.support.servers import free_port
+
+__all__ = ["RedisInstance"]
 
 # Bounded wait for the server to answer PING after a start.
 READY_ATTEMPTS = 200
 READY_POLL_SECONDS = 0.05
-
-
-def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class RedisInstance:

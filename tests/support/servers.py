@@ -7,6 +7,7 @@ fails, so that a run without its servers never passes by skipping.
 from __future__ import annotations
 
 import os
+import socket
 from typing import NoReturn
 
 import pytest
@@ -26,3 +27,10 @@ def server_unreachable(reason: str) -> NoReturn:
     if REQUIRE_SERVERS:
         pytest.fail(f"required server unreachable: {reason}", pytrace=False)
     pytest.skip(reason)
+
+
+def free_port() -> int:
+    """Return a loopback TCP port nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from entities.errors import ValidationError
 from entities.keys import decode_segment
@@ -26,6 +26,7 @@ __all__ = [
     "read_documents",
     "read_hints",
     "save_indexed",
+    "stored_entries",
 ]
 
 INDEX_VALUE = 1
@@ -84,23 +85,46 @@ async def lookup(
     return found, hints
 
 
+class Document(Protocol):
+    """A record that knows its stored form."""
+
+    def to_document(self) -> JSONValue:
+        """Return the JSON document stored for this record."""
+        ...
+
+
+D = TypeVar("D", bound=Document)
+
+
+async def stored_entries(
+    storage: Storage,
+    record_key: str,
+    parse: Callable[[object], D],
+    entries_of: Callable[[D], list[str]],
+) -> list[str]:
+    """Return the index entries of the record stored under ``record_key`` (none if absent)."""
+    previous = parse_or_none(parse, await storage.get(record_key))
+    return entries_of(previous) if previous is not None else []
+
+
 async def save_indexed(
     storage: Storage,
     record_key: str,
-    document: JSONValue,
-    entries: Sequence[str],
-    previous_entries: Sequence[str],
-    entries_of: Callable[[JSONValue], list[str]],
+    record: D,
+    parse: Callable[[object], D],
+    entries_of: Callable[[D], list[str]],
 ) -> None:
-    """Write ``document`` under ``record_key`` with its index ``entries``, crash-safely.
+    """Write ``record`` under ``record_key`` with its index entries, crash-safely.
 
-    New entries go first, the record next, and ``previous_entries`` the record no longer has
-    last; a crash at any point leaves only stale entries, which readers skip. ``entries_of``
-    gives the entries of a stored document: after removing stale entries the record is read
-    again, and any removed entry a concurrent save made true again is restored.
+    New entries go first, the record next, and the entries the stored record had but this one
+    no longer has last; a crash at any point leaves only stale entries, which readers skip.
+    After removing stale entries the record is read again, and any removed entry a concurrent
+    save made true again is restored.
     """
+    entries = entries_of(record)
+    previous_entries = await stored_entries(storage, record_key, parse, entries_of)
     await storage.set_many([(entry, INDEX_VALUE) for entry in entries])
-    await storage.set(record_key, document)
+    await storage.set(record_key, record.to_document())
     stale = [entry for entry in previous_entries if entry not in entries]
     if not stale:
         return
@@ -109,7 +133,7 @@ async def save_indexed(
     if current is None:
         return
     try:
-        restored = [entry for entry in entries_of(current) if entry in stale]
+        restored = [entry for entry in entries_of(parse(current)) if entry in stale]
     except ValidationError:
         return
     if restored:

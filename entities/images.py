@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from entities._checks import check_id, check_object
-from entities._index import lookup, now_ms, parse_or_none, save_indexed
+from entities._index import lookup, now_ms, save_indexed, stored_entries
 from entities.errors import RecordNotFound, ValidationError
 from entities.keys import KeyLayout
 from entities.records import ImageRecord, JSONObject
@@ -42,16 +42,12 @@ class ImageRepository:
         """
         if not isinstance(record, ImageRecord):
             raise ValidationError(f"save_image takes an ImageRecord, not {type(record).__name__}")
-        key = self._keys.image(record.image_id)
-        entries = self._entries(record)
-        previous = parse_or_none(ImageRecord.from_document, await self._storage.get(key))
         await save_indexed(
             self._storage,
-            key,
-            record.to_document(),
-            entries,
-            self._entries(previous) if previous is not None else [],
-            lambda stored: self._entries(ImageRecord.from_document(stored)),
+            self._keys.image(record.image_id),
+            record,
+            ImageRecord.from_document,
+            self._entries,
         )
 
     async def find_image_by_id(self, image_id: str) -> ImageRecord | None:
@@ -119,8 +115,7 @@ class ImageRepository:
         cascade, since the sessions are found through their own index entries.
         """
         key = self._keys.image(check_id(image_id, "image_id"))
-        previous = parse_or_none(ImageRecord.from_document, await self._storage.get(key))
-        entries = self._entries(previous) if previous is not None else []
+        entries = await stored_entries(self._storage, key, ImageRecord.from_document, self._entries)
         await self._storage.delete_many([key, *entries])
         await self._sessions._delete_indexed(
             self._keys.sessions_by_image_prefix(image_id),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from entities._checks import check_id
-from entities._index import lookup, parse_or_none, save_indexed
+from entities._index import lookup, save_indexed, stored_entries
 from entities.errors import RecordNotFound, ValidationError
 from entities.keys import KeyLayout
 from entities.records import Message, SessionRecord
@@ -42,16 +42,12 @@ class SessionRepository:
             raise ValidationError(
                 f"save_session takes a SessionRecord, not {type(record).__name__}"
             )
-        key = self._keys.session(record.session_id)
-        entries = self._entries(record)
-        previous = parse_or_none(SessionRecord.from_document, await self._storage.get(key))
         await save_indexed(
             self._storage,
-            key,
-            record.to_document(),
-            entries,
-            self._entries(previous) if previous is not None else [],
-            lambda stored: self._entries(SessionRecord.from_document(stored)),
+            self._keys.session(record.session_id),
+            record,
+            SessionRecord.from_document,
+            self._entries,
         )
 
     async def find_session_by_id(self, session_id: str) -> SessionRecord | None:
@@ -134,8 +130,9 @@ class SessionRepository:
         this again after an interruption finishes removing the messages.
         """
         key = self._keys.session(check_id(session_id, "session_id"))
-        previous = parse_or_none(SessionRecord.from_document, await self._storage.get(key))
-        entries = self._entries(previous) if previous is not None else []
+        entries = await stored_entries(
+            self._storage, key, SessionRecord.from_document, self._entries
+        )
         await self._storage.delete_many([key, *entries])
         await self._storage.clear(self._keys.messages_prefix(session_id))
 

@@ -13,7 +13,7 @@ Keys reaching a driver have passed :func:`kvstore.keys.validate_key`; prefixes h
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Protocol, runtime_checkable
 
 from kvstore.errors import StorageClosed
@@ -116,38 +116,63 @@ class BaseDriver(abc.ABC):
         The default collects keys in chunks before deleting them, so that a driver whose scan
         cannot survive concurrent deletes is never asked to.
         """
-        while True:
-            chunk: list[str] = []
-            async for key in self.keys(prefix):
-                chunk.append(key)
-                if len(chunk) >= CLEAR_CHUNK:
-                    break
-            if not chunk:
-                return
-            await self.delete_many(chunk)
-            if len(chunk) < CLEAR_CHUNK:
-                return
+        await delete_scanned(self, prefix)
 
-    async def items(self, prefix: str = "") -> AsyncIterator[tuple[str, bytes]]:
+    def items(self, prefix: str = "") -> AsyncIterator[tuple[str, bytes]]:
         """Yield ``(key, value)`` for each key that starts with ``prefix``, in key order.
 
         A key deleted between the scan and the read is skipped.
         """
-        batch: list[str] = []
-        async for key in self.keys(prefix):
-            batch.append(key)
-            if len(batch) >= CLEAR_CHUNK:
-                for pair in await self._read_batch(batch):
-                    yield pair
-                batch = []
-        for pair in await self._read_batch(batch):
-            yield pair
+        return read_in_pages(self.keys(prefix), self.get_many)
 
-    async def _read_batch(self, keys: list[str]) -> list[tuple[str, bytes]]:
-        if not keys:
-            return []
-        values = await self.get_many(keys)
-        return [(key, value) for key, value in zip(keys, values, strict=True) if value is not None]
+
+async def delete_scanned(
+    driver: BaseDriver, prefix: str, wanted: Callable[[str], bool] | None = None
+) -> None:
+    """Delete the keys ``driver.keys(prefix)`` yields (those ``wanted`` accepts), in chunks.
+
+    Each chunk is collected before it is deleted, so no scan runs across its own deletes.
+    """
+    while True:
+        chunk: list[str] = []
+        exhausted = True
+        async for key in driver.keys(prefix):
+            if wanted is None or wanted(key):
+                chunk.append(key)
+                if len(chunk) >= CLEAR_CHUNK:
+                    exhausted = False
+                    break
+        if chunk:
+            await driver.delete_many(chunk)
+        if exhausted:
+            return
+
+
+async def read_in_pages(
+    keys: AsyncIterator[str], get_many: Callable[[list[str]], Awaitable[list[bytes | None]]]
+) -> AsyncIterator[tuple[str, bytes]]:
+    """Yield ``(key, value)`` for each key of ``keys``, reading values a page at a time.
+
+    A key whose value is gone by the time its page is read is skipped.
+    """
+    page: list[str] = []
+    async for key in keys:
+        page.append(key)
+        if len(page) >= CLEAR_CHUNK:
+            for pair in await _present(page, get_many):
+                yield pair
+            page = []
+    for pair in await _present(page, get_many):
+        yield pair
+
+
+async def _present(
+    page: list[str], get_many: Callable[[list[str]], Awaitable[list[bytes | None]]]
+) -> list[tuple[str, bytes]]:
+    if not page:
+        return []
+    values = await get_many(page)
+    return [(key, value) for key, value in zip(page, values, strict=True) if value is not None]
 
 
 class _PrimitivesOnly(BaseDriver):

@@ -40,6 +40,10 @@ class Source:
         """Tell whether ``full_key`` is served by this source rather than a deeper mount."""
         return not any(full_key.startswith(base) for base in self.shadowed)
 
+    def owns_driver_key(self, driver_key: str) -> bool:
+        """Tell whether a key of this source's driver is served by this source."""
+        return self.owns(self.full_key(driver_key))
+
     async def keys(self) -> AsyncIterator[str]:
         """Yield this source's storage-wide keys, in order."""
         async for driver_key in self.driver.keys(self.driver_prefix):

@@ -10,16 +10,13 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 from types import TracebackType
 from typing import Self
 
-from kvstore.driver import BaseDriver, Driver, as_base_driver
+from kvstore.driver import BaseDriver, Driver, as_base_driver, delete_scanned, read_in_pages
 from kvstore.errors import InvalidKey, SerializationError, StorageClosed
 from kvstore.keys import RECENTLY_VALID, join, validate_key, validate_prefix
 from kvstore.mounts import MountTable, Source, merge_sorted
 from kvstore.serialization import JSONValue, decode, encode, encode_many
 
 __all__ = ["Storage"]
-
-# Keys gathered per batch call when a scan spans mounts or reads values: bounds memory.
-_PAGE = 500
 
 
 class Storage:
@@ -249,21 +246,8 @@ class Storage:
             async for full, data in sources[0].driver.items(sources[0].driver_prefix):
                 yield self._local(full), data
             return
-        page: list[str] = []
-        async for key in self.keys(prefix):
-            page.append(key)
-            if len(page) >= _PAGE:
-                for pair in await self._read_page(page):
-                    yield pair
-                page = []
-        for pair in await self._read_page(page):
+        async for pair in read_in_pages(self.keys(prefix), self.get_many_raw):
             yield pair
-
-    async def _read_page(self, keys: list[str]) -> list[tuple[str, bytes]]:
-        if not keys:
-            return []
-        values = await self.get_many_raw(keys)
-        return [(key, value) for key, value in zip(keys, values, strict=True) if value is not None]
 
     async def clear(self, prefix: str = "") -> None:
         """Remove every key that :meth:`keys` with the same ``prefix`` would yield."""
@@ -272,16 +256,7 @@ class Storage:
                 await source.driver.clear(source.driver_prefix)
                 continue
             # Keys of deeper mounts live in other drivers: delete this driver's own keys only.
-            while True:
-                page: list[str] = []
-                async for driver_key in source.driver.keys(source.driver_prefix):
-                    if source.owns(source.full_key(driver_key)):
-                        page.append(driver_key)
-                        if len(page) >= _PAGE:
-                            break
-                if not page:
-                    break
-                await source.driver.delete_many(page)
+            await delete_scanned(source.driver, source.driver_prefix, source.owns_driver_key)
 
     # -- views and mounts -------------------------------------------------------------------
 

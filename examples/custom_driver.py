@@ -22,26 +22,26 @@ class DictDriver(BaseDriver):
 
     async def get(self, key: str) -> bytes | None:
         """Return the value under ``key``, or ``None``."""
-        self._ensure_open()
+        self.ensure_open()
         return self._data.get(key)
 
     async def set(self, key: str, value: bytes) -> None:
         """Store ``value`` under ``key``."""
-        self._ensure_open()
+        self.ensure_open()
         self._data[key] = value
 
     async def delete(self, key: str) -> None:
         """Remove ``key`` if present."""
-        self._ensure_open()
+        self.ensure_open()
         self._data.pop(key, None)
 
     async def keys(self, prefix: str = "") -> AsyncIterator[str]:
         """Yield matching keys in code point order (a snapshot; fine for an example)."""
-        self._ensure_open()
+        self.ensure_open()
         for key in sorted(key for key in self._data if key.startswith(prefix)):
             yield key
 
     async def close(self) -> None:
         """Forget everything; later use raises ``StorageClosed``."""
-        self._closed = True
+        self.mark_closed()
         self._data.clear()

@@ -64,8 +64,17 @@ class BaseDriver(abc.ABC):
     supports_trio: bool = False
     _closed: bool = False
 
-    def _ensure_open(self) -> None:
-        """Raise :class:`StorageClosed` if :meth:`close` has run; drivers call it first."""
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`mark_closed` has run (a driver's ``close`` calls it)."""
+        return self._closed
+
+    def mark_closed(self) -> None:
+        """Record that the driver is closed: every later :meth:`ensure_open` raises."""
+        self._closed = True
+
+    def ensure_open(self) -> None:
+        """Raise :class:`StorageClosed` if the driver is closed; every operation calls it first."""
         if self._closed:
             raise StorageClosed(f"the {self.name} driver is closed")
 

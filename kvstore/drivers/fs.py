@@ -171,7 +171,7 @@ class FSDriver(BaseDriver):
 
     async def open(self) -> None:
         """Create the base directory and remove dead writers' temporary files, now."""
-        self._ensure_open()
+        self.ensure_open()
         if not self._ready:
             await self._prepare()
 
@@ -196,7 +196,7 @@ class FSDriver(BaseDriver):
 
     async def _on_tree(self, doing: str, call: Callable[[Tree], T]) -> T:
         """Run one tree operation: inline on local disk, in a worker thread otherwise."""
-        self._ensure_open()
+        self.ensure_open()
         if not self._ready:
             await self._prepare()
         local = self._local
@@ -233,7 +233,7 @@ class FSDriver(BaseDriver):
         call: Callable[[Tree, X], R],
     ) -> list[R]:
         """Apply one operation to every item: inline on local disk, in one thread hop otherwise."""
-        self._ensure_open()
+        self.ensure_open()
         if not self._ready:
             await self._prepare()
         local = self._local
@@ -245,7 +245,7 @@ class FSDriver(BaseDriver):
         for start in range(0, len(items), _BATCH_SLICE):
             if start:
                 await anyio.lowlevel.checkpoint()
-                self._ensure_open()
+                self.ensure_open()
             chunk = items[start : start + _BATCH_SLICE]
             try:
                 results.extend(call(local, item) for item in chunk)
@@ -286,7 +286,7 @@ class FSDriver(BaseDriver):
         depth first; memory holds the listings of the directories on the current path. Keys
         written or deleted during the scan may or may not be seen.
         """
-        self._ensure_open()
+        self.ensure_open()
         if not self._ready:
             await self._prepare()
         complete, partial = split_prefix(prefix)
@@ -302,16 +302,16 @@ class FSDriver(BaseDriver):
                 continue
             if isinstance(entry, str):
                 yield key_head + entry
-                self._ensure_open()
+                self.ensure_open()
             else:
                 _, segment, path = entry
                 children = await self._entries(path, "")
-                self._ensure_open()
+                self.ensure_open()
                 stack.append((f"{key_head}{segment}:", iter(children)))
 
     async def close(self) -> None:
         """Stop the driver; idempotent. A filesystem passed in with ``fs=`` is left open."""
-        self._closed = True
+        self.mark_closed()
 
 
 def _protocol_of(fs: AbstractFileSystem) -> str:

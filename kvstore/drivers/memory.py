@@ -33,13 +33,13 @@ class MemoryDriver(BaseDriver):
     async def get(self, key: str) -> bytes | None:
         # docstring inherited
         if self._closed:
-            self._ensure_open()
+            self.ensure_open()
         return self._values.get(key)
 
     async def set(self, key: str, value: bytes) -> None:
         # docstring inherited
         if self._closed:
-            self._ensure_open()
+            self.ensure_open()
         self._put(key, value)
 
     def _put(self, key: str, value: bytes) -> None:
@@ -50,7 +50,7 @@ class MemoryDriver(BaseDriver):
     async def delete(self, key: str) -> None:
         # docstring inherited
         if self._closed:
-            self._ensure_open()
+            self.ensure_open()
         self._remove(key)
 
     def _remove(self, key: str) -> None:
@@ -59,38 +59,38 @@ class MemoryDriver(BaseDriver):
 
     async def keys(self, prefix: str = "") -> AsyncIterator[str]:
         # docstring inherited
-        self._ensure_open()
+        self.ensure_open()
         below = prefix_successor(prefix)
         page = self._index.page(prefix, inclusive=True, below=below, limit=_SCAN_PAGE)
         while page:
             for key in page:
                 yield key
-            self._ensure_open()
+            self.ensure_open()
             if len(page) < _SCAN_PAGE:
                 return
             page = self._index.page(page[-1], inclusive=False, below=below, limit=_SCAN_PAGE)
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         # docstring inherited
-        self._ensure_open()
+        self.ensure_open()
         values = self._values
         return [values.get(key) for key in keys]
 
     async def set_many(self, items: Sequence[tuple[str, bytes]]) -> None:
         # docstring inherited
-        self._ensure_open()
+        self.ensure_open()
         for key, value in items:
             self._put(key, value)
 
     async def delete_many(self, keys: Sequence[str]) -> None:
         # docstring inherited
-        self._ensure_open()
+        self.ensure_open()
         for key in keys:
             self._remove(key)
 
     async def clear(self, prefix: str = "") -> None:
         # docstring inherited
-        self._ensure_open()
+        self.ensure_open()
         if not prefix:
             self._values.clear()
             self._index.clear()
@@ -102,7 +102,7 @@ class MemoryDriver(BaseDriver):
 
     async def close(self) -> None:
         # docstring inherited
-        self._closed = True
+        self.mark_closed()
         self._values.clear()
         self._index.clear()
 

@@ -147,7 +147,7 @@ class MongoDBDriver(BaseDriver):
     ) -> tuple[AsyncCollection[dict[str, Any]], AsyncCollection[dict[str, Any]]]:
         # Building the client does no I/O and has no await, so concurrent first uses cannot
         # race: the first one to run creates it. Connections open lazily inside its pool.
-        self._ensure_open()
+        self.ensure_open()
         values, chunks = self._values, self._chunks
         if values is None or chunks is None:
             try:
@@ -237,9 +237,9 @@ class MongoDBDriver(BaseDriver):
 
     async def close(self) -> None:
         """Close the client and its pool; idempotent."""
-        if self._closed:
+        if self.closed:
             return
-        self._closed = True
+        self.mark_closed()
         client, self._client, self._values, self._chunks = self._client, None, None, None
         if client is not None:
             # The connections are gone either way.

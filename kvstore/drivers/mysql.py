@@ -279,7 +279,7 @@ class MySQLDriver(BaseDriver):
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _ensure_ready(self) -> None:
-        self._ensure_open()
+        self.ensure_open()
         if not self._ready:
             await self._prepare()
 
@@ -411,9 +411,9 @@ class MySQLDriver(BaseDriver):
 
     async def close(self) -> None:
         """Close the pool's connections (busy ones as they come back); idempotent."""
-        if self._closed:
+        if self.closed:
             return
-        self._closed = True
+        self.mark_closed()
         await anyio.to_thread.run_sync(self._pool.close)
 
     # -- batches ----------------------------------------------------------------------------
@@ -421,7 +421,7 @@ class MySQLDriver(BaseDriver):
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         """Return the values of ``keys`` in order: ``IN (...)`` chunks in one worker hop."""
         if not keys:
-            self._ensure_open()
+            self.ensure_open()
             return []
         encoded = [key.encode("utf-8") for key in keys]
         table = self._sql_table
@@ -443,7 +443,7 @@ class MySQLDriver(BaseDriver):
     async def set_many(self, items: Sequence[tuple[str, bytes]]) -> None:
         """Store every pair, the last one per key winning, all or nothing in one transaction."""
         if not items:
-            self._ensure_open()
+            self.ensure_open()
             return
         # Sorted, so that concurrent batches lock rows in one order and cannot deadlock.
         rows = sorted((key.encode("utf-8"), value) for key, value in dict(items).items())
@@ -464,7 +464,7 @@ class MySQLDriver(BaseDriver):
     async def delete_many(self, keys: Sequence[str]) -> None:
         """Remove every key in ``keys``, all or nothing in one transaction."""
         if not keys:
-            self._ensure_open()
+            self.ensure_open()
             return
         # Sorted, so that concurrent batches lock rows in one order and cannot deadlock.
         encoded = sorted({key.encode("utf-8") for key in keys})

@@ -136,7 +136,7 @@ class PostgreSQLDriver(BaseDriver):
         await self._ready()
 
     async def _ready(self) -> AsyncConnectionPool[Connection]:
-        self._ensure_open()
+        self.ensure_open()
         pool = self._pool
         if pool is not None:
             return pool
@@ -146,7 +146,7 @@ class PostgreSQLDriver(BaseDriver):
             # Another task may have opened it while this one waited for the lock.
             if self._pool is not None:
                 return self._pool
-            self._ensure_open()
+            self.ensure_open()
             pool = AsyncConnectionPool(
                 self._conninfo,
                 connection_class=self._connection_class(),
@@ -327,9 +327,9 @@ class PostgreSQLDriver(BaseDriver):
 
     async def close(self) -> None:
         """Close the pool and its connections; idempotent."""
-        if self._closed:
+        if self.closed:
             return
-        self._closed = True
+        self.mark_closed()
         pool, self._pool = self._pool, None
         if pool is not None:
             # Best effort: the connections are dropped either way.
@@ -341,7 +341,7 @@ class PostgreSQLDriver(BaseDriver):
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         """Return the values of ``keys`` in order: one ``= ANY`` query per chunk of keys."""
         if not keys:
-            self._ensure_open()
+            self.ensure_open()
             return []
         unique = list(dict.fromkeys(keys))
 
@@ -360,7 +360,7 @@ class PostgreSQLDriver(BaseDriver):
     async def set_many(self, items: Sequence[tuple[str, bytes]]) -> None:
         """Store every pair, the last one per key winning, all or nothing in one transaction."""
         if not items:
-            self._ensure_open()
+            self.ensure_open()
             return
         # One statement may not touch a row twice, and a later pair must win: dedupe first.
         latest = dict(items)
@@ -380,7 +380,7 @@ class PostgreSQLDriver(BaseDriver):
     async def delete_many(self, keys: Sequence[str]) -> None:
         """Remove every key in ``keys``, all or nothing in one transaction."""
         if not keys:
-            self._ensure_open()
+            self.ensure_open()
             return
         unique = list(dict.fromkeys(keys))
 

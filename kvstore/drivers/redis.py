@@ -184,7 +184,7 @@ class RedisDriver(BaseDriver):
     def _redis(self) -> aioredis.Redis:
         # Building the pool does no I/O and has no await, so concurrent first uses cannot race:
         # the first one to run creates it. Connections open lazily inside the pool.
-        self._ensure_open()
+        self.ensure_open()
         client = self._client
         if client is None:
             pool = aioredis.ConnectionPool.from_url(self._url, **self._pool_options)
@@ -199,10 +199,10 @@ class RedisDriver(BaseDriver):
         try:
             async with asyncio.timeout(self._slot_timeout):
                 await slots.acquire()
-            if self._closed:
+            if self.closed:
                 # Closed while this task waited: using the pool now would reopen connections.
                 slots.release()
-                self._ensure_open()
+                self.ensure_open()
         except TimeoutError:
             raise BackendUnavailable(
                 f"all {self._max_connections} connections stayed busy for {self._slot_timeout}s",
@@ -289,9 +289,9 @@ class RedisDriver(BaseDriver):
 
     async def close(self) -> None:
         """Close the pool's connections; idempotent."""
-        if self._closed:
+        if self.closed:
             return
-        self._closed = True
+        self.mark_closed()
         client, self._client = self._client, None
         if client is not None:
             # Best effort: the connections are dropped either way.

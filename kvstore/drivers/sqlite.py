@@ -212,7 +212,7 @@ class SQLiteDriver(BaseDriver):
     # -- connection ---------------------------------------------------------------------------
 
     async def _connection(self) -> sqlite3.Connection:
-        self._ensure_open()
+        self.ensure_open()
         conn = self._conn
         if conn is not None:
             return conn
@@ -222,7 +222,7 @@ class SQLiteDriver(BaseDriver):
         if self._open_lock is None:
             self._open_lock = anyio.Lock()
         async with self._open_lock:
-            self._ensure_open()
+            self.ensure_open()
             if self._conn is None:
                 self._conn = await self._open()
             return self._conn
@@ -247,7 +247,7 @@ class SQLiteDriver(BaseDriver):
                     raise self._translate(error, "cannot open the database") from error
                 if not await backoff.wait():
                     raise self._locked_too_long() from error
-                self._ensure_open()
+                self.ensure_open()
 
     def _connect_once(self) -> sqlite3.Connection:
         # check_same_thread is off because a driver built on one thread may be used from an
@@ -321,7 +321,7 @@ class SQLiteDriver(BaseDriver):
 
     async def get(self, key: str) -> bytes | None:
         """Return the value stored under ``key``, or ``None`` if there is none."""
-        self._ensure_open()
+        self.ensure_open()
         conn = self._conn or await self._connection()
         try:
             row = conn.execute(self._sql_get, (key,)).fetchone()
@@ -332,7 +332,7 @@ class SQLiteDriver(BaseDriver):
 
     async def set(self, key: str, value: bytes) -> None:
         """Store ``value`` under ``key``, replacing any value whole."""
-        self._ensure_open()
+        self.ensure_open()
         conn = self._conn or await self._connection()
         try:
             conn.execute(self._sql_set, (key, value))
@@ -342,7 +342,7 @@ class SQLiteDriver(BaseDriver):
 
     async def delete(self, key: str) -> None:
         """Remove ``key``; removing a missing key is not an error."""
-        self._ensure_open()
+        self.ensure_open()
         conn = self._conn or await self._connection()
         try:
             conn.execute(self._sql_delete, (key,))
@@ -355,16 +355,16 @@ class SQLiteDriver(BaseDriver):
         async for rows in self._pages(prefix, "key", _KEY_PAGE):
             for (key,) in rows:
                 yield key
-                if self._closed:
-                    self._ensure_open()
+                if self.closed:
+                    self.ensure_open()
 
     async def items(self, prefix: str = "") -> AsyncIterator[tuple[str, bytes]]:
         """Yield ``(key, value)`` for each key that starts with ``prefix``, in key order."""
         async for rows in self._pages(prefix, "key, value", _ITEM_PAGE):
             for key, value in rows:
                 yield key, value
-                if self._closed:
-                    self._ensure_open()
+                if self.closed:
+                    self.ensure_open()
 
     async def _pages(self, prefix: str, columns: str, page: int) -> AsyncIterator[list[Any]]:
         """Yield pages of rows whose keys start with ``prefix``, in key order, one per query.
@@ -373,7 +373,7 @@ class SQLiteDriver(BaseDriver):
         caller runs (it may write, or abandon the scan); the next page starts after the last key
         seen, so keys written or deleted meanwhile neither repeat nor break the scan.
         """
-        self._ensure_open()
+        self.ensure_open()
         end = prefix_successor(prefix)
         bounded = end is not None
         sql = self._sql_scan[True, bounded, columns]
@@ -389,7 +389,7 @@ class SQLiteDriver(BaseDriver):
 
     async def close(self) -> None:
         """Close the connection; idempotent. Later use raises ``StorageClosed``."""
-        self._closed = True
+        self.mark_closed()
         conn, self._conn = self._conn, None
         if conn is None:
             return
@@ -402,7 +402,7 @@ class SQLiteDriver(BaseDriver):
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         """Return the values of ``keys`` in the order asked, ``None`` for each missing key."""
-        self._ensure_open()
+        self.ensure_open()
         if not keys:
             return []
         unique = list(dict.fromkeys(keys))
@@ -429,7 +429,7 @@ class SQLiteDriver(BaseDriver):
 
     async def set_many(self, items: Sequence[tuple[str, bytes]]) -> None:
         """Store every pair in one transaction (all or nothing); a later pair for a key wins."""
-        self._ensure_open()
+        self.ensure_open()
         if not items:
             return
         sql = self._sql_set
@@ -441,7 +441,7 @@ class SQLiteDriver(BaseDriver):
 
     async def delete_many(self, keys: Sequence[str]) -> None:
         """Remove every key in ``keys`` in one transaction; missing keys are skipped."""
-        self._ensure_open()
+        self.ensure_open()
         if not keys:
             return
         sql = self._sql_delete
@@ -454,7 +454,7 @@ class SQLiteDriver(BaseDriver):
 
     async def clear(self, prefix: str = "") -> None:
         """Remove every key starting with ``prefix`` with one range ``DELETE`` (atomic)."""
-        self._ensure_open()
+        self.ensure_open()
         end = prefix_successor(prefix)
         params: tuple[str, ...]
         if not prefix:

@@ -154,8 +154,9 @@ def parse_url(
     ``SCHEME://...``, a control character, a ``%`` that starts no percent-encoding, a port that
     is not 1..65535, a bad IPv6 literal or one without brackets, several hosts when
     ``multi_host`` is false (or an empty one when it is true), an unencoded ``@`` in the user
-    information or any ``@`` after the host (a password holding an unencoded ``/``, ``?`` or
-    ``#``), a fragment, and a query option without ``=`` or given twice. A host written without
+    information or any ``@`` after a host or user (a password holding an unencoded ``/``,
+    ``?`` or ``#``; a URL with nothing between ``//`` and the path may hold ``@`` in its path),
+    a fragment, and a query option without ``=`` or given twice. A host written without
     a port gets ``default_port``.
     """
     if not isinstance(url, str):
@@ -172,7 +173,8 @@ def parse_url(
         raise ConfigurationError(f"{_shown(url)}: a URL cannot hold control characters")
     rest = url[match.end() :]
     authority, tail = _split_authority(rest)
-    if "@" in tail:
+    # With no authority there is no password to split ('sqlite:////home/me@corp/x.db').
+    if authority and "@" in tail:
         raise ConfigurationError(
             f"{_shown(url)}: an '@' after the host; percent-encode '@', '/', '?' and '#' in a "
             "user name or password (%40, %2F, %3F, %23)"
@@ -504,7 +506,7 @@ def _redact(text: str) -> str:
         return text
     head = text[: match.end()]
     authority, tail = _split_authority(text[match.end() :])
-    if "@" in tail:
+    if authority and "@" in tail:
         # An unencoded '/', '?' or '#' in a password ends the authority early: hide it all.
         return _redact(head + MASK + text[text.rindex("@") :])
     userinfo, at, hostinfo = authority.rpartition("@")

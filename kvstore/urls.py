@@ -51,6 +51,7 @@ _CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]")
 _HOST_NAME: Final = re.compile(r"[A-Za-z0-9._~!$&'()*+;=%\-]*")
 _PORT: Final = re.compile(r"[0-9]+")
 _CONNINFO_START: Final = re.compile(r"\s*[^\s=]+\s*=")
+_OPTION_START: Final = re.compile(r"[?&]([^=&?#]*)=")
 
 # Option and connection-string names whose value is a secret, compared case-insensitively
 # with '-' read as '_': exact names, then parts of names. A name ending in "key" is a secret
@@ -460,14 +461,70 @@ def parse_conninfo(text: str) -> dict[str, str]:
     return values
 
 
+# libpq's connection keywords (PostgreSQL 17). After a secret value, a keyword libpq does not
+# know may be a piece of that secret (a raw space in it): such pairs are masked whole.
+_LIBPQ_KEYWORDS: Final = frozenset(
+    {
+        "host",
+        "hostaddr",
+        "port",
+        "dbname",
+        "user",
+        "password",
+        "passfile",
+        "require_auth",
+        "channel_binding",
+        "connect_timeout",
+        "client_encoding",
+        "options",
+        "application_name",
+        "fallback_application_name",
+        "keepalives",
+        "keepalives_idle",
+        "keepalives_interval",
+        "keepalives_count",
+        "tcp_user_timeout",
+        "replication",
+        "gssencmode",
+        "sslmode",
+        "sslnegotiation",
+        "requiressl",
+        "sslcompression",
+        "sslcert",
+        "sslkey",
+        "sslpassword",
+        "sslcertmode",
+        "sslrootcert",
+        "sslcrl",
+        "sslcrldir",
+        "sslsni",
+        "requirepeer",
+        "ssl_min_protocol_version",
+        "ssl_max_protocol_version",
+        "krbsrvname",
+        "gsslib",
+        "gssdelegation",
+        "service",
+        "target_session_attrs",
+        "load_balance_hosts",
+    }
+)
+
+
 def _redact_conninfo(text: str) -> str:
     pieces: list[str] = []
     kept = 0
+    secret_seen = False
     try:
         for keyword, _, start, end in _conninfo_values(text):
-            if is_secret_option(keyword):
+            if secret_seen and keyword not in _LIBPQ_KEYWORDS:
+                keyword_start = text.rindex(keyword, kept, start)
+                pieces += [text[kept:keyword_start], MASK]
+                kept = end
+            elif is_secret_option(keyword):
                 pieces += [text[kept:start], MASK]
                 kept = end
+                secret_seen = True
     except _Malformed as error:
         # Whatever libpq could not read may be part of a password: hide all of it.
         return "".join(pieces) + text[kept : error.position] + MASK
@@ -480,13 +537,15 @@ def _redact_conninfo(text: str) -> str:
 def redact_url(text: str) -> str:
     """Return ``text`` with every secret it may hold replaced by ``***``; never raises.
 
-    ``text`` may be a URL of any scheme (its password and the values of secret-named query
-    options are masked, and after a secret option every later option too, since an unencoded
-    ``&`` may have split the secret; a fragment is masked), a libpq ``key=value`` string
-    (values of secret keywords masked, quoted ones included; everything from the point where
-    libpq could not read it masked), or a URL that does not parse (everything between
-    ``://`` and the last ``@`` masked). Only whole values are masked, never parts of other
-    words; text with nothing to hide comes back unchanged (``sqlite:////abs.db`` stays so).
+    ``text`` may be a URL of any scheme: its password, a port that is not a port (a password
+    whose ``@HOST`` was left out), a fragment, and the value of the first secret-named query
+    option are masked, everything after that option too (an unencoded ``&``, ``#`` or ``@``
+    may have split the secret). It may be a libpq ``key=value`` string: values of secret
+    keywords are masked, quoted ones included, then any keyword libpq does not know, and
+    everything from where libpq could not read it. A URL whose password holds an unencoded
+    ``/``, ``?`` or ``#`` has everything between ``://`` and the last ``@`` masked. Only whole
+    values are masked, never parts of other words; text with nothing to hide comes back
+    unchanged (``sqlite:////abs.db`` stays so).
     """
     try:
         return _redact(text)
@@ -504,6 +563,7 @@ def _redact(text: str) -> str:
         if _CONNINFO_START.match(text):
             return _redact_conninfo(text)
         return text
+    text = _cut_at_secret_option(text, match.end())
     head = text[: match.end()]
     authority, tail = _split_authority(text[match.end() :])
     if authority and "@" in tail:
@@ -524,12 +584,26 @@ def _redact(text: str) -> str:
     return f"{head}{authority}{path}{question_mark}{query}{hash_mark}{fragment}"
 
 
+def _cut_at_secret_option(text: str, start: int) -> str:
+    """Mask the value of the first secret-named query option and everything after it.
+
+    Done before anything else is split, because an unencoded '@', '&' or '#' in that value
+    would otherwise move where the host or the next option seems to start.
+    """
+    for found in _OPTION_START.finditer(text, start):
+        if is_secret_option(unquote_plus(found.group(1))):
+            return text[: found.end()] + MASK
+    return text
+
+
 def _redact_ports(hostinfo: str) -> str:
-    """Mask a port that is not a number: it may be a password whose '@HOST' was left out."""
+    """Mask a port that is not one: it may be a password whose '@HOST' was left out."""
     pieces = hostinfo.split(",")
     for index, piece in enumerate(pieces):
         head, colon, port = piece.rpartition(":")
-        if colon and not _PORT.fullmatch(port) and (not head.startswith("[") or head.endswith("]")):
+        if head.startswith("[") and not head.endswith("]"):
+            continue  # a colon inside an IPv6 address
+        if colon and not (_PORT.fullmatch(port) and 1 <= int(port) <= 65535):
             pieces[index] = f"{head}:{MASK}"
     return ",".join(pieces)
 
@@ -546,9 +620,5 @@ def _redact_query(query: str) -> str:
     for index, pair in enumerate(pairs):
         name, equals, _ = pair.partition("=")
         if equals and is_secret_option(unquote_plus(name)):
-            # Later pairs may be pieces of this secret, split at an unencoded '&'.
             pairs[index] = f"{name}={MASK}"
-            if index + 1 < len(pairs):
-                pairs[index + 1 :] = [MASK]
-            break
     return "&".join(pairs)

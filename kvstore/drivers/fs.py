@@ -397,8 +397,9 @@ def from_url(url: str) -> FSDriver:
             raise ConfigurationError(f"{redact_url(url)!r} names no directory")
         options = take_options(parsed.options, _LOCAL_OPTIONS, where=f"{protocol}://")
         return FSDriver("/" + parsed.path, fsync=options.get("fsync", False))
-    authority = rest.split("/", 1)[0].split("?", 1)[0]
-    if protocol in _NO_CREDENTIALS and "@" in authority:
+    # As urllib splits: an '@' after the first '/' still ends user information that held a
+    # raw '/' ("memory://user:pa/ss@name").
+    if protocol in _NO_CREDENTIALS and "@" in rest.partition("?")[0]:
         raise ConfigurationError(
             f"{redact_url(url)!r}: a {protocol}:// URL takes no user or password"
         )

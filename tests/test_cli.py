@@ -18,7 +18,7 @@ from typing import TypeVar
 import anyio
 import orjson
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kvstore import Storage, create_storage, register_driver
@@ -30,6 +30,7 @@ from kvstore.drivers.sqlite import SQLiteDriver
 from kvstore.keys import validate_key
 from kvstore.serialization import encode
 from kvstore.testing import strategies
+from tests.support.hostile_urls import ALL_SPELLINGS, MARK, hostile_urls
 from tests.support.servers import REDIS_URL, server_unreachable
 
 _T = TypeVar("_T")
@@ -529,3 +530,195 @@ def test_runs_as_a_module_end_to_end(home: Path) -> None:
     assert failed.returncode == 1
     assert failed.stderr.decode().startswith("kvstore: error: ")
     assert b"Traceback" not in failed.stderr
+
+
+# -- global options after the command ------------------------------------------------------------
+
+
+def test_global_options_work_after_the_command(
+    home: Path, db: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seed(db, [("k", b'"v"')])
+    assert main(["export", "--url", sqlite_url(db)]) == 0
+    assert orjson.loads(capsys.readouterr().out) == {"key": "k", "value": "v"}
+    assert main(["get", "k", "--agentx-dir", str(home)]) == 0
+    assert capsys.readouterr().out.strip() == '"v"'
+    assert main(["keys", f"--url={sqlite_url(db)}"]) == 0
+    assert capsys.readouterr().out.split() == ["k"]
+
+
+def test_a_global_option_given_before_and_after_must_agree(
+    home: Path, db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seed(db, [("k", b'"v"')])
+    url = sqlite_url(db)
+    assert main(["--url", url, "keys", "--url", url]) == 0
+    assert capsys.readouterr().out.split() == ["k"]
+    other = sqlite_url(tmp_path / "other.db")
+    assert main(["--url", url, "keys", "--url", other]) == 2
+    err = capsys.readouterr().err
+    assert_one_error_line(err)
+    assert "--url" in err
+    assert not (tmp_path / "other.db").exists()
+
+
+# -- every failure is one line, usage 2, runtime 1 -----------------------------------------------
+
+
+def assert_only_one_error_line(err: str) -> None:
+    assert len(err.strip().splitlines()) == 1, err
+    assert_one_error_line(err)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],
+        ["frobnicate"],
+        ["get"],
+        ["get", "k", "extra"],
+        ["keys", "--no-such-option"],
+        ["import", "--batch", "0"],
+        ["import", "--batch", "many"],
+        ["backup", "--keep-days", "-1"],
+        ["--url"],
+        ["keys", "--url"],
+        ["set", "k", "not-json"],
+        ["--url", "nosuchscheme://x", "keys"],
+        ["--url", "not a url", "keys"],
+        ["--url", "sqlite:///x.db?tabel=t", "keys"],
+        ["--url", "sqlite:///", "keys"],
+        ["--url", "memory://somewhere", "keys"],
+        ["--url", "file://host/dir", "keys"],
+        ["--url", "file:///dir?fsync=maybe", "keys"],
+    ],
+)
+def test_usage_errors_are_one_line_and_exit_2(
+    home: Path, argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli(home, *argv) == 2
+    assert_only_one_error_line(capsys.readouterr().err)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["get", "missing"],
+        ["get", "a::b"],
+        ["--url", "memory://", "backup"],
+        ["import", "/no/such/file.jsonl"],
+    ],
+)
+def test_runtime_errors_are_one_line_and_exit_1(
+    home: Path, argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli(home, *argv) == 1
+    assert_only_one_error_line(capsys.readouterr().err)
+
+
+class _BrokenDriver(MemoryDriver):
+    """A driver with a bug: its errors are not kvstore's typed ones."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__()
+        self._error = error
+
+    async def get(self, key: str) -> bytes | None:
+        raise self._error
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        TypeError("unexpected keyword argument 'kvstore_probe'"),
+        RuntimeError("multi\nline\nmessage"),
+        ExceptionGroup("in a task group", [ValueError("inner")]),
+        KeyError("k"),
+    ],
+    ids=["TypeError", "RuntimeError", "ExceptionGroup", "KeyError"],
+)
+def test_an_unexpected_exception_is_one_line_not_a_traceback(
+    error: Exception, capsys: pytest.CaptureFixture[str]
+) -> None:
+    register_driver("kvtest-broken", lambda url: _BrokenDriver(error))
+    assert main(["--url", "kvtest-broken://", "get", "k"]) == 1
+    err = capsys.readouterr().err
+    assert_only_one_error_line(err)
+    assert type(error).__name__ in err or "ValueError: inner" in err
+
+
+def test_help_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--help"]) == 0
+    assert main(["export", "--help"]) == 0
+    assert "--url" in capsys.readouterr().out
+
+
+# -- no secret in any output ---------------------------------------------------------------------
+
+
+def test_a_url_in_a_usage_error_is_shown_redacted(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["get", "k", "postgresql://u:hunter2@h/db"]) == 2
+    err = capsys.readouterr().err
+    assert_only_one_error_line(err)
+    assert "hunter2" not in err
+    assert "postgresql://u:***@h/db" in err
+
+
+def test_masking_never_touches_other_words(capsys: pytest.CaptureFixture[str]) -> None:
+    # The password "tempt" is inside "attempt": only the password itself is masked.
+    assert main(["--url", "sqlite://u:tempt@/x.db?application_name=attempt", "keys"]) == 2
+    err = capsys.readouterr().err
+    assert_only_one_error_line(err)
+    assert "sqlite://u:***@/x.db?application_name=attempt" in err
+
+
+@pytest.mark.parametrize("scheme", ALL_SPELLINGS)
+@settings(max_examples=25)
+@given(data=st.data())
+def test_no_hostile_password_reaches_the_output(scheme: str, data: st.DataObject) -> None:
+    """Every spelling of every scheme, given as --url before or after the command, or as a
+    migrate argument: one error line, no piece of the password in stdout or stderr.
+
+    Server URLs carry an option no driver knows, so the drivers refuse them before any I/O.
+    """
+    case = data.draw(hostile_urls((scheme,), probe=True))
+    where = data.draw(st.sampled_from(["before", "after", "migrate"]))
+    argv = {
+        "before": ["--url", case.url, "keys"],
+        "after": ["keys", "--url", case.url],
+        "migrate": ["migrate", "memory://", case.url],
+    }[where]
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        status = main(argv)
+    assert status in (1, 2)
+    shown = out.getvalue() + err.getvalue()
+    assert MARK not in shown, (case, shown)
+    assert_only_one_error_line(err.getvalue())
+
+
+def test_a_library_log_record_with_the_url_is_redacted(tmp_path: Path) -> None:
+    # A driver that logs its URL raw; the command's own log handler redacts it. Run as a
+    # process: in-process, pytest's handlers stand where the command's would.
+    code = (
+        "import logging, sys\n"
+        "from kvstore import register_driver\n"
+        "from kvstore.cli import main\n"
+        "from kvstore.errors import BackendUnavailable\n"
+        "def factory(url):\n"
+        "    logging.getLogger('somelib').error('cannot reach %s', url)\n"
+        "    raise BackendUnavailable('down', driver='kvtest')\n"
+        "register_driver('kvtest-logs', factory)\n"
+        "sys.exit(main(['--url', 'kvtest-logs://u:hun%40ter2@h/db', 'keys']))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+    )
+    assert done.returncode == 1, done.stderr
+    assert "cannot reach kvtest-logs://u:***@h/db" in done.stderr
+    assert "hun" not in done.stderr
+    assert "Traceback" not in done.stderr

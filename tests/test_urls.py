@@ -7,7 +7,8 @@ never raising, and hiding every piece of a hostile password in every spelling of
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import pytest
@@ -118,7 +119,9 @@ def test_multi_host_urls_keep_their_order() -> None:
 
 
 def test_an_at_sign_in_the_path_is_data_when_no_host_is_given() -> None:
-    assert parse_url("sqlite:////home/me@corp/x.db", schemes=["sqlite"]).path == "/home/me@corp/x.db"
+    assert (
+        parse_url("sqlite:////home/me@corp/x.db", schemes=["sqlite"]).path == "/home/me@corp/x.db"
+    )
 
 
 def test_scheme_match_ignores_case_and_empty_query_pairs_are_skipped() -> None:
@@ -260,7 +263,7 @@ def test_an_unknown_option_is_named_with_the_known_ones() -> None:
 
 
 def test_a_bad_value_names_the_option() -> None:
-    with pytest.raises(ConfigurationError, match="'pool_size'.*whole number"):
+    with pytest.raises(ConfigurationError, match=r"'pool_size'.*whole number"):
         take_options({"pool_size": "many"}, PARSERS, where="redis")
 
 
@@ -313,7 +316,7 @@ def test_option_parsers_accept(parser: Any, text: str, value: object) -> None:
     ],
 )
 def test_option_parsers_refuse(parser: Any, text: str) -> None:
-    with pytest.raises(ValueError, match="."):
+    with pytest.raises(ValueError, match=r"\S"):
         parser(text)
 
 
@@ -474,6 +477,16 @@ def test_a_url_without_secrets_comes_back_unchanged(
 
 # -- hostile passwords over every scheme ---------------------------------------------------------
 
+_T = TypeVar("_T")
+
+
+def outcome(call: Callable[[], _T]) -> _T | ConfigurationError:
+    """Return what ``call`` returns, or the ConfigurationError it raises."""
+    try:
+        return call()
+    except ConfigurationError as error:
+        return error
+
 
 @given(hostile_urls())
 def test_redact_url_hides_every_piece_of_a_hostile_password(case: HostileURL) -> None:
@@ -483,11 +496,10 @@ def test_redact_url_hides_every_piece_of_a_hostile_password(case: HostileURL) ->
 
 @given(hostile_urls(SERVER_SCHEMES), st.booleans())
 def test_parse_url_never_shows_a_hostile_password(case: HostileURL, multi_host: bool) -> None:
-    try:
-        parsed = parse_url(case.url, schemes=[case.scheme], multi_host=multi_host)
-    except ConfigurationError as error:
-        assert MARK not in str(error), (case, str(error))
-        assert case.spelling != "encoded", (case, str(error))  # a well-written URL parses
+    parsed = outcome(lambda: parse_url(case.url, schemes=[case.scheme], multi_host=multi_host))
+    if isinstance(parsed, ConfigurationError):
+        assert MARK not in str(parsed), (case, str(parsed))
+        assert case.spelling != "encoded", (case, str(parsed))  # a well-written URL parses
         return
     assert MARK not in repr(parsed)
     assert MARK not in parsed.redacted()
@@ -502,10 +514,9 @@ def test_a_hostile_password_in_the_query_is_hidden(password: str, spelling: str)
     written = quote(password, safe="") if spelling == "encoded" else password
     url = url_with("postgresql-query", written, probe=True)
     assert MARK not in redact_url(url)
-    try:
-        parsed = parse_url(url, schemes=["postgresql"])
-    except ConfigurationError as error:
-        assert MARK not in str(error)
+    parsed = outcome(lambda: parse_url(url, schemes=["postgresql"]))
+    if isinstance(parsed, ConfigurationError):
+        assert MARK not in str(parsed)
         assert spelling == "raw"
         return
     assert MARK not in repr(parsed)
@@ -520,10 +531,9 @@ def test_a_hostile_password_in_the_query_is_hidden(password: str, spelling: str)
 def test_a_hostile_password_in_a_conninfo_string_is_hidden(password: str, spelling: str) -> None:
     text = conninfo_with(password, spelling)
     assert MARK not in redact_url(text)
-    try:
-        values = parse_conninfo(text)
-    except ConfigurationError as error:
-        assert MARK not in str(error)
+    values = outcome(lambda: parse_conninfo(text))
+    if isinstance(values, ConfigurationError):
+        assert MARK not in str(values)
         assert spelling == "raw"
         return
     if spelling == "quoted":

@@ -231,7 +231,11 @@ def _report(error: Exception, arguments: Sequence[str]) -> int:
         code = 1
     message = str(error) or type(error).__name__
     if not isinstance(error, CLIError | KVStoreError | OSError):
-        message = f"{type(error).__name__}: {message}"  # unexpected: say what kind it was
+        # Unexpected, from a client library or a bug: nothing promises that its message is
+        # free of secrets, and it may quote a piece of one, which no redaction can recognise.
+        if _secret_arguments(arguments):
+            message = "its message is not shown because the command line holds a secret"
+        message = f"unexpected {type(error).__name__}: {message}"
     # Client libraries put newlines in their messages; the error stays one line.
     message = re.sub(r"\s*\n\s*", " ", _redact_arguments(message, arguments))
     print(f"kvstore: error: {message}", file=sys.stderr)

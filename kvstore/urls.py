@@ -534,10 +534,10 @@ def _redact_conninfo(text: str) -> str:
 # -- redaction -------------------------------------------------------------------------------
 
 
-def redact_url(text: str) -> str:
-    """Return ``text`` with every secret it may hold replaced by ``***``; never raises.
+def redact_url(url: str) -> str:
+    """Return ``url`` (any text) with every secret it may hold replaced by ``***``; never raises.
 
-    ``text`` may be a URL of any scheme: its password, a port that is not a port (a password
+    It may be a URL of any scheme: its password, a port that is not a port (a password
     whose ``@HOST`` was left out), a fragment, and the value of the first secret-named query
     option are masked, everything after that option too (an unencoded ``&``, ``#`` or ``@``
     may have split the secret). It may be a libpq ``key=value`` string: values of secret
@@ -548,7 +548,7 @@ def redact_url(text: str) -> str:
     unchanged (``sqlite:////abs.db`` stays so).
     """
     try:
-        return _redact(text)
+        return _redact(url)
     except Exception:  # a redactor that raised would leave the caller to print the text
         return f"<text hidden: it may hold a secret ({MASK})>"
 

@@ -243,7 +243,11 @@ def test_redacted_parses_back_to_the_same_url_but_the_secrets() -> None:
 
 # -- options -------------------------------------------------------------------------------------
 
-PARSERS = {"pool_size": positive_int, "connect_timeout": positive_float, "ssl": boolean}
+PARSERS: dict[str, Callable[[str], Any]] = {
+    "pool_size": positive_int,
+    "connect_timeout": positive_float,
+    "ssl": boolean,
+}
 
 
 def test_take_options_converts_the_known_ones() -> None:
@@ -272,7 +276,7 @@ def test_with_a_secret_option_no_value_and_no_unknown_name_is_echoed() -> None:
         take_options({"password": "hun", "ter2": ""}, PARSERS, where="postgresql")
     assert "ter2" not in str(caught.value)
     assert "'password'" in str(caught.value)
-    parsers = {**PARSERS, "password": str}
+    parsers: dict[str, Callable[[str], Any]] = {**PARSERS, "password": str}
     with pytest.raises(ConfigurationError) as caught:
         take_options({"password": "hunter2", "pool_size": "hunter2"}, parsers, where="x")
     assert "hunter2" not in str(caught.value)

@@ -47,8 +47,9 @@ _SCHEME: Final = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*)://")
 _BAD_PERCENT: Final = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]")
 # RFC 3986 reg-name characters (unreserved, sub-delimiters, percent-encodings), except ','
-# which separates the hosts of a multi-host URL.
-_HOST_NAME: Final = re.compile(r"[A-Za-z0-9._~!$&'()*+;=%\-]*")
+# which separates the hosts of a multi-host URL; letters beyond ASCII too (IDNA host names,
+# which the clients encode when they resolve them).
+_HOST_NAME: Final = re.compile(r"[\w.~!$&'()*+;=%\-]*")
 _PORT: Final = re.compile(r"[0-9]+")
 _CONNINFO_START: Final = re.compile(r"\s*[^\s=]+\s*=")
 _OPTION_START: Final = re.compile(r"[?&]([^=&?#]*)=")
@@ -543,7 +544,8 @@ def redact_url(url: str) -> str:
     may have split the secret). It may be a libpq ``key=value`` string: values of secret
     keywords are masked, quoted ones included, then any keyword libpq does not know, and
     everything from where libpq could not read it. A URL whose password holds an unencoded
-    ``/``, ``?`` or ``#`` has everything between ``://`` and the last ``@`` masked. Only whole
+    ``/``, ``?`` or ``#`` has everything between ``://`` and the last ``@`` masked; text with a
+    ``://`` after something that is not a scheme has everything after ``://`` masked. Only whole
     values are masked, never parts of other words; text with nothing to hide comes back
     unchanged (``sqlite:////abs.db`` stays so).
     """
@@ -558,10 +560,11 @@ def _redact(text: str) -> str:
         return f"<{type(text).__name__}>"
     match = _SCHEME.match(text)
     if match is None:
-        if "://" in text:
-            return _mask_to_last_at(text, text.index("://") + 3)
         if _CONNINFO_START.match(text):
             return _redact_conninfo(text)
+        if "://" in text:
+            # Not a URL anything reads, yet shaped like one: nothing after '://' is safe.
+            return text[: text.index("://") + 3] + MASK
         return text
     text = _cut_at_secret_option(text, match.end())
     head = text[: match.end()]
@@ -606,13 +609,6 @@ def _redact_ports(hostinfo: str) -> str:
         if colon and not (_PORT.fullmatch(port) and 1 <= int(port) <= 65535):
             pieces[index] = f"{head}:{MASK}"
     return ",".join(pieces)
-
-
-def _mask_to_last_at(text: str, start: int) -> str:
-    at = text.rfind("@", start)
-    if at == -1:
-        return text
-    return text[:start] + MASK + text[at:]
 
 
 def _redact_query(query: str) -> str:

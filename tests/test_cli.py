@@ -9,6 +9,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
@@ -722,3 +723,30 @@ def test_a_library_log_record_with_the_url_is_redacted(tmp_path: Path) -> None:
     assert "cannot reach kvtest-logs://u:***@h/db" in done.stderr
     assert "hun" not in done.stderr
     assert "Traceback" not in done.stderr
+
+
+_WORDS = st.sampled_from(
+    [
+        "get", "set", "delete", "keys", "export", "import", "migrate", "backup", "check",
+        "--url", "--agentx-dir", "--raw", "--prefix", "--batch", "--dry-run", "--to",
+        "--keep-days", "--read-only", "-o", "--help-me", "-", "--", "k", "a::b", "1", "0",
+        "-5", "nan", '"v"', "{", "memory://", "sqlite://", "sqlite:///", "redis://[::1",
+        "redis://h:99999/0", "file://u:p@h/d", "nosuch://", "postgresql://u:p@ss@h/db",
+        "host=h password='x", "\x00", "é", "",
+    ]
+)  # fmt: skip
+
+
+@given(argv=st.lists(_WORDS, max_size=6))
+def test_no_command_line_ends_in_a_traceback(argv: list[str]) -> None:
+    with tempfile.TemporaryDirectory() as home:
+        out, err = io.StringIO(), io.StringIO()
+        with (
+            contextlib.redirect_stdout(out),
+            contextlib.redirect_stderr(err),
+            contextlib.chdir(home),
+        ):
+            status = main(["--agentx-dir", home, *argv])
+    assert status in (0, 1, 2), (argv, err.getvalue())
+    if status:
+        assert_only_one_error_line(err.getvalue())

@@ -97,6 +97,8 @@ def test_user_and_password_are_none_when_absent(
         ("redis://[fe80::1%25eth0]:7000", (("fe80::1%eth0", 7000),)),
         ("redis://:6380", (("", 6380),)),
         ("redis://%2Ftmp%2Fredis.sock", (("/tmp/redis.sock", 6379),)),
+        ("redis://bücher.example:1", (("bücher.example", 1),)),
+        ("redis://my_host", (("my_host", 6379),)),
     ],
 )
 def test_hosts_ports_and_ipv6(url: str, hosts: tuple[tuple[str, int | None], ...]) -> None:
@@ -429,7 +431,9 @@ def test_bad_conninfo_is_refused_without_the_password(text: str) -> None:
         ("mongodb://u:pw@a:1,b:x/db", "mongodb://u:***@a:1,b:***/db"),
         ("redis://u:pw@[::1]:6379/0", "redis://u:***@[::1]:6379/0"),
         ("s3://bucket/path?x=1&sig=abc&y=2", "s3://bucket/path?x=1&sig=***"),
-        ("bad scheme://u:pw@h", "bad scheme://***@h"),
+        ("bad scheme://u:pw@h", "bad scheme://***"),
+        (" redis://u:hunter2", " redis://***"),
+        ("password='a://b' host=h", "password=*** host=h"),
         ("host=db password=hunter2 user=me", "host=db password=*** user=me"),
         ("host=db password='hun ter2' user=me", "host=db password=*** user=me"),
         (r"password='hun\'ter2' sslpassword=x", "password=*** sslpassword=***"),

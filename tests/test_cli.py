@@ -200,6 +200,7 @@ def test_usage_errors_exit_2(home: Path, capsys: pytest.CaptureFixture[str]) -> 
 # -- export and import ------------------------------------------------------------------------
 
 
+@settings(deadline=None)  # a loaded machine is slow; timing is no promise
 @given(key=strategies.keys(), data=strategies.raw_values())
 def test_a_record_line_reads_back_as_the_same_key_and_bytes(key: str, data: bytes) -> None:
     line = encode_record(key, data)
@@ -208,6 +209,7 @@ def test_a_record_line_reads_back_as_the_same_key_and_bytes(key: str, data: byte
     assert parse_record(line) == Record(key, data)
 
 
+@settings(deadline=None)  # a loaded machine is slow; timing is no promise
 @given(key=strategies.keys(), value=strategies.json_values())
 def test_values_written_as_json_export_as_readable_json(key: str, value: object) -> None:
     data = encode(value)
@@ -227,6 +229,7 @@ _LINES = st.one_of(
 )
 
 
+@settings(deadline=None)  # a loaded machine is slow; timing is no promise
 @given(_LINES)
 def test_parse_record_accepts_only_valid_keys_and_raises_only_record_error(line: bytes) -> None:
     with contextlib.suppress(RecordError):
@@ -674,7 +677,7 @@ def test_masking_never_touches_other_words(capsys: pytest.CaptureFixture[str]) -
 
 
 @pytest.mark.parametrize("scheme", ALL_SPELLINGS)
-@settings(max_examples=25)
+@settings(max_examples=25, deadline=None)
 @given(data=st.data())
 def test_no_hostile_password_reaches_the_output(scheme: str, data: st.DataObject) -> None:
     """Every spelling of every scheme, given as --url before or after the command, or as a
@@ -737,6 +740,7 @@ _WORDS = st.sampled_from(
 )  # fmt: skip
 
 
+@settings(deadline=None)  # a loaded machine is slow; timing is no promise
 @given(argv=st.lists(_WORDS, max_size=6))
 def test_no_command_line_ends_in_a_traceback(argv: list[str]) -> None:
     with tempfile.TemporaryDirectory() as home:

@@ -595,6 +595,7 @@ def assert_only_one_error_line(err: str) -> None:
         ["--url", "memory://somewhere", "keys"],
         ["--url", "file://host/dir", "keys"],
         ["--url", "file:///dir?fsync=maybe", "keys"],
+        ["migrate", "memory://", "memory://", "--url", "memory://"],
     ],
 )
 def test_usage_errors_are_one_line_and_exit_2(

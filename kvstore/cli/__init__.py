@@ -208,6 +208,8 @@ def _parse(arguments: list[str]) -> argparse.Namespace:
                 "give it once"
             )
         setattr(args, name, after)
+    if args.command == "migrate" and args.url is not None:
+        raise UsageError("migrate takes SRC_URL and DST_URL, not --url")
     return args
 
 

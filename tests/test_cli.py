@@ -31,8 +31,15 @@ from kvstore.drivers.sqlite import SQLiteDriver
 from kvstore.keys import validate_key
 from kvstore.serialization import encode
 from kvstore.testing import strategies
-from tests.support.hostile_urls import ALL_SPELLINGS, MARK, hostile_urls
-from tests.support.servers import REDIS_URL, server_unreachable
+from tests.support.hostile_urls import (
+    ALL_SPELLINGS,
+    MARK,
+    SERVER_SCHEMES,
+    hostile_urls,
+    spell,
+    url_with,
+)
+from tests.support.servers import REDIS_URL, free_port, server_unreachable
 
 _T = TypeVar("_T")
 
@@ -755,3 +762,17 @@ def test_no_command_line_ends_in_a_traceback(argv: list[str]) -> None:
     assert status in (0, 1, 2), (argv, err.getvalue())
     if status:
         assert_only_one_error_line(err.getvalue())
+
+
+@pytest.mark.parametrize("spelling", ["encoded", "raw"])
+@pytest.mark.parametrize("scheme", [s for s in SERVER_SCHEMES if s != "mongodb+srv"])
+def test_an_unreachable_server_is_one_line_without_the_password(
+    scheme: str, spelling: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """First use, not only parsing: connecting to a closed port fails without the password."""
+    password = f"{MARK} a'b\"c\\:{MARK}"  # needs no encoding, but may have it
+    url = url_with(scheme, spell(password, spelling)).replace(":1/", f":{free_port()}/")
+    assert main(["check", "--url", url]) == 1
+    captured = capsys.readouterr()
+    assert_only_one_error_line(captured.err)
+    assert MARK not in captured.out + captured.err

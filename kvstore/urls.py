@@ -122,7 +122,7 @@ class ParsedURL:
             f"{quote(name, safe='')}={MASK if is_secret_option(name) else quote(value, safe='')}"
             for name, value in self.options.items()
         )
-        path = quote(self.path, safe="/:@")
+        path = quote(self.path, safe="/:")
         tail = f"/{path}" if path or query else ""
         return f"{self.scheme}://{userinfo}{self.where_hosts()}{tail}{'?' if query else ''}{query}"
 
@@ -138,7 +138,8 @@ class ParsedURL:
 
 
 def _host_text(host: str, port: int | None) -> str:
-    shown = f"[{host}]" if ":" in host else quote(host, safe="!$&'()*+;=%~")
+    # Written back as parse_url reads it: percent-encoded, an IPv6 zone's '%' as %25.
+    shown = f"[{host.replace('%', '%25')}]" if ":" in host else quote(host, safe="!$&'()*+;=~")
     return shown if port is None else f"{shown}:{port}"
 
 

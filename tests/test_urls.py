@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any, TypeVar
-from urllib.parse import quote
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 import pytest
 from hypothesis import given, settings
@@ -229,8 +229,16 @@ def test_redacted_rebuilds_the_url_without_secrets() -> None:
     assert "t0k3n" not in repr(parsed)
 
 
-def test_redacted_parses_back_to_the_same_url_but_the_secrets() -> None:
-    url = "postgresql://me:pw@[::1]:5433/my%20db?sslmode=require&application_name=a%26b"
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://me:pw@[::1]:5433/my%20db?sslmode=require&application_name=a%26b",
+        "postgresql://me:pw@[fe80::1%25eth0]:5433/db",
+        "postgresql://me:pw@%2Fvar%2Frun%2Fpostgresql/db",
+        "postgresql://me%40corp:pw@h/db%2Fx?options=-c%20a%3Db",
+    ],
+)
+def test_redacted_parses_back_to_the_same_url_but_the_secrets(url: str) -> None:
     parsed = parse_url(url, schemes=["postgresql"])
     again = parse_url(parsed.redacted(), schemes=["postgresql"])
     assert again == ParsedURL(
@@ -552,3 +560,46 @@ def test_a_hostile_password_in_a_conninfo_string_is_hidden(password: str, spelli
         return
     if spelling == "quoted":
         assert values["password"] == password
+
+
+# -- the same reading as urllib (and so redis-py, psycopg, SQLAlchemy, PyMySQL users) ------------
+
+_TEXT = st.text(st.characters(codec="utf-8", exclude_categories=["Cs", "Cc"]), max_size=12)
+_HOST = st.from_regex(r"[a-z0-9][a-z0-9.-]{0,15}", fullmatch=True) | st.sampled_from(
+    ["::1", "fe80::1", "2001:db8::8:800:200c:417a"]
+)
+
+
+@settings(deadline=None)  # a loaded machine is slow; timing is no promise
+@given(
+    username=_TEXT,
+    password=_TEXT,
+    host=_HOST,
+    port=st.none() | st.integers(1, 65535),
+    path=_TEXT,
+    options=st.dictionaries(st.from_regex(r"[a-z_]{1,10}", fullmatch=True), _TEXT, max_size=3),
+)
+def test_an_encoded_url_reads_back_as_urllib_reads_it(
+    username: str,
+    password: str,
+    host: str,
+    port: int | None,
+    path: str,
+    options: dict[str, str],
+) -> None:
+    written_host = f"[{host}]" if ":" in host else host
+    url = (
+        f"postgresql://{quote(username, safe='')}:{quote(password, safe='')}@{written_host}"
+        f"{'' if port is None else f':{port}'}/{quote(path, safe='')}"
+    )
+    if options:
+        url += "?" + urlencode(options)
+    parsed = parse_url(url, schemes=["postgresql"])
+    split = urlsplit(url)
+    assert parsed.username == (unquote(split.username or "") or None) == (username or None)
+    assert parsed.password == unquote(split.password or "") == password
+    assert parsed.hosts == ((split.hostname, split.port),)
+    assert parsed.path == unquote(split.path[1:]) == path
+    assert parsed.options == dict(parse_qsl(split.query, keep_blank_values=True)) == options
+    again = parse_url(parsed.redacted(), schemes=["postgresql"])
+    assert (again.password, again.hosts, again.path) == (MASK, parsed.hosts, parsed.path)

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import psycopg
 import pytest
+from psycopg.conninfo import conninfo_to_dict
 
 import kvstore.drivers.postgresql as postgresql_module
 from kvstore import create_storage
@@ -95,12 +96,16 @@ def test_invalid_table_name_is_refused(name: str) -> None:
         postgresql_driver(POSTGRESQL_URL, table=name)
 
 
-def test_from_url_strips_only_the_table() -> None:
+def test_from_url_takes_the_table_and_keeps_libpq_options() -> None:
     driver = from_url("postgres://u:pw@db.example:6543/app?table=tenant_kv&sslmode=require")
     assert isinstance(driver, PostgreSQLDriver)
     assert driver.table == "tenant_kv"
     assert driver.where == "db.example:6543/app"
-    assert driver._conninfo == "postgres://u:pw@db.example:6543/app?sslmode=require"
+    assert conninfo_to_dict(driver._conninfo) | {"options": None} == {
+        "host": "db.example", "port": "6543", "user": "u", "password": "pw", "dbname": "app",
+        "sslmode": "require", "connect_timeout": "5", "tcp_user_timeout": "10000",
+        "options": None,
+    }
 
 
 @pytest.mark.anyio

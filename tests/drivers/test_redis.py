@@ -139,7 +139,7 @@ def test_from_url_takes_the_base_from_the_query() -> None:
     driver = from_url("redis://127.0.0.1:6379/3?base=tenant%3Aone&max_connections=7")
     assert isinstance(driver, RedisDriver)
     assert driver.base == "tenant:one"
-    assert driver._max_connections == 7
+    assert driver._pool_size == 7
     assert driver.where == "127.0.0.1:6379/3"
 
 

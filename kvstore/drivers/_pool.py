@@ -42,15 +42,15 @@ class Pool(Generic[C]):
         self._idle: list[C] = []
         self._closed = False
 
-    async def take(self, wait: float) -> C:
-        """Return a connection, waiting up to ``wait`` seconds for a free slot.
+    async def take(self, deadline: float) -> C:
+        """Return a connection, waiting until ``deadline`` (event loop time) at the latest.
 
-        Raises :class:`TimeoutError` when every slot stayed busy, and whatever ``connect``
-        raises when a new connection was needed and could not be opened.
+        Raises :class:`TimeoutError` when the deadline passed while every slot stayed busy or
+        a new connection was still opening, and whatever ``connect`` raises.
         """
         slots = self._slots
         if slots.locked():
-            async with asyncio.timeout(wait):
+            async with asyncio.timeout_at(deadline):
                 await slots.acquire()
         else:
             await slots.acquire()  # free: returns at once
@@ -60,7 +60,8 @@ class Pool(Generic[C]):
                 if self._usable(connection):
                     return connection
                 await self._discard(connection)
-            return await self._connect()
+            async with asyncio.timeout_at(deadline):
+                return await self._connect()
         except BaseException:
             slots.release()
             raise

@@ -299,11 +299,12 @@ class PostgreSQLDriver(BaseDriver):
         deadline = loop.time() + self._operation_timeout
         for attempt in range(2):
             try:
-                connection = await self._pool.take(deadline - loop.time())
+                connection = await self._pool.take(deadline)
             except TimeoutError:
+                # _connect turns its own timeouts into BackendUnavailable: this is the deadline.
                 raise BackendUnavailable(
-                    f"all {self._pool.size} connections stayed busy for "
-                    f"operation_timeout={self._operation_timeout:g}s",
+                    f"no connection within operation_timeout={self._operation_timeout:g}s (all "
+                    f"{self._pool.size} pooled connections busy, or the server not answering)",
                     driver=self.name,
                     where=self.where,
                 ) from None

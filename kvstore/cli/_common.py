@@ -5,11 +5,9 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Iterable
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO, Final, Self
-from urllib.parse import parse_qsl, unquote, urlsplit
 
 from kvstore import Storage, create_storage
 from kvstore.drivers.sqlite import SQLiteDriver, sqlite_driver
@@ -21,8 +19,6 @@ __all__ = [
     "Progress",
     "Target",
     "UsageError",
-    "safe_url",
-    "scrub",
     "stdout_bytes",
 ]
 
@@ -60,7 +56,7 @@ class Target:
     def display(self) -> str:
         """The target as a URL safe to print (no password)."""
         if self.url is not None:
-            return safe_url(self.url)
+            return redact_url(self.url)
         return f"sqlite:///{self.default_path}"
 
     def storage(self) -> Storage:
@@ -75,46 +71,10 @@ class Target:
             return sqlite_driver(self.default_path)
         driver = driver_from_url(self.url)
         if not isinstance(driver, SQLiteDriver):
-            raise CLIError(f"{command} works on SQLite databases only, not {safe_url(self.url)}")
+            raise CLIError(f"{command} works on SQLite databases only, not {redact_url(self.url)}")
         if driver.in_memory:
             raise CLIError(f"{command} needs a SQLite file, not an in-memory database")
         return driver
-
-
-def safe_url(url: str) -> str:
-    """Return ``url`` fit to print: unchanged if it carries no secret, else redacted."""
-    # redact_url rebuilds the URL, which turns sqlite:////abs/path into sqlite://abs/path;
-    # a URL with nothing to hide is printed as the user wrote it.
-    return redact_url(url) if url_secrets([url]) else url
-
-
-def url_secrets(urls: Iterable[str | None]) -> list[str]:
-    """Return every password a URL carries, in the forms it may appear in a message."""
-    found: list[str] = []
-    for url in urls:
-        if not url:
-            continue
-        try:
-            parts = urlsplit(url)
-            candidates = [parts.password or ""]
-            candidates += [
-                value
-                for name, value in parse_qsl(parts.query, keep_blank_values=True)
-                if "password" in name.lower() or "secret" in name.lower()
-            ]
-        except ValueError:
-            continue
-        for secret in candidates:
-            found += [form for form in (secret, unquote(secret)) if form]
-    # Longest first, so that a secret containing another is masked whole.
-    return sorted(set(found), key=len, reverse=True)
-
-
-def scrub(message: str, secrets: Iterable[str]) -> str:
-    """Mask each secret in ``message``: a last guard behind the drivers' own redaction."""
-    for secret in secrets:
-        message = message.replace(secret, "***")
-    return message
 
 
 def stdout_bytes() -> BinaryIO:

@@ -28,7 +28,7 @@ import errno
 import os
 import re
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from typing import Any, Protocol, TypeVar
+from typing import Any, Final, Protocol, TypeVar
 
 import anyio
 import anyio.lowlevel
@@ -41,8 +41,14 @@ from kvstore.driver import BaseDriver
 from kvstore.drivers._fs_layout import Entry, dir_path, key_path, list_entries, split_prefix
 from kvstore.drivers._fs_local import LocalTree
 from kvstore.drivers._fs_remote import FsspecTree
-from kvstore.errors import BackendError, BackendUnavailable, MissingDependency, UnknownScheme
-from kvstore.urls import redact_url
+from kvstore.errors import (
+    BackendError,
+    BackendUnavailable,
+    ConfigurationError,
+    MissingDependency,
+    UnknownScheme,
+)
+from kvstore.urls import boolean, parse_url, redact_url, take_options
 
 __all__ = ["FSDriver", "from_url", "fs_driver"]
 
@@ -356,15 +362,49 @@ def fs_driver(
     return FSDriver(base, fs=fs, fsync=fsync, **fsspec_options)
 
 
+# fsspec protocols served from this process or this machine: a user, password or (for local
+# files) a host in their URLs would be read as part of a path, never as credentials.
+_NO_CREDENTIALS: Final = frozenset({"file", "local", "memory"})
+_LOCAL_OPTIONS: Final[dict[str, Callable[[str], Any]]] = {"fsync": boolean}
+
+
 def from_url(url: str) -> FSDriver:
     """Build a driver from ``file:///abs/dir``, ``fs+PROTOCOL://...`` or another fsspec URL.
 
     ``fs+memory://name`` is fsspec's ``memory://name``; the ``fs+`` form reaches fsspec
-    protocols whose scheme another kvstore driver claims.
+    protocols whose scheme another kvstore driver claims. A ``file://`` URL names an absolute
+    directory, percent-decoded, and takes one option, ``fsync`` (true/false); a host, user or
+    password in it, or in a ``memory://`` URL, raises
+    :class:`~kvstore.errors.ConfigurationError` rather than becoming part of a folder name.
+    Other fsspec URLs (``s3://``, ``sftp://user:pw@host/dir``) go to fsspec as written, which
+    reads their credentials; they take no query options (pass fsspec options to
+    :func:`fs_driver`).
     """
-    scheme, separator, rest = url.partition("://")
-    if not separator:
-        raise UnknownScheme(f"{redact_url(url)!r} is not a URL: expected scheme://...")
-    if scheme.lower().startswith("fs+"):
-        url = f"{scheme[3:]}://{rest}"
-    return FSDriver(url)
+    match = re.match(r"([A-Za-z][A-Za-z0-9+.\-]*)://", url) if isinstance(url, str) else None
+    if match is None:
+        raise UnknownScheme(f"{redact_url(str(url))!r} is not a URL: expected scheme://...")
+    scheme = match.group(1).lower()
+    protocol = scheme.removeprefix("fs+")
+    rest = url[match.end() :]
+    if protocol in ("file", "local"):
+        parsed = parse_url(f"{protocol}://{rest}", schemes=(protocol,))
+        if parsed.username is not None or parsed.password is not None or parsed.hosts:
+            raise ConfigurationError(
+                f"{redact_url(url)!r}: a {protocol}:// URL names no host, user or password; "
+                f"write {protocol}:///absolute/dir (three slashes)"
+            )
+        if not parsed.path:
+            raise ConfigurationError(f"{redact_url(url)!r} names no directory")
+        options = take_options(parsed.options, _LOCAL_OPTIONS, where=f"{protocol}://")
+        return FSDriver("/" + parsed.path, fsync=options.get("fsync", False))
+    authority = rest.split("/", 1)[0].split("?", 1)[0]
+    if protocol in _NO_CREDENTIALS and "@" in authority:
+        raise ConfigurationError(
+            f"{redact_url(url)!r}: a {protocol}:// URL takes no user or password"
+        )
+    if "?" in rest:
+        raise ConfigurationError(
+            f"{redact_url(url)!r}: the fs driver takes no URL options for {protocol}:// "
+            "(known options: fsync, for file:// URLs only); pass fsspec options to fs_driver()"
+        )
+    return FSDriver(f"{protocol}://{rest}")

@@ -6,7 +6,9 @@ from collections.abc import AsyncIterator, Sequence
 
 from kvstore.driver import BaseDriver
 from kvstore.drivers._sorted_keys import SortedKeys
+from kvstore.errors import ConfigurationError
 from kvstore.keys import prefix_successor
+from kvstore.urls import parse_url, redact_url, take_options
 
 __all__ = ["MemoryDriver", "from_url", "memory_driver"]
 
@@ -113,5 +115,17 @@ def memory_driver() -> MemoryDriver:
 
 
 def from_url(url: str) -> MemoryDriver:
-    """Build a memory driver from ``memory://`` (anything after the scheme is ignored)."""
+    """Build a new, empty memory driver from ``memory://``.
+
+    The URL takes no user, host, path or option: anything after ``memory://`` raises
+    :class:`~kvstore.errors.ConfigurationError` (fsspec's in-memory filesystem is
+    ``fs+memory://NAME``, served by the fs driver).
+    """
+    parsed = parse_url(url, schemes=("memory",))
+    take_options(parsed.options, {}, where="memory")
+    if parsed.username is not None or parsed.password is not None or parsed.hosts or parsed.path:
+        raise ConfigurationError(
+            f"{redact_url(url)!r}: a memory:// URL names nothing after the scheme (for fsspec's "
+            "in-memory filesystem write fs+memory://NAME)"
+        )
     return MemoryDriver()

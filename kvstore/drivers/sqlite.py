@@ -23,13 +23,13 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any, Final, TypeVar
-from urllib.parse import parse_qsl, unquote
 
 import anyio
 
 from kvstore.driver import BaseDriver
 from kvstore.errors import BackendError, BackendUnavailable, ConfigurationError
 from kvstore.keys import prefix_successor
+from kvstore.urls import parse_url, redact_url, take_options
 
 __all__ = ["DEFAULT_TABLE", "SQLiteDriver", "default_path", "from_url", "sqlite_driver"]
 
@@ -491,47 +491,42 @@ def sqlite_driver(
     )
 
 
-_URL_OPTIONS: Final = ("table", "busy_timeout", "synchronous")
+_URL_OPTIONS: Final[dict[str, Callable[[str], Any]]] = {
+    "table": str,
+    "busy_timeout": float,  # the constructor checks the range
+    "synchronous": str,
+}
 
 
 def from_url(url: str) -> SQLiteDriver:
     """Build a driver from a SQLAlchemy-style SQLite URL.
 
     ``sqlite:///relative.db`` (relative to the current directory), ``sqlite:////abs/path.db``,
-    ``sqlite:///:memory:`` or ``sqlite://`` (in memory). Optional query parameters: ``table``,
-    ``busy_timeout`` (seconds) and ``synchronous``. Anything else raises
-    :class:`~kvstore.errors.ConfigurationError`.
+    ``sqlite:///:memory:``, or ``sqlite://`` with nothing after it, which is an in-memory
+    database as in SQLAlchemy. ``sqlite:///`` with an empty path is refused: it is what
+    ``sqlite:///$DB`` becomes when ``DB`` is unset, and a silent in-memory database would lose
+    the data. The path is percent-decoded (``my%20file.db``). Optional query parameters:
+    ``table``, ``busy_timeout`` (seconds) and ``synchronous``. A host, user, password, fragment
+    or any other option raises :class:`~kvstore.errors.ConfigurationError`.
     """
-    scheme, separator, rest = url.partition("://")
-    if not separator or scheme.lower() != "sqlite":
-        raise ConfigurationError(f"not a sqlite:// URL: {url!r}")
-    rest, _, query = rest.partition("?")
-    if "#" in rest or "#" in query:
-        raise ConfigurationError(f"a sqlite:// URL takes no fragment: {url!r}")
-    if rest and not rest.startswith("/"):
+    parsed = parse_url(url, schemes=("sqlite",))
+    if parsed.username is not None or parsed.password is not None or parsed.hosts:
         raise ConfigurationError(
-            f"a sqlite:// URL names no host: write sqlite:///relative.db or "
-            f"sqlite:////absolute.db, not {url!r}"
+            f"{redact_url(url)!r}: a sqlite:// URL names no host or user; write "
+            "sqlite:///relative.db or sqlite:////absolute.db"
         )
-    database = unquote(rest[1:])
-    options: dict[str, str] = {}
-    for name, value in parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query)):
-        if name not in _URL_OPTIONS:
+    options = take_options(parsed.options, _URL_OPTIONS, where="sqlite")
+    database = parsed.path
+    if not database:
+        if url.partition("://")[2].partition("?")[0]:
             raise ConfigurationError(
-                f"unknown sqlite:// URL parameter {name!r}; known: {', '.join(_URL_OPTIONS)}"
+                f"{redact_url(url)!r} names no database file; write sqlite:///relative.db, "
+                "sqlite:////absolute.db, or sqlite:///:memory: for an in-memory database"
             )
-        options[name] = value
-    busy_timeout = 30.0
-    if "busy_timeout" in options:
-        try:
-            busy_timeout = float(options["busy_timeout"])
-        except ValueError:
-            raise ConfigurationError(
-                f"busy_timeout must be a number of seconds, not {options['busy_timeout']!r}"
-            ) from None
+        database = MEMORY
     return SQLiteDriver(
-        database or MEMORY,
+        database,
         table=options.get("table", DEFAULT_TABLE),
-        busy_timeout=busy_timeout,
+        busy_timeout=options.get("busy_timeout", 30.0),
         synchronous=options.get("synchronous", "NORMAL"),
     )

@@ -1,11 +1,11 @@
 """Reading a PostgreSQL connection string the way libpq reads it, with no secret in any error.
 
 Two spellings reach the PostgreSQL driver: a URL (``postgresql://`` or ``postgres://``) and a
-libpq ``key=value`` string (``host=db port=5432 password='it''s'``). Both become one mapping of
+libpq ``key=value`` string (``host=db port=5432 password='it\\'s'``). Both become one mapping of
 libpq keywords plus the driver's own options, checked against the keywords the installed libpq
-knows. libpq's own parser quotes fragments of the text in its errors (``missing "=" after
-"ret"``, where ``ret`` may be the end of a password), so the ``key=value`` grammar is read here,
-following libpq's ``conninfo_parse`` rule for rule, and errors name positions, never values.
+knows, before libpq sees any of it: libpq's own parser quotes fragments of the text in its
+errors (``missing "=" after "ret"``, where ``ret`` may be the end of a password), while
+:mod:`kvstore.urls` reads both spellings with the same rules and never shows a secret.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kvstore.errors import ConfigurationError
-from kvstore.urls import parse_url, take_options
+from kvstore.urls import parse_conninfo, parse_url, take_options
 
 try:
     from psycopg import pq
@@ -64,11 +64,9 @@ def read_connection_string(
     """
     if not isinstance(text, str):
         raise ConfigurationError(f"{where}: the connection string must be a str")
-    if "://" in text.split("=", 1)[0]:
-        pairs = _url_pairs(text)
-    else:
-        pairs = _keyword_pairs(text, where=where)
-    unknown = sorted(name for name in pairs if name not in LIBPQ_KEYWORDS and name not in own_options)
+    # libpq's rule: a URL when it starts with a scheme, else key=value pairs.
+    pairs = _url_pairs(text) if "://" in text.split("=", 1)[0] else parse_conninfo(text)
+    unknown = sorted(name for name in pairs if name not in LIBPQ_KEYWORDS | own_options.keys())
     if unknown:
         raise ConfigurationError(
             f"{where}: unknown connection option(s) {', '.join(map(repr, unknown))}; known: "
@@ -99,64 +97,6 @@ def _url_pairs(url: str) -> dict[str, str]:
             )
         pairs[name] = value
     return pairs
-
-
-def _keyword_pairs(text: str, *, where: str) -> dict[str, str]:
-    """Read libpq's ``key = value`` grammar: values bare or single-quoted, ``\\`` escapes."""
-    pairs: dict[str, str] = {}
-    position, end = 0, len(text)
-    while True:
-        while position < end and text[position].isspace():
-            position += 1
-        if position == end:
-            return pairs
-        start = position
-        while position < end and text[position] != "=" and not text[position].isspace():
-            position += 1
-        name = text[start:position]
-        while position < end and text[position].isspace():
-            position += 1
-        if position == end or text[position] != "=":
-            raise ConfigurationError(
-                f"{where}: the connection string has no '=' after the word at character "
-                f"{start + 1}; write key=value pairs, quoting values with spaces ('...')"
-            )
-        position += 1
-        while position < end and text[position].isspace():
-            position += 1
-        value: list[str] = []
-        if position < end and text[position] == "'":
-            position += 1
-            while True:
-                if position == end:
-                    raise ConfigurationError(
-                        f"{where}: the connection string has an unterminated quoted value "
-                        f"for {name!r}"
-                    )
-                character = text[position]
-                if character == "\\" and position + 1 < end:
-                    value.append(text[position + 1])
-                    position += 2
-                elif character == "'":
-                    position += 1
-                    break
-                else:
-                    value.append(character)
-                    position += 1
-        else:
-            while position < end and not text[position].isspace():
-                if text[position] == "\\":
-                    position += 1  # the next character, whatever it is, is data
-                    if position == end:
-                        break
-                value.append(text[position])
-                position += 1
-        if not name:
-            raise ConfigurationError(f"{where}: the connection string has a value with no name")
-        if name in pairs:
-            # libpq would keep the last one silently; two spellings of one setting is ambiguous.
-            raise ConfigurationError(f"{where}: {name!r} is given twice in the connection string")
-        pairs[name] = "".join(value)
 
 
 def _location(pairs: Mapping[str, str]) -> str:

@@ -167,7 +167,10 @@ class PostgreSQLDriver(BaseDriver):
             "connect_timeout",
             settle(
                 "connect_timeout",
-                {"connect_timeout": connect_timeout, "?connect_timeout": options.get("connect_timeout")},
+                {
+                    "connect_timeout": connect_timeout,
+                    "?connect_timeout": options.get("connect_timeout"),
+                },
                 DEFAULT_CONNECT_TIMEOUT,
                 where=where,
             ),

@@ -182,8 +182,8 @@ class RedisDriver(BaseDriver):
         options = take_options(
             parsed.options, {**_OPTIONS, **_TLS_OPTIONS} if tls else _OPTIONS, where=self.name
         )
-        host, port = parsed.hosts[0] if parsed.hosts else ("localhost", None)
-        port = port or DEFAULT_PORT
+        host, port = parsed.hosts[0] if parsed.hosts else ("", None)
+        host, port = host or "localhost", port or DEFAULT_PORT  # redis-py's defaults
         database = self._database(parsed, options.pop("db", None))
         shown_host = f"[{host}]" if ":" in host else host
         self.where = f"{shown_host}:{port}/{database}"

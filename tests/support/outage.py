@@ -131,13 +131,14 @@ async def run_writers_through(
     bound = operation_timeout + LIVENESS_SLACK
     fault_done = False
     stop = anyio.Event()
+    under_way = anyio.Event()
 
-    async def timed(label: str, operation: Callable[[], Awaitable[object]]) -> object:
+    async def timed(label: str, operation: Awaitable[object]) -> object:
         loop_time = anyio.current_time
         started = loop_time()
         tally.operations += 1
         try:
-            result = await operation()
+            result = await operation
         except BackendUnavailable:
             tally.unavailable += 1
             tally.failed_event.set()
@@ -168,22 +169,24 @@ async def run_writers_through(
             kind = step % 5
             try:
                 if kind in (0, 1):
-                    await timed("set", lambda: storage.set(key, step))
+                    await timed("set", storage.set(key, step))
                     tally.acknowledged[key] = step
                     mine.append(key)
+                    if len(tally.acknowledged) >= 20:
+                        under_way.set()
                 elif kind == 2:
                     batch = {f"{key}:a": step, f"{key}:b": -step}
-                    await timed("set_many", lambda: storage.set_many(batch))
+                    await timed("set_many", storage.set_many(batch))
                     tally.acknowledged.update(batch)
                     mine.extend(batch)
                 elif kind == 3 and mine:
                     probe = mine[step % len(mine)]
-                    value = await timed("get", lambda: storage.get(probe))
+                    value = await timed("get", storage.get(probe))
                     if value != tally.acknowledged[probe]:
                         tally.untyped.append(f"get {probe!r} gave {value!r}")
                 elif kind == 4 and mine:
                     sample = mine[-3:]
-                    values = await timed("get_many", lambda: storage.get_many(sample))
+                    values = await timed("get_many", storage.get_many(sample))
                     if values != [tally.acknowledged[name] for name in sample]:
                         tally.untyped.append(f"get_many {sample!r} gave {values!r}")
             except BackendUnavailable:
@@ -205,9 +208,7 @@ async def run_writers_through(
         async with anyio.create_task_group() as group:
             for number in range(writers):
                 group.start_soon(writer, number)
-            # The fault starts once the writers are under way (an observable count, polled).
-            while len(tally.acknowledged) < 20:
-                await anyio.sleep(0.01)
+            await under_way.wait()  # the fault strikes writers that are under way
             await inject()
             await stop.wait()
             group.cancel_scope.cancel()

@@ -8,6 +8,7 @@ command runs through ``runuser -u postgres --``.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import shutil
@@ -106,10 +107,8 @@ class PostgreSQLInstance:
 
     def _signal_all(self, signum: int) -> None:
         for pid in self._server_pids():
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signum)
-            except ProcessLookupError:
-                pass
 
     def kill(self) -> None:
         """SIGKILL the postmaster and every child at once, as a machine crash would, and wait

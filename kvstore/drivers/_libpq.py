@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kvstore.errors import ConfigurationError
-from kvstore.urls import parse_conninfo, parse_url, take_options
+from kvstore.urls import is_secret_option, parse_conninfo, parse_url, take_options
 
 try:
     from psycopg import pq
@@ -66,10 +66,20 @@ def read_connection_string(
         raise ConfigurationError(f"{where}: the connection string must be a str")
     # libpq's rule: a URL when it starts with a scheme, else key=value pairs.
     pairs = _url_pairs(text) if "://" in text.split("=", 1)[0] else parse_conninfo(text)
-    unknown = sorted(name for name in pairs if name not in LIBPQ_KEYWORDS | own_options.keys())
+    known = LIBPQ_KEYWORDS | own_options.keys()
+    unknown = sorted(name for name in pairs if name not in known)
     if unknown:
+        # With a secret in the text, an unknown name may be a piece of that secret (one that
+        # held a raw space or '&'): name only the unknown names that look like secrets.
+        carries_secret = any(is_secret_option(name) for name in pairs)
+        shown = [repr(name) for name in unknown if not carries_secret or is_secret_option(name)]
+        if len(shown) < len(unknown):
+            shown.append(
+                f"{len(unknown) - len(shown)} not named because the text holds a password "
+                "(quote a value holding spaces as 'a b', percent-encode '&' in a URL as %26)"
+            )
         raise ConfigurationError(
-            f"{where}: unknown connection option(s) {', '.join(map(repr, unknown))}; known: "
+            f"{where}: unknown connection option(s) {', '.join(shown)}; known: "
             f"{', '.join(sorted(own_options))} and libpq's ({', '.join(sorted(LIBPQ_KEYWORDS))})"
         )
     ours = {name: pairs.pop(name) for name in list(pairs) if name in own_options}

@@ -388,11 +388,11 @@ def test_no_piece_of_a_hostile_password_shows_anywhere(case: HostileURL) -> None
     handler = _Collect(records)
     logging.getLogger().addHandler(handler)
     try:
-        error = anyio.run(_first_failure, driver)
+        failure = anyio.run(_first_failure, driver)
     finally:
         logging.getLogger().removeHandler(handler)
-    assert isinstance(error, BackendUnavailable)
-    assert MARK not in str(error)
+    assert isinstance(failure, BackendUnavailable)
+    assert MARK not in str(failure)
     assert not [record for record in records if MARK in record.getMessage()]
 
 

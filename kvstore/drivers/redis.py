@@ -366,7 +366,10 @@ class RedisDriver(BaseDriver):
     def _translate(self, error: BaseException) -> BackendError:
         if type(error) is TimeoutError:
             # Our own deadline (asyncio.timeout), which carries no message of its own.
-            text = f"no answer within operation_timeout={self._operation_timeout:g}s"
+            text = (
+                f"no answer (or no free connection) within "
+                f"operation_timeout={self._operation_timeout:g}s"
+            )
         else:
             # redis-py's messages name the host and the cause, never the password.
             text = f"{type(error).__name__}: {error}"
@@ -423,12 +426,13 @@ class RedisDriver(BaseDriver):
         self.mark_closed()
         client, self._client = self._client, None
         if client is not None:
-            # Best effort and bounded: the connections are dropped either way.
+            # Best effort and bounded (a stopped server may never answer the goodbye): the
+            # connections are dropped either way.
             with contextlib.suppress(*_FAILURES):
                 async with asyncio.timeout(self._operation_timeout):
-                    await client.aclose()
-            with contextlib.suppress(*_FAILURES):
-                await client.connection_pool.disconnect()
+                    with contextlib.suppress(*_FAILURES):
+                        await client.aclose()
+                    await client.connection_pool.disconnect()
 
     # -- batches ----------------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ from typing import TypeVar
 
 from kvstore.errors import ConfigurationError
 
-__all__ = ["settle", "timeout_seconds"]
+__all__ = ["settle", "timeout_seconds", "whole_number"]
 
 _T = TypeVar("_T")
 
@@ -23,8 +23,9 @@ _T = TypeVar("_T")
 def settle(setting: str, given: Mapping[str, _T | None], default: _T, *, where: str) -> _T:
     """Return the value of ``setting`` from ``given`` (spelling -> value or None), or ``default``.
 
-    Raises :class:`ConfigurationError` naming the spellings when they disagree. Values are
-    numbers or short names, never secrets, so the message may show them.
+    A spelling is an argument name, or ``?name`` for a URL option. Raises
+    :class:`ConfigurationError` naming the spellings when they disagree. Values are numbers or
+    short names, never secrets, so the message may show them.
     """
     present = {name: value for name, value in given.items() if value is not None}
     distinct = set(present.values())
@@ -44,3 +45,12 @@ def timeout_seconds(name: str, value: float, *, where: str) -> float:
     if not math.isfinite(value) or value <= 0:
         raise ConfigurationError(f"{where}: {name} must be finite and above zero, not {value!r}")
     return float(value)
+
+
+def whole_number(name: str, value: int, *, minimum: int, where: str) -> int:
+    """Check that a count (a pool size, a number of retries) is an int of at least ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigurationError(
+            f"{where}: {name} must be a whole number from {minimum} up, not {value!r}"
+        )
+    return value

@@ -33,7 +33,7 @@ from kvstore.driver import BaseDriver
 from kvstore.drivers._extras import missing_extra
 from kvstore.drivers._libpq import read_connection_string
 from kvstore.drivers._pool import Pool
-from kvstore.drivers._settings import settle, timeout_seconds
+from kvstore.drivers._settings import settle, timeout_seconds, whole_number
 from kvstore.errors import BackendError, BackendUnavailable, ConfigurationError
 from kvstore.keys import prefix_successor
 from kvstore.urls import positive_float, positive_int
@@ -139,8 +139,16 @@ class PostgreSQLDriver(BaseDriver):
         self.where = settings.where
         where = f"postgresql at {self.where}"
         options = settings.options
-        table = settle("table", {"table": table, "?table": options.get("table")}, DEFAULT_TABLE,
-                       where=where)
+
+        def pick(setting: str, argument: Any, default: Any, *aliases: tuple[str, Any]) -> Any:
+            # One setting, from an argument or the connection string, under either name.
+            given = {setting: argument, f"?{setting}": options.get(setting)}
+            for alias, alias_argument in aliases:
+                given[alias] = alias_argument
+                given[f"?{alias}"] = options.get(alias)
+            return settle(setting, given, default, where=where)
+
+        table = pick("table", table, DEFAULT_TABLE)
         if not isinstance(table, str) or not _IDENTIFIER.fullmatch(table):
             raise ConfigurationError(
                 f"table must be an identifier ([A-Za-z_][A-Za-z0-9_]*), not {table!r}"
@@ -150,43 +158,20 @@ class PostgreSQLDriver(BaseDriver):
                 f"table name {table!r} is longer than {_MAX_IDENTIFIER} characters"
             )
         self.table = table
-        size = settle(
+        size = whole_number(
             "pool_size",
-            {
-                "pool_size": pool_size,
-                "max_size": max_size,
-                "?pool_size": options.get("pool_size"),
-                "?max_size": options.get("max_size"),
-            },
-            DEFAULT_POOL_SIZE,
+            pick("pool_size", pool_size, DEFAULT_POOL_SIZE, ("max_size", max_size)),
+            minimum=1,
             where=where,
         )
-        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-            raise ConfigurationError(f"{where}: pool_size must be a whole number from 1 up")
         self._connect_timeout = timeout_seconds(
             "connect_timeout",
-            settle(
-                "connect_timeout",
-                {
-                    "connect_timeout": connect_timeout,
-                    "?connect_timeout": options.get("connect_timeout"),
-                },
-                DEFAULT_CONNECT_TIMEOUT,
-                where=where,
-            ),
+            pick("connect_timeout", connect_timeout, DEFAULT_CONNECT_TIMEOUT),
             where=where,
         )
         self._operation_timeout = timeout_seconds(
             "operation_timeout",
-            settle(
-                "operation_timeout",
-                {
-                    "operation_timeout": operation_timeout,
-                    "?operation_timeout": options.get("operation_timeout"),
-                },
-                DEFAULT_OPERATION_TIMEOUT,
-                where=where,
-            ),
+            pick("operation_timeout", operation_timeout, DEFAULT_OPERATION_TIMEOUT),
             where=where,
         )
         libpq = dict(settings.libpq)

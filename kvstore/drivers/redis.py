@@ -39,7 +39,7 @@ from typing import Any, TypeVar, cast
 
 from kvstore.driver import BaseDriver
 from kvstore.drivers._extras import missing_extra
-from kvstore.drivers._settings import settle, timeout_seconds
+from kvstore.drivers._settings import settle, timeout_seconds, whole_number
 from kvstore.errors import BackendError, BackendUnavailable, ConfigurationError, InvalidKey
 from kvstore.keys import prefix_successor, validate_key
 from kvstore.urls import ParsedURL, boolean, parse_url, positive_float, positive_int, take_options
@@ -189,71 +189,40 @@ class RedisDriver(BaseDriver):
         self.where = f"{shown_host}:{port}/{database}"
         where = f"redis at {self.where}"
 
-        chosen_base = settle(
-            "base", {"base": base, "?base": options.pop("base", None)}, "agentx", where=where
-        )
+        def pick(setting: str, argument: Any, default: Any, *aliases: str) -> Any:
+            # One setting, from an argument or the URL, under our name or redis-py's.
+            given = {setting: argument, f"?{setting}": options.pop(setting, None)}
+            for alias in aliases:
+                given[alias] = redis_options.pop(alias, None)
+                given[f"?{alias}"] = options.pop(alias, None)
+            return settle(setting, given, default, where=where)
+
+        chosen_base: str = pick("base", base, "agentx")
         try:
             validate_key(chosen_base)
         except InvalidKey as error:
             raise ConfigurationError(f"invalid Redis base: {error}") from None
         self.base = chosen_base
-        self._pool_size = settle(
+        self._pool_size = whole_number(
             "pool_size",
-            {
-                "pool_size": pool_size,
-                "max_connections": redis_options.pop("max_connections", None),
-                "?pool_size": options.pop("pool_size", None),
-                "?max_connections": options.pop("max_connections", None),
-            },
-            DEFAULT_POOL_SIZE,
+            pick("pool_size", pool_size, DEFAULT_POOL_SIZE, "max_connections"),
+            minimum=1,
             where=where,
         )
-        if isinstance(self._pool_size, bool) or not isinstance(self._pool_size, int) or (
-            self._pool_size < 1
-        ):
-            raise ConfigurationError(f"{where}: pool_size must be a whole number from 1 up")
         self._connect_timeout = timeout_seconds(
             "connect_timeout",
-            settle(
-                "connect_timeout",
-                {
-                    "connect_timeout": connect_timeout,
-                    "socket_connect_timeout": redis_options.pop("socket_connect_timeout", None),
-                    "?connect_timeout": options.pop("connect_timeout", None),
-                    "?socket_connect_timeout": options.pop("socket_connect_timeout", None),
-                },
-                DEFAULT_CONNECT_TIMEOUT,
-                where=where,
-            ),
+            pick("connect_timeout", connect_timeout, DEFAULT_CONNECT_TIMEOUT,
+                 "socket_connect_timeout"),
             where=where,
         )
         self._operation_timeout = timeout_seconds(
             "operation_timeout",
-            settle(
-                "operation_timeout",
-                {
-                    "operation_timeout": operation_timeout,
-                    "socket_timeout": redis_options.pop("socket_timeout", None),
-                    "?operation_timeout": options.pop("operation_timeout", None),
-                    "?socket_timeout": options.pop("socket_timeout", None),
-                },
-                DEFAULT_OPERATION_TIMEOUT,
-                where=where,
-            ),
+            pick("operation_timeout", operation_timeout, DEFAULT_OPERATION_TIMEOUT,
+                 "socket_timeout"),
             where=where,
         )
-        attempts = settle(
-            "retries", {"retries": retries, "?retries": options.pop("retries", None)}, 1,
-            where=where,
-        )
-        if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 0:
-            raise ConfigurationError(f"{where}: retries must be a whole number from 0 up")
-        name = settle(
-            "client_name",
-            {"client_name": client_name, "?client_name": options.pop("client_name", None)},
-            None,
-            where=where,
-        )
+        attempts = whole_number("retries", pick("retries", retries, 1), minimum=0, where=where)
+        name = pick("client_name", client_name, None)
         connection_class = aioredis.SSLConnection if tls else aioredis.Connection
         self._connection_options = {
             "connection_class": connection_class,

@@ -66,8 +66,19 @@ _log = logging.getLogger(__name__)
 _log.addHandler(logging.NullHandler())
 logging.getLogger("redis").addHandler(logging.NullHandler())
 
+
+
+class _SilentServer(RedisError):
+    """A new connection got no answer to its handshake within connect_timeout.
+
+    Not a redis-py ConnectionError or TimeoutError on purpose: redis-py retries those, which
+    would multiply the wait; this one ends the operation at once as BackendUnavailable.
+    """
+
+
 # Everything a redis-py call can raise; _translate turns each into a kvstore error.
 _FAILURES = (RedisError, OSError, TimeoutError)
+_UNREACHABLE = (RedisConnectionError, RedisTimeoutError, _SilentServer, OSError, TimeoutError)
 
 # Keys fetched per ZRANGEBYLEX page while scanning or clearing: bounds memory per round trip.
 SCAN_PAGE = 1000
@@ -237,6 +248,7 @@ class RedisDriver(BaseDriver):
             # A stale pooled connection (server restarted) is retried on a fresh one.
             "retry": Retry(ExponentialBackoff(cap=0.25, base=0.02), attempts),
             "client_name": name,
+            "redis_connect_func": self._handshake,
             **self._native_options(connection_class, options, redis_options, where),
         }
         self._hash = f"{chosen_base}:kv"
@@ -316,6 +328,21 @@ class RedisDriver(BaseDriver):
             client = self._client = aioredis.Redis(connection_pool=pool)
         return client
 
+    async def _handshake(self, connection: AbstractConnection) -> None:
+        # redis-py's own handshake sends nothing with the default settings, so a server that
+        # accepts connections and never answers would only show at the first command's
+        # operation_timeout. A PING, under connect_timeout, reports it within that instead.
+        try:
+            async with asyncio.timeout(self._connect_timeout):
+                await connection.on_connect()
+                await connection.send_command("PING", check_health=False)
+                await connection.read_response()
+        except TimeoutError:
+            raise _SilentServer(
+                f"no answer to the connection handshake within "
+                f"connect_timeout={self._connect_timeout:g}s"
+            ) from None
+
     async def _call(self, command: Callable[[aioredis.Redis], Awaitable[_T]]) -> _T:
         """Run ``command`` on the client under the operation's deadline, errors translated."""
         client = self._redis()
@@ -342,8 +369,7 @@ class RedisDriver(BaseDriver):
         else:
             # redis-py's messages name the host and the cause, never the password.
             text = f"{type(error).__name__}: {error}"
-        unreachable = (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError)
-        kind = BackendUnavailable if isinstance(error, unreachable) else BackendError
+        kind = BackendUnavailable if isinstance(error, _UNREACHABLE) else BackendError
         _log.debug("redis at %s: %s", self.where, text)
         return kind(text, driver=self.name, where=self.where)
 
@@ -511,7 +537,8 @@ _TLS_OPTIONS: Mapping[str, Callable[[str], Any]] = {
 # Settings the driver makes itself: a keyword argument may not set them behind its back.
 _OWN_CONNECTION_SETTINGS = frozenset(
     {"host", "port", "db", "username", "password", "socket_timeout", "socket_connect_timeout",
-     "retry", "client_name", "connection_class", "max_connections", "decode_responses"}
+     "retry", "client_name", "connection_class", "max_connections", "decode_responses",
+     "redis_connect_func"}
 )
 
 

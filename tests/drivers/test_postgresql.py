@@ -433,16 +433,17 @@ async def test_a_refused_connection_is_reported_at_once_with_the_reason() -> Non
 
 
 @pytest.mark.anyio
-async def test_a_server_that_never_answers_is_reported_within_the_connect_timeout() -> None:
+async def test_a_server_that_never_answers_is_reported_within_the_default_connect_timeout(
+) -> None:
     with silent_server() as port:
-        url = f"postgresql://root@127.0.0.1:{port}/test"
-        storage = Storage(postgresql_driver(url, connect_timeout=1, operation_timeout=2))
+        storage = Storage(postgresql_driver(f"postgresql://root@127.0.0.1:{port}/test"))
         try:
             started = anyio.current_time()
-            with pytest.raises(BackendUnavailable):
+            # Ours or libpq's own connect_timeout (the same 5 s) ends it, whichever is first.
+            with pytest.raises(BackendUnavailable, match="timeout"):
                 await storage.get("a")
             # A liveness bound, generous for a loaded machine: not a speed claim.
-            assert anyio.current_time() - started < 2 + LIVENESS_SLACK
+            assert anyio.current_time() - started < 5 + LIVENESS_SLACK
         finally:
             await storage.close()
 

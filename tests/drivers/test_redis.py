@@ -410,15 +410,34 @@ async def _first_failure(driver: RedisDriver) -> BaseException | None:
 
 
 @pytest.mark.anyio
-async def test_a_server_that_never_answers_is_reported_within_the_operation_timeout() -> None:
+async def test_a_server_that_never_answers_is_reported_within_the_default_connect_timeout(
+) -> None:
     with silent_server() as port:
-        url = f"redis://127.0.0.1:{port}/0"
-        async with Storage(redis_driver(url, connect_timeout=1, operation_timeout=1)) as storage:
+        async with Storage(redis_driver(f"redis://127.0.0.1:{port}/0")) as storage:
             started = anyio.current_time()
-            with pytest.raises(BackendUnavailable, match="operation_timeout"):
+            with pytest.raises(BackendUnavailable, match="connect_timeout=5"):
                 await storage.set("a", 1)
             # A liveness bound, generous for a loaded machine: not a speed claim.
-            assert anyio.current_time() - started < 1 + LIVENESS_SLACK
+            assert anyio.current_time() - started < 5 + LIVENESS_SLACK
+
+
+@pytest.mark.anyio
+async def test_a_stopped_server_is_reported_within_the_operation_timeout(
+    private_redis: RedisInstance,
+) -> None:
+    driver = redis_driver(private_redis.url, base="paused", connect_timeout=1,
+                          operation_timeout=1.5)
+    async with Storage(driver) as storage:
+        await storage.set("a", 1)
+        private_redis.pause()
+        try:
+            started = anyio.current_time()
+            with pytest.raises(BackendUnavailable, match="operation_timeout"):
+                await storage.get("a")
+            assert anyio.current_time() - started < 1.5 + LIVENESS_SLACK
+        finally:
+            private_redis.resume()
+        assert await storage.get("a") == 1
 
 
 def test_nothing_reaches_stderr_without_logging_config(private_redis: RedisInstance) -> None:

@@ -19,9 +19,10 @@ has no rollback).
 
 Waiting is bounded. Each operation (the wait for a pooled connection, the command, and the one
 retry on a fresh connection after a dropped one) runs under one deadline, ``operation_timeout``;
-each connection attempt under ``connect_timeout``. A server that accepts connections and never
-answers (stopped with SIGSTOP) therefore costs an operation at most ``operation_timeout`` before
-:class:`BackendUnavailable`. redis-py drops a connection whose command was interrupted, so a
+each new connection must connect and answer a PING within ``connect_timeout``. A server that
+accepts connections and never answers (stopped with SIGSTOP) is therefore reported as
+:class:`BackendUnavailable` within ``connect_timeout`` when a connection is new, and within
+``operation_timeout`` when a pooled one was waiting for its reply. redis-py drops a connection whose command was interrupted, so a
 timed-out operation never leaves a reply behind for the next one to read.
 
 asyncio only: ``redis.asyncio`` does not run under trio.

@@ -31,7 +31,7 @@ from tests.support.servers import server_unreachable
 OPERATION_TIMEOUT = 2.0
 CONNECT_TIMEOUT = 1.0
 APPLICATION = "kvfaults"
-CHAOS_CYCLES = 10
+CHAOS_CYCLES = 30
 
 
 @pytest.fixture
@@ -123,7 +123,9 @@ async def test_many_random_faults_mid_load(server: PostgreSQLInstance, storage: 
     for cycle in range(CHAOS_CYCLES):
         fault = chooser.choice(list(FAULTS))
         tally = await run_writers_through(
-            storage, FAULTS[fault](server), operation_timeout=OPERATION_TIMEOUT, after_fault=200
+            storage, FAULTS[fault](server), operation_timeout=OPERATION_TIMEOUT,
+            after_fault=200,
+            prefix=f"c{cycle}:",
         )
         found = await check_fault_outcome(storage, tally)
         print(tally.summary("postgresql", f"cycle {cycle}: {fault}", found))

@@ -30,7 +30,7 @@ from tests.support.servers import server_unreachable
 OPERATION_TIMEOUT = 1.5
 CONNECT_TIMEOUT = 1.0
 CLIENT_NAME = "kvfaults"
-CHAOS_CYCLES = 12
+CHAOS_CYCLES = 40
 
 
 @pytest.fixture
@@ -117,7 +117,9 @@ async def test_many_random_faults_mid_load(server: RedisInstance, storage: Stora
     for cycle in range(CHAOS_CYCLES):
         fault = chooser.choice(list(FAULTS))
         tally = await run_writers_through(
-            storage, FAULTS[fault](server), operation_timeout=OPERATION_TIMEOUT, after_fault=200
+            storage, FAULTS[fault](server), operation_timeout=OPERATION_TIMEOUT,
+            after_fault=200,
+            prefix=f"c{cycle}:",
         )
         found = await check_fault_outcome(storage, tally)
         print(tally.summary("redis", f"cycle {cycle}: {fault}", found))

@@ -118,6 +118,7 @@ async def run_writers_through(
     operation_timeout: float,
     writers: int = 4,
     after_fault: int = 40,
+    prefix: str = "",
 ) -> FaultTally:
     """Run ``writers`` tasks on ``storage`` while ``fault(tally)`` runs in a thread.
 
@@ -126,6 +127,7 @@ async def run_writers_through(
     operation raised BackendUnavailable) to know its effect was felt. Once it returns, the
     writers go on until ``after_fault`` more operations have succeeded, so the run ends only
     after the storage has recovered (or after OBSERVE_DEADLINE, which the checks then fail).
+    Keys start with ``prefix``, so that runs on one storage write keys of their own.
     """
     tally = FaultTally()
     bound = operation_timeout + LIVENESS_SLACK
@@ -165,7 +167,7 @@ async def run_writers_through(
         mine: list[str] = []
         while not stop.is_set():
             step += 1
-            key = f"w{number}:{step:07d}"
+            key = f"{prefix}w{number}:{step:07d}"
             kind = step % 5
             try:
                 if kind in (0, 1):

@@ -99,7 +99,18 @@ def pause_and_resume(server: PostgreSQLInstance) -> Callable[[FaultTally], None]
     return fault
 
 
+def restart(server: PostgreSQLInstance) -> Callable[[FaultTally], None]:
+    def fault(tally: FaultTally) -> None:
+        tally.failed_event.clear()
+        server.stop()  # fast shutdown
+        wait_for(tally.failed_event, "an operation failing while the server is stopped")
+        server.start()
+
+    return fault
+
+
 FAULTS = {"kill -9 and restart": kill_and_restart,
+          "restart": restart,
           "pg_terminate_backend": terminate_backends,
           "SIGSTOP then SIGCONT": pause_and_resume}
 

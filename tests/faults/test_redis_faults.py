@@ -94,7 +94,18 @@ def pause_and_resume(server: RedisInstance) -> Callable[[FaultTally], None]:
     return fault
 
 
-FAULTS = {"kill -9 and restart": kill_and_restart, "CLIENT KILL": kill_clients,
+def restart(server: RedisInstance) -> Callable[[FaultTally], None]:
+    def fault(tally: FaultTally) -> None:
+        tally.failed_event.clear()
+        server.stop()  # SIGTERM, AOF flushed
+        wait_for(tally.failed_event, "an operation failing while the server is stopped")
+        server.start()
+
+    return fault
+
+
+FAULTS = {"kill -9 and restart": kill_and_restart,
+          "restart": restart, "CLIENT KILL": kill_clients,
           "SIGSTOP then SIGCONT": pause_and_resume}
 
 

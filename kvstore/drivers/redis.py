@@ -22,8 +22,9 @@ retry on a fresh connection after a dropped one) runs under one deadline, ``oper
 each new connection must connect and answer a PING within ``connect_timeout``. A server that
 accepts connections and never answers (stopped with SIGSTOP) is therefore reported as
 :class:`BackendUnavailable` within ``connect_timeout`` when a connection is new, and within
-``operation_timeout`` when a pooled one was waiting for its reply. redis-py drops a connection whose command was interrupted, so a
-timed-out operation never leaves a reply behind for the next one to read.
+``operation_timeout`` when a pooled one was waiting for its reply. redis-py drops a connection
+whose command was interrupted, so a timed-out operation never leaves a reply behind for the next
+one to read.
 
 asyncio only: ``redis.asyncio`` does not run under trio.
 """

@@ -24,9 +24,7 @@ import re
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
-import orjson
-
-from eventqueue.entry import QueueEntry
+from eventqueue.decoding import StoredEvent, decode_entry
 from eventqueue.errors import QueueBackendError, QueueClosed, QueueUnavailable, ValidationError
 
 try:
@@ -53,6 +51,7 @@ __all__ = ["RedisBackend"]
 T = TypeVar("T")
 
 _CURSOR = re.compile(r"([0-9]{20})-([0-9]{20})")
+_INTEGER = re.compile(rb"-?[0-9]{1,19}")
 
 _APPEND = """
 local ids = {}
@@ -101,6 +100,13 @@ def _to_cursor(stream_id: bytes | str) -> str:
     text = stream_id.decode() if isinstance(stream_id, bytes) else stream_id
     ms, _, seq = text.partition("-")
     return f"{int(ms):020d}-{int(seq):020d}"
+
+
+def _timestamp(field: bytes | None) -> object:
+    """Return the ``t`` field as an int, or as stored if it is not a decimal integer."""
+    if field is not None and _INTEGER.fullmatch(field) is not None:
+        return int(field)
+    return field
 
 
 def _to_id(cursor: str) -> str:
@@ -186,8 +192,8 @@ class RedisBackend:
         ids = await self._call(lambda: self._append(keys=keys, args=args))
         return [_to_cursor(stream_id) for stream_id in ids]
 
-    async def read_after(self, topic: str, after: str | None, limit: int) -> list[QueueEntry]:
-        """XRANGE with an exclusive start."""
+    async def read_after(self, topic: str, after: str | None, limit: int) -> list[StoredEvent]:
+        """XRANGE with an exclusive start; entries that do not decode come back as corrupt."""
         start = "-" if after is None else "(" + _to_id(after)
         key = self._key("stream", topic)
         redis = self._redis
@@ -195,7 +201,9 @@ class RedisBackend:
             lambda: redis.xrange(key, start, "+", count=limit)  # type: ignore[arg-type,return-value]
         )
         return [
-            QueueEntry(topic, _to_cursor(stream_id), orjson.loads(fields[b"e"]), int(fields[b"t"]))
+            decode_entry(
+                topic, _to_cursor(stream_id), _timestamp(fields.get(b"t")), fields.get(b"e")
+            )
             for stream_id, fields in rows
         ]
 

@@ -31,10 +31,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
-import orjson
-
 from eventqueue.cursors import decode_seq, encode_seq
-from eventqueue.entry import QueueEntry
+from eventqueue.decoding import StoredEvent, decode_entry
 from eventqueue.errors import QueueBackendError, QueueClosed, QueueUnavailable, ValidationError
 
 __all__ = ["SQLiteBackend"]
@@ -57,13 +55,19 @@ _SCHEMA = (
     "CREATE INDEX IF NOT EXISTS eventqueue_cursors_updated ON eventqueue_cursors (updated_at)",
 )
 
+# Only integer sequences are cursors. A row inserted by hand with a TEXT or BLOB ``seq`` sorts
+# after every integer in SQLite and a REAL one between them; the range bound and ``typeof`` keep
+# such rows out of the counter and out of reads (the index still serves both).
+_SEQ_MAX = 2**63 - 1
 _LAST_SEQ = (
-    "SELECT max(coalesce((SELECT max(seq) FROM eventqueue_events WHERE topic = ?1), 0),"
+    "SELECT max(coalesce((SELECT CAST(seq AS INTEGER) FROM eventqueue_events"
+    f" WHERE topic = ?1 AND seq BETWEEN 1 AND {_SEQ_MAX} ORDER BY seq DESC LIMIT 1), 0),"
     " coalesce((SELECT last_seq FROM eventqueue_topics WHERE topic = ?1), 0))"
 )
 _INSERT = "INSERT INTO eventqueue_events (topic, seq, ts, event) VALUES (?, ?, ?, ?)"
 _READ_AFTER = (
-    "SELECT seq, ts, event FROM eventqueue_events WHERE topic = ? AND seq > ? ORDER BY seq LIMIT ?"
+    "SELECT seq, ts, event FROM eventqueue_events WHERE topic = ? AND seq > ?"
+    f" AND seq <= {_SEQ_MAX} AND typeof(seq) = 'integer' ORDER BY seq LIMIT ?"
 )
 _ACK = (
     "INSERT INTO eventqueue_cursors (consumer, topic, seq, updated_at) VALUES (?, ?, ?, ?)"
@@ -207,15 +211,13 @@ class SQLiteBackend:
 
         return await self._retry(write)
 
-    async def read_after(self, topic: str, after: str | None, limit: int) -> list[QueueEntry]:
-        """Read one page of entries after ``after``."""
+    async def read_after(self, topic: str, after: str | None, limit: int) -> list[StoredEvent]:
+        """Read one page of entries after ``after``; undecodable rows come back as corrupt."""
         start = 0 if after is None else decode_seq(after)
         rows = await self._retry(
             lambda db: db.execute(_READ_AFTER, (topic, start, limit)).fetchall()
         )
-        return [
-            QueueEntry(topic, encode_seq(seq), orjson.loads(event), ts) for seq, ts, event in rows
-        ]
+        return [decode_entry(topic, encode_seq(seq), ts, event) for seq, ts, event in rows]
 
     async def last_cursor(self, topic: str) -> str | None:
         """Return the greatest sequence ever assigned in ``topic``."""

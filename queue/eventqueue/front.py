@@ -122,6 +122,10 @@ class _Feed:
                     position = entries[-1].cursor
                     delay = 0.05
                     continue
+                if self.stopped:
+                    # Python 3.11's wait_for (inside the drivers) can drop the cancellation
+                    # ``stop`` sent; do not start a long wait after it.
+                    return
                 await backend.wait_for_events(self.topic, position, _WAIT_TIMEOUT)
             except QueueError:
                 if self.stopped or self.owner.closed:

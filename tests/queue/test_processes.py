@@ -20,7 +20,7 @@ def anyio_backend() -> str:
 
 async def test_four_processes_publish_to_one_file(tmp_path: Path) -> None:
     path = str(tmp_path / "queue.db")
-    count = 2_000
+    count = 1_000
     async with create_queue(path):
         pass  # create the schema once, so the workers race only on publishing
     stderr = tmp_path / "workers.log"

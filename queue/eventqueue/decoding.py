@@ -9,6 +9,7 @@ payload inserted by hand) is corrupt even if it happens to look like JSON.
 
 from __future__ import annotations
 
+import logging
 from typing import TypeAlias
 
 import orjson
@@ -16,7 +17,9 @@ import orjson
 from eventqueue.entry import QueueEntry
 from eventqueue.errors import CorruptEvent
 
-__all__ = ["StoredEvent", "decode_entry"]
+__all__ = ["StoredEvent", "decode_entry", "report_corrupt_cursor"]
+
+logger = logging.getLogger("eventqueue")
 
 StoredEvent: TypeAlias = QueueEntry | CorruptEvent
 """One row a backend read: the decoded entry, or the reason it cannot be decoded."""
@@ -43,3 +46,18 @@ def decode_entry(topic: str, cursor: str, timestamp: object, payload: object) ->
     except orjson.JSONDecodeError as exc:
         return CorruptEvent(topic, cursor, f"the event is not valid JSON ({exc})")
     return QueueEntry(topic, cursor, event, timestamp)
+
+
+def report_corrupt_cursor(consumer_id: str, topic: str, reason: str) -> None:
+    """Log that ``consumer_id``'s stored cursor in ``topic`` is unusable; it then reads as None.
+
+    Reading it as "never acked" makes ``consume`` replay the topic from its oldest event:
+    duplicates, never a loss and never a stalled consumer. The next ``ack`` replaces it.
+    """
+    logger.error(
+        "consumer %r of topic %r: the stored acked cursor is corrupt (%s); reading it as none,"
+        " so consume replays from the oldest stored event until the next ack replaces it",
+        consumer_id,
+        topic,
+        reason,
+    )

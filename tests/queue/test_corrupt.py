@@ -20,7 +20,7 @@ import psycopg
 import pytest
 import redis
 from eventqueue import CorruptEvent, EventQueue, QueueEntry, create_queue
-from eventqueue.testing import DEADLINE, Collector, QueueFactory
+from eventqueue.testing import DEADLINE, Collector, FakeClock, QueueFactory
 
 from tests.support.servers import POSTGRESQL_URL, REDIS_URL
 
@@ -28,6 +28,9 @@ pytestmark = pytest.mark.anyio
 
 Corrupt = Callable[[str], None]
 """Appends one undecodable row to a topic, directly in the backend's storage."""
+
+SpoilCursor = Callable[[str, str], None]
+"""Overwrites a consumer's stored acked cursor in a topic with a value that is no cursor."""
 
 
 @pytest.fixture
@@ -79,6 +82,35 @@ class CorruptRowContract:
     @pytest.fixture
     def corrupt(self) -> Corrupt:
         raise NotImplementedError
+
+    @pytest.fixture
+    def spoil_cursor(self) -> SpoilCursor:
+        raise NotImplementedError
+
+    async def test_a_corrupt_acked_cursor_replays_instead_of_stalling(
+        self,
+        queue_factory: QueueFactory,
+        spoil_cursor: SpoilCursor,
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        """Promise: an unreadable stored ack reads as none (logged); the next ack replaces it."""
+        async with queue_factory() as queue:
+            cursors = await queue.publish_many("t", [0, 1, 2])
+            await queue.ack("c", "t", cursors[1])
+            spoil_cursor("c", "t")
+            with caplog.at_level(logging.ERROR, logger="eventqueue"):
+                assert await queue.get_cursor("c", "t") is None
+                consumer = queue.consume("t", "c")
+                async with asyncio.timeout(DEADLINE):
+                    replayed = [(await anext(consumer)).event for _ in range(3)]
+                await consumer.aclose()  # type: ignore[attr-defined]
+            assert replayed == [0, 1, 2]  # at least once: duplicates, never a loss
+            messages = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+            assert any("'c'" in m and "'t'" in m and "cursor is corrupt" in m for m in messages)
+            await queue.ack("c", "t", cursors[0])
+            assert await queue.get_cursor("c", "t") == cursors[0]
+            await queue.ack("c", "t", cursors[2])
+            assert await queue.get_cursor("c", "t") == cursors[2]
 
     async def _good_bad_good(self, queue: EventQueue, corrupt: Corrupt) -> CorruptEvent:
         """Publish 0..2, store a bad row, publish 3..5; return the bad row's report."""
@@ -238,6 +270,41 @@ class TestSQLite(CorruptRowContract):
         yield insert
         db.close()
 
+    @pytest.fixture
+    def spoil_cursor(self, path: str) -> SpoilCursor:
+        def spoil(consumer: str, topic: str) -> None:
+            db = sqlite3.connect(path, isolation_level=None, timeout=DEADLINE)
+            try:
+                db.execute(
+                    "UPDATE eventqueue_cursors SET seq = 'garbage', updated_at = 'later'"
+                    " WHERE consumer = ? AND topic = ?",
+                    (consumer, topic),
+                )
+            finally:
+                db.close()
+
+        return spoil
+
+    async def test_a_corrupt_counter_or_seq_never_reuses_a_cursor(self, path: str) -> None:
+        """Promise: hand-edited counters and seqs stop neither publish nor retention's memory."""
+        clock = FakeClock(10_000)
+        async with create_queue(path, clock=clock, retention_ms=1_000) as queue:
+            first = await queue.publish_many("t", [1, 2])
+            db = sqlite3.connect(path, isolation_level=None, timeout=DEADLINE)
+            try:
+                db.execute("INSERT INTO eventqueue_topics VALUES ('t', 'garbage')")
+                db.execute("INSERT INTO eventqueue_events VALUES ('t', 'abc', 0, x'31')")
+            finally:
+                db.close()
+            second = await queue.publish("t", 3)
+            assert second > first[-1]
+            clock.now = 20_000
+            await queue.cleanup()  # deletes every event, the hand-made one included
+            assert await queue.recover("t") == []
+            third = await queue.publish("t", 4)
+            assert third > second
+            assert [e.event for e in await queue.recover("t")] == [4]
+
     async def test_rows_without_an_integer_cursor_are_never_read(self, path: str) -> None:
         """Promise: hand-made rows whose seq is TEXT, BLOB or REAL stop neither publish nor reads.
 
@@ -283,6 +350,38 @@ class TestRedis(CorruptRowContract):
         yield add
         client.close()
 
+    @pytest.fixture
+    def spoil_cursor(self, redis_namespace: str) -> Iterator[SpoilCursor]:
+        client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3)
+
+        def spoil(consumer: str, topic: str) -> None:
+            field = consumer.encode() + b"\0" + topic.encode()
+            client.hset(f"{redis_namespace}:cursors:", field, b"\xffgarbage")
+
+        yield spoil
+        client.close()
+
+    async def test_damaged_keys_do_not_stop_retention_of_other_topics(
+        self, queue_factory: QueueFactory, redis_namespace: str
+    ) -> None:
+        """Promise: a bad index member, a non-UTF-8 topic or a wrong-typed key spare the rest."""
+        clock = FakeClock(10_000)
+        async with queue_factory(clock=clock, retention_ms=1_000) as queue:
+            await queue.publish_many("t", [1, 2])
+            await queue.publish("broken", 1)
+            client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3)
+            try:
+                client.zadd(f"{redis_namespace}:ts:t", {b"not-an-id": 0})
+                client.sadd(f"{redis_namespace}:topics:", b"\xff\xfe")
+                client.delete(f"{redis_namespace}:ts:broken")
+                client.set(f"{redis_namespace}:ts:broken", b"a string, not a sorted set")
+            finally:
+                client.close()
+            clock.now = 20_000
+            assert await queue.cleanup() == 2
+            assert await queue.recover("t") == []
+            assert (await queue.publish("t", 3)) > "0"
+
 
 class TestPostgreSQL(CorruptRowContract):
     @pytest.fixture
@@ -312,3 +411,15 @@ class TestPostgreSQL(CorruptRowContract):
 
         yield insert
         conn.close()
+
+    @pytest.fixture
+    def spoil_cursor(self, postgresql_namespace: str) -> SpoilCursor:
+        def spoil(consumer: str, topic: str) -> None:
+            with psycopg.connect(POSTGRESQL_URL, autocommit=True, connect_timeout=3) as conn:
+                conn.execute(
+                    f"UPDATE {postgresql_namespace}_cursors SET seq = -5"
+                    " WHERE consumer = %s AND topic = %s",
+                    (consumer, topic),
+                )
+
+        return spoil

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from eventqueue.cursors import decode_seq, encode_seq
-from eventqueue.decoding import StoredEvent, decode_entry
+from eventqueue.decoding import StoredEvent, decode_entry, report_corrupt_cursor
 from eventqueue.errors import QueueBackendError, QueueClosed, QueueUnavailable
 
 try:
@@ -212,7 +212,12 @@ class PostgreSQLBackend:
     async def get_cursor(self, consumer_id: str, topic: str) -> str | None:
         """Return the consumer's cursor, if any."""
         rows = await self._fetch(self._get_cursor, (consumer_id, topic))
-        return encode_seq(rows[0][0]) if rows else None
+        if not rows:
+            return None
+        if rows[0][0] < 0:  # not a sequence the queue assigns: written by hand
+            report_corrupt_cursor(consumer_id, topic, "a negative sequence")
+            return None
+        return encode_seq(rows[0][0])
 
     async def delete_older_than(self, cutoff: int) -> int:
         """Delete old events and old cursors in one transaction."""

@@ -2,7 +2,8 @@
 
 Every line a child prints reports something that already happened (the call returned), and is
 flushed at once, so a parent that kills the child and reads its output to the end knows exactly
-what the child had acknowledged.
+what the child had acknowledged. PATH is a SQLite file, or a ``sqlite://`` URL (to pass options
+such as ``synchronous=NORMAL``).
 
 python -m tests.queue._worker publish PATH TOPIC NAME COUNT
     opens the queue, prints "ready", waits for a line on stdin, publishes COUNT events
@@ -24,7 +25,11 @@ import asyncio
 import sys
 from typing import Any
 
-from eventqueue import create_queue
+from eventqueue import EventQueue, create_queue
+
+
+def _open(target: str) -> EventQueue:
+    return create_queue(url=target) if "://" in target else create_queue(target)
 
 
 def event(name: str, i: int, batch: int | None = None) -> dict[str, Any]:
@@ -36,7 +41,7 @@ def event(name: str, i: int, batch: int | None = None) -> dict[str, Any]:
 
 
 async def publish(path: str, topic: str, name: str, count: int) -> None:
-    async with create_queue(path) as queue:
+    async with _open(path) as queue:
         print("ready", flush=True)
         await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
         for i in range(count):
@@ -45,7 +50,7 @@ async def publish(path: str, topic: str, name: str, count: int) -> None:
 
 
 async def publish_forever(path: str, topic: str, name: str) -> None:
-    async with create_queue(path) as queue:
+    async with _open(path) as queue:
         i = 0
         while True:
             cursor = await queue.publish(topic, event(name, i))
@@ -54,7 +59,7 @@ async def publish_forever(path: str, topic: str, name: str) -> None:
 
 
 async def publish_batches(path: str, topic: str, name: str, size: int) -> None:
-    async with create_queue(path) as queue:
+    async with _open(path) as queue:
         batch = 0
         while True:
             events = [event(name, batch * size + k, batch) for k in range(size)]
@@ -64,7 +69,7 @@ async def publish_batches(path: str, topic: str, name: str, size: int) -> None:
 
 
 async def consume(path: str, topic: str, consumer: str, last: int) -> None:
-    async with create_queue(path) as queue:
+    async with _open(path) as queue:
         async for entry in queue.consume(topic, consumer):
             await queue.ack(consumer, topic, entry.cursor)
             print(entry.cursor, entry.event["i"], flush=True)

@@ -4,7 +4,8 @@ Every backend builds what ``read_after`` returns with :func:`decode_entry`, so t
 (written by another tool, a bug, bit rot) becomes a typed item in its place instead of an
 exception that would end the whole read. Only what the queue itself writes is accepted: a
 payload of JSON bytes and an integer timestamp; a value of another type (a SQLite TEXT or INTEGER
-payload inserted by hand) is corrupt even if it happens to look like JSON.
+payload inserted by hand) is corrupt even if it happens to look like JSON. A consumer's stored
+cursor that is unusable is reported with :func:`report_corrupt_cursor` and read as none.
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ Each backend's rows are corrupted directly in its storage (a ``sqlite3`` INSERT,
 ``XADD`` with a garbage or missing field, a PostgreSQL INSERT past the counter), as another tool,
 a bug or bit rot would. Then: ``recover`` returns every good event and reports the bad one
 (typed, through ``on_corrupt``, and in an ERROR record), ``consume`` and subscribers move past it
-in order, and publishing goes on.
+in order, and publishing goes on. Damaged state around the events (a consumer's stored cursor,
+SQLite's counter, Redis's retention index) stops nothing either.
 """
 
 from __future__ import annotations

@@ -16,8 +16,11 @@ deliberately has no ``__init__.py`` so that the standard library's ``queue`` is 
 
 from __future__ import annotations
 
+import logging
+
 from eventqueue.entry import Clock, QueueEntry, system_clock
 from eventqueue.errors import (
+    CorruptEvent,
     QueueBackendError,
     QueueClosed,
     QueueError,
@@ -25,13 +28,19 @@ from eventqueue.errors import (
     ValidationError,
 )
 from eventqueue.factory import create_queue
-from eventqueue.front import EventQueue, Subscription
+from eventqueue.front import EventQueue, OnCorrupt, Subscription
 from eventqueue.subscribers import Handler
+
+# A library only emits records; the application decides where they go. Without this, Python's
+# last-resort handler would print the queue's warnings to stderr in an unconfigured program.
+logging.getLogger("eventqueue").addHandler(logging.NullHandler())
 
 __all__ = [
     "Clock",
+    "CorruptEvent",
     "EventQueue",
     "Handler",
+    "OnCorrupt",
     "QueueBackendError",
     "QueueClosed",
     "QueueEntry",

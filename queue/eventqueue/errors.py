@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 __all__ = [
+    "CorruptEvent",
     "QueueBackendError",
     "QueueClosed",
     "QueueError",
@@ -29,3 +30,27 @@ class QueueBackendError(QueueError):
 
 class QueueUnavailable(QueueBackendError):
     """The backend could not be reached, timed out, or stayed locked past the deadline."""
+
+
+class CorruptEvent(QueueBackendError):
+    """A stored event at ``cursor`` in ``topic`` cannot be read back as an event.
+
+    The row was not written by this queue as it stands (another tool, a bug, bit rot): its
+    payload is not JSON, or a field has the wrong type. Readers never stop at it: ``recover``,
+    ``consume`` and live delivery skip it, log one ERROR record on the ``eventqueue`` logger whose
+    ``exc_info`` is this exception, and hand it to the caller's ``on_corrupt`` callback if one was
+    given (a callback that raises it stops the read there instead). ``reason`` says what was wrong
+    without quoting the stored bytes.
+    """
+
+    def __init__(self, topic: str, cursor: str, reason: str) -> None:
+        super().__init__(
+            f"topic {topic!r}: the stored event at cursor {cursor} is corrupt: {reason}"
+        )
+        self.topic = topic
+        self.cursor = cursor
+        self.reason = reason
+
+    def __reduce__(self) -> tuple[type[CorruptEvent], tuple[str, str, str]]:
+        # Keep it picklable (logging handlers and process pools pickle exceptions).
+        return (CorruptEvent, (self.topic, self.cursor, self.reason))

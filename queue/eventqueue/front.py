@@ -11,25 +11,39 @@ the feed reads committed rows in cursor order, each subscriber sees each event o
 order, including events other processes or queue objects published. A new feed first reads the
 topic's newest cursor; a ``publish`` from this object waits for that read so an event published
 after ``subscribe`` returns is never missed. ``publish`` never waits for handlers.
+
+Corrupt rows: a stored row that does not decode reaches every reader as a
+:class:`~eventqueue.errors.CorruptEvent` in its place. Readers step past it: each read path
+(``recover``, a consumer's replay, a topic's feed) logs it once at ERROR on the ``eventqueue``
+logger and hands it to the caller's ``on_corrupt`` if any; handlers never see it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from types import TracebackType
 from typing import Any
 
 from eventqueue.backends.base import QueueBackend
+from eventqueue.decoding import StoredEvent
 from eventqueue.entry import Clock, QueueEntry
-from eventqueue.errors import QueueClosed, QueueError, ValidationError
+from eventqueue.errors import CorruptEvent, QueueClosed, QueueError, ValidationError
 from eventqueue.subscribers import ConsumerInbox, Handler, Subscriber, make_subscriber
 from eventqueue.validation import check_name, encode_event, encode_events
 
-__all__ = ["EventQueue", "Subscription"]
+__all__ = ["EventQueue", "OnCorrupt", "Subscription"]
 
 logger = logging.getLogger("eventqueue")
+
+OnCorrupt = Callable[[CorruptEvent], Awaitable[object] | object]
+"""A callback ``recover`` and ``consume`` call with each corrupt stored event they step past.
+
+A plain function or a coroutine function (awaited). Raising (for example the
+:class:`CorruptEvent` itself) stops the read there and propagates to the caller.
+"""
 
 PAGE_SIZE = 500
 """Entries read per backend round trip by feeds, consumers and ``recover``."""
@@ -37,6 +51,18 @@ PAGE_SIZE = 500
 _WAIT_TIMEOUT = 1.0
 _RECOVER_PAGE = 5_000
 _RETRY_DELAY_MAX = 5.0
+
+
+def _log_corrupt(bad: CorruptEvent, reader: str) -> None:
+    """Log ``bad`` at ERROR, typed: the record's ``exc_info`` is the :class:`CorruptEvent`."""
+    logger.error("%s skipped a corrupt stored event: %s", reader, bad, exc_info=bad)
+
+
+async def _report_corrupt(bad: CorruptEvent, on_corrupt: OnCorrupt | None) -> None:
+    if on_corrupt is not None:
+        result = on_corrupt(bad)
+        if inspect.isawaitable(result):
+            await result
 
 
 class _Feed:
@@ -88,11 +114,18 @@ class _Feed:
             try:
                 entries = await backend.read_after(self.topic, position, PAGE_SIZE)
                 if entries:
+                    for item in entries:
+                        if isinstance(item, CorruptEvent):
+                            _log_corrupt(item, f"live delivery of topic {self.topic!r}")
                     for subscriber in list(self.subscribers):
                         subscriber.deliver(entries)
                     position = entries[-1].cursor
                     delay = 0.05
                     continue
+                if self.stopped:
+                    # Python 3.11's wait_for (inside the drivers) can drop the cancellation
+                    # ``stop`` sent; do not start a long wait after it.
+                    return
                 await backend.wait_for_events(self.topic, position, _WAIT_TIMEOUT)
             except QueueError:
                 if self.stopped or self.owner.closed:
@@ -317,7 +350,9 @@ class EventQueue:
         feed = self._join(topic, subscriber)
         return Subscription(feed, lambda: self._leave(topic, subscriber))
 
-    def consume(self, topic: str, consumer_id: str) -> AsyncIterator[QueueEntry]:
+    def consume(
+        self, topic: str, consumer_id: str, *, on_corrupt: OnCorrupt | None = None
+    ) -> AsyncIterator[QueueEntry]:
         """Iterate over ``topic`` from just after ``consumer_id``'s acked cursor, then live.
 
         Replays every stored event the consumer has not acked, then follows new events (also
@@ -326,13 +361,22 @@ class EventQueue:
         processed, so that a restarted consumer resumes after it (at-least-once delivery).
         Close it with ``aclose()`` (or ``contextlib.aclosing``) when you stop early; after
         :meth:`close` it raises :class:`QueueClosed`.
+
+        A stored event that does not decode is stepped over: it is logged at ERROR on the
+        ``eventqueue`` logger and passed to ``on_corrupt`` (see :data:`OnCorrupt`); if that
+        raises, iteration ends with its exception, and the caller can ``ack`` the
+        :class:`CorruptEvent`'s cursor to have the next ``consume`` start past it.
         """
         self._check_open()
         check_name("topic", topic)
         check_name("consumer id", consumer_id)
-        return self._consume(topic, consumer_id)
+        if on_corrupt is not None and not callable(on_corrupt):
+            raise ValidationError("on_corrupt must be callable or None")
+        return self._consume(topic, consumer_id, on_corrupt)
 
-    async def _consume(self, topic: str, consumer_id: str) -> AsyncIterator[QueueEntry]:
+    async def _consume(
+        self, topic: str, consumer_id: str, on_corrupt: OnCorrupt | None
+    ) -> AsyncIterator[QueueEntry]:
         await self._ensure_open()
         inbox = ConsumerInbox()
         # Join the live feed before reading history, so that nothing committed between the
@@ -342,12 +386,18 @@ class EventQueue:
             await feed.ready.wait()
             self._check_open()
             after = await self._backend.get_cursor(consumer_id, topic)
+            reader = f"consumer {consumer_id!r} of topic {topic!r}"
             while True:
                 self._check_open()
                 page = await self._backend.read_after(topic, after, PAGE_SIZE)
-                for entry in page:
-                    yield entry
-                    after = entry.cursor
+                for item in page:
+                    if isinstance(item, CorruptEvent):
+                        _log_corrupt(item, reader)
+                        after = item.cursor
+                        await _report_corrupt(item, on_corrupt)
+                        continue
+                    yield item
+                    after = item.cursor
                 if len(page) < PAGE_SIZE:
                     break
             while True:
@@ -355,10 +405,16 @@ class EventQueue:
                 self._check_open()
                 if batch is None:
                     continue
-                for entry in batch:
-                    if after is None or entry.cursor > after:
-                        yield entry
-                        after = entry.cursor
+                for item in batch:
+                    if after is not None and item.cursor <= after:
+                        continue  # already replayed
+                    if isinstance(item, CorruptEvent):
+                        after = item.cursor
+                        # The feed that delivered it logged it already.
+                        await _report_corrupt(item, on_corrupt)
+                        continue
+                    yield item
+                    after = item.cursor
         finally:
             self._leave(topic, inbox)
 
@@ -384,24 +440,40 @@ class EventQueue:
         return await self._backend.get_cursor(consumer_id, topic)
 
     async def recover(
-        self, topic: str, after_cursor: str | None = None, limit: int | None = None
+        self,
+        topic: str,
+        after_cursor: str | None = None,
+        limit: int | None = None,
+        *,
+        on_corrupt: OnCorrupt | None = None,
     ) -> list[QueueEntry]:
         """Return the stored events of ``topic`` after ``after_cursor`` (all if None), in order.
 
-        ``limit`` caps how many are returned (None: no cap).
+        ``limit`` caps how many are returned (None: no cap). A stored event that does not decode
+        is left out: it is logged at ERROR on the ``eventqueue`` logger and passed to
+        ``on_corrupt`` (see :data:`OnCorrupt`), so ``recover(..., on_corrupt=found.append)``
+        returns every good event and collects the bad ones; an ``on_corrupt`` that raises makes
+        ``recover`` raise instead (strict reading).
         """
         check_name("topic", topic)
         if after_cursor is not None:
             self._backend.check_cursor(after_cursor)
         if limit is not None and (type(limit) is not int or limit < 0):
             raise ValidationError(f"limit must be a non-negative int or None, not {limit!r}")
+        if on_corrupt is not None and not callable(on_corrupt):
+            raise ValidationError("on_corrupt must be callable or None")
         await self._ensure_open()
         entries: list[QueueEntry] = []
         after = after_cursor
         while limit is None or len(entries) < limit:
             want = _RECOVER_PAGE if limit is None else min(_RECOVER_PAGE, limit - len(entries))
-            page = await self._backend.read_after(topic, after, want)
-            entries.extend(page)
+            page: list[StoredEvent] = await self._backend.read_after(topic, after, want)
+            for item in page:
+                if isinstance(item, CorruptEvent):
+                    _log_corrupt(item, f"recover of topic {topic!r}")
+                    await _report_corrupt(item, on_corrupt)
+                else:
+                    entries.append(item)
             if len(page) < want:
                 break
             after = page[-1].cursor

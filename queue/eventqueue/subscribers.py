@@ -8,7 +8,10 @@
 - A consumer (``EventQueue.consume``) gets a FIFO it reads itself.
 
 A handler's exception is logged on the ``eventqueue`` logger and delivery continues with the next
-entry. The FIFOs are unbounded: a handler that never returns holds the entries published after it
+entry. A corrupt stored event (a :class:`CorruptEvent` in a batch; the feed logged it) is never
+handed to a handler: subscribers skip it, a consumer reports it to its caller.
+
+The FIFOs are unbounded: a handler that never returns holds the entries published after it
 in memory until it is unsubscribed or the queue is closed.
 """
 
@@ -22,6 +25,7 @@ import threading
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from eventqueue.decoding import StoredEvent
 from eventqueue.entry import QueueEntry
 
 __all__ = [
@@ -42,8 +46,8 @@ Handler = Callable[[QueueEntry], Awaitable[Any] | Any]
 class Subscriber:
     """Something the topic feed hands entries to, in cursor order, without ever waiting."""
 
-    def deliver(self, entries: Sequence[QueueEntry]) -> None:
-        """Queue ``entries`` for this subscriber; must not block."""
+    def deliver(self, entries: Sequence[StoredEvent]) -> None:
+        """Queue ``entries`` for this subscriber, in order; must not block."""
         raise NotImplementedError
 
     def stop(self) -> None:
@@ -77,10 +81,11 @@ class AsyncSubscriber(Subscriber):
             except Exception:
                 _log_failure(self.topic, entry, self.handler)
 
-    def deliver(self, entries: Sequence[QueueEntry]) -> None:
-        """Append to the task's FIFO."""
+    def deliver(self, entries: Sequence[StoredEvent]) -> None:
+        """Append the decoded entries to the task's FIFO."""
         for entry in entries:
-            self._inbox.put_nowait(entry)
+            if isinstance(entry, QueueEntry):
+                self._inbox.put_nowait(entry)
 
     def stop(self) -> None:
         """Cancel the task."""
@@ -128,10 +133,11 @@ class ThreadSubscriber(Subscriber):
             except Exception:
                 _log_failure(self.topic, entry, self.handler)
 
-    def deliver(self, entries: Sequence[QueueEntry]) -> None:
-        """Append to the thread's FIFO."""
+    def deliver(self, entries: Sequence[StoredEvent]) -> None:
+        """Append the decoded entries to the thread's FIFO."""
         for entry in entries:
-            self._inbox.put(entry)
+            if isinstance(entry, QueueEntry):
+                self._inbox.put(entry)
 
     def stop(self) -> None:
         """Tell the thread to end after its current handler call."""
@@ -143,17 +149,17 @@ class ConsumerInbox(Subscriber):
     """The live half of ``consume``: a FIFO of entry batches the consumer awaits."""
 
     def __init__(self) -> None:
-        self._inbox: asyncio.Queue[Sequence[QueueEntry] | None] = asyncio.Queue()
+        self._inbox: asyncio.Queue[Sequence[StoredEvent] | None] = asyncio.Queue()
 
-    def deliver(self, entries: Sequence[QueueEntry]) -> None:
-        """Append one batch."""
+    def deliver(self, entries: Sequence[StoredEvent]) -> None:
+        """Append one batch, corrupt events included (the consumer reports them)."""
         self._inbox.put_nowait(entries)
 
     def stop(self) -> None:
         """Wake the consumer so that it notices the queue closed."""
         self._inbox.put_nowait(None)
 
-    async def get(self) -> Sequence[QueueEntry] | None:
+    async def get(self) -> Sequence[StoredEvent] | None:
         """Return the next batch, or None once stopped."""
         return await self._inbox.get()
 

@@ -35,7 +35,7 @@ __all__ = ["Collector", "FakeClock", "QueueConformance", "QueueFactory"]
 QueueFactory = Callable[..., EventQueue]
 """Returns a new unopened queue on the test's storage; takes ``create_queue`` keywords."""
 
-DEADLINE = 20.0
+DEADLINE = 60.0
 """Seconds a test waits for a delivery before failing; a guard, never a synchroniser."""
 
 

@@ -133,7 +133,7 @@ def test_process_exits_after_close_despite_timer_and_blocked_handler(tmp_path: P
         [sys.executable, "-c", EXITS_WITH_BLOCKED_HANDLER, str(tmp_path / "q.db")],
         capture_output=True,
         text=True,
-        timeout=60,  # a guard against hanging forever, not a measurement
+        timeout=120,  # a guard against hanging forever, not a measurement
         check=False,
     )
     assert result.returncode == 0, result.stderr

@@ -1,6 +1,7 @@
 """Property tests: any valid topic and any plain-JSON event read back equal; the rest is refused.
 
-Example counts come from the project's active Hypothesis profile (bounded in CI).
+Example counts come from the project's active Hypothesis profile (bounded in CI, and with no
+per-example deadline, so a loaded machine cannot fail them by slowness).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from eventqueue import ValidationError, create_queue
 from eventqueue.validation import MAX_NAME_BYTES
 from hypothesis import given
 from hypothesis import strategies as st
+
+from kvstore.testing.profiles import active_settings
 
 _CONTROL = {*range(0x20), *range(0x7F, 0xA0)}
 
@@ -35,6 +38,7 @@ json_values = st.recursive(
 )
 
 
+@active_settings()
 @given(topic=topics, events=st.lists(json_values, min_size=1, max_size=5))
 def test_any_valid_topic_and_json_event_read_back_equal(topic: str, events: list[Any]) -> None:
     async def scenario() -> None:
@@ -49,6 +53,7 @@ def test_any_valid_topic_and_json_event_read_back_equal(topic: str, events: list
     asyncio.run(scenario())
 
 
+@active_settings()
 @given(
     topic=st.one_of(
         st.just(""),

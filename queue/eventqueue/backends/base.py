@@ -8,6 +8,9 @@ Contract every backend keeps:
   A reader can never see a cursor while a smaller one of the same topic is still uncommitted, so
   "read everything after my last cursor" never skips an event.
 - Cursor strings of one backend compare correctly as plain strings.
+- ``read_after`` never raises because of one row's content: a row that does not decode (see
+  :func:`eventqueue.decoding.decode_entry`) is returned in its place as a
+  :class:`~eventqueue.errors.CorruptEvent` with its cursor, so readers can report it and move on.
 - ``wait_for_events`` returns when events after ``after`` may exist (a local ``notify_local``,
   a server notification, or a poll tick) or after ``max_wait`` seconds; returning early is
   harmless, the caller reads again.
@@ -18,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from eventqueue.entry import QueueEntry
+from eventqueue.decoding import StoredEvent
 
 __all__ = ["QueueBackend"]
 
@@ -41,8 +44,11 @@ class QueueBackend(Protocol):
     async def append(self, topic: str, payloads: Sequence[bytes], timestamp: int) -> list[str]:
         """Store ``payloads`` (JSON bytes) in one transaction; return their cursors in order."""
 
-    async def read_after(self, topic: str, after: str | None, limit: int) -> list[QueueEntry]:
-        """Return up to ``limit`` entries with cursor greater than ``after``, oldest first."""
+    async def read_after(self, topic: str, after: str | None, limit: int) -> list[StoredEvent]:
+        """Return up to ``limit`` stored events with cursor greater than ``after``, oldest first.
+
+        Each is a decoded entry, or a ``CorruptEvent`` for a row that does not decode.
+        """
 
     async def last_cursor(self, topic: str) -> str | None:
         """Return the greatest cursor ever assigned in ``topic`` (even if deleted), or None."""

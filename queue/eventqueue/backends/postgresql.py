@@ -3,7 +3,8 @@
 Tables (``ns`` is the URL's ``namespace``):
 
 - ``ns_events (topic, seq, ts, event bytea)``, primary key (topic, seq), index on ts.
-- ``ns_topics (topic, last_seq)``: the per-topic counter. A publish is one statement that bumps
+- ``ns_topics (topic, last_seq)``: the per-topic counter (never below the topic's greatest
+  stored seq, even one another tool inserted). A publish is one statement that bumps
   the counter (``INSERT ... ON CONFLICT DO UPDATE ... RETURNING``), inserts the events and calls
   ``pg_notify``. The counter row stays locked until commit, so concurrent publishers of a topic
   commit in sequence order and a reader never sees seq N+1 before N. The counter outlives
@@ -23,10 +24,8 @@ import contextlib
 from collections.abc import Sequence
 from typing import Any
 
-import orjson
-
 from eventqueue.cursors import decode_seq, encode_seq
-from eventqueue.entry import QueueEntry
+from eventqueue.decoding import StoredEvent, decode_entry, report_corrupt_cursor
 from eventqueue.errors import QueueBackendError, QueueClosed, QueueUnavailable
 
 try:
@@ -77,10 +76,15 @@ class PostgreSQLBackend:
             " PRIMARY KEY (consumer, topic))",
             f"CREATE INDEX IF NOT EXISTS {cursors}_updated ON {cursors} (updated_at)",
         )
+        # The counter also steps over any row written past it by hand (another tool), so such
+        # a row can never make every later publish of its topic fail on the primary key. The
+        # ``max(seq)`` is one backward index probe; the counter row's lock still orders writers.
         self._append = (
             f"WITH counter AS (INSERT INTO {topics} AS t (topic, last_seq)"
-            f" VALUES (%(topic)s, %(n)s)"
-            f" ON CONFLICT (topic) DO UPDATE SET last_seq = t.last_seq + EXCLUDED.last_seq"
+            f" SELECT %(topic)s, coalesce(max(seq), 0) + %(n)s FROM {events}"
+            f" WHERE topic = %(topic)s"
+            f" ON CONFLICT (topic) DO UPDATE"
+            f" SET last_seq = GREATEST(t.last_seq + %(n)s, EXCLUDED.last_seq)"
             f" RETURNING last_seq),"
             f" wake AS (SELECT pg_notify(%(channel)s, %(topic)s))"
             f" INSERT INTO {events} (topic, seq, ts, event)"
@@ -188,13 +192,11 @@ class PostgreSQLBackend:
         )
         return [encode_seq(seq) for seq in sorted(row[0] for row in rows)]
 
-    async def read_after(self, topic: str, after: str | None, limit: int) -> list[QueueEntry]:
-        """Read one page by primary key."""
+    async def read_after(self, topic: str, after: str | None, limit: int) -> list[StoredEvent]:
+        """Read one page by primary key; undecodable rows come back as corrupt."""
         start = 0 if after is None else decode_seq(after)
         rows = await self._fetch(self._read_after, (topic, start, limit))
-        return [
-            QueueEntry(topic, encode_seq(seq), orjson.loads(event), ts) for seq, ts, event in rows
-        ]
+        return [decode_entry(topic, encode_seq(seq), ts, event) for seq, ts, event in rows]
 
     async def last_cursor(self, topic: str) -> str | None:
         """Return the topic's counter."""
@@ -210,7 +212,12 @@ class PostgreSQLBackend:
     async def get_cursor(self, consumer_id: str, topic: str) -> str | None:
         """Return the consumer's cursor, if any."""
         rows = await self._fetch(self._get_cursor, (consumer_id, topic))
-        return encode_seq(rows[0][0]) if rows else None
+        if not rows:
+            return None
+        if rows[0][0] < 0:  # not a sequence the queue assigns: written by hand
+            report_corrupt_cursor(consumer_id, topic, "a negative sequence")
+            return None
+        return encode_seq(rows[0][0])
 
     async def delete_older_than(self, cutoff: int) -> int:
         """Delete old events and old cursors in one transaction."""

@@ -20,13 +20,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
-import orjson
-
-from eventqueue.entry import QueueEntry
+from eventqueue.decoding import StoredEvent, decode_entry, report_corrupt_cursor
 from eventqueue.errors import QueueBackendError, QueueClosed, QueueUnavailable, ValidationError
 
 try:
@@ -50,9 +49,13 @@ except ImportError:  # pragma: no cover - eventqueue installed without kvstore
 
 __all__ = ["RedisBackend"]
 
+logger = logging.getLogger("eventqueue")
+
 T = TypeVar("T")
 
 _CURSOR = re.compile(r"([0-9]{20})-([0-9]{20})")
+_CURSOR_BYTES = re.compile(rb"[0-9]{20}-[0-9]{20}")
+_INTEGER = re.compile(rb"-?[0-9]{1,19}")
 
 _APPEND = """
 local ids = {}
@@ -65,10 +68,12 @@ redis.call('SADD', KEYS[3], ARGV[2])
 return ids
 """
 
-# Cursors are fixed-width digit strings, so byte comparison is numeric comparison.
+# Cursors are fixed-width digit strings, so byte comparison is numeric comparison. A stored value
+# that is not a cursor (hand-edited) is replaced rather than compared, or it could stick forever.
 _ACK = """
 local current = redis.call('HGET', KEYS[1], ARGV[1])
-if (not current) or current < ARGV[2] then
+local cursor = '^' .. string.rep('%d', 20) .. '%-' .. string.rep('%d', 20) .. '$'
+if (not current) or (not string.match(current, cursor)) or current < ARGV[2] then
   redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 end
 local seen = redis.call('ZSCORE', KEYS[2], ARGV[1])
@@ -78,13 +83,26 @@ end
 return 1
 """
 
+# Returns {index members read, events deleted}. A member that is not a stream id (hand-edited)
+# makes XDEL fail: then delete one id at a time, so that it cannot stop retention; every member
+# read is removed from the index either way.
 _TRIM_TOPIC = """
 local ids = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[1], 'LIMIT', 0, 1000)
+local deleted = 0
 if #ids > 0 then
-  redis.call('XDEL', KEYS[1], unpack(ids))
+  deleted = redis.pcall('XDEL', KEYS[1], unpack(ids))
+  if type(deleted) == 'table' then
+    deleted = 0
+    for _, id in ipairs(ids) do
+      local one = redis.pcall('XDEL', KEYS[1], id)
+      if type(one) == 'number' then
+        deleted = deleted + one
+      end
+    end
+  end
   redis.call('ZREM', KEYS[2], unpack(ids))
 end
-return #ids
+return {#ids, deleted}
 """
 
 _TRIM_CURSORS = """
@@ -101,6 +119,13 @@ def _to_cursor(stream_id: bytes | str) -> str:
     text = stream_id.decode() if isinstance(stream_id, bytes) else stream_id
     ms, _, seq = text.partition("-")
     return f"{int(ms):020d}-{int(seq):020d}"
+
+
+def _timestamp(field: bytes | None) -> object:
+    """Return the ``t`` field as an int, or as stored if it is not a decimal integer."""
+    if field is not None and _INTEGER.fullmatch(field) is not None:
+        return int(field)
+    return field
 
 
 def _to_id(cursor: str) -> str:
@@ -123,8 +148,9 @@ class RedisBackend:
         self._trim_topic: Any = None
         self._trim_cursors: Any = None
 
-    def _key(self, kind: str, topic: str = "") -> bytes:
-        return f"{self.namespace}:{kind}:".encode() + topic.encode()
+    def _key(self, kind: str, topic: str | bytes = "") -> bytes:
+        suffix = topic.encode() if isinstance(topic, str) else topic
+        return f"{self.namespace}:{kind}:".encode() + suffix
 
     @property
     def _redis(self) -> aioredis.Redis:
@@ -186,8 +212,8 @@ class RedisBackend:
         ids = await self._call(lambda: self._append(keys=keys, args=args))
         return [_to_cursor(stream_id) for stream_id in ids]
 
-    async def read_after(self, topic: str, after: str | None, limit: int) -> list[QueueEntry]:
-        """XRANGE with an exclusive start."""
+    async def read_after(self, topic: str, after: str | None, limit: int) -> list[StoredEvent]:
+        """XRANGE with an exclusive start; entries that do not decode come back as corrupt."""
         start = "-" if after is None else "(" + _to_id(after)
         key = self._key("stream", topic)
         redis = self._redis
@@ -195,7 +221,9 @@ class RedisBackend:
             lambda: redis.xrange(key, start, "+", count=limit)  # type: ignore[arg-type,return-value]
         )
         return [
-            QueueEntry(topic, _to_cursor(stream_id), orjson.loads(fields[b"e"]), int(fields[b"t"]))
+            decode_entry(
+                topic, _to_cursor(stream_id), _timestamp(fields.get(b"t")), fields.get(b"e")
+            )
             for stream_id, fields in rows
         ]
 
@@ -235,7 +263,12 @@ class RedisBackend:
         value: bytes | None = await self._call(
             lambda: redis.hget(key, field)  # type: ignore[arg-type,return-value]
         )
-        return None if value is None else value.decode()
+        if value is None:
+            return None
+        if _CURSOR_BYTES.fullmatch(value) is None:
+            report_corrupt_cursor(consumer_id, topic, f"{len(value)} bytes that are no cursor")
+            return None
+        return value.decode()
 
     async def delete_older_than(self, cutoff: int) -> int:
         """Trim every topic's old events and forget consumers not seen since ``cutoff``."""
@@ -244,14 +277,20 @@ class RedisBackend:
             lambda: redis.smembers(self._key("topics"))  # type: ignore[arg-type,return-value]
         )
         deleted = 0
-        for raw_topic in topics:
-            topic = raw_topic.decode()
+        for topic in topics:  # bytes as stored: a hand-added member need not be UTF-8
             keys = [self._key("stream", topic), self._key("ts", topic)]
-            while True:
-                count = int(await self._trim(self._trim_topic, keys, cutoff))
-                deleted += count
-                if count < 1000:
-                    break
+            try:
+                while True:
+                    read, removed = await self._trim(self._trim_topic, keys, cutoff)
+                    deleted += int(removed)
+                    if int(read) < 1000:
+                        break
+            except QueueUnavailable:
+                raise
+            except QueueBackendError as exc:
+                # One topic's keys damaged by hand (a wrong type) must not stop retention of
+                # every other topic.
+                logger.error("eventqueue retention skipped topic %r: %s", topic, exc)
         keys = [self._key("cursors"), self._key("acks")]
         while int(await self._trim(self._trim_cursors, keys, cutoff)) >= 1000:
             pass

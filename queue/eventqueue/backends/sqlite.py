@@ -31,10 +31,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
-import orjson
-
 from eventqueue.cursors import decode_seq, encode_seq
-from eventqueue.entry import QueueEntry
+from eventqueue.decoding import StoredEvent, decode_entry, report_corrupt_cursor
 from eventqueue.errors import QueueBackendError, QueueClosed, QueueUnavailable, ValidationError
 
 __all__ = ["SQLiteBackend"]
@@ -57,24 +55,42 @@ _SCHEMA = (
     "CREATE INDEX IF NOT EXISTS eventqueue_cursors_updated ON eventqueue_cursors (updated_at)",
 )
 
+# Only integer sequences are cursors. A row inserted by hand with a TEXT or BLOB ``seq`` sorts
+# after every integer in SQLite and a REAL one between them; the range bound and ``typeof`` keep
+# such rows out of the counter and out of reads (the index still serves both).
+_SEQ_MAX = 2**63 - 1
 _LAST_SEQ = (
-    "SELECT max(coalesce((SELECT max(seq) FROM eventqueue_events WHERE topic = ?1), 0),"
-    " coalesce((SELECT last_seq FROM eventqueue_topics WHERE topic = ?1), 0))"
+    "SELECT max(coalesce((SELECT CAST(seq AS INTEGER) FROM eventqueue_events"
+    f" WHERE topic = ?1 AND seq BETWEEN 1 AND {_SEQ_MAX} ORDER BY seq DESC LIMIT 1), 0),"
+    " coalesce((SELECT last_seq FROM eventqueue_topics"
+    " WHERE topic = ?1 AND typeof(last_seq) = 'integer'), 0))"
 )
 _INSERT = "INSERT INTO eventqueue_events (topic, seq, ts, event) VALUES (?, ?, ?, ?)"
 _READ_AFTER = (
-    "SELECT seq, ts, event FROM eventqueue_events WHERE topic = ? AND seq > ? ORDER BY seq LIMIT ?"
+    "SELECT seq, ts, event FROM eventqueue_events WHERE topic = ? AND seq > ?"
+    f" AND seq <= {_SEQ_MAX} AND typeof(seq) = 'integer' ORDER BY seq LIMIT ?"
 )
+
+
+# A stored value that is not an integer (hand-edited) would win every max() (TEXT sorts after
+# numbers) and stick forever; the next write replaces it instead.
+def _greater(column: str) -> str:
+    return (
+        f"CASE WHEN typeof({column}) = 'integer' THEN max({column}, excluded.{column})"
+        f" ELSE excluded.{column} END"
+    )
+
+
 _ACK = (
     "INSERT INTO eventqueue_cursors (consumer, topic, seq, updated_at) VALUES (?, ?, ?, ?)"
-    " ON CONFLICT (consumer, topic) DO UPDATE SET"
-    " seq = max(seq, excluded.seq), updated_at = max(updated_at, excluded.updated_at)"
+    f" ON CONFLICT (consumer, topic) DO UPDATE SET seq = {_greater('seq')},"
+    f" updated_at = {_greater('updated_at')}"
 )
 _GET_CURSOR = "SELECT seq FROM eventqueue_cursors WHERE consumer = ? AND topic = ?"
 _REMEMBER_DELETED = (
     "INSERT INTO eventqueue_topics (topic, last_seq)"
-    " SELECT topic, max(seq) FROM eventqueue_events WHERE ts < ? GROUP BY topic"
-    " ON CONFLICT (topic) DO UPDATE SET last_seq = max(last_seq, excluded.last_seq)"
+    " SELECT topic, max(seq) FROM eventqueue_events WHERE ts < ? AND typeof(seq) = 'integer'"
+    f" GROUP BY topic ON CONFLICT (topic) DO UPDATE SET last_seq = {_greater('last_seq')}"
 )
 
 
@@ -207,15 +223,13 @@ class SQLiteBackend:
 
         return await self._retry(write)
 
-    async def read_after(self, topic: str, after: str | None, limit: int) -> list[QueueEntry]:
-        """Read one page of entries after ``after``."""
+    async def read_after(self, topic: str, after: str | None, limit: int) -> list[StoredEvent]:
+        """Read one page of entries after ``after``; undecodable rows come back as corrupt."""
         start = 0 if after is None else decode_seq(after)
         rows = await self._retry(
             lambda db: db.execute(_READ_AFTER, (topic, start, limit)).fetchall()
         )
-        return [
-            QueueEntry(topic, encode_seq(seq), orjson.loads(event), ts) for seq, ts, event in rows
-        ]
+        return [decode_entry(topic, encode_seq(seq), ts, event) for seq, ts, event in rows]
 
     async def last_cursor(self, topic: str) -> str | None:
         """Return the greatest sequence ever assigned in ``topic``."""
@@ -232,7 +246,13 @@ class SQLiteBackend:
     async def get_cursor(self, consumer_id: str, topic: str) -> str | None:
         """Return the consumer's cursor, if any."""
         row = await self._retry(lambda db: db.execute(_GET_CURSOR, (consumer_id, topic)).fetchone())
-        return None if row is None else encode_seq(row[0])
+        if row is None:
+            return None
+        seq = row[0]
+        if type(seq) is not int or not 0 <= seq <= _SEQ_MAX:
+            report_corrupt_cursor(consumer_id, topic, f"{type(seq).__name__} {seq!r:.40}")
+            return None
+        return encode_seq(seq)
 
     async def delete_older_than(self, cutoff: int) -> int:
         """Delete old events and cursors in one transaction, remembering deleted sequences."""

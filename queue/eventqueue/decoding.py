@@ -1,0 +1,64 @@
+"""Reading a stored row back: a :class:`QueueEntry`, or a :class:`CorruptEvent` saying why not.
+
+Every backend builds what ``read_after`` returns with :func:`decode_entry`, so that one bad row
+(written by another tool, a bug, bit rot) becomes a typed item in its place instead of an
+exception that would end the whole read. Only what the queue itself writes is accepted: a
+payload of JSON bytes and an integer timestamp; a value of another type (a SQLite TEXT or INTEGER
+payload inserted by hand) is corrupt even if it happens to look like JSON. A consumer's stored
+cursor that is unusable is reported with :func:`report_corrupt_cursor` and read as none.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TypeAlias
+
+import orjson
+
+from eventqueue.entry import QueueEntry
+from eventqueue.errors import CorruptEvent
+
+__all__ = ["StoredEvent", "decode_entry", "report_corrupt_cursor"]
+
+logger = logging.getLogger("eventqueue")
+
+StoredEvent: TypeAlias = QueueEntry | CorruptEvent
+"""One row a backend read: the decoded entry, or the reason it cannot be decoded."""
+
+
+def _field_error(name: str, value: object, expected: str) -> str:
+    if value is None:
+        return f"the {name} is missing"
+    return f"the {name} is stored as {type(value).__name__}, not as {expected}"
+
+
+def decode_entry(topic: str, cursor: str, timestamp: object, payload: object) -> StoredEvent:
+    """Return the entry stored at ``cursor``, or a :class:`CorruptEvent` if it does not decode.
+
+    ``timestamp`` must be an ``int`` and ``payload`` the ``bytes`` of one JSON value. The reason
+    in a :class:`CorruptEvent` never quotes the stored bytes (they may be anyone's data).
+    """
+    if type(payload) is not bytes:
+        return CorruptEvent(topic, cursor, _field_error("event", payload, "JSON bytes"))
+    if type(timestamp) is not int:
+        return CorruptEvent(topic, cursor, _field_error("timestamp", timestamp, "an integer"))
+    try:
+        event = orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        return CorruptEvent(topic, cursor, f"the event is not valid JSON ({exc})")
+    return QueueEntry(topic, cursor, event, timestamp)
+
+
+def report_corrupt_cursor(consumer_id: str, topic: str, reason: str) -> None:
+    """Log that ``consumer_id``'s stored cursor in ``topic`` is unusable; it then reads as None.
+
+    Reading it as "never acked" makes ``consume`` replay the topic from its oldest event:
+    duplicates, never a loss and never a stalled consumer. The next ``ack`` replaces it.
+    """
+    logger.error(
+        "consumer %r of topic %r: the stored acked cursor is corrupt (%s); reading it as none,"
+        " so consume replays from the oldest stored event until the next ack replaces it",
+        consumer_id,
+        topic,
+        reason,
+    )

@@ -2,8 +2,9 @@
 
 Usage: ``python -m tests.faults.crash_writer DRIVER PATH SEED`` (DRIVER is ``sqlite`` or ``fs``).
 Prints ``ready`` before touching the store, then performs :func:`~tests.faults.workload.operations`
-for SEED one at a time and prints ``ack N`` (flushed) as soon as operation N has returned, so every
-line the test reads is an operation the store acknowledged. Any error ends it with a traceback.
+for SEED one at a time: it prints ``begin N`` (flushed) before operation N starts and ``ack N`` as
+soon as it has returned, so every ``ack`` the test reads is an operation the store acknowledged,
+and an operation never begun cannot have changed anything. Any error ends it with a traceback.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ async def run(kind: DriverKind, path: Path, seed: int) -> None:
     driver = open_driver(kind, path)
     print("ready", flush=True)
     for index, operation in enumerate(operations(seed, kind)):
+        print(f"begin {index}", flush=True)
         await operation.run(driver)
         print(f"ack {index}", flush=True)
 

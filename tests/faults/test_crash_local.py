@@ -57,15 +57,15 @@ class Tally:
     acknowledged: Counter[str] = field(default_factory=Counter)
     keys_equal: int = 0
     keys_superseded: int = 0
-    in_flight: Counter[str] = field(default_factory=Counter)
+    in_flight: Counter[str] = field(default_factory=Counter)  # how the cut operation ended
 
     def summary(self, kind: str) -> str:
         acks = sum(self.acknowledged.values())
         return (
             f"{kind}: {self.kills} kills, {acks} operations acknowledged "
             f"({dict(self.acknowledged)}), acknowledged keys found equal {self.keys_equal}, "
-            f"replaced by the in-flight operation {self.keys_superseded}, "
-            f"in-flight operation {dict(self.in_flight)}"
+            f"replaced by the operation cut by the kill {self.keys_superseded}, "
+            f"operation cut by the kill {dict(self.in_flight)}"
         )
 
 
@@ -87,27 +87,45 @@ async def _read_rest(process: Process, lines: BufferedByteReceiveStream) -> tupl
     return out.decode(), err.decode(errors="replace")
 
 
+@dataclass
+class Progress:
+    """How far a writer got, from the lines it printed."""
+
+    acknowledged: int = 0
+    began_next: bool = False  # whether it printed ``begin`` for the operation after those
+
+    def feed(self, line: bytes) -> None:
+        word, number = line.split()
+        if word == b"begin":
+            assert int(number) == self.acknowledged
+            self.began_next = True
+        else:
+            assert word == b"ack"
+            assert int(number) == self.acknowledged
+            self.acknowledged += 1
+            self.began_next = False
+
+
 async def _kill_writer(
     kind: DriverKind, path: Path, seed: int, target: int, rng: random.Random
-) -> tuple[int, int]:
+) -> tuple[int, Progress]:
     """Run a writer until it acknowledged ``target`` operations, give it a random moment more,
-    SIGKILL it, and return ``(pid, number of operations it acknowledged)``."""
+    SIGKILL it, and return its pid and how far it got."""
     command = [sys.executable, "-m", "tests.faults.crash_writer", kind, str(path), str(seed)]
+    progress = Progress()
     async with await anyio.open_process(command, cwd=ROOT, env=_child_env()) as process:
         assert process.stdout is not None
         lines = BufferedByteReceiveStream(process.stdout)
-        seen = -1
         try:
             with anyio.fail_after(DEADLINE):
-                ready = await lines.receive_until(b"\n", 64)
-                assert ready == b"ready"
-                while seen + 1 < target:
-                    seen = int((await lines.receive_until(b"\n", 64)).split()[1])
+                assert await lines.receive_until(b"\n", 64) == b"ready"
+                while progress.acknowledged < target:
+                    progress.feed(await lines.receive_until(b"\n", 64))
             await anyio.sleep(rng.uniform(0, 0.004))
         except (anyio.IncompleteRead, anyio.EndOfStream):
             process.kill()
             _, stderr = await _read_rest(process, lines)
-            pytest.fail(f"the writer stopped on its own after {seen + 1} operations:\n{stderr}")
+            pytest.fail(f"the writer stopped on its own: {progress}\n{stderr}")
         finally:
             if process.returncode is None:
                 process.send_signal(signal.SIGKILL)
@@ -117,9 +135,9 @@ async def _kill_writer(
         with anyio.fail_after(DEADLINE):
             rest, _ = await _read_rest(process, lines)
     for line in rest.splitlines(keepends=True):
-        if line.endswith("\n"):
-            seen = int(line.split()[1])
-    return process.pid, seen + 1
+        if line.endswith("\n"):  # a line cut by the kill was never a whole acknowledgement
+            progress.feed(line.encode())
+    return process.pid, progress
 
 
 def _integrity(path: Path) -> str:
@@ -164,13 +182,17 @@ async def _crash_rounds(kind: DriverKind, tmp_path: Path, kills: int) -> Tally:
         # The first writer dies early (while opening the store, or in its first operations);
         # later ones first acknowledge one operation of each kind and then some.
         target = 0 if round_number == 0 else rng.randrange(len(KINDS), MOST_ACKS)
-        pid, acknowledged = await _kill_writer(kind, path, seed, target, rng)
-        done = list(islice(operations(seed, kind), acknowledged + 1))
-        for operation in done[:acknowledged]:
+        pid, progress = await _kill_writer(kind, path, seed, target, rng)
+        done = list(islice(operations(seed, kind), progress.acknowledged + 1))
+        for operation in done[: progress.acknowledged]:
             model = operation.apply(model)
             tally.acknowledged[operation.kind] += 1
         found = await _contents(kind, path, pid)
-        tally.in_flight[check_after_kill(kind, model, done[-1], found)] += 1
+        if progress.began_next:
+            tally.in_flight[check_after_kill(kind, model, done[-1], found)] += 1
+        else:
+            assert found == model, "the store changed after the last acknowledged operation"
+            tally.in_flight["none begun"] += 1
         tally.keys_equal += sum(found.get(key) == value for key, value in model.items())
         tally.keys_superseded += sum(found.get(key) != value for key, value in model.items())
         tally.kills += 1

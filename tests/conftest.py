@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import threading
 from typing import Any
 
@@ -21,31 +22,48 @@ def pytest_report_header() -> list[str]:
     return [report_header()]
 
 
+# How long past its time limit a test may keep running after SIGALRM failed it, before the backstop
+# ends the run: a test the alarm could not stop is hung for good.
+BACKSTOP_GRACE = 60.0
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_timeout_set_timer(item: pytest.Item, settings: Any) -> bool | None:
-    """Arm pytest-timeout's thread-method timer, naming the test when it fires.
+    """Arm pytest-timeout's signal method for ``item``, with a thread as a backstop.
 
-    pytest-timeout's own timer dumps every thread's stack and ends the run, but in a ``-q`` run
-    nothing says which test hung (an asyncio test's coroutine is not on any thread's stack).
-    Other methods are left to pytest-timeout.
+    At the limit SIGALRM fails the test with every thread's stack and the run goes on. Some hangs
+    outlive that exception (a trio test; an asyncio task that ignores cancellation hangs again in
+    the loop's cancel-all-tasks, where no second alarm comes), so if the test is still running
+    ``BACKSTOP_GRACE`` seconds later, a thread names it, prints every stack and ends the run:
+    CI fails instead of stalling. Other methods (and other threads) are left to pytest-timeout.
     """
-    if settings.method != "thread":
+    if settings.method != "signal" or threading.current_thread() is not threading.main_thread():
         return None
 
-    def expire() -> None:
+    def on_alarm(signum: int, frame: object) -> None:
+        __tracebackhide__ = True
+        pytest_timeout.timeout_sigalrm(item, settings)
+
+    def backstop() -> None:
         item.config.get_terminal_writer().line(
-            f"\n{item.nodeid} exceeded its time limit of {settings.timeout:g} s", red=True
+            f"\n{item.nodeid} still runs {BACKSTOP_GRACE:g} s after its time limit of "
+            f"{settings.timeout:g} s: it is hung, so the run ends here",
+            red=True,
         )
         pytest_timeout.timeout_timer(item, settings)
 
-    timer = threading.Timer(settings.timeout, expire)
-    timer.name = f"pytest-timeout {item.nodeid}"
+    timer = threading.Timer(settings.timeout + BACKSTOP_GRACE, backstop)
+    timer.name = f"pytest-timeout backstop {item.nodeid}"
     timer.daemon = True
 
     def cancel() -> None:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)
         timer.cancel()
         timer.join()
 
     item.cancel_timeout = cancel  # type: ignore[attr-defined]  # what pytest-timeout calls
+    signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, settings.timeout)
     timer.start()
     return True

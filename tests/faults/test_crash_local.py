@@ -94,6 +94,10 @@ class Progress:
     acknowledged: int = 0
     began_next: bool = False  # whether it printed ``begin`` for the operation after those
 
+    def began(self, index: int) -> bool:
+        """Whether the writer began operation ``index``."""
+        return self.acknowledged > index or (self.acknowledged == index and self.began_next)
+
     def feed(self, line: bytes) -> None:
         word, number = line.split()
         if word == b"begin":
@@ -107,10 +111,11 @@ class Progress:
 
 
 async def _kill_writer(
-    kind: DriverKind, path: Path, seed: int, target: int, rng: random.Random
+    kind: DriverKind, path: Path, seed: int, target: int | None, rng: random.Random
 ) -> tuple[int, Progress]:
-    """Run a writer until it acknowledged ``target`` operations, give it a random moment more,
-    SIGKILL it, and return its pid and how far it got."""
+    """Run a writer until it begins operation ``target`` (or, for None, until it is ready to
+    open the store), give it a random moment more, SIGKILL it, and return its pid and how far
+    it got."""
     command = [sys.executable, "-m", "tests.faults.crash_writer", kind, str(path), str(seed)]
     progress = Progress()
     async with await anyio.open_process(command, cwd=ROOT, env=_child_env()) as process:
@@ -119,9 +124,10 @@ async def _kill_writer(
         try:
             with anyio.fail_after(DEADLINE):
                 assert await lines.receive_until(b"\n", 64) == b"ready"
-                while progress.acknowledged < target:
+                while target is not None and not progress.began(target):
                     progress.feed(await lines.receive_until(b"\n", 64))
-            await anyio.sleep(rng.uniform(0, 0.004))
+            # Usually the kill lands inside that operation, sometimes in a later one.
+            await anyio.sleep(rng.uniform(0, 0.002))
         except (anyio.IncompleteRead, anyio.EndOfStream):
             process.kill()
             _, stderr = await _read_rest(process, lines)
@@ -181,7 +187,7 @@ async def _crash_rounds(kind: DriverKind, tmp_path: Path, kills: int) -> Tally:
         seed = rng.getrandbits(32)
         # The first writer dies early (while opening the store, or in its first operations);
         # later ones first acknowledge one operation of each kind and then some.
-        target = 0 if round_number == 0 else rng.randrange(len(KINDS), MOST_ACKS)
+        target = None if round_number == 0 else rng.randrange(len(KINDS), MOST_ACKS)
         pid, progress = await _kill_writer(kind, path, seed, target, rng)
         done = list(islice(operations(seed, kind), progress.acknowledged + 1))
         for operation in done[: progress.acknowledged]:

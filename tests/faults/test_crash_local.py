@@ -137,9 +137,9 @@ async def _kill_writer(
                 process.send_signal(signal.SIGKILL)
             with anyio.fail_after(DEADLINE):
                 await process.wait()
-        assert process.returncode == -signal.SIGKILL
         with anyio.fail_after(DEADLINE):
-            rest, _ = await _read_rest(process, lines)
+            rest, stderr = await _read_rest(process, lines)
+        assert process.returncode == -signal.SIGKILL, f"the writer ended by itself:\n{stderr}"
     for line in rest.splitlines(keepends=True):
         if line.endswith("\n"):  # a line cut by the kill was never a whole acknowledgement
             progress.feed(line.encode())

@@ -60,7 +60,7 @@ def pytest_runtest_teardown(item: pytest.Item) -> Iterator[None]:
     return (yield from _in_phase(item))
 
 
-@pytest.hookimpl(tryfirst=True)
+@pytest.hookimpl(tryfirst=True, optionalhook=True)
 def pytest_timeout_set_timer(item: pytest.Item, settings: Any) -> bool | None:
     """Arm pytest-timeout's signal method for ``item``, repeating, with a thread as a backstop.
 

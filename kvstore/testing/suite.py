@@ -31,19 +31,21 @@ import anyio
 import pytest
 from anyio.from_thread import start_blocking_portal
 
-from kvstore.driver import BaseDriver, as_base_driver
+from kvstore.driver import as_base_driver
 from kvstore.errors import InvalidKey, SerializationError, StorageClosed
 from kvstore.storage import Storage
+from kvstore.testing.driver_clauses import DriverClauses, DriverFactory, check_driver_shape
 from kvstore.testing.profiles import active_settings
 from kvstore.testing.stateful import StorageStateMachine
 
 __all__ = ["DriverConformance", "DriverFactory"]
 
-DriverFactory = Callable[[], BaseDriver]
-
 # Large enough to cross any driver's scan page; small enough to stay quick on a server.
 _MANY = 2_500
 _SIXTEEN_MIB = 16 * 1024 * 1024
+# Seconds any one suite test may take (pytest-timeout): far above a healthy run on a loaded
+# machine, far below "stalled".
+TEST_TIME_LIMIT = 240
 
 INVALID_KEYS: list[object] = [
     "",
@@ -94,8 +96,11 @@ async def _collect(storage: Storage, prefix: str = "") -> list[str]:
     return [key async for key in storage.keys(prefix)]
 
 
-class DriverConformance:
+class DriverConformance(DriverClauses):
     """Base class of a driver's conformance tests; subclass it and define ``driver_factory``."""
+
+    # A hang fails the test that hung, with its name, instead of stalling the run.
+    pytestmark: ClassVar[list[pytest.MarkDecorator]] = [pytest.mark.timeout(TEST_TIME_LIMIT)]
 
     persistent: ClassVar[bool] = True
     large_values: ClassVar[bool] = True
@@ -123,12 +128,7 @@ class DriverConformance:
         self, driver_factory: DriverFactory, batch_path: str, anyio_backend: str
     ) -> Callable[[], Storage]:
         """Return a callable making a storage over a new driver on the chosen batch path."""
-        if anyio_backend == "trio" and not driver_factory().supports_trio:
-            pytest.fail(
-                "the driver says supports_trio = False: set async_backends = ('asyncio',) on "
-                "the test class",
-                pytrace=False,
-            )
+        check_driver_shape(driver_factory, anyio_backend)
 
         def make() -> Storage:
             return Storage(
@@ -549,22 +549,6 @@ class DriverConformance:
         ):
             with pytest.raises(StorageClosed):
                 await operation()
-
-    @pytest.mark.anyio
-    async def test_driver_close_is_idempotent_and_final(
-        self, driver_factory: DriverFactory
-    ) -> None:
-        driver = driver_factory()
-        await driver.set("a", b"1")
-        await driver.delete("a")
-        await driver.close()
-        await driver.close()
-        with pytest.raises(StorageClosed):
-            await driver.get("a")
-        with pytest.raises(StorageClosed):
-            await driver.set("a", b"1")
-        with pytest.raises(StorageClosed):
-            _ = [key async for key in driver.keys("")]
 
     @pytest.mark.anyio
     async def test_a_new_driver_sees_what_an_earlier_one_wrote(

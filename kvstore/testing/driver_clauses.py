@@ -9,7 +9,7 @@ clauses call the driver directly. :class:`DriverClauses` is mixed into
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, ClassVar
 
 import anyio
@@ -97,6 +97,7 @@ class DriverClauses:
 
     @pytest.mark.anyio
     async def test_values_come_back_as_exact_bytes(self, driver: BaseDriver) -> None:
+        """Values: get, get_many and items return exactly ``bytes`` (not a view or buffer)."""
         values = {
             "v:empty": b"",
             "v:nul": b"\x00",
@@ -115,9 +116,8 @@ class DriverClauses:
         assert got == list(values.values()), first_difference(got, list(values.values()))
 
     @pytest.mark.anyio
-    async def test_items_keep_values_with_their_keys_across_pages(
-        self, driver: BaseDriver
-    ) -> None:
+    async def test_items_keep_values_with_their_keys_across_pages(self, driver: BaseDriver) -> None:
+        """Scans: items yields each key with its own value, over several pages, in order."""
         keys = _spread(_PAGED_ITEMS, "i:")
         expected = [(key, f"{key}={index}".encode()) for index, key in enumerate(keys)]
         await driver.set_many(expected)
@@ -135,10 +135,18 @@ class DriverClauses:
     async def test_every_operation_after_close_raises_storage_closed(
         self, make_driver: DriverFactory
     ) -> None:
+        """Lifetime: close is idempotent; every operation afterwards raises StorageClosed."""
         used = make_driver()
         await used.set("a", b"1")
         await used.close()
-        await used.close()  # idempotent
+        try:
+            await used.close()
+        except Exception as error:  # any exception breaks the clause
+            pytest.fail(
+                f"a second close() raised {type(error).__name__}: {error}. close() must be"
+                " idempotent: return at once if self.closed",
+                pytrace=False,
+            )
         unused = make_driver()
         await unused.close()
         for driver, which in ((used, "a closed driver"), (unused, "a driver closed unused")):
@@ -155,7 +163,10 @@ class DriverClauses:
     async def test_overwrites_deletes_and_clears_reach_a_new_driver(
         self, make_driver: DriverFactory
     ) -> None:
-        """While the writer is still open, and again after it closes."""
+        """Operations: a write that returned is visible to a new driver on the same store.
+
+        Overwrites, deletes and clears too, while the writer is still open and after it closes.
+        """
         if not self.persistent:
             pytest.skip("the test class declares persistent = False")
         opened: list[BaseDriver] = []
@@ -214,6 +225,7 @@ class DriverClauses:
     async def test_a_concurrent_reader_never_sees_part_of_a_batch(
         self, make_driver: DriverFactory, batch_path: str
     ) -> None:
+        """Operations: with ``atomic_batches = True``, set_many/delete_many are all or nothing."""
         writer = make_driver()
         if not getattr(writer, "atomic_batches", False):
             await writer.close()
@@ -395,7 +407,7 @@ async def _operations_not_refused(driver: BaseDriver) -> list[str]:
             result = await operation()
         except StorageClosed:
             continue
-        except Exception as error:  # noqa: BLE001 - reported as the wrong outcome
+        except Exception as error:  # reported as the wrong outcome
             silent.append(f"{name} raised {type(error).__name__}: {error}")
         else:
             silent.append(f"{name} returned {describe(result)}")

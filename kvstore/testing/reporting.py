@@ -38,8 +38,7 @@ def first_difference(got: Sequence[object], expected: Sequence[object]) -> str |
     for index, (have, want) in enumerate(zip(got, expected, strict=False)):
         if have != want or type(have) is not type(want):
             return (
-                f"item {index} of {len(expected)}: got {describe(have)}, "
-                f"expected {describe(want)}"
+                f"item {index} of {len(expected)}: got {describe(have)}, expected {describe(want)}"
             )
     if len(got) != len(expected):
         extra = got[len(expected)] if len(got) > len(expected) else expected[len(got)]

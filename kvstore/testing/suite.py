@@ -566,14 +566,20 @@ class DriverConformance(DriverClauses):
     def test_state_machine(self, make_storage: Callable[[], Storage], anyio_backend: str) -> None:
         """Random sequences of every operation agree with a dict model."""
         with start_blocking_portal(anyio_backend) as portal:
-            storage = make_storage()
             machine = type(
-                "Machine", (StorageStateMachine,), {"storage": storage, "portal": portal}
+                "Machine",
+                (StorageStateMachine,),
+                {
+                    "storage": make_storage(),
+                    "portal": portal,
+                    "make_storage": staticmethod(make_storage),
+                    "persistent": self.persistent,
+                },
             )
             try:
                 state_machine_test = machine.TestCase  # type: ignore[attr-defined]
                 state_machine_test.settings = active_settings()
                 state_machine_test("runTest").runTest()
             finally:
-                portal.call(storage.clear)
-                portal.call(storage.close)
+                portal.call(machine.storage.clear)
+                portal.call(machine.storage.close)

@@ -56,3 +56,8 @@ class DictDriver(BaseDriver):
         self.mark_closed()
         self._values.clear()
         self._sorted.clear()
+
+
+def from_url(url: str) -> DictDriver:
+    """Build a driver for a ``dict://`` URL: the registry passes the whole URL string."""
+    return DictDriver()

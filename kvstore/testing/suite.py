@@ -566,7 +566,7 @@ class DriverConformance(DriverClauses):
     def test_state_machine(self, make_storage: Callable[[], Storage], anyio_backend: str) -> None:
         """Random sequences of every operation agree with a dict model."""
         with start_blocking_portal(anyio_backend) as portal:
-            machine = type(
+            machine: type[StorageStateMachine] = type(
                 "Machine",
                 (StorageStateMachine,),
                 {
@@ -577,7 +577,7 @@ class DriverConformance(DriverClauses):
                 },
             )
             try:
-                state_machine_test = machine.TestCase  # type: ignore[attr-defined]
+                state_machine_test = machine.TestCase
                 state_machine_test.settings = active_settings()
                 state_machine_test("runTest").runTest()
             finally:

@@ -36,6 +36,7 @@ from kvstore.errors import InvalidKey, SerializationError, StorageClosed
 from kvstore.storage import Storage
 from kvstore.testing.driver_clauses import DriverClauses, DriverFactory, check_driver_shape
 from kvstore.testing.profiles import active_settings
+from kvstore.testing.reporting import describe
 from kvstore.testing.stateful import StorageStateMachine
 
 __all__ = ["DriverConformance", "DriverFactory"]
@@ -366,8 +367,13 @@ class DriverConformance(DriverClauses):
             pytest.skip("the driver declares large_values = False")
         value = (bytes(range(256)) * (_SIXTEEN_MIB // 256 + 1))[: _SIXTEEN_MIB + 1]
         await storage.set_raw("big", value)
-        assert await storage.get_raw("big") == value
-        assert (await storage.get_many_raw(["big"]))[0] == value
+        # Compared first and described after, so a failure prints sizes, not 16 MiB of bytes.
+        for where, got in (
+            ("get_raw", await storage.get_raw("big")),
+            ("get_many_raw", (await storage.get_many_raw(["big"]))[0]),
+        ):
+            same = got == value
+            assert same, f"{where} returned {describe(got)}, stored {describe(value)}"
 
     @pytest.mark.anyio
     @pytest.mark.parametrize(

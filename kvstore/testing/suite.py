@@ -15,7 +15,13 @@ defaults.
 ``async_backends`` lists the event loops to run on (``("asyncio",)`` for a driver whose
 ``supports_trio`` is false). Capability flags a subclass may turn off: ``persistent`` (a new
 driver from the factory sees what an earlier one wrote; false for in-memory stores) and
-``large_values`` (the 16 MiB value test).
+``large_values`` (the 16 MiB value test). The driver itself declares ``atomic_batches = True``
+when its ``set_many`` and ``delete_many`` are all or nothing, and the suite then checks that a
+concurrent reader never sees part of a batch.
+
+The tests here go through :class:`~kvstore.storage.Storage`; :class:`DriverClauses`
+(:mod:`kvstore.testing.driver_clauses`) adds the clauses checked on the driver directly. Every
+test has a time limit (``TEST_TIME_LIMIT``), so a hang fails with the test's name.
 """
 
 from __future__ import annotations

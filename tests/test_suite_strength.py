@@ -79,22 +79,38 @@ def _fails(clause: str, factory: Callable[[], BaseDriver], *, persistent: bool =
     return str(failure.value)
 
 
-# -- the correct drivers pass (else a failure below would prove nothing) ---------------------
+# -- the correct drivers they are built on pass (else a failure below would prove nothing) ---
 
 
 class _AtomicMemory(MemoryDriver):
     atomic_batches = True
 
 
+class _AtomicOnMemory(broken.OnMemory):
+    atomic_batches = True
+
+
+class _AtomicWithSortedKeys(broken.WithSortedKeys):
+    atomic_batches = True
+
+
 @pytest.mark.parametrize("clause", CLAUSES)
-def test_the_memory_driver_passes(clause: str) -> None:
-    _run(clause, _AtomicMemory, persistent=False)
+@pytest.mark.parametrize(
+    "driver",
+    [_AtomicMemory, _AtomicOnMemory, _AtomicWithSortedKeys],
+    ids=["MemoryDriver", "OnMemory", "WithSortedKeys"],
+)
+def test_the_correct_drivers_pass(driver: type[BaseDriver], clause: str) -> None:
+    _run(clause, driver, persistent=False)
 
 
 @pytest.mark.parametrize("clause", [*CLAUSES, DURABILITY])
-def test_the_correct_persistent_driver_passes(clause: str) -> None:
+@pytest.mark.parametrize(
+    "driver", [broken.OnDisk, broken.WithPrivateView], ids=lambda d: d.__name__
+)
+def test_the_correct_persistent_drivers_pass(driver: type[broken.OnDisk], clause: str) -> None:
     disk = broken.Disk()
-    _run(clause, lambda: broken.OnDisk(disk), persistent=True)
+    _run(clause, lambda: driver(disk), persistent=True)
 
 
 def test_an_ephemeral_driver_passes_the_declaration_check() -> None:
@@ -109,7 +125,7 @@ def test_an_ephemeral_driver_passes_the_declaration_check() -> None:
     [
         (broken.ListsEverything, SCAN_COST, "keys('n:')"),
         (broken.WalksTheWholeStore, SCAN_COST, "keys('n:')"),
-        (broken.SortsInC, SCAN_COST, "keys('n:')"),
+        (broken.CopiesEveryKey, SCAN_COST, "keys('n:')"),
         (broken.ScansToTheEnd, SCAN_COST, "keys('n:')"),
         (broken.ScansFromTheStart, SCAN_COST, "keys('n:')"),
         (broken.ItemsReadEverything, SCAN_COST, "items('n:')"),

@@ -3,6 +3,10 @@
 Each class below breaks exactly one clause of the contract, the way real key-value libraries
 have. ``tests/test_suite_strength.py`` runs the suite's clauses against each and requires them
 to fail, so the suite cannot quietly lose the strength to catch these.
+
+They wrap a :class:`~kvstore.drivers.memory.MemoryDriver` through its public methods only (plus,
+for the scans that seek, a sorted list of their own), so the memory driver's internals can change
+without changing what these drivers get wrong.
 """
 
 from __future__ import annotations
@@ -14,101 +18,183 @@ import anyio.lowlevel
 
 from kvstore.driver import BaseDriver
 from kvstore.drivers.memory import MemoryDriver
-from kvstore.keys import prefix_successor
 
-# A page size no store in these tests reaches: "read everything in one go".
-_ALL = 1 << 30
+
+class OnMemory(BaseDriver):
+    """A correct driver: every operation goes to an inner memory driver."""
+
+    name = "on-memory"
+    supports_trio = True
+
+    def __init__(self, inner: BaseDriver | None = None) -> None:
+        self.inner = inner if inner is not None else MemoryDriver()
+
+    async def get(self, key: str) -> bytes | None:
+        self.ensure_open()
+        return await self.inner.get(key)
+
+    async def set(self, key: str, value: bytes) -> None:
+        self.ensure_open()
+        await self.inner.set(key, value)
+
+    async def delete(self, key: str) -> None:
+        self.ensure_open()
+        await self.inner.delete(key)
+
+    async def keys(self, prefix: str = "") -> AsyncIterator[str]:
+        self.ensure_open()
+        async for key in self.inner.keys(prefix):
+            yield key
+            self.ensure_open()
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        self.ensure_open()
+        return await self.inner.get_many(keys)
+
+    async def set_many(self, items: Sequence[tuple[str, bytes]]) -> None:
+        self.ensure_open()
+        await self.inner.set_many(items)
+
+    async def delete_many(self, keys: Sequence[str]) -> None:
+        self.ensure_open()
+        await self.inner.delete_many(keys)
+
+    async def clear(self, prefix: str = "") -> None:
+        self.ensure_open()
+        await self.inner.clear(prefix)
+
+    async def items(self, prefix: str = "") -> AsyncIterator[tuple[str, bytes]]:
+        self.ensure_open()
+        async for pair in self.inner.items(prefix):
+            yield pair
+            self.ensure_open()
+
+    async def close(self) -> None:
+        if not self.closed:
+            self.mark_closed()
+            await self.inner.close()
+
+
+class WithSortedKeys(OnMemory):
+    """A correct driver that also keeps a sorted list of its keys, for scans of its own."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sorted: list[str] = []
+
+    async def set(self, key: str, value: bytes) -> None:
+        await self.set_many([(key, value)])
+
+    async def set_many(self, items: Sequence[tuple[str, bytes]]) -> None:
+        await super().set_many(items)
+        for key, _ in items:
+            position = bisect_left(self.sorted, key)
+            if position == len(self.sorted) or self.sorted[position] != key:
+                self.sorted.insert(position, key)
+
+    async def delete(self, key: str) -> None:
+        await self.delete_many([key])
+
+    async def delete_many(self, keys: Sequence[str]) -> None:
+        await super().delete_many(keys)
+        for key in set(keys):
+            position = bisect_left(self.sorted, key)
+            if position < len(self.sorted) and self.sorted[position] == key:
+                del self.sorted[position]
+
+    async def clear(self, prefix: str = "") -> None:
+        await self.delete_many([key async for key in self.inner.keys(prefix)])
+
 
 # -- scan cost and streaming ----------------------------------------------------------------
 
 
-class ListsEverything(MemoryDriver):
+class ListsEverything(WithSortedKeys):
     """The README's old example: sorts every key, then filters."""
 
     async def keys(self, prefix: str = "") -> AsyncIterator[str]:
         self.ensure_open()
-        for key in sorted(key for key in self._values if key.startswith(prefix)):
+        for key in sorted(key for key in self.sorted if key.startswith(prefix)):
             yield key
 
 
-class WalksTheWholeStore(MemoryDriver):
-    """Streams, but visits every stored key to find the matches."""
+class WalksTheWholeStore(OnMemory):
+    """Streams, but reads every stored key to find the matches."""
 
     async def keys(self, prefix: str = "") -> AsyncIterator[str]:
         self.ensure_open()
-        for key in sorted(self._values):
+        async for key in self.inner.keys(""):
             if key.startswith(prefix):
                 yield key
 
 
-class SortsInC(MemoryDriver):
-    """No Python loop over the store, but a sorted copy of every key per scan."""
+class CopiesEveryKey(WithSortedKeys):
+    """No Python loop over the store, but a copy of every key per scan (in C)."""
 
     async def keys(self, prefix: str = "") -> AsyncIterator[str]:
         self.ensure_open()
-        ordered = sorted(self._values)
+        ordered = list(self.sorted)
         position = bisect_left(ordered, prefix)
         while position < len(ordered) and ordered[position].startswith(prefix):
             yield ordered[position]
             position += 1
 
 
-class ScansToTheEnd(MemoryDriver):
+class ScansToTheEnd(WithSortedKeys):
     """Seeks to the prefix but has no upper bound: reads on to the end of the store."""
 
     async def keys(self, prefix: str = "") -> AsyncIterator[str]:
         self.ensure_open()
-        for key in self._index.page(prefix, inclusive=True, below=None, limit=_ALL):
+        for key in self.sorted[bisect_left(self.sorted, prefix) :]:
             if key.startswith(prefix):
                 yield key
 
 
-class ScansFromTheStart(MemoryDriver):
+class ScansFromTheStart(WithSortedKeys):
     """Stops after the prefix, but starts from the first key of the store."""
 
     async def keys(self, prefix: str = "") -> AsyncIterator[str]:
         self.ensure_open()
-        below = prefix_successor(prefix)
-        for key in self._index.page("", inclusive=True, below=below, limit=_ALL):
+        for key in self.sorted:
             if key.startswith(prefix):
                 yield key
+            elif key > prefix:
+                return
 
 
-class BuildsTheMatchList(MemoryDriver):
+class BuildsTheMatchList(OnMemory):
     """Seeks well, but collects every match before yielding the first."""
 
     async def keys(self, prefix: str = "") -> AsyncIterator[str]:
-        matches: list[str] = []
-        async for key in super().keys(prefix):
-            matches.append(key)
+        self.ensure_open()
+        matches = [key async for key in self.inner.keys(prefix)]
         for key in matches:
             yield key
 
 
-class ItemsReadEverything(MemoryDriver):
+class ItemsReadEverything(OnMemory):
     """An ``items`` override that reads every value in the store and filters."""
 
     async def items(self, prefix: str = "") -> AsyncIterator[tuple[str, bytes]]:
         self.ensure_open()
-        for key, value in sorted(self._values.items()):
+        async for key, value in self.inner.items(""):
             if key.startswith(prefix):
                 yield key, value
 
 
-class ClearFiltersEverything(MemoryDriver):
-    """A ``clear`` override that walks the whole store."""
+class ClearFiltersEverything(OnMemory):
+    """A ``clear`` override that reads the whole store to find what to delete."""
 
     async def clear(self, prefix: str = "") -> None:
         self.ensure_open()
-        for key in list(self._values):
-            if key.startswith(prefix):
-                self._remove(key)
+        doomed = [key async for key in self.inner.keys("") if key.startswith(prefix)]
+        await self.inner.delete_many(doomed)
 
 
 # -- exact bytes ----------------------------------------------------------------------------
 
 
-class GetReturnsMemoryview(MemoryDriver):
+class GetReturnsMemoryview(OnMemory):
     """Returns a zero-copy view, as a driver over mmap or a buffer protocol might."""
 
     async def get(self, key: str) -> bytes | None:
@@ -116,7 +202,7 @@ class GetReturnsMemoryview(MemoryDriver):
         return None if value is None else memoryview(value)  # type: ignore[return-value]
 
 
-class GetManyReturnsBytearray(MemoryDriver):
+class GetManyReturnsBytearray(OnMemory):
     """Returns mutable buffers from the batch read."""
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
@@ -124,7 +210,7 @@ class GetManyReturnsBytearray(MemoryDriver):
         return [None if value is None else bytearray(value) for value in values]  # type: ignore[misc]
 
 
-class ItemsYieldMemoryview(MemoryDriver):
+class ItemsYieldMemoryview(OnMemory):
     """Streams values as views of its buffers."""
 
     async def items(self, prefix: str = "") -> AsyncIterator[tuple[str, bytes]]:
@@ -135,13 +221,11 @@ class ItemsYieldMemoryview(MemoryDriver):
 # -- items across pages ---------------------------------------------------------------------
 
 
-class ItemsSlipAfterTheFirstPage(MemoryDriver):
+class ItemsSlipAfterTheFirstPage(OnMemory):
     """Pages ``items`` by 1000, and pairs the later pages' keys with values one off."""
 
     async def items(self, prefix: str = "") -> AsyncIterator[tuple[str, bytes]]:
-        keys: list[str] = []
-        async for key in self.keys(prefix):
-            keys.append(key)
+        keys = [key async for key in self.keys(prefix)]
         for start in range(0, len(keys), 1000):
             page = keys[start : start + 1000]
             values = await self.get_many(page)
@@ -152,7 +236,7 @@ class ItemsSlipAfterTheFirstPage(MemoryDriver):
                     yield key, value
 
 
-class ItemsDropTheLastPage(MemoryDriver):
+class ItemsDropTheLastPage(OnMemory):
     """Yields only whole pages of 1000: the remainder is lost."""
 
     async def items(self, prefix: str = "") -> AsyncIterator[tuple[str, bytes]]:
@@ -168,7 +252,7 @@ class ItemsDropTheLastPage(MemoryDriver):
 # -- after close ----------------------------------------------------------------------------
 
 
-class DeleteAfterCloseIsSilent(MemoryDriver):
+class DeleteAfterCloseIsSilent(OnMemory):
     """``delete`` does nothing, quietly, once closed."""
 
     async def delete(self, key: str) -> None:
@@ -176,15 +260,15 @@ class DeleteAfterCloseIsSilent(MemoryDriver):
             await super().delete(key)
 
 
-class DeleteManyAfterCloseIsSilent(MemoryDriver):
+class DeleteManyAfterCloseIsSilent(OnMemory):
     """``delete_many`` skips the open check."""
 
     async def delete_many(self, keys: Sequence[str]) -> None:
-        for key in keys:
-            self._remove(key)
+        if not self.closed:
+            await super().delete_many(keys)
 
 
-class ClearAfterCloseIsSilent(MemoryDriver):
+class ClearAfterCloseIsSilent(OnMemory):
     """``clear`` returns quietly once closed."""
 
     async def clear(self, prefix: str = "") -> None:
@@ -192,7 +276,7 @@ class ClearAfterCloseIsSilent(MemoryDriver):
             await super().clear(prefix)
 
 
-class KeysAfterCloseAreEmpty(MemoryDriver):
+class KeysAfterCloseAreEmpty(OnMemory):
     """A closed driver scans as if empty."""
 
     async def keys(self, prefix: str = "") -> AsyncIterator[str]:
@@ -202,7 +286,7 @@ class KeysAfterCloseAreEmpty(MemoryDriver):
             yield key
 
 
-class SecondCloseRaises(MemoryDriver):
+class SecondCloseRaises(OnMemory):
     """``close`` is not idempotent."""
 
     async def close(self) -> None:
@@ -213,8 +297,10 @@ class SecondCloseRaises(MemoryDriver):
 # -- atomic batches -------------------------------------------------------------------------
 
 
-class BatchInSeveralCommits(MemoryDriver):
+class BatchInSeveralCommits(OnMemory):
     """Claims atomic batches but commits each key on its own, yielding in between."""
+
+    atomic_batches = True
 
     async def set_many(self, items: Sequence[tuple[str, bytes]]) -> None:
         for key, value in items:
@@ -222,8 +308,10 @@ class BatchInSeveralCommits(MemoryDriver):
             await anyio.lowlevel.checkpoint()
 
 
-class DeleteManyInSeveralCommits(MemoryDriver):
+class DeleteManyInSeveralCommits(OnMemory):
     """Claims atomic batches but deletes key by key, yielding in between."""
+
+    atomic_batches = True
 
     async def delete_many(self, keys: Sequence[str]) -> None:
         for key in keys:
@@ -238,113 +326,92 @@ class Disk:
     """What a persistent store keeps between drivers: one per test, shared by its drivers."""
 
     def __init__(self) -> None:
-        self.values: dict[str, bytes] = {}
+        self.store = MemoryDriver()
 
 
-class OnDisk(MemoryDriver):
+class OnDisk(OnMemory):
     """A correct persistent driver: every write goes straight to the shared ``Disk``."""
 
     def __init__(self, disk: Disk) -> None:
-        super().__init__()
-        self.disk = disk
-        self._load()
-
-    def _load(self) -> None:
-        for key, value in sorted(self.disk.values.items()):
-            super()._put(key, value)
-
-    def _put(self, key: str, value: bytes) -> None:
-        super()._put(key, value)
-        self.disk.values[key] = value
-
-    def _remove(self, key: str) -> None:
-        super()._remove(key)
-        self.disk.values.pop(key, None)
-
-    async def clear(self, prefix: str = "") -> None:
-        for key in [key async for key in self.keys(prefix)]:
-            self._remove(key)
-
-    async def get(self, key: str) -> bytes | None:
-        self.ensure_open()
-        return self.disk.values.get(key)
-
-    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
-        self.ensure_open()
-        return [self.disk.values.get(key) for key in keys]
+        super().__init__(disk.store)
 
     async def close(self) -> None:
-        # Forgets its own index only; the disk keeps everything.
+        # Closes this driver only; the disk keeps everything for the next one.
         self.mark_closed()
 
 
-class OverwritesCachedUntilClose(OnDisk):
-    """Like dbm.dumb: an overwrite reaches the disk only when the driver closes."""
+class WithPrivateView(OnDisk):
+    """Reads through what this driver alone has changed: ``pending`` writes, ``hidden`` keys."""
 
     def __init__(self, disk: Disk) -> None:
         super().__init__(disk)
         self.pending: dict[str, bytes] = {}
-
-    def _put(self, key: str, value: bytes) -> None:
-        if key in self.disk.values:
-            MemoryDriver._put(self, key, value)
-            self.pending[key] = value
-        else:
-            super()._put(key, value)
+        self.hidden: set[str] = set()
 
     async def get(self, key: str) -> bytes | None:
         self.ensure_open()
-        return self.pending.get(key, self.disk.values.get(key))
+        if key in self.hidden:
+            return None
+        return self.pending.get(key, await self.inner.get(key))
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         return [await self.get(key) for key in keys]
 
+    async def set(self, key: str, value: bytes) -> None:
+        self.hidden.discard(key)
+        await super().set(key, value)
+
+    async def keys(self, prefix: str = "") -> AsyncIterator[str]:
+        async for key in super().keys(prefix):
+            if key not in self.hidden:
+                yield key
+
+    def items(self, prefix: str = "") -> AsyncIterator[tuple[str, bytes]]:
+        return BaseDriver.items(self, prefix)
+
+
+class OverwritesCachedUntilClose(WithPrivateView):
+    """Like dbm.dumb: an overwrite reaches the disk only when the driver closes."""
+
+    async def set(self, key: str, value: bytes) -> None:
+        if await self.inner.get(key) is not None:
+            self.ensure_open()
+            self.pending[key] = value
+        else:
+            await super().set(key, value)
+
+    async def set_many(self, items: Sequence[tuple[str, bytes]]) -> None:
+        for key, value in items:
+            await self.set(key, value)
+
     async def close(self) -> None:
         if not self.closed:
-            self.disk.values.update(self.pending)
+            await self.inner.set_many(list(self.pending.items()))
         await super().close()
 
 
-class DeletesNeverReachTheDisk(OnDisk):
+class DeletesNeverReachTheDisk(WithPrivateView):
     """``delete`` forgets the key in this driver only."""
 
     async def delete(self, key: str) -> None:
         self.ensure_open()
-        MemoryDriver._remove(self, key)
-
-    async def get(self, key: str) -> bytes | None:
-        self.ensure_open()
-        return self._values.get(key)
+        self.hidden.add(key)
 
 
-class DeleteManyNeverReachesTheDisk(OnDisk):
+class DeleteManyNeverReachesTheDisk(WithPrivateView):
     """``delete_many`` forgets the keys in this driver only."""
 
     async def delete_many(self, keys: Sequence[str]) -> None:
         self.ensure_open()
-        for key in keys:
-            MemoryDriver._remove(self, key)
-
-    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
-        self.ensure_open()
-        return [self._values.get(key) for key in keys]
+        self.hidden.update(keys)
 
 
-class ClearNeverReachesTheDisk(OnDisk):
-    """``clear`` empties this driver's index only."""
+class ClearNeverReachesTheDisk(WithPrivateView):
+    """``clear`` forgets the keys in this driver only."""
 
     async def clear(self, prefix: str = "") -> None:
         self.ensure_open()
-        for key in [key async for key in self.keys(prefix)]:
-            MemoryDriver._remove(self, key)
-
-    async def get(self, key: str) -> bytes | None:
-        self.ensure_open()
-        return self._values.get(key)
-
-    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
-        self.ensure_open()
-        return [self._values.get(key) for key in keys]
+        self.hidden.update([key async for key in self.inner.keys(prefix)])
 
 
 class ForgetsOnClose(OnDisk):
@@ -352,23 +419,15 @@ class ForgetsOnClose(OnDisk):
 
     async def close(self) -> None:
         if not self.closed:
-            self.disk.values.clear()
+            await self.inner.clear("")
         await super().close()
 
 
 # -- common mistakes ------------------------------------------------------------------------
 
 
-class KeysWrittenAsACoroutine(MemoryDriver):
+class KeysWrittenAsACoroutine(OnMemory):
     """``keys`` returns a list from a coroutine instead of being an async generator."""
 
     async def keys(self, prefix: str = "") -> list[str]:  # type: ignore[override]
-        found: list[str] = []
-        async for key in MemoryDriver.keys(self, prefix):
-            found.append(key)
-        return found
-
-
-ATOMIC: tuple[type[BaseDriver], ...] = (BatchInSeveralCommits, DeleteManyInSeveralCommits)
-for _atomic in ATOMIC:
-    _atomic.atomic_batches = True  # type: ignore[attr-defined]
+        return [key async for key in self.inner.keys(prefix)]

@@ -220,7 +220,8 @@ class DriverClauses:
         assert seen is None, (
             "a new driver from driver_factory sees what another one wrote, so the store is"
             " persistent: set `persistent = True` on the test class (the durability clauses"
-            " then run), or make driver_factory return drivers on separate stores"
+            " then run; on the command line, drop --ephemeral), or make driver_factory return"
+            " drivers on separate stores"
         )
 
     # -- atomic batches ---------------------------------------------------------------------

@@ -26,6 +26,7 @@ class MemoryDriver(BaseDriver):
 
     name = "memory"
     supports_trio = True
+    atomic_batches = True
 
     def __init__(self) -> None:
         self._values: dict[str, bytes] = {}

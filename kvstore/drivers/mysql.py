@@ -171,6 +171,7 @@ class MySQLDriver(BaseDriver):
 
     name = "mysql"
     supports_trio = True
+    atomic_batches = True
 
     def __init__(
         self,

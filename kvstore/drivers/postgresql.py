@@ -124,6 +124,7 @@ class PostgreSQLDriver(BaseDriver):
 
     name = "postgresql"
     supports_trio = False
+    atomic_batches = True
 
     def __init__(
         self,

@@ -177,6 +177,7 @@ class RedisDriver(BaseDriver):
 
     name = "redis"
     supports_trio = False
+    atomic_batches = True
 
     def __init__(
         self,

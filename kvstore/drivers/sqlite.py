@@ -156,6 +156,7 @@ class SQLiteDriver(BaseDriver):
 
     name = "sqlite"
     supports_trio = True
+    atomic_batches = True
 
     def __init__(
         self,

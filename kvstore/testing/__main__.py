@@ -1,23 +1,31 @@
-"""Run the conformance suite against any registered URL.
+"""Run the conformance suite against any URL a driver handles.
 
-    python -m kvstore.testing URL [--clear-existing] [--ephemeral] [-- PYTEST ARGS...]
+    python -m kvstore.testing URL [--driver MODULE[:FACTORY]] [--clear-existing] [--ephemeral]
+                                  [--hypothesis-dir DIR] [-- PYTEST ARGS...]
 
-The suite writes and clears keys, so it refuses a store that already holds keys unless
-``--clear-existing`` is given; point it at a scratch database, table or base. ``--ephemeral``
-skips the check that a new driver sees what an earlier one wrote (``memory://`` and
-``sqlite:///:memory:`` are detected as ephemeral). Exits with pytest's status.
+``--driver`` loads a driver that is not installed as an entry point: ``package.module:factory``
+registers ``factory(url)`` for the URL's scheme; ``package.module`` just imports the module (which
+may call ``kvstore.register_driver`` itself). The suite writes and clears keys, so it refuses a
+store that already holds keys unless ``--clear-existing`` is given; point it at a scratch
+database, table or base. ``--ephemeral`` says the store forgets everything when its driver
+closes (``memory://`` and ``sqlite:///:memory:`` are detected). Hypothesis keeps its example
+database in a temporary directory unless ``--hypothesis-dir`` names one. At the end, the
+contract clauses that broke are listed in words. Exits with pytest's status.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
+import tempfile
 
 import anyio
 import pytest
 
-from kvstore.registry import driver_from_url
+from kvstore.errors import KVStoreError
+from kvstore.registry import driver_from_url, register_driver
 from kvstore.storage import Storage
 from kvstore.testing.url_env import EPHEMERAL_VARIABLE, URL_VARIABLE
 from kvstore.urls import redact_url
@@ -37,6 +45,22 @@ def _is_ephemeral(url: str) -> bool:
     return url.startswith("memory:") or url.rstrip("/").endswith(":memory:") or url == "sqlite://"
 
 
+def load_driver(spec: str, url: str) -> None:
+    """Import ``module`` or register ``module:factory`` for the scheme of ``url``."""
+    module_name, _, attribute = spec.partition(":")
+    if module_name not in sys.modules and "" not in sys.path and os.getcwd() not in sys.path:
+        # Run from a driver's checkout, its package should import without installing it.
+        sys.path.insert(0, os.getcwd())
+    module = importlib.import_module(module_name)
+    if not attribute:
+        return
+    factory = getattr(module, attribute, None)
+    if not callable(factory):
+        raise SystemExit(f"--driver {spec}: {module_name} has no callable {attribute!r}")
+    scheme = url.partition("://")[0].lower()
+    register_driver(scheme, factory)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line, guard existing data, and run pytest on the suite."""
     parser = argparse.ArgumentParser(
@@ -44,6 +68,11 @@ def main(argv: list[str] | None = None) -> int:
         description="Run the kvstore conformance suite against a storage URL.",
     )
     parser.add_argument("url", help="a URL create_storage accepts, e.g. redis://localhost/0")
+    parser.add_argument(
+        "--driver",
+        metavar="MODULE[:FACTORY]",
+        help="import MODULE; with :FACTORY, register FACTORY(url) for the URL's scheme",
+    )
     parser.add_argument(
         "--clear-existing",
         action="store_true",
@@ -54,11 +83,28 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="the store forgets everything when its driver closes",
     )
-    parser.add_argument("pytest_args", nargs="*", help="passed to pytest (put them after --)")
-    options = parser.parse_args(argv)
+    parser.add_argument(
+        "--hypothesis-dir",
+        metavar="DIR",
+        help="keep Hypothesis' example database here (default: a temporary directory)",
+    )
+    parser.epilog = "Arguments after -- go to pytest, e.g. -- -x -k scan."
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    # Split by hand: argparse cannot put "--" after a positional and its options reliably.
+    pytest_args: list[str] = []
+    if "--" in arguments:
+        split = arguments.index("--")
+        arguments, pytest_args = arguments[:split], arguments[split + 1 :]
+    options = parser.parse_args(arguments)
 
+    if options.driver:
+        load_driver(options.driver, options.url)
     if not options.clear_existing:
-        existing = anyio.run(_existing_keys, options.url)
+        try:
+            existing = anyio.run(_existing_keys, options.url)
+        except KVStoreError as error:
+            print(f"{redact_url(options.url)}: {error}", file=sys.stderr)
+            return 2
         if existing:
             print(
                 f"{redact_url(options.url)} already holds keys"
@@ -70,21 +116,27 @@ def main(argv: list[str] | None = None) -> int:
     os.environ[URL_VARIABLE] = options.url
     if options.ephemeral or _is_ephemeral(options.url):
         os.environ[EPHEMERAL_VARIABLE] = "1"
-    # anyio (imported above to check for existing keys) is also a pytest plugin; its asserts
-    # need no rewriting, so the warning about that is noise.
-    return int(
-        pytest.main(
-            [
-                "--pyargs",
-                "kvstore.testing.url_suite",
-                "-p",
-                "no:cacheprovider",
-                "-W",
-                "ignore::pytest.PytestAssertRewriteWarning",
-                *options.pytest_args,
-            ]
+    with tempfile.TemporaryDirectory(prefix="kvstore-hypothesis-") as scratch:
+        from hypothesis.configuration import set_hypothesis_home_dir
+
+        set_hypothesis_home_dir(options.hypothesis_dir or scratch)
+        # anyio (imported above to check for existing keys) is also a pytest plugin; its asserts
+        # need no rewriting, so the warning about that is noise.
+        return int(
+            pytest.main(
+                [
+                    "--pyargs",
+                    "kvstore.testing.url_suite",
+                    "-p",
+                    "no:cacheprovider",
+                    "-p",
+                    "kvstore.testing.plugin",
+                    "-W",
+                    "ignore::pytest.PytestAssertRewriteWarning",
+                    *pytest_args,
+                ]
+            )
         )
-    )
 
 
 if __name__ == "__main__":

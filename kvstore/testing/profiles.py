@@ -1,9 +1,14 @@
 """Hypothesis profiles for the conformance suite.
 
 ``kvstore-ci`` is deterministic (derandomized, no example database) and bounded, for CI;
-``kvstore-dev`` is the quick default; ``kvstore-thorough`` runs far more and longer sequences.
-Pick one with the ``KVSTORE_HYPOTHESIS_PROFILE`` environment variable (``ci``, ``dev``,
+``kvstore-dev`` is the default; ``kvstore-quick`` runs a handful of short sequences, for a first
+run against a new driver; ``kvstore-thorough`` runs far more and longer sequences. Pick one with
+the ``KVSTORE_HYPOTHESIS_PROFILE`` environment variable (``ci``, ``dev``, ``quick``,
 ``thorough``).
+
+Every bug kind the suite promises to catch has a deterministic example test as well, so no
+profile relies on luck for those; the state machine adds breadth. Shrinking a failure is capped
+(``SHRINK_SECONDS``) so a failing run ends with a readable example in bounded time.
 """
 
 from __future__ import annotations
@@ -12,7 +17,11 @@ import os
 
 from hypothesis import HealthCheck, settings
 
-__all__ = ["active_settings", "register_profiles"]
+__all__ = ["SHRINK_SECONDS", "active_settings", "register_profiles"]
+
+# Hypothesis shrinks a failure for up to five minutes by default; a state machine over a
+# server can take all of it. A minute yields a short enough example.
+SHRINK_SECONDS = 60
 
 _SLOW_OK = [HealthCheck.too_slow, HealthCheck.function_scoped_fixture, HealthCheck.data_too_large]
 
@@ -37,6 +46,13 @@ def register_profiles() -> None:
         suppress_health_check=_SLOW_OK,
     )
     settings.register_profile(
+        "kvstore-quick",
+        max_examples=5,
+        stateful_step_count=10,
+        deadline=None,
+        suppress_health_check=_SLOW_OK,
+    )
+    settings.register_profile(
         "kvstore-thorough",
         max_examples=500,
         stateful_step_count=60,
@@ -48,5 +64,16 @@ def register_profiles() -> None:
 def active_settings() -> settings:
     """Return the profile named by ``KVSTORE_HYPOTHESIS_PROFILE`` (``dev`` when unset)."""
     register_profiles()
+    _cap_shrinking()
     name = os.environ.get("KVSTORE_HYPOTHESIS_PROFILE", "dev")
     return settings.get_profile(f"kvstore-{name}")
+
+
+def _cap_shrinking() -> None:
+    # Hypothesis offers no setting for this; its engine reads a module constant. If a later
+    # Hypothesis renames it, shrinking keeps Hypothesis' own cap and pytest-timeout still bounds
+    # the test.
+    from hypothesis.internal.conjecture import engine
+
+    if getattr(engine, "MAX_SHRINKING_SECONDS", 0) > SHRINK_SECONDS:
+        engine.MAX_SHRINKING_SECONDS = SHRINK_SECONDS

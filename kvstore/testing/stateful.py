@@ -1,7 +1,8 @@
 """A Hypothesis state machine that checks a storage against a plain dict.
 
 Every rule performs one operation on the storage under test and on the model, then compares what
-they return; after each step the whole key set is compared too. The storage is driven from a
+they return; after each step the whole key set is compared too. Each rule's docstring names the
+contract clause it checks, and so does its assertion message. The storage is driven from a
 synchronous state machine through an anyio blocking portal, so one machine serves every async
 backend.
 """
@@ -11,12 +12,15 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar, TypeVar
 
+import anyio
 from anyio.from_thread import BlockingPortal
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
+from kvstore.serialization import decode
 from kvstore.storage import Storage
 from kvstore.testing import strategies as kst
+from kvstore.testing.reporting import describe
 
 __all__ = ["StorageStateMachine"]
 
@@ -54,12 +58,18 @@ _VALUES = kst.json_values()
 class StorageStateMachine(RuleBasedStateMachine):
     """Random sequences of every storage operation, checked against a dict model.
 
-    Subclasses (made by :meth:`DriverConformance.test_state_machine`) set ``storage`` and
-    ``portal``; each example starts from an empty storage.
+    Subclasses (made by :meth:`DriverConformance.test_state_machine`) set ``storage``,
+    ``portal``, ``make_storage`` and ``persistent``; each example starts from an empty storage.
     """
 
     storage: ClassVar[Storage]
     portal: ClassVar[BlockingPortal]
+    persistent: ClassVar[bool] = False
+
+    @staticmethod
+    def make_storage() -> Storage:
+        """Return a new storage over a new driver on the same store (the suite sets this)."""
+        raise NotImplementedError
 
     def __init__(self) -> None:
         super().__init__()
@@ -78,6 +88,22 @@ class StorageStateMachine(RuleBasedStateMachine):
     def _expected_keys(self, prefix: str) -> list[str]:
         return sorted(key for key in self.model if key.startswith(prefix))
 
+    def _check_raw(self, key: str, data: bytes | None, clause: str) -> None:
+        """``data`` is what the storage holds under ``key`` according to the model."""
+        if key not in self.model:
+            assert data is None, f"{clause}: {key!r} was deleted, got {describe(data)}"
+            return
+        expected = self.model[key]
+        assert data is not None, f"{clause}: {key!r} holds {describe(expected)}, got None"
+        if isinstance(expected, bytes):
+            assert data == expected, (
+                f"{clause}: {key!r} holds {describe(expected)}, got {describe(data)}"
+            )
+        else:
+            assert decode(data, key) == expected, (
+                f"{clause}: {key!r} holds {describe(expected)}, got {describe(data)}"
+            )
+
     @initialize()
     def start_empty(self) -> None:
         """Each example starts from an empty storage."""
@@ -94,17 +120,19 @@ class StorageStateMachine(RuleBasedStateMachine):
         """``set_raw`` stores bytes that ``get_raw`` returns unchanged."""
         self.run(lambda: self.storage.set_raw(key, value))
         self.model[key] = value
-        assert self.run(lambda: self.storage.get_raw(key)) == value
+        self._check_raw(
+            key, self.run(lambda: self.storage.get_raw(key)), "bytes come back unchanged"
+        )
 
     @rule(key=_KEYS)
     def get(self, key: str) -> None:
         """``get`` returns what was stored, ``None`` when nothing is."""
-        expected = self.model.get(key)
-        if isinstance(expected, bytes):
-            assert self.run(lambda: self.storage.get_raw(key)) == expected
-        else:
-            assert self.run(lambda: self.storage.get(key)) == expected
-        assert self.run(lambda: self.storage.has(key)) == (key in self.model)
+        self._check_raw(
+            key, self.run(lambda: self.storage.get_raw(key)), "get reads the last write"
+        )
+        assert self.run(lambda: self.storage.has(key)) == (key in self.model), (
+            f"has({key!r}) agrees with get"
+        )
 
     @rule(key=_KEYS)
     def delete(self, key: str) -> None:
@@ -114,15 +142,11 @@ class StorageStateMachine(RuleBasedStateMachine):
 
     @rule(keys=st.lists(_KEYS, max_size=8))
     def get_many(self, keys: list[str]) -> None:
-        """``get_many`` returns the values in the order asked."""
+        """``get_many`` returns each key's whole value, in the order asked."""
         got = self.run(lambda: self.storage.get_many_raw(keys))
+        assert len(got) == len(keys), f"get_many of {len(keys)} keys returned {len(got)} values"
         for key, data in zip(keys, got, strict=True):
-            if key not in self.model:
-                assert data is None
-            elif isinstance(self.model[key], bytes):
-                assert data == self.model[key]
-            else:
-                assert data is not None
+            self._check_raw(key, data, "get_many answers in the order asked")
 
     @rule(items=st.lists(st.tuples(_KEYS, _VALUES), max_size=8))
     def set_many(self, items: list[tuple[str, Any]]) -> None:
@@ -140,7 +164,58 @@ class StorageStateMachine(RuleBasedStateMachine):
     @rule(prefix=_PREFIXES)
     def scan(self, prefix: str) -> None:
         """``keys(prefix)`` yields the matching keys once each, in code point order."""
-        assert self._keys(prefix) == self._expected_keys(prefix)
+        assert self._keys(prefix) == self._expected_keys(prefix), (
+            f"keys({prefix!r}) yields every matching key once, in code point order"
+        )
+
+    @rule(prefix=_PREFIXES)
+    def items(self, prefix: str) -> None:
+        """``items(prefix)`` yields each matching key once, in order, with its own value."""
+
+        async def collect() -> list[tuple[str, bytes]]:
+            return [pair async for pair in self.storage.items_raw(prefix)]
+
+        pairs = self.run(collect)
+        keys = [key for key, _ in pairs]
+        assert keys == self._expected_keys(prefix), (
+            f"items({prefix!r}) yields the keys keys({prefix!r}) yields"
+        )
+        for key, data in pairs:
+            self._check_raw(key, data, f"items({prefix!r}) pairs each key with its value")
+
+    @rule(
+        writes=st.dictionaries(_KEYS, _VALUES, max_size=6),
+        deletes=st.lists(_KEYS, max_size=4),
+    )
+    def concurrent_writes(self, writes: dict[str, Any], deletes: list[str]) -> None:
+        """Concurrent writers to different keys never lose each other's writes."""
+        deleted = [key for key in dict.fromkeys(deletes) if key not in writes]
+
+        async def together() -> None:
+            async with anyio.create_task_group() as group:
+                for key, value in writes.items():
+                    group.start_soon(self.storage.set, key, value)
+                for key in deleted:
+                    group.start_soon(self.storage.delete, key)
+
+        self.run(together)
+        self.model.update(writes)
+        for key in deleted:
+            self.model.pop(key, None)
+        got = self.run(lambda: self.storage.get_many_raw([*writes, *deleted]))
+        for key, data in zip([*writes, *deleted], got, strict=True):
+            self._check_raw(key, data, "concurrent writers lose nothing")
+
+    @precondition(lambda self: self.persistent)
+    @rule()
+    def reopen(self) -> None:
+        """A persistent store keeps every write, overwrite and delete across close and reopen."""
+        self.run(self.storage.close)
+        type(self).storage = self.make_storage()
+        keys = self._expected_keys("")
+        got = self.run(lambda: self.storage.get_many_raw(keys))
+        for key, data in zip(keys, got, strict=True):
+            self._check_raw(key, data, "a new driver sees what an earlier one wrote")
 
     @rule(prefix=_PREFIXES)
     def clear(self, prefix: str) -> None:
@@ -152,4 +227,6 @@ class StorageStateMachine(RuleBasedStateMachine):
     @invariant()
     def every_key_is_listed(self) -> None:
         """The storage holds exactly the model's keys, in order."""
-        assert self._keys("") == sorted(self.model)
+        assert self._keys("") == sorted(self.model), (
+            "keys('') yields exactly the keys written and not deleted, in code point order"
+        )

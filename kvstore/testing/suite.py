@@ -15,7 +15,13 @@ defaults.
 ``async_backends`` lists the event loops to run on (``("asyncio",)`` for a driver whose
 ``supports_trio`` is false). Capability flags a subclass may turn off: ``persistent`` (a new
 driver from the factory sees what an earlier one wrote; false for in-memory stores) and
-``large_values`` (the 16 MiB value test).
+``large_values`` (the 16 MiB value test). The driver itself declares ``atomic_batches = True``
+when its ``set_many`` and ``delete_many`` are all or nothing, and the suite then checks that a
+concurrent reader never sees part of a batch.
+
+The tests here go through :class:`~kvstore.storage.Storage`; :class:`DriverClauses`
+(:mod:`kvstore.testing.driver_clauses`) adds the clauses checked on the driver directly. Every
+test has a time limit (``TEST_TIME_LIMIT``), so a hang fails with the test's name.
 """
 
 from __future__ import annotations
@@ -31,19 +37,22 @@ import anyio
 import pytest
 from anyio.from_thread import start_blocking_portal
 
-from kvstore.driver import BaseDriver, as_base_driver
+from kvstore.driver import as_base_driver
 from kvstore.errors import InvalidKey, SerializationError, StorageClosed
 from kvstore.storage import Storage
+from kvstore.testing.driver_clauses import DriverClauses, DriverFactory, check_driver_shape
 from kvstore.testing.profiles import active_settings
+from kvstore.testing.reporting import describe
 from kvstore.testing.stateful import StorageStateMachine
 
 __all__ = ["DriverConformance", "DriverFactory"]
 
-DriverFactory = Callable[[], BaseDriver]
-
 # Large enough to cross any driver's scan page; small enough to stay quick on a server.
 _MANY = 2_500
 _SIXTEEN_MIB = 16 * 1024 * 1024
+# Seconds any one suite test may take (pytest-timeout): far above a healthy run on a loaded
+# machine, far below "stalled".
+TEST_TIME_LIMIT = 240
 
 INVALID_KEYS: list[object] = [
     "",
@@ -94,8 +103,11 @@ async def _collect(storage: Storage, prefix: str = "") -> list[str]:
     return [key async for key in storage.keys(prefix)]
 
 
-class DriverConformance:
+class DriverConformance(DriverClauses):
     """Base class of a driver's conformance tests; subclass it and define ``driver_factory``."""
+
+    # A hang fails the test that hung, with its name, instead of stalling the run.
+    pytestmark: ClassVar[list[pytest.MarkDecorator]] = [pytest.mark.timeout(TEST_TIME_LIMIT)]
 
     persistent: ClassVar[bool] = True
     large_values: ClassVar[bool] = True
@@ -123,12 +135,7 @@ class DriverConformance:
         self, driver_factory: DriverFactory, batch_path: str, anyio_backend: str
     ) -> Callable[[], Storage]:
         """Return a callable making a storage over a new driver on the chosen batch path."""
-        if anyio_backend == "trio" and not driver_factory().supports_trio:
-            pytest.fail(
-                "the driver says supports_trio = False: set async_backends = ('asyncio',) on "
-                "the test class",
-                pytrace=False,
-            )
+        check_driver_shape(driver_factory, anyio_backend)
 
         def make() -> Storage:
             return Storage(
@@ -366,8 +373,13 @@ class DriverConformance:
             pytest.skip("the driver declares large_values = False")
         value = (bytes(range(256)) * (_SIXTEEN_MIB // 256 + 1))[: _SIXTEEN_MIB + 1]
         await storage.set_raw("big", value)
-        assert await storage.get_raw("big") == value
-        assert (await storage.get_many_raw(["big"]))[0] == value
+        # Compared first and described after, so a failure prints sizes, not 16 MiB of bytes.
+        for where, got in (
+            ("get_raw", await storage.get_raw("big")),
+            ("get_many_raw", (await storage.get_many_raw(["big"]))[0]),
+        ):
+            same = got == value
+            assert same, f"{where} returned {describe(got)}, stored {describe(value)}"
 
     @pytest.mark.anyio
     @pytest.mark.parametrize(
@@ -551,22 +563,6 @@ class DriverConformance:
                 await operation()
 
     @pytest.mark.anyio
-    async def test_driver_close_is_idempotent_and_final(
-        self, driver_factory: DriverFactory
-    ) -> None:
-        driver = driver_factory()
-        await driver.set("a", b"1")
-        await driver.delete("a")
-        await driver.close()
-        await driver.close()
-        with pytest.raises(StorageClosed):
-            await driver.get("a")
-        with pytest.raises(StorageClosed):
-            await driver.set("a", b"1")
-        with pytest.raises(StorageClosed):
-            _ = [key async for key in driver.keys("")]
-
-    @pytest.mark.anyio
     async def test_a_new_driver_sees_what_an_earlier_one_wrote(
         self, make_storage: Callable[[], Storage], storage: Storage
     ) -> None:
@@ -582,14 +578,20 @@ class DriverConformance:
     def test_state_machine(self, make_storage: Callable[[], Storage], anyio_backend: str) -> None:
         """Random sequences of every operation agree with a dict model."""
         with start_blocking_portal(anyio_backend) as portal:
-            storage = make_storage()
-            machine = type(
-                "Machine", (StorageStateMachine,), {"storage": storage, "portal": portal}
+            machine: type[StorageStateMachine] = type(
+                "Machine",
+                (StorageStateMachine,),
+                {
+                    "storage": make_storage(),
+                    "portal": portal,
+                    "make_storage": staticmethod(make_storage),
+                    "persistent": self.persistent,
+                },
             )
             try:
-                state_machine_test = machine.TestCase  # type: ignore[attr-defined]
+                state_machine_test = machine.TestCase
                 state_machine_test.settings = active_settings()
                 state_machine_test("runTest").runTest()
             finally:
-                portal.call(storage.clear)
-                portal.call(storage.close)
+                portal.call(machine.storage.clear)
+                portal.call(machine.storage.close)

@@ -65,6 +65,25 @@ class TestMemoryFSDriver(DriverConformance):
         yield lambda: fs_driver(url)
         _remove_memory_tree(url)
 
+    # Known bug: fsspec's MemoryFileSystem.ls copies every entry of its process-wide store, so
+    # a scan here costs what the whole store holds. Not strict: with enough unrelated entries
+    # left by other tests the growth can hide inside the measurement's noise margin.
+    @pytest.mark.xfail(reason="fsspec MemoryFileSystem.ls walks its whole store", strict=False)
+    @pytest.mark.anyio
+    async def test_a_narrow_scan_costs_the_same_in_a_large_store(
+        self, driver_factory: DriverFactory, anyio_backend: str
+    ) -> None:
+        await super().test_a_narrow_scan_costs_the_same_in_a_large_store(
+            driver_factory, anyio_backend
+        )
+
+    @pytest.mark.xfail(reason="fsspec MemoryFileSystem.ls walks its whole store", strict=False)
+    @pytest.mark.anyio
+    async def test_a_scan_streams_in_bounded_memory(
+        self, driver_factory: DriverFactory, anyio_backend: str
+    ) -> None:
+        await super().test_a_scan_streams_in_bounded_memory(driver_factory, anyio_backend)
+
 
 # -- the layout ---------------------------------------------------------------------------------
 

@@ -58,10 +58,13 @@ class BaseDriver(abc.ABC):
 
     ``name`` identifies the driver in errors and in the registry. ``supports_trio`` tells the
     conformance suite whether to run the driver under trio as well as asyncio.
+    ``atomic_batches`` says whether ``set_many`` and ``delete_many`` are all or nothing; the
+    suite then checks it with a concurrent reader that must never see part of a batch.
     """
 
     name: str = "driver"
     supports_trio: bool = False
+    atomic_batches: bool = False
     _closed: bool = False
 
     @property

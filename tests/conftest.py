@@ -10,10 +10,9 @@ from typing import Any
 import pytest
 import pytest_timeout  # type: ignore[import-untyped]
 
-from kvstore.testing.profiles import active_settings, register_profiles
+from kvstore.testing.profiles import load_active_profile
 
-register_profiles()
-active_settings()
+load_active_profile()
 
 
 def pytest_report_header() -> list[str]:

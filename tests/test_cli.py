@@ -207,7 +207,6 @@ def test_usage_errors_exit_2(home: Path, capsys: pytest.CaptureFixture[str]) -> 
 # -- export and import ------------------------------------------------------------------------
 
 
-@settings(deadline=None)  # a loaded machine is slow; timing is no promise
 @given(key=strategies.keys(), data=strategies.raw_values())
 def test_a_record_line_reads_back_as_the_same_key_and_bytes(key: str, data: bytes) -> None:
     line = encode_record(key, data)
@@ -216,7 +215,6 @@ def test_a_record_line_reads_back_as_the_same_key_and_bytes(key: str, data: byte
     assert parse_record(line) == Record(key, data)
 
 
-@settings(deadline=None)  # a loaded machine is slow; timing is no promise
 @given(key=strategies.keys(), value=strategies.json_values())
 def test_values_written_as_json_export_as_readable_json(key: str, value: object) -> None:
     data = encode(value)
@@ -236,7 +234,6 @@ _LINES = st.one_of(
 )
 
 
-@settings(deadline=None)  # a loaded machine is slow; timing is no promise
 @given(_LINES)
 def test_parse_record_accepts_only_valid_keys_and_raises_only_record_error(line: bytes) -> None:
     with contextlib.suppress(RecordError):
@@ -748,7 +745,6 @@ _WORDS = st.sampled_from(
 )  # fmt: skip
 
 
-@settings(deadline=None)  # a loaded machine is slow; timing is no promise
 @given(argv=st.lists(_WORDS, max_size=6))
 def test_no_command_line_ends_in_a_traceback(argv: list[str]) -> None:
     with tempfile.TemporaryDirectory() as home:

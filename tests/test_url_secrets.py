@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 import anyio
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from kvstore import Storage, create_storage
@@ -90,7 +90,6 @@ def _close(storage: Storage) -> None:
 
 
 @pytest.mark.parametrize("scheme", ALL_SPELLINGS)
-@settings(deadline=None)  # a loaded machine is slow; timing is no promise
 @given(data=st.data())
 def test_create_storage_never_shows_a_hostile_password(scheme: str, data: st.DataObject) -> None:
     case = data.draw(hostile_urls((scheme,)))
@@ -99,7 +98,6 @@ def test_create_storage_never_shows_a_hostile_password(scheme: str, data: st.Dat
 
 
 @pytest.mark.parametrize("scheme", ALL_SPELLINGS)
-@settings(deadline=None)  # a loaded machine is slow; timing is no promise
 @given(data=st.data())
 def test_an_unknown_option_is_refused_without_the_password(
     scheme: str, data: st.DataObject

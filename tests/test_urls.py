@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from kvstore.errors import ConfigurationError
@@ -461,7 +461,6 @@ def test_redact_url_of_something_not_a_str_does_not_raise() -> None:
     assert redact_url(None) == "<NoneType>"  # type: ignore[arg-type]
 
 
-@settings(deadline=None)  # a loaded machine is slow; timing is no promise
 @given(st.text())
 def test_redact_url_never_raises(text: str) -> None:
     assert isinstance(redact_url(text), str)
@@ -470,7 +469,6 @@ def test_redact_url_never_raises(text: str) -> None:
 _PLAIN = st.text(alphabet="abcdefghij0123456789-._", min_size=1, max_size=8)
 
 
-@settings(deadline=None)  # a loaded machine is slow; timing is no promise
 @given(
     scheme=st.sampled_from(SERVERS),
     user=st.none() | _PLAIN,
@@ -506,14 +504,12 @@ def outcome(call: Callable[[], _T]) -> _T | ConfigurationError:
         return error
 
 
-@settings(deadline=None)  # a loaded machine is slow; timing is no promise
 @given(hostile_urls())
 def test_redact_url_hides_every_piece_of_a_hostile_password(case: HostileURL) -> None:
     shown = redact_url(case.url)
     assert MARK not in shown, (case, shown)
 
 
-@settings(deadline=None)  # a loaded machine is slow; timing is no promise
 @given(hostile_urls(SERVER_SCHEMES), st.booleans())
 def test_parse_url_never_shows_a_hostile_password(case: HostileURL, multi_host: bool) -> None:
     parsed = outcome(lambda: parse_url(case.url, schemes=[case.scheme], multi_host=multi_host))
@@ -529,7 +525,6 @@ def test_parse_url_never_shows_a_hostile_password(case: HostileURL, multi_host: 
         assert parsed.username == "user"
 
 
-@settings(deadline=None)  # a loaded machine is slow; timing is no promise
 @given(hostile_passwords(), st.sampled_from(["encoded", "raw"]))
 def test_a_hostile_password_in_the_query_is_hidden(password: str, spelling: str) -> None:
     written = quote(password, safe="") if spelling == "encoded" else password
@@ -548,7 +543,6 @@ def test_a_hostile_password_in_the_query_is_hidden(password: str, spelling: str)
         assert parsed.options["password"] == password
 
 
-@settings(deadline=None)  # a loaded machine is slow; timing is no promise
 @given(hostile_passwords(), st.sampled_from(["quoted", "raw"]))
 def test_a_hostile_password_in_a_conninfo_string_is_hidden(password: str, spelling: str) -> None:
     text = conninfo_with(password, spelling)
@@ -570,7 +564,6 @@ _HOST = st.from_regex(r"[a-z0-9][a-z0-9.-]{0,15}", fullmatch=True) | st.sampled_
 )
 
 
-@settings(deadline=None)  # a loaded machine is slow; timing is no promise
 @given(
     username=_TEXT,
     password=_TEXT,

@@ -17,7 +17,7 @@ import os
 
 from hypothesis import HealthCheck, settings
 
-__all__ = ["SHRINK_SECONDS", "active_settings", "register_profiles"]
+__all__ = ["SHRINK_SECONDS", "active_settings", "load_active_profile", "register_profiles"]
 
 # Hypothesis shrinks a failure for up to five minutes by default; a state machine over a
 # server can take all of it. A minute yields a short enough example.
@@ -65,8 +65,22 @@ def active_settings() -> settings:
     """Return the profile named by ``KVSTORE_HYPOTHESIS_PROFILE`` (``dev`` when unset)."""
     register_profiles()
     _cap_shrinking()
-    name = os.environ.get("KVSTORE_HYPOTHESIS_PROFILE", "dev")
-    return settings.get_profile(f"kvstore-{name}")
+    return settings.get_profile(_active_name())
+
+
+def load_active_profile() -> None:
+    """Make the profile named by ``KVSTORE_HYPOTHESIS_PROFILE`` every property test's default.
+
+    A test suite's ``conftest.py`` calls it, so that its own ``@given`` tests (not only the
+    conformance suite's) run with the same bounded, deterministic settings in CI.
+    """
+    register_profiles()
+    _cap_shrinking()
+    settings.load_profile(_active_name())
+
+
+def _active_name() -> str:
+    return f"kvstore-{os.environ.get('KVSTORE_HYPOTHESIS_PROFILE', 'dev')}"
 
 
 def _cap_shrinking() -> None:

@@ -58,6 +58,12 @@ class TestLocalFSDriver(DriverConformance):
         return lambda: fs_driver(base)
 
 
+_MEMORY_FS_LISTING = (
+    "fsspec's MemoryFileSystem lists a folder by copying its whole process-wide store, so no "
+    "driver over it can scan in proportion to the matches"
+)
+
+
 class TestMemoryFSDriver(DriverConformance):
     @pytest.fixture
     def driver_factory(self) -> Iterator[DriverFactory]:
@@ -65,10 +71,10 @@ class TestMemoryFSDriver(DriverConformance):
         yield lambda: fs_driver(url)
         _remove_memory_tree(url)
 
-    # Known bug: fsspec's MemoryFileSystem.ls copies every entry of its process-wide store, so
-    # a scan here costs what the whole store holds. Not strict: with enough unrelated entries
-    # left by other tests the growth can hide inside the measurement's noise margin.
-    @pytest.mark.xfail(reason="fsspec MemoryFileSystem.ls walks its whole store", strict=False)
+    # A limit of the backend, not of the driver: fsspec's MemoryFileSystem.ls copies every entry
+    # of its process-wide store, so any listing there costs what the whole store holds. The
+    # driver's own scan cost is checked on local files (TestFSDriver); the README says so.
+    @pytest.mark.skip(reason=_MEMORY_FS_LISTING)
     @pytest.mark.anyio
     async def test_a_narrow_scan_costs_the_same_in_a_large_store(
         self, driver_factory: DriverFactory, anyio_backend: str
@@ -77,7 +83,7 @@ class TestMemoryFSDriver(DriverConformance):
             driver_factory, anyio_backend
         )
 
-    @pytest.mark.xfail(reason="fsspec MemoryFileSystem.ls walks its whole store", strict=False)
+    @pytest.mark.skip(reason=_MEMORY_FS_LISTING)
     @pytest.mark.anyio
     async def test_a_scan_streams_in_bounded_memory(
         self, driver_factory: DriverFactory, anyio_backend: str

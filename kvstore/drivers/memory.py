@@ -51,12 +51,14 @@ class MemoryDriver(BaseDriver):
         the driver open and no batch half done.
         """
         pacer = self._pacer
+        paused = False
         while True:
             self.ensure_open()
             if self._gate.closed:
                 await self._gate.wait()
-            elif pacer.due():
+            elif not paused and pacer.due():
                 await pacer.pause()
+                paused = True
             else:
                 pacer.credit = pacer.every
                 return

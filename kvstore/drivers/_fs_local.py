@@ -31,6 +31,7 @@ import stat
 import sys
 import time
 from collections.abc import Callable
+from typing import Any
 
 __all__ = ["HOST_TAG", "LinkInTheWay", "LocalTree", "temp_name_owner"]
 
@@ -78,12 +79,16 @@ _AT_FDCWD = -100
 _RESOLVE_NO_MAGICLINKS = 0x02
 _RESOLVE_NO_SYMLINKS = 0x04
 
-Opener = Callable[[str, int, int], int]
+Opener = Callable[[str, int], int]
 
 
 def _openat2_opener() -> Opener | None:
-    """Return an ``open(path, flags, mode)`` refusing every symlink on the path, if the kernel has
-    ``openat2``; ``None`` elsewhere (other systems, old kernels, sandboxes that forbid it)."""
+    """Return ``open(path, flags)`` refusing every symlink on the path, if the kernel has
+    ``openat2``; ``None`` elsewhere (other systems, old kernels, sandboxes that forbid it).
+
+    It returns the descriptor, or ``-errno`` on failure: a missing file is the common case of a
+    read, and raising costs more than the call itself.
+    """
     if sys.platform != "linux":
         return None
     try:
@@ -91,30 +96,37 @@ def _openat2_opener() -> Opener | None:
     except (OSError, AttributeError):  # pragma: no cover - every glibc and musl has syscall
         return None
     syscall.restype = ctypes.c_long
+    get_errno = ctypes.get_errno
     resolve = _RESOLVE_NO_SYMLINKS | _RESOLVE_NO_MAGICLINKS
+    # One open_how per flag set, built once: building it per call would double the call's cost.
+    hows: dict[int, tuple[_OpenHow, Any]] = {}
 
-    def open_no_links(path: str, flags: int, mode: int) -> int:
-        how = _OpenHow(flags, mode if flags & os.O_CREAT else 0, resolve)
-        encoded = os.fsencode(path)
+    def open_no_links(path: str, flags: int) -> int:
+        found = hows.get(flags)
+        if found is None:
+            how = _OpenHow(flags, 0, resolve)
+            found = hows[flags] = (how, ctypes.byref(how))
+        encoded = path.encode("utf-8", "surrogateescape")
         while True:
-            fd = int(syscall(_SYS_OPENAT2, _AT_FDCWD, encoded, ctypes.byref(how), 24))
+            fd = int(syscall(_SYS_OPENAT2, _AT_FDCWD, encoded, found[1], 24))
             if fd >= 0:
                 return fd
-            code = ctypes.get_errno()
+            code = get_errno()
             if code != errno.EINTR:
-                raise OSError(code, os.strerror(code), path)
+                return -code
 
-    try:
-        os.close(open_no_links("/", _DIR_HANDLE, 0))
-    except OSError:
+    probe = open_no_links("/", _DIR_HANDLE)
+    if probe < 0:
         return None  # ENOSYS (kernel before 5.6) or EPERM (a seccomp filter)
+    os.close(probe)
     return open_no_links
 
 
 _OPENAT2 = _openat2_opener()
+_MISSING = frozenset({-errno.ENOENT, -errno.ENOTDIR})
 
 
-def _open_walking(root: str, relative: str, flags: int, mode: int) -> int:
+def _open_walking(root: str, relative: str, flags: int) -> int:
     """Open ``root/relative`` one component at a time, refusing links: the portable way."""
     fd = os.open(root, _DIR_HANDLE)
     try:
@@ -129,7 +141,7 @@ def _open_walking(root: str, relative: str, flags: int, mode: int) -> int:
             os.close(fd)
             fd = following
         try:
-            return os.open(last, flags | _NOFOLLOW, mode, dir_fd=fd)
+            return os.open(last, flags | _NOFOLLOW, dir_fd=fd)
         except OSError as error:
             if error.errno in (errno.ELOOP, errno.EMLINK, errno.ENOTDIR) and _is_link(fd, last):
                 raise _link_in_the_way(f"{root}/{relative}") from None
@@ -209,19 +221,19 @@ class LocalTree:
 
     # -- paths ----------------------------------------------------------------------------------
 
-    def _open(self, relative: str, flags: int, mode: int = 0) -> int:
+    def _open(self, relative: str, flags: int) -> int:
         """Open a path below the base (``""``: the base itself), following no link."""
         if _OPENAT2 is not None:
             path = f"{self._real}/{relative}" if relative else self._real
-            try:
-                return _OPENAT2(path, flags, mode)
-            except OSError as error:
-                if error.errno == errno.ELOOP:
-                    raise _link_in_the_way(path) from None
-                raise
+            fd = _OPENAT2(path, flags)
+            if fd >= 0:
+                return fd
+            if fd == -errno.ELOOP:
+                raise _link_in_the_way(path)
+            raise OSError(-fd, os.strerror(-fd), path)
         if not relative:
-            return os.open(self._real, flags, mode)
-        return _open_walking(self._real, relative, flags, mode)
+            return os.open(self._real, flags)
+        return _open_walking(self._real, relative, flags)
 
     def _dir_handle(self, relative: str, *, create: bool) -> tuple[int, bool]:
         """Return a handle on a directory below the base, and whether it had to be created.
@@ -256,10 +268,18 @@ class LocalTree:
 
     def read(self, relative: str) -> bytes | None:
         """Return the file's bytes, or ``None`` if it does not exist."""
-        try:
-            fd = self._open(relative, _OPEN_READ)
-        except (FileNotFoundError, NotADirectoryError):
-            return None
+        if _OPENAT2 is not None:
+            # The hot path, inlined: a miss returns without building an exception.
+            fd = _OPENAT2(f"{self._real}/{relative}", _OPEN_READ)
+            if fd < 0:
+                if fd in _MISSING:
+                    return None
+                fd = self._open(relative, _OPEN_READ)  # raises the right error
+        else:
+            try:
+                fd = self._open(relative, _OPEN_READ)
+            except (FileNotFoundError, NotADirectoryError):
+                return None
         try:
             size = _reject_non_regular(fd, relative).st_size
             data = os.read(fd, size + 1)

@@ -9,8 +9,8 @@ scans, clears) check between bounded chunks of work, so no single step holds the
 more than one slice.
 
 A time check costs a clock read (about 0.1 µs here), more than 10 % of a memory-driver operation,
-so a pacer can also hand out *credit*: ``every`` operations may run before the clock is read
-again. Drivers whose operations take microseconds use credit; the others read the clock each time.
+so a driver whose operations take about a microsecond reads the clock only every so many
+operations (it counts them itself); the others read it each time.
 
 :class:`Gate` lets one multi-step operation (an atomic batch that yields part way) run alone
 among its driver's operations: the others wait until it has finished, so nobody sees or joins a
@@ -40,17 +40,14 @@ def pause_count() -> int:
 class Pacer:
     """Decides when a run of inline work gives the event loop a turn.
 
-    ``deadline`` is the monotonic time after which the next check yields; ``credit`` is how many
-    operations may still run before a check is due (drivers that read the clock on every
-    operation ignore it). One pacer serves one driver, used from one event loop at a time.
+    ``deadline`` is the monotonic time after which the next check yields; hot paths compare
+    ``time.monotonic()`` with it inline, which is cheaper than a call. One pacer serves one
+    driver (or one storage), used from one event loop at a time.
     """
 
-    __slots__ = ("credit", "deadline", "every")
+    __slots__ = ("deadline",)
 
-    def __init__(self, every: int = 1) -> None:
-        #: Operations allowed between clock reads.
-        self.every = every
-        self.credit = every
+    def __init__(self) -> None:
         # Zero: the first check yields, which costs one checkpoint per driver.
         self.deadline = 0.0
 
@@ -87,12 +84,6 @@ class Pacer:
         """Yield if a slice has passed; for loops, between bounded chunks of work."""
         if monotonic() >= self.deadline:
             await self.pause()
-
-    async def refill(self) -> None:
-        """Yield if a slice has passed, then grant ``every`` more operations of credit."""
-        if monotonic() >= self.deadline:
-            await self.pause()
-        self.credit = self.every
 
 
 class Gate:

@@ -39,8 +39,12 @@ class MemoryDriver(BaseDriver):
         self._values: dict[str, bytes] = {}
         # Ordered index of the keys, so that a prefix scan costs log(n) plus the matches.
         self._index = SortedKeys()
-        self._pacer = Pacer(every=_CREDIT)
+        self._pacer = Pacer()
         self._gate = Gate()
+        # Operations left before the next look at the clock; zero sends every operation down the
+        # slow path (_turn), which is how closing and a batch holding the driver are noticed.
+        # Tested as ``if credit:`` and decremented by hand: the cheapest form (about 15 ns).
+        self._credit = _CREDIT
 
     # -- pacing -------------------------------------------------------------------------------
 
@@ -60,14 +64,14 @@ class MemoryDriver(BaseDriver):
                 await pacer.pause()
                 paused = True
             else:
-                pacer.credit = pacer.every
+                self._credit = _CREDIT
                 return
 
     def mark_closed(self) -> None:
         # docstring inherited
         super().mark_closed()
         # No credit: every later operation takes the slow path, which raises.
-        self._pacer.credit = 0
+        self._credit = 0
 
     async def _run_steps(self, step: Callable[[], bool], *, finish: bool) -> None:
         """Run ``step`` until it returns False, alone among this driver's operations.
@@ -86,7 +90,7 @@ class MemoryDriver(BaseDriver):
                     continue
                 if not held:
                     self._gate.close()
-                    pacer.credit = 0  # others take the slow path, and wait at the gate
+                    self._credit = 0  # others take the slow path, and wait at the gate
                     held = True
                 if finish:
                     interruption = interruption or await pacer.pause_shielded()
@@ -104,9 +108,10 @@ class MemoryDriver(BaseDriver):
 
     async def get(self, key: str) -> bytes | None:
         # docstring inherited
-        pacer = self._pacer
-        pacer.credit -= 1
-        if pacer.credit <= 0:
+        credit = self._credit
+        if credit:
+            self._credit = credit - 1
+        else:
             await self._turn()
         return self._values.get(key)
 
@@ -114,9 +119,10 @@ class MemoryDriver(BaseDriver):
         # docstring inherited
         if type(value) is not bytes:
             value = bytes(value)  # never keep a reference to a caller's mutable buffer
-        pacer = self._pacer
-        pacer.credit -= 1
-        if pacer.credit <= 0:
+        credit = self._credit
+        if credit:
+            self._credit = credit - 1
+        else:
             await self._turn()
         self._put(key, value)
 
@@ -127,9 +133,10 @@ class MemoryDriver(BaseDriver):
 
     async def delete(self, key: str) -> None:
         # docstring inherited
-        pacer = self._pacer
-        pacer.credit -= 1
-        if pacer.credit <= 0:
+        credit = self._credit
+        if credit:
+            self._credit = credit - 1
+        else:
             await self._turn()
         self._remove(key)
 

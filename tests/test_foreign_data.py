@@ -15,13 +15,16 @@ from contextlib import closing
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from kvstore.drivers import _fs_local
 from kvstore.drivers import sqlite as sqlite_module
 from kvstore.drivers.fs import FSDriver, fs_driver
 from kvstore.drivers.memory import memory_driver
 from kvstore.drivers.sqlite import DEFAULT_TABLE, SQLiteDriver, sqlite_driver
-from kvstore.errors import BackendError
+from kvstore.errors import BackendError, InvalidKey
+from kvstore.keys import all_valid_keys, validate_key
 from kvstore.storage import Storage
 
 pytestmark = pytest.mark.anyio
@@ -38,6 +41,30 @@ async def _keys(storage: Storage, prefix: str = "") -> list[str]:
 
 async def _items(storage: Storage, prefix: str = "") -> list[tuple[str, bytes]]:
     return [pair async for pair in storage.items_raw(prefix)]
+
+
+# -- the page check scans use ----------------------------------------------------------------
+
+
+def _valid(key: object) -> bool:
+    try:
+        validate_key(key)
+    except InvalidKey:
+        return False
+    return True
+
+
+_KEY_TEXT = st.text(alphabet=st.sampled_from(["a", "b", ":", "\n", "\x00", "\x7f", "é", "\ud800"]))
+
+
+@given(
+    st.lists(
+        st.one_of(_KEY_TEXT, st.just("x" * 1025), st.just("é" * 513), st.binary(max_size=3)),
+        max_size=6,
+    )
+)
+def test_the_page_check_agrees_with_validate_key(keys: list[object]) -> None:
+    assert all_valid_keys(keys) == all(_valid(key) for key in keys)
 
 
 # -- SQLite -------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from kvstore.driver import BaseDriver
 from kvstore.errors import ConfigurationError, StorageClosed
 from kvstore.keys import SEPARATOR
+from kvstore.pacing import Pacer
 
 __all__ = ["MountTable", "Source"]
 
@@ -58,6 +59,8 @@ class MountTable:
     def __init__(self, root: BaseDriver) -> None:
         self.root = root
         self.closed = False
+        #: Paces the storage's own batch work (checking, encoding, routing), for all its views.
+        self.pacer = Pacer()
         # Read on every operation: a plain attribute is cheaper than len() of the table.
         self.has_mounts = False
         # base -> driver, and the bases deepest first so that the first match is the owner.

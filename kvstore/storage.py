@@ -2,21 +2,45 @@
 
 It validates keys once, encodes values as JSON, routes keys to mounted drivers and gives
 namespaced views. Drivers see only valid keys and ``bytes``.
+
+Batches are checked, encoded and decoded a bounded step at a time, giving the event loop a turn
+between steps when a time slice has passed (:mod:`kvstore.pacing`), so that a large batch on an
+inline driver never holds the loop for long. Everything is checked before anything is written.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from types import TracebackType
-from typing import Self
+from typing import Self, TypeVar
 
 from kvstore.driver import BaseDriver, Driver, as_base_driver, delete_scanned, read_in_pages
 from kvstore.errors import InvalidKey, SerializationError, StorageClosed
 from kvstore.keys import RECENTLY_VALID, join, validate_key, validate_prefix
 from kvstore.mounts import MountTable, Source, merge_sorted
+from kvstore.pacing import Pacer
 from kvstore.serialization import JSONValue, decode, encode, encode_many
 
 __all__ = ["Storage"]
+
+_In = TypeVar("_In")
+_Out = TypeVar("_Out")
+
+# Items a batch checks, encodes or decodes per step: at most a few hundred microseconds.
+_STEP = 256
+
+
+async def _in_steps(
+    pacer: Pacer, items: list[_In], work: Callable[[list[_In]], list[_Out]]
+) -> list[_Out]:
+    """Return ``work`` applied to ``items``, a step at a time, yielding between steps if due."""
+    if len(items) <= _STEP:
+        return work(items)
+    done: list[_Out] = []
+    for start in range(0, len(items), _STEP):
+        done += work(items[start : start + _STEP])
+        await pacer.tick()
+    return done
 
 
 class Storage:
@@ -124,11 +148,18 @@ class Storage:
 
     # -- batches ----------------------------------------------------------------------------
 
-    def _group(self, full_keys: list[str]) -> dict[int, tuple[BaseDriver, list[int], list[str]]]:
+    def _full_keys(self, keys: list[str]) -> list[str]:
+        return [self._full_key(key) for key in keys]
+
+    async def _group(
+        self, full_keys: list[str]
+    ) -> dict[int, tuple[BaseDriver, list[int], list[str]]]:
         """Group positions of ``full_keys`` by owning driver: id -> (driver, positions, keys)."""
+        routes = await _in_steps(
+            self._table.pacer, full_keys, lambda part: [self._table.resolve(k) for k in part]
+        )
         groups: dict[int, tuple[BaseDriver, list[int], list[str]]] = {}
-        for position, full in enumerate(full_keys):
-            driver, driver_key = self._table.resolve(full)
+        for position, (driver, driver_key) in enumerate(routes):
             group = groups.setdefault(id(driver), (driver, [], []))
             group[1].append(position)
             group[2].append(driver_key)
@@ -137,11 +168,11 @@ class Storage:
     async def get_many_raw(self, keys: Iterable[str]) -> list[bytes | None]:
         """Return the bytes of each key in ``keys``, in the order asked, ``None`` if missing."""
         self._ensure_open()
-        full_keys = [self._full_key(key) for key in _key_list(keys)]
+        full_keys = await _in_steps(self._table.pacer, _key_list(keys), self._full_keys)
         if not self._table.has_mounts:
             return await self._table.root.get_many(full_keys)
         values: list[bytes | None] = [None] * len(full_keys)
-        for driver, positions, driver_keys in self._group(full_keys).values():
+        for driver, positions, driver_keys in (await self._group(full_keys)).values():
             for position, value in zip(positions, await driver.get_many(driver_keys), strict=True):
                 values[position] = value
         return values
@@ -150,10 +181,11 @@ class Storage:
         """Return the JSON value of each key in ``keys`` in the order asked, ``None`` if missing."""
         key_list = _key_list(keys)
         raw = await self.get_many_raw(key_list)
-        return [
-            None if data is None else decode(data, key)
-            for key, data in zip(key_list, raw, strict=True)
-        ]
+        return await _in_steps(
+            self._table.pacer,
+            list(zip(key_list, raw, strict=True)),
+            lambda part: [None if data is None else decode(data, key) for key, data in part],
+        )
 
     async def set_many(
         self, items: Mapping[str, JSONValue] | Iterable[tuple[str, JSONValue]]
@@ -164,7 +196,9 @@ class Storage:
         transactions the batch is all or nothing; across mounts, each driver's share is.
         """
         pairs = list(items.items() if isinstance(items, Mapping) else items)
-        encoded = encode_many([value for _, value in pairs])
+        encoded = await _in_steps(
+            self._table.pacer, [value for _, value in pairs], encode_many
+        )
         await self._set_many_encoded(
             [(key, data) for (key, _), data in zip(pairs, encoded, strict=True)]
         )
@@ -176,13 +210,18 @@ class Storage:
 
     async def _set_many_encoded(self, pairs: list[tuple[str, bytes]]) -> None:
         self._ensure_open()
-        full = [(self._full_key(key), value) for key, value in pairs]
+        full = await _in_steps(
+            self._table.pacer,
+            pairs,
+            lambda part: [(self._full_key(key), value) for key, value in part],
+        )
         if not full:
             return
         if not self._table.has_mounts:
             await self._table.root.set_many(full)
             return
-        for driver, positions, driver_keys in self._group([key for key, _ in full]).values():
+        groups = await self._group([key for key, _ in full])
+        for driver, positions, driver_keys in groups.values():
             await driver.set_many(
                 [
                     (key, full[position][1])
@@ -193,13 +232,13 @@ class Storage:
     async def delete_many(self, keys: Iterable[str]) -> None:
         """Remove every key in ``keys``; missing keys are skipped."""
         self._ensure_open()
-        full_keys = [self._full_key(key) for key in _key_list(keys)]
+        full_keys = await _in_steps(self._table.pacer, _key_list(keys), self._full_keys)
         if not full_keys:
             return
         if not self._table.has_mounts:
             await self._table.root.delete_many(full_keys)
             return
-        for driver, _, driver_keys in self._group(full_keys).values():
+        for driver, _, driver_keys in (await self._group(full_keys)).values():
             await driver.delete_many(driver_keys)
 
     # -- scans ------------------------------------------------------------------------------

@@ -30,6 +30,7 @@ the directory that holds them, so their keys interleave correctly with their nei
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable
 from functools import lru_cache
@@ -44,6 +45,10 @@ __all__ = [
     "segment_components",
     "split_prefix",
 ]
+
+_log = logging.getLogger("kvstore.drivers.fs")
+# The driver's own working directory in the base, which is no key's.
+_TEMP_DIR = ".tmp"
 
 SUFFIX = ".kv"
 CONTINUED = "~"
@@ -161,7 +166,7 @@ def list_entries(list_dir: ListDir, directory: str, partial: str = "") -> list[E
     """Return the entries of ``directory`` whose segment starts with ``partial``, in key order.
 
     Names the driver could not have written (other programs' files, non-canonical encodings)
-    are skipped, so each key is listed once.
+    are skipped, with a warning logged, so each key is listed once and no invalid key is.
     """
     files: list[str] = []
     directories: list[tuple[str, str, str]] = []
@@ -173,6 +178,12 @@ def list_entries(list_dir: ListDir, directory: str, partial: str = "") -> list[E
     entries += directories
     entries.sort(key=_sort_key)
     return entries
+
+
+def _skipped(directory: str, name: str) -> None:
+    _log.warning(
+        "fs: skipped %r: not a name the driver writes for any key", _join(directory, name)
+    )
 
 
 def _collect(
@@ -192,12 +203,15 @@ def _collect(
             match = plain_file(name)
             if match is not None:
                 segment = match.group(1)
-                if segment not in _WINDOWS_DEVICES and segment.startswith(partial):
+                if segment in _WINDOWS_DEVICES:
+                    _skipped(directory, name)
+                elif segment.startswith(partial):
                     files.append(segment)
                 continue
         if is_dir and name.endswith(CONTINUED):
             piece = _decode_piece(name[:-1])
             if piece is None:
+                _skipped(directory, name)
                 continue
             text = head + piece
             # Descend only if segments continuing ``text`` can still start with ``partial``.
@@ -217,14 +231,18 @@ def _collect(
         elif name.endswith(SUFFIX):
             stem = name[: -len(SUFFIX)]
         else:
+            _skipped(directory, name)
             continue
         piece = _decode_piece(stem)
         if piece is None:
+            if directory or name != _TEMP_DIR:
+                _skipped(directory, name)
             continue
         segment = head + piece
         if not segment.startswith(partial):
             continue
         if segment_components(segment) != (*head_components, stem):
+            _skipped(directory, name)  # a non-canonical spelling of a key's name
             continue
         if is_dir:
             directories.append((segment + ":", segment, _join(directory, name)))

@@ -8,18 +8,34 @@ Writes go to a temporary file in ``<base>/.tmp/`` and are renamed over the targe
 ``os.replace``, which is atomic: a reader, or a process that starts after a crash, sees the old
 value or the new one, never a torn file. Temporary names carry the writer's host and process id so
 that opening a base removes the files of dead writers without touching those of live ones.
+
+Nothing is ever read, written, renamed or removed through a symbolic link: the base is resolved
+to its real path once, when the driver opens it, and every path below it is opened with Linux's
+``openat2`` and ``RESOLVE_NO_SYMLINKS`` (one system call, and no window between a check and the
+open), or where that is missing by walking directory descriptors opened with ``O_NOFOLLOW``.
+Renames and unlinks name a single entry inside a directory descriptor so opened. A link in the
+way raises :class:`LinkInTheWay`; listings leave links (and other special files) out, logged.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
 import hashlib
 import itertools
+import logging
 import os
 import socket
+import stat
+import sys
 import time
+from collections.abc import Callable
+from typing import Any
 
-__all__ = ["HOST_TAG", "LocalTree", "temp_name_owner"]
+__all__ = ["HOST_TAG", "LinkInTheWay", "LocalTree", "temp_name_owner"]
+
+_log = logging.getLogger("kvstore.drivers.fs")
 
 TEMP_DIR = ".tmp"
 # How often a write retries when a concurrent delete pruned its directory in between.
@@ -29,9 +45,123 @@ _FOREIGN_TEMP_AGE = 24 * 3600.0
 # Identifies this machine in temporary file names (a base may live on a shared network disk).
 HOST_TAG = hashlib.sha256(socket.gethostname().encode("utf-8", "replace")).hexdigest()[:8]
 _counter = itertools.count()
-_OPEN_WRITE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0) | getattr(
-    os, "O_CLOEXEC", 0
-)
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
+# A directory opened only to name entries in it (Linux O_PATH: no read permission needed).
+_DIR_HANDLE = getattr(os, "O_PATH", os.O_RDONLY) | _DIRECTORY | _CLOEXEC
+_OPEN_READ = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0) | _CLOEXEC
+_OPEN_WRITE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0) | _CLOEXEC
+_OPEN_LIST = os.O_RDONLY | _DIRECTORY | _CLOEXEC
+
+
+class LinkInTheWay(OSError):
+    """A symbolic link (or something else that is not the driver's) sits on a key's path."""
+
+
+def _link_in_the_way(path: str) -> LinkInTheWay:
+    return LinkInTheWay(
+        errno.ELOOP,
+        "a symbolic link is in the way; the driver never follows links out of its base",
+        path,
+    )
+
+
+# -- opening without following links -----------------------------------------------------------
+
+
+class _OpenHow(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
+
+
+_SYS_OPENAT2 = 437  # the same number on every Linux architecture that has it (5.6 and later)
+_AT_FDCWD = -100
+_RESOLVE_NO_MAGICLINKS = 0x02
+_RESOLVE_NO_SYMLINKS = 0x04
+
+Opener = Callable[[str, int], int]
+
+
+def _openat2_opener() -> Opener | None:
+    """Return ``open(path, flags)`` refusing every symlink on the path, if the kernel has
+    ``openat2``; ``None`` elsewhere (other systems, old kernels, sandboxes that forbid it).
+
+    It returns the descriptor, or ``-errno`` on failure: a missing file is the common case of a
+    read, and raising costs more than the call itself.
+    """
+    if sys.platform != "linux":
+        return None
+    try:
+        syscall = ctypes.CDLL(None, use_errno=True).syscall
+    except (OSError, AttributeError):  # pragma: no cover - every glibc and musl has syscall
+        return None
+    syscall.restype = ctypes.c_long
+    get_errno = ctypes.get_errno
+    resolve = _RESOLVE_NO_SYMLINKS | _RESOLVE_NO_MAGICLINKS
+    # One open_how per flag set, built once: building it per call would double the call's cost.
+    hows: dict[int, tuple[_OpenHow, Any]] = {}
+
+    def open_no_links(path: str, flags: int) -> int:
+        found = hows.get(flags)
+        if found is None:
+            how = _OpenHow(flags, 0, resolve)
+            found = hows[flags] = (how, ctypes.byref(how))
+        encoded = path.encode("utf-8", "surrogateescape")
+        while True:
+            fd = int(syscall(_SYS_OPENAT2, _AT_FDCWD, encoded, found[1], 24))
+            if fd >= 0:
+                return fd
+            code = get_errno()
+            if code != errno.EINTR:
+                return -code
+
+    probe = open_no_links("/", _DIR_HANDLE)
+    if probe < 0:
+        return None  # ENOSYS (kernel before 5.6) or EPERM (a seccomp filter)
+    os.close(probe)
+    return open_no_links
+
+
+_OPENAT2 = _openat2_opener()
+_MISSING = frozenset({-errno.ENOENT, -errno.ENOTDIR})
+
+
+def _open_walking(root: str, relative: str, flags: int) -> int:
+    """Open ``root/relative`` one component at a time, refusing links: the portable way."""
+    fd = os.open(root, _DIR_HANDLE)
+    try:
+        *directories, last = relative.split("/")
+        for name in directories:
+            try:
+                following = os.open(name, _DIR_HANDLE | _NOFOLLOW, dir_fd=fd)
+            except OSError as error:
+                if error.errno in (errno.ELOOP, errno.ENOTDIR) and _is_link(fd, name):
+                    raise _link_in_the_way(f"{root}/{relative}") from None
+                raise
+            os.close(fd)
+            fd = following
+        try:
+            return os.open(last, flags | _NOFOLLOW, dir_fd=fd)
+        except OSError as error:
+            if error.errno in (errno.ELOOP, errno.EMLINK, errno.ENOTDIR) and _is_link(fd, last):
+                raise _link_in_the_way(f"{root}/{relative}") from None
+            raise
+    finally:
+        os.close(fd)
+
+
+def _is_link(dir_fd: int, name: str) -> bool:
+    try:
+        return stat.S_ISLNK(os.lstat(name, dir_fd=dir_fd).st_mode)
+    except OSError:
+        return False
+
+
+def _reject_non_regular(fd: int, path: str) -> os.stat_result:
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        raise LinkInTheWay(errno.EINVAL, "not a regular file; the driver did not write it", path)
+    return info
 
 
 def temp_name_owner(name: str) -> tuple[str, int] | None:
@@ -60,56 +190,137 @@ class LocalTree:
     def __init__(self, root: str, *, fsync: bool = False) -> None:
         self.root = root
         self.fsync = fsync
-        self._prefix = root + "/"
-        self._temp_dir = self._prefix + TEMP_DIR
+        # The base's real path (no link in it), fixed by prepare(); every path is built on it.
+        self._real = root
 
     def prepare(self) -> None:
         """Create the base and its temporary directory, and remove dead writers' temp files."""
-        os.makedirs(self._temp_dir, exist_ok=True)
-        now = time.time()
-        with os.scandir(self._temp_dir) as entries:
-            names = [(entry.name, entry.path) for entry in entries]
-        for name, path in names:
-            owner = temp_name_owner(name)
-            if owner is not None and owner[0] == HOST_TAG:
-                stale = not _process_alive(owner[1])
-            else:
+        os.makedirs(self.root, exist_ok=True)
+        self._real = os.path.realpath(self.root)
+        os.close(self._dir_handle(TEMP_DIR, create=True)[0])
+        listing = self._open(TEMP_DIR, _OPEN_LIST)
+        try:
+            with os.scandir(listing) as entries:
+                names = [entry.name for entry in entries]
+            now = time.time()
+            for name in names:
+                owner = temp_name_owner(name)
+                if owner is not None and owner[0] == HOST_TAG:
+                    stale = not _process_alive(owner[1])
+                else:
+                    try:
+                        info = os.stat(name, dir_fd=listing, follow_symlinks=False)
+                    except FileNotFoundError:
+                        continue
+                    stale = now - info.st_mtime > _FOREIGN_TEMP_AGE
+                if stale:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(name, dir_fd=listing)
+        finally:
+            os.close(listing)
+
+    # -- paths ----------------------------------------------------------------------------------
+
+    def _open(self, relative: str, flags: int) -> int:
+        """Open a path below the base (``""``: the base itself), following no link."""
+        if _OPENAT2 is not None:
+            path = f"{self._real}/{relative}" if relative else self._real
+            fd = _OPENAT2(path, flags)
+            if fd >= 0:
+                return fd
+            if fd == -errno.ELOOP:
+                raise _link_in_the_way(path)
+            raise OSError(-fd, os.strerror(-fd), path)
+        if not relative:
+            return os.open(self._real, flags)
+        return _open_walking(self._real, relative, flags)
+
+    def _dir_handle(self, relative: str, *, create: bool) -> tuple[int, bool]:
+        """Return a handle on a directory below the base, and whether it had to be created.
+
+        Missing directories are made one level at a time inside the last one's handle, so a
+        link swapped in meanwhile is refused rather than followed.
+        """
+        try:
+            return self._open(relative, _DIR_HANDLE), False
+        except FileNotFoundError:
+            if not create or not relative:
+                raise
+        fd = self._open("", _DIR_HANDLE)
+        try:
+            for name in relative.split("/"):
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(name, dir_fd=fd)
                 try:
-                    stale = now - os.stat(path).st_mtime > _FOREIGN_TEMP_AGE
-                except FileNotFoundError:
-                    continue
-            if stale:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(path)
+                    following = os.open(name, _DIR_HANDLE | _NOFOLLOW, dir_fd=fd)
+                except OSError as error:
+                    if error.errno in (errno.ELOOP, errno.ENOTDIR) and _is_link(fd, name):
+                        raise _link_in_the_way(f"{self._real}/{relative}") from None
+                    raise
+                os.close(fd)
+                fd = following
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd, True
+
+    # -- operations -----------------------------------------------------------------------------
 
     def read(self, relative: str) -> bytes | None:
         """Return the file's bytes, or ``None`` if it does not exist."""
+        if _OPENAT2 is not None:
+            # The hot path, inlined: a miss returns without building an exception.
+            fd = _OPENAT2(f"{self._real}/{relative}", _OPEN_READ)
+            if fd < 0:
+                if fd in _MISSING:
+                    return None
+                fd = self._open(relative, _OPEN_READ)  # raises the right error
+        else:
+            try:
+                fd = self._open(relative, _OPEN_READ)
+            except (FileNotFoundError, NotADirectoryError):
+                return None
         try:
-            file = open(self._prefix + relative, "rb", buffering=0)  # noqa: SIM115
-        except (FileNotFoundError, NotADirectoryError):
-            return None
-        with file:
-            return file.read()
+            size = _reject_non_regular(fd, relative).st_size
+            data = os.read(fd, size + 1)
+            if len(data) <= size:
+                return data
+            chunks = [data]  # the file grew since fstat: read on to its end
+            while chunk := os.read(fd, 1 << 20):
+                chunks.append(chunk)
+            return b"".join(chunks)
+        finally:
+            os.close(fd)
 
     def write(self, relative: str, data: bytes) -> None:
-        """Replace the file's content with ``data`` atomically, creating directories as needed."""
-        temp = self._write_temp(data)
-        try:
-            self._install(temp, self._prefix + relative)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(temp)
-            raise
+        """Replace the file's content with ``data`` atomically, creating directories as needed.
 
-    def _write_temp(self, data: bytes) -> str:
+        A link where the file should be is replaced by the file; a link where a directory
+        should be raises :class:`LinkInTheWay`.
+        """
         for _ in range(_WRITE_ATTEMPTS):
-            temp = f"{self._temp_dir}/{os.getpid()}.{HOST_TAG}.{next(_counter)}.tmp"
+            tmp, _ = self._dir_handle(TEMP_DIR, create=True)
             try:
-                descriptor = os.open(temp, _OPEN_WRITE, 0o666)
-            except FileNotFoundError:
-                # Someone removed the temp directory (or the base) since we opened.
-                os.makedirs(self._temp_dir, exist_ok=True)
-                continue
+                try:
+                    temp = self._write_temp(tmp, data)
+                except FileNotFoundError:
+                    continue  # someone removed the temp directory since we opened it
+                try:
+                    self._install(tmp, temp, relative)
+                except BaseException:
+                    with contextlib.suppress(OSError):
+                        os.unlink(temp, dir_fd=tmp)
+                    raise
+                return
+            finally:
+                os.close(tmp)
+        raise FileNotFoundError(errno.ENOENT, "the temporary directory keeps disappearing")
+
+    def _write_temp(self, tmp: int, data: bytes) -> str:
+        while True:
+            temp = f"{os.getpid()}.{HOST_TAG}.{next(_counter)}.tmp"
+            try:
+                descriptor = os.open(temp, _OPEN_WRITE | _NOFOLLOW, 0o666, dir_fd=tmp)
             except FileExistsError:
                 continue
             try:
@@ -122,70 +333,106 @@ class LocalTree:
             except BaseException:
                 os.close(descriptor)
                 with contextlib.suppress(OSError):
-                    os.unlink(temp)
+                    os.unlink(temp, dir_fd=tmp)
                 raise
             os.close(descriptor)
             return temp
-        raise FileNotFoundError(f"cannot create a temporary file in {self._temp_dir}")
 
-    def _install(self, temp: str, target: str) -> None:
-        parent = target.rpartition("/")[0]
-        created = False
+    def _install(self, tmp: int, temp: str, relative: str) -> None:
+        parent, _, name = relative.rpartition("/")
         for _ in range(_WRITE_ATTEMPTS):
             try:
-                os.replace(temp, target)
+                # The directory may be missing, or a concurrent delete may prune it after we
+                # made it: (re)create it and try again. A file truly in the way makes the
+                # open fail with NotADirectoryError.
+                directory, created = self._dir_handle(parent, create=True)
             except FileNotFoundError:
-                # The directory is missing, or a concurrent delete pruned it after we made it:
-                # (re)create it and try again. ``makedirs`` itself can lose such a race (a
-                # directory pruned between its mkdir and its check reads as FileExistsError); a
-                # file truly in the way makes the next replace fail with NotADirectoryError.
-                with contextlib.suppress(FileNotFoundError, FileExistsError):
-                    os.makedirs(parent, exist_ok=True)
-                created = True
                 continue
+            try:
+                os.replace(temp, name, src_dir_fd=tmp, dst_dir_fd=directory)
+            except FileNotFoundError:
+                continue
+            finally:
+                os.close(directory)
             if self.fsync:
                 self._sync_dirs(parent, all_new=created)
             return
-        raise FileNotFoundError(f"directory {parent} keeps disappearing during a write")
+        raise FileNotFoundError(errno.ENOENT, "directory keeps disappearing during a write", parent)
 
     def _sync_dirs(self, directory: str, *, all_new: bool) -> None:
         """Flush directory entries to disk: the target's, and its ancestors' if we created some."""
         while True:
-            descriptor = os.open(directory, os.O_RDONLY)
+            descriptor = self._open(directory, _OPEN_LIST)
             try:
                 os.fsync(descriptor)
             finally:
                 os.close(descriptor)
-            if not all_new or len(directory) <= len(self.root):
+            if not all_new or not directory:
                 return
             directory = directory.rpartition("/")[0]
 
     def remove(self, relative: str) -> None:
-        """Delete the file if present, then remove the directories it leaves empty."""
-        try:
-            os.unlink(self._prefix + relative)
-        except (FileNotFoundError, NotADirectoryError):
+        """Delete the file if present, then remove the directories it leaves empty.
+
+        A link where the file should be is removed itself; nothing it points to is touched.
+        """
+        directory, _, name = relative.rpartition("/")
+        if not self._remove_entry(directory, name, os.unlink):
             return
-        directory = relative.rpartition("/")[0]
         while directory:
-            try:
-                # rmdir only removes an empty directory, so a concurrent writer's file survives;
-                # a writer whose directory vanished recreates it (see _install).
-                os.rmdir(self._prefix + directory)
-            except OSError:
+            # rmdir only removes an empty directory, so a concurrent writer's file survives;
+            # a writer whose directory vanished recreates it (see _install).
+            parent, _, name = directory.rpartition("/")
+            if not self._remove_entry(parent, name, os.rmdir):
                 return
-            directory = directory.rpartition("/")[0]
+            directory = parent
+
+    def _remove_entry(self, directory: str, name: str, remove: Callable[..., None]) -> bool:
+        """Remove ``name`` inside ``directory`` with ``remove``; tell whether it was there."""
+        try:
+            fd, _ = self._dir_handle(directory, create=False)
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        try:
+            remove(name, dir_fd=fd)
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        except OSError:
+            if remove is os.rmdir:
+                return False  # not empty (or not ours): pruning stops here
+            raise
+        finally:
+            os.close(fd)
+        return True
 
     def list_dir(self, relative: str) -> list[tuple[str, bool]]:
         """Return ``(name, is_dir)`` for each entry of a directory; ``[]`` if it does not exist.
 
-        Entries are classified by name, without a ``stat``: the driver's files end in ``.kv`` and
-        its directories never do. Anything else a person put here is at worst listed as an
-        empty directory, or as a key whose read fails with ``BackendError``.
+        Links and special files are left out and logged: the driver writes neither.
         """
-        path = self._prefix + relative if relative else self.root
         try:
-            names = os.listdir(path)
+            fd = self._open(relative, _OPEN_LIST)
         except (FileNotFoundError, NotADirectoryError):
             return []
-        return [(name, not name.endswith(".kv")) for name in names]
+        except LinkInTheWay:
+            _log.warning("fs %s: skipped %r: a symbolic link, never followed", self.root, relative)
+            return []
+        found: list[tuple[str, bool]] = []
+        try:
+            with os.scandir(fd) as entries:
+                for entry in entries:
+                    if entry.is_dir(follow_symlinks=False):
+                        found.append((entry.name, True))
+                    elif entry.is_file(follow_symlinks=False):
+                        found.append((entry.name, False))
+                    else:
+                        kind = "a symbolic link" if entry.is_symlink() else "a special file"
+                        _log.warning(
+                            "fs %s: skipped %r: %s, never followed or read",
+                            self.root,
+                            f"{relative}/{entry.name}" if relative else entry.name,
+                            kind,
+                        )
+        finally:
+            os.close(fd)
+        return found

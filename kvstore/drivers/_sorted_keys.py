@@ -71,6 +71,13 @@ class SortedKeys:
             index += 1
         return found
 
+    def drop_chunk(self) -> bool:
+        """Remove the last chunk of keys (up to ``2 * CHUNK``); tell whether any keys remain."""
+        if self._chunks:
+            del self._chunks[-1]
+            del self._lasts[-1]
+        return bool(self._chunks)
+
     def clear(self) -> None:
         """Remove every key."""
         self._chunks.clear()

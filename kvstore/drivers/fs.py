@@ -12,6 +12,14 @@ to a temporary file in ``base/.tmp/`` and is renamed over the key's file, so a c
 a torn value; by default nothing is fsynced, which survives a process crash but not a power loss
 (pass ``fsync=True`` to flush file and directory before ``set`` returns). Opening a base removes
 temporary files left behind by dead writers. Batches are not atomic (each key's write is).
+Inline work gives other tasks a turn about every millisecond (:mod:`kvstore.pacing`), between
+files of a batch and between directories of a scan.
+
+The driver never reads or writes through a symbolic link, and nothing it does resolves outside
+``base`` (see :mod:`kvstore.drivers._fs_local`): reading a key whose file, or one of whose
+directories, is a link raises :class:`BackendError`; writing one replaces a link that sits where
+the file goes, and refuses one where a directory goes. Scans leave out links, special files and
+names that do not decode to a valid key, with a warning on the ``kvstore.drivers.fs`` logger.
 
 Other fsspec filesystems (``memory://``, ``s3://``, ...) are called in a worker thread and written
 with ``pipe_file``. fsspec caches filesystem instances, and ``memory://`` is one store global to
@@ -25,13 +33,14 @@ bytes), so keys with many escaped characters can be refused there with ``Backend
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import re
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from time import monotonic
 from typing import Any, Final, Protocol, TypeVar
 
 import anyio
-import anyio.lowlevel
 import anyio.to_thread
 from fsspec import AbstractFileSystem
 from fsspec.core import url_to_fs
@@ -48,6 +57,8 @@ from kvstore.errors import (
     MissingDependency,
     UnknownScheme,
 )
+from kvstore.keys import MAX_KEY_BYTES
+from kvstore.pacing import Pacer
 from kvstore.urls import boolean, parse_url, redact_url, take_options
 
 __all__ = ["FSDriver", "from_url", "fs_driver"]
@@ -77,8 +88,9 @@ class Tree(Protocol):
         ...
 
 
-# Local batches give other tasks a turn this often, so a 10,000-key batch does not stall the loop.
-_BATCH_SLICE = 256
+_log = logging.getLogger(__name__)
+# Keys a scan hands out between looks at the clock (each costs well under a microsecond).
+_SCAN_STEP = 256
 # A URL's password inside a client library's error message.
 _CREDENTIALS = re.compile(r"://([^/:@\s]*):[^/@\s]*@")
 _UNAVAILABLE_ERRNOS = frozenset(
@@ -127,6 +139,7 @@ class FSDriver(BaseDriver):
         self._remote: FsspecTree | None = None
         self._ready = False
         self._lock: anyio.Lock | None = None
+        self._pacer = Pacer()
         if fs is not None and fsspec_options:
             raise TypeError("pass either fs= or fsspec options for a URL, not both")
         if fs is None and "://" not in base:
@@ -202,6 +215,8 @@ class FSDriver(BaseDriver):
 
     async def _on_tree(self, doing: str, call: Callable[[Tree], T]) -> T:
         """Run one tree operation: inline on local disk, in a worker thread otherwise."""
+        if monotonic() >= self._pacer.deadline:
+            await self._pacer.pause()
         self.ensure_open()
         if not self._ready:
             await self._prepare()
@@ -248,13 +263,15 @@ class FSDriver(BaseDriver):
             assert remote is not None
             return await self._in_thread(doing, lambda: [call(remote, item) for item in items])
         results: list[R] = []
-        for start in range(0, len(items), _BATCH_SLICE):
-            if start:
-                await anyio.lowlevel.checkpoint()
+        pacer = self._pacer
+        # A file operation takes tens of microseconds, a clock read a tenth of one: look at the
+        # clock before each.
+        for item in items:
+            if monotonic() >= pacer.deadline:
+                await pacer.pause()
                 self.ensure_open()
-            chunk = items[start : start + _BATCH_SLICE]
             try:
-                results.extend(call(local, item) for item in chunk)
+                results.append(call(local, item))
             except OSError as error:
                 raise self._failure(error, doing) from error
         return results
@@ -300,6 +317,7 @@ class FSDriver(BaseDriver):
         stack: list[tuple[str, Iterator[Entry]]] = [
             (head, iter(await self._entries(dir_path(complete), partial)))
         ]
+        handed_out = 0
         while stack:
             key_head, entries = stack[-1]
             entry = next(entries, None)
@@ -307,7 +325,19 @@ class FSDriver(BaseDriver):
                 stack.pop()
                 continue
             if isinstance(entry, str):
-                yield key_head + entry
+                key = key_head + entry
+                if len(key) * 4 > MAX_KEY_BYTES and len(key.encode("utf-8")) > MAX_KEY_BYTES:
+                    _log.warning(
+                        "fs %s: skipped a file whose key would be longer than %d bytes: %r",
+                        self.where,
+                        MAX_KEY_BYTES,
+                        key[:60] + "...",
+                    )
+                    continue
+                yield key
+                handed_out += 1
+                if handed_out % _SCAN_STEP == 0:
+                    await self._pacer.tick()
                 self.ensure_open()
             else:
                 _, segment, path = entry

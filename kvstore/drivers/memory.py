@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 
 from kvstore.driver import BaseDriver
 from kvstore.drivers._sorted_keys import SortedKeys
-from kvstore.errors import ConfigurationError
+from kvstore.errors import ConfigurationError, StorageClosed
 from kvstore.keys import prefix_successor
+from kvstore.pacing import Gate, Pacer
 from kvstore.urls import parse_url, redact_url, take_options
 
 __all__ = ["MemoryDriver", "from_url", "memory_driver"]
@@ -15,13 +16,21 @@ __all__ = ["MemoryDriver", "from_url", "memory_driver"]
 # Keys taken from the index per step of a scan: read without yielding, so writes between steps
 # cannot disturb a step; each next step restarts after the last key yielded.
 _SCAN_PAGE = 256
+# Items a batch applies between looks at the clock: a few tens of microseconds of work.
+_STEP = 64
+# Single operations between looks at the clock. Each takes about a microsecond, while reading
+# the clock takes a tenth of that: reading it every time would cost the 10 % budget alone.
+_CREDIT = 64
 
 
 class MemoryDriver(BaseDriver):
     """Keeps values in process memory; each instance is its own empty store.
 
-    Every operation completes without yielding to the event loop, so each one, batches
-    included, is atomic.
+    Operations run inline and give the event loop a turn about every millisecond. Batches
+    (``set_many``, ``delete_many``) and ``get_many`` are atomic: one that yields part way holds
+    the driver, so other tasks' operations wait until it is done, and once it has started
+    writing it finishes even if cancelled (the cancellation is raised afterwards). ``clear``
+    removes keys a step at a time; a cancelled clear leaves the keys it had not reached yet.
     """
 
     name = "memory"
@@ -32,17 +41,91 @@ class MemoryDriver(BaseDriver):
         self._values: dict[str, bytes] = {}
         # Ordered index of the keys, so that a prefix scan costs log(n) plus the matches.
         self._index = SortedKeys()
+        self._pacer = Pacer()
+        self._gate = Gate()
+        # Operations left before the next look at the clock; zero sends every operation down the
+        # slow path (_turn), which is how closing and a batch holding the driver are noticed.
+        # Tested as ``if credit:`` and decremented by hand: the cheapest form (about 15 ns).
+        self._credit = _CREDIT
+
+    # -- pacing -------------------------------------------------------------------------------
+
+    async def _turn(self) -> None:
+        """The slow path of every operation: closed? a batch running? time to yield?
+
+        Returns with no await left before the caller's synchronous work, so that work runs with
+        the driver open and no batch half done.
+        """
+        pacer = self._pacer
+        paused = False
+        while True:
+            self.ensure_open()
+            if self._gate.closed:
+                await self._gate.wait()
+            elif not paused and pacer.due():
+                await pacer.pause()
+                paused = True
+            else:
+                self._credit = _CREDIT
+                return
+
+    def mark_closed(self) -> None:
+        # docstring inherited
+        super().mark_closed()
+        # No credit: every later operation takes the slow path, which raises.
+        self._credit = 0
+
+    async def _run_steps(self, step: Callable[[], bool], *, finish: bool) -> None:
+        """Run ``step`` until it returns False, alone among this driver's operations.
+
+        Each step is bounded work that runs without yielding. Between steps the driver yields
+        when a slice has passed, holding the gate so that no other operation sees a half-done
+        batch. With ``finish`` (writes) cancellation waits until the last step has run.
+        """
+        await self._turn()
+        held = False
+        interruption: BaseException | None = None
+        pacer = self._pacer
+        try:
+            while step():
+                if not pacer.due():
+                    continue
+                if not held:
+                    self._gate.close()
+                    self._credit = 0  # others take the slow path, and wait at the gate
+                    held = True
+                if finish:
+                    interruption = interruption or await pacer.pause_shielded()
+                else:
+                    await pacer.pause()
+                if self._closed:
+                    raise StorageClosed(f"the {self.name} driver was closed during a batch")
+        finally:
+            if held:
+                self._gate.open()
+        if interruption is not None:
+            raise interruption
+
+    # -- single keys --------------------------------------------------------------------------
 
     async def get(self, key: str) -> bytes | None:
         # docstring inherited
-        if self._closed:
-            self.ensure_open()
+        credit = self._credit
+        if credit:
+            self._credit = credit - 1
+        else:
+            await self._turn()
         return self._values.get(key)
 
     async def set(self, key: str, value: bytes) -> None:
         # docstring inherited
-        if self._closed:
-            self.ensure_open()
+        if type(value) is not bytes:
+            value = bytes(value)  # never keep a reference to a caller's mutable buffer
+        credit = self._credit
+        if credit:
+            self._credit = credit - 1
+        else:
+            await self._turn()
         self._put(key, value)
 
     def _put(self, key: str, value: bytes) -> None:
@@ -52,62 +135,111 @@ class MemoryDriver(BaseDriver):
 
     async def delete(self, key: str) -> None:
         # docstring inherited
-        if self._closed:
-            self.ensure_open()
+        credit = self._credit
+        if credit:
+            self._credit = credit - 1
+        else:
+            await self._turn()
         self._remove(key)
 
     def _remove(self, key: str) -> None:
         if self._values.pop(key, None) is not None:
             self._index.remove(key)
 
+    # -- scans --------------------------------------------------------------------------------
+
     async def keys(self, prefix: str = "") -> AsyncIterator[str]:
         # docstring inherited
-        self.ensure_open()
+        await self._turn()
         below = prefix_successor(prefix)
         page = self._index.page(prefix, inclusive=True, below=below, limit=_SCAN_PAGE)
         while page:
             for key in page:
                 yield key
-            self.ensure_open()
             if len(page) < _SCAN_PAGE:
                 return
+            await self._turn()
             page = self._index.page(page[-1], inclusive=False, below=below, limit=_SCAN_PAGE)
+
+    # -- batches ------------------------------------------------------------------------------
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         # docstring inherited
-        self.ensure_open()
-        values = self._values
-        return [values.get(key) for key in keys]
+        found: list[bytes | None] = []
+
+        def step() -> bool:
+            start = len(found)
+            get = self._values.get
+            found.extend([get(key) for key in keys[start : start + _STEP * 4]])
+            return len(found) < len(keys)
+
+        await self._run_steps(step, finish=False)
+        return found
 
     async def set_many(self, items: Sequence[tuple[str, bytes]]) -> None:
         # docstring inherited
-        self.ensure_open()
-        for key, value in items:
-            self._put(key, value)
+        pairs = [
+            (key, value if type(value) is bytes else bytes(value)) for key, value in items
+        ]
+        done = 0
+
+        def step() -> bool:
+            nonlocal done
+            for key, value in pairs[done : done + _STEP]:
+                self._put(key, value)
+            done += _STEP
+            return done < len(pairs)
+
+        await self._run_steps(step, finish=True)
 
     async def delete_many(self, keys: Sequence[str]) -> None:
         # docstring inherited
-        self.ensure_open()
-        for key in keys:
-            self._remove(key)
+        done = 0
+
+        def step() -> bool:
+            nonlocal done
+            for key in keys[done : done + _STEP]:
+                self._remove(key)
+            done += _STEP
+            return done < len(keys)
+
+        await self._run_steps(step, finish=True)
 
     async def clear(self, prefix: str = "") -> None:
         # docstring inherited
-        self.ensure_open()
+        await self._turn()
         if not prefix:
-            self._values.clear()
-            self._index.clear()
+            values, index = self._detach()
+            await _release(values, index, self._pacer)
             return
         below = prefix_successor(prefix)
         while page := self._index.page(prefix, inclusive=True, below=below, limit=_SCAN_PAGE):
             for key in page:
                 self._remove(key)
+            await self._turn()
+
+    def _detach(self) -> tuple[dict[str, bytes], SortedKeys]:
+        """Swap in an empty store, in one step, and return the old one."""
+        values, index = self._values, self._index
+        self._values, self._index = {}, SortedKeys()
+        return values, index
 
     async def close(self) -> None:
         # docstring inherited
         self.mark_closed()
-        self._values.clear()
-        self._index.clear()
+        values, index = self._detach()
+        await _release(values, index, self._pacer)
+
+
+async def _release(values: dict[str, bytes], index: SortedKeys, pacer: Pacer) -> None:
+    """Free a detached store a step at a time: freeing a million values at once takes tens of
+    milliseconds, all on the event loop."""
+    while values:
+        for _ in range(min(len(values), _SCAN_PAGE * 8)):
+            values.popitem()
+        await pacer.tick()
+    while index.drop_chunk():
+        await pacer.tick()
 
 
 def memory_driver() -> MemoryDriver:

@@ -10,10 +10,22 @@ tasks keep running while it waits.
 
 Several processes may share one file: WAL lets readers run beside the single writer, and a
 writer that finds the lock taken waits as above instead of reporting "database is locked".
+
+Inline work gives other tasks a turn about every millisecond (:mod:`kvstore.pacing`). A batch,
+``get_many`` or ``clear`` that needs several statements runs them in one transaction, a bounded
+chunk per statement; when it yields between chunks it holds the connection, so other tasks'
+statements wait instead of running inside its transaction. A cancelled one rolls back.
+
+Rows this driver did not write (another program's, or hand-made) are checked as they are read:
+a row whose key breaks the key rules is skipped by scans and logged (logger
+``kvstore.drivers.sqlite``); a value that is not a BLOB raises :class:`BackendError` naming the
+key, from every read that reaches it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
 import os
 import random
@@ -22,18 +34,21 @@ import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
 from functools import partial
 from pathlib import Path
+from time import monotonic
 from typing import Any, Final, TypeVar
 
 import anyio
 
 from kvstore.driver import BaseDriver
-from kvstore.errors import BackendError, BackendUnavailable, ConfigurationError
-from kvstore.keys import prefix_successor
+from kvstore.errors import BackendError, BackendUnavailable, ConfigurationError, InvalidKey
+from kvstore.keys import all_valid_keys, prefix_successor, validate_key
+from kvstore.pacing import Gate, Pacer
 from kvstore.urls import parse_url, redact_url, take_options
 
 __all__ = ["DEFAULT_TABLE", "SQLiteDriver", "default_path", "from_url", "sqlite_driver"]
 
 _T = TypeVar("_T")
+_log = logging.getLogger(__name__)
 
 MEMORY: Final = ":memory:"
 DEFAULT_TABLE: Final = "agentx_kv"
@@ -49,6 +64,11 @@ _KEY_PAGE = 1000
 _ITEM_PAGE = 64
 # Keys per ``IN (...)`` query; far below SQLite's bound-variable limit (32766 since 3.32).
 _IN_CHUNK = 500
+# Rows a batch writes or a clear deletes per statement: well under a millisecond of work, so a
+# transaction of any size yields part way.
+_WRITE_CHUNK = 256
+# The message sqlite3 raises when a TEXT cell is not valid UTF-8 (only foreign rows have one).
+_NOT_UTF8 = "Could not decode to UTF-8"
 
 # Backoff while another connection holds the lock: 0.5 ms doubling to 25 ms, jittered so that
 # processes waiting for the same lock do not wake in step.
@@ -145,13 +165,31 @@ class _Backoff:
         return True
 
 
+class _NotBlob:
+    """Stands for a value cell of another SQLite type, read in the scan's fallback mode."""
+
+    __slots__ = ("kind",)
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+
+
+def _describe_foreign(value: object) -> str:
+    """Name what a value cell held, without showing its content (it may be secret)."""
+    if isinstance(value, _NotBlob):
+        return f"a {value.kind.upper()} value"
+    kinds = {str: "TEXT", int: "INTEGER", float: "REAL", type(None): "NULL"}
+    return f"a {kinds.get(type(value), type(value).__name__)} value"
+
+
 class SQLiteDriver(BaseDriver):
     """Stores each key as one row of a ``WITHOUT ROWID`` table in a SQLite database.
 
     Keys compare with SQLite's BINARY collation, that is byte by byte in UTF-8, which is code
     point order, so range scans agree with Python's ``sorted``. Batches (``set_many``,
-    ``delete_many``) are atomic; ``clear`` is a single range ``DELETE``. ``path`` is ``":memory:"``
-    for a private in-memory database (gone on close, never shared between instances).
+    ``delete_many``) and ``clear`` are atomic, and a cancelled one leaves nothing behind.
+    ``path`` is ``":memory:"`` for a private in-memory database (gone on close, never shared
+    between instances).
     """
 
     name = "sqlite"
@@ -177,8 +215,14 @@ class SQLiteDriver(BaseDriver):
         self.table: str = _check_table(table)
         self.busy_timeout: float = _check_busy_timeout(busy_timeout)
         self.synchronous: str = _check_synchronous(synchronous)
+        # The connection, once open. ``_conn`` is the same connection while any task may use it
+        # at once, and None while it is not open yet, closed, or held by a transaction that
+        # yields part way: the hot path tests that one attribute.
+        self._db: sqlite3.Connection | None = None
         self._conn: sqlite3.Connection | None = None
         self._open_lock: anyio.Lock | None = None
+        self._gate = Gate()
+        self._pacer = Pacer()
 
         quoted = f'"{self.table}"'
         self._sql_create = (
@@ -192,19 +236,38 @@ class SQLiteDriver(BaseDriver):
         )
         self._sql_delete = f"DELETE FROM {quoted} WHERE key = ?"
         self._sql_select_in = f"SELECT key, value FROM {quoted} WHERE key IN "
-        self._sql_delete_all = f"DELETE FROM {quoted}"
-        self._sql_delete_from = f"DELETE FROM {quoted} WHERE key >= ?"
-        self._sql_delete_range = f"DELETE FROM {quoted} WHERE key >= ? AND key < ?"
+        # Clears delete a chunk of the range per statement, so that a large one yields part way.
+        self._sql_clear = {
+            bounded: f"DELETE FROM {quoted} WHERE key IN (SELECT key FROM {quoted} "
+            f"WHERE key >= ?{' AND key < ?' if bounded else ''} ORDER BY key LIMIT ?)"
+            for bounded in (True, False)
+        }
         # Scans: [first page uses >=, later pages >] x [bounded above, open ended].
         self._sql_scan: dict[tuple[bool, bool, str], str] = {}
+        # The same in the fallback mode for tables holding cells that are not valid UTF-8: every
+        # cell read as bytes with its type, and the start bound (?1) given as bytes with its
+        # type (?2), since such a key cannot be passed back as a Python str.
+        self._sql_scan_raw: dict[tuple[bool, bool, str], str] = {}
         for first in (True, False):
             for bounded in (True, False):
-                for columns in ("key", "key, value"):
+                for columns, raw_columns in (
+                    ("key", "CAST(key AS BLOB), typeof(key)"),
+                    ("key, value", "CAST(key AS BLOB), typeof(key), CAST(value AS BLOB), "
+                     "typeof(value)"),
+                ):
                     where = "key >= ?" if first else "key > ?"
                     if bounded:
                         where += " AND key < ?"
                     self._sql_scan[first, bounded, columns] = (
                         f"SELECT {columns} FROM {quoted} WHERE {where} ORDER BY key LIMIT ?"
+                    )
+                    start = "CASE WHEN ?2 = 'text' THEN CAST(?1 AS TEXT) ELSE ?1 END"
+                    raw_where = f"key {'>=' if first else '>'} {start}"
+                    if bounded:
+                        raw_where += " AND key < ?3"
+                    self._sql_scan_raw[first, bounded, columns] = (
+                        f"SELECT {raw_columns} FROM {quoted} WHERE {raw_where} "
+                        "ORDER BY key LIMIT ?4"
                     )
 
     def __repr__(self) -> str:
@@ -213,20 +276,31 @@ class SQLiteDriver(BaseDriver):
     # -- connection ---------------------------------------------------------------------------
 
     async def _connection(self) -> sqlite3.Connection:
-        self.ensure_open()
-        conn = self._conn
-        if conn is not None:
-            return conn
-        # Created here rather than in __init__: no await separates the test from the
-        # assignment, so concurrent first uses share one lock, and the constructor stays free of
-        # event-loop state.
-        if self._open_lock is None:
-            self._open_lock = anyio.Lock()
-        async with self._open_lock:
+        """Return the connection once this task may use it; no await follows the return."""
+        while True:
             self.ensure_open()
-            if self._conn is None:
-                self._conn = await self._open()
-            return self._conn
+            conn = self._conn
+            if conn is not None:
+                return conn
+            if self._gate.closed:
+                await self._gate.wait()
+                continue
+            # Created here rather than in __init__: no await separates the test from the
+            # assignment, so concurrent first uses share one lock, and the constructor stays
+            # free of event-loop state.
+            if self._open_lock is None:
+                self._open_lock = anyio.Lock()
+            async with self._open_lock:
+                self.ensure_open()
+                if self._db is None:
+                    self._db = self._conn = await self._open()
+
+    async def _turn(self) -> sqlite3.Connection:
+        """The slow path of every statement: yield if a slice has passed, then wait for the
+        connection to be free (open, and not inside another task's transaction)."""
+        if self._pacer.due():
+            await self._pacer.pause()
+        return await self._connection()
 
     async def _open(self) -> sqlite3.Connection:
         # Inline like every statement: it runs once per driver and takes microseconds locally.
@@ -278,8 +352,24 @@ class SQLiteDriver(BaseDriver):
         )
 
     def _translate(self, error: sqlite3.Error, doing: str) -> BackendError:
+        if str(error).startswith(_NOT_UTF8):
+            # sqlite3's message quotes the cell, which may be a secret: say only what it was.
+            return BackendError(
+                f"{doing}: a cell holds TEXT that is not valid UTF-8; this driver writes only "
+                "BLOB values and UTF-8 keys",
+                driver=self.name,
+                where=self.path,
+            )
         kind = BackendUnavailable if _primary_code(error) in _UNAVAILABLE_CODES else BackendError
         return kind(f"{doing}: {error}", driver=self.name, where=self.path)
+
+    def _foreign_value(self, key: str, value: object) -> BackendError:
+        return BackendError(
+            f"the row under key {_shown(key)} holds {_describe_foreign(value)}, not a BLOB; "
+            "this driver did not write it (delete the key or rewrite it with set_raw)",
+            driver=self.name,
+            where=self.path,
+        )
 
     async def _retry(
         self, operation: Callable[[sqlite3.Connection], _T], error: sqlite3.Error, doing: str
@@ -298,43 +388,94 @@ class SQLiteDriver(BaseDriver):
                 error = again
 
     async def _run(self, operation: Callable[[sqlite3.Connection], _T], doing: str) -> _T:
-        conn = await self._connection()
+        conn = self._conn
+        if conn is None or monotonic() >= self._pacer.deadline:
+            conn = await self._turn()
         try:
             return operation(conn)
         except sqlite3.Error as error:
             return await self._retry(operation, error, doing)
 
-    @staticmethod
-    def _transaction(conn: sqlite3.Connection, body: Callable[[sqlite3.Connection], None]) -> None:
-        # IMMEDIATE takes the write lock up front, so a conflict shows at BEGIN (and is retried)
-        # rather than halfway through. Nothing awaits between BEGIN and COMMIT, so no other task
-        # can run statements on this connection inside the transaction.
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            body(conn)
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
+    async def _transaction(
+        self, doing: str, begin: str, start: Callable[[], Callable[[sqlite3.Connection], bool]]
+    ) -> None:
+        """Run a step until it returns False, all inside one transaction.
+
+        ``start`` makes a fresh step for each attempt (a locked database restarts the whole
+        transaction after a backoff). Each step runs one bounded statement. When a slice has
+        passed the driver yields between steps, holding the connection so that no other task's
+        statement runs inside this transaction; cancellation there rolls the transaction back.
+        ``BEGIN IMMEDIATE`` takes the write lock up front, so a conflict shows at the start.
+        """
+        backoff: _Backoff | None = None
+        while True:
+            conn = self._conn
+            if conn is None or monotonic() >= self._pacer.deadline:
+                conn = await self._turn()
+            held = False
+            try:
+                conn.execute(begin)
+                step = start()
+                while step(conn):
+                    if monotonic() < self._pacer.deadline:
+                        continue
+                    if not held:
+                        self._conn = None
+                        self._gate.close()
+                        held = True
+                    await self._pacer.pause()
+                    self.ensure_open()
+                conn.execute("COMMIT")
+                return
+            except BaseException as error:
+                # A closed driver's connection is gone, and its transaction with it.
+                if self._db is conn and conn.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.execute("ROLLBACK")
+                if not isinstance(error, sqlite3.Error):
+                    raise
+                if not _is_busy(error):
+                    raise self._translate(error, doing) from error
+                backoff = backoff or _Backoff(self.busy_timeout)
+                failure = error
+            finally:
+                if held:
+                    if self._db is conn:
+                        self._conn = conn
+                    self._gate.open()
+            if not await backoff.wait():
+                raise self._locked_too_long() from failure
 
     # -- primitives ---------------------------------------------------------------------------
 
     async def get(self, key: str) -> bytes | None:
-        """Return the value stored under ``key``, or ``None`` if there is none."""
-        self.ensure_open()
-        conn = self._conn or await self._connection()
+        """Return the value stored under ``key``, or ``None`` if there is none.
+
+        A row this driver did not write whose value is not a BLOB raises
+        :class:`~kvstore.errors.BackendError` naming the key.
+        """
+        conn = self._conn
+        if conn is None or monotonic() >= self._pacer.deadline:
+            conn = await self._turn()
         try:
             row = conn.execute(self._sql_get, (key,)).fetchone()
         except sqlite3.Error as error:
+            if str(error).startswith(_NOT_UTF8):
+                raise self._foreign_value(key, _NotBlob("text")) from None
             sql = self._sql_get
             row = await self._retry(lambda c: c.execute(sql, (key,)).fetchone(), error, "get")
-        return None if row is None else row[0]
+        if row is None:
+            return None
+        value = row[0]
+        if type(value) is bytes:
+            return value
+        raise self._foreign_value(key, value)
 
     async def set(self, key: str, value: bytes) -> None:
         """Store ``value`` under ``key``, replacing any value whole."""
-        self.ensure_open()
-        conn = self._conn or await self._connection()
+        conn = self._conn
+        if conn is None or monotonic() >= self._pacer.deadline:
+            conn = await self._turn()
         try:
             conn.execute(self._sql_set, (key, value))
         except sqlite3.Error as error:
@@ -343,8 +484,9 @@ class SQLiteDriver(BaseDriver):
 
     async def delete(self, key: str) -> None:
         """Remove ``key``; removing a missing key is not an error."""
-        self.ensure_open()
-        conn = self._conn or await self._connection()
+        conn = self._conn
+        if conn is None or monotonic() >= self._pacer.deadline:
+            conn = await self._turn()
         try:
             conn.execute(self._sql_delete, (key,))
         except sqlite3.Error as error:
@@ -352,46 +494,113 @@ class SQLiteDriver(BaseDriver):
             await self._retry(lambda c: c.execute(sql, (key,)), error, "delete")
 
     async def keys(self, prefix: str = "") -> AsyncIterator[str]:
-        """Yield each key that starts with ``prefix`` once, in ascending code point order."""
+        """Yield each key that starts with ``prefix`` once, in ascending code point order.
+
+        Rows whose key breaks the key rules (written by another program) are skipped, with a
+        warning logged.
+        """
         async for rows in self._pages(prefix, "key", _KEY_PAGE):
-            for (key,) in rows:
+            keys = [row[0] for row in rows]
+            if not all_valid_keys(keys):
+                keys = self._valid_only(keys)
+            for key in keys:
                 yield key
                 if self.closed:
                     self.ensure_open()
 
     async def items(self, prefix: str = "") -> AsyncIterator[tuple[str, bytes]]:
-        """Yield ``(key, value)`` for each key that starts with ``prefix``, in key order."""
+        """Yield ``(key, value)`` for each key that starts with ``prefix``, in key order.
+
+        Rows whose key breaks the key rules are skipped (logged); a valid key whose value is
+        not a BLOB raises :class:`~kvstore.errors.BackendError`, as :meth:`get` does.
+        """
         async for rows in self._pages(prefix, "key, value", _ITEM_PAGE):
+            keys = [row[0] for row in rows]
+            valid = keys if all_valid_keys(keys) else set(self._valid_only(keys))
             for key, value in rows:
+                if valid is not keys and key not in valid:
+                    continue
+                if type(value) is not bytes:
+                    raise self._foreign_value(key, value)
                 yield key, value
                 if self.closed:
                     self.ensure_open()
+
+    def _valid_only(self, keys: list[Any]) -> list[str]:
+        """Return the valid keys of a page, logging each row skipped."""
+        valid: list[str] = []
+        for key in keys:
+            try:
+                valid.append(validate_key(key))
+            except InvalidKey as error:
+                _log.warning(
+                    "sqlite table %s in %s: skipped a row this driver did not write: %s",
+                    self.table,
+                    self.path,
+                    error,
+                )
+        return valid
 
     async def _pages(self, prefix: str, columns: str, page: int) -> AsyncIterator[list[Any]]:
         """Yield pages of rows whose keys start with ``prefix``, in key order, one per query.
 
         Each page is fetched whole before it is yielded, so no cursor stays open while the
         caller runs (it may write, or abandon the scan); the next page starts after the last key
-        seen, so keys written or deleted meanwhile neither repeat nor break the scan.
+        seen, so keys written or deleted meanwhile neither repeat nor break the scan. A page
+        holding a TEXT cell that is not UTF-8 switches the scan to reading cells as bytes.
         """
         self.ensure_open()
         end = prefix_successor(prefix)
         bounded = end is not None
-        sql = self._sql_scan[True, bounded, columns]
-        start = prefix
+        first = True
+        start: object = prefix
         while True:
-            params: tuple[object, ...] = (start, end, page) if bounded else (start, page)
-            rows = await self._run(partial(_fetch_all, sql=sql, params=params), "scan keys")
+            sql = self._sql_scan[first, bounded, columns]
+            params = (start, end, page) if bounded else (start, page)
+            try:
+                rows = await self._run(partial(_fetch_all, sql=sql, params=params), "scan keys")
+            except BackendError as error:
+                if not isinstance(error.__cause__, sqlite3.Error) or not str(
+                    error.__cause__
+                ).startswith(_NOT_UTF8):
+                    raise
+                async for raw_rows in self._raw_pages(start, first, end, columns, page):
+                    yield raw_rows
+                return
             if rows:
                 yield rows
             if len(rows) < page:
                 return
-            sql, start = self._sql_scan[False, bounded, columns], rows[-1][0]
+            first, start = False, rows[-1][0]
+
+    async def _raw_pages(
+        self, start: object, first: bool, end: str | None, columns: str, page: int
+    ) -> AsyncIterator[list[Any]]:
+        """The rest of a scan, reading every cell as bytes: for tables holding TEXT that is not
+        UTF-8. Such keys come out as ``bytes`` (invalid, so skipped) and values that are not
+        BLOBs as :class:`_NotBlob`."""
+        bounded = end is not None
+        start_raw: object = start.encode("utf-8") if isinstance(start, str) else start
+        start_kind = "text" if isinstance(start, str) else "blob"
+        while True:
+            sql = self._sql_scan_raw[first, bounded, columns]
+            # ?3 is unused when the scan is open ended; SQLite still counts it.
+            params = (start_raw, start_kind, end, page)
+            cells = await self._run(partial(_fetch_all, sql=sql, params=params), "scan keys")
+            rows = [_decode_raw_row(cell) for cell in cells]
+            if rows:
+                yield rows
+            if len(cells) < page:
+                return
+            first, start_raw, start_kind = False, cells[-1][0], cells[-1][1]
 
     async def close(self) -> None:
-        """Close the connection; idempotent. Later use raises ``StorageClosed``."""
+        """Close the connection; idempotent. Later use raises ``StorageClosed``.
+
+        A transaction in progress in another task is rolled back.
+        """
         self.mark_closed()
-        conn, self._conn = self._conn, None
+        conn, self._db, self._conn = self._db, None, None
         if conn is None:
             return
         try:
@@ -402,69 +611,112 @@ class SQLiteDriver(BaseDriver):
     # -- batches ------------------------------------------------------------------------------
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
-        """Return the values of ``keys`` in the order asked, ``None`` for each missing key."""
+        """Return the values of ``keys`` in the order asked, ``None`` for each missing key.
+
+        The values come from one state of the table (one read transaction), even when the
+        driver yields part way. A value that is not a BLOB raises, as :meth:`get` does.
+        """
         self.ensure_open()
         if not keys:
             return []
         unique = list(dict.fromkeys(keys))
         chunks = [unique[i : i + _IN_CHUNK] for i in range(0, len(unique), _IN_CHUNK)]
         select = self._sql_select_in
+        found: dict[str, bytes] = {}
 
-        def read(conn: sqlite3.Connection) -> dict[str, bytes]:
-            found: dict[str, bytes] = {}
-            for chunk in chunks:
-                marks = ",".join("?" * len(chunk))
-                found.update(conn.execute(f"{select}({marks})", chunk).fetchall())
-            return found
+        def read(conn: sqlite3.Connection, chunk: list[str]) -> None:
+            marks = ",".join("?" * len(chunk))
+            found.update(conn.execute(f"{select}({marks})", chunk).fetchall())
 
-        def read_snapshot(conn: sqlite3.Connection) -> dict[str, bytes]:
+        if len(chunks) == 1:
+            await self._run(lambda conn: read(conn, chunks[0]), "get_many")
+        else:
+
+            def start() -> Callable[[sqlite3.Connection], bool]:
+                found.clear()
+                remaining = iter(chunks)
+
+                def step(conn: sqlite3.Connection) -> bool:
+                    chunk = next(remaining, None)
+                    if chunk is None:
+                        return False
+                    read(conn, chunk)
+                    return True
+
+                return step
+
             # Several queries share one read transaction, so they see one state of the table.
-            conn.execute("BEGIN")
-            try:
-                return read(conn)
-            finally:
-                conn.execute("COMMIT")
+            await self._transaction("get_many", "BEGIN", start)
+        values = [found.get(key) for key in keys]
+        for key, value in zip(keys, values, strict=True):
+            if value is not None and type(value) is not bytes:
+                raise self._foreign_value(key, value)
+        return values
 
-        found = await self._run(read if len(chunks) == 1 else read_snapshot, "get_many")
-        return [found.get(key) for key in keys]
+    async def _write_chunks(self, doing: str, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:
+        """Run ``sql`` for every row in one write transaction, a chunk per statement."""
+
+        def start() -> Callable[[sqlite3.Connection], bool]:
+            done = 0
+
+            def step(conn: sqlite3.Connection) -> bool:
+                nonlocal done
+                conn.executemany(sql, rows[done : done + _WRITE_CHUNK])
+                done += _WRITE_CHUNK
+                return done < len(rows)
+
+            return step
+
+        await self._transaction(doing, "BEGIN IMMEDIATE", start)
 
     async def set_many(self, items: Sequence[tuple[str, bytes]]) -> None:
         """Store every pair in one transaction (all or nothing); a later pair for a key wins."""
         self.ensure_open()
-        if not items:
-            return
-        sql = self._sql_set
-
-        def write(conn: sqlite3.Connection) -> None:
-            conn.executemany(sql, items)
-
-        await self._run(lambda c: self._transaction(c, write), "set_many")
+        if items:
+            await self._write_chunks("set_many", self._sql_set, items)
 
     async def delete_many(self, keys: Sequence[str]) -> None:
         """Remove every key in ``keys`` in one transaction; missing keys are skipped."""
         self.ensure_open()
-        if not keys:
-            return
-        sql = self._sql_delete
-        rows = [(key,) for key in keys]
-
-        def remove(conn: sqlite3.Connection) -> None:
-            conn.executemany(sql, rows)
-
-        await self._run(lambda c: self._transaction(c, remove), "delete_many")
+        if keys:
+            await self._write_chunks("delete_many", self._sql_delete, [(key,) for key in keys])
 
     async def clear(self, prefix: str = "") -> None:
-        """Remove every key starting with ``prefix`` with one range ``DELETE`` (atomic)."""
+        """Remove every row whose key starts with ``prefix``, in one transaction (atomic).
+
+        Rows this driver did not write are removed too when their key falls in the range.
+        """
         self.ensure_open()
         end = prefix_successor(prefix)
-        params: tuple[str, ...]
-        if not prefix:
-            sql, params = self._sql_delete_all, ()
-        elif end is None:
-            sql, params = self._sql_delete_from, (prefix,)
-        else:
-            sql, params = self._sql_delete_range, (prefix, end)
-        await self._run(lambda c: c.execute(sql, params), "clear")
+        sql = self._sql_clear[end is not None]
+        params = (prefix, end, _WRITE_CHUNK) if end is not None else (prefix, _WRITE_CHUNK)
+
+        def start() -> Callable[[sqlite3.Connection], bool]:
+            def step(conn: sqlite3.Connection) -> bool:
+                return conn.execute(sql, params).rowcount >= _WRITE_CHUNK
+
+            return step
+
+        await self._transaction("clear", "BEGIN IMMEDIATE", start)
+
+
+def _decode_raw_row(cells: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Turn a fallback-mode row (bytes and type of each cell) into a normal one."""
+    key_raw, key_kind = cells[0], cells[1]
+    key: object = key_raw
+    if key_kind == "text":
+        try:
+            key = key_raw.decode("utf-8")
+        except UnicodeDecodeError:
+            key = key_raw  # bytes: not a key, skipped by the caller's validity check
+    if len(cells) == 2:
+        return (key,)
+    value = cells[2] if cells[3] == "blob" else _NotBlob(cells[3])
+    return key, value
+
+
+def _shown(key: str) -> str:
+    return repr(key if len(key) <= 60 else key[:57] + "...")
 
 
 def sqlite_driver(

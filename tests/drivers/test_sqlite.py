@@ -438,7 +438,7 @@ async def test_close_during_a_scan_stops_it_with_storage_closed(tmp_path: Path) 
     ("statement_name", "params"),
     [
         ("scan", ("user:", "user;", 1000)),
-        ("delete_range", ("user:", "user;")),
+        ("clear_range", ("user:", "user;", 256)),
     ],
 )
 async def test_prefix_scans_and_clears_are_index_range_searches(
@@ -450,7 +450,7 @@ async def test_prefix_scans_and_clears_are_index_range_searches(
     sql = (
         driver._sql_scan[True, True, "key"]
         if statement_name == "scan"
-        else driver._sql_delete_range
+        else driver._sql_clear[True]
     )
     with closing(sqlite3.connect(driver.path)) as conn:
         plan = " ".join(row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params))

@@ -92,7 +92,6 @@ _log = logging.getLogger(__name__)
 # Keys a scan hands out between looks at the clock (each costs well under a microsecond).
 _SCAN_STEP = 256
 # A URL's password inside a client library's error message.
-_CREDENTIALS = re.compile(r"://([^/:@\s]*):[^/@\s]*@")
 _UNAVAILABLE_ERRNOS = frozenset(
     getattr(errno, name)
     for name in (
@@ -177,7 +176,8 @@ class FSDriver(BaseDriver):
         if isinstance(error, OSError) and error.strerror:
             detail = error.strerror
         else:
-            detail = _CREDENTIALS.sub(r"://\1:***@", str(error)) or type(error).__name__
+            # A third-party client's message may quote a URL with its credentials.
+            detail = redact_url(str(error)) or type(error).__name__
         kind = BackendUnavailable if unavailable else BackendError
         return kind(f"{doing} failed: {detail}", driver=self.name, where=self.where)
 

@@ -11,15 +11,19 @@ from collections.abc import Iterator
 
 import anyio
 import pymongo
+import pymongo.uri_parser
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pymongo import monitoring
 
 from kvstore import create_storage
 from kvstore.drivers import mongodb
-from kvstore.drivers.mongodb import MongoDBDriver, mongodb_driver
+from kvstore.drivers.mongodb import MongoDBDriver, from_url, mongodb_driver
 from kvstore.errors import BackendError, BackendUnavailable, ConfigurationError
 from kvstore.storage import Storage
 from kvstore.testing import DriverConformance, DriverFactory
+from tests.support.hostile_urls import MARK, HostileURL, hostile_urls
 from tests.support.mongodb_server import MongoDBTarget, mongodb_target
 from tests.support.servers import free_port
 
@@ -324,3 +328,148 @@ async def test_server_errors_are_backend_errors(
         with pytest.raises(BackendError) as raised:
             await storage.set("a", 1)
         assert not isinstance(raised.value, BackendUnavailable)
+
+
+# -- URLs: PyMongo's options, kvstore's settings, refusals that never leak --------------------
+
+
+def test_url_options_reach_the_client() -> None:
+    driver = mongodb_driver(
+        "mongodb://app:p%2Fw%40rd@a.example:27018,[::1]:27019/tenant?replicaSet=rs0"
+        "&authSource=admin&maxPoolSize=7&connectTimeoutMS=1500&readPreference=secondaryPreferred",
+        "tenant",
+    )
+    assert (driver.pool_size, driver.connect_timeout, driver.operation_timeout) == (7, 1.5, 10.0)
+    assert driver.where == "a.example:27018,[::1]:27019/tenant"
+    assert "p/w@rd" not in repr(driver)
+    assert "p%2Fw" not in repr(driver)
+    parsed = pymongo.uri_parser.parse_uri(driver._connection_string)
+    assert parsed["password"] == "p/w@rd"
+    assert parsed["nodelist"] == [("a.example", 27018), ("::1", 27019)]
+    assert parsed["options"]["replicaSet"] == "rs0"
+    assert parsed["options"]["authSource"] == "admin"
+
+
+def test_kvstore_names_and_defaults() -> None:
+    driver = mongodb_driver("mongodb://h/db?pool_size=4&connect_timeout=2&operation_timeout=3")
+    assert (driver.pool_size, driver.connect_timeout, driver.operation_timeout) == (4, 2.0, 3.0)
+    default = mongodb_driver("mongodb://h/db")
+    assert (default.pool_size, default.connect_timeout, default.operation_timeout) == (
+        50,
+        5.0,
+        10.0,
+    )
+    assert mongodb_driver("mongodb://h/db?socketTimeoutMS=2500").operation_timeout == 2.5
+
+
+@pytest.mark.parametrize(
+    ("url", "arguments"),
+    [
+        ("mongodb://h/db?pool_size=3&maxPoolSize=4", {}),
+        ("mongodb://h/db?pool_size=3", {"pool_size": 4}),
+        ("mongodb://h/db", {"pool_size": 3, "maxPoolSize": 4}),
+        ("mongodb://h/db", {"pool_size": 3, "max_pool_size": 4}),
+        ("mongodb://h/db?connect_timeout=2&connectTimeoutMS=3000", {}),
+        ("mongodb://h/db?operation_timeout=2&socketTimeoutMS=3000", {}),
+        ("mongodb://h/db?operation_timeout=2&timeoutMS=3000", {}),
+        ("mongodb://h/db?operation_timeout=2", {"operation_timeout": 3}),
+    ],
+)
+def test_one_setting_given_twice_differently_is_refused(
+    url: str, arguments: dict[str, float]
+) -> None:
+    with pytest.raises(ConfigurationError, match="given twice"):
+        mongodb_driver(url, **arguments)  # type: ignore[arg-type]
+
+
+def test_the_same_value_in_both_places_is_accepted() -> None:
+    driver = mongodb_driver("mongodb://h/db?pool_size=5&maxPoolSize=5", pool_size=5)
+    assert driver.pool_size == 5
+
+
+HOSTILE_MONGODB_URLS = [
+    "mongodb://u:pw@127.0.0.1:70000/db",  # port out of range
+    "mongodb://u:pw@127.0.0.1:0/db",
+    "mongodb://u:pw@127.0.0.1:27o17/db",
+    "mongodb://u:pw@[::1/db",  # unclosed IPv6
+    "mongodb://u:pw@[::zz]:27017/db",  # not an IPv6 address
+    "mongodb://u:pw@::1:27017/db",  # IPv6 without brackets
+    "mongodb://u:pw@a:1,,b:2/db",  # empty host in the list
+    "mongodb://u:pw@/db",  # no host
+    "mongodb://u:pw@127.0.0.1/db?bogus=1",  # unknown option
+    "mongodb://u:pw@127.0.0.1/db?replicaset=a&replicaSet=b",  # twice, differing in case
+    "mongodb://u:pw@127.0.0.1/db?maxPoolSize=lots",
+    "mongodb://u:pw@127.0.0.1/db?pool_size=0",
+    "mongodb://u:pw@127.0.0.1/db?connectTimeoutMS=-5",
+    "mongodb://u:pw@127.0.0.1/db?socketTimeoutMS=0",  # 0: wait forever
+    "mongodb://u:pw@127.0.0.1/db?timeoutMS=0",
+    "mongodb://u:pw@127.0.0.1/db?readPreference=sometimes",
+    "mongodb://u:pw@127.0.0.1/db?tls=true&ssl=false",
+    "mongodb://u:Sup3r/s3cret@127.0.0.1/db",  # unencoded '/' in the password
+    "mongodb://u:Sup3r@s3cret@127.0.0.1/db",  # unencoded '@' in the password
+    "mongodb://u:Sup3r:s3cret@127.0.0.1/db?authMechanismProperties=AWS_SESSION_TOKEN:s3cret&x=1",
+    "mongodb+srv://u:pw@cluster.example:27017/db",  # SRV takes no port
+    "mongodb+srv://u:pw@a.example,b.example/db",  # SRV takes one host
+    "mongodb://u:pw@127.0.0.1/db#frag",
+    "http://u:pw@127.0.0.1/db",
+]
+# from_url also refuses a missing or ambiguous database.
+HOSTILE_MONGODB_FROM_URLS = [
+    "mongodb://u:pw@127.0.0.1",
+    "mongodb://u:pw@127.0.0.1/",
+    "mongodb://u:pw@127.0.0.1/?authSource=admin",
+    "mongodb://u:pw@127.0.0.1/db/extra",
+    "mongodb://u:pw@127.0.0.1/db.collection",
+]
+
+
+@pytest.mark.parametrize("url", HOSTILE_MONGODB_URLS + HOSTILE_MONGODB_FROM_URLS)
+def test_malformed_urls_are_configuration_errors(url: str) -> None:
+    with pytest.raises(ConfigurationError) as raised:
+        create_storage(url) if url.startswith("mongodb") else mongodb_driver(url)
+    for secret in ("Sup3r", "s3cret"):
+        assert secret not in str(raised.value)
+
+
+def _probed(schemes: tuple[str, ...]) -> st.SearchStrategy[tuple[HostileURL, bool]]:
+    """A hostile URL, and whether it also carries an option no driver knows."""
+    return st.booleans().flatmap(
+        lambda probe: hostile_urls(schemes, probe=probe).map(lambda case: (case, probe))
+    )
+
+
+@settings(max_examples=150, deadline=None)
+@given(_probed(("mongodb", "mongodb+srv")))
+def test_hostile_passwords_never_show(drawn: tuple[HostileURL, bool]) -> None:
+    case, probe = drawn
+    refused: ConfigurationError | None = None
+    try:
+        driver = from_url(case.url)
+    except ConfigurationError as error:
+        refused = error
+    if refused is not None:
+        assert MARK not in str(refused)
+        assert MARK not in repr(refused)
+        assert probe or case.spelling != "encoded", "an encoded password must be accepted"
+        return
+    assert not probe, "an unknown option must be refused"
+    assert MARK not in repr(driver)
+    assert MARK not in driver.where
+    if case.spelling == "encoded" and case.scheme == "mongodb":
+        assert pymongo.uri_parser.parse_uri(driver._connection_string)["password"] == (
+            case.password
+        )
+
+
+@pytest.mark.anyio
+async def test_unreachable_server_is_reported_within_the_connect_timeout_and_silently(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    # Nothing listens on the port. The bound is generous: a liveness check, not a speed claim.
+    storage = Storage(from_url(f"mongodb://u:pw@127.0.0.1:{free_port()}/db?connect_timeout=1"))
+    try:
+        with anyio.fail_after(60), pytest.raises(BackendUnavailable):
+            await storage.get("a")
+    finally:
+        await storage.close()
+    assert capfd.readouterr().err == ""

@@ -10,12 +10,15 @@ from pathlib import Path
 import anyio
 import pymysql
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kvstore import create_storage
 from kvstore.drivers.mysql import MySQLDriver, mysql_driver, required_max_allowed_packet
 from kvstore.errors import BackendError, BackendUnavailable, ConfigurationError
 from kvstore.storage import Storage
 from kvstore.testing import DriverConformance, DriverFactory
+from tests.support.hostile_urls import MARK, HostileURL, hostile_urls
 from tests.support.mariadb_instance import MariaDBInstance, mariadb_available
 from tests.support.outage import check_outage_and_recovery, check_restart_between_operations
 from tests.support.servers import MYSQL_URL, free_port, server_unreachable
@@ -335,3 +338,126 @@ async def test_errors_never_show_the_password(shared_mysql: pymysql.connections.
     assert secret not in str(refused.value)
     await unreachable.close()
     await wrong_user.close()
+
+
+# -- URLs: parsed as PyMySQL's connect arguments, refused when malformed, never leaking --------
+
+
+def test_url_options_reach_the_driver_and_pymysql() -> None:
+    driver = mysql_driver(
+        "mariadb://app%40corp:p%2Fw%40rd@[::1]:3307/shop?pool_size=3&connect_timeout=1.5"
+        "&operation_timeout=4&ssl_disabled=true"
+    )
+    assert (driver.pool_size, driver.connect_timeout, driver.operation_timeout) == (3, 1.5, 4.0)
+    assert driver._params["host"] == "::1"
+    assert driver._params["port"] == 3307
+    assert driver._params["user"] == "app@corp"
+    assert driver._params["password"] == "p/w@rd"
+    assert driver._params["database"] == "shop"
+    assert driver._params["ssl_disabled"] is True
+    assert driver.where == "[::1]:3307/shop"
+    assert "p/w@rd" not in repr(driver)
+    assert "p%2Fw" not in repr(driver)
+
+
+def test_defaults_bound_every_wait() -> None:
+    driver = mysql_driver("mysql://u@db.example/app")
+    assert (driver.pool_size, driver.connect_timeout, driver.operation_timeout) == (10, 5.0, 10.0)
+    assert driver.where == "db.example:3306/app"
+
+
+def test_native_read_timeout_sets_the_operation_timeout() -> None:
+    assert mysql_driver("mysql://u@h/app?read_timeout=7").operation_timeout == 7.0
+    assert mysql_driver("mysql://u@h/app", read_timeout=3, write_timeout=3).operation_timeout == 3
+
+
+@pytest.mark.parametrize(
+    ("url", "arguments"),
+    [
+        ("mysql://u@h/app?pool_size=3", {"pool_size": 4}),
+        ("mysql://u@h/app?connect_timeout=3", {"connect_timeout": 4}),
+        ("mysql://u@h/app?operation_timeout=3&read_timeout=4", {}),
+        ("mysql://u@h/app?operation_timeout=3", {"write_timeout": 4}),
+    ],
+)
+def test_one_setting_given_twice_differently_is_refused(
+    url: str, arguments: dict[str, float]
+) -> None:
+    with pytest.raises(ConfigurationError, match="given twice"):
+        mysql_driver(url, **arguments)  # type: ignore[arg-type]
+
+
+HOSTILE_MYSQL_URLS = [
+    "mysql://root:pw@127.0.0.1:70000/test",  # port out of range
+    "mysql://root:pw@127.0.0.1:0/test",
+    "mysql://root:pw@127.0.0.1:-1/test",
+    "mysql://root:pw@127.0.0.1:33o6/test",
+    "mysql://root:pw@[::1/test",  # unclosed IPv6
+    "mysql://root:pw@[::zz]:3306/test",  # not an IPv6 address
+    "mysql://root:pw@::1:3306/test",  # IPv6 without brackets
+    "mysql://root:pw@127.0.0.1/test?bogus=1",  # unknown option
+    "mysql://root:pw@127.0.0.1/test?pool_size=0",
+    "mysql://root:pw@127.0.0.1/test?pool_size=lots",
+    "mysql://root:pw@127.0.0.1/test?connect_timeout=-1",
+    "mysql://root:pw@127.0.0.1/test?operation_timeout=nan",
+    "mysql://root:pw@127.0.0.1/test?ssl_disabled=maybe",
+    "mysql://root:pw@127.0.0.1/test?pool_size=2&pool_size=3",
+    "mysql://root:Sup3r/s3cret@127.0.0.1/test",  # unencoded '/' in the password
+    "mysql://root:Sup3r@s3cret@127.0.0.1/test",  # unencoded '@' in the password
+    "mysql://root:pw@127.0.0.1",  # no database
+    "mysql://root:pw@127.0.0.1/",
+    "mysql://root:pw@127.0.0.1/test/extra",  # ambiguous database
+    "mysql://root:pw@a,b/test",  # several hosts
+    "mysql://root:pw@127.0.0.1/test#frag",
+    "postgresql://root:pw@127.0.0.1/test",
+]
+
+
+@pytest.mark.parametrize("url", HOSTILE_MYSQL_URLS)
+def test_malformed_urls_are_configuration_errors(url: str) -> None:
+    with pytest.raises(ConfigurationError) as raised:
+        mysql_driver(url)
+    for secret in ("Sup3r", "s3cret"):
+        assert secret not in str(raised.value)
+
+
+def _probed(schemes: tuple[str, ...]) -> st.SearchStrategy[tuple[HostileURL, bool]]:
+    """A hostile URL, and whether it also carries an option no driver knows."""
+    return st.booleans().flatmap(
+        lambda probe: hostile_urls(schemes, probe=probe).map(lambda case: (case, probe))
+    )
+
+
+@settings(max_examples=150, deadline=None)
+@given(_probed(("mysql", "mariadb")))
+def test_hostile_passwords_never_show(drawn: tuple[HostileURL, bool]) -> None:
+    case, probe = drawn
+    refused: ConfigurationError | None = None
+    try:
+        driver = mysql_driver(case.url)
+    except ConfigurationError as error:
+        refused = error
+    if refused is not None:
+        assert MARK not in str(refused)
+        assert MARK not in repr(refused)
+        assert probe or case.spelling != "encoded", "an encoded password must be accepted"
+        return
+    assert not probe, "an unknown option must be refused"
+    assert MARK not in repr(driver)
+    assert MARK not in driver.where
+    if case.spelling == "encoded":
+        assert driver._params["password"] == case.password
+
+
+@pytest.mark.anyio
+async def test_unreachable_server_is_reported_within_the_connect_timeout_and_silently(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    # Nothing listens on the port: refused at once. The bound is generous (a liveness check).
+    storage = Storage(mysql_driver(f"mysql://root:pw@127.0.0.1:{free_port()}/test"))
+    try:
+        with anyio.fail_after(60), pytest.raises(BackendUnavailable):
+            await storage.get("a")
+    finally:
+        await storage.close()
+    assert capfd.readouterr().err == ""

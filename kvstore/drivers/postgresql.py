@@ -3,39 +3,60 @@
 The key column compares bytes (``COLLATE "C"`` on UTF-8 is code point order), so ``a``, ``A``,
 ``a `` and ``a\u0301`` are four keys and the primary key index serves prefix scans as plain
 range scans ``key >= P AND key < succ(P)``; no key character is ever part of a pattern.
-Connections come from a bounded psycopg-pool ``AsyncConnectionPool`` opened on first use; each
-operation runs on one connection in autocommit mode, batches in one transaction.
+Each operation runs on one pooled connection in autocommit mode, batches in one transaction.
 
-asyncio only: psycopg's async connections and the pool do not run under trio.
+Waiting is bounded. A connection is opened in the caller's task under ``connect_timeout`` (so a
+refused or unreachable server is reported at once, with libpq's reason); each operation runs
+under ``operation_timeout``, enforced three ways: the server cancels a statement that runs
+longer (``statement_timeout``), the kernel drops a connection whose data goes unacknowledged
+(``tcp_user_timeout``), and for a server that acknowledges but never answers (stopped with
+SIGSTOP) a timer shuts the connection's socket down, which ends the wait at once. The timer does
+not cancel the task: psycopg answers a cancelled query by asking the server to cancel it and
+waiting up to ten more seconds for that, which a stopped server never grants.
+
+asyncio only: psycopg's async connections do not run under trio.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import math
+import os
 import re
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar, cast
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from kvstore.driver import BaseDriver
 from kvstore.drivers._extras import missing_extra
+from kvstore.drivers._libpq import read_connection_string
+from kvstore.drivers._pool import Pool
+from kvstore.drivers._settings import settle, timeout_seconds, whole_number
 from kvstore.errors import BackendError, BackendUnavailable, ConfigurationError
 from kvstore.keys import prefix_successor
-from kvstore.urls import redact_url
+from kvstore.urls import positive_float, positive_int
 
 try:
     import psycopg
     from psycopg import AsyncConnection
-    from psycopg.conninfo import conninfo_to_dict
-    from psycopg_pool import AsyncConnectionPool, PoolTimeout
+    from psycopg.conninfo import make_conninfo
+    from psycopg.pq import TransactionStatus
 except ImportError as error:  # pragma: no cover - exercised in a subprocess test
-    raise missing_extra("postgresql", "psycopg and psycopg-pool", "postgresql") from error
+    raise missing_extra("postgresql", "psycopg", "postgresql") from error
 
 __all__ = ["PostgreSQLDriver", "from_url", "postgresql_driver"]
 
 _T = TypeVar("_T")
 Connection = AsyncConnection[Any]
+
+_log = logging.getLogger(__name__)
+# Silent until the application configures logging: without a handler anywhere on their path,
+# records at WARNING and above would reach logging's last-resort handler, that is stderr.
+# A NullHandler counts as a handler and does not stop propagation to the application's own.
+_log.addHandler(logging.NullHandler())
+logging.getLogger("psycopg").addHandler(logging.NullHandler())
 
 # Keys per page of a prefix scan: bounds memory and the time a connection is held.
 SCAN_PAGE = 1000
@@ -44,23 +65,61 @@ BATCH_CHUNK = 20_000
 # Value bytes per set_many statement, so a batch of large values does not build one huge message.
 BATCH_BYTES = 64 * 1024 * 1024
 
+DEFAULT_TABLE = "agentx_kv"
+DEFAULT_POOL_SIZE = 10
+DEFAULT_CONNECT_TIMEOUT = 5.0
+# Ten seconds: a 20,000-item batch or a 16 MiB value takes well under a second on a healthy
+# server, so this only fires on a server that is stopped, overloaded or cut off (or on a
+# `clear` of millions of rows: raise it for that), and it reports such a server while a caller
+# still cares. It is also each session's statement_timeout.
+DEFAULT_OPERATION_TIMEOUT = 10.0
+
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # PostgreSQL truncates longer identifiers, which could make two table names collide.
 _MAX_IDENTIFIER = 63
 
-# What psycopg, the pool and the timeout can raise; _translate turns each into a kvstore error.
+# What psycopg and the socket can raise; _translate turns each into a kvstore error.
 _FAILURES = (psycopg.Error, OSError, TimeoutError)
+
+# The driver's own options, in a URL or key=value string beside libpq's. connect_timeout is
+# also libpq's name: one setting, in seconds (libpq itself counts whole seconds, at least 2).
+_OPTIONS: dict[str, Callable[[str], Any]] = {
+    "table": str,
+    "pool_size": positive_int,
+    "max_size": positive_int,
+    "connect_timeout": positive_float,
+    "operation_timeout": positive_float,
+}
+
+
+def _abort(connection: Connection) -> None:
+    """Shut the connection's socket down, so that a read waiting on it ends at once."""
+    with contextlib.suppress(OSError, psycopg.Error):
+        descriptor = connection.pgconn.socket
+        # shutdown acts on the socket itself, which the duplicate shares; closing the
+        # duplicate leaves psycopg's descriptor for psycopg to close.
+        with socket.socket(fileno=os.dup(descriptor)) as duplicate:
+            duplicate.shutdown(socket.SHUT_RDWR)
+
+
+def _usable(connection: Connection) -> bool:
+    return not connection.closed and connection.pgconn.transaction_status == TransactionStatus.IDLE
+
+
+async def _discard(connection: Connection) -> None:
+    with contextlib.suppress(*_FAILURES):
+        await connection.close()
 
 
 class PostgreSQLDriver(BaseDriver):
     """Stores keys in one PostgreSQL table, created on first use if it is missing.
 
-    ``operation_timeout`` bounds the wait for a pooled connection and, as the sessions'
-    ``statement_timeout`` and libpq's ``tcp_user_timeout``, each statement and each unanswered
-    send; ``connect_timeout`` bounds each connection attempt. An operation that cannot reach
-    the server raises :class:`BackendUnavailable`; other server errors :class:`BackendError`.
-    After an outage the same driver works again: broken connections are dropped from the pool
-    and an operation that met one is retried once on a fresh connection.
+    Built from a connection string and keyword arguments as :func:`postgresql_driver`
+    describes. An operation that cannot reach the server, or gets no answer within
+    ``operation_timeout``, raises :class:`BackendUnavailable`; other server errors
+    :class:`BackendError`; each names the driver and ``host:port/dbname``, never a password.
+    After an outage the same driver works again: dead connections are dropped, and an
+    operation that met one is retried once on a fresh connection.
     """
 
     name = "postgresql"
@@ -69,13 +128,27 @@ class PostgreSQLDriver(BaseDriver):
     def __init__(
         self,
         connection_string: str = "postgresql://localhost/postgres",
-        table: str = "agentx_kv",
+        table: str | None = None,
         *,
-        min_size: int = 1,
-        max_size: int = 10,
-        connect_timeout: float = 5.0,
-        operation_timeout: float = 30.0,
+        pool_size: int | None = None,
+        max_size: int | None = None,
+        connect_timeout: float | None = None,
+        operation_timeout: float | None = None,
     ) -> None:
+        settings = read_connection_string(connection_string, _OPTIONS, where=self.name)
+        self.where = settings.where
+        where = f"postgresql at {self.where}"
+        options = settings.options
+
+        def pick(setting: str, argument: Any, default: Any, *aliases: tuple[str, Any]) -> Any:
+            # One setting, from an argument or the connection string, under either name.
+            given = {setting: argument, f"?{setting}": options.get(setting)}
+            for alias, alias_argument in aliases:
+                given[alias] = alias_argument
+                given[f"?{alias}"] = options.get(alias)
+            return settle(setting, given, default, where=where)
+
+        table = pick("table", table, DEFAULT_TABLE)
         if not isinstance(table, str) or not _IDENTIFIER.fullmatch(table):
             raise ConfigurationError(
                 f"table must be an identifier ([A-Za-z_][A-Za-z0-9_]*), not {table!r}"
@@ -84,19 +157,41 @@ class PostgreSQLDriver(BaseDriver):
             raise ConfigurationError(
                 f"table name {table!r} is longer than {_MAX_IDENTIFIER} characters"
             )
-        if not 0 <= min_size <= max_size or max_size < 1:
-            raise ConfigurationError("pool sizes need 0 <= min_size <= max_size and max_size >= 1")
         self.table = table
-        self.where = _where(connection_string)
-        self._conninfo = connection_string
-        self._password = _password(connection_string)
-        self._min_size = min_size
-        self._max_size = max_size
-        self._connect_timeout = connect_timeout
-        self._operation_timeout = operation_timeout
-        self._pool: AsyncConnectionPool[Connection] | None = None
-        self._open_lock: asyncio.Lock | None = None
-        self._last_connect_error: str | None = None
+        size = whole_number(
+            "pool_size",
+            pick("pool_size", pool_size, DEFAULT_POOL_SIZE, ("max_size", max_size)),
+            minimum=1,
+            where=where,
+        )
+        self._connect_timeout = timeout_seconds(
+            "connect_timeout",
+            pick("connect_timeout", connect_timeout, DEFAULT_CONNECT_TIMEOUT),
+            where=where,
+        )
+        self._operation_timeout = timeout_seconds(
+            "operation_timeout",
+            pick("operation_timeout", operation_timeout, DEFAULT_OPERATION_TIMEOUT),
+            where=where,
+        )
+        libpq = dict(settings.libpq)
+        hosts = max(1, len(libpq.get("host", "").split(",")))
+        # psycopg enforces libpq's connect_timeout per host, in whole seconds (at least 2); our
+        # own deadline below holds the attempt to the exact float, for every host together.
+        libpq["connect_timeout"] = str(max(2, math.ceil(self._connect_timeout)))
+        self._connect_deadline = self._connect_timeout * hosts
+        milliseconds = max(1, round(self._operation_timeout * 1000))
+        # Unacknowledged data to a vanished host fails the connection instead of hanging.
+        libpq.setdefault("tcp_user_timeout", str(milliseconds))
+        # The server cancels a statement that runs longer than operation_timeout. Sent with
+        # the startup packet, so it costs no round trip; a user's own setting wins.
+        user_options = libpq.get("options", "")
+        if "statement_timeout" not in user_options:
+            libpq["options"] = f"{user_options} -c statement_timeout={milliseconds}".strip()
+        self._conninfo = make_conninfo("", **libpq)
+        self._pool: Pool[Connection] = Pool(size, self._connect, _usable, _discard)
+        self._table_ready = False
+        self._open_lock = asyncio.Lock()
         # The name is validated as a plain identifier, so quoting it is all it needs.
         quoted = f'"{table}"'
         self._create = (
@@ -132,141 +227,105 @@ class PostgreSQLDriver(BaseDriver):
     # -- connection -------------------------------------------------------------------------
 
     async def open(self) -> None:
-        """Open the pool and create the table if missing; optional, first use does it too."""
-        await self._ready()
-
-    async def _ready(self) -> AsyncConnectionPool[Connection]:
+        """Connect and create the table if missing; optional, first use does it too."""
         self.ensure_open()
-        pool = self._pool
-        if pool is not None:
-            return pool
-        if self._open_lock is None:
-            self._open_lock = asyncio.Lock()
+        if not self._table_ready:
+            await self._prepare_table()
+
+    async def _prepare_table(self) -> None:
         async with self._open_lock:
-            # Another task may have opened it while this one waited for the lock.
-            if self._pool is not None:
-                return self._pool
-            self.ensure_open()
-            pool = AsyncConnectionPool(
-                self._conninfo,
-                connection_class=self._connection_class(),
-                kwargs=self._connection_options(),
-                configure=self._configure,
-                min_size=self._min_size,
-                max_size=self._max_size,
-                open=False,
-                # How long an operation may wait for a pooled connection.
-                timeout=self._operation_timeout,
-                # Reconnect quickly after an outage rather than backing off for minutes.
-                reconnect_timeout=max(self._operation_timeout, 60.0),
-                name=f"kvstore-{self.table}",
-            )
-            try:
-                async with asyncio.timeout(self._operation_timeout + self._connect_timeout):
-                    await pool.open(wait=False)
-                    async with pool.connection() as connection:
-                        await self._create_table(connection)
-            except _FAILURES as error:
-                await pool.close()
-                raise self._translate(error) from None
-            self._pool = pool
-            return pool
+            # Another task may have created it while this one waited for the lock.
+            if self._table_ready:
+                return
 
-    def _connection_options(self) -> dict[str, Any]:
-        # Options the connection string already sets win: it goes to libpq as the user wrote it.
-        given = conninfo_to_dict(self._conninfo)
-        ours: dict[str, Any] = {
-            "connect_timeout": max(1, round(self._connect_timeout)),
-            # Unacknowledged data to a vanished server fails the connection instead of hanging.
-            "tcp_user_timeout": round(self._operation_timeout * 1000),
-        }
-        options = {name: value for name, value in ours.items() if name not in given}
-        options["autocommit"] = True
-        return options
+            async def create(connection: Connection) -> None:
+                # Two processes creating the table at the same moment can collide on the
+                # catalog's unique index; the table then exists, which is all this wants.
+                with contextlib.suppress(psycopg.errors.UniqueViolation):
+                    await connection.execute(self._create)
 
-    async def _configure(self, connection: Connection) -> None:
-        # A statement that runs longer than operation_timeout is cancelled by the server.
-        # Run per pooled session rather than per operation, so it costs nothing per call.
-        milliseconds = max(1, round(self._operation_timeout * 1000))
-        await connection.execute(f"SET statement_timeout = {milliseconds}")
+            await self._attempts(create)
+            self._table_ready = True
 
-    def _connection_class(self) -> type[Connection]:
-        # The pool connects in the background and reports only "couldn't get a connection";
-        # remembering why the last attempt failed lets errors say so (refused, SSL, auth...).
-        driver = self
-
-        class RecordingConnection(AsyncConnection[Any]):
-            @classmethod
-            async def connect(cls, *args: Any, **kwargs: Any) -> Any:
-                try:
-                    connection = await super().connect(*args, **kwargs)
-                except psycopg.Error as error:
-                    driver._last_connect_error = str(error).strip()
-                    raise
-                driver._last_connect_error = None
-                return connection
-
-        return RecordingConnection
-
-    async def _create_table(self, connection: Connection) -> None:
-        # Two processes creating the table at the same moment can collide on the catalog's
-        # unique index; the table then exists, which is all this wants.
-        with contextlib.suppress(psycopg.errors.UniqueViolation):
-            await connection.execute(self._create)
+    async def _connect(self) -> Connection:
+        try:
+            async with asyncio.timeout(self._connect_deadline):
+                connection = await AsyncConnection.connect(self._conninfo, autocommit=True)
+        except TimeoutError:
+            raise BackendUnavailable(
+                f"no connection within connect_timeout={self._connect_timeout:g}s",
+                driver=self.name,
+                where=self.where,
+            ) from None
+        except _FAILURES as error:
+            raise self._translate(error) from None
+        _log.debug("postgresql at %s: opened a connection", self.where)
+        return connection
 
     def _translate(self, error: BaseException) -> BackendError:
+        # libpq's and the server's messages name the host and the cause; the connection string
+        # was checked before any connection, so none of them quotes it.
         text = f"{type(error).__name__}: {error}".strip()
-        if isinstance(error, PoolTimeout) and self._last_connect_error:
-            text += f" (last connection attempt: {self._last_connect_error})"
-        if self._password:
-            text = text.replace(self._password, "***")
         unreachable = isinstance(error, psycopg.OperationalError | OSError | TimeoutError)
         kind = BackendUnavailable if unreachable else BackendError
         return kind(text, driver=self.name, where=self.where)
 
-    async def _discard_pool(self, pool: AsyncConnectionPool[Connection]) -> None:
-        """Drop a pool that could not hand out a connection in time.
-
-        psycopg-pool retries failed connections with a growing backoff, so after a long outage
-        it may wait many seconds past the server's return before trying again. A fresh pool,
-        made on the next operation, connects at once instead.
-        """
-        if self._pool is pool:
-            self._pool = None
-        with contextlib.suppress(*_FAILURES):
-            await pool.close(timeout=0)
-
     async def _run(self, work: Callable[[Connection], Awaitable[_T]]) -> _T:
-        """Run ``work`` on a pooled connection, retrying once if that connection had died.
+        """Run ``work`` on a pooled connection within ``operation_timeout``; see _attempts."""
+        self.ensure_open()
+        if not self._table_ready:
+            await self._prepare_table()
+        return await self._attempts(work)
 
-        ``getconn``/``putconn`` rather than ``pool.connection()``: the context manager costs
-        about 15 µs per call, a quarter of a point read on loopback.
+    async def _attempts(self, work: Callable[[Connection], Awaitable[_T]]) -> _T:
+        """Run ``work``, once more on a fresh connection if the first one had died.
+
+        Every operation is idempotent (upserts, deletes, reads), so running one again after a
+        connection broke mid-way cannot apply it twice.
         """
-        pool = self._pool or await self._ready()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._operation_timeout
         for attempt in range(2):
             try:
-                connection = await pool.getconn()
-            except _FAILURES as error:
-                if isinstance(error, PoolTimeout):
-                    await self._discard_pool(pool)
-                raise self._translate(error) from None
+                connection = await self._pool.take(deadline)
+            except TimeoutError:
+                # _connect turns its own timeouts into BackendUnavailable: this is the deadline.
+                raise BackendUnavailable(
+                    f"no connection within operation_timeout={self._operation_timeout:g}s (all "
+                    f"{self._pool.size} pooled connections busy, or the server not answering)",
+                    driver=self.name,
+                    where=self.where,
+                ) from None
+            if self.closed:
+                await self._pool.give_back(connection, reusable=False)
+                self.ensure_open()
+            timer = loop.call_at(deadline, _abort, connection)
+            reusable = False
             try:
-                return await work(connection)
-            except psycopg.OperationalError as error:
-                if attempt or not connection.broken:
+                result = await work(connection)
+                reusable = True
+                return result
+            except _FAILURES as error:
+                if loop.time() >= deadline:
+                    raise BackendUnavailable(
+                        f"no answer within operation_timeout={self._operation_timeout:g}s",
+                        driver=self.name,
+                        where=self.where,
+                    ) from None
+                reusable = _usable(connection)
+                if attempt or reusable or not isinstance(error, psycopg.OperationalError):
                     raise self._translate(error) from None
-                stale = error
-            except _FAILURES as error:
-                raise self._translate(error) from None
             finally:
-                # A broken connection is discarded here; one left in a transaction is reset.
-                await pool.putconn(connection)
-            # The server went away since this connection was pooled (a restart): drop every
-            # dead idle connection, then try once more on a fresh one.
-            try:
-                await pool.check()
-            except _FAILURES:
-                raise self._translate(stale) from None
+                timer.cancel()
+                await self._pool.give_back(connection, reusable=reusable)
+            # The server went away since this connection was pooled (a restart): the other
+            # idle connections died with it. Drop them all, then try once on a fresh one.
+            dropped = await self._pool.drop_idle()
+            _log.info(
+                "postgresql at %s: a pooled connection had died; dropped %d idle, retrying",
+                self.where,
+                dropped,
+            )
         raise AssertionError("unreachable")  # pragma: no cover
 
     # -- primitives -------------------------------------------------------------------------
@@ -324,17 +383,6 @@ class PostgreSQLDriver(BaseDriver):
                 return
             last = rows[SCAN_PAGE - 1][0]
             first = False
-
-    async def close(self) -> None:
-        """Close the pool and its connections; idempotent."""
-        if self.closed:
-            return
-        self.mark_closed()
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            # Best effort: the connections are dropped either way.
-            with contextlib.suppress(*_FAILURES):
-                await pool.close()
 
     # -- batches ----------------------------------------------------------------------------
 
@@ -408,6 +456,13 @@ class PostgreSQLDriver(BaseDriver):
 
         await self._run(work)
 
+    async def close(self) -> None:
+        """Close the pool's connections; idempotent."""
+        if self.closed:
+            return
+        self.mark_closed()
+        await self._pool.close()
+
     def __repr__(self) -> str:
         return f"PostgreSQLDriver(where={self.where!r}, table={self.table!r})"
 
@@ -425,47 +480,33 @@ def _chunks(keys: list[str], values: list[bytes]) -> list[tuple[list[str], list[
     return chunks
 
 
-def _where(conninfo: str) -> str:
-    """Return ``host:port/dbname`` for errors, never credentials."""
-    try:
-        params = conninfo_to_dict(conninfo)
-    except psycopg.Error:
-        return redact_url(conninfo) if "://" in conninfo else "<unparsable connection string>"
-    host = str(params.get("host") or "localhost")
-    port = str(params.get("port") or "5432")
-    database = str(params.get("dbname") or params.get("user") or "")
-    return f"{host}:{port}/{database}"
-
-
-def _password(conninfo: str) -> str | None:
-    try:
-        password = conninfo_to_dict(conninfo).get("password")
-    except psycopg.Error:
-        return None
-    return str(password) if password else None
-
-
 def postgresql_driver(
     connection_string: str = "postgresql://localhost/postgres",
-    table: str = "agentx_kv",
+    table: str | None = None,
     *,
-    min_size: int = 1,
-    max_size: int = 10,
-    connect_timeout: float = 5.0,
-    operation_timeout: float = 30.0,
+    pool_size: int | None = None,
+    max_size: int | None = None,
+    connect_timeout: float | None = None,
+    operation_timeout: float | None = None,
 ) -> PostgreSQLDriver:
     """Return a PostgreSQL driver on ``table`` (no I/O until first use or :meth:`open`).
 
-    ``connection_string`` is a libpq URL or ``key=value`` string passed to libpq as it is, so
-    ``sslmode``, ``application_name`` and every other libpq option work. ``table`` must be a
-    plain identifier; it is created if missing. The pool keeps ``min_size`` to ``max_size``
-    connections. ``connect_timeout`` (rounded to whole seconds, at least 1, as libpq wants)
-    bounds each connection attempt; ``operation_timeout`` each operation.
+    ``connection_string`` is a libpq URL (``postgresql://`` or ``postgres://``, several hosts
+    allowed) or ``key=value`` string, read as libpq reads it; every libpq keyword works
+    (``sslmode``, ``application_name``, ...), and so do the driver's own options ``table``,
+    ``pool_size`` (or psycopg-pool's ``max_size``), ``connect_timeout`` and
+    ``operation_timeout``, in the string or as arguments. An unknown option, malformed text or
+    one setting given twice with different values raises :class:`ConfigurationError`, whose
+    message never holds a password. ``table`` (default ``agentx_kv``) must be a plain
+    identifier; it is created if missing. At most ``pool_size`` (default 10) connections are
+    open. ``connect_timeout`` (default 5 s) bounds each connection attempt, so an unreachable
+    server is reported within it; ``operation_timeout`` (default 10 s) bounds each operation,
+    its wait for a free connection included.
     """
     return PostgreSQLDriver(
         connection_string,
         table,
-        min_size=min_size,
+        pool_size=pool_size,
         max_size=max_size,
         connect_timeout=connect_timeout,
         operation_timeout=operation_timeout,
@@ -473,17 +514,6 @@ def postgresql_driver(
 
 
 def from_url(url: str) -> PostgreSQLDriver:
-    """Build a driver from a ``postgresql://`` or ``postgres://`` URL.
-
-    ``?table=NAME`` picks the table; every other query parameter is libpq's and stays.
-    """
-    parts = urlsplit(url)
-    table = "agentx_kv"
-    kept: list[tuple[str, str]] = []
-    for name, value in parse_qsl(parts.query, keep_blank_values=True):
-        if name == "table":
-            table = value
-        else:
-            kept.append((name, value))
-    cleaned = urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(kept), parts.fragment))
-    return PostgreSQLDriver(cleaned, table)
+    """Build a driver from a ``postgresql://`` or ``postgres://`` URL; see
+    :func:`postgresql_driver`."""
+    return PostgreSQLDriver(url)

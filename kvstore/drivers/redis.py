@@ -17,6 +17,14 @@ ever sees half a batch, and the scripts refuse to start when a foreign value of 
 sits at ``B:kv`` or ``B:keys``, the one thing that could make a command fail half-way, as Redis
 has no rollback).
 
+Waiting is bounded. Each operation (the wait for a pooled connection, the command, and the one
+retry on a fresh connection after a dropped one) runs under one deadline, ``operation_timeout``;
+each new connection must connect and answer a PING within ``connect_timeout``. A server that
+accepts connections and never answers (stopped with SIGSTOP) is therefore reported as
+:class:`BackendUnavailable` within ``connect_timeout`` when a connection is new, and within
+``operation_timeout`` when a pooled one was waiting for its reply. redis-py drops a connection whose command was interrupted, so a
+timed-out operation never leaves a reply behind for the next one to read.
+
 asyncio only: ``redis.asyncio`` does not run under trio.
 """
 
@@ -25,18 +33,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any, cast
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+import inspect
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from typing import Any, TypeVar, cast
 
 from kvstore.driver import BaseDriver
 from kvstore.drivers._extras import missing_extra
+from kvstore.drivers._settings import settle, timeout_seconds, whole_number
 from kvstore.errors import BackendError, BackendUnavailable, ConfigurationError, InvalidKey
 from kvstore.keys import prefix_successor, validate_key
-from kvstore.urls import redact_url
+from kvstore.urls import ParsedURL, boolean, parse_url, positive_float, positive_int, take_options
 
 try:
     import redis.asyncio as aioredis
+    from redis.asyncio.connection import AbstractConnection
     from redis.asyncio.retry import Retry
     from redis.backoff import ExponentialBackoff
     from redis.exceptions import ConnectionError as RedisConnectionError
@@ -47,13 +58,42 @@ except ImportError as error:  # pragma: no cover - exercised in a subprocess tes
 
 __all__ = ["RedisDriver", "from_url", "redis_driver"]
 
+_T = TypeVar("_T")
+
+_log = logging.getLogger(__name__)
+# Silent until the application configures logging: without a handler anywhere on their path,
+# records at WARNING and above would reach logging's last-resort handler, that is stderr.
+# A NullHandler counts as a handler and does not stop propagation to the application's own.
+_log.addHandler(logging.NullHandler())
+logging.getLogger("redis").addHandler(logging.NullHandler())
+
+
+
+class _SilentServer(RedisError):
+    """A new connection got no answer to its handshake within connect_timeout.
+
+    Not a redis-py ConnectionError or TimeoutError on purpose: redis-py retries those, which
+    would multiply the wait; this one ends the operation at once as BackendUnavailable.
+    """
+
+
 # Everything a redis-py call can raise; _translate turns each into a kvstore error.
 _FAILURES = (RedisError, OSError, TimeoutError)
+_UNREACHABLE = (RedisConnectionError, RedisTimeoutError, _SilentServer, OSError, TimeoutError)
 
 # Keys fetched per ZRANGEBYLEX page while scanning or clearing: bounds memory per round trip.
 SCAN_PAGE = 1000
 # Keys per HMGET in get_many; larger requests are pipelined in chunks.
 BATCH_CHUNK = 5000
+
+DEFAULT_PORT = 6379
+DEFAULT_POOL_SIZE = 50
+DEFAULT_CONNECT_TIMEOUT = 5.0
+# Ten seconds: a 10,000-item batch or a 16 MiB value takes well under a second on a healthy
+# server, so this only ever fires on a server that is stopped, overloaded or cut off, and it
+# stays short enough that such a server is reported while a caller still cares.
+DEFAULT_OPERATION_TIMEOUT = 10.0
+SCHEMES = ("redis", "rediss")
 
 # Each write script first checks that the base's two keys hold what this driver put there: a
 # command failing half-way through a script is not rolled back, and a foreign value of another
@@ -129,9 +169,9 @@ _SCRIPTS = {
 class RedisDriver(BaseDriver):
     """Stores keys under one ``base`` of a Redis database; see the module docstring for the layout.
 
-    At most ``max_connections`` connections are open: a task that finds every one busy waits up
-    to ``socket_timeout`` seconds for one. Unreachable servers
-    and timeouts raise :class:`BackendUnavailable`; other server errors :class:`BackendError`.
+    Built from a URL and keyword arguments as :func:`redis_driver` describes. Unreachable
+    servers and timeouts raise :class:`BackendUnavailable`; other server errors
+    :class:`BackendError`; each names the driver and ``host:port/db``, never a password.
     """
 
     name = "redis"
@@ -140,44 +180,142 @@ class RedisDriver(BaseDriver):
     def __init__(
         self,
         url: str = "redis://localhost:6379",
-        base: str = "agentx",
+        base: str | None = None,
         *,
-        max_connections: int = 50,
-        socket_timeout: float = 5.0,
-        socket_connect_timeout: float = 5.0,
-        retries: int = 1,
+        pool_size: int | None = None,
+        connect_timeout: float | None = None,
+        operation_timeout: float | None = None,
+        retries: int | None = None,
         client_name: str | None = None,
         **redis_options: Any,
     ) -> None:
-        if max_connections < 1:
-            raise ConfigurationError("max_connections must be at least 1")
+        parsed = parse_url(url, schemes=SCHEMES, default_port=DEFAULT_PORT)
+        tls = parsed.scheme == "rediss"
+        options = take_options(
+            parsed.options, {**_OPTIONS, **_TLS_OPTIONS} if tls else _OPTIONS, where=self.name
+        )
+        host, port = parsed.hosts[0] if parsed.hosts else ("", None)
+        host, port = host or "localhost", port or DEFAULT_PORT  # redis-py's defaults
+        database = self._database(parsed, options.pop("db", None))
+        shown_host = f"[{host}]" if ":" in host else host
+        self.where = f"{shown_host}:{port}/{database}"
+        where = f"redis at {self.where}"
+
+        def pick(setting: str, argument: Any, default: Any, *aliases: str) -> Any:
+            # One setting, from an argument or the URL, under our name or redis-py's.
+            given = {setting: argument, f"?{setting}": options.pop(setting, None)}
+            for alias in aliases:
+                given[alias] = redis_options.pop(alias, None)
+                given[f"?{alias}"] = options.pop(alias, None)
+            return settle(setting, given, default, where=where)
+
+        chosen_base: str = pick("base", base, "agentx")
         try:
-            validate_key(base)
+            validate_key(chosen_base)
         except InvalidKey as error:
             raise ConfigurationError(f"invalid Redis base: {error}") from None
-        self.base = base
-        self.where = _where(url)
-        self._url = url
-        password = urlsplit(url).password
-        self._password = unquote(password) if password else None
-        self._hash = f"{base}:kv"
-        self._index = f"{base}:keys"
-        self._pool_options: dict[str, Any] = {
-            "max_connections": max_connections,
-            "socket_timeout": socket_timeout,
-            "socket_connect_timeout": socket_connect_timeout,
-            # A stale pooled connection (server restarted) is retried once on a fresh one.
-            "retry": Retry(ExponentialBackoff(cap=0.25, base=0.02), retries),
-            "client_name": client_name,
-            **redis_options,
+        self.base = chosen_base
+        self._pool_size = whole_number(
+            "pool_size",
+            pick("pool_size", pool_size, DEFAULT_POOL_SIZE, "max_connections"),
+            minimum=1,
+            where=where,
+        )
+        self._connect_timeout = timeout_seconds(
+            "connect_timeout",
+            pick("connect_timeout", connect_timeout, DEFAULT_CONNECT_TIMEOUT,
+                 "socket_connect_timeout"),
+            where=where,
+        )
+        self._operation_timeout = timeout_seconds(
+            "operation_timeout",
+            pick("operation_timeout", operation_timeout, DEFAULT_OPERATION_TIMEOUT,
+                 "socket_timeout"),
+            where=where,
+        )
+        attempts = whole_number("retries", pick("retries", retries, 1), minimum=0, where=where)
+        name = pick("client_name", client_name, None)
+        connection_class = aioredis.SSLConnection if tls else aioredis.Connection
+        self._connection_options = {
+            "connection_class": connection_class,
+            "max_connections": self._pool_size,
+            "host": host,
+            "port": port,
+            "db": database,
+            **self._credentials(parsed, redis_options, where),
+            # socket_timeout bounds each read; the operation's own deadline bounds the retry too.
+            "socket_timeout": self._operation_timeout,
+            "socket_connect_timeout": self._connect_timeout,
+            # A stale pooled connection (server restarted) is retried on a fresh one.
+            "retry": Retry(ExponentialBackoff(cap=0.25, base=0.02), attempts),
+            "client_name": name,
+            "redis_connect_func": self._handshake,
+            **self._native_options(connection_class, options, redis_options, where),
         }
+        self._hash = f"{chosen_base}:kv"
+        self._index = f"{chosen_base}:keys"
         self._client: aioredis.Redis | None = None
         # redis-py's BlockingConnectionPool waits for a free connection but costs ~10 µs per
         # command; a semaphore in front of the plain pool bounds connections just as well and
         # costs nothing while a connection is free.
-        self._slots = asyncio.Semaphore(max_connections)
-        self._max_connections = max_connections
-        self._slot_timeout = socket_timeout
+        self._slots = asyncio.Semaphore(self._pool_size)
+
+    # -- configuration ----------------------------------------------------------------------
+
+    def _database(self, parsed: ParsedURL, option: int | None) -> int:
+        path: int | None = None
+        if parsed.path:
+            try:
+                path = _database(parsed.path)
+            except ValueError:
+                # redis-py would silently use database 0 here: refuse instead.
+                raise ConfigurationError(
+                    "redis: the URL path must be a database number such as /0 or /15, not "
+                    f"/{parsed.path!r}"
+                ) from None
+        if path is not None and option is not None and path != option:
+            raise ConfigurationError(
+                f"redis: the URL names database {path} in its path and {option} in ?db="
+            )
+        return path if path is not None else option if option is not None else 0
+
+    @staticmethod
+    def _credentials(parsed: ParsedURL, given: dict[str, Any], where: str) -> dict[str, Any]:
+        credentials: dict[str, Any] = {}
+        for field, from_url in (("username", parsed.username), ("password", parsed.password)):
+            argument = given.pop(field, None)
+            if argument is not None and from_url is not None:
+                # Never compare or show them: the values are secrets.
+                raise ConfigurationError(f"{where}: {field} is given both in the URL and as an "
+                                         "argument; give it once")
+            value = argument if argument is not None else from_url
+            if value:  # as redis-py reads a URL: an empty user or password is none at all
+                credentials[field] = value
+        return credentials
+
+    @staticmethod
+    def _native_options(
+        connection_class: type[AbstractConnection],
+        from_url: dict[str, Any],
+        given: dict[str, Any],
+        where: str,
+    ) -> dict[str, Any]:
+        known = _connection_parameters(connection_class) - _OWN_CONNECTION_SETTINGS
+        unknown = sorted(set(given) - known)
+        if unknown:
+            raise ConfigurationError(
+                f"{where}: unknown option(s) {', '.join(unknown)} for redis-py's "
+                f"{connection_class.__name__}"
+            )
+        merged = dict(from_url)
+        for option, value in given.items():
+            if option in merged and merged[option] != value:
+                raise ConfigurationError(
+                    f"{where}: {option} is given both in the URL and as an argument, with "
+                    "different values; give it once"
+                )
+            merged[option] = value
+        return merged
 
     # -- connection -------------------------------------------------------------------------
 
@@ -187,35 +325,53 @@ class RedisDriver(BaseDriver):
         self.ensure_open()
         client = self._client
         if client is None:
-            pool = aioredis.ConnectionPool.from_url(self._url, **self._pool_options)
+            pool = aioredis.ConnectionPool(**self._connection_options)
             client = self._client = aioredis.Redis(connection_pool=pool)
         return client
 
-    async def _take_slot(self) -> None:
-        slots = self._slots
-        if not slots.locked():
-            await slots.acquire()  # free: returns at once
-            return
+    async def _handshake(self, connection: AbstractConnection) -> None:
+        # redis-py's own handshake sends nothing with the default settings, so a server that
+        # accepts connections and never answers would only show at the first command's
+        # operation_timeout. A PING, under connect_timeout, reports it within that instead.
         try:
-            async with asyncio.timeout(self._slot_timeout):
-                await slots.acquire()
-            if self.closed:
-                # Closed while this task waited: using the pool now would reopen connections.
-                slots.release()
-                self.ensure_open()
+            async with asyncio.timeout(self._connect_timeout):
+                await connection.on_connect()
+                await connection.send_command("PING", check_health=False)
+                await connection.read_response()
         except TimeoutError:
-            raise BackendUnavailable(
-                f"all {self._max_connections} connections stayed busy for {self._slot_timeout}s",
-                driver=self.name,
-                where=self.where,
+            raise _SilentServer(
+                f"no answer to the connection handshake within "
+                f"connect_timeout={self._connect_timeout:g}s"
             ) from None
 
+    async def _call(self, command: Callable[[aioredis.Redis], Awaitable[_T]]) -> _T:
+        """Run ``command`` on the client under the operation's deadline, errors translated."""
+        client = self._redis()
+        try:
+            async with asyncio.timeout(self._operation_timeout):
+                await self._slots.acquire()
+                try:
+                    if self._client is not client:
+                        # Closed while this task waited: the pool would reopen connections.
+                        self.ensure_open()
+                    return await command(client)
+                finally:
+                    self._slots.release()
+        except _FAILURES as error:
+            raise self._translate(error) from None
+
     def _translate(self, error: BaseException) -> BackendError:
-        text = f"{type(error).__name__}: {error}"
-        if self._password:
-            text = text.replace(self._password, "***")
-        unreachable = (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError)
-        kind = BackendUnavailable if isinstance(error, unreachable) else BackendError
+        if type(error) is TimeoutError:
+            # Our own deadline (asyncio.timeout), which carries no message of its own.
+            text = (
+                f"no answer (or no free connection) within "
+                f"operation_timeout={self._operation_timeout:g}s"
+            )
+        else:
+            # redis-py's messages name the host and the cause, never the password.
+            text = f"{type(error).__name__}: {error}"
+        kind = BackendUnavailable if isinstance(error, _UNREACHABLE) else BackendError
+        _log.debug("redis at %s: %s", self.where, text)
         return kind(text, driver=self.name, where=self.where)
 
     async def _script(self, client: aioredis.Redis, sha: str, *args: Any) -> Any:
@@ -231,55 +387,27 @@ class RedisDriver(BaseDriver):
 
     async def get(self, key: str) -> bytes | None:
         """Return the value stored under ``key``, or ``None`` (one HGET)."""
-        client = self._redis()
-        await self._take_slot()
-        try:
-            return cast("bytes | None", await client.hget(self._hash, key))
-        except _FAILURES as error:
-            raise self._translate(error) from None
-        finally:
-            self._slots.release()
+        return cast("bytes | None", await self._call(lambda client: client.hget(self._hash, key)))
 
     async def set(self, key: str, value: bytes) -> None:
         """Store ``value`` under ``key``: value and index entry in one atomic script call."""
-        client = self._redis()
-        await self._take_slot()
-        try:
-            await self._script(client, _SET_SHA, key, value)
-        except _FAILURES as error:
-            raise self._translate(error) from None
-        finally:
-            self._slots.release()
+        await self._call(lambda client: self._script(client, _SET_SHA, key, value))
 
     async def delete(self, key: str) -> None:
         """Remove ``key`` and its index entry in one atomic script call."""
-        client = self._redis()
-        await self._take_slot()
-        try:
-            await self._script(client, _DELETE_SHA, key)
-        except _FAILURES as error:
-            raise self._translate(error) from None
-        finally:
-            self._slots.release()
+        await self._call(lambda client: self._script(client, _DELETE_SHA, key))
 
     async def keys(self, prefix: str = "") -> AsyncIterator[str]:
         """Yield the keys starting with ``prefix`` in order, ``SCAN_PAGE`` per round trip."""
         low, high = _lex_range(prefix)
         while True:
-            client = self._redis()
-            # The slot is held for one page only: a paused or abandoned scan holds nothing.
-            await self._take_slot()
-            try:
-                # One member past the page tells whether another page exists, which saves the
-                # empty round trip a scan would end with whenever the matches fill whole pages.
-                page = cast(
-                    "list[bytes]",
-                    await client.zrangebylex(self._index, low, high, start=0, num=SCAN_PAGE + 1),
-                )
-            except _FAILURES as error:
-                raise self._translate(error) from None
-            finally:
-                self._slots.release()
+            # One call per page: a paused or abandoned scan holds no connection. One member
+            # past the page tells whether another page exists, which saves the empty round
+            # trip a scan would end with whenever the matches fill whole pages.
+            def page_from(client: aioredis.Redis, low: bytes = low) -> Awaitable[Any]:
+                return client.zrangebylex(self._index, low, high, start=0, num=SCAN_PAGE + 1)
+
+            page = cast("list[bytes]", await self._call(page_from))
             for member in page[:SCAN_PAGE]:
                 yield member.decode("utf-8")
             if len(page) <= SCAN_PAGE:
@@ -294,83 +422,141 @@ class RedisDriver(BaseDriver):
         self.mark_closed()
         client, self._client = self._client, None
         if client is not None:
-            # Best effort: the connections are dropped either way.
+            # Best effort and bounded (a stopped server may never answer the goodbye): the
+            # connections are dropped either way.
             with contextlib.suppress(*_FAILURES):
-                await client.aclose()
-            with contextlib.suppress(*_FAILURES):
-                await client.connection_pool.disconnect()
+                async with asyncio.timeout(self._operation_timeout):
+                    with contextlib.suppress(*_FAILURES):
+                        await client.aclose()
+                    await client.connection_pool.disconnect()
 
     # -- batches ----------------------------------------------------------------------------
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         """Return the values of ``keys`` in order, from HMGET chunks in one round trip."""
-        client = self._redis()
         if not keys:
+            self.ensure_open()
             return []
-        await self._take_slot()
-        try:
+
+        async def read(client: aioredis.Redis) -> list[bytes | None]:
             if len(keys) <= BATCH_CHUNK:
                 return cast("list[bytes | None]", await client.hmget(self._hash, list(keys)))
             pipe = client.pipeline(transaction=False)
             for start in range(0, len(keys), BATCH_CHUNK):
                 pipe.hmget(self._hash, list(keys[start : start + BATCH_CHUNK]))
             chunks = cast("list[list[bytes | None]]", await pipe.execute())
-        except _FAILURES as error:
-            raise self._translate(error) from None
-        finally:
-            self._slots.release()
-        return [value for chunk in chunks for value in chunk]
+            return [value for chunk in chunks for value in chunk]
+
+        return await self._call(read)
 
     async def set_many(self, items: Sequence[tuple[str, bytes]]) -> None:
         """Store every pair, the last one per key winning, all or nothing in one script call."""
-        client = self._redis()
         if not items:
+            self.ensure_open()
             return
         # HSET with a repeated field keeps the last value, so pairs need no de-duplication.
         flat = [part for pair in items for part in pair]
-        await self._take_slot()
-        try:
-            await self._script(client, _SET_MANY_SHA, *flat)
-        except _FAILURES as error:
-            raise self._translate(error) from None
-        finally:
-            self._slots.release()
+        await self._call(lambda client: self._script(client, _SET_MANY_SHA, *flat))
 
     async def delete_many(self, keys: Sequence[str]) -> None:
         """Remove every key in ``keys``, all or nothing in one script call."""
-        client = self._redis()
         if not keys:
+            self.ensure_open()
             return
-        await self._take_slot()
-        try:
-            await self._script(client, _DELETE_MANY_SHA, *keys)
-        except _FAILURES as error:
-            raise self._translate(error) from None
-        finally:
-            self._slots.release()
+        await self._call(lambda client: self._script(client, _DELETE_MANY_SHA, *keys))
 
     async def clear(self, prefix: str = "") -> None:
         """Remove every key starting with ``prefix``; ``""`` unlinks the base's two Redis keys."""
-        client = self._redis()
-        await self._take_slot()
-        try:
-            if not prefix:
-                # UNLINK frees a large hash in the background instead of blocking the server.
-                await client.unlink(self._hash, self._index)
+        if not prefix:
+            # UNLINK frees a large hash in the background instead of blocking the server.
+            await self._call(lambda client: client.unlink(self._hash, self._index))
+            return
+        low, high = _lex_range(prefix)
+        # Page by page, each page atomic and under its own deadline, so a huge prefix never
+        # blocks the server, or this call's deadline, for long.
+        while True:
+            removed = await self._call(
+                lambda client: self._script(client, _CLEAR_SHA, low, high, SCAN_PAGE)
+            )
+            if int(removed) < SCAN_PAGE:
                 return
-            low, high = _lex_range(prefix)
-            # Page by page, each page atomic, so a huge prefix never blocks the server for long.
-            while True:
-                removed = int(await self._script(client, _CLEAR_SHA, low, high, SCAN_PAGE))
-                if removed < SCAN_PAGE:
-                    return
-        except _FAILURES as error:
-            raise self._translate(error) from None
-        finally:
-            self._slots.release()
 
     def __repr__(self) -> str:
         return f"RedisDriver(where={self.where!r}, base={self.base!r})"
+
+
+def _database(text: str) -> int:
+    """A Redis database number: a decimal integer from 0 up."""
+    if not text.isdecimal() or not text.isascii():
+        raise ValueError("expected a database number (0, 1, 2, ...)")
+    return int(text)
+
+
+def _non_negative_int(text: str) -> int:
+    if not text.isdecimal() or not text.isascii():
+        raise ValueError("expected a whole number from 0 up")
+    return int(text)
+
+
+def _protocol(text: str) -> int:
+    if text not in ("2", "3"):
+        raise ValueError("expected 2 or 3")
+    return int(text)
+
+
+def _cert_reqs(text: str) -> str:
+    if text not in ("none", "optional", "required"):
+        raise ValueError("expected none, optional or required")
+    return text
+
+
+# URL query options: ours, then redis-py's own names that users copy from its documentation.
+_OPTIONS: Mapping[str, Callable[[str], Any]] = {
+    "base": str,
+    "pool_size": positive_int,
+    "connect_timeout": positive_float,
+    "operation_timeout": positive_float,
+    "retries": _non_negative_int,
+    "db": _database,
+    "max_connections": positive_int,
+    "socket_timeout": positive_float,
+    "socket_connect_timeout": positive_float,
+    "socket_keepalive": boolean,
+    "health_check_interval": _non_negative_int,
+    "client_name": str,
+    "protocol": _protocol,
+}
+# TLS options only mean something on rediss://.
+_TLS_OPTIONS: Mapping[str, Callable[[str], Any]] = {
+    "ssl_cert_reqs": _cert_reqs,
+    "ssl_ca_certs": str,
+    "ssl_ca_path": str,
+    "ssl_certfile": str,
+    "ssl_keyfile": str,
+    "ssl_check_hostname": boolean,
+}
+# Settings the driver makes itself: a keyword argument may not set them behind its back.
+_OWN_CONNECTION_SETTINGS = frozenset(
+    {"host", "port", "db", "username", "password", "socket_timeout", "socket_connect_timeout",
+     "retry", "client_name", "connection_class", "max_connections", "decode_responses",
+     "redis_connect_func"}
+)
+
+
+def _connection_parameters(connection_class: type[AbstractConnection]) -> frozenset[str]:
+    """The keyword arguments redis-py's connection class (and its bases) accept."""
+    names: set[str] = set()
+    for cls in connection_class.__mro__:
+        init = cls.__dict__.get("__init__")
+        if init is not None:
+            names.update(
+                name
+                for name, parameter in inspect.signature(init).parameters.items()
+                if parameter.kind is parameter.KEYWORD_ONLY
+                or parameter.kind is parameter.POSITIONAL_OR_KEYWORD
+            )
+    names.discard("self")
+    return frozenset(names)
 
 
 def _lex_range(prefix: str) -> tuple[bytes, bytes]:
@@ -381,46 +567,37 @@ def _lex_range(prefix: str) -> tuple[bytes, bytes]:
     return low, high
 
 
-def _where(url: str) -> str:
-    """Return ``host:port/db`` for errors, without credentials."""
-    try:
-        parts = urlsplit(url)
-        if parts.scheme == "unix":
-            return redact_url(url)
-        host = parts.hostname or "localhost"
-        port = parts.port or 6379
-    except ValueError:
-        return redact_url(url)
-    database = parts.path.lstrip("/") or "0"
-    return f"{host}:{port}/{database}"
-
-
 def redis_driver(
     url: str = "redis://localhost:6379",
-    base: str = "agentx",
+    base: str | None = None,
     *,
-    max_connections: int = 50,
-    socket_timeout: float = 5.0,
-    socket_connect_timeout: float = 5.0,
+    pool_size: int | None = None,
+    connect_timeout: float | None = None,
+    operation_timeout: float | None = None,
     retries: int = 1,
     client_name: str | None = None,
     **redis_options: Any,
 ) -> RedisDriver:
     """Return a Redis driver storing its keys under ``base`` (no I/O until first use).
 
-    ``base`` follows the key rules (non-empty, no control characters, no empty ``:`` segment)
-    and isolates this storage from every other base in the same database. ``socket_timeout``
-    bounds each command and the wait for a pooled connection; ``socket_connect_timeout`` each
-    connection attempt; a failed command is retried ``retries`` times on a fresh connection
-    before :class:`BackendUnavailable` is raised. Other keyword arguments go to redis-py's
-    connection (``ssl_ca_certs``, ``username``, ...).
+    ``url`` is a ``redis://`` or ``rediss://`` URL read as redis-py reads it (database number
+    as the path, ``?base=``, ``?pool_size=``, ``?connect_timeout=``, ``?operation_timeout=``,
+    and redis-py's own options); anything malformed or unknown raises
+    :class:`ConfigurationError`. ``base`` (default ``agentx``) follows the key rules and
+    isolates this storage from every other base in the same database. At most ``pool_size``
+    (default 50; redis-py's ``max_connections`` is the same setting) connections are open.
+    ``connect_timeout`` (default 5 s; ``socket_connect_timeout``) bounds each connection
+    attempt, ``operation_timeout`` (default 10 s; ``socket_timeout``) each whole operation,
+    including the wait for a free connection and ``retries`` retries on a fresh connection.
+    Other keyword arguments go to redis-py's connection (``ssl_ca_certs``, ...); a name it
+    does not know raises :class:`ConfigurationError`.
     """
     return RedisDriver(
         url,
         base,
-        max_connections=max_connections,
-        socket_timeout=socket_timeout,
-        socket_connect_timeout=socket_connect_timeout,
+        pool_size=pool_size,
+        connect_timeout=connect_timeout,
+        operation_timeout=operation_timeout,
         retries=retries,
         client_name=client_name,
         **redis_options,
@@ -428,21 +605,5 @@ def redis_driver(
 
 
 def from_url(url: str) -> RedisDriver:
-    """Build a driver from a ``redis://`` or ``rediss://`` URL.
-
-    ``?base=NAME`` picks the base and ``?max_connections=N`` the pool bound; every other query
-    parameter is redis-py's own (``socket_timeout``, ``ssl_cert_reqs``, ...).
-    """
-    parts = urlsplit(url)
-    options: dict[str, Any] = {}
-    kept: list[tuple[str, str]] = []
-    for name, value in parse_qsl(parts.query, keep_blank_values=True):
-        if name == "base":
-            options["base"] = value
-        elif name == "max_connections":
-            # Ours, not redis-py's: the driver's own bound sits in front of the pool.
-            options["max_connections"] = int(value)
-        else:
-            kept.append((name, value))
-    cleaned = urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(kept), parts.fragment))
-    return RedisDriver(cleaned, **options)
+    """Build a driver from a ``redis://`` or ``rediss://`` URL; see :func:`redis_driver`."""
+    return RedisDriver(url)

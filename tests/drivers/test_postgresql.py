@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
+import anyio
 import psycopg
 import pytest
+from hypothesis import given, settings
+from psycopg.conninfo import conninfo_to_dict
 
 import kvstore.drivers.postgresql as postgresql_module
 from kvstore import create_storage
@@ -14,9 +19,15 @@ from kvstore.drivers.postgresql import PostgreSQLDriver, from_url, postgresql_dr
 from kvstore.errors import BackendError, BackendUnavailable, ConfigurationError
 from kvstore.storage import Storage
 from kvstore.testing import DriverConformance, DriverFactory
+from tests.support.hostile_urls import MARK, HostileURL, hostile_urls
 from tests.support.load import check_tasks_share_a_bounded_pool
-from tests.support.outage import check_outage_and_recovery, check_restart_between_operations
+from tests.support.outage import (
+    LIVENESS_SLACK,
+    check_outage_and_recovery,
+    check_restart_between_operations,
+)
 from tests.support.postgresql_instance import PostgreSQLInstance
+from tests.support.quiet import QuietChild, check_silent_through, silent_server
 from tests.support.servers import POSTGRESQL_URL, free_port, server_unreachable
 
 
@@ -95,12 +106,16 @@ def test_invalid_table_name_is_refused(name: str) -> None:
         postgresql_driver(POSTGRESQL_URL, table=name)
 
 
-def test_from_url_strips_only_the_table() -> None:
+def test_from_url_takes_the_table_and_keeps_libpq_options() -> None:
     driver = from_url("postgres://u:pw@db.example:6543/app?table=tenant_kv&sslmode=require")
     assert isinstance(driver, PostgreSQLDriver)
     assert driver.table == "tenant_kv"
     assert driver.where == "db.example:6543/app"
-    assert driver._conninfo == "postgres://u:pw@db.example:6543/app?sslmode=require"
+    assert conninfo_to_dict(driver._conninfo) | {"options": None} == {
+        "host": "db.example", "port": "6543", "user": "u", "password": "pw", "dbname": "app",
+        "sslmode": "require", "connect_timeout": "5", "tcp_user_timeout": "10000",
+        "options": None,
+    }
 
 
 @pytest.mark.anyio
@@ -182,8 +197,12 @@ async def test_two_hundred_concurrent_tasks_share_a_bounded_pool(
 ) -> None:
     marker = f"kvtest-{uuid.uuid4().hex[:10]}"
     pool_size = 5
-    url = _with_options(POSTGRESQL_URL, application_name=marker)
-    storage = Storage(postgresql_driver(url, table=table, max_size=pool_size))
+    # The bound comes from the URL, as users tune pools in the connection string.
+    url = _with_options(
+        POSTGRESQL_URL, application_name=marker, table=table, pool_size=str(pool_size)
+    )
+    storage = create_storage(url)
+    assert isinstance(storage.driver, PostgreSQLDriver)
 
     def connections() -> int:
         row = admin.execute(
@@ -243,3 +262,220 @@ async def test_a_restart_between_operations_goes_unnoticed(
     private_postgresql: PostgreSQLInstance, outage_storage: Storage
 ) -> None:
     await check_restart_between_operations(outage_storage, private_postgresql)
+
+
+# -- connection strings -----------------------------------------------------------------------
+
+
+def _libpq(driver: PostgreSQLDriver) -> dict[str, Any]:
+    return conninfo_to_dict(driver._conninfo)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "postgresql://u:pw@h1:5433,[::1]:5434/app?table=t2&pool_size=3&sslmode=prefer",
+        "host=h1,::1 port=5433,5434 user=u password=pw dbname=app table=t2 pool_size=3 "
+        "sslmode=prefer",
+        "host = h1,::1  port=5433,5434 user='u' password = 'pw' dbname=app table=t2 pool_size=3 "
+        "sslmode=prefer",
+    ],
+)
+def test_a_url_and_a_key_value_string_mean_the_same(text: str) -> None:
+    driver = postgresql_driver(text)
+    assert driver.table == "t2"
+    assert driver._pool.size == 3
+    assert driver.where == "h1:5433,[::1]:5434/app"
+    given = _libpq(driver)
+    assert {name: given[name] for name in ("host", "port", "user", "password", "dbname")} == {
+        "host": "h1,::1", "port": "5433,5434", "user": "u", "password": "pw", "dbname": "app",
+    }
+    assert given["sslmode"] == "prefer"
+
+
+def test_quoted_and_escaped_key_value_passwords_reach_libpq_exactly() -> None:
+    driver = postgresql_driver(r"host=h password='it\'s a \\ pass' dbname=d")
+    assert _libpq(driver)["password"] == "it's a \\ pass"
+    assert "pass" not in repr(driver)
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("postgresql://h/d?bogus=1", "bogus"),
+        ("postgresql://h/d?max_connections=1", "max_connections"),
+        ("host=h bogus=1", "bogus"),
+        ("postgresql://h:0/d", "65535"),
+        ("postgresql://h:70000/d", "65535"),
+        ("postgresql://[::zz]/d", "IPv6"),
+        ("postgresql://h/d?host=other", "host"),
+        ("postgresql://h/d?dbname=other", "dbname"),
+        ("postgresql://h/d?pool_size=0", "pool_size"),
+        ("postgresql://h/d?pool_size=2&max_size=3", "pool_size"),
+        ("postgresql://h/d?connect_timeout=0", "connect_timeout"),
+        ("postgresql://h/d?operation_timeout=inf", "operation_timeout"),
+        ("postgresql://h/d?table=a-b", "table"),
+        ("host=h host=i", "twice"),
+        ("host=h dbname", "cannot be read"),
+        ("host='h", "unterminated"),
+        ("mysql://h/d", "postgresql://"),
+    ],
+)
+def test_malformed_or_unknown_connection_strings_are_refused(text: str, words: str) -> None:
+    with pytest.raises(ConfigurationError, match=words):
+        postgresql_driver(text)
+
+
+def test_a_setting_given_twice_must_agree() -> None:
+    assert postgresql_driver("postgresql://h/d?pool_size=4", max_size=4)._pool.size == 4
+    with pytest.raises(ConfigurationError, match="pool_size"):
+        postgresql_driver("postgresql://h/d?pool_size=4", pool_size=5)
+    with pytest.raises(ConfigurationError, match="connect_timeout"):
+        postgresql_driver("host=h connect_timeout=3", connect_timeout=4)
+    with pytest.raises(ConfigurationError, match="table"):
+        postgresql_driver("postgresql://h/d?table=a", table="b")
+
+
+def test_timeouts_reach_libpq_and_the_server() -> None:
+    driver = postgresql_driver("postgresql://h/d?connect_timeout=0.5&operation_timeout=3")
+    given = _libpq(driver)
+    assert given["connect_timeout"] == "2"  # libpq's whole seconds, at least 2
+    assert driver._connect_timeout == 0.5  # our own deadline holds the exact value
+    assert given["tcp_user_timeout"] == "3000"
+    assert "statement_timeout=3000" in given["options"]
+    defaults = postgresql_driver("postgresql://h/d")
+    assert (defaults._connect_timeout, defaults._operation_timeout) == (5.0, 10.0)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "host=h password=Zq9SEKRIT Zq9SEKRIT dbname=d",  # a raw space cuts the password
+        "host=h password='Zq9SEKRIT dbname=d",
+        "host=h password=Zq9SEKRIT Zq9SEKRIT=x dbname=d",  # the piece reads as a keyword
+        "postgresql://u@h/d?password=Zq9SEKRIT&Zq9SEKRIT=x",
+        "postgresql://u:Zq9SEKRIT@Zq9SEKRIT@h/d",
+        "postgresql://u:Zq9SEKRIT/Zq9SEKRIT@h/d",
+        "postgresql://u@h/d?password=Zq9SEKRIT&Zq9SEKRIT",
+    ],
+)
+def test_a_refused_connection_string_never_echoes_the_password(text: str) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        postgresql_driver(text)
+    assert MARK not in str(caught.value)
+    assert "Zq9" not in str(caught.value)
+
+
+@settings(max_examples=40, deadline=None)
+@given(case=hostile_urls(("postgresql", "postgres", "postgresql-query", "libpq")))
+def test_no_piece_of_a_hostile_password_shows_anywhere(case: HostileURL) -> None:
+    """Refused with a clean message, or accepted: then repr, where, the unavailability error
+    and every log record are clean, and libpq gets the password exactly."""
+    try:
+        driver = postgresql_driver(case.url, connect_timeout=2, operation_timeout=3)
+    except ConfigurationError as error:
+        refused: ConfigurationError | None = error
+    else:
+        refused = None
+    if refused is not None:
+        assert MARK not in str(refused)
+        return
+    assert MARK not in repr(driver)
+    assert MARK not in driver.where
+    if case.spelling == "encoded" or (case.scheme == "libpq" and case.spelling != "raw"):
+        assert _libpq(driver)["password"] == case.password
+    records: list[logging.LogRecord] = []
+    handler = _Collect(records)
+    logging.getLogger().addHandler(handler)
+    try:
+        failure = anyio.run(_first_failure, driver)
+    finally:
+        logging.getLogger().removeHandler(handler)
+    assert isinstance(failure, BackendUnavailable)
+    assert MARK not in str(failure)
+    assert not [record for record in records if MARK in record.getMessage()]
+
+
+class _Collect(logging.Handler):
+    def __init__(self, records: list[logging.LogRecord]) -> None:
+        super().__init__(logging.DEBUG)
+        self.records = records
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+async def _first_failure(driver: PostgreSQLDriver) -> BaseException | None:
+    storage = Storage(driver)
+    try:
+        await storage.get("a")
+    except BackendUnavailable as error:
+        return error
+    finally:
+        await storage.close()
+    return None
+
+
+# -- bounded waits, silence -------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_a_refused_connection_is_reported_at_once_with_the_reason() -> None:
+    storage = Storage(postgresql_driver(f"postgresql://root@127.0.0.1:{free_port()}/test"))
+    try:
+        started = anyio.current_time()
+        with pytest.raises(BackendUnavailable, match="refused"):
+            await storage.get("a")
+        # Within the default connect_timeout (5 s), plus slack for a loaded machine.
+        assert anyio.current_time() - started < 5 + LIVENESS_SLACK
+    finally:
+        await storage.close()
+
+
+@pytest.mark.anyio
+async def test_a_server_that_never_answers_is_reported_within_the_default_connect_timeout(
+) -> None:
+    with silent_server() as port:
+        storage = Storage(postgresql_driver(f"postgresql://root@127.0.0.1:{port}/test"))
+        try:
+            started = anyio.current_time()
+            # Ours or libpq's own connect_timeout (the same 5 s) ends it, whichever is first.
+            with pytest.raises(BackendUnavailable, match="timeout"):
+                await storage.get("a")
+            # A liveness bound, generous for a loaded machine: not a speed claim.
+            assert anyio.current_time() - started < 5 + LIVENESS_SLACK
+        finally:
+            await storage.close()
+
+
+@pytest.mark.anyio
+async def test_a_stopped_server_is_reported_within_the_operation_timeout(
+    private_postgresql: PostgreSQLInstance,
+) -> None:
+    driver = postgresql_driver(
+        private_postgresql.url, table="paused", connect_timeout=1, operation_timeout=1.5
+    )
+    async with Storage(driver) as storage:
+        await storage.set("a", 1)
+        private_postgresql.pause()
+        try:
+            started = anyio.current_time()
+            with pytest.raises(BackendUnavailable, match="operation_timeout"):
+                await storage.get("a")
+            assert anyio.current_time() - started < 1.5 + LIVENESS_SLACK
+        finally:
+            private_postgresql.resume()
+        assert await storage.get("a") == 1
+
+
+def test_nothing_reaches_stderr_without_logging_config(
+    private_postgresql: PostgreSQLInstance,
+) -> None:
+    check_silent_through(
+        _with_options(private_postgresql.url, operation_timeout="3", connect_timeout="1"),
+        private_postgresql.stop,
+        private_postgresql.start,
+    )
+    child = QuietChild(f"postgresql://root@127.0.0.1:{free_port()}/test?connect_timeout=1")
+    assert child.phase("refused") == ["unavailable"] * 4
+    assert child.finish() == ""

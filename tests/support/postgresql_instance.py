@@ -8,9 +8,11 @@ command runs through ``runuser -u postgres --``.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -85,9 +87,53 @@ class PostgreSQLInstance:
                 time.sleep(READY_POLL_SECONDS)
         raise RuntimeError(f"the private PostgreSQL on port {self.port} never became ready")
 
+    def _server_pids(self) -> list[int]:
+        """The postmaster and its children (backends, checkpointer, ...), postmaster first."""
+        try:
+            postmaster = int((self.data / "postmaster.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return []
+        children = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    # The parent pid is the 4th field, after "(command)", which may hold spaces.
+                    fields = (entry / "stat").read_text().rpartition(")")[2].split()
+                except OSError:
+                    continue
+                if int(fields[1]) == postmaster:
+                    children.append(int(entry.name))
+        return [postmaster, *children]
+
+    def _signal_all(self, signum: int) -> None:
+        for pid in self._server_pids():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
+
+    def kill(self) -> None:
+        """SIGKILL the postmaster and every child at once, as a machine crash would, and wait
+        until the postmaster is gone (its data directory then needs crash recovery)."""
+        pids = self._server_pids()
+        self._signal_all(signal.SIGKILL)
+        for _ in range(READY_ATTEMPTS):
+            if not any(Path(f"/proc/{pid}").exists() for pid in pids):
+                return
+            time.sleep(READY_POLL_SECONDS)
+        raise RuntimeError("the private PostgreSQL survived SIGKILL")
+
+    def pause(self) -> None:
+        """SIGSTOP every server process: connections are still accepted, nothing answers."""
+        self._signal_all(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT every server process."""
+        self._signal_all(signal.SIGCONT)
+
     def stop(self) -> None:
         """Stop the server (fast shutdown: clients are cut off, committed data kept)."""
-        if (self.data / "postmaster.pid").exists():
+        pids = self._server_pids()
+        if pids and Path(f"/proc/{pids[0]}").exists():  # not after kill(): nothing to stop
+            self._signal_all(signal.SIGCONT)  # a paused server could not act on the request
             self._run(str(self.bindir / "pg_ctl"), "stop", "-w", "-t", "60", "-m", "fast",
                       "-D", str(self.data))
 

@@ -6,7 +6,9 @@ persistence fsynced on every write, so every write the server acknowledged survi
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -85,11 +87,29 @@ class RedisInstance:
         except OSError:
             return False
 
+    def kill(self) -> None:
+        """Kill the server with SIGKILL, as a crash would, and wait until it is gone."""
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait()
+
+    def pause(self) -> None:
+        """Stop the server with SIGSTOP: it keeps accepting connections and answers nothing."""
+        if self._process is not None:
+            os.kill(self._process.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """Let a paused server run again (SIGCONT)."""
+        if self._process is not None:
+            os.kill(self._process.pid, signal.SIGCONT)
+
     def stop(self) -> None:
         """Stop the server (SIGTERM: it finishes its append-only file) and wait for it."""
         process, self._process = self._process, None
         if process is None or process.poll() is not None:
             return
+        os.kill(process.pid, signal.SIGCONT)  # a paused server could not act on SIGTERM
         process.terminate()
         try:
             process.wait(timeout=30)

@@ -41,12 +41,7 @@ from urllib.parse import quote
 
 from kvstore.driver import BaseDriver
 from kvstore.drivers._extras import missing_extra
-from kvstore.drivers._server_settings import (
-    DEFAULT_CONNECT_TIMEOUT,
-    DEFAULT_OPERATION_TIMEOUT,
-    resolve,
-    seconds,
-)
+from kvstore.drivers._settings import settle, timeout_seconds, whole_number
 from kvstore.errors import BackendError, BackendUnavailable, ConfigurationError
 from kvstore.keys import prefix_successor
 from kvstore.urls import (
@@ -93,6 +88,10 @@ IN_CHUNK = 500
 # How often a reader retries when a large value is replaced while it reads it.
 _READ_RETRIES = 5
 DEFAULT_POOL_SIZE = 50
+# An unreachable server is reported within about this long; no operation waits longer than
+# DEFAULT_OPERATION_TIMEOUT (the same defaults on every server driver).
+DEFAULT_CONNECT_TIMEOUT = 5.0
+DEFAULT_OPERATION_TIMEOUT = 10.0
 
 _UNAVAILABLE = (
     ConnectionFailure,  # AutoReconnect, NetworkTimeout, ServerSelectionTimeoutError, ...
@@ -180,51 +179,66 @@ class MongoDBDriver(BaseDriver):
         self._redacted = parsed.redacted()
         self._password = parsed.password or ""
         self._connection_string = _rebuild(parsed, native)
-        pool = resolve(
+        where = "mongodb"
+        pool = whole_number(
             "pool_size",
-            [
-                ("argument pool_size", _count("pool_size", pool_size)),
-                ("argument max_pool_size", _count("max_pool_size", max_pool_size)),
-                ("URL option pool_size", ours.get("pool_size")),
-                ("maxPoolSize", _native_int(native, keywords, _NATIVE_POOL)),
-            ],
-            DEFAULT_POOL_SIZE,
-            driver="mongodb",
+            settle(
+                "pool_size",
+                {
+                    "pool_size": pool_size,
+                    "max_pool_size": max_pool_size,
+                    "?pool_size": ours.get("pool_size"),
+                    "maxPoolSize": _native_number(native, keywords, _NATIVE_POOL, 1),
+                },
+                DEFAULT_POOL_SIZE,
+                where=where,
+            ),
+            minimum=1,
+            where=where,
         )
-        connect = resolve(
+        connect = timeout_seconds(
             "connect_timeout",
-            [
-                ("argument connect_timeout", seconds("connect_timeout", connect_timeout,
-                                                     driver="mongodb")),
-                ("URL option connect_timeout", ours.get("connect_timeout")),
-                ("connectTimeoutMS", _native_seconds(native, keywords, _NATIVE_CONNECT)),
-            ],
-            DEFAULT_CONNECT_TIMEOUT,
-            driver="mongodb",
+            settle(
+                "connect_timeout",
+                {
+                    "connect_timeout": connect_timeout,
+                    "?connect_timeout": ours.get("connect_timeout"),
+                    "connectTimeoutMS": _native_seconds(native, keywords, _NATIVE_CONNECT),
+                },
+                DEFAULT_CONNECT_TIMEOUT,
+                where=where,
+            ),
+            where=where,
         )
-        operation = resolve(
+        operation = timeout_seconds(
             "operation_timeout",
-            [
-                ("argument operation_timeout", seconds("operation_timeout", operation_timeout,
-                                                       driver="mongodb")),
-                ("URL option operation_timeout", ours.get("operation_timeout")),
-                ("socketTimeoutMS", _native_seconds(native, keywords, _NATIVE_SOCKET)),
-                ("timeoutMS", _native_seconds(native, keywords, _NATIVE_CSOT)),
-            ],
-            DEFAULT_OPERATION_TIMEOUT,
-            driver="mongodb",
+            settle(
+                "operation_timeout",
+                {
+                    "operation_timeout": operation_timeout,
+                    "?operation_timeout": ours.get("operation_timeout"),
+                    "socketTimeoutMS": _native_seconds(native, keywords, _NATIVE_SOCKET),
+                    "timeoutMS": _native_seconds(native, keywords, _NATIVE_CSOT),
+                },
+                DEFAULT_OPERATION_TIMEOUT,
+                where=where,
+            ),
+            where=where,
         )
-        selection = resolve(
+        selection = timeout_seconds(
             "server_selection_timeout",
-            [
-                ("argument server_selection_timeout",
-                 seconds("server_selection_timeout", server_selection_timeout,
-                         driver="mongodb")),
-                ("serverSelectionTimeoutMS",
-                 _native_seconds(native, keywords, _NATIVE_SELECTION)),
-            ],
-            connect,
-            driver="mongodb",
+            settle(
+                "server_selection_timeout",
+                {
+                    "server_selection_timeout": server_selection_timeout,
+                    "serverSelectionTimeoutMS": _native_seconds(
+                        native, keywords, _NATIVE_SELECTION
+                    ),
+                },
+                connect,
+                where=where,
+            ),
+            where=where,
         )
         self.pool_size = pool
         self.connect_timeout = connect
@@ -710,14 +724,17 @@ def _native_text(
     return native.get(name)
 
 
-def _native_int(native: Mapping[str, str], keywords: Mapping[str, Any], name: str) -> int | None:
+def _native_number(
+    native: Mapping[str, str], keywords: Mapping[str, Any], name: str, minimum: int
+) -> int | None:
     value = _native_text(native, keywords, name)
     if value is None:
         return None
-    number = int(str(value))
-    if number < 1:
-        raise ConfigurationError(f"mongodb: {name} must be at least 1")
-    return number
+    try:
+        number = int(str(value))
+    except ValueError:
+        raise ConfigurationError(f"mongodb: {name} must be a whole number") from None
+    return whole_number(name, number, minimum=minimum, where="mongodb")
 
 
 def _native_seconds(
@@ -732,14 +749,6 @@ def _native_seconds(
             f"mongodb: {name} must be a positive number of milliseconds (0 would wait forever)"
         )
     return milliseconds / 1000
-
-
-def _count(name: str, value: int | None) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigurationError(f"mongodb: {name} must be a whole number of at least 1")
-    return value
 
 
 def _ms(value: float) -> int:

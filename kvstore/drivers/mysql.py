@@ -40,12 +40,7 @@ import anyio.to_thread
 
 from kvstore.driver import BaseDriver
 from kvstore.drivers._extras import missing_extra
-from kvstore.drivers._server_settings import (
-    DEFAULT_CONNECT_TIMEOUT,
-    DEFAULT_OPERATION_TIMEOUT,
-    resolve,
-    seconds,
-)
+from kvstore.drivers._settings import settle, timeout_seconds, whole_number
 from kvstore.errors import BackendError, BackendUnavailable, ConfigurationError
 from kvstore.keys import prefix_successor
 from kvstore.urls import ParsedURL, boolean, parse_url, positive_float, positive_int, take_options
@@ -68,6 +63,10 @@ __all__ = [
 _T = TypeVar("_T")
 _log = logging.getLogger(__name__)
 DEFAULT_POOL_SIZE = 10
+# An unreachable server is reported within about this long; no operation waits longer than
+# DEFAULT_OPERATION_TIMEOUT (the same defaults on every server driver).
+DEFAULT_CONNECT_TIMEOUT = 5.0
+DEFAULT_OPERATION_TIMEOUT = 10.0
 
 _TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 # Keys fetched per page while scanning: bounds memory (at most ~2 MiB of keys) per round trip.
@@ -215,43 +214,49 @@ class MySQLDriver(BaseDriver):
                 "underscores, not starting with a digit"
             )
         parsed, params, options = parse_mysql_url(uri)
-        if pool_size is not None and (
-            isinstance(pool_size, bool) or not isinstance(pool_size, int) or pool_size < 1
-        ):
-            raise ConfigurationError("mysql: pool_size must be a whole number of at least 1")
+        where = "mysql"
         self.table = table
-        self.pool_size = resolve(
+        self.pool_size = whole_number(
             "pool_size",
-            [("argument pool_size", pool_size), ("URL option pool_size",
-                                                 options.get("pool_size"))],
-            DEFAULT_POOL_SIZE,
-            driver="mysql",
+            settle(
+                "pool_size",
+                {"pool_size": pool_size, "?pool_size": options.get("pool_size")},
+                DEFAULT_POOL_SIZE,
+                where=where,
+            ),
+            minimum=1,
+            where=where,
         )
-        self.connect_timeout = resolve(
+        self.connect_timeout = timeout_seconds(
             "connect_timeout",
-            [
-                ("argument connect_timeout", seconds("connect_timeout", connect_timeout,
-                                                     driver="mysql")),
-                ("URL option connect_timeout", options.get("connect_timeout")),
-            ],
-            DEFAULT_CONNECT_TIMEOUT,
-            driver="mysql",
+            settle(
+                "connect_timeout",
+                {
+                    "connect_timeout": connect_timeout,
+                    "?connect_timeout": options.get("connect_timeout"),
+                },
+                DEFAULT_CONNECT_TIMEOUT,
+                where=where,
+            ),
+            where=where,
         )
-        self.operation_timeout = resolve(
+        # PyMySQL's read_timeout and write_timeout are this setting's native names.
+        self.operation_timeout = timeout_seconds(
             "operation_timeout",
-            [
-                ("argument operation_timeout", seconds("operation_timeout", operation_timeout,
-                                                       driver="mysql")),
-                ("URL option operation_timeout", options.get("operation_timeout")),
-                ("argument read_timeout", seconds("read_timeout", read_timeout,
-                                                  driver="mysql")),
-                ("URL option read_timeout", options.get("read_timeout")),
-                ("argument write_timeout", seconds("write_timeout", write_timeout,
-                                                   driver="mysql")),
-                ("URL option write_timeout", options.get("write_timeout")),
-            ],
-            DEFAULT_OPERATION_TIMEOUT,
-            driver="mysql",
+            settle(
+                "operation_timeout",
+                {
+                    "operation_timeout": operation_timeout,
+                    "?operation_timeout": options.get("operation_timeout"),
+                    "read_timeout": read_timeout,
+                    "?read_timeout": options.get("read_timeout"),
+                    "write_timeout": write_timeout,
+                    "?write_timeout": options.get("write_timeout"),
+                },
+                DEFAULT_OPERATION_TIMEOUT,
+                where=where,
+            ),
+            where=where,
         )
         self._params = params
         self._password: str = params.get("password", "")

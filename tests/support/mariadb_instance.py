@@ -7,6 +7,7 @@ It runs ``mariadbd`` on a free loopback port with its data in a temporary direct
 from __future__ import annotations
 
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -125,12 +126,35 @@ class MariaDBInstance:
         process, self._process = self._process, None
         if process is None or process.poll() is not None:
             return
+        process.send_signal(signal.SIGCONT)  # a paused server cannot act on SIGTERM
         process.terminate()
         try:
             process.wait(timeout=_STOP_SECONDS)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+    def kill(self) -> None:
+        """Kill the server with SIGKILL, as a crash would, and wait until the process has ended.
+
+        ``start()`` then serves the same data (InnoDB recovers from its redo log).
+        """
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGCONT)
+        process.kill()
+        process.wait()
+
+    def pause(self) -> None:
+        """Stop the server (SIGSTOP): its connections stay open and nothing answers."""
+        assert self._process is not None
+        self._process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """Let a paused server run again (SIGCONT)."""
+        assert self._process is not None
+        self._process.send_signal(signal.SIGCONT)
 
     def __enter__(self) -> MariaDBInstance:
         self.start()

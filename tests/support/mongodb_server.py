@@ -107,9 +107,11 @@ class SecantusProcess:
     stopped server keeps its connections open and never answers.
     """
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, test_commands: bool = False) -> None:
         self.directory = directory
         self.port = free_port()
+        # configureFailPoint and the other test-only commands, as mongod's enableTestCommands.
+        self.test_commands = test_commands
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -144,6 +146,7 @@ class SecantusProcess:
                 str(self.directory / "data"),
                 "--log-level",
                 "WARNING",
+                *(["--enable-test-commands"] if self.test_commands else []),
             ],
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -25,6 +25,7 @@ from kvstore.storage import Storage
 from kvstore.testing import DriverConformance, DriverFactory
 from tests.support.hostile_urls import MARK, HostileURL, hostile_urls
 from tests.support.mongodb_server import MongoDBTarget, mongodb_target
+from tests.support.quiet import silent_server
 from tests.support.servers import free_port
 
 __all__ = ["mongodb_target"]  # the session fixture, imported so pytest finds it here
@@ -480,3 +481,21 @@ async def test_unreachable_server_is_reported_within_the_connect_timeout_and_sil
     finally:
         await storage.close()
     assert capfd.readouterr().err == ""
+
+
+@pytest.mark.anyio
+async def test_a_server_that_never_answers_is_unavailable_within_the_timeouts() -> None:
+    # The kernel completes the TCP handshake; nothing ever answers. The bound is generous: a
+    # liveness check, not a speed claim.
+    with silent_server() as port:
+        storage = Storage(
+            from_url(f"mongodb://127.0.0.1:{port}/db?connect_timeout=1&operation_timeout=2")
+        )
+        try:
+            with anyio.fail_after(60), pytest.raises(BackendUnavailable):
+                await storage.get("a")
+            with anyio.fail_after(60), pytest.raises(BackendUnavailable):
+                await storage.set("a", 1)
+        finally:
+            with anyio.fail_after(60):
+                await storage.close()

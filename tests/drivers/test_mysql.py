@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +20,7 @@ from kvstore.testing import DriverConformance, DriverFactory
 from tests.support.hostile_urls import MARK, HostileURL, hostile_urls
 from tests.support.mariadb_instance import MariaDBInstance, mariadb_available
 from tests.support.outage import check_outage_and_recovery, check_restart_between_operations
+from tests.support.quiet import silent_server
 from tests.support.servers import MYSQL_URL, free_port, server_unreachable
 
 _SIXTEEN_MIB = 16 * 1024 * 1024
@@ -240,16 +240,14 @@ async def test_a_hung_server_times_out_as_unavailable(private_server: MariaDBIns
     )
     async with Storage(driver) as storage:
         await storage.set("k", 1)
-        process = private_server._process
-        assert process is not None
-        process.send_signal(signal.SIGSTOP)
+        private_server.pause()
         try:
             with pytest.raises(BackendUnavailable):
                 await storage.get("k")
             with pytest.raises(BackendUnavailable):
                 await storage.set_many({"a": 1, "b": 2})
         finally:
-            process.send_signal(signal.SIGCONT)
+            private_server.resume()
         assert await storage.get("k") == 1
 
 
@@ -467,3 +465,22 @@ async def test_unreachable_server_is_reported_within_the_connect_timeout_and_sil
     finally:
         await storage.close()
     assert capfd.readouterr().err == ""
+
+
+@pytest.mark.anyio
+async def test_a_server_that_never_answers_is_unavailable_within_the_timeouts() -> None:
+    # The kernel completes the TCP handshake; nothing ever answers. The bound is generous: a
+    # liveness check, not a speed claim.
+    with silent_server() as port:
+        storage = Storage(
+            mysql_driver(
+                f"mysql://root@127.0.0.1:{port}/test?connect_timeout=1&operation_timeout=2"
+            )
+        )
+        try:
+            with anyio.fail_after(60), pytest.raises(BackendUnavailable):
+                await storage.get("a")
+            with anyio.fail_after(60), pytest.raises(BackendUnavailable):
+                await storage.set("a", 1)
+        finally:
+            await storage.close()

@@ -15,6 +15,7 @@ from types import TracebackType
 
 import pymysql
 
+from tests.support.outage import sigstop_and_wait
 from tests.support.servers import free_port
 
 __all__ = ["MariaDBInstance", "mariadb_available"]
@@ -149,7 +150,7 @@ class MariaDBInstance:
     def pause(self) -> None:
         """Stop the server (SIGSTOP): its connections stay open and nothing answers."""
         assert self._process is not None
-        self._process.send_signal(signal.SIGSTOP)
+        sigstop_and_wait(self._process.pid)
 
     def resume(self) -> None:
         """Let a paused server run again (SIGCONT)."""

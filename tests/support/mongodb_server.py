@@ -27,6 +27,7 @@ from types import TracebackType
 
 import pytest
 
+from tests.support.outage import sigstop_and_wait
 from tests.support.servers import MONGODB_URL, free_port, server_unreachable
 
 __all__ = [
@@ -180,7 +181,7 @@ class SecantusProcess:
     def pause(self) -> None:
         """Stop the server process (SIGSTOP): connections stay open, nothing answers."""
         assert self._process is not None
-        self._process.send_signal(signal.SIGSTOP)
+        sigstop_and_wait(self._process.pid)
 
     def resume(self) -> None:
         """Let a paused server run again (SIGCONT)."""

@@ -72,6 +72,11 @@ except ImportError as error:  # pragma: no cover - exercised in a subprocess tes
 __all__ = ["MongoDBDriver", "from_url", "mongodb_driver"]
 
 _log = logging.getLogger(__name__)
+# Silent until the application configures logging: a NullHandler counts as a handler, so
+# Python's last-resort stderr output never fires, and it does not stop propagation to the
+# application's own handlers.
+_log.addHandler(logging.NullHandler())
+logging.getLogger("pymongo").addHandler(logging.NullHandler())
 _T = TypeVar("_T")
 
 # Values up to this size are one document; the rest of the 16 MB leaves room for a 1 KiB key.

@@ -62,6 +62,11 @@ __all__ = [
 
 _T = TypeVar("_T")
 _log = logging.getLogger(__name__)
+# Silent until the application configures logging: a NullHandler counts as a handler, so
+# Python's last-resort stderr output never fires, and it does not stop propagation to the
+# application's own handlers.
+_log.addHandler(logging.NullHandler())
+logging.getLogger("pymysql").addHandler(logging.NullHandler())
 DEFAULT_POOL_SIZE = 10
 # An unreachable server is reported within about this long; no operation waits longer than
 # DEFAULT_OPERATION_TIMEOUT (the same defaults on every server driver).

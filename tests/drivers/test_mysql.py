@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -211,8 +212,9 @@ def private_server(tmp_path: Path) -> Iterator[MariaDBInstance]:
 
 @pytest.mark.anyio
 async def test_outage_raises_unavailable_and_the_same_storage_recovers(
-    private_server: MariaDBInstance,
+    private_server: MariaDBInstance, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="kvstore.drivers.mysql")
     driver = mysql_driver(
         private_server.url,
         "outage",
@@ -226,6 +228,11 @@ async def test_outage_raises_unavailable_and_the_same_storage_recovers(
     assert driver.open_connections >= 1
     await check_restart_between_operations(storage, private_server)
     await storage.close()
+    # The pooled connection the restart killed was replaced, and that was logged.
+    assert any(
+        record.name == "kvstore.drivers.mysql" and "retrying once" in record.getMessage()
+        for record in caplog.records
+    )
 
 
 @pytest.mark.anyio

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import re
 import socket
 import threading
@@ -84,6 +85,8 @@ IN_CHUNK = 10_000
 IN_CHUNK_BYTES = 4 << 20
 # A connection idle longer than this is pinged before use (the server may have closed it).
 IDLE_PING_SECONDS = 30.0
+# The shortest socket wait set near a deadline (a timeout of 0 would mean "non-blocking").
+_MIN_WAIT = 0.01
 # Room in a packet beyond the hex-encoded key and value: the statement text and the header.
 _PACKET_SLACK = 512
 
@@ -383,7 +386,23 @@ class MySQLDriver(BaseDriver):
     async def _in_worker(self, work: Callable[[Connection], _T], deadline: float) -> _T:
         assert self._limiter is not None
         # The worker thread cannot be cancelled: take the limiter's token here, where waiting
-        # for it can time out, and keep it until the thread is done.
+        # for it can time out, and keep it until the thread is done. A free token is taken
+        # without a cancel scope (the common case, and a scope costs more than the rest).
+        try:
+            self._limiter.acquire_nowait()
+        except anyio.WouldBlock:
+            await self._wait_for_token(deadline)
+        try:
+            # Never waits: at most pool_size tasks hold a token of self._limiter. Its own
+            # limiter keeps the driver off the default one that other libraries share.
+            return await anyio.to_thread.run_sync(
+                self._call, work, deadline, limiter=self._threads
+            )
+        finally:
+            self._limiter.release()
+
+    async def _wait_for_token(self, deadline: float) -> None:
+        assert self._limiter is not None
         try:
             with anyio.fail_after(max(0.0, deadline - time.monotonic())):
                 await self._limiter.acquire()
@@ -394,14 +413,6 @@ class MySQLDriver(BaseDriver):
                 driver=self.name,
                 where=self.where,
             ) from None
-        try:
-            # Never waits: at most pool_size tasks hold a token of self._limiter. Its own
-            # limiter keeps the driver off the default one that other libraries share.
-            return await anyio.to_thread.run_sync(
-                self._call, work, deadline, limiter=self._threads
-            )
-        finally:
-            self._limiter.release()
 
     async def _prepare(self, deadline: float) -> None:
         # No await between the checks and the assignments: concurrent first uses share one.
@@ -775,7 +786,10 @@ def _bound_waits(connection: Connection, deadline: float) -> None:
     PyMySQL applies ``_read_timeout`` / ``_write_timeout`` to its socket before each read and
     write (it compares them with the timeout last set), so changing them is enough.
     """
-    left = _time_left(deadline)
+    # Rounded down to a tenth of a second: the wait still ends by the deadline, and successive
+    # operations mostly set the same value, which PyMySQL then does not re-apply to the socket
+    # (a settimeout per operation would cost a few percent of a point read).
+    left = max(_MIN_WAIT, math.floor(_time_left(deadline) * 10) / 10)
     connection._read_timeout = left  # type: ignore[attr-defined]
     connection._write_timeout = left  # type: ignore[attr-defined]
 

@@ -5,7 +5,9 @@ a STAND-IN speaking MongoDB's wire protocol, not MongoDB, so its absolute figure
 about MongoDB's speed; the ratios still measure what the driver and Storage add on top of the
 same client talking to the same socket.
 
-Both sides use their own database with a random name (dropped afterwards), ``{_id: key, v:
+Both sides acknowledge a write once it is journaled (``journal=True``, the driver's default),
+so that both do the same work. Both sides use their own database with a random name (dropped
+afterwards), ``{_id: key, v:
 Binary(orjson)}`` documents and the best batch forms: one unordered ``bulk_write`` of upserting
 ``ReplaceOne`` for a batch set, and ``$in`` queries for a batch get, of 500 keys each when the
 server is SecantusDB (its ``$in`` takes time quadratic in the list's length: one list of 10,000
@@ -37,7 +39,7 @@ class RawPyMongo:
     """The raw baseline: ``AsyncMongoClient`` used directly."""
 
     def __init__(self, url: str, database: str, *, in_chunk: int = 500) -> None:
-        self.client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(url)
+        self.client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(url, journal=True)
         self.in_chunk = in_chunk
         self.database = database
         self.collection = self.client[database]["storage"]

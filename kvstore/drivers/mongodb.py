@@ -17,24 +17,45 @@ write reads the key again. The common path stays one document.
 Batches use ``bulk_write`` / ``delete_many``: one round trip per chunk of keys, **not atomic**
 (multi-document transactions need a replica set, which this driver does not assume). asyncio
 only: ``pymongo.AsyncMongoClient`` does not run under trio.
+
+Cancellation and timeouts. PyMongo's pool and server selection wait on an asyncio condition
+through ``asyncio.wait_for``; on Python 3.11 a task cancelled during that wait can leave the
+inner wait running and the pool's lock held for good, after which every later operation, the
+client's ``close`` and the event loop's final cancel-all-tasks wait forever. So no PyMongo call
+is ever cancelled from outside: each operation first takes one of ``pool_size`` slots (a plain
+semaphore, safe to cancel), then runs as its own task that PyMongo's own timeouts end, and the
+caller waits for it at most ``operation_timeout`` (shielded: a cancelled or timed-out caller
+returns at once, the task finishes in the background and frees its slot). With at most
+``pool_size`` operations running, PyMongo's pool never makes anyone wait.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
-from collections.abc import AsyncIterator, Sequence
-from typing import Any
-from urllib.parse import unquote, urlsplit
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from typing import Any, TypeVar
+from urllib.parse import quote
 
 from kvstore.driver import BaseDriver
 from kvstore.drivers._extras import missing_extra
-from kvstore.errors import BackendError, BackendUnavailable, ConfigurationError, UnknownScheme
+from kvstore.drivers._settings import settle, timeout_seconds, whole_number
+from kvstore.errors import BackendError, BackendUnavailable, ConfigurationError
 from kvstore.keys import prefix_successor
-from kvstore.urls import redact_url
+from kvstore.urls import (
+    ParsedURL,
+    is_secret_option,
+    parse_url,
+    positive_float,
+    positive_int,
+    take_options,
+)
 
 try:
+    import pymongo.common
+    import pymongo.uri_parser_shared
     from bson import Binary
     from pymongo import AsyncMongoClient, DeleteMany, ReplaceOne, ReturnDocument
     from pymongo.asynchronous.collection import AsyncCollection
@@ -50,6 +71,14 @@ except ImportError as error:  # pragma: no cover - exercised in a subprocess tes
 
 __all__ = ["MongoDBDriver", "from_url", "mongodb_driver"]
 
+_log = logging.getLogger(__name__)
+# Silent until the application configures logging: a NullHandler counts as a handler, so
+# Python's last-resort stderr output never fires, and it does not stop propagation to the
+# application's own handlers.
+_log.addHandler(logging.NullHandler())
+logging.getLogger("pymongo").addHandler(logging.NullHandler())
+_T = TypeVar("_T")
+
 # Values up to this size are one document; the rest of the 16 MB leaves room for a 1 KiB key.
 INLINE_LIMIT = 15 * 1024 * 1024
 # Size of each chunk document of a large value.
@@ -63,6 +92,11 @@ BATCH_CHUNK = 10_000
 IN_CHUNK = 500
 # How often a reader retries when a large value is replaced while it reads it.
 _READ_RETRIES = 5
+DEFAULT_POOL_SIZE = 50
+# An unreachable server is reported within about this long; no operation waits longer than
+# DEFAULT_OPERATION_TIMEOUT (the same defaults on every server driver).
+DEFAULT_CONNECT_TIMEOUT = 5.0
+DEFAULT_OPERATION_TIMEOUT = 10.0
 
 _UNAVAILABLE = (
     ConnectionFailure,  # AutoReconnect, NetworkTimeout, ServerSelectionTimeoutError, ...
@@ -73,16 +107,54 @@ _UNAVAILABLE = (
     TimeoutError,
 )
 _NAME_FORBIDDEN = frozenset('/\\. "$*<>:|?\x00')
+_SCHEMES = ("mongodb", "mongodb+srv")
+
+# kvstore's own URL options (the same names on every server driver).
+_OUR_OPTIONS: dict[str, Callable[[str], Any]] = {
+    "pool_size": positive_int,
+    "connect_timeout": positive_float,
+    "operation_timeout": positive_float,
+}
+# PyMongo's names (lower-cased: PyMongo reads option names case-insensitively) for the settings
+# the driver manages itself; they are passed as keyword arguments, not left in the URL.
+_NATIVE_POOL = "maxpoolsize"
+_NATIVE_CONNECT = "connecttimeoutms"
+_NATIVE_SOCKET = "sockettimeoutms"
+_NATIVE_CSOT = "timeoutms"
+_NATIVE_SELECTION = "serverselectiontimeoutms"
+_NATIVE_WAIT_QUEUE = "waitqueuetimeoutms"
+_MANAGED = frozenset(
+    {_NATIVE_POOL, _NATIVE_CONNECT, _NATIVE_SOCKET, _NATIVE_CSOT, _NATIVE_SELECTION,
+     _NATIVE_WAIT_QUEUE}
+)
+# Every URI option PyMongo knows, lower-cased: current names, aliases and deprecated ones.
+_PYMONGO_OPTIONS = frozenset(
+    {name.lower() for name in pymongo.common.URI_OPTIONS_VALIDATOR_MAP}
+    | {name.lower() for name in pymongo.common.URI_OPTIONS_ALIAS_MAP}
+    | {name.lower() for name in pymongo.common.URI_OPTIONS_DEPRECATION_MAP}
+)
 
 
 class MongoDBDriver(BaseDriver):
     """Stores keys as documents of one collection; see the module docstring for the layout.
 
-    ``server_selection_timeout`` bounds how long an operation waits for a reachable server,
-    ``connect_timeout`` each connection attempt and ``operation_timeout`` (``None``: unbounded)
-    each wait for a server reply, in seconds. ``max_pool_size`` bounds the connections of the
-    client's pool. Other keyword arguments go to ``AsyncMongoClient``. Unreachable servers and
-    timeouts raise :class:`BackendUnavailable`; other server errors :class:`BackendError`.
+    ``connection_string`` is a ``mongodb://`` or ``mongodb+srv://`` URL with any of PyMongo's
+    URI options (``replicaSet``, ``authSource``, ``maxPoolSize``, ``tls``, ...) and kvstore's
+    ``pool_size``, ``connect_timeout`` and ``operation_timeout``; an unknown or malformed option
+    is a :class:`ConfigurationError`. ``pool_size`` (PyMongo: ``maxPoolSize``, default 50)
+    bounds the connections and the operations running at once. ``connect_timeout`` (seconds,
+    default 5; PyMongo: ``connectTimeoutMS``) bounds each connection attempt and, unless
+    ``serverSelectionTimeoutMS`` says otherwise, the wait for a reachable server, so an
+    unreachable server raises :class:`BackendUnavailable` within about that long.
+    ``operation_timeout`` (seconds, default 10; PyMongo: ``socketTimeoutMS`` or ``timeoutMS``)
+    bounds every operation, waiting for a free slot included; past it the operation raises
+    :class:`BackendUnavailable`. A setting given in several places with different values is a
+    :class:`ConfigurationError`. Other keyword arguments go to ``AsyncMongoClient``.
+    ``server_selection_timeout`` and ``max_pool_size`` are older names kept working. Writes
+    are acknowledged once the server has journaled them (``journal=true``), so an acknowledged
+    write survives the server being killed; ``journal=false`` (or ``w=0``) in the URL trades
+    that for speed. Other server errors raise :class:`BackendError`. No error or ``repr`` shows
+    the password.
     """
 
     name = "mongodb"
@@ -94,51 +166,123 @@ class MongoDBDriver(BaseDriver):
         database_name: str = "agentx",
         collection_name: str = "storage",
         *,
-        server_selection_timeout: float = 5.0,
-        max_pool_size: int = 50,
-        connect_timeout: float = 5.0,
-        operation_timeout: float | None = 30.0,
+        pool_size: int | None = None,
+        connect_timeout: float | None = None,
+        operation_timeout: float | None = None,
+        server_selection_timeout: float | None = None,
+        max_pool_size: int | None = None,
         **client_options: Any,
     ) -> None:
-        scheme = connection_string.partition("://")[0].lower()
-        if scheme not in ("mongodb", "mongodb+srv"):
-            raise UnknownScheme(
-                "a MongoDB connection string starts with mongodb:// or mongodb+srv://, not "
-                f"{redact_url(connection_string)!r}"
-            )
+        parsed, ours, native = _parse_connection_string(connection_string)
         _check_name("database", database_name, 63)
         _check_name("collection", collection_name, 200)
         if collection_name.startswith("system"):
             raise ConfigurationError(
                 f"invalid MongoDB collection name {collection_name!r}: reserved"
             )
-        if max_pool_size < 1:
-            raise ConfigurationError("max_pool_size must be at least 1")
+        keywords = _check_client_options(client_options)
         self.database_name = database_name
         self.collection_name = collection_name
-        self.where = _where(connection_string, database_name)
-        password = _password(connection_string)
-        self._password = password
-        self._connection_string = connection_string
-        self._options: dict[str, Any] = {
-            "serverSelectionTimeoutMS": int(server_selection_timeout * 1000),
-            "connectTimeoutMS": int(connect_timeout * 1000),
-            "maxPoolSize": max_pool_size,
-            # A task that finds every pooled connection busy waits this long for one.
-            "waitQueueTimeoutMS": int(
-                (operation_timeout if operation_timeout is not None else 60.0) * 1000
+        self.where = f"{parsed.where_hosts() or 'localhost'}/{database_name}"
+        self._redacted = parsed.redacted()
+        self._password = parsed.password or ""
+        self._connection_string = _rebuild(parsed, native)
+        where = "mongodb"
+        pool = whole_number(
+            "pool_size",
+            settle(
+                "pool_size",
+                {
+                    "pool_size": pool_size,
+                    "max_pool_size": max_pool_size,
+                    "?pool_size": ours.get("pool_size"),
+                    "maxPoolSize": _native_number(native, keywords, _NATIVE_POOL, 1),
+                },
+                DEFAULT_POOL_SIZE,
+                where=where,
             ),
-            **client_options,
+            minimum=1,
+            where=where,
+        )
+        connect = timeout_seconds(
+            "connect_timeout",
+            settle(
+                "connect_timeout",
+                {
+                    "connect_timeout": connect_timeout,
+                    "?connect_timeout": ours.get("connect_timeout"),
+                    "connectTimeoutMS": _native_seconds(native, keywords, _NATIVE_CONNECT),
+                },
+                DEFAULT_CONNECT_TIMEOUT,
+                where=where,
+            ),
+            where=where,
+        )
+        operation = timeout_seconds(
+            "operation_timeout",
+            settle(
+                "operation_timeout",
+                {
+                    "operation_timeout": operation_timeout,
+                    "?operation_timeout": ours.get("operation_timeout"),
+                    "socketTimeoutMS": _native_seconds(native, keywords, _NATIVE_SOCKET),
+                    "timeoutMS": _native_seconds(native, keywords, _NATIVE_CSOT),
+                },
+                DEFAULT_OPERATION_TIMEOUT,
+                where=where,
+            ),
+            where=where,
+        )
+        selection = timeout_seconds(
+            "server_selection_timeout",
+            settle(
+                "server_selection_timeout",
+                {
+                    "server_selection_timeout": server_selection_timeout,
+                    "serverSelectionTimeoutMS": _native_seconds(
+                        native, keywords, _NATIVE_SELECTION
+                    ),
+                },
+                connect,
+                where=where,
+            ),
+            where=where,
+        )
+        self.pool_size = pool
+        self.connect_timeout = connect
+        self.operation_timeout = operation
+        self._options: dict[str, Any] = {
+            **keywords,
+            "maxPoolSize": pool,
+            "connectTimeoutMS": _ms(connect),
+            "serverSelectionTimeoutMS": _ms(selection),
+            # Operations never queue inside PyMongo (the driver's slots bound them), so this
+            # only guards against a slot freed before PyMongo returned its connection.
+            "waitQueueTimeoutMS": _ms(operation),
         }
-        if operation_timeout is not None:
+        given = set(native) | {name.lower() for name in client_options}
+        if not given & {"journal", "j"} and str(_native_text(native, keywords, "w")) != "0":
+            # Acknowledged means journaled: a write the server confirmed survives the server
+            # being killed (kill -9 of a stand-in lost ~5 % of w:1 acknowledged writes).
+            self._options["journal"] = True
+        if _NATIVE_CSOT in given:
+            self._options["timeoutMS"] = _ms(operation)
+        else:
             # socketTimeoutMS rather than timeoutMS: with timeoutMS set, PyMongo waits the
             # whole operation timeout for server selection, ignoring serverSelectionTimeoutMS.
-            self._options.setdefault("socketTimeoutMS", int(operation_timeout * 1000))
+            self._options["socketTimeoutMS"] = _ms(operation)
         self._client: AsyncMongoClient[dict[str, Any]] | None = None
         self._values: AsyncCollection[dict[str, Any]] | None = None
         self._chunks: AsyncCollection[dict[str, Any]] | None = None
         self._chunk_index_ready = False
-        self._lock: asyncio.Lock | None = None
+        self._slots: asyncio.Semaphore | None = None
+        self._running: set[asyncio.Task[Any]] = set()
+
+    def __repr__(self) -> str:
+        return (
+            f"MongoDBDriver({self._redacted!r}, database={self.database_name!r}, "
+            f"collection={self.collection_name!r})"
+        )
 
     # -- connection -------------------------------------------------------------------------
 
@@ -154,66 +298,128 @@ class MongoDBDriver(BaseDriver):
                 client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
                     self._connection_string, connect=False, **self._options
                 )
-            except PyMongoError as error:
-                raise self._translate(error) from None
+            except (PyMongoError, ValueError, TypeError) as error:
+                raise ConfigurationError(
+                    f"mongodb at {self.where}: the client refused its settings: "
+                    f"{self._scrub(error)}"
+                ) from None
             database = client[self.database_name]
             values = database[self.collection_name]
             chunks = database[f"{self.collection_name}.chunks"]
             self._client, self._values, self._chunks = client, values, chunks
         return values, chunks
 
+    async def _run(self, work: Callable[[], Awaitable[_T]]) -> _T:
+        """Run one operation's PyMongo calls, bounded and never cancelled from outside.
+
+        See the module docstring: the caller waits at most ``operation_timeout`` for a slot and
+        the result together; PyMongo's own timeouts end the task itself.
+        """
+        self._collections()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.operation_timeout
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.pool_size)
+        slots = self._slots
+        try:
+            async with asyncio.timeout_at(deadline):
+                await slots.acquire()
+        except TimeoutError:
+            raise self._timed_out("waiting for a free connection") from None
+        try:
+            task: asyncio.Task[_T] = loop.create_task(self._translated(work))
+        except BaseException:
+            slots.release()
+            raise
+        self._running.add(task)
+        task.add_done_callback(self._finished)
+        try:
+            async with asyncio.timeout_at(deadline):
+                return await asyncio.shield(task)
+        except TimeoutError:
+            if task.done() and not task.cancelled():
+                # PyMongo's own timeout and ours ended together: report PyMongo's error.
+                return task.result()
+            raise self._timed_out("waiting for the server's reply") from None
+
+    def _finished(self, task: asyncio.Task[Any]) -> None:
+        assert self._slots is not None
+        self._slots.release()
+        self._running.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            # Retrieved here, so that a result nobody waits for any more (its caller was
+            # cancelled or timed out) is never reported by asyncio as a lost exception.
+            _log.debug("mongodb at %s: %s", self.where, task.exception())
+
+    async def _translated(self, work: Callable[[], Awaitable[_T]]) -> _T:
+        try:
+            return await work()
+        except PyMongoError as error:
+            raise self._translate(error) from None
+
+    def _timed_out(self, doing: str) -> BackendUnavailable:
+        return BackendUnavailable(
+            f"no answer within operation_timeout={self.operation_timeout:g} s ({doing})",
+            driver=self.name,
+            where=self.where,
+        )
+
+    def _scrub(self, error: BaseException) -> str:
+        text = f"{type(error).__name__}: {error}"
+        if self._password and self._password in text:
+            # Structural: never try to cut a password out of someone else's message.
+            return f"{type(error).__name__} (details hidden: they held the password)"
+        return text
+
+    def _translate(self, error: BaseException) -> BackendError:
+        kind = BackendUnavailable if isinstance(error, _UNAVAILABLE) else BackendError
+        return kind(self._scrub(error), driver=self.name, where=self.where)
+
     async def _chunk_collection(self) -> AsyncCollection[dict[str, Any]]:
         """The chunk collection, with its index on ``k`` made once per driver (needed rarely)."""
         _, chunks = self._collections()
         if not self._chunk_index_ready:
-            if self._lock is None:
-                self._lock = asyncio.Lock()
-            async with self._lock:
-                if not self._chunk_index_ready:
-                    await chunks.create_index("k")
-                    self._chunk_index_ready = True
+            # create_index is idempotent: two operations racing here both succeed.
+            await chunks.create_index("k")
+            self._chunk_index_ready = True
         return chunks
-
-    def _translate(self, error: BaseException) -> BackendError:
-        text = f"{type(error).__name__}: {error}"
-        if self._password:
-            text = text.replace(self._password, "***")
-        kind = BackendUnavailable if isinstance(error, _UNAVAILABLE) else BackendError
-        return kind(text, driver=self.name, where=self.where)
 
     # -- primitives -------------------------------------------------------------------------
 
     async def get(self, key: str) -> bytes | None:
         """Return the value stored under ``key``, or ``None`` (one ``find_one`` by ``_id``)."""
         values, _ = self._collections()
-        try:
+
+        async def work() -> bytes | None:
             document = await values.find_one({"_id": key})
             if document is None:
                 return None
             if "v" in document:
                 return bytes(document["v"])
             return await self._read_large(key, document)
-        except PyMongoError as error:
-            raise self._translate(error) from None
+
+        return await self._run(work)
 
     async def set(self, key: str, value: bytes) -> None:
         """Store ``value`` under ``key``: one upserting ``replace_one`` unless it is large."""
         values, _ = self._collections()
-        try:
+
+        async def work() -> None:
             if len(value) > INLINE_LIMIT:
                 await self._write_large(key, value)
                 return
             await values.replace_one({"_id": key}, {"_id": key, "v": Binary(value)}, upsert=True)
-        except PyMongoError as error:
-            raise self._translate(error) from None
+
+        await self._run(work)
 
     async def delete(self, key: str) -> None:
         """Remove ``key`` (one ``delete_one``); a missing key is not an error."""
         values, _ = self._collections()
-        try:
+
+        async def work() -> None:
             await values.delete_one({"_id": key})
-        except PyMongoError as error:
-            raise self._translate(error) from None
+
+        await self._run(work)
 
     async def keys(self, prefix: str = "") -> AsyncIterator[str]:
         """Yield the keys starting with ``prefix`` in order, ``SCAN_PAGE`` per round trip."""
@@ -222,12 +428,7 @@ class MongoDBDriver(BaseDriver):
         if successor is not None:
             bounds["$lt"] = successor
         while True:
-            values, _ = self._collections()
-            try:
-                cursor = values.find({"_id": bounds}, {"_id": 1}).sort("_id", 1).limit(SCAN_PAGE)
-                page = [str(document["_id"]) async for document in cursor]
-            except PyMongoError as error:
-                raise self._translate(error) from None
+            page = await self._run(self._page_reader(dict(bounds)))
             for key in page:
                 yield key
             if len(page) < SCAN_PAGE:
@@ -235,18 +436,34 @@ class MongoDBDriver(BaseDriver):
             # Keyset pagination: writes between pages can neither repeat nor skip a key.
             bounds = {"$gt": page[-1], **({"$lt": successor} if successor is not None else {})}
 
+    def _page_reader(self, bounds: dict[str, str]) -> Callable[[], Awaitable[list[str]]]:
+        values, _ = self._collections()
+
+        async def work() -> list[str]:
+            cursor = values.find({"_id": bounds}, {"_id": 1}).sort("_id", 1).limit(SCAN_PAGE)
+            return [str(document["_id"]) async for document in cursor]
+
+        return work
+
     async def close(self) -> None:
-        """Close the client and its pool; idempotent."""
+        """Close the client and its pool; idempotent.
+
+        Operations still running for callers that gave up are waited for first (each ends
+        within PyMongo's timeouts), so that closing never cuts one off mid-way.
+        """
         if self.closed:
             return
         self.mark_closed()
+        running = list(self._running)
+        if running:
+            await asyncio.wait(running, timeout=self.operation_timeout + self.connect_timeout)
         client, self._client, self._values, self._chunks = self._client, None, None, None
         if client is not None:
             # The connections are gone either way.
             with contextlib.suppress(PyMongoError):
                 await client.close()
 
-    # -- large values -----------------------------------------------------------------------
+    # -- large values (called inside an operation's work) ------------------------------------
 
     async def _write_large(self, key: str, value: bytes) -> None:
         values, _ = self._collections()
@@ -300,21 +517,26 @@ class MongoDBDriver(BaseDriver):
         values, _ = self._collections()
         if not keys:
             return []
-        found: dict[str, bytes] = {}
-        try:
+
+        async def work() -> dict[str, bytes]:
+            found: dict[str, bytes] = {}
+            large: list[dict[str, Any]] = []
             unique = list(dict.fromkeys(keys))
             for start in range(0, len(unique), IN_CHUNK):
                 chunk = unique[start : start + IN_CHUNK]
                 async for document in values.find({"_id": {"$in": chunk}}):
-                    key = str(document["_id"])
                     if "v" in document:
-                        found[key] = bytes(document["v"])
+                        found[str(document["_id"])] = bytes(document["v"])
                     else:
-                        large = await self._read_large(key, document)
-                        if large is not None:
-                            found[key] = large
-        except PyMongoError as error:
-            raise self._translate(error) from None
+                        large.append(document)
+            # Read after the scan, so that one operation never holds two connections.
+            for document in large:
+                value = await self._read_large(str(document["_id"]), document)
+                if value is not None:
+                    found[str(document["_id"])] = value
+            return found
+
+        found = await self._run(work)
         return [found.get(key) for key in keys]
 
     async def set_many(self, items: Sequence[tuple[str, bytes]]) -> None:
@@ -327,7 +549,8 @@ class MongoDBDriver(BaseDriver):
             return
         latest = dict(items)
         small = [(key, value) for key, value in latest.items() if len(value) <= INLINE_LIMIT]
-        try:
+
+        async def work() -> None:
             for start in range(0, len(small), BATCH_CHUNK):
                 await values.bulk_write(
                     [
@@ -339,8 +562,8 @@ class MongoDBDriver(BaseDriver):
             for key, value in latest.items():
                 if len(value) > INLINE_LIMIT:
                     await self._write_large(key, value)
-        except PyMongoError as error:
-            raise self._translate(error) from None
+
+        await self._run(work)
 
     async def delete_many(self, keys: Sequence[str]) -> None:
         """Remove every key in ``keys``: one bulk write, a ``DeleteMany`` per ``IN_CHUNK`` keys."""
@@ -348,7 +571,8 @@ class MongoDBDriver(BaseDriver):
         if not keys:
             return
         unique = list(dict.fromkeys(keys))
-        try:
+
+        async def work() -> None:
             await values.bulk_write(
                 [
                     DeleteMany({"_id": {"$in": unique[start : start + IN_CHUNK]}})
@@ -356,8 +580,8 @@ class MongoDBDriver(BaseDriver):
                 ],
                 ordered=False,
             )
-        except PyMongoError as error:
-            raise self._translate(error) from None
+
+        await self._run(work)
 
     async def clear(self, prefix: str = "") -> None:
         """Remove every key starting with ``prefix``, and every chunk of a large value under it.
@@ -370,12 +594,13 @@ class MongoDBDriver(BaseDriver):
         bounds: dict[str, str] = {"$gte": prefix}
         if successor is not None:
             bounds["$lt"] = successor
-        try:
+
+        async def work() -> None:
             await values.delete_many({"_id": bounds})
             chunks = await self._chunk_collection()
             await chunks.delete_many({"k": bounds})
-        except PyMongoError as error:
-            raise self._translate(error) from None
+
+        await self._run(work)
 
 
 def _chunk_ids(document: dict[str, Any]) -> list[str]:
@@ -396,20 +621,151 @@ def _check_name(kind: str, name: str, limit: int) -> None:
         )
 
 
-def _password(connection_string: str) -> str:
-    try:
-        password = urlsplit(connection_string).password
-    except ValueError:
-        return ""
-    return unquote(password) if password else ""
+# -- connection strings ---------------------------------------------------------------------
 
 
-def _where(connection_string: str, database_name: str) -> str:
+def _parse_connection_string(url: str) -> tuple[ParsedURL, dict[str, Any], dict[str, str]]:
+    """Split a MongoDB URL as PyMongo does: the parsed URL, kvstore's options, PyMongo's.
+
+    PyMongo's options are checked by PyMongo's own validators (names case-insensitive, as
+    PyMongo reads them) and returned with lower-cased names and their text values. Raises
+    :class:`ConfigurationError`, never echoing a secret.
+    """
+    parsed = parse_url(url, schemes=_SCHEMES, multi_host=True)
+    if not parsed.hosts:
+        raise ConfigurationError(f"{parsed.redacted()!r} names no host (mongodb://HOST/...)")
+    if parsed.scheme == "mongodb+srv" and (len(parsed.hosts) != 1 or parsed.hosts[0][1]):
+        raise ConfigurationError(
+            f"{parsed.redacted()!r}: a mongodb+srv:// URL names one host and no port"
+        )
+    if any(not host for host, _ in parsed.hosts):
+        raise ConfigurationError(f"{parsed.redacted()!r}: a host name is missing before ':PORT'")
+    ours_text = {name: text for name, text in parsed.options.items() if name in _OUR_OPTIONS}
+    ours = take_options(ours_text, _OUR_OPTIONS, where="mongodb")
+    if any(
+        name not in _OUR_OPTIONS and name.lower() not in _PYMONGO_OPTIONS
+        for name in parsed.options
+    ):
+        # Raises, naming the unknown option(s) (never a secret) and the known ones.
+        known = [name for name in parsed.options if name.lower() in _PYMONGO_OPTIONS]
+        take_options(
+            parsed.options,
+            {**_OUR_OPTIONS, **dict.fromkeys([*_known_names(), *known], str)},
+            where="mongodb",
+        )
+    native: dict[str, str] = {}
+    for name, text in parsed.options.items():
+        if name in _OUR_OPTIONS:
+            continue
+        folded = name.lower()
+        if folded in native:
+            raise ConfigurationError(
+                f"{parsed.redacted()!r}: option {name!r} is given twice (PyMongo reads option "
+                "names without regard to case)"
+            )
+        native[folded] = text
+    _validate_native(native)
+    return parsed, ours, native
+
+
+def _known_names() -> list[str]:
+    # Named in the error for an unknown option: PyMongo's spellings, as its docs write them.
+    return sorted(pymongo.common.URI_OPTIONS_VALIDATOR_MAP)
+
+
+def _validate_native(native: Mapping[str, str]) -> None:
+    """Let PyMongo's own URI option validation judge ``native`` (no DNS, no I/O)."""
+    if not native:
+        return
+    query = "&".join(f"{quote(name, safe='')}={quote(text, safe='')}" for name, text in
+                     native.items())
     try:
-        hosts = urlsplit(connection_string).netloc.rpartition("@")[2]
+        pymongo.uri_parser_shared.split_options(query, validate=True, warn=False)
+    except (PyMongoError, ValueError, TypeError) as error:
+        detail = (
+            "" if any(is_secret_option(name) for name in native) else f": {error}"
+        )
+        raise ConfigurationError(f"bad mongodb URL option{detail}") from None
+    for name in (_NATIVE_SOCKET, _NATIVE_CSOT, _NATIVE_CONNECT, _NATIVE_SELECTION):
+        if name in native and float(native[name]) == 0:
+            raise ConfigurationError(
+                f"mongodb URL option {name}=0 means waiting forever; kvstore bounds every wait: "
+                "give a number of milliseconds"
+            )
+
+
+def _rebuild(parsed: ParsedURL, native: Mapping[str, str]) -> str:
+    """The URL PyMongo is given: the same hosts, credentials and database, PyMongo's options
+    but those the driver passes itself, each percent-encoded once."""
+    userinfo = ""
+    if parsed.username is not None or parsed.password is not None:
+        userinfo = quote(parsed.username or "", safe="")
+        if parsed.password is not None:
+            userinfo += ":" + quote(parsed.password, safe="")
+        userinfo += "@"
+    query = "&".join(
+        f"{quote(name, safe='')}={quote(text, safe='')}"
+        for name, text in native.items()
+        if name not in _MANAGED
+    )
+    path = quote(parsed.path, safe="")
+    return (
+        f"{parsed.scheme}://{userinfo}{parsed.where_hosts()}/{path}"
+        f"{'?' if query else ''}{query}"
+    )
+
+
+def _check_client_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """Check keyword arguments for ``AsyncMongoClient`` with PyMongo's validators now, so that
+    a bad one is a ConfigurationError here rather than an error on first use."""
+    for name, value in options.items():
+        try:
+            pymongo.common.validate(name, value)
+        except (PyMongoError, ValueError, TypeError) as error:
+            detail = "" if is_secret_option(name) else f": {error}"
+            raise ConfigurationError(f"mongodb: bad client option {name!r}{detail}") from None
+    return dict(options)
+
+
+def _native_text(
+    native: Mapping[str, str], keywords: Mapping[str, Any], name: str
+) -> object | None:
+    for given, value in keywords.items():
+        if given.lower() == name:
+            found: object = value
+            return found
+    return native.get(name)
+
+
+def _native_number(
+    native: Mapping[str, str], keywords: Mapping[str, Any], name: str, minimum: int
+) -> int | None:
+    value = _native_text(native, keywords, name)
+    if value is None:
+        return None
+    try:
+        number = int(str(value))
     except ValueError:
-        hosts = "<unparsable>"
-    return f"{hosts or 'localhost'}/{database_name}"
+        raise ConfigurationError(f"mongodb: {name} must be a whole number") from None
+    return whole_number(name, number, minimum=minimum, where="mongodb")
+
+
+def _native_seconds(
+    native: Mapping[str, str], keywords: Mapping[str, Any], name: str
+) -> float | None:
+    value = _native_text(native, keywords, name)
+    if value is None:
+        return None
+    milliseconds = float(str(value))
+    if not 0 < milliseconds < 1e12:
+        raise ConfigurationError(
+            f"mongodb: {name} must be a positive number of milliseconds (0 would wait forever)"
+        )
+    return milliseconds / 1000
+
+
+def _ms(value: float) -> int:
+    return max(1, round(value * 1000))
 
 
 def mongodb_driver(
@@ -417,32 +773,47 @@ def mongodb_driver(
     database_name: str = "agentx",
     collection_name: str = "storage",
     *,
-    server_selection_timeout: float = 5.0,
-    max_pool_size: int = 50,
-    connect_timeout: float = 5.0,
-    operation_timeout: float | None = 30.0,
+    pool_size: int | None = None,
+    connect_timeout: float | None = None,
+    operation_timeout: float | None = None,
+    server_selection_timeout: float | None = None,
+    max_pool_size: int | None = None,
     **client_options: Any,
 ) -> MongoDBDriver:
-    """Return a MongoDB driver on ``database_name.collection_name``; no I/O until first use."""
+    """Return a MongoDB driver on ``database_name.collection_name``; no I/O until first use.
+
+    The settings are :class:`MongoDBDriver`'s.
+    """
     return MongoDBDriver(
         connection_string,
         database_name,
         collection_name,
-        server_selection_timeout=server_selection_timeout,
-        max_pool_size=max_pool_size,
+        pool_size=pool_size,
         connect_timeout=connect_timeout,
         operation_timeout=operation_timeout,
+        server_selection_timeout=server_selection_timeout,
+        max_pool_size=max_pool_size,
         **client_options,
     )
 
 
 def from_url(url: str) -> MongoDBDriver:
-    """Return a driver for ``url``; the URL's path (``mongodb://host/dbname``) picks the database.
+    """Return a driver for ``url``; its path (``mongodb://host/DATABASE``) names the database.
 
-    Without a path the database is ``agentx``; the collection is always ``storage``.
+    The collection is ``storage``. A URL without a database, or whose path is not a valid
+    database name (``/db/extra``, ``/db.collection``), is a :class:`ConfigurationError`:
+    PyMongo would read ``db.collection`` as a database and a collection, and the driver does
+    not guess.
     """
-    try:
-        path = unquote(urlsplit(url).path.lstrip("/"))
-    except ValueError:
-        path = ""
-    return mongodb_driver(url, path or "agentx")
+    parsed = parse_url(url, schemes=_SCHEMES, multi_host=True)
+    if not parsed.path:
+        raise ConfigurationError(
+            f"{parsed.redacted()!r} names no database: add it as the path "
+            "(mongodb://HOST/DATABASE)"
+        )
+    if any(char in _NAME_FORBIDDEN for char in parsed.path):
+        raise ConfigurationError(
+            f"{parsed.redacted()!r}: the path must be one database name, without "
+            "/ \\ . space \" $ * < > : | ? or NUL"
+        )
+    return mongodb_driver(url, parsed.path)

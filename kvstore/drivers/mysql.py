@@ -26,6 +26,8 @@ sending anything, with a :class:`BackendError` naming the setting.
 from __future__ import annotations
 
 import contextlib
+import logging
+import math
 import re
 import socket
 import threading
@@ -33,16 +35,16 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, TypeVar
-from urllib.parse import parse_qsl, unquote, urlsplit
 
 import anyio
 import anyio.to_thread
 
 from kvstore.driver import BaseDriver
 from kvstore.drivers._extras import missing_extra
-from kvstore.errors import BackendError, BackendUnavailable, ConfigurationError, UnknownScheme
+from kvstore.drivers._settings import settle, timeout_seconds, whole_number
+from kvstore.errors import BackendError, BackendUnavailable, ConfigurationError
 from kvstore.keys import prefix_successor
-from kvstore.urls import redact_url
+from kvstore.urls import ParsedURL, boolean, parse_url, positive_float, positive_int, take_options
 
 try:
     import pymysql
@@ -51,9 +53,26 @@ try:
 except ImportError as error:  # pragma: no cover - exercised in a subprocess test
     raise missing_extra("mysql", "PyMySQL", "mysql") from error
 
-__all__ = ["MySQLDriver", "from_url", "mysql_driver", "required_max_allowed_packet"]
+__all__ = [
+    "MySQLDriver",
+    "from_url",
+    "mysql_driver",
+    "parse_mysql_url",
+    "required_max_allowed_packet",
+]
 
 _T = TypeVar("_T")
+_log = logging.getLogger(__name__)
+# Silent until the application configures logging: a NullHandler counts as a handler, so
+# Python's last-resort stderr output never fires, and it does not stop propagation to the
+# application's own handlers.
+_log.addHandler(logging.NullHandler())
+logging.getLogger("pymysql").addHandler(logging.NullHandler())
+DEFAULT_POOL_SIZE = 10
+# An unreachable server is reported within about this long; no operation waits longer than
+# DEFAULT_OPERATION_TIMEOUT (the same defaults on every server driver).
+DEFAULT_CONNECT_TIMEOUT = 5.0
+DEFAULT_OPERATION_TIMEOUT = 10.0
 
 _TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 # Keys fetched per page while scanning: bounds memory (at most ~2 MiB of keys) per round trip.
@@ -66,6 +85,8 @@ IN_CHUNK = 10_000
 IN_CHUNK_BYTES = 4 << 20
 # A connection idle longer than this is pinged before use (the server may have closed it).
 IDLE_PING_SECONDS = 30.0
+# The shortest socket wait set near a deadline (a timeout of 0 would mean "non-blocking").
+_MIN_WAIT = 0.01
 # Room in a packet beyond the hex-encoded key and value: the statement text and the header.
 _PACKET_SLACK = 512
 
@@ -103,15 +124,18 @@ class _Pool:
     a connection is only made when no idle one is left, so at most ``pool_size`` ever exist.
     """
 
-    def __init__(self, connect: Callable[[], Connection]) -> None:
+    def __init__(self, connect: Callable[[float], Connection]) -> None:
         self._connect = connect
         self._idle: deque[tuple[Connection, float]] = deque()
         self._lock = threading.Lock()
         self.open_connections = 0
         self.closed = False
 
-    def acquire(self) -> tuple[Connection, bool]:
-        """Return a connection and whether it was reused from the idle set."""
+    def acquire(self, deadline: float) -> tuple[Connection, bool]:
+        """Return a connection and whether it was reused from the idle set.
+
+        No wait on the server lasts past ``deadline`` (a ``time.monotonic()`` value).
+        """
         with self._lock:
             entry = self._idle.pop() if self._idle else None
         if entry is not None:
@@ -119,11 +143,12 @@ class _Pool:
             if time.monotonic() - idle_since <= IDLE_PING_SECONDS:
                 return connection, True
             try:
+                _bound_waits(connection, deadline)
                 connection.ping(reconnect=False)
                 return connection, True
             except (pymysql.MySQLError, OSError):
                 self.discard(connection)
-        connection = self._connect()
+        connection = self._connect(deadline)
         with self._lock:
             self.open_connections += 1
         return connection, False
@@ -162,11 +187,19 @@ class _Pool:
 class MySQLDriver(BaseDriver):
     """Stores keys in one table of a MySQL or MariaDB database; see the module docstring.
 
-    At most ``pool_size`` connections are open and at most ``pool_size`` operations run at once
-    (others wait their turn). ``connect_timeout`` bounds connecting, ``read_timeout`` and
-    ``write_timeout`` each socket read and write, in seconds. An unreachable server or a timeout
-    raises :class:`BackendUnavailable`; a refused statement :class:`BackendError`. A pooled
-    connection found dead is replaced once, so the same driver works again after a restart.
+    ``uri`` is ``mysql://user:password@host:port/database`` (``mariadb://`` too; see
+    :func:`parse_mysql_url` for its options). At most ``pool_size`` connections are open and at
+    most ``pool_size`` operations run at once (others wait their turn). ``connect_timeout``
+    (seconds, default 5) bounds connecting, so an unreachable server raises
+    :class:`BackendUnavailable` within about that long; ``operation_timeout`` (default 10)
+    bounds each operation, the wait for a free connection included, however the server behaves
+    (one that accepts connections and never answers too). PyMySQL's ``read_timeout`` and
+    ``write_timeout`` keep working: given alone they set the operation timeout, given with a
+    different ``operation_timeout`` they are a :class:`ConfigurationError`. Each setting may be a
+    constructor argument or a URL option; both with different values is a
+    :class:`ConfigurationError`. A refused statement raises :class:`BackendError`. A pooled
+    connection found dead is replaced once (logged under ``kvstore.drivers.mysql``), so the same
+    driver works again after a restart. No error or ``repr`` shows the password.
     """
 
     name = "mysql"
@@ -178,42 +211,73 @@ class MySQLDriver(BaseDriver):
         uri: str = "mysql://root@localhost:3306/agentx",
         table: str = "agentx_kv",
         *,
-        pool_size: int = 10,
-        connect_timeout: float = 5.0,
-        read_timeout: float = 30.0,
-        write_timeout: float = 30.0,
+        pool_size: int | None = None,
+        connect_timeout: float | None = None,
+        operation_timeout: float | None = None,
+        read_timeout: float | None = None,
+        write_timeout: float | None = None,
     ) -> None:
         if _TABLE_NAME.fullmatch(table) is None:
             raise ConfigurationError(
                 f"invalid MySQL table name {table!r}: use 1 to 64 ASCII letters, digits and "
                 "underscores, not starting with a digit"
             )
-        if pool_size < 1:
-            raise ConfigurationError("pool_size must be at least 1")
-        for label, seconds in (
-            ("connect_timeout", connect_timeout),
-            ("read_timeout", read_timeout),
-            ("write_timeout", write_timeout),
-        ):
-            if not seconds > 0:
-                raise ConfigurationError(f"{label} must be a positive number of seconds")
+        parsed, params, options = parse_mysql_url(uri)
+        where = "mysql"
         self.table = table
-        self.pool_size = pool_size
-        self._params = _connect_params(uri)
-        self._password: str = self._params.get("password", "")
-        self.where = _where(self._params)
-        self._params.update(
-            connect_timeout=connect_timeout,
-            read_timeout=read_timeout,
-            write_timeout=write_timeout,
-            charset="utf8mb4",
-            autocommit=True,
+        self.pool_size = whole_number(
+            "pool_size",
+            settle(
+                "pool_size",
+                {"pool_size": pool_size, "?pool_size": options.get("pool_size")},
+                DEFAULT_POOL_SIZE,
+                where=where,
+            ),
+            minimum=1,
+            where=where,
         )
+        self.connect_timeout = timeout_seconds(
+            "connect_timeout",
+            settle(
+                "connect_timeout",
+                {
+                    "connect_timeout": connect_timeout,
+                    "?connect_timeout": options.get("connect_timeout"),
+                },
+                DEFAULT_CONNECT_TIMEOUT,
+                where=where,
+            ),
+            where=where,
+        )
+        # PyMySQL's read_timeout and write_timeout are this setting's native names.
+        self.operation_timeout = timeout_seconds(
+            "operation_timeout",
+            settle(
+                "operation_timeout",
+                {
+                    "operation_timeout": operation_timeout,
+                    "?operation_timeout": options.get("operation_timeout"),
+                    "read_timeout": read_timeout,
+                    "?read_timeout": options.get("read_timeout"),
+                    "write_timeout": write_timeout,
+                    "?write_timeout": options.get("write_timeout"),
+                },
+                DEFAULT_OPERATION_TIMEOUT,
+                where=where,
+            ),
+            where=where,
+        )
+        self._params = params
+        self._password: str = params.get("password", "")
+        self.where = _where(parsed, params)
+        self._redacted = parsed.redacted()
+        self._params.update(charset="utf8mb4", autocommit=True)
         self._pool = _Pool(self._new_connection)
         self._max_packet = 0
         self._ready = False
         self._lock: anyio.Lock | None = None
         self._limiter: anyio.CapacityLimiter | None = None
+        self._threads: anyio.CapacityLimiter | None = None
         quoted = f"`{table}`"
         self._sql_get = f"SELECT `value` FROM {quoted} WHERE `key` = %s"
         self._sql_set = (
@@ -222,6 +286,9 @@ class MySQLDriver(BaseDriver):
         )
         self._sql_delete = f"DELETE FROM {quoted} WHERE `key` = %s"
         self._sql_table = f"{quoted}"
+
+    def __repr__(self) -> str:
+        return f"MySQLDriver({self._redacted!r}, table={self.table!r})"
 
     # -- pool statistics --------------------------------------------------------------------
 
@@ -232,9 +299,17 @@ class MySQLDriver(BaseDriver):
 
     # -- connection -------------------------------------------------------------------------
 
-    def _new_connection(self) -> Connection:
-        connection = pymysql.connect(**self._params)
+    def _new_connection(self, deadline: float) -> Connection:
+        left = _time_left(deadline)
+        connection = pymysql.connect(
+            **self._params,
+            connect_timeout=min(self.connect_timeout, left),
+            # The handshake after the TCP connect is a read: bound it too.
+            read_timeout=left,
+            write_timeout=left,
+        )
         try:
+            _bound_waits(connection, deadline)
             with connection.cursor() as cursor:
                 cursor.execute("SELECT @@max_allowed_packet")
                 row = cursor.fetchone()
@@ -247,18 +322,23 @@ class MySQLDriver(BaseDriver):
 
     def _translate(self, error: BaseException) -> BackendError:
         text = f"{type(error).__name__}: {error}"
-        if self._password:
-            text = text.replace(self._password, "***")
+        if self._password and self._password in text:
+            # Structural: never try to cut a password out of someone else's message.
+            text = f"{type(error).__name__} (details hidden: they held the password)"
         return _kind_of(error)(text, driver=self.name, where=self.where)
 
-    def _call(self, work: Callable[[Connection], _T]) -> _T:
-        """Run ``work`` on a pooled connection in this worker thread; translate failures."""
+    def _call(self, work: Callable[[Connection], _T], deadline: float) -> _T:
+        """Run ``work`` on a pooled connection in this worker thread; translate failures.
+
+        Every wait on the server (connecting, each read and write) ends by ``deadline``.
+        """
         for attempt in (1, 2):
             try:
-                connection, reused = self._pool.acquire()
+                connection, reused = self._pool.acquire(deadline)
             except (pymysql.MySQLError, OSError) as error:
                 raise self._translate(error) from None
             try:
+                _bound_waits(connection, deadline)
                 result = work(connection)
             except (pymysql.MySQLError, OSError) as error:
                 if _connection_broken(error, connection):
@@ -268,7 +348,18 @@ class MySQLDriver(BaseDriver):
                 # A pooled connection the server dropped (restart, idle kill) says nothing
                 # about the server now: retry once on a fresh one. Every operation here is
                 # idempotent (upserts, deletes, reads), so a repeat is safe.
-                if attempt == 1 and reused and _lost_not_timed_out(error):
+                if (
+                    attempt == 1
+                    and reused
+                    and _lost_not_timed_out(error)
+                    and deadline > time.monotonic()
+                ):
+                    _log.info(
+                        "mysql at %s: a pooled connection was lost (%s); retrying once on a "
+                        "new connection",
+                        self.where,
+                        _error_code(error) or type(error).__name__,
+                    )
                     self._pool.drop_idle()
                     continue
                 raise self._translate(error) from None
@@ -279,28 +370,74 @@ class MySQLDriver(BaseDriver):
             return result
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _ensure_ready(self) -> None:
+    async def _ensure_ready(self, deadline: float | None = None) -> float:
+        """Make the table once; return the operation's deadline (``time.monotonic()``)."""
         self.ensure_open()
+        if deadline is None:
+            deadline = time.monotonic() + self.operation_timeout
         if not self._ready:
-            await self._prepare()
+            await self._prepare(deadline)
+        return deadline
 
-    async def _run(self, work: Callable[[Connection], _T]) -> _T:
-        await self._ensure_ready()
+    async def _run(self, work: Callable[[Connection], _T], deadline: float | None = None) -> _T:
+        deadline = await self._ensure_ready(deadline)
         assert self._limiter is not None
-        result = await anyio.to_thread.run_sync(self._call, work, limiter=self._limiter)
-        return result
+        return await self._in_worker(work, deadline)
 
-    async def _prepare(self) -> None:
+    async def _in_worker(self, work: Callable[[Connection], _T], deadline: float) -> _T:
+        assert self._limiter is not None
+        # The worker thread cannot be cancelled: take the limiter's token here, where waiting
+        # for it can time out, and keep it until the thread is done. A free token is taken
+        # without a cancel scope (the common case, and a scope costs more than the rest).
+        try:
+            self._limiter.acquire_nowait()
+        except anyio.WouldBlock:
+            await self._wait_for_token(deadline)
+        try:
+            # Never waits: at most pool_size tasks hold a token of self._limiter. Its own
+            # limiter keeps the driver off the default one that other libraries share.
+            return await anyio.to_thread.run_sync(
+                self._call, work, deadline, limiter=self._threads
+            )
+        finally:
+            self._limiter.release()
+
+    async def _wait_for_token(self, deadline: float) -> None:
+        assert self._limiter is not None
+        try:
+            with anyio.fail_after(max(0.0, deadline - time.monotonic())):
+                await self._limiter.acquire()
+        except TimeoutError:
+            raise BackendUnavailable(
+                f"no free connection within operation_timeout={self.operation_timeout:g} s "
+                f"(pool_size={self.pool_size})",
+                driver=self.name,
+                where=self.where,
+            ) from None
+
+    async def _prepare(self, deadline: float) -> None:
         # No await between the checks and the assignments: concurrent first uses share one.
         if self._lock is None:
             self._lock = anyio.Lock()
         if self._limiter is None:
             self._limiter = anyio.CapacityLimiter(self.pool_size)
-        async with self._lock:
+            self._threads = anyio.CapacityLimiter(self.pool_size)
+        try:
+            with anyio.fail_after(max(0.0, deadline - time.monotonic())):
+                await self._lock.acquire()
+        except TimeoutError:
+            raise BackendUnavailable(
+                f"the table was not ready within operation_timeout={self.operation_timeout:g} s",
+                driver=self.name,
+                where=self.where,
+            ) from None
+        try:
             if self._ready:
                 return
-            await anyio.to_thread.run_sync(self._call, self._create_table, limiter=self._limiter)
+            await self._in_worker(self._create_table, deadline)
             self._ready = True
+        finally:
+            self._lock.release()
 
     def _create_table(self, connection: Connection) -> None:
         with connection.cursor() as cursor:
@@ -354,7 +491,7 @@ class MySQLDriver(BaseDriver):
     async def set(self, key: str, value: bytes) -> None:
         """Store ``value`` under ``key`` with one autocommitted upsert."""
         encoded = key.encode("utf-8")
-        await self._ensure_ready()
+        deadline = await self._ensure_ready()
         self._check_size(encoded, value)
         sql = self._sql_set
 
@@ -362,7 +499,7 @@ class MySQLDriver(BaseDriver):
             with connection.cursor() as cursor:
                 cursor.execute(sql, (encoded, value))
 
-        await self._run(work)
+        await self._run(work, deadline)
 
     async def delete(self, key: str) -> None:
         """Remove ``key`` with one autocommitted DELETE; a missing key is not an error."""
@@ -448,7 +585,7 @@ class MySQLDriver(BaseDriver):
             return
         # Sorted, so that concurrent batches lock rows in one order and cannot deadlock.
         rows = sorted((key.encode("utf-8"), value) for key, value in dict(items).items())
-        await self._ensure_ready()
+        deadline = await self._ensure_ready()
         for key, value in rows:
             self._check_size(key, value)
         sql = self._sql_set
@@ -460,7 +597,7 @@ class MySQLDriver(BaseDriver):
                 cursor.max_stmt_length = max(1024, min(4 << 20, self._max_packet // 2))  # type: ignore[misc]
                 _in_transaction(connection, lambda: cursor.executemany(sql, rows))
 
-        await self._run(work)
+        await self._run(work, deadline)
 
     async def delete_many(self, keys: Sequence[str]) -> None:
         """Remove every key in ``keys``, all or nothing in one transaction."""
@@ -568,81 +705,125 @@ def _lost_not_timed_out(error: BaseException) -> bool:
     return "timed out" not in str(error)
 
 
-_QUERY_OPTIONS: dict[str, Callable[[str], Any]] = {
+# kvstore's own options (the same on every server driver), then PyMySQL's connect arguments.
+_URL_OPTIONS: dict[str, Callable[[str], Any]] = {
+    "pool_size": positive_int,
+    "connect_timeout": positive_float,
+    "operation_timeout": positive_float,
+    "read_timeout": positive_float,
+    "write_timeout": positive_float,
     "unix_socket": str,
     "ssl_ca": str,
     "ssl_cert": str,
     "ssl_key": str,
-    "ssl_verify_cert": lambda text: text.lower() in ("1", "true", "yes"),
-    "ssl_verify_identity": lambda text: text.lower() in ("1", "true", "yes"),
-    "ssl_disabled": lambda text: text.lower() in ("1", "true", "yes"),
+    "ssl_verify_cert": boolean,
+    "ssl_verify_identity": boolean,
+    "ssl_disabled": boolean,
 }
+# Options that are settings of the driver, not PyMySQL connect arguments.
+_DRIVER_OPTIONS = frozenset(
+    {"pool_size", "connect_timeout", "operation_timeout", "read_timeout", "write_timeout"}
+)
 
 
-def _connect_params(uri: str) -> dict[str, Any]:
-    """Turn ``mysql://user:password@host:port/database?option=...`` into PyMySQL arguments."""
-    try:
-        parts = urlsplit(uri)
-        port = parts.port
-    except ValueError as error:
-        raise UnknownScheme(f"cannot parse the MySQL URL {redact_url(uri)!r}: {error}") from None
-    if parts.scheme.lower() not in ("mysql", "mariadb"):
-        raise UnknownScheme(
-            f"a MySQL URL starts with mysql:// or mariadb://, not {redact_url(uri)!r}"
-        )
-    database = unquote(parts.path.lstrip("/"))
-    if not database:
+def parse_mysql_url(uri: str) -> tuple[ParsedURL, dict[str, Any], dict[str, Any]]:
+    """Split ``mysql://user:password@host:port/database?option=...`` as PyMySQL reads it.
+
+    Returns the parsed URL, PyMySQL's connect arguments (``host``, ``port`` (3306 by default),
+    ``user`` (PyMySQL's default, the login name, when absent), ``password``, ``database`` and
+    the ``unix_socket`` / ``ssl_*`` options) and the driver's settings from the URL
+    (``pool_size``, ``connect_timeout``, ``operation_timeout`` and PyMySQL's ``read_timeout``
+    and ``write_timeout``). Raises :class:`ConfigurationError` (never holding the password) for
+    a URL :func:`kvstore.urls.parse_url` refuses (a port outside 1..65535, a bad IPv6 address,
+    an unencoded ``@`` or ``/`` in the password, several hosts), a missing database or a path
+    that is not one database name (``/db/extra``), an unknown option or a bad option value.
+    """
+    parsed = parse_url(uri, schemes=("mysql", "mariadb"), default_port=3306)
+    if not parsed.path:
         raise ConfigurationError(
-            f"the MySQL URL {redact_url(uri)!r} names no database (…/DATABASE)"
+            f"the MySQL URL {parsed.redacted()!r} names no database: add it as the path "
+            "(mysql://HOST/DATABASE)"
         )
-    params: dict[str, Any] = {
-        "host": parts.hostname or "localhost",
-        "port": port or 3306,
-        "user": unquote(parts.username) if parts.username else "root",
-        "password": unquote(parts.password) if parts.password else "",
-        "database": database,
-    }
-    for name, text in parse_qsl(parts.query, keep_blank_values=True):
-        convert = _QUERY_OPTIONS.get(name)
-        if convert is None:
-            raise ConfigurationError(
-                f"unknown MySQL URL option {name!r}; known: {', '.join(sorted(_QUERY_OPTIONS))}"
-            )
-        params[name] = convert(text)
-    return params
+    if "/" in parsed.path or len(parsed.path) > 64:
+        raise ConfigurationError(
+            f"the MySQL URL {parsed.redacted()!r}: the path must be one database name of at "
+            "most 64 characters, without '/'"
+        )
+    options = take_options(parsed.options, _URL_OPTIONS, where="mysql")
+    params: dict[str, Any] = {"database": parsed.path, "port": 3306}
+    if parsed.hosts:
+        host, port = parsed.hosts[0]
+        if host:
+            params["host"] = host
+        params["port"] = port or 3306
+    if parsed.username is not None:
+        params["user"] = parsed.username
+    if parsed.password is not None:
+        params["password"] = parsed.password
+    params.update({name: value for name, value in options.items() if name not in _DRIVER_OPTIONS})
+    if "host" not in params and "unix_socket" not in params:
+        params["host"] = "localhost"
+    return parsed, params, {name: value for name, value in options.items()
+                            if name in _DRIVER_OPTIONS}
 
 
-def _where(params: dict[str, Any]) -> str:
+def _where(parsed: ParsedURL, params: dict[str, Any]) -> str:
     if "unix_socket" in params:
         return f"{params['unix_socket']}/{params['database']}"
-    return f"{params['host']}:{params['port']}/{params['database']}"
+    return f"{parsed.where_hosts() or 'localhost:3306'}/{params['database']}"
+
+
+def _time_left(deadline: float) -> float:
+    """Seconds until ``deadline``; a 2013 timeout error (as PyMySQL raises) once it passed."""
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise pymysql.err.OperationalError(2013, "Lost connection to server (timed out)")
+    return left
+
+
+def _bound_waits(connection: Connection, deadline: float) -> None:
+    """Make each of the connection's socket reads and writes end by ``deadline``.
+
+    PyMySQL applies ``_read_timeout`` / ``_write_timeout`` to its socket before each read and
+    write (it compares them with the timeout last set), so changing them is enough.
+    """
+    # Rounded down to a tenth of a second: the wait still ends by the deadline, and successive
+    # operations mostly set the same value, which PyMySQL then does not re-apply to the socket
+    # (a settimeout per operation would cost a few percent of a point read).
+    left = max(_MIN_WAIT, math.floor(_time_left(deadline) * 10) / 10)
+    connection._read_timeout = left  # type: ignore[attr-defined]
+    connection._write_timeout = left  # type: ignore[attr-defined]
 
 
 def mysql_driver(
     uri: str = "mysql://root@localhost:3306/agentx",
     table: str = "agentx_kv",
     *,
-    pool_size: int = 10,
-    connect_timeout: float = 5.0,
-    read_timeout: float = 30.0,
-    write_timeout: float = 30.0,
+    pool_size: int | None = None,
+    connect_timeout: float | None = None,
+    operation_timeout: float | None = None,
+    read_timeout: float | None = None,
+    write_timeout: float | None = None,
 ) -> MySQLDriver:
     """Return a MySQL/MariaDB driver on ``table`` of the database in ``uri``; no I/O yet.
 
     ``uri`` is ``mysql://user:password@host:port/database`` (``mariadb://`` too), with optional
-    ``unix_socket``, ``ssl_ca``, ``ssl_cert``, ``ssl_key``, ``ssl_verify_cert``,
-    ``ssl_verify_identity`` and ``ssl_disabled`` query options passed to PyMySQL.
+    ``pool_size``, ``connect_timeout``, ``operation_timeout``, ``read_timeout``,
+    ``write_timeout``, ``unix_socket``, ``ssl_ca``, ``ssl_cert``, ``ssl_key``,
+    ``ssl_verify_cert``, ``ssl_verify_identity`` and ``ssl_disabled`` query options; the
+    settings are :class:`MySQLDriver`'s.
     """
     return MySQLDriver(
         uri,
         table,
         pool_size=pool_size,
         connect_timeout=connect_timeout,
+        operation_timeout=operation_timeout,
         read_timeout=read_timeout,
         write_timeout=write_timeout,
     )
 
 
 def from_url(url: str) -> MySQLDriver:
-    """Return a driver for ``url`` with default settings (used by ``create_storage``)."""
+    """Return a driver for ``url``, settings from its options (used by ``create_storage``)."""
     return mysql_driver(url)

@@ -11,16 +11,21 @@ from collections.abc import Iterator
 
 import anyio
 import pymongo
+import pymongo.uri_parser
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pymongo import monitoring
 
 from kvstore import create_storage
 from kvstore.drivers import mongodb
-from kvstore.drivers.mongodb import MongoDBDriver, mongodb_driver
-from kvstore.errors import BackendError, BackendUnavailable, ConfigurationError, UnknownScheme
+from kvstore.drivers.mongodb import MongoDBDriver, from_url, mongodb_driver
+from kvstore.errors import BackendError, BackendUnavailable, ConfigurationError
 from kvstore.storage import Storage
 from kvstore.testing import DriverConformance, DriverFactory
+from tests.support.hostile_urls import MARK, HostileURL, hostile_urls
 from tests.support.mongodb_server import MongoDBTarget, mongodb_target
+from tests.support.quiet import silent_server
 from tests.support.servers import MONGODB_URL, free_port
 
 __all__ = ["mongodb_target"]  # the session fixture, imported so pytest finds it here
@@ -56,6 +61,9 @@ def _database(databases: list[str], label: str = "t") -> str:
     return name
 
 
+_SUITE_OPERATION_TIMEOUT = 120.0
+
+
 class TestMongoDBDriver(DriverConformance):
     async_backends = ("asyncio",)
     # SecantusDB runs in this process, so its work would count as the driver's scan cost.
@@ -64,7 +72,11 @@ class TestMongoDBDriver(DriverConformance):
     @pytest.fixture
     def driver_factory(self, mongodb_target: MongoDBTarget, databases: list[str]) -> DriverFactory:
         database = _database(databases)
-        return lambda: mongodb_driver(mongodb_target.url, database)
+        # A liveness bound, not the default: the suite's 10,000-key batches can take longer
+        # than 10 s on the stand-in when the machine is loaded.
+        return lambda: mongodb_driver(
+            mongodb_target.url, database, operation_timeout=_SUITE_OPERATION_TIMEOUT
+        )
 
 
 # -- layout ---------------------------------------------------------------------------------
@@ -183,7 +195,7 @@ def test_urls_map_to_the_driver() -> None:
     assert driver.database_name == "tenant"
     assert driver.collection_name == "storage"
     assert driver.where == "db.example:27018/tenant"
-    with pytest.raises(UnknownScheme):
+    with pytest.raises(ConfigurationError):
         mongodb_driver("http://db.example")
 
 
@@ -219,6 +231,11 @@ class _PoolCounter(monitoring.ConnectionPoolListener):
     def connection_checked_in(self, event: monitoring.ConnectionCheckedInEvent) -> None: ...
 
 
+# A liveness bound for the load test, not a speed claim: on a loaded 2-core machine, 200 tasks
+# queueing for 6 connections may each wait a long time for their turn.
+_LOAD_OPERATION_TIMEOUT = 300.0
+
+
 @pytest.mark.anyio
 async def test_200_concurrent_tasks_lose_nothing_and_stay_within_the_pool(
     mongodb_target: MongoDBTarget, databases: list[str]
@@ -228,7 +245,8 @@ async def test_200_concurrent_tasks_lose_nothing_and_stay_within_the_pool(
     driver = mongodb_driver(
         mongodb_target.url,
         _database(databases, "load"),
-        max_pool_size=pool_size,
+        pool_size=pool_size,
+        operation_timeout=_LOAD_OPERATION_TIMEOUT,
         event_listeners=[counter],
     )
     storage = Storage(driver)
@@ -240,18 +258,45 @@ async def test_200_concurrent_tasks_lose_nothing_and_stay_within_the_pool(
             assert await storage.get(key) == [task, index]
         await storage.set_many({f"batch:{task:03d}:{index}": task for index in range(3)})
 
-    async with anyio.create_task_group() as group:
-        for task in range(200):
-            group.start_soon(worker, task)
-    keys = [key async for key in storage.keys("task:")]
-    assert len(keys) == 200 * 5
-    assert await storage.get_many(keys) == [[int(k[5:8]), int(k[9:])] for k in keys]
-    assert len([key async for key in storage.keys("batch:")]) == 200 * 3
+    try:
+        async with anyio.create_task_group() as group:
+            for task in range(200):
+                group.start_soon(worker, task)
+        keys = [key async for key in storage.keys("task:")]
+        assert len(keys) == 200 * 5
+        assert await storage.get_many(keys) == [[int(k[5:8]), int(k[9:])] for k in keys]
+        assert len([key async for key in storage.keys("batch:")]) == 200 * 3
+    finally:
+        await storage.close()
     # Application connections only: server monitoring uses connections outside the pool.
     assert counter.peak > 0
     assert counter.peak <= pool_size
-    await storage.close()
     assert counter.open == 0
+
+
+@pytest.mark.anyio
+async def test_cancelled_waiters_leave_the_pool_usable(
+    mongodb_target: MongoDBTarget, databases: list[str]
+) -> None:
+    # Many tasks queue for two connections and are cancelled while they wait or run (the path
+    # that, inside PyMongo's pool on Python 3.11, left its lock held and hung every later
+    # operation, close() and the event loop's teardown). Afterwards the same storage works and
+    # closes.
+    storage = Storage(
+        mongodb_driver(mongodb_target.url, _database(databases, "cancel"), pool_size=2)
+    )
+    try:
+        await storage.set("seed", 0)
+        for round_ in range(5):
+            with anyio.move_on_after(0.05 * (round_ + 1)):
+                async with anyio.create_task_group() as group:
+                    for task in range(50):
+                        group.start_soon(storage.set, f"c:{round_}:{task}", task)
+        await storage.set("after", 1)
+        assert await storage.get_many(["seed", "after"]) == [0, 1]
+    finally:
+        with anyio.fail_after(_LOAD_OPERATION_TIMEOUT):
+            await storage.close()
 
 
 @pytest.mark.anyio
@@ -293,3 +338,166 @@ async def test_server_errors_are_backend_errors(
         with pytest.raises(BackendError) as raised:
             await storage.set("a", 1)
         assert not isinstance(raised.value, BackendUnavailable)
+
+
+# -- URLs: PyMongo's options, kvstore's settings, refusals that never leak --------------------
+
+
+def test_url_options_reach_the_client() -> None:
+    driver = mongodb_driver(
+        "mongodb://app:p%2Fw%40rd@a.example:27018,[::1]:27019/tenant?replicaSet=rs0"
+        "&authSource=admin&maxPoolSize=7&connectTimeoutMS=1500&readPreference=secondaryPreferred",
+        "tenant",
+    )
+    assert (driver.pool_size, driver.connect_timeout, driver.operation_timeout) == (7, 1.5, 10.0)
+    assert driver.where == "a.example:27018,[::1]:27019/tenant"
+    assert "p/w@rd" not in repr(driver)
+    assert "p%2Fw" not in repr(driver)
+    parsed = pymongo.uri_parser.parse_uri(driver._connection_string)
+    assert parsed["password"] == "p/w@rd"
+    assert parsed["nodelist"] == [("a.example", 27018), ("::1", 27019)]
+    assert parsed["options"]["replicaSet"] == "rs0"
+    assert parsed["options"]["authSource"] == "admin"
+
+
+def test_kvstore_names_and_defaults() -> None:
+    driver = mongodb_driver("mongodb://h/db?pool_size=4&connect_timeout=2&operation_timeout=3")
+    assert (driver.pool_size, driver.connect_timeout, driver.operation_timeout) == (4, 2.0, 3.0)
+    default = mongodb_driver("mongodb://h/db")
+    assert (default.pool_size, default.connect_timeout, default.operation_timeout) == (
+        50,
+        5.0,
+        10.0,
+    )
+    assert mongodb_driver("mongodb://h/db?socketTimeoutMS=2500").operation_timeout == 2.5
+
+
+@pytest.mark.parametrize(
+    ("url", "arguments"),
+    [
+        ("mongodb://h/db?pool_size=3&maxPoolSize=4", {}),
+        ("mongodb://h/db?pool_size=3", {"pool_size": 4}),
+        ("mongodb://h/db", {"pool_size": 3, "maxPoolSize": 4}),
+        ("mongodb://h/db", {"pool_size": 3, "max_pool_size": 4}),
+        ("mongodb://h/db?connect_timeout=2&connectTimeoutMS=3000", {}),
+        ("mongodb://h/db?operation_timeout=2&socketTimeoutMS=3000", {}),
+        ("mongodb://h/db?operation_timeout=2&timeoutMS=3000", {}),
+        ("mongodb://h/db?operation_timeout=2", {"operation_timeout": 3}),
+    ],
+)
+def test_one_setting_given_twice_differently_is_refused(
+    url: str, arguments: dict[str, float]
+) -> None:
+    with pytest.raises(ConfigurationError, match="more than once"):
+        mongodb_driver(url, **arguments)  # type: ignore[arg-type]
+
+
+def test_the_same_value_in_both_places_is_accepted() -> None:
+    driver = mongodb_driver("mongodb://h/db?pool_size=5&maxPoolSize=5", pool_size=5)
+    assert driver.pool_size == 5
+
+
+HOSTILE_MONGODB_URLS = [
+    "mongodb://u:pw@127.0.0.1:70000/db",  # port out of range
+    "mongodb://u:pw@127.0.0.1:0/db",
+    "mongodb://u:pw@127.0.0.1:27o17/db",
+    "mongodb://u:pw@[::1/db",  # unclosed IPv6
+    "mongodb://u:pw@[::zz]:27017/db",  # not an IPv6 address
+    "mongodb://u:pw@::1:27017/db",  # IPv6 without brackets
+    "mongodb://u:pw@a:1,,b:2/db",  # empty host in the list
+    "mongodb://u:pw@/db",  # no host
+    "mongodb://u:pw@127.0.0.1/db?bogus=1",  # unknown option
+    "mongodb://u:pw@127.0.0.1/db?replicaset=a&replicaSet=b",  # twice, differing in case
+    "mongodb://u:pw@127.0.0.1/db?maxPoolSize=lots",
+    "mongodb://u:pw@127.0.0.1/db?pool_size=0",
+    "mongodb://u:pw@127.0.0.1/db?connectTimeoutMS=-5",
+    "mongodb://u:pw@127.0.0.1/db?socketTimeoutMS=0",  # 0: wait forever
+    "mongodb://u:pw@127.0.0.1/db?timeoutMS=0",
+    "mongodb://u:pw@127.0.0.1/db?readPreference=sometimes",
+    "mongodb://u:pw@127.0.0.1/db?tls=true&ssl=false",
+    "mongodb://u:Sup3r/s3cret@127.0.0.1/db",  # unencoded '/' in the password
+    "mongodb://u:Sup3r@s3cret@127.0.0.1/db",  # unencoded '@' in the password
+    "mongodb://u:Sup3r:s3cret@127.0.0.1/db?authMechanismProperties=AWS_SESSION_TOKEN:s3cret&x=1",
+    "mongodb+srv://u:pw@cluster.example:27017/db",  # SRV takes no port
+    "mongodb+srv://u:pw@a.example,b.example/db",  # SRV takes one host
+    "mongodb://u:pw@127.0.0.1/db#frag",
+    "http://u:pw@127.0.0.1/db",
+]
+# from_url also refuses a missing or ambiguous database.
+HOSTILE_MONGODB_FROM_URLS = [
+    "mongodb://u:pw@127.0.0.1",
+    "mongodb://u:pw@127.0.0.1/",
+    "mongodb://u:pw@127.0.0.1/?authSource=admin",
+    "mongodb://u:pw@127.0.0.1/db/extra",
+    "mongodb://u:pw@127.0.0.1/db.collection",
+]
+
+
+@pytest.mark.parametrize("url", HOSTILE_MONGODB_URLS + HOSTILE_MONGODB_FROM_URLS)
+def test_malformed_urls_are_configuration_errors(url: str) -> None:
+    with pytest.raises(ConfigurationError) as raised:
+        create_storage(url) if url.startswith("mongodb") else mongodb_driver(url)
+    for secret in ("Sup3r", "s3cret"):
+        assert secret not in str(raised.value)
+
+
+def _probed(schemes: tuple[str, ...]) -> st.SearchStrategy[tuple[HostileURL, bool]]:
+    """A hostile URL, and whether it also carries an option no driver knows."""
+    return st.booleans().flatmap(
+        lambda probe: hostile_urls(schemes, probe=probe).map(lambda case: (case, probe))
+    )
+
+
+@settings(max_examples=150, deadline=None)
+@given(_probed(("mongodb", "mongodb+srv")))
+def test_hostile_passwords_never_show(drawn: tuple[HostileURL, bool]) -> None:
+    case, probe = drawn
+    refused: ConfigurationError | None = None
+    try:
+        driver = from_url(case.url)
+    except ConfigurationError as error:
+        refused = error
+    if refused is not None:
+        assert MARK not in str(refused)
+        assert MARK not in repr(refused)
+        assert probe or case.spelling != "encoded", "an encoded password must be accepted"
+        return
+    assert not probe, "an unknown option must be refused"
+    assert MARK not in repr(driver)
+    assert MARK not in driver.where
+    if case.spelling == "encoded" and case.scheme == "mongodb":
+        assert pymongo.uri_parser.parse_uri(driver._connection_string)["password"] == (
+            case.password
+        )
+
+
+@pytest.mark.anyio
+async def test_unreachable_server_is_reported_within_the_connect_timeout_and_silently(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    # Nothing listens on the port. The bound is generous: a liveness check, not a speed claim.
+    storage = Storage(from_url(f"mongodb://u:pw@127.0.0.1:{free_port()}/db?connect_timeout=1"))
+    try:
+        with anyio.fail_after(60), pytest.raises(BackendUnavailable):
+            await storage.get("a")
+    finally:
+        await storage.close()
+    assert capfd.readouterr().err == ""
+
+
+@pytest.mark.anyio
+async def test_a_server_that_never_answers_is_unavailable_within_the_timeouts() -> None:
+    # The kernel completes the TCP handshake; nothing ever answers. The bound is generous: a
+    # liveness check, not a speed claim.
+    with silent_server() as port:
+        storage = Storage(
+            from_url(f"mongodb://127.0.0.1:{port}/db?connect_timeout=1&operation_timeout=2")
+        )
+        try:
+            with anyio.fail_after(60), pytest.raises(BackendUnavailable):
+                await storage.get("a")
+            with anyio.fail_after(60), pytest.raises(BackendUnavailable):
+                await storage.set("a", 1)
+        finally:
+            with anyio.fail_after(60):
+                await storage.close()

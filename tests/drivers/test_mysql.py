@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import signal
+import logging
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,14 +10,18 @@ from pathlib import Path
 import anyio
 import pymysql
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kvstore import create_storage
 from kvstore.drivers.mysql import MySQLDriver, mysql_driver, required_max_allowed_packet
 from kvstore.errors import BackendError, BackendUnavailable, ConfigurationError
 from kvstore.storage import Storage
 from kvstore.testing import DriverConformance, DriverFactory
+from tests.support.hostile_urls import MARK, HostileURL, hostile_urls
 from tests.support.mariadb_instance import MariaDBInstance, mariadb_available
 from tests.support.outage import check_outage_and_recovery, check_restart_between_operations
+from tests.support.quiet import silent_server
 from tests.support.servers import MYSQL_URL, free_port, server_unreachable
 
 _SIXTEEN_MIB = 16 * 1024 * 1024
@@ -69,7 +73,9 @@ class TestMySQLDriver(DriverConformance):
     @pytest.fixture
     def driver_factory(self, tables: list[str]) -> DriverFactory:
         table = _table(tables)
-        return lambda: mysql_driver(MYSQL_URL, table)
+        # A liveness bound, not the default: the suite's 10,000-key batches share a loaded
+        # machine with other tests.
+        return lambda: mysql_driver(MYSQL_URL, table, operation_timeout=120)
 
 
 # -- keys are bytes -------------------------------------------------------------------------
@@ -206,8 +212,9 @@ def private_server(tmp_path: Path) -> Iterator[MariaDBInstance]:
 
 @pytest.mark.anyio
 async def test_outage_raises_unavailable_and_the_same_storage_recovers(
-    private_server: MariaDBInstance,
+    private_server: MariaDBInstance, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="kvstore.drivers.mysql")
     driver = mysql_driver(
         private_server.url,
         "outage",
@@ -221,6 +228,11 @@ async def test_outage_raises_unavailable_and_the_same_storage_recovers(
     assert driver.open_connections >= 1
     await check_restart_between_operations(storage, private_server)
     await storage.close()
+    # The pooled connection the restart killed was replaced, and that was logged.
+    assert any(
+        record.name == "kvstore.drivers.mysql" and "retrying once" in record.getMessage()
+        for record in caplog.records
+    )
 
 
 @pytest.mark.anyio
@@ -235,16 +247,14 @@ async def test_a_hung_server_times_out_as_unavailable(private_server: MariaDBIns
     )
     async with Storage(driver) as storage:
         await storage.set("k", 1)
-        process = private_server._process
-        assert process is not None
-        process.send_signal(signal.SIGSTOP)
+        private_server.pause()
         try:
             with pytest.raises(BackendUnavailable):
                 await storage.get("k")
             with pytest.raises(BackendUnavailable):
                 await storage.set_many({"a": 1, "b": 2})
         finally:
-            process.send_signal(signal.SIGCONT)
+            private_server.resume()
         assert await storage.get("k") == 1
 
 
@@ -268,7 +278,9 @@ async def test_200_concurrent_tasks_lose_nothing_and_stay_within_the_pool(
 ) -> None:
     pool_size = 5
     url = MYSQL_URL.rsplit("/", 1)[0] + "/" + private_database
-    driver = mysql_driver(url, "kv", pool_size=pool_size)
+    # A liveness bound, not a speed claim: on a loaded machine 200 tasks queueing for 5
+    # connections may each wait long for their turn.
+    driver = mysql_driver(url, "kv", pool_size=pool_size, operation_timeout=300)
     storage = Storage(driver)
     observed: list[int] = []
 
@@ -295,20 +307,22 @@ async def test_200_concurrent_tasks_lose_nothing_and_stay_within_the_pool(
             await anyio.sleep(0.01)  # sampling interval of the observer, not synchronisation
 
     done = anyio.Event()
-    async with anyio.create_task_group() as outer:
-        outer.start_soon(monitor, done)
-        async with anyio.create_task_group() as group:
-            for task in range(200):
-                group.start_soon(worker, task)
-        done.set()
+    try:
+        async with anyio.create_task_group() as outer:
+            outer.start_soon(monitor, done)
+            async with anyio.create_task_group() as group:
+                for task in range(200):
+                    group.start_soon(worker, task)
+            done.set()
 
-    keys = [key async for key in storage.keys("task:")]
-    assert len(keys) == 200 * 5
-    assert await storage.get_many(keys) == [[int(k[5:8]), int(k[9:])] for k in keys]
-    assert len([key async for key in storage.keys("batch:")]) == 200 * 3
-    assert max(observed) <= pool_size
-    assert count_server_connections() <= pool_size
-    await storage.close()
+        keys = [key async for key in storage.keys("task:")]
+        assert len(keys) == 200 * 5
+        assert await storage.get_many(keys) == [[int(k[5:8]), int(k[9:])] for k in keys]
+        assert len([key async for key in storage.keys("batch:")]) == 200 * 3
+        assert max(observed) <= pool_size
+        assert count_server_connections() <= pool_size
+    finally:
+        await storage.close()
     assert driver.open_connections == 0
 
 
@@ -335,3 +349,145 @@ async def test_errors_never_show_the_password(shared_mysql: pymysql.connections.
     assert secret not in str(refused.value)
     await unreachable.close()
     await wrong_user.close()
+
+
+# -- URLs: parsed as PyMySQL's connect arguments, refused when malformed, never leaking --------
+
+
+def test_url_options_reach_the_driver_and_pymysql() -> None:
+    driver = mysql_driver(
+        "mariadb://app%40corp:p%2Fw%40rd@[::1]:3307/shop?pool_size=3&connect_timeout=1.5"
+        "&operation_timeout=4&ssl_disabled=true"
+    )
+    assert (driver.pool_size, driver.connect_timeout, driver.operation_timeout) == (3, 1.5, 4.0)
+    assert driver._params["host"] == "::1"
+    assert driver._params["port"] == 3307
+    assert driver._params["user"] == "app@corp"
+    assert driver._params["password"] == "p/w@rd"
+    assert driver._params["database"] == "shop"
+    assert driver._params["ssl_disabled"] is True
+    assert driver.where == "[::1]:3307/shop"
+    assert "p/w@rd" not in repr(driver)
+    assert "p%2Fw" not in repr(driver)
+
+
+def test_defaults_bound_every_wait() -> None:
+    driver = mysql_driver("mysql://u@db.example/app")
+    assert (driver.pool_size, driver.connect_timeout, driver.operation_timeout) == (10, 5.0, 10.0)
+    assert driver.where == "db.example:3306/app"
+
+
+def test_native_read_timeout_sets_the_operation_timeout() -> None:
+    assert mysql_driver("mysql://u@h/app?read_timeout=7").operation_timeout == 7.0
+    assert mysql_driver("mysql://u@h/app", read_timeout=3, write_timeout=3).operation_timeout == 3
+
+
+@pytest.mark.parametrize(
+    ("url", "arguments"),
+    [
+        ("mysql://u@h/app?pool_size=3", {"pool_size": 4}),
+        ("mysql://u@h/app?connect_timeout=3", {"connect_timeout": 4}),
+        ("mysql://u@h/app?operation_timeout=3&read_timeout=4", {}),
+        ("mysql://u@h/app?operation_timeout=3", {"write_timeout": 4}),
+    ],
+)
+def test_one_setting_given_twice_differently_is_refused(
+    url: str, arguments: dict[str, float]
+) -> None:
+    with pytest.raises(ConfigurationError, match="more than once"):
+        mysql_driver(url, **arguments)  # type: ignore[arg-type]
+
+
+HOSTILE_MYSQL_URLS = [
+    "mysql://root:pw@127.0.0.1:70000/test",  # port out of range
+    "mysql://root:pw@127.0.0.1:0/test",
+    "mysql://root:pw@127.0.0.1:-1/test",
+    "mysql://root:pw@127.0.0.1:33o6/test",
+    "mysql://root:pw@[::1/test",  # unclosed IPv6
+    "mysql://root:pw@[::zz]:3306/test",  # not an IPv6 address
+    "mysql://root:pw@::1:3306/test",  # IPv6 without brackets
+    "mysql://root:pw@127.0.0.1/test?bogus=1",  # unknown option
+    "mysql://root:pw@127.0.0.1/test?pool_size=0",
+    "mysql://root:pw@127.0.0.1/test?pool_size=lots",
+    "mysql://root:pw@127.0.0.1/test?connect_timeout=-1",
+    "mysql://root:pw@127.0.0.1/test?operation_timeout=nan",
+    "mysql://root:pw@127.0.0.1/test?ssl_disabled=maybe",
+    "mysql://root:pw@127.0.0.1/test?pool_size=2&pool_size=3",
+    "mysql://root:Sup3r/s3cret@127.0.0.1/test",  # unencoded '/' in the password
+    "mysql://root:Sup3r@s3cret@127.0.0.1/test",  # unencoded '@' in the password
+    "mysql://root:pw@127.0.0.1",  # no database
+    "mysql://root:pw@127.0.0.1/",
+    "mysql://root:pw@127.0.0.1/test/extra",  # ambiguous database
+    "mysql://root:pw@a,b/test",  # several hosts
+    "mysql://root:pw@127.0.0.1/test#frag",
+    "postgresql://root:pw@127.0.0.1/test",
+]
+
+
+@pytest.mark.parametrize("url", HOSTILE_MYSQL_URLS)
+def test_malformed_urls_are_configuration_errors(url: str) -> None:
+    with pytest.raises(ConfigurationError) as raised:
+        mysql_driver(url)
+    for secret in ("Sup3r", "s3cret"):
+        assert secret not in str(raised.value)
+
+
+def _probed(schemes: tuple[str, ...]) -> st.SearchStrategy[tuple[HostileURL, bool]]:
+    """A hostile URL, and whether it also carries an option no driver knows."""
+    return st.booleans().flatmap(
+        lambda probe: hostile_urls(schemes, probe=probe).map(lambda case: (case, probe))
+    )
+
+
+@settings(max_examples=150, deadline=None)
+@given(_probed(("mysql", "mariadb")))
+def test_hostile_passwords_never_show(drawn: tuple[HostileURL, bool]) -> None:
+    case, probe = drawn
+    refused: ConfigurationError | None = None
+    try:
+        driver = mysql_driver(case.url)
+    except ConfigurationError as error:
+        refused = error
+    if refused is not None:
+        assert MARK not in str(refused)
+        assert MARK not in repr(refused)
+        assert probe or case.spelling != "encoded", "an encoded password must be accepted"
+        return
+    assert not probe, "an unknown option must be refused"
+    assert MARK not in repr(driver)
+    assert MARK not in driver.where
+    if case.spelling == "encoded":
+        assert driver._params["password"] == case.password
+
+
+@pytest.mark.anyio
+async def test_unreachable_server_is_reported_within_the_connect_timeout_and_silently(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    # Nothing listens on the port: refused at once. The bound is generous (a liveness check).
+    storage = Storage(mysql_driver(f"mysql://root:pw@127.0.0.1:{free_port()}/test"))
+    try:
+        with anyio.fail_after(60), pytest.raises(BackendUnavailable):
+            await storage.get("a")
+    finally:
+        await storage.close()
+    assert capfd.readouterr().err == ""
+
+
+@pytest.mark.anyio
+async def test_a_server_that_never_answers_is_unavailable_within_the_timeouts() -> None:
+    # The kernel completes the TCP handshake; nothing ever answers. The bound is generous: a
+    # liveness check, not a speed claim.
+    with silent_server() as port:
+        storage = Storage(
+            mysql_driver(
+                f"mysql://root@127.0.0.1:{port}/test?connect_timeout=1&operation_timeout=2"
+            )
+        )
+        try:
+            with anyio.fail_after(60), pytest.raises(BackendUnavailable):
+                await storage.get("a")
+            with anyio.fail_after(60), pytest.raises(BackendUnavailable):
+                await storage.set("a", 1)
+        finally:
+            await storage.close()

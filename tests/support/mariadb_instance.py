@@ -7,6 +7,7 @@ It runs ``mariadbd`` on a free loopback port with its data in a temporary direct
 from __future__ import annotations
 
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -14,6 +15,7 @@ from types import TracebackType
 
 import pymysql
 
+from tests.support.outage import sigstop_and_wait
 from tests.support.servers import free_port
 
 __all__ = ["MariaDBInstance", "mariadb_available"]
@@ -125,12 +127,35 @@ class MariaDBInstance:
         process, self._process = self._process, None
         if process is None or process.poll() is not None:
             return
+        process.send_signal(signal.SIGCONT)  # a paused server cannot act on SIGTERM
         process.terminate()
         try:
             process.wait(timeout=_STOP_SECONDS)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+    def kill(self) -> None:
+        """Kill the server with SIGKILL, as a crash would, and wait until the process has ended.
+
+        ``start()`` then serves the same data (InnoDB recovers from its redo log).
+        """
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGCONT)
+        process.kill()
+        process.wait()
+
+    def pause(self) -> None:
+        """Stop the server (SIGSTOP): its connections stay open and nothing answers."""
+        assert self._process is not None
+        sigstop_and_wait(self._process.pid)
+
+    def resume(self) -> None:
+        """Let a paused server run again (SIGCONT)."""
+        assert self._process is not None
+        self._process.send_signal(signal.SIGCONT)
 
     def __enter__(self) -> MariaDBInstance:
         self.start()

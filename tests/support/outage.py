@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 import anyio
@@ -241,3 +246,26 @@ def wait_for(event: threading.Event, what: str) -> None:
     """Block (in the fault thread) until ``event`` is set, failing after OBSERVE_DEADLINE."""
     if not event.wait(OBSERVE_DEADLINE):
         raise AssertionError(f"never observed: {what}")
+
+
+def sigstop_and_wait(pid: int) -> None:
+    """SIGSTOP process ``pid`` and return once every one of its threads has stopped.
+
+    ``kill()`` returns before a multi-threaded process has stopped: mariadbd was seen answering
+    a query sent just after SIGSTOP. A test of a "stopped server" must not start before the
+    server really is stopped, so this waits (bounded by OBSERVE_DEADLINE) until each
+    ``/proc/PID/task/*/stat`` says ``T`` (stopped).
+    """
+    os.kill(pid, signal.SIGSTOP)
+    deadline = time.monotonic() + OBSERVE_DEADLINE
+    while True:
+        states = []
+        for stat in Path(f"/proc/{pid}/task").glob("*/stat"):
+            with contextlib.suppress(OSError):  # a thread that ended meanwhile
+                # The state follows the parenthesised command name, which may hold spaces.
+                states.append(stat.read_text().rpartition(")")[2].split()[0])
+        if states and all(state in ("T", "t") for state in states):
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"process {pid} did not stop: thread states {states}")
+        time.sleep(0.001)  # polling the kernel's process state, not the code under test

@@ -800,17 +800,14 @@ def mongodb_driver(
 def from_url(url: str) -> MongoDBDriver:
     """Return a driver for ``url``; its path (``mongodb://host/DATABASE``) names the database.
 
-    The collection is ``storage``. A URL without a database, or whose path is not a valid
-    database name (``/db/extra``, ``/db.collection``), is a :class:`ConfigurationError`:
-    PyMongo would read ``db.collection`` as a database and a collection, and the driver does
-    not guess.
+    Without a path the database is ``agentx``, as with :func:`mongodb_driver`; the collection
+    is ``storage``. A path that is not a valid database name (``/db/extra``,
+    ``/db.collection``) is a :class:`ConfigurationError`: PyMongo would read ``db.collection``
+    as a database and a collection, and the driver does not guess.
     """
     parsed = parse_url(url, schemes=_SCHEMES, multi_host=True)
     if not parsed.path:
-        raise ConfigurationError(
-            f"{parsed.redacted()!r} names no database: add it as the path "
-            "(mongodb://HOST/DATABASE)"
-        )
+        return mongodb_driver(url)
     if any(char in _NAME_FORBIDDEN for char in parsed.path):
         raise ConfigurationError(
             f"{parsed.redacted()!r}: the path must be one database name, without "

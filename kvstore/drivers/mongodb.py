@@ -44,6 +44,7 @@ from kvstore.drivers._extras import missing_extra
 from kvstore.drivers._settings import settle, timeout_seconds, whole_number
 from kvstore.errors import BackendError, BackendUnavailable, ConfigurationError
 from kvstore.keys import prefix_successor
+from kvstore.logs import silent_until_configured
 from kvstore.urls import (
     ParsedURL,
     is_secret_option,
@@ -72,11 +73,7 @@ except ImportError as error:  # pragma: no cover - exercised in a subprocess tes
 __all__ = ["MongoDBDriver", "from_url", "mongodb_driver"]
 
 _log = logging.getLogger(__name__)
-# Silent until the application configures logging: a NullHandler counts as a handler, so
-# Python's last-resort stderr output never fires, and it does not stop propagation to the
-# application's own handlers.
-_log.addHandler(logging.NullHandler())
-logging.getLogger("pymongo").addHandler(logging.NullHandler())
+silent_until_configured(__name__, "pymongo")
 _T = TypeVar("_T")
 
 # Values up to this size are one document; the rest of the 16 MB leaves room for a 1 KiB key.

@@ -44,6 +44,7 @@ from kvstore.drivers._extras import missing_extra
 from kvstore.drivers._settings import settle, timeout_seconds, whole_number
 from kvstore.errors import BackendError, BackendUnavailable, ConfigurationError
 from kvstore.keys import prefix_successor
+from kvstore.logs import silent_until_configured
 from kvstore.urls import ParsedURL, boolean, parse_url, positive_float, positive_int, take_options
 
 try:
@@ -63,11 +64,7 @@ __all__ = [
 
 _T = TypeVar("_T")
 _log = logging.getLogger(__name__)
-# Silent until the application configures logging: a NullHandler counts as a handler, so
-# Python's last-resort stderr output never fires, and it does not stop propagation to the
-# application's own handlers.
-_log.addHandler(logging.NullHandler())
-logging.getLogger("pymysql").addHandler(logging.NullHandler())
+silent_until_configured(__name__, "pymysql")
 DEFAULT_POOL_SIZE = 10
 # An unreachable server is reported within about this long; no operation waits longer than
 # DEFAULT_OPERATION_TIMEOUT (the same defaults on every server driver).

@@ -36,6 +36,7 @@ from kvstore.drivers._pool import Pool
 from kvstore.drivers._settings import settle, timeout_seconds, whole_number
 from kvstore.errors import BackendError, BackendUnavailable, ConfigurationError
 from kvstore.keys import prefix_successor
+from kvstore.logs import silent_until_configured
 from kvstore.urls import positive_float, positive_int
 
 try:
@@ -52,11 +53,7 @@ _T = TypeVar("_T")
 Connection = AsyncConnection[Any]
 
 _log = logging.getLogger(__name__)
-# Silent until the application configures logging: without a handler anywhere on their path,
-# records at WARNING and above would reach logging's last-resort handler, that is stderr.
-# A NullHandler counts as a handler and does not stop propagation to the application's own.
-_log.addHandler(logging.NullHandler())
-logging.getLogger("psycopg").addHandler(logging.NullHandler())
+silent_until_configured(__name__, "psycopg")
 
 # Keys per page of a prefix scan: bounds memory and the time a connection is held.
 SCAN_PAGE = 1000

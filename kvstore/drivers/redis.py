@@ -44,6 +44,7 @@ from kvstore.drivers._extras import missing_extra
 from kvstore.drivers._settings import settle, timeout_seconds, whole_number
 from kvstore.errors import BackendError, BackendUnavailable, ConfigurationError, InvalidKey
 from kvstore.keys import prefix_successor, validate_key
+from kvstore.logs import silent_until_configured
 from kvstore.urls import ParsedURL, boolean, parse_url, positive_float, positive_int, take_options
 
 try:
@@ -62,11 +63,7 @@ __all__ = ["RedisDriver", "from_url", "redis_driver"]
 _T = TypeVar("_T")
 
 _log = logging.getLogger(__name__)
-# Silent until the application configures logging: without a handler anywhere on their path,
-# records at WARNING and above would reach logging's last-resort handler, that is stderr.
-# A NullHandler counts as a handler and does not stop propagation to the application's own.
-_log.addHandler(logging.NullHandler())
-logging.getLogger("redis").addHandler(logging.NullHandler())
+silent_until_configured(__name__, "redis")
 
 
 

@@ -38,14 +38,11 @@ except ImportError:  # pragma: no cover - depends on the installed extras
         "the Redis event-queue backend needs redis: pip install 'agentx-persistence[redis]'"
     ) from None
 
-try:
-    from kvstore.urls import redact_url
-except ImportError:  # pragma: no cover - eventqueue installed without kvstore
+# One distribution: kvstore is always installed beside eventqueue.
+from kvstore.logs import silent_until_configured
+from kvstore.urls import redact_url
 
-    def redact_url(url: str) -> str:
-        """Return a placeholder: without kvstore's helper we do not print URLs at all."""
-        return "<redis URL>"
-
+silent_until_configured("redis")
 
 __all__ = ["RedisBackend"]
 

@@ -14,7 +14,6 @@ import pymongo
 import pymongo.uri_parser
 import pytest
 from hypothesis import given, settings
-from hypothesis import strategies as st
 from pymongo import monitoring
 
 from kvstore import create_storage
@@ -23,7 +22,7 @@ from kvstore.drivers.mongodb import MongoDBDriver, from_url, mongodb_driver
 from kvstore.errors import BackendError, BackendUnavailable, ConfigurationError
 from kvstore.storage import Storage
 from kvstore.testing import DriverConformance, DriverFactory
-from tests.support.hostile_urls import MARK, HostileURL, hostile_urls
+from tests.support.hostile_urls import MARK, HostileURL, probed_hostile_urls
 from tests.support.mongodb_server import MongoDBTarget, mongodb_target
 from tests.support.quiet import silent_server
 from tests.support.servers import free_port
@@ -438,15 +437,8 @@ def test_malformed_urls_are_configuration_errors(url: str) -> None:
         assert secret not in str(raised.value)
 
 
-def _probed(schemes: tuple[str, ...]) -> st.SearchStrategy[tuple[HostileURL, bool]]:
-    """A hostile URL, and whether it also carries an option no driver knows."""
-    return st.booleans().flatmap(
-        lambda probe: hostile_urls(schemes, probe=probe).map(lambda case: (case, probe))
-    )
-
-
 @settings(max_examples=150, deadline=None)
-@given(_probed(("mongodb", "mongodb+srv")))
+@given(probed_hostile_urls(("mongodb", "mongodb+srv")))
 def test_hostile_passwords_never_show(drawn: tuple[HostileURL, bool]) -> None:
     case, probe = drawn
     refused: ConfigurationError | None = None

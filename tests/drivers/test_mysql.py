@@ -11,14 +11,13 @@ import anyio
 import pymysql
 import pytest
 from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from kvstore import create_storage
 from kvstore.drivers.mysql import MySQLDriver, mysql_driver, required_max_allowed_packet
 from kvstore.errors import BackendError, BackendUnavailable, ConfigurationError
 from kvstore.storage import Storage
 from kvstore.testing import DriverConformance, DriverFactory
-from tests.support.hostile_urls import MARK, HostileURL, hostile_urls
+from tests.support.hostile_urls import MARK, HostileURL, probed_hostile_urls
 from tests.support.mariadb_instance import MariaDBInstance, mariadb_available
 from tests.support.outage import check_outage_and_recovery, check_restart_between_operations
 from tests.support.quiet import silent_server
@@ -432,15 +431,8 @@ def test_malformed_urls_are_configuration_errors(url: str) -> None:
         assert secret not in str(raised.value)
 
 
-def _probed(schemes: tuple[str, ...]) -> st.SearchStrategy[tuple[HostileURL, bool]]:
-    """A hostile URL, and whether it also carries an option no driver knows."""
-    return st.booleans().flatmap(
-        lambda probe: hostile_urls(schemes, probe=probe).map(lambda case: (case, probe))
-    )
-
-
 @settings(max_examples=150, deadline=None)
-@given(_probed(("mysql", "mariadb")))
+@given(probed_hostile_urls(("mysql", "mariadb")))
 def test_hostile_passwords_never_show(drawn: tuple[HostileURL, bool]) -> None:
     case, probe = drawn
     refused: ConfigurationError | None = None

@@ -128,3 +128,10 @@ def hostile_urls(
         return HostileURL(scheme, password, spelling, conninfo_with(password, spelling))
     written = spell(password, spelling)
     return HostileURL(scheme, password, spelling, url_with(scheme, written, probe=probe))
+
+
+def probed_hostile_urls(schemes: tuple[str, ...]) -> st.SearchStrategy[tuple[HostileURL, bool]]:
+    """A hostile URL, and whether it also carries an option no driver knows."""
+    return st.booleans().flatmap(
+        lambda probe: hostile_urls(schemes, probe=probe).map(lambda case: (case, probe))
+    )

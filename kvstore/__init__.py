@@ -8,14 +8,17 @@ Start with :func:`create_storage`::
 
 from __future__ import annotations
 
+from kvstore.conditional import ANY_VERSION, Change, Versioned
 from kvstore.driver import BaseDriver, Driver
 from kvstore.errors import (
     BackendError,
     BackendUnavailable,
     ConfigurationError,
+    Conflict,
     InvalidKey,
     KVStoreError,
     MissingDependency,
+    NotSupported,
     SerializationError,
     StorageClosed,
     UnknownScheme,
@@ -24,18 +27,23 @@ from kvstore.registry import driver_from_url, register_driver
 from kvstore.storage import Storage
 
 __all__ = [
+    "ANY_VERSION",
     "BackendError",
     "BackendUnavailable",
     "BaseDriver",
+    "Change",
     "ConfigurationError",
+    "Conflict",
     "Driver",
     "InvalidKey",
     "KVStoreError",
     "MissingDependency",
+    "NotSupported",
     "SerializationError",
     "Storage",
     "StorageClosed",
     "UnknownScheme",
+    "Versioned",
     "create_storage",
     "register_driver",
 ]

@@ -14,11 +14,15 @@ from __future__ import annotations
 
 import abc
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Protocol, runtime_checkable
+from typing import Protocol, cast, runtime_checkable
 
-from kvstore.errors import StorageClosed
+from kvstore.conditional import Change, Versioned
+from kvstore.errors import Conflict, NotSupported, StorageClosed
 
-__all__ = ["BaseDriver", "Driver", "as_base_driver"]
+__all__ = ["CONDITIONAL_WRITES", "BaseDriver", "Driver", "as_base_driver", "conflict"]
+
+#: The capability name :class:`NotSupported` carries for versioned reads and conditional writes.
+CONDITIONAL_WRITES = "conditional writes (versions)"
 
 # How many keys the default ``clear`` deletes per ``delete_many`` call: bounds memory while a
 # large prefix is cleared.
@@ -58,13 +62,19 @@ class BaseDriver(abc.ABC):
 
     ``name`` identifies the driver in errors and in the registry. ``supports_trio`` tells the
     conformance suite whether to run the driver under trio as well as asyncio.
-    ``atomic_batches`` says whether ``set_many`` and ``delete_many`` are all or nothing; the
-    suite then checks it with a concurrent reader that must never see part of a batch.
+    ``atomic_batches`` says whether ``set_many``, ``delete_many`` and ``commit`` are all or
+    nothing; the suite then checks it with a concurrent reader that must never see part of a
+    batch.
+
+    Optional capability: ``conditional_writes`` says the driver keeps a version per value and
+    implements :meth:`get_versioned` and :meth:`commit` (see :mod:`kvstore.conditional`); the
+    base class's versions of both raise :class:`NotSupported`.
     """
 
     name: str = "driver"
     supports_trio: bool = False
     atomic_batches: bool = False
+    conditional_writes: bool = False
     _closed: bool = False
 
     @property
@@ -101,6 +111,41 @@ class BaseDriver(abc.ABC):
     async def close(self) -> None:
         """Release connections and files; idempotent. Later use raises ``StorageClosed``."""
 
+    # -- conditional writes (optional capability) ---------------------------------------------
+
+    async def get_versioned(self, key: str) -> Versioned[bytes] | None:
+        """Return the value of ``key`` with its version, read in one step, or ``None``."""
+        raise NotSupported(CONDITIONAL_WRITES, driver=self.name)
+
+    async def commit(self, changes: Sequence[Change[bytes]]) -> list[int | None]:
+        """Apply ``changes`` (each key at most once) if every condition holds, else raise.
+
+        Every condition is checked against the state before the batch. If one fails, raise
+        :class:`Conflict` naming the failing keys and write nothing: with ``atomic_batches`` the
+        check and the writes are one atomic step. A driver without transactions checks and
+        applies key by key in order, stopping at the first failure (earlier changes stay) and
+        says so in its documentation. Return the new version of each written key and ``None``
+        for each delete and check, in the order given.
+        """
+        raise NotSupported(CONDITIONAL_WRITES, driver=self.name)
+
+    async def set_if(self, key: str, value: bytes, expected: int | None) -> int:
+        """Write ``value`` only if ``key`` is at version ``expected`` (``None``: absent).
+
+        Return the new version; raise :class:`Conflict`, writing nothing, otherwise. The default
+        is a one-change :meth:`commit`; a driver may override it with a faster path.
+        """
+        change = Change.create(key, value) if expected is None else Change.replace(
+            key, value, expected
+        )
+        version = (await self.commit([change]))[0]
+        assert version is not None  # a write always returns its version
+        return version
+
+    async def delete_if(self, key: str, expected: int) -> None:
+        """Delete ``key`` only if it is at version ``expected``; raise :class:`Conflict` if not."""
+        await self.commit([Change.delete(key, expected)])
+
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         """Return the values of ``keys`` in the order asked, ``None`` for each missing key."""
         return [await self.get(key) for key in keys]
@@ -136,6 +181,15 @@ class BaseDriver(abc.ABC):
         A key deleted between the scan and the read is skipped.
         """
         return read_in_pages(self.keys(prefix), self.get_many)
+
+
+def conflict(keys: Sequence[str]) -> Conflict:
+    """The :class:`Conflict` a driver raises when the conditions on ``keys`` failed."""
+    shown = ", ".join(repr(key) for key in keys[:5])
+    more = f" and {len(keys) - 5} more" if len(keys) > 5 else ""
+    return Conflict(
+        f"the condition on {shown}{more} no longer holds: nothing was written", keys=tuple(keys)
+    )
 
 
 async def delete_scanned(
@@ -194,6 +248,8 @@ class _PrimitivesOnly(BaseDriver):
         self.inner = inner
         self.name = str(getattr(inner, "name", type(inner).__name__))
         self.supports_trio = bool(getattr(inner, "supports_trio", False))
+        # Capabilities pass through: only the batch paths are the base class's.
+        self.conditional_writes = bool(getattr(inner, "conditional_writes", False))
 
     async def get(self, key: str) -> bytes | None:
         # docstring inherited
@@ -214,6 +270,18 @@ class _PrimitivesOnly(BaseDriver):
     async def close(self) -> None:
         # docstring inherited
         await self.inner.close()
+
+    async def get_versioned(self, key: str) -> Versioned[bytes] | None:
+        # docstring inherited
+        if not self.conditional_writes:
+            return await super().get_versioned(key)
+        return await cast(BaseDriver, self.inner).get_versioned(key)
+
+    async def commit(self, changes: Sequence[Change[bytes]]) -> list[int | None]:
+        # docstring inherited
+        if not self.conditional_writes:
+            return await super().commit(changes)
+        return await cast(BaseDriver, self.inner).commit(changes)
 
 
 def as_base_driver(driver: Driver, *, default_batches: bool = False) -> BaseDriver:

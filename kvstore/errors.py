@@ -11,9 +11,11 @@ __all__ = [
     "BackendError",
     "BackendUnavailable",
     "ConfigurationError",
+    "Conflict",
     "InvalidKey",
     "KVStoreError",
     "MissingDependency",
+    "NotSupported",
     "SerializationError",
     "StorageClosed",
     "UnknownScheme",
@@ -56,6 +58,30 @@ class BackendError(KVStoreError):
 
 class BackendUnavailable(BackendError):
     """The backend cannot be reached (refused, timed out, lost); retrying later may succeed."""
+
+
+class Conflict(KVStoreError):
+    """A conditional write or delete found a key absent, present, or at another version than it
+    required; nothing was written.
+
+    ``keys`` names the keys whose condition failed, as the caller spelled them.
+    """
+
+    def __init__(self, message: str, *, keys: tuple[str, ...] = ()) -> None:
+        self.keys = keys
+        super().__init__(message)
+
+
+class NotSupported(KVStoreError, NotImplementedError):
+    """The driver does not offer an optional capability (``capability``) that a call needs.
+
+    Nothing was read or written. ``driver`` names the driver.
+    """
+
+    def __init__(self, capability: str, *, driver: str) -> None:
+        self.capability = capability
+        self.driver = driver
+        super().__init__(f"the {driver} driver does not support {capability}")
 
 
 class UnknownScheme(KVStoreError, ValueError):

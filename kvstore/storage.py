@@ -11,11 +11,13 @@ inline driver never holds the loop for long. Everything is checked before anythi
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from enum import Enum
 from types import TracebackType
 from typing import Self, TypeVar
 
+from kvstore.conditional import Action, Change, Versioned
 from kvstore.driver import BaseDriver, Driver, as_base_driver, delete_scanned, read_in_pages
-from kvstore.errors import InvalidKey, SerializationError, StorageClosed
+from kvstore.errors import Conflict, InvalidKey, NotSupported, SerializationError, StorageClosed
 from kvstore.keys import RECENTLY_VALID, join, validate_key, validate_prefix
 from kvstore.mounts import MountTable, Source, merge_sorted
 from kvstore.pacing import Pacer
@@ -24,10 +26,13 @@ from kvstore.serialization import JSONValue, decode, encode, encode_many
 __all__ = ["Storage"]
 
 _In = TypeVar("_In")
+_V = TypeVar("_V")
 _Out = TypeVar("_Out")
 
 # Items a batch checks, encodes or decodes per step: at most a few hundred microseconds.
 _STEP = 256
+# How many times ``update`` tries by default before it gives up with the last Conflict.
+UPDATE_ATTEMPTS = 16
 
 
 async def _in_steps(
@@ -145,6 +150,166 @@ class Storage:
         """Remove ``key``; removing a missing key is not an error."""
         driver, driver_key = self._route(key)
         await driver.delete(driver_key)
+
+    # -- conditional writes -----------------------------------------------------------------
+
+    async def get_versioned(self, key: str) -> Versioned[JSONValue] | None:
+        """Return the JSON value of ``key`` with its version, read in one step, or ``None``.
+
+        Raises :class:`~kvstore.errors.NotSupported` on a driver without conditional writes.
+        """
+        found = await self.get_versioned_raw(key)
+        return None if found is None else Versioned(decode(found.value, key), found.version)
+
+    async def get_versioned_raw(self, key: str) -> Versioned[bytes] | None:
+        """Return the bytes of ``key`` with their version, or ``None``."""
+        driver, driver_key = self._route(key)
+        return await driver.get_versioned(driver_key)
+
+    async def create(self, key: str, value: JSONValue) -> int:
+        """Store ``value`` only if ``key`` is absent; return its version.
+
+        Raises :class:`~kvstore.errors.Conflict`, writing nothing, if the key holds a value.
+        """
+        return await self._set_if(key, encode(value), None)
+
+    async def create_raw(self, key: str, value: bytes | bytearray | memoryview) -> int:
+        """:meth:`create` for bytes stored unchanged."""
+        return await self._set_if(key, _as_bytes(value), None)
+
+    async def replace(self, key: str, value: JSONValue, version: int) -> int:
+        """Store ``value`` only if ``key`` is still at ``version``; return the new version.
+
+        Raises :class:`~kvstore.errors.Conflict`, writing nothing, if the key is absent or was
+        written since ``version`` was read.
+        """
+        return await self._set_if(key, encode(value), _check_version(version))
+
+    async def replace_raw(
+        self, key: str, value: bytes | bytearray | memoryview, version: int
+    ) -> int:
+        """:meth:`replace` for bytes stored unchanged."""
+        return await self._set_if(key, _as_bytes(value), _check_version(version))
+
+    async def _set_if(self, key: str, data: bytes, expected: int | None) -> int:
+        driver, driver_key = self._route(key)
+        try:
+            return await driver.set_if(driver_key, data, expected)
+        except Conflict as error:
+            raise _conflict_on([key], error) from None
+
+    async def delete_if(self, key: str, version: int) -> None:
+        """Remove ``key`` only if it is still at ``version``.
+
+        Raises :class:`~kvstore.errors.Conflict`, deleting nothing, if the key is absent or at
+        another version.
+        """
+        driver, driver_key = self._route(key)
+        try:
+            await driver.delete_if(driver_key, _check_version(version))
+        except Conflict as error:
+            raise _conflict_on([key], error) from None
+
+    async def update(
+        self,
+        key: str,
+        change: Callable[[JSONValue | None], JSONValue],
+        *,
+        attempts: int = UPDATE_ATTEMPTS,
+    ) -> JSONValue:
+        """Read ``key``, store ``change(value)`` if nobody wrote it meanwhile, retry if they did.
+
+        ``change`` receives the current value (``None`` when the key is absent) and returns the
+        new one; it may run several times, so it must not have side effects. Returns the value
+        stored. After ``attempts`` conflicts in a row the last :class:`~kvstore.errors.Conflict`
+        is raised. Exceptions ``change`` raises propagate, writing nothing.
+        """
+        if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
+            raise ValueError(f"attempts must be a positive int, not {attempts!r}")
+        driver, driver_key = self._route(key)
+        for attempt in range(attempts):
+            found = await driver.get_versioned(driver_key)
+            current = None if found is None else decode(found.value, key)
+            new_value = change(current)
+            try:
+                await driver.set_if(
+                    driver_key, encode(new_value), None if found is None else found.version
+                )
+            except Conflict as error:
+                if attempt + 1 == attempts:
+                    raise _conflict_on([key], error, tries=attempts) from None
+                continue
+            return new_value
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def commit(self, changes: Iterable[Change[JSONValue]]) -> list[int | None]:
+        """Apply a conditional batch of JSON changes (see :class:`~kvstore.conditional.Change`).
+
+        Each key may appear once. If any condition fails, raises
+        :class:`~kvstore.errors.Conflict` naming the failing keys; on a driver with
+        ``atomic_batches`` nothing was written. Returns the new version of each written key
+        and ``None`` for deletes and checks, in order. Every key must belong to one driver:
+        a batch that spans mounts raises :class:`~kvstore.errors.NotSupported`.
+        """
+        given = list(changes)
+        encoded = await _in_steps(
+            self._table.pacer,
+            given,
+            lambda part: [
+                change
+                if change.action is not Action.WRITE
+                else Change(change.action, change.key, encode(change.value), change.expected)
+                for change in part
+            ],
+        )
+        return await self._commit_encoded(encoded)
+
+    async def commit_raw(self, changes: Iterable[Change[bytes]]) -> list[int | None]:
+        """:meth:`commit` with bytes values stored unchanged."""
+        return await self._commit_encoded(
+            [
+                change
+                if change.action is not Action.WRITE
+                else Change(change.action, change.key, _as_bytes(change.value), change.expected)
+                for change in changes
+            ]
+        )
+
+    async def _commit_encoded(self, changes: list[Change[bytes]]) -> list[int | None]:
+        self._ensure_open()
+        for change in changes:
+            if not isinstance(change, Change):
+                raise TypeError(f"commit takes Change objects, not {type(change).__name__}")
+            if change.expected is not None and not isinstance(change.expected, Enum):
+                _check_version(change.expected)
+        full_keys = await _in_steps(
+            self._table.pacer, [change.key for change in changes], self._full_keys
+        )
+        if len(set(full_keys)) != len(full_keys):
+            raise InvalidKey("a key appears more than once in one commit")
+        if not full_keys:
+            return []
+        if self._table.has_mounts:
+            groups = await self._group(full_keys)
+            if len(groups) > 1:
+                raise NotSupported(
+                    "a conditional batch across mounted drivers", driver=self._table.root.name
+                )
+            (driver, _, driver_keys), = groups.values()
+        else:
+            driver, driver_keys = self._table.root, full_keys
+        routed = [
+            change.with_key(driver_key)
+            for change, driver_key in zip(changes, driver_keys, strict=True)
+        ]
+        try:
+            return await driver.commit(routed)
+        except Conflict as error:
+            # Name the keys as the caller spelled them.
+            by_driver_key = dict(zip(driver_keys, (change.key for change in changes), strict=True))
+            raise _conflict_on(
+                [by_driver_key.get(key, key) for key in error.keys], error
+            ) from None
 
     # -- batches ----------------------------------------------------------------------------
 
@@ -363,6 +528,25 @@ class Storage:
     def __repr__(self) -> str:
         view = f" base={self._base!r}" if self._base else ""
         return f"<Storage driver={self._table.root.name}{view}>"
+
+
+def _check_version(version: object) -> int:
+    if isinstance(version, bool) or not isinstance(version, int) or version < 0:
+        raise ValueError(f"a version is an int >= 0 read from get_versioned, not {version!r}")
+    return version
+
+
+def _conflict_on(keys: list[str], cause: Conflict, *, tries: int = 1) -> Conflict:
+    """The driver's conflict, re-raised with the keys as the caller named them."""
+    shown = ", ".join(repr(key) for key in keys[:5])
+    more = f" and {len(keys) - 5} more" if len(keys) > 5 else ""
+    after = f" after {tries} attempts" if tries > 1 else ""
+    error = Conflict(
+        f"the condition on {shown}{more} no longer holds{after}: nothing was written",
+        keys=tuple(keys),
+    )
+    error.__cause__ = None
+    return error
 
 
 def _key_list(keys: Iterable[str]) -> list[str]:

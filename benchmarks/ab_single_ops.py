@@ -1,6 +1,10 @@
 """Single operations through ``Storage``: this checkout against another, in one process.
 
-Run: ``python -m benchmarks.ab_single_ops /path/to/other/checkout [memory] [sqlite] [fs]``.
+Run: ``python -m benchmarks.ab_single_ops /path/to/other/checkout [memory] [sqlite] [fs] [URL]``.
+
+A URL argument names a server store, with ``{side}`` where each side's own namespace goes
+(``"redis://127.0.0.1:6379/0?base=ab_{side}"``, ``"postgresql://127.0.0.1/test?table=ab_{side}"``),
+so that the two checkouts never share a table or a base.
 
 On a shared, loaded machine two separate benchmark runs differ by more than the changes being
 measured. Here the other checkout's ``kvstore`` is imported under the name ``kvstore_base`` (a
@@ -71,13 +75,22 @@ async def compare(driver: str, other: str, directory: Path) -> None:
             str(path / package)
         ),
     }
-    sides = {
-        name: importlib.import_module(f"{package}.storage").Storage(
-            makers[driver](package, directory)
-        )
-        for name, package in (("other", other), ("this", "kvstore"))
-    }
-    count = 250 if driver == "fs" else 1000
+    if "://" in driver:
+        # Each side through its own checkout's URL parsing, on its own namespace.
+        sides = {
+            name: importlib.import_module(package).create_storage(driver.format(side=name))
+            for name, package in (("other", other), ("this", "kvstore"))
+        }
+        for storage in sides.values():
+            await storage.clear()
+    else:
+        sides = {
+            name: importlib.import_module(f"{package}.storage").Storage(
+                makers[driver](package, directory)
+            )
+            for name, package in (("other", other), ("this", "kvstore"))
+        }
+    count = 250 if driver == "fs" or "://" in driver else 1000
     keys = [f"bench:point:{index:07d}" for index in range(count)]
     # Keep one key, so that neither side's directory is pruned and recreated each round.
     for storage in sides.values():
@@ -92,6 +105,8 @@ async def compare(driver: str, other: str, directory: Path) -> None:
             for name in order:
                 times[operation][name].append(await _timed(sides[name], operation, keys))
     for storage in sides.values():
+        if "://" in driver:
+            await storage.clear()
         await storage.close()
     print(f"== {driver}: µs per operation through Storage, {ROUNDS} alternating rounds of {count}")
     print(f"{'op':8}{'other best':>12}{'this best':>11}{'change':>8}"
@@ -112,7 +127,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="ab-single-ops-") as temp:
         _import_other(checkout, Path(temp))
         for driver in drivers:
-            data = Path(temp) / f"data-{driver}"
+            data = Path(temp) / f"data-{len(list(Path(temp).iterdir()))}"
             data.mkdir()
             anyio.run(compare, driver, "kvstore_base", data)
 

@@ -122,7 +122,8 @@ async def test_a_text_value_that_is_not_utf8_is_a_typed_error_without_its_conten
         sqlite_file,
         None,
         None,
-        raw_sql=f"INSERT INTO \"{DEFAULT_TABLE}\" VALUES ('b', CAST(x'ff736563726574' AS TEXT))",
+        raw_sql=f'INSERT INTO "{DEFAULT_TABLE}" (key, value) '
+        "VALUES ('b', CAST(x'ff736563726574' AS TEXT))",
     )
     async with Storage(sqlite_driver(sqlite_file)) as storage:
         with pytest.raises(BackendError) as raised:
@@ -172,7 +173,8 @@ async def test_a_key_that_is_not_utf8_is_skipped_and_the_scan_goes_on(
         sqlite_file,
         None,
         None,
-        raw_sql=f"INSERT INTO \"{DEFAULT_TABLE}\" VALUES (CAST(x'62ff' AS TEXT), x'00')",
+        raw_sql=f'INSERT INTO "{DEFAULT_TABLE}" (key, value) '
+        "VALUES (CAST(x'62ff' AS TEXT), x'00')",
     )
     driver = sqlite_driver(sqlite_file)
     # Small pages, so that the scan continues past the bad row across several queries.

@@ -16,6 +16,20 @@ Inline work gives other tasks a turn about every millisecond (:mod:`kvstore.paci
 chunk per statement; when it yields between chunks it holds the connection, so other tasks'
 statements wait instead of running inside its transaction. A cancelled one rolls back.
 
+Conditional writes are native. Each row carries its version in a ``version`` column, written
+with the value by the same statement. ``set_if`` and ``delete_if`` are one statement each (an
+insert that does nothing on a duplicate key, or an update or delete filtered on the version),
+checked by the number of rows it changed. ``commit`` checks every condition and writes inside one
+``BEGIN IMMEDIATE`` transaction: it holds the write lock from the start, so no other connection
+or process writes between its check and its writes, and it is stepped, paced and rolled back on
+cancellation like a batch.
+
+The layout is upgraded in place when a connection opens: a table from before a column existed
+gets it by ``ALTER TABLE ... ADD COLUMN``, a change of the schema only (SQLite stores the default
+once, not in each row). Rows from before the upgrade read with version
+:data:`~kvstore.conditional.LEGACY_VERSION` until they are next written. Several processes may
+upgrade one file at once: the losers of the race see the column already there.
+
 Rows this driver did not write (another program's, or hand-made) are checked as they are read:
 a row whose key breaks the key rules is skipped by scans and logged (logger
 ``kvstore.drivers.sqlite``); a value that is not a BLOB raises :class:`BackendError` naming the
@@ -39,7 +53,8 @@ from typing import Any, Final, TypeVar
 
 import anyio
 
-from kvstore.driver import BaseDriver
+from kvstore.conditional import ANY_VERSION, LEGACY_VERSION, Action, Change, Versioned, new_version
+from kvstore.driver import BaseDriver, conflict
 from kvstore.errors import BackendError, BackendUnavailable, ConfigurationError, InvalidKey
 from kvstore.keys import all_valid_keys, prefix_successor, validate_key
 from kvstore.pacing import Gate, Pacer
@@ -69,6 +84,19 @@ _IN_CHUNK = 500
 _WRITE_CHUNK = 256
 # The message sqlite3 raises when a TEXT cell is not valid UTF-8 (only foreign rows have one).
 _NOT_UTF8 = "Could not decode to UTF-8"
+
+# The columns every table has had since this driver was first written (the original layout).
+_BASE_COLUMNS: Final = "key TEXT PRIMARY KEY, value BLOB NOT NULL"
+# Columns added to the layout since, in order, each with the definition ``ALTER TABLE ... ADD
+# COLUMN`` gives it on a table made before it existed (a new table has them from the start). The
+# default is what the rows already there read as; it must be a constant, so that adding the
+# column is a change of the schema alone, instant however many rows the table holds. A later
+# per-key field is one more entry.
+_ADDED_COLUMNS: Final[tuple[tuple[str, str], ...]] = (
+    ("version", f"INTEGER NOT NULL DEFAULT {LEGACY_VERSION}"),
+)
+# What SQLite says when a column being added exists: another connection added it first.
+_DUPLICATE_COLUMN = "duplicate column name"
 
 # Backoff while another connection holds the lock: 0.5 ms doubling to 25 ms, jittered so that
 # processes waiting for the same lock do not wake in step.
@@ -195,6 +223,7 @@ class SQLiteDriver(BaseDriver):
     name = "sqlite"
     supports_trio = True
     atomic_batches = True
+    conditional_writes = True
 
     def __init__(
         self,
@@ -225,17 +254,33 @@ class SQLiteDriver(BaseDriver):
         self._pacer = Pacer()
 
         quoted = f'"{self.table}"'
+        added = "".join(f", {column} {definition}" for column, definition in _ADDED_COLUMNS)
         self._sql_create = (
-            f"CREATE TABLE IF NOT EXISTS {quoted} "
-            "(key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID"
+            f"CREATE TABLE IF NOT EXISTS {quoted} ({_BASE_COLUMNS}{added}) WITHOUT ROWID"
         )
+        self._sql_columns = f"PRAGMA table_info({quoted})"
+        self._sql_add_column = {
+            column: f"ALTER TABLE {quoted} ADD COLUMN {column} {definition}"
+            for column, definition in _ADDED_COLUMNS
+        }
         self._sql_get = f"SELECT value FROM {quoted} WHERE key = ?"
+        self._sql_get_versioned = f"SELECT value, version FROM {quoted} WHERE key = ?"
+        # Every write stores a new version with the value, in the one statement.
         self._sql_set = (
-            f"INSERT INTO {quoted} (key, value) VALUES (?, ?) "
-            "ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+            f"INSERT INTO {quoted} (key, value, version) VALUES (?, ?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value, version = excluded.version"
+        )
+        self._sql_create_if_absent = (
+            f"INSERT INTO {quoted} (key, value, version) VALUES (?, ?, ?) "
+            "ON CONFLICT (key) DO NOTHING"
+        )
+        self._sql_replace_if = (
+            f"UPDATE {quoted} SET value = ?, version = ? WHERE key = ? AND version = ?"
         )
         self._sql_delete = f"DELETE FROM {quoted} WHERE key = ?"
+        self._sql_delete_if = f"DELETE FROM {quoted} WHERE key = ? AND version = ?"
         self._sql_select_in = f"SELECT key, value FROM {quoted} WHERE key IN "
+        self._sql_versions_in = f"SELECT key, version FROM {quoted} WHERE key IN "
         # Clears delete a chunk of the range per statement, so that a large one yields part way.
         self._sql_clear = {
             bounded: f"DELETE FROM {quoted} WHERE key IN (SELECT key FROM {quoted} "
@@ -336,10 +381,29 @@ class SQLiteDriver(BaseDriver):
                 conn.execute("PRAGMA journal_mode = WAL")
             conn.execute(f"PRAGMA synchronous = {self.synchronous}")
             conn.execute(self._sql_create)
+            self._upgrade_layout(conn)
         except BaseException:
             conn.close()
             raise
         return conn
+
+    def _upgrade_layout(self, conn: sqlite3.Connection) -> None:
+        """Add the columns a table made by an earlier version of this driver lacks.
+
+        Each step is idempotent, so every connection runs them all on open: the check costs one
+        ``PRAGMA`` read. Processes opening an old file at once race to add a column; one wins,
+        the others get "duplicate column name", which means the step is done. A locked database
+        raises, and :meth:`_open` retries the whole connect after a backoff.
+        """
+        present = {row[1] for row in conn.execute(self._sql_columns)}
+        for column, _ in _ADDED_COLUMNS:
+            if column in present:
+                continue
+            try:
+                conn.execute(self._sql_add_column[column])
+            except sqlite3.OperationalError as error:
+                if _DUPLICATE_COLUMN not in str(error):
+                    raise
 
     # -- running statements -------------------------------------------------------------------
 
@@ -367,6 +431,14 @@ class SQLiteDriver(BaseDriver):
         return BackendError(
             f"the row under key {_shown(key)} holds {_describe_foreign(value)}, not a BLOB; "
             "this driver did not write it (delete the key or rewrite it with set_raw)",
+            driver=self.name,
+            where=self.path,
+        )
+
+    def _foreign_version(self, key: str, version: object) -> BackendError:
+        return BackendError(
+            f"the row under key {_shown(key)} holds {_describe_foreign(version)} as its "
+            "version, not an integer; this driver did not write it (rewrite it with set_raw)",
             driver=self.name,
             where=self.path,
         )
@@ -472,15 +544,16 @@ class SQLiteDriver(BaseDriver):
         raise self._foreign_value(key, value)
 
     async def set(self, key: str, value: bytes) -> None:
-        """Store ``value`` under ``key``, replacing any value whole."""
+        """Store ``value`` under ``key``, replacing any value whole, at a new version."""
         conn = self._conn
         if conn is None or monotonic() >= self._pacer.deadline:
             conn = await self._turn()
+        params = (key, value, new_version())
         try:
-            conn.execute(self._sql_set, (key, value))
+            conn.execute(self._sql_set, params)
         except sqlite3.Error as error:
             sql = self._sql_set
-            await self._retry(lambda c: c.execute(sql, (key, value)), error, "set")
+            await self._retry(lambda c: c.execute(sql, params), error, "set")
 
     async def delete(self, key: str) -> None:
         """Remove ``key``; removing a missing key is not an error."""
@@ -492,6 +565,132 @@ class SQLiteDriver(BaseDriver):
         except sqlite3.Error as error:
             sql = self._sql_delete
             await self._retry(lambda c: c.execute(sql, (key,)), error, "delete")
+
+    # -- conditional writes -------------------------------------------------------------------
+
+    async def get_versioned(self, key: str) -> Versioned[bytes] | None:
+        """Return the value of ``key`` with its version (one ``SELECT``), or ``None``.
+
+        Rows written before the layout had versions read at
+        :data:`~kvstore.conditional.LEGACY_VERSION`. A value that is not a BLOB raises, as
+        :meth:`get` does.
+        """
+        conn = self._conn
+        if conn is None or monotonic() >= self._pacer.deadline:
+            conn = await self._turn()
+        sql = self._sql_get_versioned
+        try:
+            row = conn.execute(sql, (key,)).fetchone()
+        except sqlite3.Error as error:
+            if str(error).startswith(_NOT_UTF8):
+                raise self._foreign_value(key, _NotBlob("text")) from None
+            row = await self._retry(lambda c: c.execute(sql, (key,)).fetchone(), error, "get")
+        if row is None:
+            return None
+        value, version = row
+        if type(value) is not bytes:
+            raise self._foreign_value(key, value)
+        if type(version) is not int:
+            raise self._foreign_version(key, version)
+        return Versioned(value, version)
+
+    async def set_if(self, key: str, value: bytes, expected: int | None) -> int:
+        """Write ``value`` only if ``key`` is at version ``expected`` (``None``: absent).
+
+        One statement, atomic on its own: an insert that does nothing when the key exists, or
+        an update filtered on the version. The number of rows it changed tells whether the
+        condition held. Returns the new version; raises :class:`~kvstore.errors.Conflict`.
+        """
+        version = new_version()
+        params: tuple[object, ...]
+        if expected is None:
+            sql, params = self._sql_create_if_absent, (key, value, version)
+        else:
+            sql, params = self._sql_replace_if, (value, version, key, expected)
+        if await self._changed(sql, params, "set_if") == 0:
+            raise conflict([key])
+        return version
+
+    async def delete_if(self, key: str, expected: int) -> None:
+        """Delete ``key`` only if it is at version ``expected``, in one statement.
+
+        Raises :class:`~kvstore.errors.Conflict`, deleting nothing, otherwise.
+        """
+        if await self._changed(self._sql_delete_if, (key, expected), "delete_if") == 0:
+            raise conflict([key])
+
+    async def _changed(self, sql: str, params: tuple[object, ...], doing: str) -> int:
+        """Run one write statement; return how many rows it changed."""
+        conn = self._conn
+        if conn is None or monotonic() >= self._pacer.deadline:
+            conn = await self._turn()
+        try:
+            return conn.execute(sql, params).rowcount
+        except sqlite3.Error as error:
+            return await self._retry(lambda c: c.execute(sql, params).rowcount, error, doing)
+
+    async def commit(self, changes: Sequence[Change[bytes]]) -> list[int | None]:
+        """Apply ``changes`` if every condition holds, all in one transaction; else raise.
+
+        The conditions are read and the changes written inside one ``BEGIN IMMEDIATE``
+        transaction: the write lock is held from the start, so no other connection or process
+        writes between the check and the writes. A failed condition raises
+        :class:`~kvstore.errors.Conflict` naming every failing key and rolls back, writing
+        nothing. The work runs a bounded chunk per statement, yielding between chunks like a
+        batch; a cancelled commit rolls back. A commit of checks alone reads in a plain
+        transaction (one snapshot) and takes no lock.
+        """
+        self.ensure_open()
+        versions = [new_version() if c.action is Action.WRITE else None for c in changes]
+        conditioned = [c for c in changes if c.expected is not ANY_VERSION]
+        checked = [c.key for c in conditioned]
+        writes = [
+            (c.key, c.value, v)
+            for c, v in zip(changes, versions, strict=True)
+            if c.action is Action.WRITE
+        ]
+        deletes = [(c.key,) for c in changes if c.action is Action.DELETE]
+        # The statements, in order: version reads for the conditions, then writes and deletes.
+        work: list[tuple[str, Sequence[Any]]] = [
+            (self._sql_versions_in, checked[i : i + _IN_CHUNK])
+            for i in range(0, len(checked), _IN_CHUNK)
+        ]
+        reads = len(work)
+        work += [
+            (self._sql_set, writes[i : i + _WRITE_CHUNK])
+            for i in range(0, len(writes), _WRITE_CHUNK)
+        ]
+        work += [
+            (self._sql_delete, deletes[i : i + _WRITE_CHUNK])
+            for i in range(0, len(deletes), _WRITE_CHUNK)
+        ]
+        if not work:
+            return versions
+
+        def start() -> Callable[[sqlite3.Connection], bool]:
+            current: dict[str, int] = {}
+            done = 0
+
+            def step(conn: sqlite3.Connection) -> bool:
+                nonlocal done
+                sql, rows = work[done]
+                done += 1
+                if done > reads:
+                    conn.executemany(sql, rows)
+                    return done < len(work)
+                marks = ",".join("?" * len(rows))
+                current.update(conn.execute(f"{sql}({marks})", rows).fetchall())
+                if done == reads:
+                    failed = [c.key for c in conditioned if not c.holds_for(current.get(c.key))]
+                    if failed:
+                        raise conflict(failed)  # the transaction rolls back
+                return done < len(work)
+
+            return step
+
+        begin = "BEGIN IMMEDIATE" if reads < len(work) else "BEGIN"
+        await self._transaction("commit", begin, start)
+        return versions
 
     async def keys(self, prefix: str = "") -> AsyncIterator[str]:
         """Yield each key that starts with ``prefix`` once, in ascending code point order.
@@ -670,10 +869,14 @@ class SQLiteDriver(BaseDriver):
         await self._transaction(doing, "BEGIN IMMEDIATE", start)
 
     async def set_many(self, items: Sequence[tuple[str, bytes]]) -> None:
-        """Store every pair in one transaction (all or nothing); a later pair for a key wins."""
+        """Store every pair in one transaction (all or nothing); a later pair for a key wins.
+
+        Each row gets its own new version.
+        """
         self.ensure_open()
         if items:
-            await self._write_chunks("set_many", self._sql_set, items)
+            rows = [(key, value, new_version()) for key, value in items]
+            await self._write_chunks("set_many", self._sql_set, rows)
 
     async def delete_many(self, keys: Sequence[str]) -> None:
         """Remove every key in ``keys`` in one transaction; missing keys are skipped."""

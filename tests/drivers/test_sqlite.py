@@ -1,4 +1,5 @@
-"""The SQLite driver: the conformance suite, several processes on one file, lock waits."""
+"""The SQLite driver: the conformance suite, several processes on one file, lock waits, versions
+and conditional writes, and the upgrade of a store in the layout from before versions."""
 
 from __future__ import annotations
 
@@ -12,13 +13,28 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
 from anyio.abc import Process
 from anyio.streams.buffered import BufferedByteReceiveStream
 
 import kvstore
-from kvstore.drivers.sqlite import DEFAULT_TABLE, default_path, from_url, sqlite_driver
-from kvstore.errors import BackendError, BackendUnavailable, ConfigurationError, StorageClosed
+from kvstore import pacing
+from kvstore.conditional import LEGACY_VERSION, Change
+from kvstore.drivers.sqlite import (
+    DEFAULT_TABLE,
+    SQLiteDriver,
+    default_path,
+    from_url,
+    sqlite_driver,
+)
+from kvstore.errors import (
+    BackendError,
+    BackendUnavailable,
+    ConfigurationError,
+    Conflict,
+    StorageClosed,
+)
 from kvstore.testing import DriverConformance, DriverFactory
 
 
@@ -457,3 +473,424 @@ async def test_prefix_scans_and_clears_are_index_range_searches(
     await driver.close()
     assert "SEARCH" in plan, plan
     assert "PRIMARY KEY (key>? AND key<?)" in plan, plan
+
+
+# -- versions and conditional writes --------------------------------------------------------
+
+# The table as every release before versions created it (copied from the driver at commit
+# 8c0e158, the pre-versions layout): a store written then must open and work after the upgrade.
+PRE_VERSIONS_DDL = (
+    f'CREATE TABLE IF NOT EXISTS "{DEFAULT_TABLE}" '
+    "(key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID"
+)
+# The write statement of that layout, as the old driver ran it.
+PRE_VERSIONS_SET = (
+    f'INSERT INTO "{DEFAULT_TABLE}" (key, value) VALUES (?, ?) '
+    "ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+)
+
+
+def _make_pre_versions_store(path: Path, items: dict[str, bytes]) -> None:
+    """Write ``items`` into a new file in the pre-versions layout, as the old driver did."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with closing(sqlite3.connect(path, isolation_level=None)) as conn:
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute(PRE_VERSIONS_DDL)
+        conn.executemany(PRE_VERSIONS_SET, list(items.items()))
+
+
+def _columns(path: Path) -> list[str]:
+    with closing(sqlite3.connect(path)) as conn:
+        return [row[1] for row in conn.execute(f'PRAGMA table_info("{DEFAULT_TABLE}")')]
+
+
+def _run_counters(path: Path, key: str, workers: int, count: int) -> None:
+    """Run ``workers`` processes of ``counter.py`` on ``path``, started together; all must pass."""
+    processes = [
+        subprocess.Popen(
+            [sys.executable, str(SUPPORT / "counter.py"), str(path), key, str(count)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=_child_env(),
+            text=True,
+        )
+        for _ in range(workers)
+    ]
+    try:
+        for process in processes:
+            assert process.stdout is not None
+            assert process.stdout.readline().strip() == "ready"
+        for process in processes:
+            assert process.stdin is not None
+            process.stdin.write("go\n")
+            process.stdin.flush()
+        results = [process.communicate(timeout=120) for process in processes]
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    for process, (stdout, stderr) in zip(processes, results, strict=True):
+        assert process.returncode == 0, stderr
+        assert stdout.strip() == "done", stderr
+
+
+@pytest.mark.anyio
+async def test_a_store_in_the_pre_versions_layout_opens_and_works(tmp_path: Path) -> None:
+    path = tmp_path / "old" / "kv.db"
+    _make_pre_versions_store(path, {"a": b"A", "b": b"B", "c": b"C", "d": b"D"})
+    assert _columns(path) == ["key", "value"]
+
+    async with kvstore.Storage(sqlite_driver(path)) as storage:
+        # Old values read unchanged, at the legacy version, until they are written.
+        assert await storage.get_raw("a") == b"A"
+        assert await storage.get_versioned_raw("a") == (b"A", LEGACY_VERSION)
+        assert [key async for key in storage.keys()] == ["a", "b", "c", "d"]
+        # Conditions on the legacy version work, and a write moves the key off it.
+        version = await storage.replace_raw("a", b"A2", LEGACY_VERSION)
+        assert version != LEGACY_VERSION
+        assert await storage.get_versioned_raw("a") == (b"A2", version)
+        with pytest.raises(Conflict):
+            await storage.replace_raw("a", b"A3", LEGACY_VERSION)
+        with pytest.raises(Conflict):
+            await storage.create_raw("b", b"B2")
+        await storage.delete_if("c", LEGACY_VERSION)
+        # Unconditional writes give new versions too.
+        await storage.set_raw("d", b"D2")
+        (found,) = [await storage.get_versioned_raw("d")]
+        assert found is not None
+        assert found.value == b"D2"
+        assert found.version != LEGACY_VERSION
+        assert await storage.get_many_raw(["a", "b", "c", "d"]) == [b"A2", b"B", None, b"D2"]
+    assert _columns(path) == ["key", "value", "version"]
+
+    # Opening again finds the layout up to date: nothing changes, "b" is still legacy.
+    async with kvstore.Storage(sqlite_driver(path)) as again:
+        assert await again.get_versioned_raw("b") == (b"B", LEGACY_VERSION)
+        assert await again.get_versioned_raw("a") == (b"A2", version)
+    assert _columns(path) == ["key", "value", "version"]
+
+
+def test_several_processes_upgrading_one_old_file_at_once_all_succeed(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    _make_pre_versions_store(path, {"counter": b"100", "other": b"kept"})
+    # Each process opens the old file right after the start signal and updates one counter.
+    _run_counters(path, "counter", workers=6, count=3)
+    assert _columns(path) == ["key", "value", "version"]
+
+    async def read_back() -> tuple[object, object]:
+        async with kvstore.Storage(sqlite_driver(path)) as storage:
+            return await storage.get("counter"), await storage.get_versioned_raw("other")
+
+    counter, other = anyio.run(read_back)
+    assert counter == 100 + 6 * 3
+    assert other == (b"kept", LEGACY_VERSION)
+
+
+@pytest.mark.anyio
+async def test_a_column_added_by_a_racing_process_is_not_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The race made certain: the driver looks before another process adds the column."""
+    path = tmp_path / "old.db"
+    _make_pre_versions_store(path, {"a": b"A"})
+    with closing(sqlite3.connect(path, isolation_level=None)) as other:
+        other.execute(
+            f'ALTER TABLE "{DEFAULT_TABLE}" ADD COLUMN version INTEGER NOT NULL DEFAULT 0'
+        )
+    driver = sqlite_driver(path)
+    # What the driver sees of the table: the columns as they were before the other process.
+    monkeypatch.setattr(driver, "_sql_columns", "SELECT 0, 'key' UNION ALL SELECT 1, 'value'")
+    try:
+        assert await driver.get_versioned("a") == (b"A", LEGACY_VERSION)
+    finally:
+        await driver.close()
+    assert _columns(path) == ["key", "value", "version"]
+
+
+@pytest.mark.anyio
+async def test_upgrading_a_locked_old_file_waits_for_the_lock(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    _make_pre_versions_store(path, {"a": b"A"})
+    driver = sqlite_driver(path, busy_timeout=0.2)
+    try:
+        async with lock_held(path) as holder:
+            # Adding the column needs the write lock another process holds: the open waits for
+            # it and gives up with the driver's own error, changing nothing.
+            with pytest.raises(BackendUnavailable, match=r"busy_timeout=0\.2s"):
+                await driver.get("a")
+            assert _columns(path) == ["key", "value"]
+            await holder.release("commit")
+        # The next use upgrades, and the other process's row written meanwhile is legacy too.
+        assert await driver.get_versioned("held") == (b"1", LEGACY_VERSION)
+        assert await driver.get_versioned("a") == (b"A", LEGACY_VERSION)
+    finally:
+        await driver.close()
+    assert _columns(path) == ["key", "value", "version"]
+
+
+def test_processes_updating_one_counter_lose_no_increment(tmp_path: Path) -> None:
+    path = tmp_path / "counter.db"
+    workers, count = 4, 50
+    _run_counters(path, "counter", workers, count)
+
+    async def read_back() -> object:
+        async with kvstore.Storage(sqlite_driver(path)) as storage:
+            return await storage.get("counter")
+
+    assert anyio.run(read_back) == workers * count
+
+
+@pytest.fixture
+async def versioned(tmp_path: Path) -> AsyncIterator[SQLiteDriver]:
+    driver = sqlite_driver(tmp_path / "versions.db")
+    try:
+        yield driver
+    finally:
+        await driver.close()
+
+
+@pytest.mark.anyio
+async def test_every_write_gives_a_new_version_and_a_delete_drops_it(
+    versioned: SQLiteDriver,
+) -> None:
+    driver = versioned
+    assert await driver.get_versioned("k") is None
+    seen: set[int] = set()
+    for value in (b"1", b"1", b"2"):  # rewriting the same value is a write too
+        await driver.set("k", value)
+        found = await driver.get_versioned("k")
+        assert found is not None
+        assert found.value == value
+        assert found.version not in seen
+        assert found.version != LEGACY_VERSION
+        seen.add(found.version)
+    await driver.set_many([("m1", b"x"), ("m2", b"x"), ("k", b"3")])
+    many = [await driver.get_versioned(key) for key in ("m1", "m2", "k")]
+    versions = {found.version for found in many if found is not None}
+    assert len(versions) == 3
+    assert not versions & seen
+    seen |= versions
+    await driver.delete("k")
+    assert await driver.get_versioned("k") is None
+    created = await driver.set_if("k", b"again", None)
+    assert created not in seen
+    assert await driver.get_versioned("k") == (b"again", created)
+
+
+@pytest.mark.anyio
+async def test_single_key_conditions(versioned: SQLiteDriver) -> None:
+    driver = versioned
+    first = await driver.set_if("k", b"1", None)
+    with pytest.raises(Conflict) as caught:
+        await driver.set_if("k", b"other", None)
+    assert caught.value.keys == ("k",)
+    with pytest.raises(Conflict):
+        await driver.set_if("k", b"other", first + 1)
+    with pytest.raises(Conflict):
+        await driver.set_if("absent", b"other", first)
+    with pytest.raises(Conflict):
+        await driver.delete_if("k", first + 1)
+    with pytest.raises(Conflict):
+        await driver.delete_if("absent", first)
+    assert await driver.get_versioned("k") == (b"1", first)
+    assert await driver.get("absent") is None
+    second = await driver.set_if("k", b"2", first)
+    assert second != first
+    with pytest.raises(Conflict):
+        await driver.delete_if("k", first)
+    await driver.delete_if("k", second)
+    assert await driver.get_versioned("k") is None
+
+
+@pytest.mark.anyio
+async def test_commit_applies_all_and_returns_the_new_versions(versioned: SQLiteDriver) -> None:
+    driver = versioned
+    await driver.set_many([("a", b"A"), ("b", b"B"), ("c", b"C")])
+    a, b, c = [await driver.get_versioned(key) for key in ("a", "b", "c")]
+    assert a is not None
+    assert b is not None
+    assert c is not None
+    result = await driver.commit(
+        [
+            Change.replace("a", b"A2", a.version),
+            Change.create("new", b"N"),
+            Change.delete("b", b.version),
+            Change.check("c", c.version),
+            Change.check("gone", None),
+            Change.put("d", b"D"),
+        ]
+    )
+    assert result[2:5] == [None, None, None]
+    assert await driver.get_versioned("a") == (b"A2", result[0])
+    assert await driver.get_versioned("new") == (b"N", result[1])
+    assert await driver.get_versioned("d") == (b"D", result[5])
+    assert await driver.get_versioned("c") == c  # a check writes nothing
+    assert await driver.get("b") is None
+
+
+@pytest.mark.anyio
+async def test_a_commit_with_a_failed_condition_writes_nothing(versioned: SQLiteDriver) -> None:
+    driver = versioned
+    await driver.set_many([("a", b"A"), ("b", b"B"), ("c", b"C")])
+    before = {key: await driver.get_versioned(key) for key in ("a", "b", "c")}
+    a = before["a"]
+    assert a is not None
+    with pytest.raises(Conflict) as caught:
+        await driver.commit(
+            [
+                Change.replace("a", b"A2", a.version),  # holds
+                Change.create("b", b"B2"),  # fails: b exists
+                Change.put("new", b"N"),  # no condition
+                Change.delete("c", a.version),  # fails: c is at another version
+                Change.check("absent", LEGACY_VERSION),  # fails: absent
+            ]
+        )
+    assert set(caught.value.keys) == {"b", "c", "absent"}
+    assert {key: await driver.get_versioned(key) for key in ("a", "b", "c")} == before
+    assert await driver.get("new") is None
+    _no_transaction_left(Path(driver.path))
+
+
+# Large enough that the check and the writes take many statements (and several yields).
+BIG = 3000
+
+
+@pytest.mark.anyio
+async def test_a_big_commit_failing_on_its_last_key_writes_nothing(
+    versioned: SQLiteDriver,
+) -> None:
+    driver = versioned
+    await driver.set("last", b"taken")
+    changes = [Change.create(f"k:{n:05d}", b"v") for n in range(BIG)]
+    with pytest.raises(Conflict) as caught:
+        await driver.commit([*changes, Change.create("last", b"mine")])
+    assert caught.value.keys == ("last",)
+    assert [key async for key in driver.keys()] == ["last"]
+    await driver.commit(changes)
+    assert len([key async for key in driver.keys("k:")]) == BIG
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
+@pytest.mark.anyio
+async def test_a_cancelled_big_commit_leaves_nothing(
+    versioned: SQLiteDriver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    driver = versioned
+    await driver.set("k:00000", b"old")
+    old = await driver.get_versioned("k:00000")
+    assert old is not None
+    changes = [
+        Change.replace("k:00000", b"new", old.version),
+        *(Change.create(f"k:{n:05d}", b"v") for n in range(1, BIG)),
+    ]
+    monkeypatch.setattr(pacing, "SLICE", 0.0)  # every pacing check yields
+    before = pacing.pause_count()
+    with anyio.CancelScope() as scope:
+
+        async def cancel_soon() -> None:
+            while pacing.pause_count() - before < 5:  # well inside the transaction
+                await anyio.lowlevel.checkpoint()
+            scope.cancel()
+
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(cancel_soon)
+            await driver.commit(changes)
+            pytest.fail("the commit finished before it was cancelled")
+    assert scope.cancelled_caught
+    monkeypatch.setattr(pacing, "SLICE", 0.001)
+    _no_transaction_left(Path(driver.path))
+    assert [key async for key in driver.keys()] == ["k:00000"]
+    assert await driver.get_versioned("k:00000") == old
+    # The same commit applies whole afterwards.
+    await driver.commit(changes)
+    assert len([key async for key in driver.keys("k:")]) == BIG
+
+
+@pytest.mark.anyio
+async def test_other_tasks_see_a_big_commit_whole_or_not_at_all(
+    versioned: SQLiteDriver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    driver = versioned
+    monkeypatch.setattr(pacing, "SLICE", 0.0)
+    changes = [Change.create(f"k:{n:05d}", b"v") for n in range(BIG)]
+    first, last = changes[0].key, changes[-1].key
+    seen: list[tuple[bytes | None, ...]] = []
+    done = anyio.Event()
+
+    async def watch() -> None:
+        # One read of both keys (one statement), while the commit runs.
+        while not done.is_set():
+            seen.append(tuple(await driver.get_many([first, last])))
+
+    async def run() -> None:
+        await driver.commit(changes)
+        done.set()
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(watch)
+        tasks.start_soon(run)
+    assert seen
+    assert set(seen) <= {(None, None), (b"v", b"v")}
+
+
+@pytest.mark.anyio
+async def test_two_connections_committing_on_one_key_exactly_one_wins(tmp_path: Path) -> None:
+    path = tmp_path / "race.db"
+    drivers = [sqlite_driver(path), sqlite_driver(path)]
+    outcomes: list[str] = []
+
+    async def commit(index: int) -> None:
+        # Each batch is big enough to yield while it holds the write lock.
+        changes = [Change.create(f"d{index}:{n:05d}", b"v") for n in range(BIG)]
+        try:
+            await drivers[index].commit([*changes, Change.create("race", str(index).encode())])
+        except Conflict as error:
+            outcomes.append(f"conflict on {error.keys}")
+        else:
+            outcomes.append(f"won {index}")
+
+    try:
+        with anyio.fail_after(60):
+            async with anyio.create_task_group() as tasks:
+                for index in range(2):
+                    tasks.start_soon(commit, index)
+        assert len(outcomes) == 2
+        assert sorted(outcomes)[0] == "conflict on ('race',)"
+        winner = int(sorted(outcomes)[1].removeprefix("won "))
+        assert await drivers[0].get("race") == str(winner).encode()
+        written = [key async for key in drivers[0].keys("d")]
+        assert written == [f"d{winner}:{n:05d}" for n in range(BIG)]
+    finally:
+        for driver in drivers:
+            await driver.close()
+
+
+@pytest.mark.anyio
+async def test_get_versioned_reports_foreign_values_like_get(tmp_path: Path) -> None:
+    path = tmp_path / "foreign.db"
+    driver = sqlite_driver(path)
+    try:
+        await driver.set("a", b"A")
+        with closing(sqlite3.connect(path, isolation_level=None)) as other:
+            # Another program's rows, written without a version, read at the legacy version.
+            other.execute(f'INSERT INTO "{DEFAULT_TABLE}" (key, value) VALUES (?, ?)', ("b", b"B"))
+            other.execute(
+                f'INSERT INTO "{DEFAULT_TABLE}" (key, value) VALUES (?, ?)', ("t", "secret")
+            )
+        assert await driver.get_versioned("b") == (b"B", LEGACY_VERSION)
+        with pytest.raises(BackendError) as caught:
+            await driver.get_versioned("t")
+        assert "'t'" in str(caught.value)
+        assert "TEXT" in str(caught.value)
+        assert "secret" not in str(caught.value)
+    finally:
+        await driver.close()
+
+
+def _no_transaction_left(path: Path) -> None:
+    """Another connection can take the write lock at once: nobody sits inside a transaction."""
+    with closing(sqlite3.connect(path, timeout=0, isolation_level=None)) as other:
+        other.execute("BEGIN IMMEDIATE")
+        other.execute("COMMIT")

@@ -28,7 +28,9 @@ The layout is upgraded in place when a connection opens: a table from before a c
 gets it by ``ALTER TABLE ... ADD COLUMN``, a change of the schema only (SQLite stores the default
 once, not in each row). Rows from before the upgrade read with version
 :data:`~kvstore.conditional.LEGACY_VERSION` until they are next written. Several processes may
-upgrade one file at once: the losers of the race see the column already there.
+upgrade one file at once: the losers of the race see the column already there. A file this
+process may only read is left as it is: plain reads work, versioned reads raise
+:class:`BackendError`.
 
 Rows this driver did not write (another program's, or hand-made) are checked as they are read:
 a row whose key breaks the key rules is skipped by scans and logged (logger
@@ -106,6 +108,7 @@ _MAX_DELAY = 0.025
 # Primary result codes (the low byte of an extended code).
 _SQLITE_BUSY = 5
 _SQLITE_LOCKED = 6
+_SQLITE_READONLY = 8
 _UNAVAILABLE_CODES = frozenset(
     {
         3,  # SQLITE_PERM
@@ -402,6 +405,10 @@ class SQLiteDriver(BaseDriver):
             try:
                 conn.execute(self._sql_add_column[column])
             except sqlite3.OperationalError as error:
+                if _primary_code(error) == _SQLITE_READONLY:
+                    # A file this process may only read keeps its layout, and what it can
+                    # serve: plain reads work, versioned reads raise BackendError.
+                    return
                 if _DUPLICATE_COLUMN not in str(error):
                     raise
 

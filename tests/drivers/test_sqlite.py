@@ -630,6 +630,31 @@ async def test_upgrading_a_locked_old_file_waits_for_the_lock(tmp_path: Path) ->
     assert _columns(path) == ["key", "value", "version"]
 
 
+@pytest.mark.anyio
+async def test_an_old_file_opened_read_only_is_left_as_it_is_and_still_reads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "old.db"
+    _make_pre_versions_store(path, {"a": b"A"})
+    connect = sqlite3.connect
+
+    def read_only(database: str, **options: Any) -> sqlite3.Connection:
+        # As when the file or its directory is not writable for this process.
+        connection: sqlite3.Connection = connect(f"file:{database}?mode=ro", uri=True, **options)
+        return connection
+
+    monkeypatch.setattr(sqlite3, "connect", read_only)
+    driver = sqlite_driver(path)
+    try:
+        assert await driver.get("a") == b"A"
+        assert [key async for key in driver.keys()] == ["a"]
+        with pytest.raises(BackendError):
+            await driver.get_versioned("a")
+    finally:
+        await driver.close()
+    assert _columns(path) == ["key", "value"]
+
+
 def test_processes_updating_one_counter_lose_no_increment(tmp_path: Path) -> None:
     path = tmp_path / "counter.db"
     workers, count = 4, 50

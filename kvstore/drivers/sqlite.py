@@ -643,60 +643,60 @@ class SQLiteDriver(BaseDriver):
         transaction: the write lock is held from the start, so no other connection or process
         writes between the check and the writes. A failed condition raises
         :class:`~kvstore.errors.Conflict` naming every failing key and rolls back, writing
-        nothing. The work runs a bounded chunk per statement, yielding between chunks like a
-        batch; a cancelled commit rolls back. A commit of checks alone reads in a plain
-        transaction (one snapshot) and takes no lock.
+        nothing. The work runs a bounded chunk of changes per step (a query of their versions,
+        then their writes and deletes), yielding between steps like a batch; a cancelled commit
+        rolls back. A commit of checks alone reads in a plain transaction (one snapshot) and
+        takes no lock.
         """
         self.ensure_open()
-        versions = [new_version() if c.action is Action.WRITE else None for c in changes]
-        conditioned = [c for c in changes if c.expected is not ANY_VERSION]
-        checked = [c.key for c in conditioned]
-        writes = [
-            (c.key, c.value, v)
-            for c, v in zip(changes, versions, strict=True)
-            if c.action is Action.WRITE
-        ]
-        deletes = [(c.key,) for c in changes if c.action is Action.DELETE]
-        # The statements, in order: version reads for the conditions, then writes and deletes.
-        work: list[tuple[str, Sequence[Any]]] = [
-            (self._sql_versions_in, checked[i : i + _IN_CHUNK])
-            for i in range(0, len(checked), _IN_CHUNK)
-        ]
-        reads = len(work)
-        work += [
-            (self._sql_set, writes[i : i + _WRITE_CHUNK])
-            for i in range(0, len(writes), _WRITE_CHUNK)
-        ]
-        work += [
-            (self._sql_delete, deletes[i : i + _WRITE_CHUNK])
-            for i in range(0, len(deletes), _WRITE_CHUNK)
-        ]
-        if not work:
+        versions: list[int | None] = [None] * len(changes)
+        if not changes:
             return versions
+        writes = any(change.action is not Action.CHECK for change in changes)
+        select, upsert, delete = self._sql_versions_in, self._sql_set, self._sql_delete
+        check_steps = -(-len(changes) // _IN_CHUNK)
 
         def start() -> Callable[[sqlite3.Connection], bool]:
-            current: dict[str, int] = {}
-            done = 0
+            failed: list[str] = []
+            steps_done = 0
 
             def step(conn: sqlite3.Connection) -> bool:
-                nonlocal done
-                sql, rows = work[done]
-                done += 1
-                if done > reads:
-                    conn.executemany(sql, rows)
-                    return done < len(work)
-                marks = ",".join("?" * len(rows))
-                current.update(conn.execute(f"{sql}({marks})", rows).fetchall())
-                if done == reads:
-                    failed = [c.key for c in conditioned if not c.holds_for(current.get(c.key))]
+                nonlocal steps_done
+                index = steps_done
+                steps_done += 1
+                if index < check_steps:
+                    part = changes[index * _IN_CHUNK : (index + 1) * _IN_CHUNK]
+                    conditioned = [c for c in part if c.expected is not ANY_VERSION]
+                    if conditioned:
+                        marks = ",".join("?" * len(conditioned))
+                        found = conn.execute(f"{select}({marks})", [c.key for c in conditioned])
+                        current = dict(found.fetchall())
+                        failed.extend(
+                            c.key for c in conditioned if not c.holds_for(current.get(c.key))
+                        )
+                    if index + 1 < check_steps:
+                        return True
                     if failed:
-                        raise conflict(failed)  # the transaction rolls back
-                return done < len(work)
+                        raise conflict(failed)  # _transaction rolls back
+                    return writes
+                first = (index - check_steps) * _WRITE_CHUNK
+                rows: list[tuple[str, bytes | None, int]] = []
+                gone: list[tuple[str]] = []
+                for offset, change in enumerate(changes[first : first + _WRITE_CHUNK], first):
+                    if change.action is Action.WRITE:
+                        version = versions[offset] = new_version()
+                        rows.append((change.key, change.value, version))
+                    elif change.action is Action.DELETE:
+                        gone.append((change.key,))
+                if rows:
+                    conn.executemany(upsert, rows)
+                if gone:
+                    conn.executemany(delete, gone)
+                return first + _WRITE_CHUNK < len(changes)
 
             return step
 
-        begin = "BEGIN IMMEDIATE" if reads < len(work) else "BEGIN"
-        await self._transaction("commit", begin, start)
+        await self._transaction("commit", "BEGIN IMMEDIATE" if writes else "BEGIN", start)
         return versions
 
     async def keys(self, prefix: str = "") -> AsyncIterator[str]:
@@ -859,15 +859,26 @@ class SQLiteDriver(BaseDriver):
                 raise self._foreign_value(key, value)
         return values
 
-    async def _write_chunks(self, doing: str, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:
-        """Run ``sql`` for every row in one write transaction, a chunk per statement."""
+    async def _write_chunks(
+        self,
+        doing: str,
+        sql: str,
+        rows: Sequence[Any],
+        shape: Callable[[Sequence[Any]], Sequence[tuple[Any, ...]]] | None = None,
+    ) -> None:
+        """Run ``sql`` for every row in one write transaction, a chunk per statement.
+
+        ``shape`` turns a chunk of ``rows`` into the statement's parameters, a chunk at a time,
+        so that a big batch is prepared in paced steps too.
+        """
 
         def start() -> Callable[[sqlite3.Connection], bool]:
             done = 0
 
             def step(conn: sqlite3.Connection) -> bool:
                 nonlocal done
-                conn.executemany(sql, rows[done : done + _WRITE_CHUNK])
+                chunk = rows[done : done + _WRITE_CHUNK]
+                conn.executemany(sql, chunk if shape is None else shape(chunk))
                 done += _WRITE_CHUNK
                 return done < len(rows)
 
@@ -882,8 +893,7 @@ class SQLiteDriver(BaseDriver):
         """
         self.ensure_open()
         if items:
-            rows = [(key, value, new_version()) for key, value in items]
-            await self._write_chunks("set_many", self._sql_set, rows)
+            await self._write_chunks("set_many", self._sql_set, items, _with_new_versions)
 
     async def delete_many(self, keys: Sequence[str]) -> None:
         """Remove every key in ``keys`` in one transaction; missing keys are skipped."""
@@ -908,6 +918,11 @@ class SQLiteDriver(BaseDriver):
             return step
 
         await self._transaction("clear", "BEGIN IMMEDIATE", start)
+
+
+def _with_new_versions(items: Sequence[tuple[str, bytes]]) -> list[tuple[str, bytes, int]]:
+    """The parameters of the write statement for ``items``: each row at a new version."""
+    return [(key, value, new_version()) for key, value in items]
 
 
 def _decode_raw_row(cells: tuple[Any, ...]) -> tuple[Any, ...]:

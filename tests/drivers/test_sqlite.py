@@ -893,6 +893,25 @@ async def test_two_connections_committing_on_one_key_exactly_one_wins(tmp_path: 
 
 
 @pytest.mark.anyio
+async def test_a_commit_of_checks_alone_needs_no_write_lock(db_path: Path) -> None:
+    driver = sqlite_driver(db_path, busy_timeout=0.2)
+    try:
+        found = await driver.get_versioned("existing")
+        assert found is not None
+        async with lock_held(db_path) as holder:
+            # Another process holds the write lock: checks still read, writes wait and give up.
+            assert await driver.commit([Change.check("existing", found.version)]) == [None]
+            with pytest.raises(Conflict):
+                await driver.commit([Change.check("existing", None)])
+            with pytest.raises(BackendUnavailable):
+                await driver.commit([Change.replace("existing", b"1", found.version)])
+            await holder.release("rollback")
+        assert await driver.get_versioned("existing") == found
+    finally:
+        await driver.close()
+
+
+@pytest.mark.anyio
 async def test_get_versioned_reports_foreign_values_like_get(tmp_path: Path) -> None:
     path = tmp_path / "foreign.db"
     driver = sqlite_driver(path)

@@ -252,6 +252,10 @@ class SQLiteDriver(BaseDriver):
         # yields part way: the hot path tests that one attribute.
         self._db: sqlite3.Connection | None = None
         self._conn: sqlite3.Connection | None = None
+        # One cursor of the connection for single-key writes, set before ``_conn`` is: a write
+        # statement runs to completion in ``execute``, so nothing is left pending on it, and
+        # reusing it saves allocating a cursor per write (a few percent of a ``set``).
+        self._writer: sqlite3.Cursor
         self._open_lock: anyio.Lock | None = None
         self._gate = Gate()
         self._pacer = Pacer()
@@ -341,7 +345,9 @@ class SQLiteDriver(BaseDriver):
             async with self._open_lock:
                 self.ensure_open()
                 if self._db is None:
-                    self._db = self._conn = await self._open()
+                    conn = await self._open()
+                    self._writer = conn.cursor()
+                    self._db = self._conn = conn
 
     async def _turn(self) -> sqlite3.Connection:
         """The slow path of every statement: yield if a slice has passed, then wait for the
@@ -557,7 +563,7 @@ class SQLiteDriver(BaseDriver):
             conn = await self._turn()
         params = (key, value, new_version())
         try:
-            conn.execute(self._sql_set, params)
+            self._writer.execute(self._sql_set, params)
         except sqlite3.Error as error:
             sql = self._sql_set
             await self._retry(lambda c: c.execute(sql, params), error, "set")
@@ -568,7 +574,7 @@ class SQLiteDriver(BaseDriver):
         if conn is None or monotonic() >= self._pacer.deadline:
             conn = await self._turn()
         try:
-            conn.execute(self._sql_delete, (key,))
+            self._writer.execute(self._sql_delete, (key,))
         except sqlite3.Error as error:
             sql = self._sql_delete
             await self._retry(lambda c: c.execute(sql, (key,)), error, "delete")
@@ -632,7 +638,7 @@ class SQLiteDriver(BaseDriver):
         if conn is None or monotonic() >= self._pacer.deadline:
             conn = await self._turn()
         try:
-            return conn.execute(sql, params).rowcount
+            return self._writer.execute(sql, params).rowcount
         except sqlite3.Error as error:
             return await self._retry(lambda c: c.execute(sql, params).rowcount, error, doing)
 

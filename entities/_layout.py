@@ -20,13 +20,11 @@ from typing import Any
 from entities._checks import TIMESTAMP_DIGITS
 from entities.declarations import Children, Entity
 from entities.errors import ValidationError
-from entities.keys import decode_segment, encode_segment
+from entities.keys import SEQUENCE_DIGITS, decode_segment, encode_segment
 from kvstore.keys import MAX_KEY_BYTES
 
 __all__ = ["SEQUENCE_DIGITS", "EntityLayout", "parse_child_key"]
 
-#: Digits of a child's sequence number in its key.
-SEQUENCE_DIGITS = 12
 MAX_SEQUENCE = 10**SEQUENCE_DIGITS - 1
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import multiprocessing
 import queue
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from multiprocessing.context import SpawnContext
@@ -92,13 +93,18 @@ def _run(
     for process in processes:
         process.start()
     collected: list[tuple[str, int, Any]] = []
+    deadline = time.monotonic() + RUN_LIMIT
     try:
-        for _ in processes:
+        while len(collected) < len(processes):
             try:
-                collected.append(results.get(timeout=RUN_LIMIT))
+                collected.append(results.get(timeout=1))
+                continue
             except queue.Empty:
-                codes = [process.exitcode for process in processes]
-                pytest.fail(f"a worker did not report within {RUN_LIMIT} s (exit codes {codes})")
+                pass
+            codes = [process.exitcode for process in processes]
+            if any(code not in (None, 0) for code in codes) or time.monotonic() > deadline:
+                # A worker died (its traceback is on stderr) or the run hung.
+                pytest.fail(f"workers did not all report (exit codes {codes})")
         for process in processes:
             process.join(timeout=30)
             assert process.exitcode == 0, f"worker exited with {process.exitcode}"
@@ -170,16 +176,16 @@ async def _race_add_message_and_delete_session(store_url: str, rounds: int) -> N
                 f"{message_id} was acknowledged before a delete of {session_id} began and came back"
             )
 
-    # 3. An add that began after a delete returned failed, unless a re-create that followed
-    #    that delete had begun before the add ended (the two then race, either may go first).
+    # 3. An add that began after a delete returned failed, unless the id was re-created
+    #    before the add ended: a re-create that overlaps the add may take effect before it, as
+    #    one that ended before the add began must.
     #    And an add with no delete near it, to a session that existed, succeeded.
     for session_id, message_id, start, end, result in adds:
         timeline = [(op, s, e) for op, sid, s, e in operations if sid == session_id]
         before = [index for index, (_, _, e) in enumerate(timeline) if e < start]
         last = before[-1] if before else None
         if result == "ok" and last is not None and timeline[last][0] == "delete":
-            later = timeline[last + 1 : last + 2]
-            recreated = bool(later) and later[0][0] == "save" and later[0][1] < end
+            recreated = any(op == "save" and s < end for op, s, _ in timeline[last + 1 :])
             assert recreated, (
                 f"{message_id} to {session_id} began after the delete returned and succeeded"
             )

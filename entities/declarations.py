@@ -189,13 +189,17 @@ class Entity(Generic[R]):
         self.upgrades = upgrades
         to_document = getattr(record, "to_document", None)
         from_document = getattr(record, "from_document", None)
+        # Field name -> document name, worked out once for the default codec.
+        stored = {field.name: camel_case(field.name) for field in dataclasses.fields(record)}
         self._to_document: Callable[[R], object] = (
-            to_document if callable(to_document) else _default_to_document
+            to_document
+            if callable(to_document)
+            else lambda item: _default_to_document(item, stored)
         )
         self._from_document: Callable[[dict[str, Any]], R] = (
             from_document
             if callable(from_document)
-            else lambda document: _default_from_document(record, document)
+            else lambda document: _default_from_document(record, document, stored)
         )
 
     def __repr__(self) -> str:
@@ -294,16 +298,17 @@ def camel_case(name: str) -> str:
     return head + "".join(part[:1].upper() + part[1:] for part in rest)
 
 
-def _default_to_document(record: object) -> dict[str, Any]:
-    return {
-        camel_case(field.name): getattr(record, field.name)
-        for field in dataclasses.fields(record)  # type: ignore[arg-type]
-        if getattr(record, field.name) is not None
-    }
+def _default_to_document(record: object, stored: dict[str, str]) -> dict[str, Any]:
+    document = {}
+    for name, stored_name in stored.items():
+        value = getattr(record, name)
+        if value is not None:
+            document[stored_name] = value
+    return document
 
 
-def _default_from_document(record: type[R], document: dict[str, Any]) -> R:
-    names = {camel_case(field.name): field.name for field in dataclasses.fields(record)}  # type: ignore[arg-type]
+def _default_from_document(record: type[R], document: dict[str, Any], stored: dict[str, str]) -> R:
+    names = {stored_name: name for name, stored_name in stored.items()}
     unknown = sorted(str(name) for name in document if name not in names)
     if unknown:
         raise ValidationError(f"the {record.__name__} document has unknown fields {unknown}")

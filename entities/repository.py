@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from itertools import count
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+import anyio
+
 from entities._checks import check_id
 from entities._index import (
     INDEX_VALUE,
@@ -415,6 +417,12 @@ class Repository(Generic[R]):
         return claimed
 
     async def _release(self, claimed: list[tuple[str, int]]) -> None:
+        # Shielded: releasing runs while a failure (or a cancellation) unwinds the save, and
+        # a claim left behind would refuse its value until rebuild_indexes.
+        with anyio.CancelScope(shield=True):
+            await self._release_now(claimed)
+
+    async def _release_now(self, claimed: list[tuple[str, int]]) -> None:
         for entry, version in claimed:
             # Conflict: already released or taken over, so not ours to remove.
             with suppress(Conflict):
@@ -425,7 +433,7 @@ class Repository(Generic[R]):
         for entry in entries:
             found = await self._storage.get_versioned(entry)
             if found is not None and found.value == record_id:
-                await self._release([(entry, found.version)])
+                await self._release_now([(entry, found.version)])
 
     async def _remove_stale(self, prepared: _Prepared, stored: _Prepared) -> None:
         """Remove the entries the replaced record had and this one has not; then restore any

@@ -18,9 +18,8 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import suppress
-from dataclasses import dataclass, field
 from itertools import count
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 
@@ -34,6 +33,7 @@ from entities._index import (
     read_hints,
 )
 from entities._layout import EntityLayout
+from entities._maintenance import Maintenance, Prepared
 from entities.declarations import Entity, Index
 from entities.errors import (
     MalformedDocument,
@@ -44,7 +44,6 @@ from entities.errors import (
     UniqueViolation,
     ValidationError,
 )
-from entities.keys import decode_segment
 from kvstore.conditional import Versioned
 from kvstore.errors import Conflict
 from kvstore.serialization import JSONValue
@@ -59,27 +58,13 @@ R = TypeVar("R")
 
 #: How many times :meth:`Repository.update` tries before raising RecordChanged.
 UPDATE_ATTEMPTS = 64
-# Records rebuilt or migrated per batch.
-_BATCH = 500
 
 OnError = Callable[[ValidationError], object]
 """Receives a :class:`MalformedDocument` or :class:`SchemaVersionError` (both have ``key``)
 that a listing skipped."""
 
 
-@dataclass(slots=True)
-class _Prepared:
-    """A record ready to write: everything checked and every key built, nothing written."""
-
-    record_id: str
-    key: str
-    document: dict[str, Any]
-    entries: list[str] = field(default_factory=list)
-    # unique entry key -> (index name, value)
-    uniques: dict[str, tuple[str, str]] = field(default_factory=dict)
-
-
-class Repository(Generic[R]):
+class Repository(Maintenance[R]):
     """Saves, reads, looks up, lists and deletes the records of one :class:`Entity`.
 
     Methods that take a record also take a mapping in its stored form (the document), parsed
@@ -260,7 +245,7 @@ class Repository(Generic[R]):
 
     # -- writes -------------------------------------------------------------------------------
 
-    def _entries_of(self, record: R, record_id: str, prepared: _Prepared) -> None:
+    def _entries_of(self, record: R, record_id: str, prepared: Prepared) -> None:
         for index in self._entity.indexes:
             value = index.value_of(record)
             if value is None:
@@ -270,15 +255,15 @@ class Repository(Generic[R]):
             else:
                 prepared.entries.append(self._keys.entry(index.name, value, record_id))
 
-    def _prepare(self, given: object) -> _Prepared:
+    def _prepare(self, given: object) -> Prepared:
         """Check ``given`` and build every key it needs; raises before anything is written."""
         record = self._entity.coerce(given)
         record_id = self._entity.id_of(record)
-        prepared = _Prepared(record_id, self._keys.record(record_id), self._entity.document(record))
+        prepared = Prepared(record_id, self._keys.record(record_id), self._entity.document(record))
         self._entries_of(record, record_id, prepared)
         return prepared
 
-    def _stored_entries(self, key: str, current: Versioned[JSONValue] | None) -> _Prepared | None:
+    def _stored_entries(self, key: str, current: Versioned[JSONValue] | None) -> Prepared | None:
         """The entries of the stored record about to be replaced or deleted (``None`` if absent
         or unreadable: entries of a corrupt record stay behind as stale hints, which readers
         skip). A document newer than this code raises: it is never overwritten by older code."""
@@ -287,7 +272,7 @@ class Repository(Generic[R]):
         try:
             record = self._entity.parse(current.value, key)
             record_id = self._entity.id_of(record)
-            stored = _Prepared(record_id, key, {})
+            stored = Prepared(record_id, key, {})
             self._entries_of(record, record_id, stored)
         except SchemaVersionError:
             raise
@@ -368,7 +353,7 @@ class Repository(Generic[R]):
             return self._entity.coerce(updated)
         raise RecordChanged(f"{record_id!r} kept changing: {attempts} attempts lost", key=key)
 
-    async def _attempt(self, prepared: _Prepared, current: Versioned[JSONValue] | None) -> int:
+    async def _attempt(self, prepared: Prepared, current: Versioned[JSONValue] | None) -> int:
         """Write ``prepared`` over the stored ``current`` in one conditional step.
 
         Raises Conflict (having undone its claims) if the record is no longer at ``current``.
@@ -391,7 +376,7 @@ class Repository(Generic[R]):
             await self._remove_stale(prepared, stored)
         return version
 
-    async def _claim(self, prepared: _Prepared) -> list[tuple[str, int]]:
+    async def _claim(self, prepared: Prepared) -> list[tuple[str, int]]:
         """Claim each unique value (create-only); return the entries written, with versions."""
         claimed: list[tuple[str, int]] = []
         try:
@@ -435,7 +420,7 @@ class Repository(Generic[R]):
             if found is not None and found.value == record_id:
                 await self._release_now([(entry, found.version)])
 
-    async def _remove_stale(self, prepared: _Prepared, stored: _Prepared) -> None:
+    async def _remove_stale(self, prepared: Prepared, stored: Prepared) -> None:
         """Remove the entries the replaced record had and this one has not; then restore any
         that a concurrent save of the same record made true again meanwhile."""
         stale = [entry for entry in stored.entries if entry not in set(prepared.entries)]
@@ -487,135 +472,3 @@ class Repository(Generic[R]):
         """Remove index entries (keys from :meth:`find_with_entries`) whose records are gone."""
         if entries:
             await self._storage.delete_many(entries)
-
-    # -- maintenance --------------------------------------------------------------------------
-
-    async def rebuild_indexes(self) -> int:
-        """Write every record's index entries and remove every stale one; return how many
-        stale entries were removed.
-
-        A repair for entries a crash left behind (a unique value claimed by a writer that
-        died). Run it while no other writer saves this entity: a unique claim made by a save
-        still in flight looks stale and would be released. Records that cannot be read are
-        left alone (and their entries, being unverifiable, are removed).
-        """
-        batch: list[_Prepared] = []
-        async for key, document in self._storage.items(self._keys.records_prefix):
-            try:
-                record = self._entity.parse(document, key)
-            except ValidationError:
-                continue
-            batch.append(self._prepare(record))
-            if len(batch) >= _BATCH:
-                await self._write_entries(batch)
-                batch = []
-        await self._write_entries(batch)
-        removed = 0
-        root = self._keys.index_root
-        pending: list[tuple[str, Index[R], str, str]] = []
-        async for entry in self._storage.keys(root):
-            parsed = self._parse_entry(entry[len(root) :])
-            if parsed is None:
-                continue  # an index this declaration does not know: not ours to judge
-            pending.append((entry, *parsed))
-            if len(pending) >= _BATCH:
-                removed += await self._drop_stale(pending)
-                pending = []
-        return removed + await self._drop_stale(pending)
-
-    async def _write_entries(self, batch: list[_Prepared]) -> None:
-        entries = [entry for prepared in batch for entry in prepared.entries]
-        if entries:
-            await self._storage.set_many([(entry, INDEX_VALUE) for entry in entries])
-        for prepared in batch:
-            for entry, (_index, _value) in prepared.uniques.items():
-                holder = await self._storage.get(entry)
-                if holder is None:
-                    with suppress(Conflict):
-                        await self._storage.create(entry, prepared.record_id)
-
-    def _parse_entry(self, rest: str) -> tuple[Index[R], str, str] | None:
-        """``(index, value, id)`` of an entry key below the index root; unique entries give
-        ``""`` as the id (their value holds it)."""
-        name, _, tail = rest.partition(":")
-        try:
-            index = self._entity.index(name)
-        except ValueError:
-            return None
-        parts = tail.split(":")
-        try:
-            if index.unique and len(parts) == 1:
-                return index, decode_segment(parts[0]), ""
-            if not index.unique and len(parts) == 2:
-                return index, decode_segment(parts[0]), decode_segment(parts[1])
-        except ValueError:
-            pass
-        return index, "", ""  # malformed: stale by construction
-
-    async def _drop_stale(self, pending: list[tuple[str, Index[R], str, str]]) -> int:
-        if not pending:
-            return 0
-        holders = await read_documents(
-            self._storage, [entry for entry, index, _, _ in pending if index.unique]
-        )
-        holder_of = dict(
-            zip([entry for entry, index, _, _ in pending if index.unique], holders, strict=True)
-        )
-        ids: list[str] = []
-        for entry, index, value, record_id in pending:
-            named = holder_of.get(entry) if index.unique else record_id
-            ids.append(named if type(named) is str and value else "")
-        keys = []
-        for named in ids:
-            try:
-                keys.append(self._keys.record(named) if named else "")
-            except ValidationError:
-                keys.append("")
-        documents = await read_documents(self._storage, [key for key in keys if key])
-        by_key = dict(zip([key for key in keys if key], documents, strict=True))
-        stale: list[str] = []
-        for (entry, index, value, _), named, key in zip(pending, ids, keys, strict=True):
-            document = by_key.get(key) if key else None
-            record = None
-            if document is not None:
-                try:
-                    record = self._entity.parse(document, key)
-                except ValidationError:
-                    record = None
-            if record is None or not self._holds(record, index, value, named):
-                stale.append(entry)
-        if stale:
-            await self._storage.delete_many(stale)
-        return len(stale)
-
-    async def migrate(self) -> int:
-        """Rewrite every record (and child) stored at an older schema version at the current
-        one; return how many were rewritten.
-
-        Each rewrite is conditional on the version read, so a concurrent writer is never
-        overwritten (its record, written by current code, needs no rewrite). Raises
-        :class:`SchemaVersionError` on a document newer than this code.
-        """
-        rewritten = 0
-        if self._entity.version > 1:
-            async for key, document in self._storage.items(self._keys.records_prefix):
-                if self._entity.schema_of(document, key) == self._entity.version:
-                    continue
-                for attempt in count():
-                    current = await self._storage.get_versioned(key)
-                    if (
-                        current is None
-                        or self._entity.schema_of(current.value, key) == self._entity.version
-                    ):
-                        break
-                    prepared = self._prepare(self._entity.parse(current.value, key))
-                    try:
-                        await self._attempt(prepared, current)
-                    except Conflict:
-                        await backoff(attempt)
-                        continue
-                    rewritten += 1
-                    break
-        for children in self._children.values():
-            rewritten += await children.migrate()
-        return rewritten

@@ -82,9 +82,14 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 
 def _run(
-    context: SpawnContext, targets: list[tuple[Callable[..., None], tuple[Any, ...]]]
+    context: SpawnContext,
+    targets: list[tuple[Callable[..., None], tuple[Any, ...]]],
+    limit: float = RUN_LIMIT,
 ) -> list[tuple[str, int, Any]]:
-    """Run each target in its own spawned process; return what each put on the queue."""
+    """Run each target in its own spawned process; return what each put on the queue.
+
+    Fails if a worker dies or the run takes more than ``limit`` seconds.
+    """
     results: Any = context.Queue()
     processes = [
         context.Process(target=target, args=(*args, results), daemon=True)
@@ -93,7 +98,7 @@ def _run(
     for process in processes:
         process.start()
     collected: list[tuple[str, int, Any]] = []
-    deadline = time.monotonic() + RUN_LIMIT
+    deadline = time.monotonic() + limit
     try:
         while len(collected) < len(processes):
             try:
@@ -132,7 +137,9 @@ async def test_four_processes_of_update_metadata_keep_every_key(store_url: str) 
     assert stored.metadata == {f"w{w}-{n}": n for w in range(4) for n in range(100)}
 
 
-async def _race_add_message_and_delete_session(store_url: str, rounds: int) -> None:
+async def _race_add_message_and_delete_session(
+    store_url: str, rounds: int, limit: float = RUN_LIMIT
+) -> None:
     context = multiprocessing.get_context("spawn")
     stop = context.Event()
     barrier = context.Barrier(3)
@@ -143,6 +150,7 @@ async def _race_add_message_and_delete_session(store_url: str, rounds: int) -> N
             (race_workers.add_messages, (store_url, 1, SESSION_IDS, stop, barrier)),
             (race_workers.delete_sessions, (store_url, SESSION_IDS, rounds, stop, barrier)),
         ],
+        limit,
     )
     adds = [entry for role, _, log in reports if role == "adder" for entry in log]
     (operations,) = [log for role, _, log in reports if role == "deleter"]
@@ -206,9 +214,9 @@ async def test_add_message_racing_delete_session(store_url: str) -> None:
 
 
 @pytest.mark.chaos
-@pytest.mark.timeout(1800)
+@pytest.mark.timeout(1700)
 async def test_add_message_racing_delete_session_long(store_url: str) -> None:
-    await _race_add_message_and_delete_session(store_url, CHAOS_ROUNDS)
+    await _race_add_message_and_delete_session(store_url, CHAOS_ROUNDS, limit=1500)
 
 
 @pytest.mark.timeout(180)

@@ -19,9 +19,11 @@ Layout change in issue 9: a message key's timestamp segment grew ``@<seq>``, the
 session's counter gave the message, so messages with equal timestamps keep the order they were
 added in (in any process). Messages stored before keep their keys and stay readable: at one
 timestamp they sort before the new form (``:`` sorts before ``@``), which is the order they
-were added in, so key order is message order throughout and a page is one ordered scan. The
-counter key is removed with the session. Every other key is unchanged; the generic form of this
-layout, for any declared entity, is in :mod:`entities._layout`.
+were added in, so key order is message order throughout and a page is one ordered scan. Old
+messages of one timestamp keep their old order among themselves, by id: the order they were
+added in was never stored. The counter key is removed with the session. Every other key is
+unchanged; the generic form of this layout, for any declared entity, is in
+:mod:`entities._layout`.
 
 Encoding: an id or name becomes one segment with ``%``, ``:`` and the control characters
 (U+0000-U+001F, U+007F) written as ``%XX`` (upper-case hex); every other character is kept, so

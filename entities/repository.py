@@ -160,7 +160,8 @@ class Repository(Maintenance[R]):
         starts it after that id. A stored document that cannot be read raises
         :class:`MalformedDocument` (or :class:`SchemaVersionError`) naming its key, unless
         ``on_error`` is given: it then receives the error and the rest are returned (a page
-        may then hold fewer than ``limit``).
+        may then hold fewer than ``limit``). Failing is the default because listings are what
+        copies and migrations are built on: a record silently left out would be lost.
         """
         limit = check_limit(limit)
         prefix = self._keys.records_prefix

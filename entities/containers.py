@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from entities._checks import check_id
+from entities._checks import check_id, record_or_mapping
 from entities.agentx import CONTAINERS
 from entities.images import ImageRepository
 from entities.records import ContainerRecord
 from entities.repository import OnError, Repository
-from entities.sessions import SessionRepository, _only
+from entities.sessions import SessionRepository
 from kvstore.storage import Storage
 
 __all__ = ["ContainerRepository"]
@@ -49,7 +49,7 @@ class ContainerRepository:
 
         Takes a record or its camelCase document.
         """
-        await self._repository.save(_only(record, ContainerRecord, "save_container"))
+        await self._repository.save(record_or_mapping(record, ContainerRecord, "save_container"))
 
     async def find_container_by_id(self, container_id: str) -> ContainerRecord | None:
         """Return the container ``container_id``, or ``None``."""

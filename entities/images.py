@@ -6,12 +6,12 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from entities._checks import check_id, check_object
+from entities._checks import check_id, check_object, record_or_mapping
 from entities._index import now_ms
 from entities.agentx import IMAGES
 from entities.records import ImageRecord, JSONObject
 from entities.repository import OnError, Repository
-from entities.sessions import SessionRepository, _only
+from entities.sessions import SessionRepository
 from kvstore.storage import Storage
 
 __all__ = ["ImageRepository"]
@@ -44,7 +44,7 @@ class ImageRepository:
         Takes a record or its camelCase document. Its container need not exist (so imports may
         come in any order).
         """
-        await self._repository.save(_only(record, ImageRecord, "save_image"))
+        await self._repository.save(record_or_mapping(record, ImageRecord, "save_image"))
 
     async def find_image_by_id(self, image_id: str) -> ImageRecord | None:
         """Return the image ``image_id``, or ``None``."""

@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from entities._checks import check_id
+from entities._checks import check_id, record_or_mapping
 from entities.agentx import SESSIONS
 from entities.children import ChildRepository
-from entities.errors import ValidationError
 from entities.records import Message, SessionRecord
 from entities.repository import OnError, Repository
 from kvstore.storage import Storage
@@ -45,7 +44,7 @@ class SessionRepository:
         Takes a record or its camelCase document. Neither its image nor its container needs to
         exist (so imports may come in any order).
         """
-        await self._repository.save(_only(record, SessionRecord, "save_session"))
+        await self._repository.save(record_or_mapping(record, SessionRecord, "save_session"))
 
     async def find_session_by_id(self, session_id: str) -> SessionRecord | None:
         """Return the session ``session_id``, or ``None``."""
@@ -53,7 +52,7 @@ class SessionRepository:
 
     async def find_sessions_by_image_id(self, image_id: str) -> list[SessionRecord]:
         """Return every session made from ``image_id``, in key order of their ids."""
-        return await self._repository.find("by_image", _value(image_id, "image_id"))
+        return await self._repository.find("by_image", check_id(image_id, "image_id"))
 
     async def find_session_by_image_id(self, image_id: str) -> SessionRecord | None:
         """Return the most recently updated session made from ``image_id``, or ``None``.
@@ -67,7 +66,7 @@ class SessionRepository:
 
     async def find_sessions_by_container_id(self, container_id: str) -> list[SessionRecord]:
         """Return every session in ``container_id``, in key order of their ids."""
-        return await self._repository.find("by_container", _value(container_id, "container_id"))
+        return await self._repository.find("by_container", check_id(container_id, "container_id"))
 
     async def find_all_sessions(self, *, on_error: OnError | None = None) -> list[SessionRecord]:
         """Return every session, in key order of their ids.
@@ -86,7 +85,7 @@ class SessionRepository:
         the message is added). Adding a message with the same timestamp and id again replaces
         it in place.
         """
-        await self._messages.add(session_id, _only(message, Message, "add_message"))
+        await self._messages.add(session_id, record_or_mapping(message, Message, "add_message"))
 
     async def get_messages(
         self,
@@ -128,16 +127,3 @@ class SessionRepository:
             if belongs(record):
                 await self.delete_session(record.session_id)
         await self._repository.delete_entries(hints)
-
-
-def _only(value: object, kind: type, method: str) -> Any:
-    """Refuse what is neither a ``kind`` record nor a mapping, naming the method."""
-    if isinstance(value, kind | Mapping):
-        return value
-    raise ValidationError(
-        f"{method} takes a {kind.__name__} or its document, not {type(value).__name__}"
-    )
-
-
-def _value(value: object, field: str) -> str:
-    return check_id(value, field)

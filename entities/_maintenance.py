@@ -72,17 +72,8 @@ class Maintenance(Generic[R]):
         still in flight looks stale and would be released. Records that cannot be read are
         left alone (and their entries, being unverifiable, are removed).
         """
-        batch: list[Prepared] = []
-        async for key, document in self._storage.items(self._keys.records_prefix):
-            try:
-                record = self._entity.parse(document, key)
-            except ValidationError:
-                continue
-            batch.append(self._prepare(record))
-            if len(batch) >= _BATCH:
-                await self._write_entries(batch)
-                batch = []
-        await self._write_entries(batch)
+        # Stale entries go first, so that a unique value a dead writer held is free again
+        # when its rightful record claims it below.
         removed = 0
         root = self._keys.index_root
         pending: list[tuple[str, Index[R], str, str]] = []
@@ -94,7 +85,18 @@ class Maintenance(Generic[R]):
             if len(pending) >= _BATCH:
                 removed += await self._drop_stale(pending)
                 pending = []
-        return removed + await self._drop_stale(pending)
+        removed += await self._drop_stale(pending)
+        batch: list[Prepared] = []
+        async for key, document in self._storage.items(self._keys.records_prefix):
+            try:
+                batch.append(self._prepare(self._entity.parse(document, key)))
+            except ValidationError:
+                continue  # unreadable, or its index values cannot be computed: no entries
+            if len(batch) >= _BATCH:
+                await self._write_entries(batch)
+                batch = []
+        await self._write_entries(batch)
+        return removed
 
     async def _write_entries(self, batch: list[Prepared]) -> None:
         entries = [entry for prepared in batch for entry in prepared.entries]

@@ -241,8 +241,10 @@ async def test_rebuild_indexes_restores_lost_entries_and_removes_stale_ones(
     # Stale entries a crash could leave: a hint, and a unique claim by a record never written.
     await storage.set("idx:tickets:by_project:p9:t1", 1)
     await storage.set("idx:tickets:by_slug:ghost", "t-crashed")
+    # A claim of t2's own value by a writer that died, which t2 must get back.
+    await storage.set("idx:tickets:by_slug:two", "t-dead")
     removed = await tickets.rebuild_indexes()
-    assert removed == 2
+    assert removed == 3
     assert [t.ticket_id for t in await tickets.find("by_project", "p1")] == ["t1", "t2"]
     assert await tickets.find_one("by_slug", "two") == Ticket("t2", "p1", "Two")
     await tickets.save(Ticket("t9", "p", "Ghost"))  # the released value is free again

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -83,3 +84,13 @@ def document_fields(
     if unknown:
         raise ValidationError(f"the {kind} document has unknown fields {', '.join(unknown)}")
     return document
+
+
+def record_or_mapping(value: object, kind: type, method: str) -> Any:
+    """``value`` if it is a ``kind`` record or a mapping (its document, parsed later); else
+    raise ValidationError naming ``method``."""
+    if isinstance(value, kind | Mapping):
+        return value
+    raise ValidationError(
+        f"{method} takes a {kind.__name__} or its document, not {type(value).__name__}"
+    )

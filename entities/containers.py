@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from entities._checks import check_id
-from entities.errors import ValidationError
+from collections.abc import Mapping
+from typing import Any
+
+from entities._checks import check_id, record_or_mapping
+from entities.agentx import CONTAINERS
 from entities.images import ImageRepository
-from entities.keys import KeyLayout
 from entities.records import ContainerRecord
+from entities.repository import OnError, Repository
 from entities.sessions import SessionRepository
 from kvstore.storage import Storage
 
@@ -20,44 +23,52 @@ class ContainerRepository:
     session made from those images) and its sessions, each with their messages.
     """
 
-    __slots__ = ("_images", "_keys", "_sessions", "_storage")
+    __slots__ = ("_images", "_repository", "_sessions")
 
     def __init__(
         self,
         storage: Storage,
-        layout: KeyLayout,
-        images: ImageRepository,
-        sessions: SessionRepository,
+        layout: object = None,
+        images: ImageRepository | None = None,
+        sessions: SessionRepository | None = None,
     ) -> None:
-        self._storage = storage
-        self._keys = layout
-        self._images = images
-        self._sessions = sessions
+        # ``layout`` is accepted for compatibility: the declaration builds every key now.
+        self._repository = Repository(storage, CONTAINERS)
+        self._sessions = sessions if sessions is not None else SessionRepository(storage)
+        self._images = (
+            images if images is not None else ImageRepository(storage, None, self._sessions)
+        )
 
-    async def save_container(self, record: ContainerRecord) -> None:
-        """Create or replace the container ``record.container_id``."""
-        if not isinstance(record, ContainerRecord):
-            raise ValidationError(
-                f"save_container takes a ContainerRecord, not {type(record).__name__}"
-            )
-        await self._storage.set(self._keys.container(record.container_id), record.to_document())
+    @property
+    def repository(self) -> Repository[ContainerRecord]:
+        """The generic repository underneath (versioned reads, ``update``, pagination...)."""
+        return self._repository
+
+    async def save_container(self, record: ContainerRecord | Mapping[str, Any]) -> None:
+        """Create or replace the container ``record.container_id``.
+
+        Takes a record or its camelCase document.
+        """
+        await self._repository.save(record_or_mapping(record, ContainerRecord, "save_container"))
 
     async def find_container_by_id(self, container_id: str) -> ContainerRecord | None:
         """Return the container ``container_id``, or ``None``."""
-        key = self._keys.container(check_id(container_id, "container_id"))
-        document = await self._storage.get(key)
-        return None if document is None else ContainerRecord.from_document(document)
+        return await self._repository.get(container_id)
 
-    async def find_all_containers(self) -> list[ContainerRecord]:
-        """Return every container, in key order of their ids."""
-        return [
-            ContainerRecord.from_document(document)
-            async for _, document in self._storage.items("containers:")
-        ]
+    async def find_all_containers(
+        self, *, on_error: OnError | None = None
+    ) -> list[ContainerRecord]:
+        """Return every container, in key order of their ids.
+
+        A stored container that cannot be read raises
+        :class:`~entities.errors.MalformedDocument` naming its key, unless ``on_error``
+        receives it (the rest are then returned).
+        """
+        return await self._repository.find_all(on_error=on_error)
 
     async def container_exists(self, container_id: str) -> bool:
         """Tell whether the container ``container_id`` exists."""
-        return await self._storage.has(self._keys.container(check_id(container_id, "container_id")))
+        return await self._repository.exists(container_id)
 
     async def delete_container(self, container_id: str) -> None:
         """Delete the container and everything it holds (see the class docstring).
@@ -65,11 +76,9 @@ class ContainerRepository:
         A missing container is no error; calling this again after an interruption finishes the
         cascade, since what it held is found through index entries.
         """
-        await self._storage.delete(self._keys.container(check_id(container_id, "container_id")))
-        await self._images._delete_indexed(
-            self._keys.images_by_container_prefix(container_id), container_id
-        )
+        check_id(container_id, "container_id")
+        await self._repository.delete(container_id)
+        await self._images._delete_indexed(container_id)
         await self._sessions._delete_indexed(
-            self._keys.sessions_by_container_prefix(container_id),
-            lambda record: record.container_id == container_id,
+            "by_container", container_id, lambda record: record.container_id == container_id
         )

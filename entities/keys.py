@@ -1,15 +1,29 @@
 """Where each entity is stored: the key layout, and the encoding of ids into key segments.
 
-Layout (``<x>`` is one encoded segment, ``<ts>`` a 16-digit zero-padded timestamp)::
+Layout (``<x>`` is one encoded segment, ``<ts>`` a 16-digit zero-padded timestamp, ``<seq>`` a
+12-digit zero-padded sequence number)::
 
     containers:<container>                          the ContainerRecord document
     images:<image>                                  the ImageRecord document
     sessions:<session>                              the SessionRecord document
-    messages:<session>:<ts>:<message>               one Message document each
+    messages:<session>:<ts>@<seq>:<message>         one Message document each
+    messages:<session>:<ts>:<message>               a message written before sequences existed
+    seq:messages:<session>                          the session's message counter:
+                                                    {"next": n, "epoch": token}
     idx:images:by_container:<container>:<image>     index entries (value 1): hints that
     idx:images:by_name:<name>:<image>               readers verify against the record
     idx:sessions:by_container:<container>:<session>
     idx:sessions:by_image:<image>:<session>
+
+Layout change in issue 9: a message key's timestamp segment grew ``@<seq>``, the number the
+session's counter gave the message, so messages with equal timestamps keep the order they were
+added in (in any process). Messages stored before keep their keys and stay readable: at one
+timestamp they sort before the new form (``:`` sorts before ``@``), which is the order they
+were added in, so key order is message order throughout and a page is one ordered scan. Old
+messages of one timestamp keep their old order among themselves, by id: the order they were
+added in was never stored. The counter key is removed with the session. Every other key is
+unchanged; the generic form of this layout, for any declared entity, is in
+:mod:`entities._layout`.
 
 Encoding: an id or name becomes one segment with ``%``, ``:`` and the control characters
 (U+0000-U+001F, U+007F) written as ``%XX`` (upper-case hex); every other character is kept, so
@@ -39,6 +53,9 @@ CONTAINERS = "containers:"
 IMAGES = "images:"
 SESSIONS = "sessions:"
 MESSAGES = "messages:"
+MESSAGE_COUNTERS = "seq:messages:"
+# Digits of a child's sequence number in its key (messages and any declared children).
+SEQUENCE_DIGITS = 12
 IMAGES_BY_CONTAINER = "idx:images:by_container:"
 IMAGES_BY_NAME = "idx:images:by_name:"
 SESSIONS_BY_CONTAINER = "idx:sessions:by_container:"
@@ -94,13 +111,24 @@ class KeyLayout:
         """Prefix of every message key of a session, in timestamp-then-id order."""
         return self._fit(f"{MESSAGES}{encode_segment(session_id)}:", "session_id is")
 
-    def message(self, session_id: str, timestamp: int, message_id: str) -> str:
-        """Key of one message; ``timestamp`` is already checked to fit the padding."""
+    def message(
+        self, session_id: str, timestamp: int, message_id: str, sequence: int | None = None
+    ) -> str:
+        """Key of one message; ``timestamp`` is already checked to fit the padding.
+
+        ``sequence`` is the number the session's counter gave it; ``None`` gives the form
+        written before sequences existed.
+        """
+        position = "" if sequence is None else f"@{sequence:0{SEQUENCE_DIGITS}d}"
         return self._fit(
-            f"{self.messages_prefix(session_id)}{timestamp:0{TIMESTAMP_DIGITS}d}:"
+            f"{self.messages_prefix(session_id)}{timestamp:0{TIMESTAMP_DIGITS}d}{position}:"
             f"{encode_segment(message_id)}",
             "session_id and message id are",
         )
+
+    def message_counter(self, session_id: str) -> str:
+        """Key of the session's message counter."""
+        return self._fit(f"{MESSAGE_COUNTERS}{encode_segment(session_id)}", "session_id is")
 
     def images_by_container_prefix(self, container_id: str) -> str:
         """Prefix of the index entries of a container's images."""

@@ -266,8 +266,8 @@ class ConditionalClauses:
                 + "\n".join(problems)
             )
             after = [key async for key in storage.keys()]
-            value = await storage.get("present")
-            assert (after, value) == (["present"], "old"), (
+            value = await storage.get_raw("present")
+            assert (after, value) == (["present"], b'"old"'), (
                 f"a refused conditional call wrote: the store holds {after}, 'present' ="
                 f" {describe(value)}; NotSupported means nothing was written"
             )
@@ -408,9 +408,10 @@ class ConditionalClauses:
             await storage.delete_if("k", seen[-1])
             await wrote("delete_if, then create", await storage.create("k", 1))
             await storage.commit([Change.delete("k")])
-            await wrote("commit([delete]), then commit([create])", (
-                await storage.commit([Change.create("k", 1)])
-            )[0])
+            await wrote(
+                "commit([delete]), then commit([create])",
+                (await storage.commit([Change.create("k", 1)]))[0],
+            )
             for old in seen[:-1]:
                 await _conflict(
                     lambda old=old: storage.commit([Change.check("k", old)]),  # type: ignore[misc]
@@ -446,7 +447,9 @@ class ConditionalClauses:
                 for index in (0, 2)
             ]
             problems += [
-                None if returned[index] is None else f"commit(...)[{index}] (a {what}) returned"
+                None
+                if returned[index] is None
+                else f"commit(...)[{index}] (a {what}) returned"
                 f" {describe(returned[index])}, not None"
                 for index, what in ((1, "check"), (3, "delete"))
             ]
@@ -696,9 +699,7 @@ class ConditionalClauses:
             assert await storage.get("slot") == won[0], "the stored value is the winner's"
             version = await _version(storage, "slot", "create")
             won = await race(lambda index: storage.replace("slot", index, version))
-            assert len(won) == 1, (
-                f"{len(won)} of {racers} concurrent replaces at one version won"
-            )
+            assert len(won) == 1, f"{len(won)} of {racers} concurrent replaces at one version won"
             assert await storage.get("slot") == won[0], "the stored value is the winner's"
             version = await _version(storage, "slot", "replace")
             won = await race(

@@ -105,9 +105,22 @@ class StorageStateMachine(RuleBasedStateMachine):
     def _expected_keys(self, prefix: str) -> list[str]:
         return sorted(key for key in self.model if key.startswith(prefix))
 
-    def _wrote(self, keys: Iterable[str]) -> None:
-        for key in keys:
+    def _wrote(self, keys: Iterable[str], what: str = "") -> None:
+        """Forget the versions of ``keys``, just written or deleted.
+
+        With conditional writes, an unconditional write named by ``what`` is also checked to
+        have given each key a version it never had (the next versioned read would find out
+        too, but rarely comes soon enough).
+        """
+        written = list(dict.fromkeys(keys))
+        for key in written:
             self.versions.written(key)
+        if not (what and self.conditional):
+            return
+        for key in written:
+            found = self.run(lambda key=key: self.storage.get_versioned_raw(key))  # type: ignore[misc]
+            assert found is not None, f"get_versioned({key!r}) after {what} returned None"
+            self._observe(key, found.version, f"get_versioned({key!r}) after {what}")
 
     def _matches(self, key: str, data: bytes | None) -> bool:
         """Whether ``data`` is what the model says ``key`` holds."""
@@ -144,14 +157,14 @@ class StorageStateMachine(RuleBasedStateMachine):
         """``set`` stores the value."""
         self.run(lambda: self.storage.set(key, value))
         self.model[key] = value
-        self.versions.written(key)
+        self._wrote([key], "set")
 
     @rule(key=_KEYS, value=kst.raw_values())
     def set_raw(self, key: str, value: bytes) -> None:
         """``set_raw`` stores bytes that ``get_raw`` returns unchanged."""
         self.run(lambda: self.storage.set_raw(key, value))
         self.model[key] = value
-        self.versions.written(key)
+        self._wrote([key], "set_raw")
         self._check_raw(
             key, self.run(lambda: self.storage.get_raw(key)), "bytes come back unchanged"
         )
@@ -186,7 +199,7 @@ class StorageStateMachine(RuleBasedStateMachine):
         """``set_many`` stores every pair, the last of repeated keys winning."""
         self.run(lambda: self.storage.set_many(items))
         self.model.update(items)
-        self._wrote(key for key, _ in items)
+        self._wrote((key for key, _ in items), "set_many")
 
     @rule(keys=st.lists(_KEYS, max_size=8))
     def delete_many(self, keys: list[str]) -> None:

@@ -11,11 +11,10 @@ inline driver never holds the loop for long. Everything is checked before anythi
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
-from enum import Enum
 from types import TracebackType
 from typing import Self, TypeVar
 
-from kvstore.conditional import Action, Change, Versioned
+from kvstore.conditional import ANY_VERSION, Action, Change, Versioned
 from kvstore.driver import BaseDriver, Driver, as_base_driver, delete_scanned, read_in_pages
 from kvstore.errors import Conflict, InvalidKey, NotSupported, SerializationError, StorageClosed
 from kvstore.keys import RECENTLY_VALID, join, validate_key, validate_prefix
@@ -280,7 +279,9 @@ class Storage:
         for change in changes:
             if not isinstance(change, Change):
                 raise TypeError(f"commit takes Change objects, not {type(change).__name__}")
-            if change.expected is not None and not isinstance(change.expected, Enum):
+            if not isinstance(change.action, Action):
+                raise ValueError(f"a Change's action is an Action, not {change.action!r}")
+            if change.expected is not None and change.expected is not ANY_VERSION:
                 _check_version(change.expected)
         full_keys = await _in_steps(
             self._table.pacer, [change.key for change in changes], self._full_keys
@@ -531,8 +532,11 @@ class Storage:
 
 
 def _check_version(version: object) -> int:
-    if isinstance(version, bool) or not isinstance(version, int) or version < 0:
-        raise ValueError(f"a version is an int >= 0 read from get_versioned, not {version!r}")
+    # No version is above 2**52 (new_version()), so a driver may store them in any integer type.
+    if isinstance(version, bool) or not isinstance(version, int) or not 0 <= version <= 2**52:
+        raise ValueError(
+            f"a version is an int in 0 .. 2**52 read from get_versioned, not {version!r}"
+        )
     return version
 
 

@@ -250,7 +250,7 @@ class Storage:
         and ``None`` for deletes and checks, in order. Every key must belong to one driver:
         a batch that spans mounts raises :class:`~kvstore.errors.NotSupported`.
         """
-        given = list(changes)
+        given = _checked(changes)
         encoded = await _in_steps(
             self._table.pacer,
             given,
@@ -270,19 +270,12 @@ class Storage:
                 change
                 if change.action is not Action.WRITE
                 else Change(change.action, change.key, _as_bytes(change.value), change.expected)
-                for change in changes
+                for change in _checked(changes)
             ]
         )
 
     async def _commit_encoded(self, changes: list[Change[bytes]]) -> list[int | None]:
         self._ensure_open()
-        for change in changes:
-            if not isinstance(change, Change):
-                raise TypeError(f"commit takes Change objects, not {type(change).__name__}")
-            if not isinstance(change.action, Action):
-                raise ValueError(f"a Change's action is an Action, not {change.action!r}")
-            if change.expected is not None and change.expected is not ANY_VERSION:
-                _check_version(change.expected)
         full_keys = await _in_steps(
             self._table.pacer, [change.key for change in changes], self._full_keys
         )
@@ -538,6 +531,19 @@ def _check_version(version: object) -> int:
             f"a version is an int in 0 .. 2**52 read from get_versioned, not {version!r}"
         )
     return version
+
+
+def _checked(changes: Iterable[Change[_V]]) -> list[Change[_V]]:
+    """``changes`` as a list, once each is known to be a Change with a valid action and version."""
+    given = list(changes)
+    for change in given:
+        if not isinstance(change, Change):
+            raise TypeError(f"commit takes Change objects, not {type(change).__name__}")
+        if not isinstance(change.action, Action):
+            raise ValueError(f"a Change's action is an Action, not {change.action!r}")
+        if change.expected is not None and change.expected is not ANY_VERSION:
+            _check_version(change.expected)
+    return given
 
 
 def _conflict_on(keys: list[str], cause: Conflict, *, tries: int = 1) -> Conflict:

@@ -26,6 +26,7 @@ from kvstore.drivers.memory import MemoryDriver
 from kvstore.errors import Conflict, NotSupported, StorageClosed
 from kvstore.serialization import JSONValue
 from kvstore.storage import Storage
+from kvstore.testing.profiles import race_size
 from kvstore.testing.reporting import describe
 
 __all__ = ["MAX_VERSION", "SKIP_REASON", "ConditionalClauses", "version_problem"]
@@ -39,9 +40,6 @@ SKIP_REASON = (
 )
 #: The largest version :func:`kvstore.conditional.new_version` hands out.
 MAX_VERSION = 2**52
-# Concurrent Storage.update tasks, and increments each, on one counter.
-_UPDATERS = 20
-_INCREMENTS = 10
 # Keys of the commits a concurrent reader watches, and how many commits it watches.
 _COMMIT_KEYS = 40
 _COMMITS = 25
@@ -650,9 +648,10 @@ class ConditionalClauses:
     ) -> None:
         """Concurrency: N concurrent Storage.update increments of one counter end at exactly N."""
         if batch_path == "default":
-            # About ten attempts per increment: run once. The default path's commit-derived
-            # set_if still races in the exactly-one-wins clause.
+            # Contention makes it the costliest clause: run once. The default path's
+            # commit-derived set_if still races in the exactly-one-wins clause.
             pytest.skip("the counter race runs on the native batch path only")
+        updaters, increments = race_size()
         async with _versioned_storage(make_driver, wrap=YieldAfterRead) as storage:
 
             def increment(value: JSONValue | None) -> JSONValue:
@@ -660,19 +659,19 @@ class ConditionalClauses:
                 return (value or 0) + 1
 
             async def updater() -> None:
-                for _ in range(_INCREMENTS):
+                for _ in range(increments):
                     # Each failed attempt means another updater's write landed since the read,
                     # so a correct driver never needs more attempts than there are increments.
-                    await storage.update("counter", increment, attempts=_UPDATERS * _INCREMENTS)
+                    await storage.update("counter", increment, attempts=updaters * increments)
 
             with anyio.fail_after(120):
                 async with anyio.create_task_group() as group:
-                    for _ in range(_UPDATERS):
+                    for _ in range(updaters):
                         group.start_soon(updater)
             total = await storage.get("counter")
-            assert total == _UPDATERS * _INCREMENTS, (
-                f"{_UPDATERS} tasks each made {_INCREMENTS} increments with Storage.update, and"
-                f" the counter ended at {total}, not {_UPDATERS * _INCREMENTS}: a conditional"
+            assert total == updaters * increments, (
+                f"{updaters} tasks each made {increments} increments with Storage.update, and"
+                f" the counter ended at {total}, not {updaters * increments}: a conditional"
                 " write was applied although the key had changed since it was read (the check"
                 " and the write must be one atomic step in the backend)"
             )

@@ -117,7 +117,8 @@ class StorageStateMachine(RuleBasedStateMachine):
             self.versions.written(key)
         if not (what and self.conditional):
             return
-        for key in written:
+        # Only keys seen at a version before can show a reused one: no read for the others.
+        for key in (key for key in written if key in self.versions.seen):
             found = self.run(lambda key=key: self.storage.get_versioned_raw(key))  # type: ignore[misc]
             assert found is not None, f"get_versioned({key!r}) after {what} returned None"
             self._observe(key, found.version, f"get_versioned({key!r}) after {what}")

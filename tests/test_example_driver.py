@@ -83,6 +83,10 @@ class TestVersionedDictDriver(ConditionalClauses):
         return "native"
 
     @pytest.fixture
+    def driver_factory(self) -> DriverFactory:
+        return VersionedDictDriver
+
+    @pytest.fixture
     def make_driver(self) -> DriverFactory:
         return VersionedDictDriver
 

@@ -92,6 +92,7 @@ def _run(clause: str, factory: Callable[[], BaseDriver], *, persistent: bool) ->
             arguments["driver"] = driver
         for name, value in (
             ("make_driver", make),
+            ("make_native_driver", make),
             ("driver_factory", factory),
             ("anyio_backend", "asyncio"),
             ("batch_path", "native"),

@@ -21,17 +21,16 @@ import anyio.lowlevel
 import pytest
 
 from kvstore.conditional import LEGACY_VERSION, Change, Versioned
-from kvstore.driver import BaseDriver
+from kvstore.driver import BaseDriver, as_base_driver
 from kvstore.drivers.memory import MemoryDriver
 from kvstore.errors import Conflict, NotSupported, StorageClosed
 from kvstore.serialization import JSONValue
 from kvstore.storage import Storage
+from kvstore.testing.driver_clauses import DriverFactory, check_driver_shape, clear_and_close
 from kvstore.testing.profiles import race_size
 from kvstore.testing.reporting import describe
 
 __all__ = ["MAX_VERSION", "SKIP_REASON", "ConditionalClauses", "version_problem"]
-
-DriverFactory = Callable[[], BaseDriver]
 
 #: Why the conditional clauses skip for a driver that does not offer the capability.
 SKIP_REASON = (
@@ -73,15 +72,6 @@ def _has_capability(driver: BaseDriver) -> bool:
     return bool(getattr(driver, "conditional_writes", False))
 
 
-async def _clear_and_close(driver: BaseDriver, make_driver: DriverFactory) -> None:
-    try:
-        await driver.clear("")
-    except StorageClosed:
-        driver = make_driver()
-        await driver.clear("")
-    await driver.close()
-
-
 @contextlib.asynccontextmanager
 async def _versioned_storage(
     make_driver: DriverFactory, *, wrap: Callable[[BaseDriver], BaseDriver] | None = None
@@ -100,7 +90,7 @@ async def _versioned_storage(
             await storage.clear()
             await storage.close()
         except StorageClosed:
-            await _clear_and_close(make_driver(), make_driver)
+            await clear_and_close(make_driver(), make_driver)
 
 
 async def _conflict(
@@ -228,14 +218,28 @@ class ConditionalClauses:
 
     persistent: ClassVar[bool]
 
+    @pytest.fixture
+    def make_native_driver(
+        self, driver_factory: DriverFactory, anyio_backend: str
+    ) -> DriverFactory:
+        """A callable making a new driver with its own batch methods, checked for shape.
+
+        The clauses that take it run once per event loop: what they call reaches the same driver
+        code on both batch paths. Those that take ``make_driver`` (create, replace, delete_if,
+        new versions) run on both, since the default path derives ``set_if``, ``delete_if`` and
+        ``set_many`` from the primitives.
+        """
+        check_driver_shape(driver_factory, anyio_backend)
+        return lambda: as_base_driver(driver_factory())
+
     # -- without the capability -------------------------------------------------------------
 
     @pytest.mark.anyio
     async def test_without_conditional_writes_every_call_is_refused(
-        self, make_driver: DriverFactory
+        self, make_native_driver: DriverFactory
     ) -> None:
         """Conditional writes: without them every call raises NotSupported naming the driver."""
-        driver = make_driver()
+        driver = make_native_driver()
         if _has_capability(driver):
             await driver.close()
             pytest.skip("the driver declares conditional_writes = True: the clauses run instead")
@@ -270,7 +274,7 @@ class ConditionalClauses:
                 f" {describe(value)}; NotSupported means nothing was written"
             )
         finally:
-            await _clear_and_close(driver, make_driver)
+            await clear_and_close(driver, make_native_driver)
 
     # -- single keys ------------------------------------------------------------------------
 
@@ -351,9 +355,11 @@ class ConditionalClauses:
             assert await storage.get_versioned("d") is None
 
     @pytest.mark.anyio
-    async def test_get_versioned_of_a_missing_key_is_none(self, make_driver: DriverFactory) -> None:
+    async def test_get_versioned_of_a_missing_key_is_none(
+        self, make_native_driver: DriverFactory
+    ) -> None:
         """Conditional writes: get_versioned of a missing or deleted key returns None."""
-        async with _versioned_storage(make_driver) as storage:
+        async with _versioned_storage(make_native_driver) as storage:
             assert await storage.get_versioned("never") is None
             assert await storage.get_versioned_raw("never") is None
             await storage.set_many({"gone": 1, "gone:too": 2})
@@ -419,10 +425,10 @@ class ConditionalClauses:
 
     @pytest.mark.anyio
     async def test_versions_are_ints_in_range_and_values_exact_bytes(
-        self, make_driver: DriverFactory
+        self, make_native_driver: DriverFactory
     ) -> None:
         """Versions: the driver returns int versions in 1..2**52 and exact bytes, in order."""
-        driver = make_driver()
+        driver = make_native_driver()
         try:
             if not _has_capability(driver):
                 pytest.skip(SKIP_REASON)
@@ -462,14 +468,14 @@ class ConditionalClauses:
             found_problems = [problem for problem in problems if problem]
             assert not found_problems, "\n".join(found_problems)
         finally:
-            await _clear_and_close(driver, make_driver)
+            await clear_and_close(driver, make_native_driver)
 
     @pytest.mark.anyio
-    async def test_versions_survive_a_new_driver(self, make_driver: DriverFactory) -> None:
+    async def test_versions_survive_a_new_driver(self, make_native_driver: DriverFactory) -> None:
         """Versions: a version read before close still works after reopen if nothing wrote."""
         if not self.persistent:
             pytest.skip("the test class declares persistent = False")
-        writer = make_driver()
+        writer = make_native_driver()
         if not _has_capability(writer):
             await writer.close()
             pytest.skip(SKIP_REASON)
@@ -488,7 +494,7 @@ class ConditionalClauses:
             for when in ("while the writer is open", "after it closed"):
                 if when == "after it closed":
                     await first.close()
-                second = Storage(make_driver())
+                second = Storage(make_native_driver())
                 try:
                     seen = {key: (await _read(second.driver, key)).version for key in versions}
                 finally:
@@ -497,7 +503,7 @@ class ConditionalClauses:
                     f"a new driver, {when}, read the versions {seen}; the writer's were"
                     f" {versions}. Versions live in the backend, with the values"
                 )
-            async with _reopened(make_driver) as again:
+            async with _reopened(make_native_driver) as again:
                 await again.replace("set", "s2", versions["set"])
                 await again.delete_if("made", versions["made"])
                 await again.commit([Change.check("put", versions["put"])])
@@ -505,15 +511,13 @@ class ConditionalClauses:
                     lambda: again.replace("replaced", "r3", stale), {"replaced"}, "a stale replace"
                 )
         finally:
-            await _clear_and_close(make_driver(), make_driver)
+            await clear_and_close(make_native_driver(), make_native_driver)
             await first.close()
 
     # -- commits ----------------------------------------------------------------------------
 
     @pytest.mark.anyio
-    async def test_a_failed_commit_changes_nothing(
-        self, make_driver: DriverFactory, batch_path: str
-    ) -> None:
+    async def test_a_failed_commit_changes_nothing(self, make_native_driver: DriverFactory) -> None:
         """Commits: one failing condition fails the batch; nothing of it is visible afterwards."""
         cases: list[tuple[str, Callable[[dict[str, int], int], list[Change[Any]]], set[str]]] = [
             (
@@ -556,10 +560,8 @@ class ConditionalClauses:
                 {"b", "c"},
             ),
         ]
-        async with _versioned_storage(make_driver) as storage:
-            # On the default batch path the driver is wrapped, and its flag with it; commit is
-            # the driver's own on both paths, so the native path holds it to atomicity.
-            atomic = batch_path == "native" and storage.driver.atomic_batches
+        async with _versioned_storage(make_native_driver) as storage:
+            atomic = storage.driver.atomic_batches
             for what, build, failing in cases:
                 await storage.clear()
                 await storage.set_many({"a": "a0", "b": "b0", "c": "c0"})
@@ -590,11 +592,11 @@ class ConditionalClauses:
 
     @pytest.mark.anyio
     async def test_a_check_writes_nothing_but_must_hold(
-        self, make_driver: DriverFactory, batch_path: str
+        self, make_native_driver: DriverFactory
     ) -> None:
         """Commits: a CHECK change writes nothing, and fails the batch unless its version holds."""
-        async with _versioned_storage(make_driver) as storage:
-            atomic = batch_path == "native" and storage.driver.atomic_batches
+        async with _versioned_storage(make_native_driver) as storage:
+            atomic = storage.driver.atomic_batches
             await storage.set("k", "v")
             version = await _version(storage, "k", "set")
             returned = await storage.commit(
@@ -627,10 +629,10 @@ class ConditionalClauses:
 
     @pytest.mark.anyio
     async def test_a_commit_across_mounts_is_not_supported(
-        self, make_driver: DriverFactory
+        self, make_native_driver: DriverFactory
     ) -> None:
         """Commits: a batch spanning mounted drivers raises NotSupported and writes nothing."""
-        async with _versioned_storage(make_driver) as storage:
+        async with _versioned_storage(make_native_driver) as storage:
             storage.mount("m", MemoryDriver())
             with pytest.raises(NotSupported):
                 await storage.commit([Change.put("a", 1), Change.put("m:b", 2)])
@@ -644,15 +646,11 @@ class ConditionalClauses:
 
     @pytest.mark.anyio
     async def test_concurrent_updates_lose_no_increment(
-        self, make_driver: DriverFactory, batch_path: str
+        self, make_native_driver: DriverFactory
     ) -> None:
         """Concurrency: N concurrent Storage.update increments of one counter end at exactly N."""
-        if batch_path == "default":
-            # Contention makes it the costliest clause: run once. The default path's
-            # commit-derived set_if still races in the exactly-one-wins clause.
-            pytest.skip("the counter race runs on the native batch path only")
         updaters, increments = race_size()
-        async with _versioned_storage(make_driver, wrap=YieldAfterRead) as storage:
+        async with _versioned_storage(make_native_driver, wrap=YieldAfterRead) as storage:
 
             def increment(value: JSONValue | None) -> JSONValue:
                 assert value is None or isinstance(value, int)
@@ -678,10 +676,10 @@ class ConditionalClauses:
 
     @pytest.mark.anyio
     async def test_concurrent_conditional_writers_exactly_one_wins(
-        self, make_driver: DriverFactory
+        self, make_native_driver: DriverFactory
     ) -> None:
         """Concurrency: of writers racing with one condition on one key, exactly one wins."""
-        async with _versioned_storage(make_driver, wrap=YieldAfterRead) as storage:
+        async with _versioned_storage(make_native_driver, wrap=YieldAfterRead) as storage:
             racers = 8
 
             async def race(attempt: Callable[[int], Awaitable[object]]) -> list[int]:
@@ -722,12 +720,10 @@ class ConditionalClauses:
 
     @pytest.mark.anyio
     async def test_a_concurrent_reader_never_sees_part_of_a_commit(
-        self, make_driver: DriverFactory, batch_path: str
+        self, make_native_driver: DriverFactory
     ) -> None:
         """Commits: with atomic_batches, a concurrent reader sees a commit whole or not at all."""
-        if batch_path == "default":
-            pytest.skip("commit is the driver's own on both batch paths: checked on native")
-        writer = make_driver()
+        writer = make_native_driver()
         if not _has_capability(writer) or not writer.atomic_batches:
             await writer.close()
             pytest.skip(
@@ -735,7 +731,7 @@ class ConditionalClauses:
                 if not _has_capability(writer)
                 else "the driver does not declare atomic_batches = True"
             )
-        reader = make_driver() if self.persistent else writer
+        reader = make_native_driver() if self.persistent else writer
         keys = [f"commit:{index:03d}" for index in range(_COMMIT_KEYS)]
         torn: list[list[bytes | None]] = []
         done = anyio.Event()
@@ -785,7 +781,7 @@ class ConditionalClauses:
         finally:
             if reader is not writer:
                 await reader.close()
-            await _clear_and_close(writer, make_driver)
+            await clear_and_close(writer, make_native_driver)
 
 
 def _written(versions: list[int | None]) -> list[int]:
@@ -800,9 +796,9 @@ async def _read(driver: BaseDriver, key: str) -> Versioned[bytes]:
 
 
 @contextlib.asynccontextmanager
-async def _reopened(make_driver: DriverFactory) -> AsyncIterator[Storage]:
+async def _reopened(make_native_driver: DriverFactory) -> AsyncIterator[Storage]:
     """A storage on a new driver over what earlier drivers left; emptied afterwards."""
-    storage = Storage(make_driver())
+    storage = Storage(make_native_driver())
     try:
         yield storage
     finally:

@@ -20,8 +20,11 @@ when its ``set_many`` and ``delete_many`` are all or nothing, and the suite then
 concurrent reader never sees part of a batch.
 
 The tests here go through :class:`~kvstore.storage.Storage`; :class:`DriverClauses`
-(:mod:`kvstore.testing.driver_clauses`) adds the clauses checked on the driver directly. Every
-test has a time limit (``TEST_TIME_LIMIT``), so a hang fails with the test's name.
+(:mod:`kvstore.testing.driver_clauses`) adds the clauses checked on the driver directly, and
+:class:`~kvstore.testing.conditional_clauses.ConditionalClauses` those of conditional writes (run
+when the driver instance declares ``conditional_writes = True``, skipped with the reason
+otherwise, when every conditional call must raise ``NotSupported`` instead). Every test has a
+time limit (``TEST_TIME_LIMIT``), so a hang fails with the test's name.
 """
 
 from __future__ import annotations

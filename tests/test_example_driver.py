@@ -16,7 +16,9 @@ from examples.custom_driver import DictDriver
 from kvstore.conditional import Action, Change, Versioned, new_version
 from kvstore.driver import conflict
 from kvstore.testing import DriverConformance, DriverFactory
-from kvstore.testing.conditional_clauses import SKIP_REASON, ConditionalClauses
+from kvstore.testing.conditional_clauses import ConditionalClauses
+from kvstore.testing.conditional_races import ConditionalRaceClauses
+from kvstore.testing.conditional_support import SKIP_REASON
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -69,7 +71,7 @@ class VersionedDictDriver(DictDriver):
         return versions
 
 
-class TestVersionedDictDriver(ConditionalClauses):
+class TestVersionedDictDriver(ConditionalClauses, ConditionalRaceClauses):
     """Only the conditional-write clauses: the rest of the suite is TestDictDriver's."""
 
     persistent = False
@@ -88,6 +90,10 @@ class TestVersionedDictDriver(ConditionalClauses):
 
     @pytest.fixture
     def make_driver(self) -> DriverFactory:
+        return VersionedDictDriver
+
+    @pytest.fixture
+    def make_native_driver(self) -> DriverFactory:
         return VersionedDictDriver
 
 

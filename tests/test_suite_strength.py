@@ -18,6 +18,7 @@ import pytest
 from kvstore.driver import BaseDriver, as_base_driver
 from kvstore.drivers.memory import MemoryDriver
 from kvstore.testing.conditional_clauses import ConditionalClauses
+from kvstore.testing.conditional_races import ConditionalRaceClauses
 from kvstore.testing.driver_clauses import DriverClauses, check_driver_shape
 from tests.support import broken_drivers as broken
 
@@ -63,12 +64,12 @@ ONE_AT_A_TIME = [
 CONDITIONAL = [*ONE_AT_A_TIME, UPDATES, ONE_WINS, ATOMIC_COMMIT]
 
 
-class _Ephemeral(ConditionalClauses, DriverClauses):
+class _Ephemeral(ConditionalClauses, ConditionalRaceClauses, DriverClauses):
     persistent = False
     async_backends = ("asyncio",)
 
 
-class _Persistent(ConditionalClauses, DriverClauses):
+class _Persistent(ConditionalClauses, ConditionalRaceClauses, DriverClauses):
     persistent = True
     async_backends = ("asyncio",)
 

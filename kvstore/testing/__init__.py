@@ -16,6 +16,8 @@ pytest.register_assert_rewrite(
     "kvstore.testing.suite",
     "kvstore.testing.stateful",
     "kvstore.testing.conditional_clauses",
+    "kvstore.testing.conditional_races",
+    "kvstore.testing.conditional_support",
 )
 
 if TYPE_CHECKING:

@@ -1,201 +1,50 @@
-"""The conditional-write clauses: versions, create, replace, delete-if, commit and update.
+"""The conditional-write clauses: versions, create, replace, delete-if and commit.
 
 Conditional writes are an optional capability (see :mod:`kvstore.conditional`). These clauses run
 for every driver *instance* whose ``conditional_writes`` is true; for any other driver they skip
-with :data:`SKIP_REASON`, and one clause checks instead that every conditional ``Storage`` call
-raises :class:`~kvstore.errors.NotSupported` naming the driver, and writes nothing.
+with :data:`~kvstore.testing.conditional_support.SKIP_REASON`, and one clause checks instead that
+every conditional ``Storage`` call raises :class:`~kvstore.errors.NotSupported` naming the
+driver, and writes nothing. The clauses that race several tasks are in
+:mod:`kvstore.testing.conditional_races`.
 
 :class:`ConditionalClauses` is mixed into :class:`~kvstore.testing.DriverConformance`. Its tests go
 through :class:`~kvstore.storage.Storage` (which validates what reaches the driver) except where a
-clause is about what the driver itself returns; each is named after the clause it checks.
+clause is about what the driver itself returns; each is named after the clause it checks. Those
+that take ``make_native_driver`` run once per event loop (what they call reaches the same driver
+code on both batch paths); those that take ``make_driver`` run on both, since the default path
+derives ``set_if``, ``delete_if`` and ``set_many`` from the primitives.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, ClassVar
 
-import anyio
-import anyio.lowlevel
 import pytest
 
 from kvstore.conditional import LEGACY_VERSION, Change, Versioned
-from kvstore.driver import BaseDriver, as_base_driver
+from kvstore.driver import BaseDriver
 from kvstore.drivers.memory import MemoryDriver
-from kvstore.errors import Conflict, NotSupported, StorageClosed
+from kvstore.errors import NotSupported
 from kvstore.serialization import JSONValue
 from kvstore.storage import Storage
-from kvstore.testing.driver_clauses import DriverFactory, check_driver_shape, clear_and_close
-from kvstore.testing.profiles import race_size
+from kvstore.testing.conditional_support import (
+    SKIP_REASON,
+    check_version,
+    differences,
+    expect_conflict,
+    has_conditional_writes,
+    read_version,
+    read_versions,
+    version_problem,
+    versioned_storage,
+    written_versions,
+)
+from kvstore.testing.driver_clauses import DriverFactory, clear_and_close
 from kvstore.testing.reporting import describe
 
-__all__ = ["MAX_VERSION", "SKIP_REASON", "ConditionalClauses", "version_problem"]
-
-#: Why the conditional clauses skip for a driver that does not offer the capability.
-SKIP_REASON = (
-    "the driver does not declare conditional_writes = True (conditional writes are an optional"
-    " capability)"
-)
-#: The largest version :func:`kvstore.conditional.new_version` hands out.
-MAX_VERSION = 2**52
-# Keys of the commits a concurrent reader watches, and how many commits it watches.
-_COMMIT_KEYS = 40
-_COMMITS = 25
-
-
-def version_problem(where: str, version: object) -> str | None:
-    """Say what is wrong with a version a driver returned for a value it wrote, else ``None``."""
-    if type(version) is not int:
-        return (
-            f"{where} gave the version {describe(version)} of type {type(version).__name__}: a"
-            " version is exactly an `int` (convert what the backend returns with int(...))"
-        )
-    if version == LEGACY_VERSION:
-        return (
-            f"{where} gave version 0, which only values written before the store's upgrade"
-            " carry: every write stores a fresh kvstore.conditional.new_version()"
-        )
-    if not 1 <= version <= MAX_VERSION:
-        return f"{where} gave the version {version}, outside 1 .. 2**52 (use new_version())"
-    return None
-
-
-def _check_version(where: str, version: object) -> int:
-    problem = version_problem(where, version)
-    assert problem is None, problem
-    assert isinstance(version, int)
-    return version
-
-
-def _has_capability(driver: BaseDriver) -> bool:
-    return bool(getattr(driver, "conditional_writes", False))
-
-
-@contextlib.asynccontextmanager
-async def _versioned_storage(
-    make_driver: DriverFactory, *, wrap: Callable[[BaseDriver], BaseDriver] | None = None
-) -> AsyncIterator[Storage]:
-    """An empty storage on a new driver with the capability (else skip); emptied afterwards."""
-    driver = make_driver()
-    if not _has_capability(driver):
-        await driver.close()
-        pytest.skip(SKIP_REASON)
-    storage = Storage(wrap(driver) if wrap is not None else driver)
-    try:
-        await storage.clear()
-        yield storage
-    finally:
-        try:
-            await storage.clear()
-            await storage.close()
-        except StorageClosed:
-            await clear_and_close(make_driver(), make_driver)
-
-
-async def _conflict(
-    call: Callable[[], Awaitable[object]], failing: set[str], what: str, *, exact: bool = True
-) -> Conflict:
-    """Run ``call``, require a :class:`Conflict` naming ``failing`` (a part of it if not exact)."""
-    try:
-        result = await call()
-    except Conflict as error:
-        named = set(error.keys)
-        if exact:
-            assert named == failing, (
-                f"{what} raised Conflict naming {sorted(named)}; the keys whose condition failed"
-                f" are {sorted(failing)} (raise driver.conflict(every failing key))"
-            )
-        else:
-            assert named, f"{what} raised Conflict naming no key; it names the failing ones"
-            assert named <= failing, (
-                f"{what} raised Conflict naming {sorted(named)}; it must name a key whose"
-                f" condition failed, among {sorted(failing)}"
-            )
-        return error
-    pytest.fail(
-        f"{what} returned {describe(result)}, but the condition on {sorted(failing)} does not"
-        " hold: it must raise kvstore.errors.Conflict and write nothing",
-        pytrace=False,
-    )
-
-
-async def _versions(storage: Storage, keys: Sequence[str]) -> dict[str, Versioned[bytes] | None]:
-    return {key: await storage.get_versioned_raw(key) for key in keys}
-
-
-async def _version(storage: Storage, key: str, where: str) -> int:
-    found = await storage.get_versioned_raw(key)
-    assert found is not None, f"get_versioned({key!r}) returned None after {where}"
-    return _check_version(f"get_versioned({key!r}) after {where}", found.version)
-
-
-def _changed(
-    before: dict[str, Versioned[bytes] | None], after: dict[str, Versioned[bytes] | None]
-) -> list[str]:
-    return [
-        f"{key!r}: {describe(before[key])} became {describe(after[key])}"
-        for key in before
-        if before[key] != after[key]
-    ]
-
-
-class YieldAfterRead(BaseDriver):
-    """Passes every call to ``inner``, giving other tasks a turn after each versioned read.
-
-    A driver that runs inline (memory, a dict) never suspends inside ``Storage.update``, so
-    concurrent updaters would take turns whole and never race; this wrapper makes each one
-    suspend between its read and its conditional write, the window a lost update needs.
-    """
-
-    def __init__(self, inner: BaseDriver) -> None:
-        self.inner = inner
-        self.name = inner.name
-        self.supports_trio = inner.supports_trio
-        self.atomic_batches = inner.atomic_batches
-        self.conditional_writes = inner.conditional_writes
-
-    async def get(self, key: str) -> bytes | None:
-        # docstring inherited
-        return await self.inner.get(key)
-
-    async def set(self, key: str, value: bytes) -> None:
-        # docstring inherited
-        await self.inner.set(key, value)
-
-    async def delete(self, key: str) -> None:
-        # docstring inherited
-        await self.inner.delete(key)
-
-    def keys(self, prefix: str = "") -> AsyncIterator[str]:
-        # docstring inherited
-        return self.inner.keys(prefix)
-
-    async def clear(self, prefix: str = "") -> None:
-        # docstring inherited
-        await self.inner.clear(prefix)
-
-    async def close(self) -> None:
-        # docstring inherited
-        await self.inner.close()
-
-    async def get_versioned(self, key: str) -> Versioned[bytes] | None:
-        # docstring inherited
-        found = await self.inner.get_versioned(key)
-        await anyio.lowlevel.checkpoint()
-        return found
-
-    async def commit(self, changes: Sequence[Change[bytes]]) -> list[int | None]:
-        # docstring inherited
-        return await self.inner.commit(changes)
-
-    async def set_if(self, key: str, value: bytes, expected: int | None) -> int:
-        # docstring inherited
-        return await self.inner.set_if(key, value, expected)
-
-    async def delete_if(self, key: str, expected: int) -> None:
-        # docstring inherited
-        await self.inner.delete_if(key, expected)
+__all__ = ["ConditionalClauses"]
 
 
 def _conditional_calls(storage: Storage) -> dict[str, Callable[[], Awaitable[object]]]:
@@ -218,20 +67,6 @@ class ConditionalClauses:
 
     persistent: ClassVar[bool]
 
-    @pytest.fixture
-    def make_native_driver(
-        self, driver_factory: DriverFactory, anyio_backend: str
-    ) -> DriverFactory:
-        """A callable making a new driver with its own batch methods, checked for shape.
-
-        The clauses that take it run once per event loop: what they call reaches the same driver
-        code on both batch paths. Those that take ``make_driver`` (create, replace, delete_if,
-        new versions) run on both, since the default path derives ``set_if``, ``delete_if`` and
-        ``set_many`` from the primitives.
-        """
-        check_driver_shape(driver_factory, anyio_backend)
-        return lambda: as_base_driver(driver_factory())
-
     # -- without the capability -------------------------------------------------------------
 
     @pytest.mark.anyio
@@ -240,7 +75,7 @@ class ConditionalClauses:
     ) -> None:
         """Conditional writes: without them every call raises NotSupported naming the driver."""
         driver = make_native_driver()
-        if _has_capability(driver):
+        if has_conditional_writes(driver):
             await driver.close()
             pytest.skip("the driver declares conditional_writes = True: the clauses run instead")
         storage = Storage(driver)
@@ -281,15 +116,17 @@ class ConditionalClauses:
     @pytest.mark.anyio
     async def test_create_writes_only_an_absent_key(self, make_driver: DriverFactory) -> None:
         """Conditional writes: create stores only where no value is; else Conflict, unchanged."""
-        async with _versioned_storage(make_driver) as storage:
-            version = _check_version("create", await storage.create("c", {"n": 1}))
+        async with versioned_storage(make_driver) as storage:
+            version = check_version("create", await storage.create("c", {"n": 1}))
             found = await storage.get_versioned("c")
             assert found == ({"n": 1}, version), (
                 f"after create returned version {version}, get_versioned gave {describe(found)}"
             )
-            await _conflict(lambda: storage.create("c", {"n": 2}), {"c"}, "create of a present key")
-            await _conflict(lambda: storage.create_raw("c", b"2"), {"c"}, "create_raw of it")
-            await _conflict(
+            await expect_conflict(
+                lambda: storage.create("c", {"n": 2}), {"c"}, "create of a present key"
+            )
+            await expect_conflict(lambda: storage.create_raw("c", b"2"), {"c"}, "create_raw of it")
+            await expect_conflict(
                 lambda: storage.commit([Change.create("c", 3)]), {"c"}, "commit([create]) of it"
             )
             after = await storage.get_versioned("c")
@@ -297,23 +134,23 @@ class ConditionalClauses:
                 f"a create that raised Conflict changed the key: {describe(after)}, was"
                 f" {describe(found)}"
             )
-            raw = _check_version("create_raw", await storage.create_raw("r", b"\x00raw"))
+            raw = check_version("create_raw", await storage.create_raw("r", b"\x00raw"))
             assert await storage.get_versioned_raw("r") == (b"\x00raw", raw)
             await storage.delete("r")
-            again = _check_version("create after delete", await storage.create("r", "again"))
+            again = check_version("create after delete", await storage.create("r", "again"))
             assert again != raw, "a key deleted and created again came back at its old version"
 
     @pytest.mark.anyio
     async def test_replace_needs_the_version_read(self, make_driver: DriverFactory) -> None:
         """Conditional writes: replace applies at the version read; a stale one is a Conflict."""
-        async with _versioned_storage(make_driver) as storage:
+        async with versioned_storage(make_driver) as storage:
             await storage.set("k", "one")
-            first = await _version(storage, "k", "set")
-            second = _check_version("replace", await storage.replace("k", "two", first))
+            first = await read_version(storage, "k", "set")
+            second = check_version("replace", await storage.replace("k", "two", first))
             assert second != first, f"replace kept the version {first}: a write changes it"
             assert await storage.get_versioned("k") == ("two", second), "replace wrote the value"
             for stale, what in ((first, "a stale version"), (LEGACY_VERSION, "version 0")):
-                await _conflict(
+                await expect_conflict(
                     lambda stale=stale: storage.replace("k", "three", stale),  # type: ignore[misc]
                     {"k"},
                     f"replace with {what}",
@@ -322,24 +159,24 @@ class ConditionalClauses:
             assert unchanged == ("two", second), (
                 f"a replace that raised Conflict changed the key: {describe(unchanged)}"
             )
-            await _conflict(
+            await expect_conflict(
                 lambda: storage.replace("missing", "x", second),
                 {"missing"},
                 "replace of a missing key",
             )
             assert await storage.get_versioned("missing") is None, "a failed replace created it"
-            third = _check_version("replace_raw", await storage.replace_raw("k", b"3", second))
+            third = check_version("replace_raw", await storage.replace_raw("k", b"3", second))
             assert await storage.get_versioned_raw("k") == (b"3", third)
 
     @pytest.mark.anyio
     async def test_delete_if_needs_the_version_read(self, make_driver: DriverFactory) -> None:
         """Conditional writes: delete_if deletes at the version read; a stale one is a Conflict."""
-        async with _versioned_storage(make_driver) as storage:
+        async with versioned_storage(make_driver) as storage:
             await storage.set("d", "one")
-            stale = await _version(storage, "d", "set")
+            stale = await read_version(storage, "d", "set")
             await storage.set("d", "two")
-            current = await _version(storage, "d", "a second set")
-            await _conflict(
+            current = await read_version(storage, "d", "a second set")
+            await expect_conflict(
                 lambda: storage.delete_if("d", stale), {"d"}, "delete_if at a stale version"
             )
             kept = await storage.get_versioned("d")
@@ -349,7 +186,7 @@ class ConditionalClauses:
             await storage.delete_if("d", current)
             assert await storage.get_versioned("d") is None, "delete_if at the version read deleted"
             assert [key async for key in storage.keys()] == [], "a deleted key is not listed"
-            await _conflict(
+            await expect_conflict(
                 lambda: storage.delete_if("d", current), {"d"}, "delete_if of a missing key"
             )
             assert await storage.get_versioned("d") is None
@@ -359,7 +196,7 @@ class ConditionalClauses:
         self, make_native_driver: DriverFactory
     ) -> None:
         """Conditional writes: get_versioned of a missing or deleted key returns None."""
-        async with _versioned_storage(make_native_driver) as storage:
+        async with versioned_storage(make_native_driver) as storage:
             assert await storage.get_versioned("never") is None
             assert await storage.get_versioned_raw("never") is None
             await storage.set_many({"gone": 1, "gone:too": 2})
@@ -373,11 +210,11 @@ class ConditionalClauses:
     @pytest.mark.anyio
     async def test_every_write_gives_a_new_version(self, make_driver: DriverFactory) -> None:
         """Versions: every write (set, set_many, commit, recreate) gives the key a new version."""
-        async with _versioned_storage(make_driver) as storage:
+        async with versioned_storage(make_driver) as storage:
             seen: list[int] = []
 
             async def wrote(where: str, returned: int | None = None) -> None:
-                version = await _version(storage, "k", where)
+                version = await read_version(storage, "k", where)
                 if returned is not None:
                     assert returned == version, (
                         f"{where} returned version {returned}, get_versioned then read {version}"
@@ -417,7 +254,7 @@ class ConditionalClauses:
                 (await storage.commit([Change.create("k", 1)]))[0],
             )
             for old in seen[:-1]:
-                await _conflict(
+                await expect_conflict(
                     lambda old=old: storage.commit([Change.check("k", old)]),  # type: ignore[misc]
                     {"k"},
                     f"a check of 'k' at its earlier version {old}",
@@ -430,7 +267,7 @@ class ConditionalClauses:
         """Versions: the driver returns int versions in 1..2**52 and exact bytes, in order."""
         driver = make_native_driver()
         try:
-            if not _has_capability(driver):
+            if not has_conditional_writes(driver):
                 pytest.skip(SKIP_REASON)
             await driver.clear("")
             await driver.set("set", b"s")
@@ -476,7 +313,7 @@ class ConditionalClauses:
         if not self.persistent:
             pytest.skip("the test class declares persistent = False")
         writer = make_native_driver()
-        if not _has_capability(writer):
+        if not has_conditional_writes(writer):
             await writer.close()
             pytest.skip(SKIP_REASON)
         first = Storage(writer)
@@ -484,11 +321,11 @@ class ConditionalClauses:
             await first.clear()
             await first.set("set", "s")
             await first.set("replaced", "r")
-            stale = await _version(first, "replaced", "set")
+            stale = await read_version(first, "replaced", "set")
             versions = {
-                "set": await _version(first, "set", "set"),
+                "set": await read_version(first, "set", "set"),
                 "made": await first.create("made", "m"),
-                "put": _written(await first.commit([Change.put("put", "p")]))[0],
+                "put": written_versions(await first.commit([Change.put("put", "p")]))[0],
                 "replaced": await first.replace("replaced", "r2", stale),
             }
             for when in ("while the writer is open", "after it closed"):
@@ -507,7 +344,7 @@ class ConditionalClauses:
                 await again.replace("set", "s2", versions["set"])
                 await again.delete_if("made", versions["made"])
                 await again.commit([Change.check("put", versions["put"])])
-                await _conflict(
+                await expect_conflict(
                     lambda: again.replace("replaced", "r3", stale), {"replaced"}, "a stale replace"
                 )
         finally:
@@ -560,31 +397,31 @@ class ConditionalClauses:
                 {"b", "c"},
             ),
         ]
-        async with _versioned_storage(make_native_driver) as storage:
+        async with versioned_storage(make_native_driver) as storage:
             atomic = storage.driver.atomic_batches
             for what, build, failing in cases:
                 await storage.clear()
                 await storage.set_many({"a": "a0", "b": "b0", "c": "c0"})
-                stale = await _version(storage, "b", "set_many")
+                stale = await read_version(storage, "b", "set_many")
                 await storage.set("b", "b1")
-                versions = {key: await _version(storage, key, "set") for key in "abc"}
-                before = await _versions(storage, "abcd")
+                versions = {key: await read_version(storage, key, "set") for key in "abc"}
+                before = await read_versions(storage, "abcd")
                 changes = build(versions, stale)
-                await _conflict(
+                await expect_conflict(
                     lambda changes=changes: storage.commit(changes),  # type: ignore[misc]
                     failing,
                     f"a commit where {what}",
                     exact=atomic,
                 )
-                after = await _versions(storage, "abcd")
+                after = await read_versions(storage, "abcd")
                 if atomic:
-                    changed = _changed(before, after)
+                    changed = differences(before, after)
                     assert not changed, (
                         f"the driver declares atomic_batches = True, but a commit where {what}"
                         " raised Conflict and still changed: " + "; ".join(changed)
                     )
                 else:
-                    changed = _changed({key: before[key] for key in failing}, after)
+                    changed = differences({key: before[key] for key in failing}, after)
                     assert not changed, (
                         f"a commit where {what} raised Conflict and applied the failing change: "
                         + "; ".join(changed)
@@ -595,16 +432,16 @@ class ConditionalClauses:
         self, make_native_driver: DriverFactory
     ) -> None:
         """Commits: a CHECK change writes nothing, and fails the batch unless its version holds."""
-        async with _versioned_storage(make_native_driver) as storage:
+        async with versioned_storage(make_native_driver) as storage:
             atomic = storage.driver.atomic_batches
             await storage.set("k", "v")
-            version = await _version(storage, "k", "set")
+            version = await read_version(storage, "k", "set")
             returned = await storage.commit(
                 [Change.check("k", version), Change.check("absent", None), Change.put("w", 1)]
             )
             assert returned[:2] == [None, None], f"checks returned {describe(returned[:2])}"
-            _check_version("the put beside two checks", returned[2])
-            after = await _versions(storage, ["k", "absent"])
+            check_version("the put beside two checks", returned[2])
+            after = await read_versions(storage, ["k", "absent"])
             assert after == {"k": (b'"v"', version), "absent": None}, (
                 f"a passing check wrote: {describe(after)}"
             )
@@ -614,7 +451,7 @@ class ConditionalClauses:
                 ("a check of an absent key at a version", Change.check("gone", version), "gone"),
             ]
             for what, change, failing in checks:
-                await _conflict(
+                await expect_conflict(
                     lambda change=change: storage.commit(  # type: ignore[misc]
                         [change, Change.put("w2", 2)]
                     ),
@@ -632,7 +469,7 @@ class ConditionalClauses:
         self, make_native_driver: DriverFactory
     ) -> None:
         """Commits: a batch spanning mounted drivers raises NotSupported and writes nothing."""
-        async with _versioned_storage(make_native_driver) as storage:
+        async with versioned_storage(make_native_driver) as storage:
             storage.mount("m", MemoryDriver())
             with pytest.raises(NotSupported):
                 await storage.commit([Change.put("a", 1), Change.put("m:b", 2)])
@@ -640,153 +477,9 @@ class ConditionalClauses:
                 "a commit across mounts raised NotSupported but wrote"
             )
             returned = await storage.commit([Change.put("a", 1), Change.create("z", 2)])
-            assert [await _version(storage, key, "commit") for key in "az"] == returned
+            assert [await read_version(storage, key, "commit") for key in "az"] == returned
 
     # -- concurrency ------------------------------------------------------------------------
-
-    @pytest.mark.anyio
-    async def test_concurrent_updates_lose_no_increment(
-        self, make_native_driver: DriverFactory
-    ) -> None:
-        """Concurrency: N concurrent Storage.update increments of one counter end at exactly N."""
-        updaters, increments = race_size()
-        async with _versioned_storage(make_native_driver, wrap=YieldAfterRead) as storage:
-
-            def increment(value: JSONValue | None) -> JSONValue:
-                assert value is None or isinstance(value, int)
-                return (value or 0) + 1
-
-            async def updater() -> None:
-                for _ in range(increments):
-                    # Each failed attempt means another updater's write landed since the read,
-                    # so a correct driver never needs more attempts than there are increments.
-                    await storage.update("counter", increment, attempts=updaters * increments)
-
-            with anyio.fail_after(120):
-                async with anyio.create_task_group() as group:
-                    for _ in range(updaters):
-                        group.start_soon(updater)
-            total = await storage.get("counter")
-            assert total == updaters * increments, (
-                f"{updaters} tasks each made {increments} increments with Storage.update, and"
-                f" the counter ended at {total}, not {updaters * increments}: a conditional"
-                " write was applied although the key had changed since it was read (the check"
-                " and the write must be one atomic step in the backend)"
-            )
-
-    @pytest.mark.anyio
-    async def test_concurrent_conditional_writers_exactly_one_wins(
-        self, make_native_driver: DriverFactory
-    ) -> None:
-        """Concurrency: of writers racing with one condition on one key, exactly one wins."""
-        async with _versioned_storage(make_native_driver, wrap=YieldAfterRead) as storage:
-            racers = 8
-
-            async def race(attempt: Callable[[int], Awaitable[object]]) -> list[int]:
-                won: list[int] = []
-
-                async def one(index: int) -> None:
-                    try:
-                        await attempt(index)
-                    except Conflict:
-                        return
-                    won.append(index)
-
-                async with anyio.create_task_group() as group:
-                    for index in range(racers):
-                        group.start_soon(one, index)
-                return won
-
-            won = await race(lambda index: storage.create("slot", index))
-            assert len(won) == 1, f"{len(won)} of {racers} concurrent creates of one key won"
-            assert await storage.get("slot") == won[0], "the stored value is the winner's"
-            version = await _version(storage, "slot", "create")
-            won = await race(lambda index: storage.replace("slot", index, version))
-            assert len(won) == 1, f"{len(won)} of {racers} concurrent replaces at one version won"
-            assert await storage.get("slot") == won[0], "the stored value is the winner's"
-            version = await _version(storage, "slot", "replace")
-            won = await race(
-                lambda index: storage.commit(
-                    [Change.replace("slot", index, version), Change.put(f"mark:{index}", index)]
-                )
-            )
-            assert len(won) == 1, (
-                f"{len(won)} of {racers} concurrent commits with one condition won"
-            )
-            marks = [key async for key in storage.keys("mark:")]
-            assert marks == [f"mark:{won[0]}"], (
-                f"only the winning commit's other writes may land, found {marks}"
-            )
-
-    @pytest.mark.anyio
-    async def test_a_concurrent_reader_never_sees_part_of_a_commit(
-        self, make_native_driver: DriverFactory
-    ) -> None:
-        """Commits: with atomic_batches, a concurrent reader sees a commit whole or not at all."""
-        writer = make_native_driver()
-        if not _has_capability(writer) or not writer.atomic_batches:
-            await writer.close()
-            pytest.skip(
-                SKIP_REASON
-                if not _has_capability(writer)
-                else "the driver does not declare atomic_batches = True"
-            )
-        reader = make_native_driver() if self.persistent else writer
-        keys = [f"commit:{index:03d}" for index in range(_COMMIT_KEYS)]
-        torn: list[list[bytes | None]] = []
-        done = anyio.Event()
-
-        async def write() -> None:
-            versions = _written(await writer.commit([Change.create(key, b"0") for key in keys]))
-            for generation in range(1, _COMMITS + 1):
-                stale = versions[-1]
-                versions = _written(
-                    await writer.commit(
-                        [
-                            Change.replace(key, b"%d" % generation, version)
-                            for key, version in zip(keys, versions, strict=True)
-                        ]
-                    )
-                )
-                # A commit that fails on its last key must leave every other key alone.
-                failing = [
-                    Change.replace(key, b"failed", version)
-                    for key, version in zip(keys, [*versions[:-1], stale], strict=True)
-                ]
-                with contextlib.suppress(Conflict):
-                    await writer.commit(failing)
-            await writer.commit([Change.delete(key) for key in keys])
-            done.set()
-
-        async def read() -> None:
-            while not done.is_set():
-                values = await reader.get_many(keys)
-                if len(set(values)) != 1 or b"failed" in values:
-                    torn.append(values)
-                    return
-                # Lets the writer run even against a driver whose reads never suspend.
-                await anyio.lowlevel.checkpoint()
-
-        try:
-            await writer.clear("")
-            with anyio.fail_after(120):
-                async with anyio.create_task_group() as group:
-                    group.start_soon(read)
-                    group.start_soon(write)
-            assert not torn, (
-                "the driver declares atomic_batches = True, but a reader saw part of a commit"
-                " (or of a failed one): " + describe(torn[0])
-            )
-            assert await writer.get_many(keys) == [None] * len(keys)
-        finally:
-            if reader is not writer:
-                await reader.close()
-            await clear_and_close(writer, make_native_driver)
-
-
-def _written(versions: list[int | None]) -> list[int]:
-    """The versions a commit of writes returned, checked."""
-    return [_check_version(f"commit(...)[{index}]", v) for index, v in enumerate(versions)]
 
 
 async def _read(driver: BaseDriver, key: str) -> Versioned[bytes]:

@@ -88,6 +88,18 @@ class DriverClauses:
         return make
 
     @pytest.fixture
+    def make_native_driver(
+        self, driver_factory: DriverFactory, anyio_backend: str
+    ) -> DriverFactory:
+        """A callable making a new driver with its own batch methods, checked for shape.
+
+        A clause that takes it runs once per event loop, not once per batch path: for what it
+        calls, both paths reach the same driver code.
+        """
+        check_driver_shape(driver_factory, anyio_backend)
+        return lambda: as_base_driver(driver_factory())
+
+    @pytest.fixture
     async def driver(self, make_driver: DriverFactory) -> AsyncIterator[BaseDriver]:
         """An empty driver on the chosen batch path; cleared and closed afterwards."""
         driver = make_driver()

@@ -21,7 +21,8 @@ concurrent reader never sees part of a batch.
 
 The tests here go through :class:`~kvstore.storage.Storage`; :class:`DriverClauses`
 (:mod:`kvstore.testing.driver_clauses`) adds the clauses checked on the driver directly, and
-:class:`~kvstore.testing.conditional_clauses.ConditionalClauses` those of conditional writes (run
+:class:`~kvstore.testing.conditional_clauses.ConditionalClauses` and
+:class:`~kvstore.testing.conditional_races.ConditionalRaceClauses` those of conditional writes (run
 when the driver instance declares ``conditional_writes = True``, skipped with the reason
 otherwise, when every conditional call must raise ``NotSupported`` instead). Every test has a
 time limit (``TEST_TIME_LIMIT``), so a hang fails with the test's name.
@@ -44,6 +45,7 @@ from kvstore.driver import as_base_driver
 from kvstore.errors import InvalidKey, SerializationError, StorageClosed
 from kvstore.storage import Storage
 from kvstore.testing.conditional_clauses import ConditionalClauses
+from kvstore.testing.conditional_races import ConditionalRaceClauses
 from kvstore.testing.driver_clauses import DriverClauses, DriverFactory, check_driver_shape
 from kvstore.testing.profiles import active_settings
 from kvstore.testing.reporting import describe
@@ -107,7 +109,7 @@ async def _collect(storage: Storage, prefix: str = "") -> list[str]:
     return [key async for key in storage.keys(prefix)]
 
 
-class DriverConformance(ConditionalClauses, DriverClauses):
+class DriverConformance(ConditionalClauses, ConditionalRaceClauses, DriverClauses):
     """Base class of a driver's conformance tests; subclass it and define ``driver_factory``."""
 
     # A hang fails the test that hung, with its name, instead of stalling the run.

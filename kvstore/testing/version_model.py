@@ -10,7 +10,7 @@ known version (or absence, for an absent key), and fails for any other version i
 from __future__ import annotations
 
 from kvstore.conditional import ANY_VERSION, LEGACY_VERSION, AnyVersion
-from kvstore.testing.conditional_clauses import version_problem
+from kvstore.testing.conditional_support import version_problem
 
 __all__ = ["VersionModel"]
 

@@ -11,11 +11,10 @@ inline driver never holds the loop for long. Everything is checked before anythi
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
-from enum import Enum
 from types import TracebackType
 from typing import Self, TypeVar
 
-from kvstore.conditional import Action, Change, Versioned
+from kvstore.conditional import ANY_VERSION, Action, Change, Versioned
 from kvstore.driver import BaseDriver, Driver, as_base_driver, delete_scanned, read_in_pages
 from kvstore.errors import Conflict, InvalidKey, NotSupported, SerializationError, StorageClosed
 from kvstore.keys import RECENTLY_VALID, join, validate_key, validate_prefix
@@ -251,7 +250,7 @@ class Storage:
         and ``None`` for deletes and checks, in order. Every key must belong to one driver:
         a batch that spans mounts raises :class:`~kvstore.errors.NotSupported`.
         """
-        given = list(changes)
+        given = _checked(changes)
         encoded = await _in_steps(
             self._table.pacer,
             given,
@@ -271,17 +270,12 @@ class Storage:
                 change
                 if change.action is not Action.WRITE
                 else Change(change.action, change.key, _as_bytes(change.value), change.expected)
-                for change in changes
+                for change in _checked(changes)
             ]
         )
 
     async def _commit_encoded(self, changes: list[Change[bytes]]) -> list[int | None]:
         self._ensure_open()
-        for change in changes:
-            if not isinstance(change, Change):
-                raise TypeError(f"commit takes Change objects, not {type(change).__name__}")
-            if change.expected is not None and not isinstance(change.expected, Enum):
-                _check_version(change.expected)
         full_keys = await _in_steps(
             self._table.pacer, [change.key for change in changes], self._full_keys
         )
@@ -531,9 +525,25 @@ class Storage:
 
 
 def _check_version(version: object) -> int:
-    if isinstance(version, bool) or not isinstance(version, int) or version < 0:
-        raise ValueError(f"a version is an int >= 0 read from get_versioned, not {version!r}")
+    # No version is above 2**52 (new_version()), so a driver may store them in any integer type.
+    if isinstance(version, bool) or not isinstance(version, int) or not 0 <= version <= 2**52:
+        raise ValueError(
+            f"a version is an int in 0 .. 2**52 read from get_versioned, not {version!r}"
+        )
     return version
+
+
+def _checked(changes: Iterable[Change[_V]]) -> list[Change[_V]]:
+    """``changes`` as a list, once each is known to be a Change with a valid action and version."""
+    given = list(changes)
+    for change in given:
+        if not isinstance(change, Change):
+            raise TypeError(f"commit takes Change objects, not {type(change).__name__}")
+        if not isinstance(change.action, Action):
+            raise ValueError(f"a Change's action is an Action, not {change.action!r}")
+        if change.expected is not None and change.expected is not ANY_VERSION:
+            _check_version(change.expected)
+    return given
 
 
 def _conflict_on(keys: list[str], cause: Conflict, *, tries: int = 1) -> Conflict:

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import math
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 import pytest
 
 from kvstore import Storage, create_storage
+from kvstore.conditional import ANY_VERSION, Action, Change, Versioned
 from kvstore.driver import BaseDriver
 from kvstore.drivers.memory import MemoryDriver, memory_driver
 from kvstore.errors import (
     ConfigurationError,
+    Conflict,
     InvalidKey,
+    NotSupported,
     SerializationError,
     StorageClosed,
     UnknownScheme,
@@ -247,3 +252,262 @@ async def test_a_plain_protocol_object_works_as_a_driver() -> None:
 def test_something_else_is_not_a_driver() -> None:
     with pytest.raises(TypeError, match="not a kvstore driver"):
         Storage(object())  # type: ignore[arg-type]
+
+
+# -- conditional writes ----------------------------------------------------------------------
+
+
+class Recording(MemoryDriver):
+    """A memory driver that records every conditional call it is asked to make."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+
+    async def get_versioned(self, key: str) -> Versioned[bytes] | None:
+        self.calls.append(f"get_versioned {key}")
+        return await super().get_versioned(key)
+
+    async def commit(self, changes: Sequence[Change[bytes]]) -> list[int | None]:
+        self.calls.append("commit " + " ".join(change.key for change in changes))
+        return await super().commit(changes)
+
+
+class InterferedWith(MemoryDriver):
+    """Another writer rewrites every key right after each versioned read."""
+
+    async def get_versioned(self, key: str) -> Versioned[bytes] | None:
+        found = await super().get_versioned(key)
+        if found is not None:
+            await self.set(key, found.value)
+        return found
+
+
+BAD_VERSIONS: list[object] = [-1, 1.0, "1", True, None, 2**52 + 1, 2**64, ANY_VERSION]
+
+
+@pytest.fixture
+async def recorded() -> AsyncIterator[tuple[Storage, Recording]]:
+    driver = Recording()
+    async with Storage(driver) as storage:
+        await storage.set("k", "old")
+        driver.calls.clear()
+        yield storage, driver
+
+
+@pytest.mark.parametrize("version", BAD_VERSIONS, ids=repr)
+async def test_a_bad_version_is_refused_before_the_driver_sees_it(
+    recorded: tuple[Storage, Recording], version: Any
+) -> None:
+    storage, driver = recorded
+    for call in (
+        lambda: storage.replace("k", "new", version),
+        lambda: storage.replace_raw("k", b"new", version),
+        lambda: storage.delete_if("k", version),
+    ):
+        with pytest.raises(ValueError, match="version"):
+            await call()
+    if version is not None and version is not ANY_VERSION:
+        batches: list[list[Change[Any]]] = [
+            [Change.put("other", 1), Change.replace("k", "new", version)],
+            [Change.put("other", 1), Change.delete("k", version)],
+            [Change.put("other", 1), Change.check("k", version)],
+        ]
+        for changes in batches:
+            with pytest.raises(ValueError, match="version"):
+                await storage.commit(changes)
+    assert driver.calls == []
+    assert await keys_of(storage) == ["k"]
+    assert await storage.get("k") == "old"
+
+
+async def test_a_change_that_is_not_a_change_is_refused(
+    recorded: tuple[Storage, Recording],
+) -> None:
+    storage, driver = recorded
+    with pytest.raises(TypeError, match="Change"):
+        await storage.commit([Change.put("a", 1), ("b", 2)])  # type: ignore[list-item]
+    with pytest.raises(ValueError, match="Action"):
+        await storage.commit([Change("write", "a", 1, None)])  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="version"):
+        await storage.commit([Change(Action.WRITE, "a", 1, Action.DELETE)])  # type: ignore[arg-type]
+    with pytest.raises(SerializationError):
+        await storage.commit_raw([Change.put("a", "text")])  # type: ignore[arg-type]
+    with pytest.raises(SerializationError):
+        await storage.commit([Change.put("a", 1), Change.put("b", math.nan)])
+    assert driver.calls == []
+    assert await keys_of(storage) == ["k"]
+
+
+@pytest.mark.parametrize(
+    "keys",
+    [["a", "b", "a"], ["k", "k"]],
+    ids=["three-changes", "two-changes"],
+)
+async def test_a_key_twice_in_one_commit_is_refused(
+    recorded: tuple[Storage, Recording], keys: list[str]
+) -> None:
+    storage, driver = recorded
+    with pytest.raises(InvalidKey, match="more than once"):
+        await storage.commit([Change.put(key, index) for index, key in enumerate(keys)])
+    with pytest.raises(InvalidKey, match="more than once"):
+        await storage.with_prefix("v").commit([Change.create("x", 1), Change.delete("x")])
+    assert driver.calls == []
+    assert await keys_of(storage) == ["k"]
+
+
+async def test_an_invalid_key_in_a_commit_is_refused(recorded: tuple[Storage, Recording]) -> None:
+    storage, driver = recorded
+    with pytest.raises(InvalidKey):
+        await storage.commit([Change.put("ok", 1), Change.put("a::b", 2)])
+    with pytest.raises(InvalidKey):
+        await storage.create("", 1)
+    assert driver.calls == []
+    assert await keys_of(storage) == ["k"]
+
+
+async def test_an_empty_commit_does_nothing(recorded: tuple[Storage, Recording]) -> None:
+    storage, driver = recorded
+    assert await storage.commit([]) == []
+    assert driver.calls == []
+
+
+async def test_versions_through_storage_round_trip(storage: Storage) -> None:
+    version = await storage.create("k", {"a": [1]})
+    assert await storage.get_versioned("k") == Versioned({"a": [1]}, version)
+    assert await storage.get_versioned_raw("k") == Versioned(b'{"a":[1]}', version)
+    newer = await storage.replace("k", "b", version)
+    with pytest.raises(Conflict) as caught:
+        await storage.replace("k", "c", version)
+    assert caught.value.keys == ("k",)
+    assert await storage.get_versioned("k") == ("b", newer)
+
+
+async def test_update_reads_changes_and_writes(storage: Storage) -> None:
+    def increment(value: object) -> int:
+        assert value is None or isinstance(value, int)
+        return (value or 0) + 1
+
+    assert await storage.update("n", increment) == 1
+    assert await storage.update("n", increment) == 2
+    assert await storage.get("n") == 2
+
+
+@pytest.mark.parametrize("attempts", [0, -1, True, 1.5, "3"], ids=repr)
+async def test_update_attempts_must_be_a_positive_int(storage: Storage, attempts: Any) -> None:
+    with pytest.raises(ValueError, match="attempts"):
+        await storage.update("n", lambda value: 1, attempts=attempts)
+    assert await keys_of(storage) == []
+
+
+@pytest.mark.parametrize("attempts", [1, 3])
+async def test_update_gives_up_after_its_attempts(attempts: int) -> None:
+    async with Storage(InterferedWith()) as storage:
+        await storage.set("n", 0)
+        seen: list[object] = []
+
+        def change(value: object) -> object:
+            seen.append(value)
+            return 99
+
+        with pytest.raises(Conflict, match=f"after {attempts} attempts" if attempts > 1 else None):
+            await storage.update("n", change, attempts=attempts)
+        assert seen == [0] * attempts
+        assert await storage.get("n") == 0
+
+
+async def test_update_whose_function_raises_writes_nothing(storage: Storage) -> None:
+    version = await storage.create("k", "old")
+
+    def fails(value: object) -> object:
+        raise RuntimeError("no")
+
+    with pytest.raises(RuntimeError, match="no"):
+        await storage.update("k", fails)
+    with pytest.raises(RuntimeError, match="no"):
+        await storage.update("absent", fails)
+    assert await storage.get_versioned("k") == ("old", version)
+    assert await keys_of(storage) == ["k"]
+
+
+async def test_update_of_a_value_it_cannot_store_writes_nothing(storage: Storage) -> None:
+    version = await storage.create("k", 1)
+    with pytest.raises(SerializationError):
+        await storage.update("k", lambda value: math.nan)
+    assert await storage.get_versioned("k") == (1, version)
+
+
+async def test_a_view_names_conflicting_keys_as_the_view_does(storage: Storage) -> None:
+    view = storage.with_prefix("tenant").with_prefix("a")
+    version = await view.create("k", 1)
+    with pytest.raises(Conflict) as created:
+        await view.create("k", 2)
+    assert created.value.keys == ("k",)
+    with pytest.raises(Conflict) as committed:
+        await view.commit([Change.put("x", 1), Change.create("k", 3), Change.check("y", version)])
+    assert set(committed.value.keys) == {"k", "y"}
+    assert "tenant:a:k" not in str(committed.value)
+    with pytest.raises(Conflict) as deleted:
+        await view.delete_if("k", version + 1)
+    assert deleted.value.keys == ("k",)
+    assert await keys_of(storage) == ["tenant:a:k"]
+
+
+async def test_a_mount_names_conflicting_keys_as_the_caller_does(storage: Storage) -> None:
+    mounted = memory_driver()
+    storage.mount("m", mounted)
+    version = await storage.create("m:k", 1)
+    assert await mounted.get_versioned("k") == (b"1", version)
+    with pytest.raises(Conflict) as caught:
+        await storage.commit([Change.create("m:k", 2), Change.put("m:j", 1)])
+    assert caught.value.keys == ("m:k",)
+    view = storage.with_prefix("m")
+    with pytest.raises(Conflict) as through_view:
+        await view.replace("k", 3, version + 1)
+    assert through_view.value.keys == ("k",)
+    assert [key async for key in mounted.keys()] == ["k"]
+
+
+async def test_a_commit_across_mounts_is_not_supported(storage: Storage) -> None:
+    mounted = memory_driver()
+    storage.mount("m", mounted)
+    with pytest.raises(NotSupported, match="across mounted drivers"):
+        await storage.commit([Change.put("a", 1), Change.put("m:b", 2)])
+    assert await keys_of(storage) == []
+    assert await storage.commit([Change.put("m:a", 1), Change.put("m:b", 2)]) == [
+        (await mounted.get_versioned(key)).version  # type: ignore[union-attr]
+        for key in ("a", "b")
+    ]
+
+
+async def test_a_driver_without_conditional_writes_is_named_when_refusing() -> None:
+    class Plain:
+        name = "plain"
+
+        async def get(self, key: str) -> bytes | None:
+            return None
+
+        async def set(self, key: str, value: bytes) -> None:
+            raise AssertionError("nothing may be written")
+
+        async def delete(self, key: str) -> None:
+            raise AssertionError("nothing may be deleted")
+
+        async def keys(self, prefix: str = "") -> AsyncIterator[str]:
+            empty: list[str] = []
+            for key in empty:
+                yield key
+
+        async def close(self) -> None:
+            pass
+
+    async with Storage(Plain()) as storage:
+        for call in (
+            lambda: storage.get_versioned("k"),
+            lambda: storage.create("k", 1),
+            lambda: storage.update("k", lambda value: 1),
+            lambda: storage.commit([Change.put("k", 1)]),
+        ):
+            with pytest.raises(NotSupported, match="the plain driver") as caught:
+                await call()
+            assert caught.value.driver == "plain"

@@ -17,6 +17,8 @@ import pytest
 
 from kvstore.driver import BaseDriver, as_base_driver
 from kvstore.drivers.memory import MemoryDriver
+from kvstore.testing.conditional_clauses import ConditionalClauses
+from kvstore.testing.conditional_races import ConditionalRaceClauses
 from kvstore.testing.driver_clauses import DriverClauses, check_driver_shape
 from tests.support import broken_drivers as broken
 
@@ -31,13 +33,43 @@ ATOMICITY = "test_a_concurrent_reader_never_sees_part_of_a_batch"
 
 CLAUSES = [SCAN_COST, STREAMING, EXACT_BYTES, ITEM_PAGES, AFTER_CLOSE, ATOMICITY]
 
+# The conditional-write clauses.
+REFUSED = "test_without_conditional_writes_every_call_is_refused"
+CREATE = "test_create_writes_only_an_absent_key"
+REPLACE = "test_replace_needs_the_version_read"
+DELETE_IF = "test_delete_if_needs_the_version_read"
+MISSING = "test_get_versioned_of_a_missing_key_is_none"
+NEW_VERSIONS = "test_every_write_gives_a_new_version"
+VERSION_TYPES = "test_versions_are_ints_in_range_and_values_exact_bytes"
+REOPEN = "test_versions_survive_a_new_driver"
+FAILED_COMMIT = "test_a_failed_commit_changes_nothing"
+CHECKS = "test_a_check_writes_nothing_but_must_hold"
+MOUNTS = "test_a_commit_across_mounts_is_not_supported"
+UPDATES = "test_concurrent_updates_lose_no_increment"
+ONE_WINS = "test_concurrent_conditional_writers_exactly_one_wins"
+ATOMIC_COMMIT = "test_a_concurrent_reader_never_sees_part_of_a_commit"
 
-class _Ephemeral(DriverClauses):
+# Clauses that make one call at a time, and those that race calls.
+ONE_AT_A_TIME = [
+    CREATE,
+    REPLACE,
+    DELETE_IF,
+    MISSING,
+    NEW_VERSIONS,
+    VERSION_TYPES,
+    FAILED_COMMIT,
+    CHECKS,
+    MOUNTS,
+]
+CONDITIONAL = [*ONE_AT_A_TIME, UPDATES, ONE_WINS, ATOMIC_COMMIT]
+
+
+class _Ephemeral(ConditionalClauses, ConditionalRaceClauses, DriverClauses):
     persistent = False
     async_backends = ("asyncio",)
 
 
-class _Persistent(DriverClauses):
+class _Persistent(ConditionalClauses, ConditionalRaceClauses, DriverClauses):
     persistent = True
     async_backends = ("asyncio",)
 
@@ -61,6 +93,7 @@ def _run(clause: str, factory: Callable[[], BaseDriver], *, persistent: bool) ->
             arguments["driver"] = driver
         for name, value in (
             ("make_driver", make),
+            ("make_native_driver", make),
             ("driver_factory", factory),
             ("anyio_backend", "asyncio"),
             ("batch_path", "native"),
@@ -117,6 +150,35 @@ def test_an_ephemeral_driver_passes_the_declaration_check() -> None:
     _run(DECLARED, MemoryDriver, persistent=False)
 
 
+@pytest.mark.parametrize("clause", CONDITIONAL)
+@pytest.mark.parametrize(
+    "driver", [MemoryDriver, broken.VersionedOnMemory], ids=lambda d: d.__name__
+)
+def test_the_correct_versioned_drivers_pass(driver: type[BaseDriver], clause: str) -> None:
+    _run(clause, driver, persistent=False)
+
+
+@pytest.mark.parametrize("clause", ONE_AT_A_TIME)
+def test_the_driver_with_versions_of_its_own_passes_one_call_at_a_time(clause: str) -> None:
+    _run(clause, broken.WithOwnVersions, persistent=False)
+
+
+@pytest.mark.parametrize("clause", [*CONDITIONAL, REOPEN])
+def test_the_correct_persistent_versioned_driver_passes(clause: str) -> None:
+    disk = broken.Disk()
+    _run(clause, lambda: broken.VersionedOnDisk(disk), persistent=True)
+
+
+def test_a_driver_without_conditional_writes_passes_the_refusal_check() -> None:
+    _run(REFUSED, broken.OnMemory, persistent=False)
+
+
+@pytest.mark.parametrize("clause", [*CONDITIONAL, REOPEN])
+def test_the_conditional_clauses_skip_a_driver_without_them(clause: str) -> None:
+    with pytest.raises(pytest.skip.Exception, match="conditional_writes = True"):
+        _run(clause, broken.OnMemory, persistent=clause == REOPEN)
+
+
 # -- each bug is caught ------------------------------------------------------------------
 
 
@@ -167,6 +229,41 @@ def test_the_suite_catches(variant: type[BaseDriver], clause: str, says: str) ->
 def test_the_suite_catches_lost_durability(variant: type[broken.OnDisk], says: str) -> None:
     disk = broken.Disk()
     assert says in _fails(DURABILITY, lambda: variant(disk), persistent=True)
+
+
+@pytest.mark.parametrize(
+    ("variant", "clause", "says"),
+    [
+        (broken.CommitIgnoresConditions, CREATE, "create of a present key returned"),
+        (broken.CommitIgnoresConditions, REPLACE, "replace with a stale version returned"),
+        (broken.CommitIgnoresConditions, DELETE_IF, "delete_if at a stale version returned"),
+        (broken.CommitIgnoresConditions, CHECKS, "a check at another version returned"),
+        (broken.AppliesTheRestOfAFailedCommit, FAILED_COMMIT, "still changed"),
+        (broken.ConflictNamesEveryKey, FAILED_COMMIT, "the keys whose condition failed are"),
+        (broken.SetKeepsTheVersion, NEW_VERSIONS, "after set of the same value"),
+        (broken.VersionCounterRestartsAfterDelete, NEW_VERSIONS, "after delete, then set"),
+        (broken.StaleVersionAfterSetMany, NEW_VERSIONS, "after set_many"),
+        (broken.SetLeavesTheLegacyVersion, VERSION_TYPES, "gave version 0"),
+        (broken.VersionComesBackAsFloat, VERSION_TYPES, "of type float"),
+        (broken.CheckThenWriteInTwoSteps, UPDATES, "the counter ended at"),
+        (broken.CheckThenWriteInTwoSteps, ONE_WINS, "concurrent creates of one key won"),
+        (broken.CommitInSeveralSteps, ATOMIC_COMMIT, "part of a commit"),
+        (broken.RefusesWithNotImplementedError, REFUSED, "raised NotImplementedError"),
+        (broken.ImplementsWithoutDeclaring, REFUSED, "get_versioned returned"),
+        (broken.RefusesAfterWriting, REFUSED, "a refused conditional call wrote"),
+    ],
+    ids=lambda value: value.__name__ if isinstance(value, type) else None,
+)
+def test_the_suite_catches_conditional_write_bugs(
+    variant: type[BaseDriver], clause: str, says: str
+) -> None:
+    assert says in _fails(clause, variant)
+
+
+def test_the_suite_catches_versions_kept_only_in_the_driver() -> None:
+    disk = broken.Disk()
+    message = _fails(REOPEN, lambda: broken.VersionsOnlyInTheDriver(disk), persistent=True)
+    assert "while the writer is open" in message
 
 
 def test_the_suite_catches_an_undeclared_persistent_store() -> None:

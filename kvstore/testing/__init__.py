@@ -12,7 +12,13 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 # The suite's own asserts should explain failures in the driver author's test run.
-pytest.register_assert_rewrite("kvstore.testing.suite", "kvstore.testing.stateful")
+pytest.register_assert_rewrite(
+    "kvstore.testing.suite",
+    "kvstore.testing.stateful",
+    "kvstore.testing.conditional_clauses",
+    "kvstore.testing.conditional_races",
+    "kvstore.testing.conditional_support",
+)
 
 if TYPE_CHECKING:
     from kvstore.testing.suite import DriverConformance, DriverFactory

@@ -21,7 +21,7 @@ from kvstore.errors import StorageClosed
 from kvstore.testing.cost import Cost, measure, measure_best
 from kvstore.testing.reporting import describe, first_difference, shape_problem
 
-__all__ = ["DriverClauses", "DriverFactory"]
+__all__ = ["DriverClauses", "DriverFactory", "check_driver_shape", "clear_and_close"]
 
 DriverFactory = Callable[[], BaseDriver]
 
@@ -88,6 +88,18 @@ class DriverClauses:
         return make
 
     @pytest.fixture
+    def make_native_driver(
+        self, driver_factory: DriverFactory, anyio_backend: str
+    ) -> DriverFactory:
+        """A callable making a new driver with its own batch methods, checked for shape.
+
+        A clause that takes it runs once per event loop, not once per batch path: for what it
+        calls, both paths reach the same driver code.
+        """
+        check_driver_shape(driver_factory, anyio_backend)
+        return lambda: as_base_driver(driver_factory())
+
+    @pytest.fixture
     async def driver(self, make_driver: DriverFactory) -> AsyncIterator[BaseDriver]:
         """An empty driver on the chosen batch path; cleared and closed afterwards."""
         driver = make_driver()
@@ -95,7 +107,7 @@ class DriverClauses:
         try:
             yield driver
         finally:
-            await _clear_and_close(driver, make_driver)
+            await clear_and_close(driver, make_driver)
 
     # -- values -----------------------------------------------------------------------------
 
@@ -161,7 +173,7 @@ class DriverClauses:
                 + ". Call self.ensure_open() first in each (BaseDriver's defaults do), and"
                 " self.mark_closed() in close()."
             )
-        await _clear_and_close(make_driver(), make_driver)
+        await clear_and_close(make_driver(), make_driver)
 
     @pytest.mark.anyio
     async def test_overwrites_deletes_and_clears_reach_a_new_driver(
@@ -202,7 +214,7 @@ class DriverClauses:
         finally:
             for driver in opened:
                 await driver.close()
-            await _clear_and_close(make_driver(), make_driver)
+            await clear_and_close(make_driver(), make_driver)
 
     @pytest.mark.anyio
     async def test_persistence_is_declared(self, make_driver: DriverFactory) -> None:
@@ -272,7 +284,7 @@ class DriverClauses:
         finally:
             if reader is not writer:
                 await reader.close()
-            await _clear_and_close(writer, make_driver)
+            await clear_and_close(writer, make_driver)
 
     # -- scan cost --------------------------------------------------------------------------
 
@@ -306,7 +318,7 @@ class DriverClauses:
                 " prefix and stop after it; never list every key and filter):\n" + "\n".join(grew)
             )
         finally:
-            await _clear_and_close(driver, lambda: as_base_driver(driver_factory()))
+            await clear_and_close(driver, lambda: as_base_driver(driver_factory()))
 
     @pytest.mark.anyio
     async def test_a_scan_streams_in_bounded_memory(
@@ -354,7 +366,7 @@ class DriverClauses:
                 + "\n".join(grew)
             )
         finally:
-            await _clear_and_close(driver, lambda: as_base_driver(driver_factory()))
+            await clear_and_close(driver, lambda: as_base_driver(driver_factory()))
 
 
 def check_driver_shape(driver_factory: DriverFactory, anyio_backend: str) -> None:
@@ -448,7 +460,7 @@ async def _assert_sees(driver: BaseDriver, expected: list[tuple[str, bytes]], wh
         assert difference is None, f"{who} {what} over {over}: {difference}.{hint}"
 
 
-async def _clear_and_close(driver: BaseDriver, make_driver: DriverFactory) -> None:
+async def clear_and_close(driver: BaseDriver, make_driver: DriverFactory) -> None:
     """Leave the store empty and the driver closed, even if a test closed it already."""
     try:
         await driver.clear("")

@@ -17,11 +17,22 @@ import os
 
 from hypothesis import HealthCheck, settings
 
-__all__ = ["SHRINK_SECONDS", "active_settings", "load_active_profile", "register_profiles"]
+__all__ = [
+    "SHRINK_SECONDS",
+    "active_settings",
+    "load_active_profile",
+    "race_size",
+    "register_profiles",
+]
 
 # Hypothesis shrinks a failure for up to five minutes by default; a state machine over a
 # server can take all of it. A minute yields a short enough example.
 SHRINK_SECONDS = 60
+
+# Concurrent Storage.update tasks, and increments each, in the counter clause, per profile. Every
+# task that loses a race tries again, so an increment costs about tasks / 2 attempts: the default
+# stays at a few hundred round trips (a second or two on a slow server).
+_RACES = {"quick": (5, 4), "ci": (10, 5), "dev": (10, 5), "thorough": (20, 10)}
 
 _SLOW_OK = [HealthCheck.too_slow, HealthCheck.function_scoped_fixture, HealthCheck.data_too_large]
 
@@ -77,6 +88,11 @@ def load_active_profile() -> None:
     register_profiles()
     _cap_shrinking()
     settings.load_profile(_active_name())
+
+
+def race_size() -> tuple[int, int]:
+    """The concurrent updaters, and increments each, of the suite's counter clause."""
+    return _RACES.get(os.environ.get("KVSTORE_HYPOTHESIS_PROFILE", "dev"), _RACES["dev"])
 
 
 def _active_name() -> str:

@@ -9,7 +9,9 @@ backend.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Set as AbstractSet
 from typing import Any, ClassVar, TypeVar
 
 import anyio
@@ -17,10 +19,13 @@ from anyio.from_thread import BlockingPortal
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
+from kvstore.conditional import Action, Change
+from kvstore.errors import Conflict
 from kvstore.serialization import decode
 from kvstore.storage import Storage
 from kvstore.testing import strategies as kst
 from kvstore.testing.reporting import describe
+from kvstore.testing.version_model import VersionModel
 
 __all__ = ["StorageStateMachine"]
 
@@ -53,18 +58,29 @@ _POOL = [
 _KEYS = st.one_of(st.sampled_from(_POOL), kst.keys())
 _PREFIXES = kst.prefixes(_KEYS)
 _VALUES = kst.json_values()
+# The kinds of change a random commit is made of.
+_CHANGE_KINDS = ["create", "replace", "put", "delete_if", "delete", "check", "check_absent"]
+
+
+def _offers_conditional_writes(machine: StorageStateMachine) -> bool:
+    return machine.conditional
 
 
 class StorageStateMachine(RuleBasedStateMachine):
     """Random sequences of every storage operation, checked against a dict model.
 
     Subclasses (made by :meth:`DriverConformance.test_state_machine`) set ``storage``,
-    ``portal``, ``make_storage`` and ``persistent``; each example starts from an empty storage.
+    ``portal``, ``make_storage``, ``persistent``, ``conditional`` (the driver offers conditional
+    writes: the versioned rules run, checked against a :class:`VersionModel`) and
+    ``atomic_commits`` (a failed commit leaves every key of it alone, not only the failing ones);
+    each example starts from an empty storage.
     """
 
     storage: ClassVar[Storage]
     portal: ClassVar[BlockingPortal]
     persistent: ClassVar[bool] = False
+    conditional: ClassVar[bool] = False
+    atomic_commits: ClassVar[bool] = False
 
     @staticmethod
     def make_storage() -> Storage:
@@ -74,6 +90,7 @@ class StorageStateMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.model: dict[str, Any] = {}
+        self.versions = VersionModel()
 
     def run(self, call: Callable[[], Awaitable[T]]) -> T:
         """Run one coroutine on the storage's event loop and return its result."""
@@ -87,6 +104,33 @@ class StorageStateMachine(RuleBasedStateMachine):
 
     def _expected_keys(self, prefix: str) -> list[str]:
         return sorted(key for key in self.model if key.startswith(prefix))
+
+    def _wrote(self, keys: Iterable[str], what: str = "") -> None:
+        """Forget the versions of ``keys``, just written or deleted.
+
+        With conditional writes, an unconditional write named by ``what`` is also checked to
+        have given each key a version it never had (the next versioned read would find out
+        too, but rarely comes soon enough).
+        """
+        written = list(dict.fromkeys(keys))
+        for key in written:
+            self.versions.written(key)
+        if not (what and self.conditional):
+            return
+        # Only keys seen at a version before can show a reused one: no read for the others.
+        for key in (key for key in written if key in self.versions.seen):
+            found = self.run(lambda key=key: self.storage.get_versioned_raw(key))  # type: ignore[misc]
+            assert found is not None, f"get_versioned({key!r}) after {what} returned None"
+            self._observe(key, found.version, f"get_versioned({key!r}) after {what}")
+
+    def _matches(self, key: str, data: bytes | None) -> bool:
+        """Whether ``data`` is what the model says ``key`` holds."""
+        if key not in self.model or data is None:
+            return key not in self.model and data is None
+        expected = self.model[key]
+        if isinstance(expected, bytes):
+            return data == expected
+        return bool(decode(data, key) == expected)
 
     def _check_raw(self, key: str, data: bytes | None, clause: str) -> None:
         """``data`` is what the storage holds under ``key`` according to the model."""
@@ -114,12 +158,14 @@ class StorageStateMachine(RuleBasedStateMachine):
         """``set`` stores the value."""
         self.run(lambda: self.storage.set(key, value))
         self.model[key] = value
+        self._wrote([key], "set")
 
     @rule(key=_KEYS, value=kst.raw_values())
     def set_raw(self, key: str, value: bytes) -> None:
         """``set_raw`` stores bytes that ``get_raw`` returns unchanged."""
         self.run(lambda: self.storage.set_raw(key, value))
         self.model[key] = value
+        self._wrote([key], "set_raw")
         self._check_raw(
             key, self.run(lambda: self.storage.get_raw(key)), "bytes come back unchanged"
         )
@@ -139,6 +185,7 @@ class StorageStateMachine(RuleBasedStateMachine):
         """``delete`` removes the key, present or not."""
         self.run(lambda: self.storage.delete(key))
         self.model.pop(key, None)
+        self.versions.written(key)
 
     @rule(keys=st.lists(_KEYS, max_size=8))
     def get_many(self, keys: list[str]) -> None:
@@ -153,6 +200,7 @@ class StorageStateMachine(RuleBasedStateMachine):
         """``set_many`` stores every pair, the last of repeated keys winning."""
         self.run(lambda: self.storage.set_many(items))
         self.model.update(items)
+        self._wrote((key for key, _ in items), "set_many")
 
     @rule(keys=st.lists(_KEYS, max_size=8))
     def delete_many(self, keys: list[str]) -> None:
@@ -160,6 +208,7 @@ class StorageStateMachine(RuleBasedStateMachine):
         self.run(lambda: self.storage.delete_many(keys))
         for key in keys:
             self.model.pop(key, None)
+        self._wrote(keys)
 
     @rule(prefix=_PREFIXES)
     def scan(self, prefix: str) -> None:
@@ -202,6 +251,7 @@ class StorageStateMachine(RuleBasedStateMachine):
         self.model.update(writes)
         for key in deleted:
             self.model.pop(key, None)
+        self._wrote([*writes, *deleted])
         got = self.run(lambda: self.storage.get_many_raw([*writes, *deleted]))
         for key, data in zip([*writes, *deleted], got, strict=True):
             self._check_raw(key, data, "concurrent writers lose nothing")
@@ -223,6 +273,229 @@ class StorageStateMachine(RuleBasedStateMachine):
         self.run(lambda: self.storage.clear(prefix))
         for key in self._expected_keys(prefix):
             del self.model[key]
+            self.versions.written(key)
+
+    # -- versioned operations (drivers with conditional writes) ------------------------------
+
+    def _observe(self, key: str, version: object, where: str) -> None:
+        problem = self.versions.observe(key, version, where)
+        assert problem is None, problem
+
+    def _wrote_at(self, key: str, value: Any, version: object, where: str) -> None:
+        self.versions.written(key)
+        self._observe(key, version, where)
+        self.model[key] = value
+
+    def _removed(self, key: str) -> None:
+        self.model.pop(key, None)
+        self.versions.written(key)
+
+    def _conflict(
+        self, call: Callable[[], Awaitable[object]], failing: AbstractSet[str], what: str
+    ) -> None:
+        """``call`` must raise Conflict naming the failing keys (on atomic commits, exactly)."""
+        try:
+            result = self.run(call)
+        except Conflict as error:
+            named = set(error.keys)
+            exact = self.atomic_commits or len(failing) == 1
+            assert (named == failing) if exact else (named and named <= failing), (
+                f"{what} raised Conflict naming {sorted(named)}; the failing conditions are on"
+                f" {sorted(failing)}"
+            )
+            return
+        raise AssertionError(
+            f"{what} returned {describe(result)}, but the condition on {sorted(failing)} does not"
+            " hold: a failed condition raises Conflict and writes nothing"
+        )
+
+    def _version_for(self, key: str, data: st.DataObject) -> int:
+        return data.draw(st.sampled_from(self.versions.candidates(key)), label=f"version of {key}")
+
+    @precondition(_offers_conditional_writes)
+    @rule(key=_KEYS)
+    def get_versioned(self, key: str) -> None:
+        """``get_versioned`` reads the value with its version, which changes only on a write."""
+        found = self.run(lambda: self.storage.get_versioned_raw(key))
+        self._check_raw(
+            key, None if found is None else found.value, "get_versioned reads the last write"
+        )
+        if found is not None:
+            self._observe(key, found.version, f"get_versioned({key!r})")
+
+    @precondition(_offers_conditional_writes)
+    @rule(key=_KEYS, value=_VALUES)
+    def create(self, key: str, value: Any) -> None:
+        """``create`` writes an absent key only; on a present one it raises Conflict."""
+        if key in self.model:
+            self._conflict(
+                lambda: self.storage.create(key, value), {key}, f"create({key!r}) of a present key"
+            )
+            return
+        version = self.run(lambda: self.storage.create(key, value))
+        self._wrote_at(key, value, version, f"create({key!r})")
+
+    @precondition(_offers_conditional_writes)
+    @rule(key=_KEYS, value=_VALUES, data=st.data())
+    def replace(self, key: str, value: Any, data: st.DataObject) -> None:
+        """``replace`` writes at the key's current version only; any other is a Conflict."""
+        version = self._version_for(key, data)
+        if not self.versions.holds(key, version, key in self.model):
+            self._conflict(
+                lambda: self.storage.replace(key, value, version),
+                {key},
+                f"replace({key!r}) at version {version}, not the key's current one",
+            )
+            return
+        new = self.run(lambda: self.storage.replace(key, value, version))
+        self._wrote_at(key, value, new, f"replace({key!r})")
+
+    @precondition(_offers_conditional_writes)
+    @rule(key=_KEYS, data=st.data())
+    def delete_if(self, key: str, data: st.DataObject) -> None:
+        """``delete_if`` deletes at the key's current version only; any other is a Conflict."""
+        version = self._version_for(key, data)
+        if not self.versions.holds(key, version, key in self.model):
+            self._conflict(
+                lambda: self.storage.delete_if(key, version),
+                {key},
+                f"delete_if({key!r}) at version {version}, not the key's current one",
+            )
+            return
+        self.run(lambda: self.storage.delete_if(key, version))
+        self._removed(key)
+
+    @precondition(_offers_conditional_writes)
+    @rule(key=_KEYS, value=_VALUES, delete=st.booleans())
+    def read_then_write(self, key: str, value: Any, delete: bool) -> None:
+        """A write conditioned on the version just read applies: nothing wrote in between."""
+        found = self.run(lambda: self.storage.get_versioned_raw(key))
+        self._check_raw(key, None if found is None else found.value, "get_versioned")
+        if found is None:
+            version = self.run(lambda: self.storage.create(key, value))
+            self._wrote_at(key, value, version, f"create({key!r}) after reading it absent")
+            return
+        self._observe(key, found.version, f"get_versioned({key!r})")
+        if delete:
+            self.run(lambda: self.storage.delete_if(key, found.version))
+            self._removed(key)
+        else:
+            new = self.run(lambda: self.storage.replace(key, value, found.version))
+            self._wrote_at(key, value, new, f"replace({key!r}) at the version just read")
+
+    @precondition(_offers_conditional_writes)
+    @rule(key=_KEYS, value=_VALUES)
+    def update(self, key: str, value: Any) -> None:
+        """``update`` hands its function the current value and stores what it returns."""
+        if isinstance(self.model.get(key), bytes):
+            return  # raw bytes need not be JSON; update reads JSON
+        received: list[Any] = []
+
+        def change(current: Any) -> Any:
+            received.append(current)
+            return value
+
+        self.run(lambda: self.storage.update(key, change))
+        assert received == [self.model.get(key)], (
+            f"update({key!r}) handed its function {describe(received)}; the key holds"
+            f" {describe(self.model.get(key))} and nothing else writes it"
+        )
+        self.model[key] = value
+        self.versions.written(key)
+
+    def _change(self, key: str, data: st.DataObject) -> Change[Any]:
+        kind = data.draw(st.sampled_from(_CHANGE_KINDS), label=f"change of {key}")
+        if kind in ("create", "replace", "put"):
+            value = data.draw(_VALUES, label=f"value of {key}")
+            if kind == "create":
+                return Change.create(key, value)
+            if kind == "put":
+                return Change.put(key, value)
+            return Change.replace(key, value, self._version_for(key, data))
+        if kind == "delete":
+            return Change.delete(key)
+        if kind == "delete_if":
+            return Change.delete(key, self._version_for(key, data))
+        if kind == "check_absent":
+            return Change.check(key, None)
+        return Change.check(key, self._version_for(key, data))
+
+    @precondition(_offers_conditional_writes)
+    @rule(keys=st.lists(_KEYS, min_size=1, max_size=5, unique=True), data=st.data())
+    def commit(self, keys: list[str], data: st.DataObject) -> None:
+        """``commit`` applies every change if every condition holds; else Conflict, no writes."""
+        changes = [self._change(key, data) for key in keys]
+        failing = {
+            change.key
+            for change in changes
+            if not self.versions.holds(change.key, change.expected, change.key in self.model)
+        }
+        if failing:
+            self._conflict(lambda: self.storage.commit(changes), failing, "commit(...)")
+            if not self.atomic_commits:
+                self._resync([change for change in changes if change.key not in failing])
+            return
+        returned = self.run(lambda: self.storage.commit(changes))
+        assert len(returned) == len(changes), (
+            f"commit of {len(changes)} changes returned {len(returned)} versions"
+        )
+        for change, version in zip(changes, returned, strict=True):
+            where = f"commit(...) {change.action.value} of {change.key!r}"
+            if change.action is Action.WRITE:
+                self._wrote_at(change.key, change.value, version, where)
+                continue
+            assert version is None, f"{where} returned {describe(version)}, not None"
+            if change.action is Action.DELETE:
+                self._removed(change.key)
+
+    def _resync(self, changes: list[Change[Any]]) -> None:
+        """After a failed commit on a driver without atomic commits: each change whose condition
+        held may have been applied or not, but nothing else may have happened to its key."""
+        for change in changes:
+            key = change.key
+            found = self.run(lambda key=key: self.storage.get_versioned_raw(key))  # type: ignore[misc]
+            data = None if found is None else found.value
+            known = self.versions.known.get(key)
+            untouched = self._matches(key, data) and (
+                found is None or known is None or found.version == known
+            )
+            if untouched or change.action is Action.CHECK:
+                assert untouched, f"a failed commit changed {key!r}, which it only checked"
+                if found is not None:
+                    self._observe(key, found.version, f"get_versioned({key!r})")
+                continue
+            if change.action is Action.DELETE:
+                assert found is None, f"a failed commit left {key!r} neither kept nor deleted"
+                self._removed(key)
+                continue
+            assert found is not None, f"a failed commit deleted {key!r}, which it wrote"
+            assert decode(found.value, key) == change.value, (
+                f"a failed commit left {key!r} at {describe(data)}: neither kept nor written"
+            )
+            self._wrote_at(key, change.value, found.version, f"get_versioned({key!r})")
+
+    @precondition(_offers_conditional_writes)
+    @rule(key=_KEYS, values=st.lists(_VALUES, min_size=2, max_size=4))
+    def concurrent_creates(self, key: str, values: list[Any]) -> None:
+        """Of concurrent creates of one key, exactly one wins if it was absent, none if not."""
+        won: dict[int, int] = {}
+
+        async def together() -> None:
+            async def one(index: int) -> None:
+                with contextlib.suppress(Conflict):
+                    won[index] = await self.storage.create(key, values[index])
+
+            async with anyio.create_task_group() as group:
+                for index in range(len(values)):
+                    group.start_soon(one, index)
+
+        self.run(together)
+        if key in self.model:
+            assert not won, f"{len(won)} creates of the present key {key!r} won"
+            return
+        assert len(won) == 1, f"{len(won)} of {len(values)} concurrent creates of {key!r} won"
+        ((index, version),) = won.items()
+        self._wrote_at(key, values[index], version, f"the winning create of {key!r}")
 
     @invariant()
     def every_key_is_listed(self) -> None:

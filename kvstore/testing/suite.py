@@ -20,8 +20,12 @@ when its ``set_many`` and ``delete_many`` are all or nothing, and the suite then
 concurrent reader never sees part of a batch.
 
 The tests here go through :class:`~kvstore.storage.Storage`; :class:`DriverClauses`
-(:mod:`kvstore.testing.driver_clauses`) adds the clauses checked on the driver directly. Every
-test has a time limit (``TEST_TIME_LIMIT``), so a hang fails with the test's name.
+(:mod:`kvstore.testing.driver_clauses`) adds the clauses checked on the driver directly, and
+:class:`~kvstore.testing.conditional_clauses.ConditionalClauses` and
+:class:`~kvstore.testing.conditional_races.ConditionalRaceClauses` those of conditional writes (run
+when the driver instance declares ``conditional_writes = True``, skipped with the reason
+otherwise, when every conditional call must raise ``NotSupported`` instead). Every test has a
+time limit (``TEST_TIME_LIMIT``), so a hang fails with the test's name.
 """
 
 from __future__ import annotations
@@ -40,6 +44,8 @@ from anyio.from_thread import start_blocking_portal
 from kvstore.driver import as_base_driver
 from kvstore.errors import InvalidKey, SerializationError, StorageClosed
 from kvstore.storage import Storage
+from kvstore.testing.conditional_clauses import ConditionalClauses
+from kvstore.testing.conditional_races import ConditionalRaceClauses
 from kvstore.testing.driver_clauses import DriverClauses, DriverFactory, check_driver_shape
 from kvstore.testing.profiles import active_settings
 from kvstore.testing.reporting import describe
@@ -103,7 +109,7 @@ async def _collect(storage: Storage, prefix: str = "") -> list[str]:
     return [key async for key in storage.keys(prefix)]
 
 
-class DriverConformance(DriverClauses):
+class DriverConformance(ConditionalClauses, ConditionalRaceClauses, DriverClauses):
     """Base class of a driver's conformance tests; subclass it and define ``driver_factory``."""
 
     # A hang fails the test that hung, with its name, instead of stalling the run.
@@ -578,14 +584,19 @@ class DriverConformance(DriverClauses):
     def test_state_machine(self, make_storage: Callable[[], Storage], anyio_backend: str) -> None:
         """Random sequences of every operation agree with a dict model."""
         with start_blocking_portal(anyio_backend) as portal:
+            storage = make_storage()
             machine: type[StorageStateMachine] = type(
                 "Machine",
                 (StorageStateMachine,),
                 {
-                    "storage": make_storage(),
+                    "storage": storage,
                     "portal": portal,
                     "make_storage": staticmethod(make_storage),
                     "persistent": self.persistent,
+                    "conditional": bool(getattr(storage.driver, "conditional_writes", False)),
+                    # A wrapped driver (the default batch path) reports non-atomic batches: the
+                    # machine then only requires that the failing changes were not applied.
+                    "atomic_commits": storage.driver.atomic_batches,
                 },
             )
             try:

@@ -16,8 +16,10 @@ from collections.abc import AsyncIterator, Sequence
 
 import anyio.lowlevel
 
-from kvstore.driver import BaseDriver
+from kvstore.conditional import ANY_VERSION, LEGACY_VERSION, Action, Change, Versioned, new_version
+from kvstore.driver import CONDITIONAL_WRITES, BaseDriver, conflict
 from kvstore.drivers.memory import MemoryDriver
+from kvstore.errors import Conflict, NotSupported
 
 
 class OnMemory(BaseDriver):
@@ -431,3 +433,293 @@ class KeysWrittenAsACoroutine(OnMemory):
 
     async def keys(self, prefix: str = "") -> list[str]:  # type: ignore[override]
         return [key async for key in self.inner.keys(prefix)]
+
+
+# -- conditional writes ---------------------------------------------------------------------
+
+
+class VersionedOnMemory(OnMemory):
+    """A correct driver with conditional writes: versions and commits are the inner driver's."""
+
+    name = "versioned-on-memory"
+    atomic_batches = True
+    conditional_writes = True
+
+    async def get_versioned(self, key: str) -> Versioned[bytes] | None:
+        self.ensure_open()
+        return await self.inner.get_versioned(key)
+
+    async def commit(self, changes: Sequence[Change[bytes]]) -> list[int | None]:
+        self.ensure_open()
+        return await self.inner.commit(changes)
+
+
+class WithOwnVersions(OnMemory):
+    """A correct driver, used one call at a time, that keeps versions in a dict of its own.
+
+    Its commit awaits between checking and writing, so it is no driver for concurrent use: the
+    bugs built on it are caught by the clauses that make one call at a time.
+    """
+
+    name = "own-versions"
+    conditional_writes = True
+
+    @property
+    def versions(self) -> dict[str, int]:
+        """The version of each key, handed out lazily."""
+        if "_own_versions" not in self.__dict__:
+            self.__dict__["_own_versions"] = {}
+        return self.__dict__["_own_versions"]  # type: ignore[no-any-return]
+
+    def stamp(self, key: str) -> None:
+        """Give ``key`` the version a write gives it (an unconditional write, too)."""
+        self.versions[key] = new_version()
+
+    async def set(self, key: str, value: bytes) -> None:
+        await super().set(key, value)
+        self.stamp(key)
+
+    async def set_many(self, items: Sequence[tuple[str, bytes]]) -> None:
+        await super().set_many(items)
+        for key, _ in items:
+            self.stamp(key)
+
+    async def delete(self, key: str) -> None:
+        await super().delete(key)
+        self.versions.pop(key, None)
+
+    async def delete_many(self, keys: Sequence[str]) -> None:
+        await super().delete_many(keys)
+        for key in keys:
+            self.versions.pop(key, None)
+
+    async def clear(self, prefix: str = "") -> None:
+        await self.delete_many([key async for key in self.inner.keys(prefix)])
+
+    async def get_versioned(self, key: str) -> Versioned[bytes] | None:
+        self.ensure_open()
+        value = await self.inner.get(key)
+        if value is None:
+            return None
+        return Versioned(value, self.versions.setdefault(key, new_version()))
+
+    async def commit(self, changes: Sequence[Change[bytes]]) -> list[int | None]:
+        self.ensure_open()
+        current = [await self.get_versioned(change.key) for change in changes]
+        failing = [
+            change.key
+            for change, found in zip(changes, current, strict=True)
+            if not change.holds_for(None if found is None else found.version)
+        ]
+        if failing:
+            raise conflict(failing)
+        versions: list[int | None] = []
+        for change in changes:
+            if change.action is Action.WRITE:
+                assert change.value is not None
+                await OnMemory.set(self, change.key, change.value)
+                self.versions[change.key] = new_version()
+                versions.append(self.versions[change.key])
+                continue
+            if change.action is Action.DELETE:
+                await self.delete(change.key)
+            versions.append(None)
+        return versions
+
+
+async def _unconditionally(inner: BaseDriver, changes: Sequence[Change[bytes]]) -> list[int | None]:
+    """Apply ``changes`` on ``inner`` as if none had a condition (checks do nothing)."""
+    unconditional = [
+        Change(change.action, change.key, change.value, ANY_VERSION)
+        for change in changes
+        if change.action is not Action.CHECK
+    ]
+    versions = iter(await inner.commit(unconditional))
+    return [None if change.action is Action.CHECK else next(versions) for change in changes]
+
+
+class CommitIgnoresConditions(VersionedOnMemory):
+    """Applies every change of a commit as if it had no condition."""
+
+    async def commit(self, changes: Sequence[Change[bytes]]) -> list[int | None]:
+        self.ensure_open()
+        return await _unconditionally(self.inner, changes)
+
+
+class AppliesTheRestOfAFailedCommit(VersionedOnMemory):
+    """Runs each change as its own statement in one transaction and commits the ones that held,
+    raising Conflict for the others."""
+
+    async def commit(self, changes: Sequence[Change[bytes]]) -> list[int | None]:
+        try:
+            return await super().commit(changes)
+        except Conflict as error:
+            held = [
+                Change(change.action, change.key, change.value, ANY_VERSION)
+                for change in changes
+                if change.key not in error.keys and change.action is not Action.CHECK
+            ]
+            if held:
+                await super().commit(held)
+            raise
+
+
+class ConflictNamesEveryKey(VersionedOnMemory):
+    """Knows only that its transaction failed, and names every key of the batch."""
+
+    async def commit(self, changes: Sequence[Change[bytes]]) -> list[int | None]:
+        try:
+            return await super().commit(changes)
+        except Conflict:
+            raise conflict([change.key for change in changes]) from None
+
+
+class SetKeepsTheVersion(WithOwnVersions):
+    """Bumps a key's version only on conditional writes: a plain ``set`` keeps the old one."""
+
+    def stamp(self, key: str) -> None:
+        self.versions.setdefault(key, new_version())
+
+
+class VersionCounterRestartsAfterDelete(WithOwnVersions):
+    """Keeps a per-key write counter as the version, deleted with the value: a key deleted and
+    written again comes back at version 1, which a reader may hold from before the delete."""
+
+    def stamp(self, key: str) -> None:
+        self.versions[key] = self.versions.get(key, 0) + 1
+
+
+class SetLeavesTheLegacyVersion(WithOwnVersions):
+    """A plain ``set`` writes the value and not the version column, which keeps its default 0."""
+
+    def stamp(self, key: str) -> None:
+        self.versions[key] = LEGACY_VERSION
+
+
+class StaleVersionAfterSetMany(VersionedOnMemory):
+    """Caches versioned reads, and forgets to drop the cached entries when ``set_many`` writes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cache: dict[str, Versioned[bytes]] = {}
+
+    async def get_versioned(self, key: str) -> Versioned[bytes] | None:
+        if key not in self.cache:
+            found = await super().get_versioned(key)
+            if found is None:
+                return None
+            self.cache[key] = found
+        return self.cache[key]
+
+    async def set(self, key: str, value: bytes) -> None:
+        self.cache.pop(key, None)
+        await super().set(key, value)
+
+    async def delete(self, key: str) -> None:
+        self.cache.pop(key, None)
+        await super().delete(key)
+
+    async def delete_many(self, keys: Sequence[str]) -> None:
+        for key in keys:
+            self.cache.pop(key, None)
+        await super().delete_many(keys)
+
+    async def clear(self, prefix: str = "") -> None:
+        self.cache.clear()
+        await super().clear(prefix)
+
+    async def commit(self, changes: Sequence[Change[bytes]]) -> list[int | None]:
+        for change in changes:
+            self.cache.pop(change.key, None)
+        return await super().commit(changes)
+
+
+class VersionComesBackAsFloat(VersionedOnMemory):
+    """Hands versions back as a Lua script's numbers arrive: floats."""
+
+    async def get_versioned(self, key: str) -> Versioned[bytes] | None:
+        found = await super().get_versioned(key)
+        return None if found is None else Versioned(found.value, float(found.version))  # type: ignore[arg-type]
+
+
+class CheckThenWriteInTwoSteps(VersionedOnMemory):
+    """Reads the versions in one round trip and writes in another: not one atomic step."""
+
+    async def commit(self, changes: Sequence[Change[bytes]]) -> list[int | None]:
+        current = [await self.inner.get_versioned(change.key) for change in changes]
+        failing = [
+            change.key
+            for change, found in zip(changes, current, strict=True)
+            if not change.holds_for(None if found is None else found.version)
+        ]
+        if failing:
+            raise conflict(failing)
+        await anyio.lowlevel.checkpoint()  # the second round trip
+        return await _unconditionally(self.inner, changes)
+
+
+class CommitInSeveralSteps(VersionedOnMemory):
+    """Checks every condition at once, then writes key by key, yielding between."""
+
+    async def commit(self, changes: Sequence[Change[bytes]]) -> list[int | None]:
+        checks: list[Change[bytes]] = [
+            Change(Action.CHECK, change.key, None, change.expected)
+            for change in changes
+            if change.expected is not ANY_VERSION
+        ]
+        await super().commit(checks)
+        versions: list[int | None] = []
+        for change in changes:
+            if change.action is Action.CHECK:
+                versions.append(None)
+                continue
+            versions += await super().commit(
+                [Change(change.action, change.key, change.value, ANY_VERSION)]
+            )
+            await anyio.lowlevel.checkpoint()
+        return versions
+
+
+class VersionedOnDisk(OnDisk):
+    """A correct persistent driver with conditional writes, versions kept on the disk."""
+
+    atomic_batches = True
+    conditional_writes = True
+
+    async def get_versioned(self, key: str) -> Versioned[bytes] | None:
+        self.ensure_open()
+        return await self.inner.get_versioned(key)
+
+    async def commit(self, changes: Sequence[Change[bytes]]) -> list[int | None]:
+        self.ensure_open()
+        return await self.inner.commit(changes)
+
+
+class VersionsOnlyInTheDriver(WithOwnVersions, OnDisk):
+    """Persistent values, but versions kept in the driver: a new driver hands out new ones."""
+
+
+class RefusesWithNotImplementedError(OnMemory):
+    """Has no conditional writes, and says so with a bare NotImplementedError."""
+
+    async def get_versioned(self, key: str) -> Versioned[bytes] | None:
+        raise NotImplementedError("get_versioned")
+
+    async def commit(self, changes: Sequence[Change[bytes]]) -> list[int | None]:
+        raise NotImplementedError("commit")
+
+
+class ImplementsWithoutDeclaring(VersionedOnMemory):
+    """Implements conditional writes but does not declare them."""
+
+    conditional_writes = False
+
+
+class RefusesAfterWriting(OnMemory):
+    """Without conditional writes, applies a commit's writes first and refuses afterwards."""
+
+    async def commit(self, changes: Sequence[Change[bytes]]) -> list[int | None]:
+        for change in changes:
+            if change.action is Action.WRITE and change.value is not None:
+                await self.set(change.key, change.value)
+        raise NotSupported(CONDITIONAL_WRITES, driver=self.name)

@@ -732,6 +732,38 @@ async def test_a_conflicting_commit_writes_nothing_and_names_every_failing_key(
 
 
 @pytest.mark.anyio
+async def test_large_batches_keep_one_version_per_key_and_stay_all_or_nothing(
+    shared_redis: redis.Redis, helper_bases: Callable[[str], str]
+) -> None:
+    # More keys than the scripts take in one unpack() step (2000 pairs), so steps meet.
+    count = 5000
+    base = helper_bases("large")
+    keys = [f"k{index:05d}" for index in range(count)]
+    async with Storage(redis_driver(REDIS_URL, base=base)) as storage:
+        await storage.set_many([(key, index) for index, key in enumerate(keys)])
+        stamps = shared_redis.hgetall(f"{base}:ver")
+        assert sorted(stamps) == [key.encode() for key in keys]
+        assert len(set(stamps.values())) == count
+        for index in (0, 1999, 2000, 4000, count - 1):
+            assert await storage.get_versioned(keys[index]) == Versioned(
+                index, int(stamps[keys[index].encode()])
+            )
+        before = _snapshot(shared_redis, base)
+        # One failing condition at the very end: none of the thousands of changes before it.
+        batch = [Change.put(key, -1) for key in keys]
+        batch += [Change.create(f"new{index}", 1) for index in range(count)]
+        batch.append(Change.check("missing", LEGACY_VERSION))
+        with pytest.raises(Conflict) as caught:
+            await storage.commit(batch)
+        assert list(caught.value.keys) == ["missing"]
+        assert _snapshot(shared_redis, base) == before
+        versions = await storage.commit(batch[:-1])
+        assert await storage.get_many([keys[2000], "new4999"]) == [-1, 1]
+        assert shared_redis.hget(f"{base}:ver", "new4999") == str(versions[-1]).encode()
+        assert shared_redis.hlen(f"{base}:kv") == shared_redis.hlen(f"{base}:ver") == 2 * count
+
+
+@pytest.mark.anyio
 async def test_a_retried_conditional_write_is_recognised_not_reported_as_a_conflict(
     shared_redis: redis.Redis, helper_bases: Callable[[str], str]
 ) -> None:

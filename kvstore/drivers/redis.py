@@ -45,10 +45,12 @@ one to read.
 The retry after a dropped connection may run a script the server had already run (the reply was
 lost, not the command). Unconditional writes are idempotent. A conditional script that writes
 recognises its own earlier run by the fresh version it brings (a random 52-bit number nobody
-else can have written) and reports success without writing again, so a lost reply never turns a
-successful ``set_if`` into a Conflict, which would make ``update`` apply its function twice. A
-conditional batch of deletes and checks only has nothing to recognise itself by: if its reply is
-lost after it ran, the retry reports a Conflict although the deletes happened.
+else can have written) and reports success without writing again. When a retried conditional
+script finds its condition failing (another client wrote the key in between, or the first run
+was a delete), the driver cannot tell whether the first run applied, so it raises
+:class:`BackendUnavailable` (outcome unknown), never :class:`Conflict`: a Conflict would make
+``update`` apply its function a second time. One case stays open: a create whose first run
+applied, then someone else deleted the key before the retry, is applied a second time.
 
 asyncio only: ``redis.asyncio`` does not run under trio.
 """
@@ -57,6 +59,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import hashlib
 import inspect
 import logging
@@ -67,7 +70,13 @@ from kvstore.conditional import LEGACY_VERSION, Action, AnyVersion, Change, Vers
 from kvstore.driver import BaseDriver, conflict
 from kvstore.drivers._extras import missing_extra
 from kvstore.drivers._settings import settle, timeout_seconds, whole_number
-from kvstore.errors import BackendError, BackendUnavailable, ConfigurationError, InvalidKey
+from kvstore.errors import (
+    BackendError,
+    BackendUnavailable,
+    ConfigurationError,
+    Conflict,
+    InvalidKey,
+)
 from kvstore.keys import prefix_successor, validate_key
 from kvstore.logs import silent_until_configured
 from kvstore.urls import ParsedURL, boolean, parse_url, positive_float, positive_int, take_options
@@ -100,9 +109,41 @@ class _SilentServer(RedisError):
     """
 
 
+class _NotingRetry(Retry):
+    """redis-py's retry, noting in :data:`_RETRIED` that the running task's command failed once.
+
+    The conditional methods read the note: a retried script may have run twice (see the module
+    docstring).
+    """
+
+    async def call_with_retry(
+        self,
+        do: Callable[[], Awaitable[_T]],
+        fail: Callable[..., Any],
+        is_retryable: Callable[[Exception], bool] | None = None,
+        with_failure_count: bool = False,
+    ) -> _T:
+        """Run ``do`` as redis-py's Retry does, setting :data:`_RETRIED` on each failure."""
+
+        async def noted(*args: Any) -> Any:
+            _RETRIED.set(True)
+            return await fail(*args)
+
+        return await super().call_with_retry(do, noted, is_retryable, with_failure_count)
+
+
+# Set (in the running task's context) when a command failed and redis-py sent it again.
+_RETRIED: contextvars.ContextVar[bool] = contextvars.ContextVar("_RETRIED", default=False)
+
+class _LostReply(RedisError):
+    """A retried conditional script found its condition failing: its outcome is unknown."""
+
+
 # Everything a redis-py call can raise; _translate turns each into a kvstore error.
 _FAILURES = (RedisError, OSError, TimeoutError)
-_UNREACHABLE = (RedisConnectionError, RedisTimeoutError, _SilentServer, OSError, TimeoutError)
+_UNREACHABLE = (
+    RedisConnectionError, RedisTimeoutError, _SilentServer, _LostReply, OSError, TimeoutError
+)
 
 # Keys fetched per ZRANGEBYLEX page while scanning or clearing: bounds memory per round trip.
 SCAN_PAGE = 1000
@@ -362,7 +403,7 @@ class RedisDriver(BaseDriver):
             "socket_timeout": self._operation_timeout,
             "socket_connect_timeout": self._connect_timeout,
             # A stale pooled connection (server restarted) is retried on a fresh one.
-            "retry": Retry(ExponentialBackoff(cap=0.25, base=0.02), attempts),
+            "retry": _NotingRetry(ExponentialBackoff(cap=0.25, base=0.02), attempts),
             "client_name": name,
             "redis_connect_func": self._handshake,
             **self._native_options(connection_class, options, redis_options, where),
@@ -529,7 +570,8 @@ class RedisDriver(BaseDriver):
         """Check every condition, then apply every change, in one atomic script call.
 
         Raises :class:`Conflict` naming every key whose condition failed; then nothing was
-        written.
+        written. :class:`BackendUnavailable` when the outcome is unknown (a lost reply, see the
+        module docstring).
         """
         if not changes:
             self.ensure_open()
@@ -548,9 +590,9 @@ class RedisDriver(BaseDriver):
                 versions.append(None)
             args += (_CHANGE_CODES[change.action], change.key, _condition(change.expected), value,
                      stamp)
-        failed = await self._call(lambda client: self._script(client, _COMMIT_SHA, *args))
+        failed = await self._conditional(_COMMIT_SHA, *args)
         if failed:
-            raise conflict([key.decode("utf-8") for key in failed])
+            raise self._refused([key.decode("utf-8") for key in failed])
         return versions
 
     async def set_if(self, key: str, value: bytes, expected: int | None) -> int:
@@ -559,22 +601,33 @@ class RedisDriver(BaseDriver):
         Returns the new version; raises :class:`Conflict`, writing nothing, otherwise.
         """
         version = new_version()
-        condition = _condition(expected)
-        written = await self._call(
-            lambda client: self._script(client, _SET_IF_SHA, key, value, condition, str(version))
-        )
-        if not written:
-            raise conflict([key])
+        if not await self._conditional(_SET_IF_SHA, key, value, _condition(expected),
+                                       str(version)):
+            raise self._refused([key])
         return version
 
     async def delete_if(self, key: str, expected: int) -> None:
         """Delete ``key`` only if it is at version ``expected``; one script call."""
-        condition = _condition(expected)
-        deleted = await self._call(
-            lambda client: self._script(client, _DELETE_IF_SHA, key, condition)
-        )
-        if not deleted:
-            raise conflict([key])
+        if not await self._conditional(_DELETE_IF_SHA, key, _condition(expected)):
+            raise self._refused([key])
+
+    async def _conditional(self, sha: str, *args: Any) -> Any:
+        """Run a conditional script; :meth:`_refused` then knows whether it was sent twice."""
+        _RETRIED.set(False)
+        return await self._call(lambda client: self._script(client, sha, *args))
+
+    def _refused(self, keys: list[str]) -> Conflict | BackendError:
+        """The error for a conditional script that found conditions failing on ``keys``.
+
+        A :class:`Conflict`, unless redis-py sent the script twice: then the first run may have
+        applied it, and the outcome is unknown (see the module docstring).
+        """
+        if not _RETRIED.get():
+            return conflict(keys)
+        return self._translate(_LostReply(
+            "the connection dropped while a conditional write ran, and the retry found its "
+            "condition failing: it may or may not have been applied"
+        ))
 
     async def keys(self, prefix: str = "") -> AsyncIterator[str]:
         """Yield the keys starting with ``prefix`` in order, ``SCAN_PAGE`` per round trip."""

@@ -17,10 +17,12 @@ from typing import Any
 import anyio
 import pytest
 import redis
+import redis.asyncio as aioredis
 from hypothesis import given, settings
 
 from kvstore import create_storage
 from kvstore.conditional import LEGACY_VERSION, Change, Versioned
+from kvstore.drivers import redis as redis_module
 from kvstore.drivers.redis import RedisDriver, from_url, redis_driver
 from kvstore.errors import BackendError, BackendUnavailable, ConfigurationError, Conflict
 from kvstore.storage import Storage
@@ -800,6 +802,88 @@ async def test_a_retried_conditional_write_is_recognised_not_reported_as_a_confl
         assert await storage.get_many(["new", "other"]) == [None, 4]
     assert [first == second for first, second, _ in replays] == [True] * len(replays)
     assert [unchanged for _, _, unchanged in replays] == [True] * len(replays)
+
+
+# The digests of the scripts that write conditionally (set_if, delete_if, commit).
+_CONDITIONAL_WRITES = {redis_module._SET_IF_SHA, redis_module._DELETE_IF_SHA,
+                       redis_module._COMMIT_SHA}
+
+
+def _plus_one(value: Any) -> int:
+    return int(value or 0) + 1
+
+
+class _LoseReplies:
+    """Makes redis-py lose the reply to the next conditional write after the server ran it.
+
+    The connection then fails as a dropped one does, and redis-py sends the script again on a
+    fresh connection (the driver's one retry). ``between`` runs in the gap, as another client.
+    """
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.armed = False
+        self.between: Callable[[], Awaitable[object]] | None = None
+        # redis-py's private step that sends one command and reads its reply (untyped).
+        original: Callable[..., Awaitable[Any]] = aioredis.Redis._send_command_parse_response
+
+        async def patched(client: Any, conn: Any, command_name: str, *args: Any,
+                          **options: Any) -> Any:
+            reply = await original(client, conn, command_name, *args, **options)
+            # args repeat the command name: the digest comes second.
+            if self.armed and command_name == "EVALSHA" and args[1] in _CONDITIONAL_WRITES:
+                self.armed = False
+                if self.between is not None:
+                    await self.between()
+                raise redis.ConnectionError("reply lost (test)")
+            return reply
+
+        monkeypatch.setattr(aioredis.Redis, "_send_command_parse_response", patched)
+
+    def arm(self, between: Callable[[], Awaitable[object]] | None = None) -> None:
+        self.armed, self.between = True, between
+
+
+@pytest.mark.anyio
+async def test_a_lost_reply_never_turns_into_a_conflict_or_a_second_update(
+    monkeypatch: pytest.MonkeyPatch, helper_bases: Callable[[str], str]
+) -> None:
+    base = helper_bases("lost")
+    lose = _LoseReplies(monkeypatch)
+    async with Storage(redis_driver(REDIS_URL, base=base)) as storage, Storage(
+        redis_driver(REDIS_URL, base=base)
+    ) as other:
+        # Nobody writes in between: the retry recognises its own first run and succeeds.
+        lose.arm()
+        created = await storage.create("k", 1)
+        lose.arm()
+        replaced = await storage.replace("k", 2, created)
+        lose.arm()
+        (committed, _) = await storage.commit([Change.replace("k", 3, replaced),
+                                               Change.create("j", 1)])
+        assert committed is not None
+        assert await storage.get_versioned("k") == Versioned(3, committed)
+        lose.arm()
+        assert await storage.update("counter", _plus_one) == 1
+        assert await storage.get("counter") == 1
+
+        # Another client updates the key in the gap: the retry finds the condition failing and
+        # cannot know whether the first run applied. Not a Conflict (update would then apply
+        # its function again): the outcome is unknown.
+        async def increment_elsewhere() -> None:
+            await other.update("counter", _plus_one)
+
+        lose.arm(increment_elsewhere)
+        with pytest.raises(BackendUnavailable, match="may or may not"):
+            await storage.update("counter", _plus_one)
+        # Ours ran once, then theirs: never twice.
+        assert await storage.get("counter") == 3
+        current = await storage.get_versioned("j")
+        assert current is not None
+        lose.arm()
+        with pytest.raises(BackendUnavailable, match="may or may not"):
+            await storage.delete_if("j", current.version)
+        assert await storage.get("j") is None
+    assert not lose.armed
 
 
 @pytest.mark.anyio

@@ -135,6 +135,7 @@ class _NotingRetry(Retry):
 # Set (in the running task's context) when a command failed and redis-py sent it again.
 _RETRIED: contextvars.ContextVar[bool] = contextvars.ContextVar("_RETRIED", default=False)
 
+
 class _LostReply(RedisError):
     """A retried conditional script found its condition failing: its outcome is unknown."""
 
@@ -590,9 +591,9 @@ class RedisDriver(BaseDriver):
                 versions.append(None)
             args += (_CHANGE_CODES[change.action], change.key, _condition(change.expected), value,
                      stamp)
-        failed = await self._conditional(_COMMIT_SHA, *args)
+        failed, retried = await self._conditional(_COMMIT_SHA, *args)
         if failed:
-            raise self._refused([key.decode("utf-8") for key in failed])
+            raise self._refused([key.decode("utf-8") for key in failed], retried)
         return versions
 
     async def set_if(self, key: str, value: bytes, expected: int | None) -> int:
@@ -601,28 +602,35 @@ class RedisDriver(BaseDriver):
         Returns the new version; raises :class:`Conflict`, writing nothing, otherwise.
         """
         version = new_version()
-        if not await self._conditional(_SET_IF_SHA, key, value, _condition(expected),
-                                       str(version)):
-            raise self._refused([key])
+        written, retried = await self._conditional(
+            _SET_IF_SHA, key, value, _condition(expected), str(version)
+        )
+        if not written:
+            raise self._refused([key], retried)
         return version
 
     async def delete_if(self, key: str, expected: int) -> None:
         """Delete ``key`` only if it is at version ``expected``; one script call."""
-        if not await self._conditional(_DELETE_IF_SHA, key, _condition(expected)):
-            raise self._refused([key])
+        deleted, retried = await self._conditional(_DELETE_IF_SHA, key, _condition(expected))
+        if not deleted:
+            raise self._refused([key], retried)
 
-    async def _conditional(self, sha: str, *args: Any) -> Any:
-        """Run a conditional script; :meth:`_refused` then knows whether it was sent twice."""
-        _RETRIED.set(False)
-        return await self._call(lambda client: self._script(client, sha, *args))
+    async def _conditional(self, sha: str, *args: Any) -> tuple[Any, bool]:
+        """Run a conditional script; return its reply and whether redis-py sent it twice."""
+        token = _RETRIED.set(False)
+        try:
+            reply = await self._call(lambda client: self._script(client, sha, *args))
+            return reply, _RETRIED.get()
+        finally:
+            _RETRIED.reset(token)
 
-    def _refused(self, keys: list[str]) -> Conflict | BackendError:
+    def _refused(self, keys: list[str], retried: bool) -> Conflict | BackendError:
         """The error for a conditional script that found conditions failing on ``keys``.
 
-        A :class:`Conflict`, unless redis-py sent the script twice: then the first run may have
-        applied it, and the outcome is unknown (see the module docstring).
+        A :class:`Conflict`, unless redis-py sent the script twice (``retried``): then the first
+        run may have applied it, and the outcome is unknown (see the module docstring).
         """
-        if not _RETRIED.get():
+        if not retried:
             return conflict(keys)
         return self._translate(_LostReply(
             "the connection dropped while a conditional write ran, and the retry found its "

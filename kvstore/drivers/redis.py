@@ -109,30 +109,22 @@ class _SilentServer(RedisError):
     """
 
 
-class _NotingRetry(Retry):
-    """redis-py's retry, noting in :data:`_RETRIED` that the running task's command failed once.
+class _NotingBackoff(ExponentialBackoff):
+    """redis-py's exponential backoff, noting in :data:`_RETRIED` that a command will be resent.
 
-    The conditional methods read the note: a retried script may have run twice (see the module
+    redis-py's Retry asks its backoff for a delay only when a command failed and is about to be
+    sent again, in the task that sent it; so the note costs nothing on the path without failures.
+    The conditional methods read it: a resent script may have run twice (see the module
     docstring).
     """
 
-    async def call_with_retry(
-        self,
-        do: Callable[[], Awaitable[_T]],
-        fail: Callable[..., Any],
-        is_retryable: Callable[[Exception], bool] | None = None,
-        with_failure_count: bool = False,
-    ) -> _T:
-        """Run ``do`` as redis-py's Retry does, setting :data:`_RETRIED` on each failure."""
-
-        async def noted(*args: Any) -> Any:
-            _RETRIED.set(True)
-            return await fail(*args)
-
-        return await super().call_with_retry(do, noted, is_retryable, with_failure_count)
+    def compute(self, failures: int) -> float:
+        """The delay before the next attempt; notes the retry first."""
+        _RETRIED.set(True)
+        return super().compute(failures)
 
 
-# Set (in the running task's context) when a command failed and redis-py sent it again.
+# Set (in the running task's context) when a command failed and redis-py resends it.
 _RETRIED: contextvars.ContextVar[bool] = contextvars.ContextVar("_RETRIED", default=False)
 
 
@@ -406,7 +398,7 @@ class RedisDriver(BaseDriver):
             "socket_timeout": self._operation_timeout,
             "socket_connect_timeout": self._connect_timeout,
             # A stale pooled connection (server restarted) is retried on a fresh one.
-            "retry": _NotingRetry(ExponentialBackoff(cap=0.25, base=0.02), attempts),
+            "retry": Retry(_NotingBackoff(cap=0.25, base=0.02), attempts),
             "client_name": name,
             "redis_connect_func": self._handshake,
             **self._native_options(connection_class, options, redis_options, where),

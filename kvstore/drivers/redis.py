@@ -1,21 +1,37 @@
-"""The Redis driver: one hash of values and one sorted set of keys per base, on ``redis.asyncio``.
+"""The Redis driver: a hash of values, a sorted set of keys and a hash of versions per base.
 
-Key layout. A storage with base ``B`` owns exactly two Redis keys: the hash ``B:kv`` (field =
-key, value = bytes) and the sorted set ``B:keys`` (member = key, every score 0), the ordered
-index. Members with equal scores sort by their bytes, and UTF-8 byte order is code point order,
-so ``ZRANGEBYLEX [P (succ(P)`` pages through exactly the keys starting with ``P`` in key order,
-at a cost that grows with the matches, not with the size of the base or of the database.
+Key layout. A storage with base ``B`` owns exactly three Redis keys: the hash ``B:kv`` (field =
+key, value = bytes), the sorted set ``B:keys`` (member = key, every score 0), the ordered index,
+and the hash ``B:ver`` (field = key, value = the key's version as a decimal string, see
+:mod:`kvstore.conditional`). Members with equal scores sort by their bytes, and UTF-8 byte order
+is code point order, so ``ZRANGEBYLEX [P (succ(P)`` pages through exactly the keys starting with
+``P`` in key order, at a cost that grows with the matches, not with the size of the base or of
+the database.
 
-Tenants never meet: two bases map to four different Redis keys, because ``X:kv == Y:kv`` only
-when ``X == Y`` and a name ending in ``:kv`` never equals one ending in ``:keys``. The bases
-``app``, ``app2`` and ``app:x`` therefore share nothing, and no key character can reach outside
-its base: keys are hash fields and set members, never parts of a Redis key name or a pattern.
+Versions, and the upgrade from the two-key layout. A key in ``B:kv`` with no field in ``B:ver``
+is at :data:`~kvstore.conditional.LEGACY_VERSION` (0): that is how a base written before
+versions existed reads, so it needs no migration step at all, and the first write of each key
+gives it a version. Versions are drawn in Python (:func:`~kvstore.conditional.new_version`) and
+reach the scripts as decimal strings, which the scripts compare as strings: Lua numbers are
+doubles, and a string never loses a digit. Whether a key exists is always decided by ``B:kv``,
+so a stray field in ``B:ver`` (left by a process still running the two-key driver, which deletes
+without touching it) never makes an absent key look present. Such a process must not write a
+base whose users rely on conditional writes: its writes leave a key's version unchanged. A later
+per-key field (expiry) becomes a fourth key ``B:<suffix>`` on the same pattern.
 
-Every write runs a small Lua script: one round trip, atomic, so the hash and the index never
-disagree and ``set_many`` / ``delete_many`` are all or nothing (as with MULTI/EXEC, no client
-ever sees half a batch, and the scripts refuse to start when a foreign value of the wrong type
-sits at ``B:kv`` or ``B:keys``, the one thing that could make a command fail half-way, as Redis
-has no rollback).
+Tenants never meet: two bases map to six different Redis keys, because ``X:kv == Y:kv`` only
+when ``X == Y`` (likewise for the other two suffixes), and names with different suffixes never
+meet: ``:kv``, ``:keys`` and ``:ver`` end in three different characters. The bases ``app``,
+``app2``, ``app:x`` and ``app:ver`` therefore share nothing, and no key character can reach
+outside its base: keys are hash fields and set members, never parts of a Redis key name or a
+pattern.
+
+Every write runs a small Lua script: one round trip, atomic, so values, index and versions never
+disagree and ``set_many`` / ``delete_many`` / ``commit`` are all or nothing (as with MULTI/EXEC,
+no client ever sees half a batch; a foreign value of the wrong type at ``B:kv``, ``B:keys`` or
+``B:ver``, the one thing that could make a command fail half-way, as Redis has no rollback,
+fails a script before its first write). A conditional script checks every condition before
+its first write, so a failed one writes nothing and returns the failing keys.
 
 Waiting is bounded. Each operation (the wait for a pooled connection, the command, and the one
 retry on a fresh connection after a dropped one) runs under one deadline, ``operation_timeout``;
@@ -26,6 +42,16 @@ accepts connections and never answers (stopped with SIGSTOP) is therefore report
 whose command was interrupted, so a timed-out operation never leaves a reply behind for the next
 one to read.
 
+The retry after a dropped connection may run a script the server had already run (the reply was
+lost, not the command). Unconditional writes are idempotent. A conditional script that writes
+recognises its own earlier run by the fresh version it brings (a random 52-bit number nobody
+else can have written) and reports success without writing again. When a retried conditional
+script finds its condition failing (another client wrote the key in between, or the first run
+was a delete), the driver cannot tell whether the first run applied, so it raises
+:class:`BackendUnavailable` (outcome unknown), never :class:`Conflict`: a Conflict would make
+``update`` apply its function a second time. One case stays open: a create whose first run
+applied, then someone else deleted the key before the retry, is applied a second time.
+
 asyncio only: ``redis.asyncio`` does not run under trio.
 """
 
@@ -33,16 +59,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import hashlib
 import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar, cast
 
-from kvstore.driver import BaseDriver
+from kvstore.conditional import LEGACY_VERSION, Action, AnyVersion, Change, Versioned, new_version
+from kvstore.driver import BaseDriver, conflict
 from kvstore.drivers._extras import missing_extra
 from kvstore.drivers._settings import settle, timeout_seconds, whole_number
-from kvstore.errors import BackendError, BackendUnavailable, ConfigurationError, InvalidKey
+from kvstore.errors import (
+    BackendError,
+    BackendUnavailable,
+    ConfigurationError,
+    Conflict,
+    InvalidKey,
+)
 from kvstore.keys import prefix_successor, validate_key
 from kvstore.logs import silent_until_configured
 from kvstore.urls import ParsedURL, boolean, parse_url, positive_float, positive_int, take_options
@@ -75,9 +109,34 @@ class _SilentServer(RedisError):
     """
 
 
+class _NotingBackoff(ExponentialBackoff):
+    """redis-py's exponential backoff, noting in :data:`_RETRIED` that a command will be resent.
+
+    redis-py's Retry asks its backoff for a delay only when a command failed and is about to be
+    sent again, in the task that sent it; so the note costs nothing on the path without failures.
+    The conditional methods read it: a resent script may have run twice (see the module
+    docstring).
+    """
+
+    def compute(self, failures: int) -> float:
+        """The delay before the next attempt; notes the retry first."""
+        _RETRIED.set(True)
+        return super().compute(failures)
+
+
+# Set (in the running task's context) when a command failed and redis-py resends it.
+_RETRIED: contextvars.ContextVar[bool] = contextvars.ContextVar("_RETRIED", default=False)
+
+
+class _LostReply(RedisError):
+    """A retried conditional script found its condition failing: its outcome is unknown."""
+
+
 # Everything a redis-py call can raise; _translate turns each into a kvstore error.
 _FAILURES = (RedisError, OSError, TimeoutError)
-_UNREACHABLE = (RedisConnectionError, RedisTimeoutError, _SilentServer, OSError, TimeoutError)
+_UNREACHABLE = (
+    RedisConnectionError, RedisTimeoutError, _SilentServer, _LostReply, OSError, TimeoutError
+)
 
 # Keys fetched per ZRANGEBYLEX page while scanning or clearing: bounds memory per round trip.
 SCAN_PAGE = 1000
@@ -93,36 +152,47 @@ DEFAULT_CONNECT_TIMEOUT = 5.0
 DEFAULT_OPERATION_TIMEOUT = 10.0
 SCHEMES = ("redis", "rediss")
 
-# Each write script first checks that the base's two keys hold what this driver put there: a
-# command failing half-way through a script is not rolled back, and a foreign value of another
-# type at either key is the one thing that could make one fail after another had written.
+# Each write script first checks that the base's index and versions hold what this driver put
+# there: a command failing half-way through a script is not rolled back, and a foreign value of
+# another type at one of them is the one thing that could make one fail after another had
+# written. The values hash needs no look: every script reaches it before its first write (its
+# first write goes there), and a command refused for a wrong type changes nothing, so a foreign
+# value there fails the script cleanly. Two TYPE calls, as before versions, not three: they are
+# a good part of what a single-key script costs the server.
+# KEYS are always the values hash, the index and the versions hash, in that order.
 _GUARD = """
 local function kind(key) return redis.call('TYPE', key)['ok'] end
-local h, z = kind(KEYS[1]), kind(KEYS[2])
-if (h ~= 'hash' and h ~= 'none') or (z ~= 'zset' and z ~= 'none') then
-  return redis.error_reply('WRONGTYPE ' .. KEYS[1] .. ' or ' .. KEYS[2] .. ' holds foreign data')
+local z, v = kind(KEYS[2]), kind(KEYS[3])
+if (z ~= 'zset' and z ~= 'none') or (v ~= 'hash' and v ~= 'none') then
+  return redis.error_reply('WRONGTYPE ' .. KEYS[2] .. ' or ' .. KEYS[3] .. ' holds foreign data')
 end
 """
+# ARGV: key, value, version.
 _SET_SCRIPT = _GUARD + (
-    "redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) redis.call('ZADD', KEYS[2], 0, ARGV[1])"
+    "redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) redis.call('ZADD', KEYS[2], 0, ARGV[1]) "
+    "redis.call('HSET', KEYS[3], ARGV[1], ARGV[3])"
 )
 _DELETE_SCRIPT = _GUARD + (
-    "redis.call('HDEL', KEYS[1], ARGV[1]) redis.call('ZREM', KEYS[2], ARGV[1])"
+    "redis.call('HDEL', KEYS[1], ARGV[1]) redis.call('ZREM', KEYS[2], ARGV[1]) "
+    "redis.call('HDEL', KEYS[3], ARGV[1])"
 )
-# Batches: ARGV holds key, value, key, value... (or just keys); one script call is atomic and
-# sends each key once, where MULTI HSET ZADD would send it twice. unpack() is limited by Lua's
-# C stack (about 8000 values), hence the steps.
+# Batches: ARGV holds key, value, key, value... then one version per pair (or just keys); one
+# script call is atomic and sends each key once, where MULTI HSET ZADD HSET would send it three
+# times. unpack() is limited by Lua's C stack (about 8000 values), hence the steps.
 _SET_MANY_SCRIPT = _GUARD + """
-local n = #ARGV
-for first = 1, n, 4000 do
-  local last = math.min(first + 3999, n)
+local pairs_end = #ARGV / 3 * 2
+for first = 1, pairs_end, 4000 do
+  local last = math.min(first + 3999, pairs_end)
   redis.call('HSET', KEYS[1], unpack(ARGV, first, last))
-  local members = {}
+  local members, versions = {}, {}
   for i = first, last, 2 do
     members[#members + 1] = 0
     members[#members + 1] = ARGV[i]
+    versions[#versions + 1] = ARGV[i]
+    versions[#versions + 1] = ARGV[pairs_end + (i + 1) / 2]
   end
   redis.call('ZADD', KEYS[2], unpack(members))
+  redis.call('HSET', KEYS[3], unpack(versions))
 end
 """
 _DELETE_MANY_SCRIPT = _GUARD + """
@@ -131,6 +201,7 @@ for first = 1, n, 4000 do
   local last = math.min(first + 3999, n)
   redis.call('HDEL', KEYS[1], unpack(ARGV, first, last))
   redis.call('ZREM', KEYS[2], unpack(ARGV, first, last))
+  redis.call('HDEL', KEYS[3], unpack(ARGV, first, last))
 end
 """
 # Deletes one page of a prefix atomically and returns how many keys it removed.
@@ -139,8 +210,82 @@ local found = redis.call('ZRANGEBYLEX', KEYS[2], ARGV[1], ARGV[2], 'LIMIT', 0, t
 if #found > 0 then
   redis.call('HDEL', KEYS[1], unpack(found))
   redis.call('ZREM', KEYS[2], unpack(found))
+  redis.call('HDEL', KEYS[3], unpack(found))
 end
 return #found
+"""
+# Value and version of ARGV[1] at one instant; a value without a version field is at version 0.
+# Reads only, so it needs no guard: a foreign type makes HGET fail before anything happened.
+_GET_VERSIONED_SCRIPT = """
+return {redis.call('HGET', KEYS[1], ARGV[1]), redis.call('HGET', KEYS[3], ARGV[1])}
+"""
+# The version of key ``k`` as the conditions see it: false when absent (decided by the values
+# hash alone, see the module docstring), '0' for a value written before versions existed.
+# Conditions arrive as strings: '' means "must be absent", '*' "no condition", anything else
+# is a decimal version, compared as a string.
+_CURRENT = """
+local function current(k, stamp)
+  if redis.call('HEXISTS', KEYS[1], k) == 0 then return false end
+  return stamp or '0'
+end
+local function wanted(expected)
+  if expected == '' then return false end
+  return expected
+end
+"""
+# ARGV: key, value, expected, new version. Returns 1 if written, 0 if the condition failed.
+# A key already at the new version means this very call ran before and redis-py retried it after
+# losing the reply (see the module docstring): success, without writing again.
+_SET_IF_SCRIPT = _GUARD + _CURRENT + """
+local key, new = ARGV[1], ARGV[4]
+local stamp = redis.call('HGET', KEYS[3], key)
+if stamp == new then return 1 end
+if current(key, stamp) ~= wanted(ARGV[3]) then return 0 end
+redis.call('HSET', KEYS[1], key, ARGV[2])
+redis.call('ZADD', KEYS[2], 0, key)
+redis.call('HSET', KEYS[3], key, new)
+return 1
+"""
+# ARGV: key, expected. Returns 1 if deleted, 0 if the condition failed.
+_DELETE_IF_SCRIPT = _GUARD + _CURRENT + """
+local key = ARGV[1]
+if current(key, redis.call('HGET', KEYS[3], key)) ~= wanted(ARGV[2]) then return 0 end
+redis.call('HDEL', KEYS[1], key)
+redis.call('ZREM', KEYS[2], key)
+redis.call('HDEL', KEYS[3], key)
+return 1
+"""
+# ARGV: five per change: action ('w' write, 'd' delete, 'c' check), key, expected (as above),
+# value ('' unless a write), new version ('' unless a write). Every condition is checked before
+# the first write; returns the keys whose condition failed (then nothing was written), else an
+# empty list. A write key already at its new version means the batch ran before (see set_if).
+_COMMIT_SCRIPT = _GUARD + _CURRENT + """
+local n = #ARGV
+local failed = {}
+for i = 1, n, 5 do
+  local action, key, expected = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  if action == 'w' or expected ~= '*' then
+    local stamp = redis.call('HGET', KEYS[3], key)
+    if action == 'w' and stamp == ARGV[i + 4] then return {} end
+    if expected ~= '*' and current(key, stamp) ~= wanted(expected) then
+      failed[#failed + 1] = key
+    end
+  end
+end
+if #failed > 0 then return failed end
+for i = 1, n, 5 do
+  local action, key = ARGV[i], ARGV[i + 1]
+  if action == 'w' then
+    redis.call('HSET', KEYS[1], key, ARGV[i + 3])
+    redis.call('ZADD', KEYS[2], 0, key)
+    redis.call('HSET', KEYS[3], key, ARGV[i + 4])
+  elseif action == 'd' then
+    redis.call('HDEL', KEYS[1], key)
+    redis.call('ZREM', KEYS[2], key)
+    redis.call('HDEL', KEYS[3], key)
+  end
+end
+return failed
 """
 
 
@@ -148,20 +293,26 @@ def _sha1(script: str) -> str:
     return hashlib.sha1(script.encode(), usedforsecurity=False).hexdigest()
 
 
-_SET_SHA, _DELETE_SHA, _SET_MANY_SHA, _DELETE_MANY_SHA, _CLEAR_SHA = (
-    _sha1(script)
-    for script in (
-        _SET_SCRIPT, _DELETE_SCRIPT, _SET_MANY_SCRIPT, _DELETE_MANY_SCRIPT, _CLEAR_PAGE_SCRIPT
-    )
-)
 # By digest, to load a script the server does not know yet (first use, or after a restart).
 _SCRIPTS = {
-    _SET_SHA: _SET_SCRIPT,
-    _DELETE_SHA: _DELETE_SCRIPT,
-    _SET_MANY_SHA: _SET_MANY_SCRIPT,
-    _DELETE_MANY_SHA: _DELETE_MANY_SCRIPT,
-    _CLEAR_SHA: _CLEAR_PAGE_SCRIPT,
+    _sha1(script): script
+    for script in (
+        _SET_SCRIPT, _DELETE_SCRIPT, _SET_MANY_SCRIPT, _DELETE_MANY_SCRIPT, _CLEAR_PAGE_SCRIPT,
+        _GET_VERSIONED_SCRIPT, _SET_IF_SCRIPT, _DELETE_IF_SCRIPT, _COMMIT_SCRIPT,
+    )
 }
+_SET_SHA = _sha1(_SET_SCRIPT)
+_DELETE_SHA = _sha1(_DELETE_SCRIPT)
+_SET_MANY_SHA = _sha1(_SET_MANY_SCRIPT)
+_DELETE_MANY_SHA = _sha1(_DELETE_MANY_SCRIPT)
+_CLEAR_SHA = _sha1(_CLEAR_PAGE_SCRIPT)
+_GET_VERSIONED_SHA = _sha1(_GET_VERSIONED_SCRIPT)
+_SET_IF_SHA = _sha1(_SET_IF_SCRIPT)
+_DELETE_IF_SHA = _sha1(_DELETE_IF_SCRIPT)
+_COMMIT_SHA = _sha1(_COMMIT_SCRIPT)
+# The condition of a Change as the scripts read it.
+_ABSENT, _ANY = "", "*"
+_CHANGE_CODES = {Action.WRITE: "w", Action.DELETE: "d", Action.CHECK: "c"}
 
 
 class RedisDriver(BaseDriver):
@@ -175,6 +326,7 @@ class RedisDriver(BaseDriver):
     name = "redis"
     supports_trio = False
     atomic_batches = True
+    conditional_writes = True
 
     def __init__(
         self,
@@ -246,13 +398,14 @@ class RedisDriver(BaseDriver):
             "socket_timeout": self._operation_timeout,
             "socket_connect_timeout": self._connect_timeout,
             # A stale pooled connection (server restarted) is retried on a fresh one.
-            "retry": Retry(ExponentialBackoff(cap=0.25, base=0.02), attempts),
+            "retry": Retry(_NotingBackoff(cap=0.25, base=0.02), attempts),
             "client_name": name,
             "redis_connect_func": self._handshake,
             **self._native_options(connection_class, options, redis_options, where),
         }
         self._hash = f"{chosen_base}:kv"
         self._index = f"{chosen_base}:keys"
+        self._versions = f"{chosen_base}:ver"
         self._client: aioredis.Redis | None = None
         # redis-py's BlockingConnectionPool waits for a free connection but costs ~10 µs per
         # command; a semaphore in front of the plain pool bounds connections just as well and
@@ -376,11 +529,11 @@ class RedisDriver(BaseDriver):
     async def _script(self, client: aioredis.Redis, sha: str, *args: Any) -> Any:
         command: Callable[..., Awaitable[Any]] = client.execute_command
         try:
-            return await command("EVALSHA", sha, 2, self._hash, self._index, *args)
+            return await command("EVALSHA", sha, 3, self._hash, self._index, self._versions, *args)
         except NoScriptError:
             # First use on this server, or its script cache was emptied (restart): load it.
             await command("SCRIPT", "LOAD", _SCRIPTS[sha])
-            return await command("EVALSHA", sha, 2, self._hash, self._index, *args)
+            return await command("EVALSHA", sha, 3, self._hash, self._index, self._versions, *args)
 
     # -- primitives -------------------------------------------------------------------------
 
@@ -389,12 +542,94 @@ class RedisDriver(BaseDriver):
         return cast("bytes | None", await self._call(lambda client: client.hget(self._hash, key)))
 
     async def set(self, key: str, value: bytes) -> None:
-        """Store ``value`` under ``key``: value and index entry in one atomic script call."""
-        await self._call(lambda client: self._script(client, _SET_SHA, key, value))
+        """Store ``value`` under ``key``: value, index entry and a new version in one script."""
+        version = str(new_version())
+        await self._call(lambda client: self._script(client, _SET_SHA, key, value, version))
 
     async def delete(self, key: str) -> None:
-        """Remove ``key`` and its index entry in one atomic script call."""
+        """Remove ``key``, its index entry and its version in one atomic script call."""
         await self._call(lambda client: self._script(client, _DELETE_SHA, key))
+
+    # -- conditional writes -------------------------------------------------------------------
+
+    async def get_versioned(self, key: str) -> Versioned[bytes] | None:
+        """Return the value of ``key`` and its version, read at one instant by one script call."""
+        value, version = await self._call(
+            lambda client: self._script(client, _GET_VERSIONED_SHA, key)
+        )
+        if value is None:
+            return None
+        return Versioned(value, LEGACY_VERSION if version is None else int(version))
+
+    async def commit(self, changes: Sequence[Change[bytes]]) -> list[int | None]:
+        """Check every condition, then apply every change, in one atomic script call.
+
+        Raises :class:`Conflict` naming every key whose condition failed; then nothing was
+        written. :class:`BackendUnavailable` when the outcome is unknown (a lost reply, see the
+        module docstring).
+        """
+        if not changes:
+            self.ensure_open()
+            return []
+        args: list[str | bytes] = []
+        versions: list[int | None] = []
+        for change in changes:
+            value: bytes | str = ""
+            stamp = ""
+            if change.action is Action.WRITE:
+                version = new_version()
+                versions.append(version)
+                assert change.value is not None  # a write carries its value
+                value, stamp = change.value, str(version)
+            else:
+                versions.append(None)
+            args += (_CHANGE_CODES[change.action], change.key, _condition(change.expected), value,
+                     stamp)
+        failed, retried = await self._conditional(_COMMIT_SHA, *args)
+        if failed:
+            raise self._refused([key.decode("utf-8") for key in failed], retried)
+        return versions
+
+    async def set_if(self, key: str, value: bytes, expected: int | None) -> int:
+        """Write ``value`` only if ``key`` is at ``expected`` (``None``: absent); one script call.
+
+        Returns the new version; raises :class:`Conflict`, writing nothing, otherwise.
+        """
+        version = new_version()
+        written, retried = await self._conditional(
+            _SET_IF_SHA, key, value, _condition(expected), str(version)
+        )
+        if not written:
+            raise self._refused([key], retried)
+        return version
+
+    async def delete_if(self, key: str, expected: int) -> None:
+        """Delete ``key`` only if it is at version ``expected``; one script call."""
+        deleted, retried = await self._conditional(_DELETE_IF_SHA, key, _condition(expected))
+        if not deleted:
+            raise self._refused([key], retried)
+
+    async def _conditional(self, sha: str, *args: Any) -> tuple[Any, bool]:
+        """Run a conditional script; return its reply and whether redis-py sent it twice."""
+        token = _RETRIED.set(False)
+        try:
+            reply = await self._call(lambda client: self._script(client, sha, *args))
+            return reply, _RETRIED.get()
+        finally:
+            _RETRIED.reset(token)
+
+    def _refused(self, keys: list[str], retried: bool) -> Conflict | BackendError:
+        """The error for a conditional script that found conditions failing on ``keys``.
+
+        A :class:`Conflict`, unless redis-py sent the script twice (``retried``): then the first
+        run may have applied it, and the outcome is unknown (see the module docstring).
+        """
+        if not retried:
+            return conflict(keys)
+        return self._translate(_LostReply(
+            "the connection dropped while a conditional write ran, and the retry found its "
+            "condition failing: it may or may not have been applied"
+        ))
 
     async def keys(self, prefix: str = "") -> AsyncIterator[str]:
         """Yield the keys starting with ``prefix`` in order, ``SCAN_PAGE`` per round trip."""
@@ -454,7 +689,8 @@ class RedisDriver(BaseDriver):
             self.ensure_open()
             return
         # HSET with a repeated field keeps the last value, so pairs need no de-duplication.
-        flat = [part for pair in items for part in pair]
+        flat: list[str | bytes] = [part for pair in items for part in pair]
+        flat.extend(str(new_version()) for _ in items)
         await self._call(lambda client: self._script(client, _SET_MANY_SHA, *flat))
 
     async def delete_many(self, keys: Sequence[str]) -> None:
@@ -465,10 +701,10 @@ class RedisDriver(BaseDriver):
         await self._call(lambda client: self._script(client, _DELETE_MANY_SHA, *keys))
 
     async def clear(self, prefix: str = "") -> None:
-        """Remove every key starting with ``prefix``; ``""`` unlinks the base's two Redis keys."""
+        """Remove every key starting with ``prefix``; ``""`` unlinks the base's three Redis keys."""
         if not prefix:
             # UNLINK frees a large hash in the background instead of blocking the server.
-            await self._call(lambda client: client.unlink(self._hash, self._index))
+            await self._call(lambda client: client.unlink(self._hash, self._index, self._versions))
             return
         low, high = _lex_range(prefix)
         # Page by page, each page atomic and under its own deadline, so a huge prefix never
@@ -482,6 +718,15 @@ class RedisDriver(BaseDriver):
 
     def __repr__(self) -> str:
         return f"RedisDriver(where={self.where!r}, base={self.base!r})"
+
+
+def _condition(expected: int | AnyVersion | None) -> str:
+    """A change's condition as the scripts read it (see ``_CURRENT``)."""
+    if expected is None:
+        return _ABSENT
+    if isinstance(expected, AnyVersion):
+        return _ANY
+    return str(expected)
 
 
 def _database(text: str) -> int:

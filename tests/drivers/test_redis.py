@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
+import io
+import json
 import logging
+import os
+import subprocess
+import sys
+import tarfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
 import redis
+import redis.asyncio as aioredis
 from hypothesis import given, settings
 
 from kvstore import create_storage
+from kvstore.conditional import LEGACY_VERSION, Change, Versioned
+from kvstore.drivers import redis as redis_module
 from kvstore.drivers.redis import RedisDriver, from_url, redis_driver
-from kvstore.errors import BackendError, BackendUnavailable, ConfigurationError
+from kvstore.errors import BackendError, BackendUnavailable, ConfigurationError, Conflict
 from kvstore.storage import Storage
 from kvstore.testing import DriverConformance, DriverFactory
 from tests.support.hostile_urls import MARK, HostileURL, hostile_urls
@@ -60,7 +70,28 @@ def bases(shared_redis: redis.Redis) -> Iterator[list[str]]:
     created: list[str] = []
     yield created
     for base in created:
-        shared_redis.delete(f"{base}:kv", f"{base}:keys")
+        shared_redis.delete(*_names(base))
+
+
+def _names(base: str) -> list[str]:
+    """The Redis keys a base owns: values, index, versions."""
+    return [f"{base}:kv", f"{base}:keys", f"{base}:ver"]
+
+
+def _snapshot(client: redis.Redis, base: str) -> list[object]:
+    """Everything stored at a base's three Redis keys, whatever their types."""
+    found: list[object] = []
+    for name in _names(base):
+        kind = client.type(name)
+        if kind == b"hash":
+            found.append(client.hgetall(name))
+        elif kind == b"zset":
+            found.append(client.zrange(name, 0, -1, withscores=True))
+        elif kind == b"string":
+            found.append(client.get(name))
+        else:
+            found.append(kind)
+    return found
 
 
 class TestRedisDriver(DriverConformance):
@@ -76,7 +107,7 @@ class TestRedisDriver(DriverConformance):
 @pytest.mark.anyio
 async def test_bases_never_see_or_clear_each_other(bases: list[str]) -> None:
     root = _unique_base("iso")
-    names = [root, root + "2", root + ":x", root + ":kv", root + ":keys"]
+    names = [root, root + "2", root + ":x", root + ":kv", root + ":keys", root + ":ver"]
     bases.extend(names)
     storages = [Storage(redis_driver(REDIS_URL, base=name)) for name in names]
     try:
@@ -99,7 +130,7 @@ async def test_bases_never_see_or_clear_each_other(bases: list[str]) -> None:
 
 
 @pytest.mark.anyio
-async def test_layout_is_one_hash_and_one_index_per_base(
+async def test_layout_is_a_hash_an_index_and_a_version_hash_per_base(
     shared_redis: redis.Redis, bases: list[str]
 ) -> None:
     base = _unique_base("layout")
@@ -110,32 +141,50 @@ async def test_layout_is_one_hash_and_one_index_per_base(
         assert sorted(shared_redis.scan_iter(match=f"{base}*")) == [
             f"{base}:keys".encode(),
             f"{base}:kv".encode(),
+            f"{base}:ver".encode(),
         ]
-        # Hash and index agree, and a glob character in a prefix stays literal.
+        # Hash, index and versions agree, and a glob character in a prefix stays literal.
         assert shared_redis.hlen(f"{base}:kv") == shared_redis.zcard(f"{base}:keys") == 4
+        assert shared_redis.hlen(f"{base}:ver") == 4
         assert [key async for key in storage.keys("p*")] == ["p*"]
+        found = await storage.get_versioned("q")
+        assert found is not None
+        assert shared_redis.hget(f"{base}:ver", "q") == str(found.version).encode()
 
 
 @pytest.mark.anyio
-async def test_batches_write_nothing_when_the_index_holds_foreign_data(
-    shared_redis: redis.Redis, bases: list[str]
+@pytest.mark.parametrize("suffix", [":kv", ":keys", ":ver"])
+async def test_writes_change_nothing_when_a_key_of_the_base_holds_foreign_data(
+    shared_redis: redis.Redis, bases: list[str], suffix: str
 ) -> None:
     base = _unique_base("foreign")
     bases.append(base)
     async with Storage(redis_driver(REDIS_URL, base=base)) as storage:
-        await storage.set("kept", 1)
-        shared_redis.delete(f"{base}:keys")
-        shared_redis.set(f"{base}:keys", b"not a sorted set")
-        writes: list[Callable[[], Awaitable[None]]] = [
+        version = await storage.create("kept", 1)
+        await storage.set("other", 2)
+        before = _snapshot(shared_redis, base)
+        shared_redis.delete(base + suffix)
+        shared_redis.set(base + suffix, b"not ours")
+        before[_names(base).index(base + suffix)] = b"not ours"
+        writes: list[Callable[[], Awaitable[object]]] = [
             lambda: storage.set("new", 1),
             lambda: storage.set_many({"a": 1, "b": 2}),
             lambda: storage.delete("kept"),
             lambda: storage.delete_many(["kept"]),
+            lambda: storage.clear("k"),
+            lambda: storage.create("new", 1),
+            lambda: storage.replace("kept", 2, version),
+            lambda: storage.delete_if("kept", version),
+            lambda: storage.commit([Change.put("new", 1), Change.delete("other")]),
+            lambda: storage.commit([Change.delete("other"), Change.put("new", 1)]),
+            lambda: storage.update("kept", lambda value: 3),
         ]
         for write in writes:
-            with pytest.raises(BackendError, match="foreign"):
+            # The scripts' guard ("holds foreign data") for the index and the versions, Redis's
+            # own refusal for the values hash, which every script reaches before writing.
+            with pytest.raises(BackendError, match="WRONGTYPE"):
                 await write()
-        assert shared_redis.hkeys(f"{base}:kv") == [b"kept"]
+            assert _snapshot(shared_redis, base) == before
 
 
 @pytest.mark.parametrize("base", ["", "a\x00b", ":a", "a::b", 7])
@@ -450,3 +499,571 @@ def test_nothing_reaches_stderr_without_logging_config(private_redis: RedisInsta
     child = QuietChild(unreachable)
     assert child.phase("refused") == ["unavailable"] * 4
     assert child.finish() == ""
+
+
+# -- versions and conditional writes ----------------------------------------------------------
+
+# The commit whose driver wrote the two-key layout (B:kv and B:keys, no versions).
+PRE_VERSIONS_COMMIT = "8c0e158"
+REPO = Path(__file__).resolve().parents[2]
+COUNTER_PROCESSES = 4
+COUNTER_INCREMENTS = 50
+# Far more attempts than contention can use up, so that a run ending short of N can only mean
+# a lost update, not an exhausted retry budget.
+ATTEMPTS = 100_000
+
+
+@pytest.fixture
+def helper_bases(shared_redis: redis.Redis) -> Iterator[Callable[[str], str]]:
+    """Hands out fresh ``redis-helper-`` bases and deletes their Redis keys afterwards."""
+    created: list[str] = []
+
+    def make(label: str) -> str:
+        base = f"redis-helper-{label}-{uuid.uuid4().hex[:12]}"
+        created.append(base)
+        return base
+
+    yield make
+    for base in created:
+        shared_redis.delete(*_names(base))
+
+
+def _run_child(code: str, *args: str, pythonpath: Path, cwd: Path) -> str:
+    """Run ``code`` in a fresh interpreter that imports ``kvstore`` from ``pythonpath``."""
+    completed = subprocess.run(
+        # -P: the child's current directory must not shadow the kvstore chosen by PYTHONPATH.
+        [sys.executable, "-P", "-c", code, str(pythonpath), *args],
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": str(pythonpath)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    return completed.stdout
+
+
+# Run with the pre-versions checkout on PYTHONPATH: write (or read back) a base with its driver.
+_OLD_DRIVER_CHILD = """
+import json, sys
+import anyio
+import kvstore
+from kvstore.drivers.redis import redis_driver
+from kvstore.storage import Storage
+
+checkout, url, base, mode = sys.argv[1:]
+assert kvstore.__file__.startswith(checkout), kvstore.__file__
+assert not getattr(redis_driver(url, base=base), "conditional_writes", False)
+
+
+async def main() -> None:
+    async with Storage(redis_driver(url, base=base)) as storage:
+        if mode == "write":
+            await storage.set("solo", {"n": 1})
+            await storage.set_many({"a": 1, "b": 2, "c": 3, "d": 4})
+            await storage.delete("c")
+        else:
+            print(json.dumps({key: value async for key, value in storage.items("")}))
+
+
+anyio.run(main)
+"""
+
+
+@pytest.fixture(scope="module")
+def pre_versions_checkout(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The ``kvstore`` package as it was before versions, taken from the repository's history."""
+    target = tmp_path_factory.mktemp("pre-versions")
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", "--format=tar", PRE_VERSIONS_COMMIT, "kvstore"],
+        capture_output=True,
+        check=False,
+    )
+    if archive.returncode != 0:
+        pytest.skip(f"commit {PRE_VERSIONS_COMMIT} is not in this clone's history (shallow?)")
+    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+        tar.extractall(target, filter="data")
+    return target
+
+
+@pytest.mark.anyio
+async def test_a_base_written_by_the_pre_versions_driver_reads_at_version_0_and_upgrades(
+    shared_redis: redis.Redis,
+    helper_bases: Callable[[str], str],
+    pre_versions_checkout: Path,
+    tmp_path: Path,
+) -> None:
+    base = helper_bases("old")
+
+    def old_driver(mode: str) -> str:
+        return _run_child(
+            _OLD_DRIVER_CHILD, REDIS_URL, base, mode, pythonpath=pre_versions_checkout,
+            cwd=tmp_path,
+        )
+
+    old_driver("write")
+    assert not shared_redis.exists(f"{base}:ver")
+    async with Storage(redis_driver(REDIS_URL, base=base)) as storage:
+        assert await storage.get_versioned("solo") == Versioned({"n": 1}, LEGACY_VERSION)
+        assert await storage.get_versioned("c") is None
+        assert [key async for key in storage.keys("")] == ["a", "b", "d", "solo"]
+        # Conditions on legacy values work: version 0 is the one they are at.
+        with pytest.raises(Conflict):
+            await storage.replace("a", 10, 1)
+        with pytest.raises(Conflict):
+            await storage.create("b", 20)
+        with pytest.raises(Conflict):
+            await storage.delete_if("b", 1)
+        version = await storage.replace("a", 10, LEGACY_VERSION)
+        assert version != LEGACY_VERSION
+        assert await storage.get_versioned("a") == Versioned(10, version)
+        await storage.delete_if("b", LEGACY_VERSION)
+        assert await storage.create("c", 30) > LEGACY_VERSION
+        assert await storage.update("solo", lambda value: {"n": 2}) == {"n": 2}
+        solo = await storage.get_versioned("solo")
+        assert solo is not None
+        assert solo.version != LEGACY_VERSION
+        versions = await storage.commit([Change.check("d", LEGACY_VERSION), Change.put("e", 5)])
+        assert versions[0] is None
+        assert versions[1] not in (None, LEGACY_VERSION)
+        assert await storage.get_versioned("d") == Versioned(4, LEGACY_VERSION)
+    # Every rewritten key has a version; the one never rewritten still has none.
+    assert sorted(shared_redis.hkeys(f"{base}:ver")) == [b"a", b"c", b"e", b"solo"]
+    # And the old driver still reads everything the new one wrote.
+    assert json.loads(old_driver("read")) == {
+        "a": 10, "c": 30, "d": 4, "e": 5, "solo": {"n": 2}
+    }
+
+
+@pytest.mark.anyio
+async def test_a_replayed_pre_versions_layout_reads_at_version_0(
+    shared_redis: redis.Redis, helper_bases: Callable[[str], str]
+) -> None:
+    base = helper_bases("replayed")
+    # The pre-versions layout, exactly as the two-key driver (commit 8c0e158) wrote it: the
+    # value in the hash B:kv, the key at score 0 in the sorted set B:keys, nothing else.
+    shared_redis.hset(f"{base}:kv", "k", b'"old"')
+    shared_redis.zadd(f"{base}:keys", {"k": 0})
+    async with Storage(redis_driver(REDIS_URL, base=base)) as storage:
+        assert await storage.get_versioned_raw("k") == Versioned(b'"old"', LEGACY_VERSION)
+        version = await storage.replace_raw("k", b'"new"', LEGACY_VERSION)
+        with pytest.raises(Conflict):
+            await storage.replace_raw("k", b'"newer"', LEGACY_VERSION)
+        assert await storage.get_versioned_raw("k") == Versioned(b'"new"', version)
+        await storage.delete_if("k", version)
+    assert _snapshot(shared_redis, base) == [b"none"] * 3
+
+
+@pytest.mark.anyio
+async def test_every_write_gives_a_fresh_version_and_every_delete_removes_it(
+    shared_redis: redis.Redis, helper_bases: Callable[[str], str]
+) -> None:
+    base = helper_bases("fresh")
+    versions_of = f"{base}:ver"
+    async with Storage(redis_driver(REDIS_URL, base=base)) as storage:
+        seen: list[int] = []
+
+        async def version(key: str) -> int:
+            found = await storage.get_versioned(key)
+            assert found is not None
+            return found.version
+
+        await storage.set("a", 1)
+        seen.append(await version("a"))
+        await storage.set("a", 1)
+        seen.append(await version("a"))
+        await storage.set_many({"a": 2, "b": 2, "c": 2, "p:1": 1, "p:2": 2})
+        seen += [await version(key) for key in ("a", "b", "c")]
+        seen.append(await storage.replace("a", 3, seen[2]))
+        assert len(set(seen)) == len(seen)
+        assert LEGACY_VERSION not in seen
+        await storage.delete("a")
+        await storage.delete_many(["b"])
+        await storage.clear("p:")
+        assert shared_redis.hkeys(versions_of) == [b"c"]
+        # A key deleted and created again never comes back at a version a reader saw.
+        assert await storage.create("a", 4) not in seen
+        await storage.clear()
+    assert _snapshot(shared_redis, base) == [b"none"] * 3
+
+
+@pytest.mark.anyio
+async def test_a_conflicting_commit_writes_nothing_and_names_every_failing_key(
+    shared_redis: redis.Redis, helper_bases: Callable[[str], str]
+) -> None:
+    base = helper_bases("commit")
+    async with Storage(redis_driver(REDIS_URL, base=base)) as storage:
+        await storage.set_many({"held": 1, "gone": 2, "moved": 3, "taken": 4})
+        held = await storage.get_versioned("held")
+        moved = await storage.get_versioned("moved")
+        assert held is not None
+        assert moved is not None
+        await storage.set("moved", 30)
+        before = _snapshot(shared_redis, base)
+        batch = [
+            Change.replace("held", 10, held.version),  # holds
+            Change.delete("gone"),  # no condition
+            Change.replace("moved", 31, moved.version),  # fails: written since
+            Change.put("fresh", 5),  # no condition
+            Change.create("taken", 40),  # fails: present
+            Change.check("absent", LEGACY_VERSION),  # fails: absent
+            Change.check("nowhere", None),  # holds
+        ]
+        with pytest.raises(Conflict) as caught:
+            await storage.commit(batch)
+        assert list(caught.value.keys) == ["moved", "taken", "absent"]
+        assert _snapshot(shared_redis, base) == before
+        # Once the conditions hold, the same batch applies whole.
+        current = await storage.get_versioned("moved")
+        assert current is not None
+        batch[2] = Change.replace("moved", 31, current.version)
+        batch[4] = Change.put("taken", 40)
+        batch[5] = Change.check("absent", None)
+        versions = await storage.commit(batch)
+        assert [version is None for version in versions] == [
+            False, True, False, False, False, True, True
+        ]
+        assert await storage.get_many(["held", "gone", "moved", "fresh", "taken"]) == [
+            10, None, 31, 5, 40
+        ]
+        for key, version in (("held", versions[0]), ("moved", versions[2])):
+            assert shared_redis.hget(f"{base}:ver", key) == str(version).encode()
+        assert sorted(shared_redis.hkeys(f"{base}:ver")) == [b"fresh", b"held", b"moved",
+                                                               b"taken"]
+
+
+@pytest.mark.anyio
+async def test_large_batches_keep_one_version_per_key_and_stay_all_or_nothing(
+    shared_redis: redis.Redis, helper_bases: Callable[[str], str]
+) -> None:
+    # More keys than the scripts take in one unpack() step (2000 pairs), so steps meet.
+    count = 5000
+    base = helper_bases("large")
+    keys = [f"k{index:05d}" for index in range(count)]
+    async with Storage(redis_driver(REDIS_URL, base=base)) as storage:
+        await storage.set_many([(key, index) for index, key in enumerate(keys)])
+        stamps = shared_redis.hgetall(f"{base}:ver")
+        assert sorted(stamps) == [key.encode() for key in keys]
+        assert len(set(stamps.values())) == count
+        for index in (0, 1999, 2000, 4000, count - 1):
+            assert await storage.get_versioned(keys[index]) == Versioned(
+                index, int(stamps[keys[index].encode()])
+            )
+        before = _snapshot(shared_redis, base)
+        # One failing condition at the very end: none of the thousands of changes before it.
+        batch = [Change.put(key, -1) for key in keys]
+        batch += [Change.create(f"new{index}", 1) for index in range(count)]
+        batch.append(Change.check("missing", LEGACY_VERSION))
+        with pytest.raises(Conflict) as caught:
+            await storage.commit(batch)
+        assert list(caught.value.keys) == ["missing"]
+        assert _snapshot(shared_redis, base) == before
+        versions = await storage.commit(batch[:-1])
+        assert await storage.get_many([keys[2000], "new4999"]) == [-1, 1]
+        assert shared_redis.hget(f"{base}:ver", "new4999") == str(versions[-1]).encode()
+        assert shared_redis.hlen(f"{base}:kv") == shared_redis.hlen(f"{base}:ver") == 2 * count
+
+
+@pytest.mark.anyio
+async def test_a_retried_conditional_write_is_recognised_not_reported_as_a_conflict(
+    shared_redis: redis.Redis, helper_bases: Callable[[str], str]
+) -> None:
+    """redis-py retries a script whose reply a dropped connection lost; the script may have run.
+
+    Here every script call runs twice with the same arguments (the same new version), as that
+    retry does: the second run must report what the first did and change nothing.
+    """
+    base = helper_bases("retry")
+    driver = redis_driver(REDIS_URL, base=base)
+    script = driver._script
+    replays: list[tuple[object, object, bool]] = []
+
+    async def twice(client: Any, sha: str, *args: Any) -> Any:
+        first = await script(client, sha, *args)
+        state = _snapshot(shared_redis, base)
+        second = await script(client, sha, *args)
+        replays.append((first, second, _snapshot(shared_redis, base) == state))
+        return second
+
+    driver._script = twice  # type: ignore[method-assign]
+    async with Storage(driver) as storage:
+        await storage.set("k", 1)
+        found = await storage.get_versioned_raw("k")
+        assert found is not None
+        created = await storage.create_raw("new", b"1")
+        replaced = await storage.replace_raw("k", b"2", found.version)
+        versions = await storage.commit_raw(
+            [Change.replace("k", b"3", replaced), Change.create("other", b"4"),
+             Change.delete("new", created)]
+        )
+        assert versions[0] is not None
+        assert await storage.get_versioned_raw("k") == Versioned(b"3", versions[0])
+        assert await storage.get_many(["new", "other"]) == [None, 4]
+    assert [first == second for first, second, _ in replays] == [True] * len(replays)
+    assert [unchanged for _, _, unchanged in replays] == [True] * len(replays)
+
+
+# The digests of the scripts that write conditionally (set_if, delete_if, commit).
+_CONDITIONAL_WRITES = {redis_module._SET_IF_SHA, redis_module._DELETE_IF_SHA,
+                       redis_module._COMMIT_SHA}
+
+
+def _plus_one(value: Any) -> int:
+    return int(value or 0) + 1
+
+
+class _LoseReplies:
+    """Makes redis-py lose the reply to the next conditional write after the server ran it.
+
+    The connection then fails as a dropped one does, and redis-py sends the script again on a
+    fresh connection (the driver's one retry). ``between`` runs in the gap, as another client.
+    """
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.armed = False
+        self.between: Callable[[], Awaitable[object]] | None = None
+        # redis-py's private step that sends one command and reads its reply (untyped).
+        original: Callable[..., Awaitable[Any]] = aioredis.Redis._send_command_parse_response
+
+        async def patched(client: Any, conn: Any, command_name: str, *args: Any,
+                          **options: Any) -> Any:
+            reply = await original(client, conn, command_name, *args, **options)
+            # args repeat the command name: the digest comes second.
+            if self.armed and command_name == "EVALSHA" and args[1] in _CONDITIONAL_WRITES:
+                self.armed = False
+                if self.between is not None:
+                    await self.between()
+                raise redis.ConnectionError("reply lost (test)")
+            return reply
+
+        monkeypatch.setattr(aioredis.Redis, "_send_command_parse_response", patched)
+
+    def arm(self, between: Callable[[], Awaitable[object]] | None = None) -> None:
+        self.armed, self.between = True, between
+
+
+@pytest.mark.anyio
+async def test_a_lost_reply_never_turns_into_a_conflict_or_a_second_update(
+    monkeypatch: pytest.MonkeyPatch, helper_bases: Callable[[str], str]
+) -> None:
+    base = helper_bases("lost")
+    lose = _LoseReplies(monkeypatch)
+    async with Storage(redis_driver(REDIS_URL, base=base)) as storage, Storage(
+        redis_driver(REDIS_URL, base=base)
+    ) as other:
+        # Nobody writes in between: the retry recognises its own first run and succeeds.
+        lose.arm()
+        created = await storage.create("k", 1)
+        lose.arm()
+        replaced = await storage.replace("k", 2, created)
+        lose.arm()
+        (committed, _) = await storage.commit([Change.replace("k", 3, replaced),
+                                               Change.create("j", 1)])
+        assert committed is not None
+        assert await storage.get_versioned("k") == Versioned(3, committed)
+        lose.arm()
+        assert await storage.update("counter", _plus_one) == 1
+        assert await storage.get("counter") == 1
+
+        # Another client updates the key in the gap: the retry finds the condition failing and
+        # cannot know whether the first run applied. Not a Conflict (update would then apply
+        # its function again): the outcome is unknown.
+        async def increment_elsewhere() -> None:
+            await other.update("counter", _plus_one)
+
+        lose.arm(increment_elsewhere)
+        with pytest.raises(BackendUnavailable, match="may or may not"):
+            await storage.update("counter", _plus_one)
+        # Ours ran once, then theirs: never twice.
+        assert await storage.get("counter") == 3
+        current = await storage.get_versioned("j")
+        assert current is not None
+        lose.arm()
+        with pytest.raises(BackendUnavailable, match="may or may not"):
+            await storage.delete_if("j", current.version)
+        assert await storage.get("j") is None
+    assert not lose.armed
+
+
+@pytest.mark.anyio
+async def test_concurrent_updates_from_many_tasks_lose_nothing(
+    helper_bases: Callable[[str], str],
+) -> None:
+    base = helper_bases("tasks")
+    tasks, increments = 20, 10
+    calls = 0
+
+    def increment(value: Any) -> int:
+        nonlocal calls
+        calls += 1
+        return (value or 0) + 1
+
+    async with Storage(redis_driver(REDIS_URL, base=base)) as storage:
+
+        async def worker() -> None:
+            for _ in range(increments):
+                await storage.update("counter", increment, attempts=ATTEMPTS)
+
+        async with anyio.create_task_group() as group:
+            for _ in range(tasks):
+                group.start_soon(worker)
+        assert await storage.get("counter") == tasks * increments
+    # The tasks did race: some reads were overtaken and retried.
+    assert calls > tasks * increments
+
+
+# One process of the counter race: waits at a barrier (BLPOP) so that all start together, then
+# increments the counter and reports how many times its function ran.
+_COUNTER_CHILD = """
+import sys
+import anyio
+import redis
+from kvstore.drivers.redis import redis_driver
+from kvstore.storage import Storage
+
+url, base, count, ready, go = sys.argv[1:]
+calls = 0
+
+
+def increment(value):
+    global calls
+    calls += 1
+    return (value or 0) + 1
+
+
+async def main() -> None:
+    async with Storage(redis_driver(url, base=base)) as storage:
+        await storage.get("counter")  # connect before the barrier
+        with redis.Redis.from_url(url) as client:
+            client.rpush(ready, 1)
+            assert client.blpop([go], timeout=60) is not None, "no start signal"
+        for _ in range(int(count)):
+            await storage.update("counter", increment, attempts=100_000)
+    print(calls)
+
+
+anyio.run(main)
+"""
+
+
+def test_concurrent_updates_from_many_processes_lose_nothing(
+    shared_redis: redis.Redis, helper_bases: Callable[[str], str]
+) -> None:
+    base = helper_bases("processes")
+    ready, go = f"{base}:ready", f"{base}:go"
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", _COUNTER_CHILD, REDIS_URL, base, str(COUNTER_INCREMENTS),
+             ready, go],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(COUNTER_PROCESSES)
+    ]
+    try:
+        started = 0
+        while started < len(children):
+            # BLPOP for a second at a time, so that a child that died is reported at once.
+            if shared_redis.blpop([ready], timeout=1) is not None:
+                started += 1
+            for child in children:
+                assert child.poll() is None, child.communicate()[1]
+        shared_redis.rpush(go, *[1] * len(children))
+        outputs = [child.communicate(timeout=120) for child in children]
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+        shared_redis.delete(ready, go)
+    for child, (_out, err) in zip(children, outputs, strict=True):
+        assert child.returncode == 0, err
+    total = COUNTER_PROCESSES * COUNTER_INCREMENTS
+    stored = shared_redis.hget(f"{base}:kv", "counter")
+    assert stored is not None
+    assert json.loads(stored) == total
+    # The processes did race: some of their reads were overtaken and retried.
+    assert sum(int(out) for out, _ in outputs) > total
+
+
+@pytest.mark.anyio
+async def test_versions_stay_inside_their_base(
+    shared_redis: redis.Redis, helper_bases: Callable[[str], str]
+) -> None:
+    root = helper_bases("iso")
+    names = [root, root + ":ver", root + ":kv", root + ":keys", root + ":k", root + ":v",
+             root + "2"]
+    redis_keys = [name for base in names for name in _names(base)]
+    assert len(set(redis_keys)) == len(redis_keys)
+    storages = [Storage(redis_driver(REDIS_URL, base=name)) for name in names]
+    try:
+        versions = [await storage.create("k", index) for index, storage in enumerate(storages)]
+        assert len(set(versions)) == len(versions)
+        # Another base's version is no version here, and nothing done here shows there.
+        with pytest.raises(Conflict):
+            await storages[0].replace("k", 9, versions[1])
+        with pytest.raises(Conflict):
+            await storages[1].delete_if("k", versions[0])
+        await storages[0].commit([Change.delete("k", versions[0]), Change.create("only0", 1)])
+        await storages[2].clear()
+        for index, storage in enumerate(storages):
+            expected = None if index in (0, 2) else Versioned(index, versions[index])
+            assert await storage.get_versioned("k") == expected
+            assert await storage.get("only0") == (1 if index == 0 else None)
+    finally:
+        for storage in storages:
+            await storage.close()
+        for base in names[1:]:
+            shared_redis.delete(*_names(base))
+
+
+@pytest.mark.anyio
+async def test_versioned_operations_survive_a_flushed_script_cache(
+    private_redis: RedisInstance,
+) -> None:
+    async with Storage(redis_driver(private_redis.url, base="flushed")) as storage:
+        version = await storage.create("k", 1)
+        for step in range(4):
+            with redis.Redis(port=private_redis.port) as admin:
+                admin.script_flush()
+            if step == 0:
+                assert await storage.get_versioned("k") == Versioned(1, version)
+            elif step == 1:
+                version = await storage.replace("k", 2, version)
+            elif step == 2:
+                (committed,) = await storage.commit([Change.replace("k", 3, version)])
+                assert committed is not None
+                version = committed
+            else:
+                await storage.delete_if("k", version)
+        assert await storage.get("k") is None
+
+
+@pytest.mark.anyio
+async def test_versioned_operations_on_a_stopped_server_end_within_the_operation_timeout(
+    private_redis: RedisInstance,
+) -> None:
+    driver = redis_driver(private_redis.url, base="paused", connect_timeout=1,
+                          operation_timeout=1.5)
+    async with Storage(driver) as storage:
+        version = await storage.create("k", 1)
+        private_redis.pause()
+        try:
+            calls: list[Callable[[], Awaitable[object]]] = [
+                lambda: storage.get_versioned("k"),
+                lambda: storage.replace("k", 2, version),
+                lambda: storage.commit([Change.put("j", 1)]),
+            ]
+            for call in calls:
+                started = anyio.current_time()
+                # The first call times out on its pooled connection, later ones on a new one.
+                with pytest.raises(BackendUnavailable, match=r"operation_timeout|connect_timeout"):
+                    await call()
+                assert anyio.current_time() - started < 1.5 + LIVENESS_SLACK
+        finally:
+            private_redis.resume()
+        assert await storage.get_versioned("k") == Versioned(1, version)
+        assert await storage.update("k", lambda value: 2) == 2

@@ -19,9 +19,7 @@ from typing import Any
 
 from entities._checks import TIMESTAMP_DIGITS
 from entities.declarations import Children, Entity
-from entities.errors import ValidationError
-from entities.keys import SEQUENCE_DIGITS, decode_segment, encode_segment
-from kvstore.keys import MAX_KEY_BYTES
+from entities.keys import SEQUENCE_DIGITS, KeyBudget, decode_segment, encode_segment
 
 __all__ = ["SEQUENCE_DIGITS", "EntityLayout", "parse_child_key"]
 
@@ -31,22 +29,12 @@ MAX_SEQUENCE = 10**SEQUENCE_DIGITS - 1
 class EntityLayout:
     """Builds one entity's keys, refusing any longer than the bytes left after ``namespace``."""
 
-    __slots__ = ("_budget", "entity")
+    __slots__ = ("entity", "fit")
 
     def __init__(self, entity: Entity[Any], namespace: str = "") -> None:
         self.entity = entity
-        used = len(namespace.encode("utf-8")) + 1 if namespace else 0
-        self._budget = MAX_KEY_BYTES - used
-
-    def fit(self, key: str, what: str) -> str:
-        """Return ``key``, or raise ValidationError saying ``what`` is too long."""
-        size = len(key.encode("utf-8"))
-        if size > self._budget:
-            raise ValidationError(
-                f"{what} too long: its key would take {size} UTF-8 bytes and "
-                f"{self._budget} are available"
-            )
-        return key
+        #: Return a key, or raise ValidationError saying what is too long.
+        self.fit = KeyBudget(namespace).fit
 
     @property
     def records_prefix(self) -> str:

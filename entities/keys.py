@@ -43,7 +43,7 @@ from entities._checks import TIMESTAMP_DIGITS
 from entities.errors import ValidationError
 from kvstore.keys import MAX_KEY_BYTES
 
-__all__ = ["KeyLayout", "decode_segment", "encode_segment"]
+__all__ = ["KeyBudget", "KeyLayout", "decode_segment", "encode_segment"]
 
 _NEEDS_ESCAPE = re.compile("[%:\x00-\x1f\x7f]")
 _ESCAPE = re.compile("%([0-9A-F]{2})")
@@ -74,26 +74,36 @@ def decode_segment(segment: str) -> str:
     return _ESCAPE.sub(lambda match: chr(int(match.group(1), 16)), segment)
 
 
+class KeyBudget:
+    """The UTF-8 bytes a key may take under a storage namespace, and the check against it."""
+
+    __slots__ = ("available",)
+
+    def __init__(self, namespace: str = "") -> None:
+        used = len(namespace.encode("utf-8")) + 1 if namespace else 0
+        self.available = MAX_KEY_BYTES - used
+
+    def fit(self, key: str, what: str) -> str:
+        """Return ``key``, or raise ValidationError saying ``what`` is too long."""
+        size = len(key.encode("utf-8"))
+        if size > self.available:
+            raise ValidationError(
+                f"{what} too long: its key would take {size} UTF-8 bytes and "
+                f"{self.available} are available"
+            )
+        return key
+
+
 class KeyLayout:
     """Builds every entity key, checking it fits in the bytes left after the namespace.
 
     ``namespace`` is the storage base the keys will live under (``""`` for the root).
     """
 
-    __slots__ = ("_budget",)
+    __slots__ = ("_fit",)
 
     def __init__(self, namespace: str = "") -> None:
-        used = len(namespace.encode("utf-8")) + 1 if namespace else 0
-        self._budget = MAX_KEY_BYTES - used
-
-    def _fit(self, key: str, what: str) -> str:
-        size = len(key.encode("utf-8"))
-        if size > self._budget:
-            raise ValidationError(
-                f"{what} too long: its key would take {size} UTF-8 bytes and "
-                f"{self._budget} are available"
-            )
-        return key
+        self._fit = KeyBudget(namespace).fit
 
     def container(self, container_id: str) -> str:
         """Key of a container record."""

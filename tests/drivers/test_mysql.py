@@ -699,3 +699,36 @@ def test_concurrent_updates_from_four_processes_lose_nothing(
     assert [(key, json.loads(value)) for key, value, _ in _rows(shared_mysql, helper_table)] == [
         ("counter", 200)
     ]
+
+
+@pytest.mark.anyio
+async def test_a_conditional_write_goes_through_once_after_the_server_dropped_the_pool(
+    private_database: str, shared_mysql: pymysql.connections.Connection
+) -> None:
+    url = MYSQL_URL.rsplit("/", 1)[0] + "/" + private_database
+
+    def connections() -> list[int]:
+        with shared_mysql.cursor() as cursor:
+            cursor.execute(
+                "SELECT ID FROM information_schema.PROCESSLIST WHERE DB = %s", (private_database,)
+            )
+            return [int(row[0]) for row in cursor.fetchall()]
+
+    async with Storage(mysql_driver(url, "kv")) as storage:
+        version = await storage.create("k", 1)
+        # As wait_timeout or a restart would: the server closes the pooled connection.
+        killed = connections()
+        assert len(killed) == 1
+        with shared_mysql.cursor() as cursor:
+            cursor.execute(f"KILL CONNECTION {killed[0]}")
+        # The server ends the thread a moment after KILL returns: poll for it, bounded.
+        for _ in range(1000):
+            if not connections():
+                break
+            await anyio.sleep(0.01)
+        else:
+            pytest.fail("the killed connection never went away")
+        # A conditional write is never sent twice; it is sent on a live connection instead of
+        # failing on the dead one, and applied once (a replay would conflict with itself).
+        written = await storage.replace("k", 2, version)
+        assert await storage.get_versioned("k") == Versioned(2, written)

@@ -666,3 +666,25 @@ def test_concurrent_updates_from_four_processes_lose_nothing(
         assert process.returncode == 0, errors.decode()
     rows = admin.execute(f'SELECT key, value FROM "{helper_table}"').fetchall()
     assert [(key, json.loads(value)) for key, value in rows] == [("counter", 200)]
+
+
+@pytest.mark.anyio
+async def test_a_conditional_write_goes_through_once_after_the_server_dropped_the_pool(
+    admin: psycopg.Connection, helper_table: str
+) -> None:
+    marker = f"sqlsrv-{uuid.uuid4().hex[:10]}"
+    url = _with_options(POSTGRESQL_URL, application_name=marker)
+    async with Storage(postgresql_driver(url, table=helper_table)) as storage:
+        version = await storage.create("k", 1)
+        # As an idle-session timeout or a restart would: the pooled connection is closed
+        # (the call waits until the backend is gone).
+        ended = admin.execute(
+            "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity "
+            "WHERE application_name = %s",
+            (marker,),
+        ).fetchall()
+        assert ended == [(True,)]
+        # A conditional write is never sent twice; it is sent on a live connection instead of
+        # failing on the dead one, and applied once (a replay would conflict with itself).
+        written = await storage.replace("k", 2, version)
+        assert await storage.get_versioned("k") == Versioned(2, written)

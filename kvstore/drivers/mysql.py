@@ -19,12 +19,15 @@ wait for the other transaction first), ``UPDATE`` / ``DELETE ... WHERE key = %s 
 %s`` otherwise (InnoDB's writes read the latest committed row under a lock, whatever the
 isolation level, and the new version always changes the row, so the affected-rows count PyMySQL
 reports without ``CLIENT_FOUND_ROWS`` is 1 exactly when the condition held). A
-:meth:`~MySQLDriver.commit` is one transaction: one ``INSERT ... ON DUPLICATE KEY UPDATE`` locks
-every key of the batch in key order, inserting a placeholder row (version -1, never committed)
-for each absent key so that a concurrent writer of it waits; a locking read then takes the
-versions, and the batch either writes and deletes (placeholders included) or rolls back. No gap
-locks are relied on, so this holds under READ COMMITTED as under REPEATABLE READ. A deadlock
-the server breaks by rolling the commit back is retried.
+:meth:`~MySQLDriver.commit` is one REPEATABLE READ transaction (set for it, whatever the
+server's default): one locking read (``SELECT ... FOR UPDATE``) takes the versions of the
+batch's keys and locks them, a present key by its row and an absent one by the gap where it
+would go (InnoDB's gap lock, which keeps any other transaction from inserting it meanwhile while
+letting other readers lock the same gap); then the batch either writes and deletes or rolls
+back. A deadlock the server breaks by rolling a commit back (two creators of one key, each
+waiting for the other's gap lock) is retried from the start, where the loser finds the key.
+Placeholder rows, as the PostgreSQL driver uses, are no good here: every transaction waiting
+for one takes a gap lock when it is removed, and they then deadlock with each other in turn.
 
 PyMySQL is synchronous, so every operation is one hop to a worker thread
 (``anyio.to_thread.run_sync``) bounded by a ``CapacityLimiter`` of ``pool_size``; the worker
@@ -92,10 +95,9 @@ DEFAULT_OPERATION_TIMEOUT = 10.0
 # Columns added to the original ``(key, value)`` layout, in order, with their definitions; a
 # table lacking one gets it on first use. A later layout change appends here.
 _ADDED_COLUMNS: tuple[tuple[str, str], ...] = (("version", "BIGINT NOT NULL DEFAULT 0"),)
-# The version of a row a commit inserted to hold an absent key; it never outlives the commit.
-_PLACEHOLDER = -1
-# How often a commit is run again after the server broke a deadlock by rolling it back.
-_DEADLOCK_RETRIES = 5
+# How often a statement or commit is run again after the server broke a deadlock by rolling it
+# back (each time one of the waiters goes through, so this bounds a burst of creators).
+_DEADLOCK_RETRIES = 20
 _DUPLICATE_COLUMN = 1060
 _DUPLICATE_KEY = 1062
 _DEADLOCK = 1213
@@ -317,14 +319,6 @@ class MySQLDriver(BaseDriver):
             f"UPDATE {quoted} SET `value` = %s, `version` = %s WHERE `key` = %s AND `version` = %s"
         )
         self._sql_delete_if = f"DELETE FROM {quoted} WHERE `key` = %s AND `version` = %s"
-        # Locks a commit's keys: a present row by the duplicate-key path (which takes an
-        # exclusive row lock and, setting a column to itself, changes nothing), an absent one
-        # by inserting a placeholder. Every value is a placeholder (%s) so that PyMySQL's
-        # executemany makes it multi-row statements.
-        self._sql_lock = (
-            f"INSERT INTO {quoted} (`key`, `value`, `version`) VALUES (%s, %s, %s) "
-            "ON DUPLICATE KEY UPDATE `version` = `version`"
-        )
         self._sql_delete = f"DELETE FROM {quoted} WHERE `key` = %s"
         self._sql_table = f"{quoted}"
 
@@ -648,41 +642,40 @@ class MySQLDriver(BaseDriver):
         for key, value, _ in writes:
             self._check_size(key, value)
         keys = sorted(encoded)
-        placeholders = [(key, b"", _PLACEHOLDER) for key in keys]
         table = self._sql_table
 
         def attempt(connection: Connection) -> list[str]:
             _bound_waits(connection, deadline)
             with connection.cursor() as cursor:
                 cursor.max_stmt_length = max(1024, min(4 << 20, self._max_packet // 2))  # type: ignore[misc]
+                # The gap locks that hold absent keys are REPEATABLE READ's; this applies to
+                # the next transaction only.
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
                 connection.begin()
                 try:
-                    cursor.executemany(self._sql_lock, placeholders)
                     current: dict[bytes, int] = {}
                     for chunk in _in_chunks(keys, self._max_packet):
                         marks = ", ".join(["%s"] * len(chunk))
                         cursor.execute(
                             f"SELECT `key`, `version` FROM {table} WHERE `key` IN ({marks}) "
-                            "FOR UPDATE",
+                            "ORDER BY `key` FOR UPDATE",
                             chunk,
                         )
                         current.update((bytes(key), int(version)) for key, version in cursor)
                     failed = [
                         change.key
                         for change, key in zip(changes, encoded, strict=True)
-                        if not change.holds_for(_real(current.get(key)))
+                        if not change.holds_for(current.get(key))
                     ]
                     if failed:
                         connection.rollback()
                         return failed
                     if writes:
                         cursor.executemany(self._sql_set, writes)
-                    # Deletes, and the placeholders of absent keys that were only checked.
                     gone = sorted(
                         key
                         for change, key in zip(changes, encoded, strict=True)
                         if change.action is Action.DELETE
-                        or (change.action is Action.CHECK and current[key] == _PLACEHOLDER)
                     )
                     for chunk in _in_chunks(gone, self._max_packet):
                         marks = ", ".join(["%s"] * len(chunk))
@@ -696,13 +689,7 @@ class MySQLDriver(BaseDriver):
                     raise
 
         def work(connection: Connection) -> list[str]:
-            for retry in range(_DEADLOCK_RETRIES):
-                try:
-                    return attempt(connection)
-                except pymysql.MySQLError as error:
-                    if _error_code(error) != _DEADLOCK or retry + 1 == _DEADLOCK_RETRIES:
-                        raise
-            raise AssertionError("unreachable")  # pragma: no cover
+            return _retried_on_deadlock(lambda: attempt(connection))
 
         failed = await self._run(work, deadline, replayable=False)
         if failed:
@@ -858,15 +845,10 @@ def _in_transaction(connection: Connection, body: Callable[[], object]) -> None:
         raise
 
 
-def _real(version: int | None) -> int | None:
-    """A version read inside a commit: ``None`` for an absent key (or its placeholder)."""
-    return None if version == _PLACEHOLDER else version
-
-
 def _affected(sql: str, params: tuple[Any, ...]) -> Callable[[Connection], int]:
     """The work of one statement that tells how many rows it changed (0 on a duplicate key)."""
 
-    def work(connection: Connection) -> int:
+    def run(connection: Connection) -> int:
         with connection.cursor() as cursor:
             try:
                 return int(cursor.execute(sql, params))
@@ -876,7 +858,25 @@ def _affected(sql: str, params: tuple[Any, ...]) -> Callable[[Connection], int]:
                     return 0
                 raise
 
+    def work(connection: Connection) -> int:
+        return _retried_on_deadlock(lambda: run(connection))
+
     return work
+
+
+def _retried_on_deadlock(attempt: Callable[[], _T]) -> _T:
+    """Run ``attempt`` again when the server chose it as a deadlock's victim.
+
+    The server rolled the victim's transaction back whole, so running it again is safe; a
+    deadlock's other party goes through, so a burst of them ends.
+    """
+    for retry in range(_DEADLOCK_RETRIES):
+        try:
+            return attempt()
+        except pymysql.MySQLError as error:
+            if _error_code(error) != _DEADLOCK or retry + 1 == _DEADLOCK_RETRIES:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _peer_closed(connection: Connection) -> bool:

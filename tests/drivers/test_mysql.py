@@ -9,6 +9,7 @@ import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 
 import anyio
 import pymysql
@@ -656,15 +657,34 @@ async def test_concurrent_creators_of_one_key_exactly_one_wins(helper_table: str
 async def test_concurrent_updates_from_tasks_lose_nothing(helper_table: str) -> None:
     async with Storage(mysql_driver(MYSQL_URL, helper_table)) as storage:
 
-        async def worker() -> None:
+        async def by_commit() -> None:
+            # The same increment as a batch, with a check that holds: commits and update's
+            # single-key writes must exclude each other too.
+            while True:
+                found = await storage.get_versioned("counter")
+                change = (
+                    Change.create("counter", 1)
+                    if found is None
+                    else Change.replace("counter", cast(int, found.value) + 1, found.version)
+                )
+                try:
+                    await storage.commit([change, Change.check("absent", None)])
+                except Conflict:
+                    continue
+                return
+
+        async def worker(index: int) -> None:
             for _ in range(10):
-                # Many attempts: this checks that no increment is lost, not how few retries
-                # twenty tasks on one key need.
-                await storage.update("counter", lambda n: (n or 0) + 1, attempts=10_000)
+                if index % 2:
+                    await by_commit()
+                else:
+                    # Many attempts: this checks that no increment is lost, not how few
+                    # retries twenty tasks on one key need.
+                    await storage.update("counter", lambda n: (n or 0) + 1, attempts=10_000)
 
         async with anyio.create_task_group() as group:
-            for _ in range(20):
-                group.start_soon(worker)
+            for index in range(20):
+                group.start_soon(worker, index)
         assert await storage.get("counter") == 200
 
 

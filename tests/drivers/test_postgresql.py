@@ -9,7 +9,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import psycopg
@@ -626,13 +626,32 @@ async def test_concurrent_creators_of_one_key_exactly_one_wins(
 async def test_concurrent_updates_from_tasks_lose_nothing(helper_table: str) -> None:
     async with Storage(postgresql_driver(POSTGRESQL_URL, table=helper_table)) as storage:
 
-        async def worker() -> None:
-            for _ in range(10):
-                # Many attempts: this checks that no increment is lost, not how few retries
-                # twenty tasks on one key need.
-                await storage.update("counter", lambda n: (n or 0) + 1, attempts=10_000)
+        async def by_commit() -> None:
+            # The same increment as a batch, with a check that holds: commits and update's
+            # single-key writes must exclude each other too.
+            while True:
+                found = await storage.get_versioned("counter")
+                change = (
+                    Change.create("counter", 1)
+                    if found is None
+                    else Change.replace("counter", cast(int, found.value) + 1, found.version)
+                )
+                try:
+                    await storage.commit([change, Change.check("absent", None)])
+                except Conflict:
+                    continue
+                return
 
-        await asyncio.gather(*(worker() for _ in range(20)))
+        async def worker(index: int) -> None:
+            for _ in range(10):
+                if index % 2:
+                    await by_commit()
+                else:
+                    # Many attempts: this checks that no increment is lost, not how few
+                    # retries twenty tasks on one key need.
+                    await storage.update("counter", lambda n: (n or 0) + 1, attempts=10_000)
+
+        await asyncio.gather(*(worker(index) for index in range(20)))
         assert await storage.get("counter") == 200
 
 

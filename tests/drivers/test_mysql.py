@@ -752,3 +752,63 @@ async def test_a_conditional_write_goes_through_once_after_the_server_dropped_th
         # failing on the dead one, and applied once (a replay would conflict with itself).
         written = await storage.replace("k", 2, version)
         assert await storage.get_versioned("k") == Versioned(2, written)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("other_commits", [True, False])
+async def test_a_commit_checks_against_a_concurrent_insert_once_it_ends(
+    shared_mysql: pymysql.connections.Connection, helper_table: str, other_commits: bool
+) -> None:
+    async with Storage(mysql_driver(MYSQL_URL, helper_table)) as storage:
+        await storage.set("other", 0)
+        writer = _raw(MYSQL_URL)
+        try:
+            # Another client's transaction has inserted "k" and not ended yet.
+            writer.begin()
+            with writer.cursor() as cursor:
+                cursor.execute(
+                    f"INSERT INTO `{helper_table}` (`key`, `value`) VALUES (%s, %s)", (b"k", b"1")
+                )
+            outcome: list[BaseException | None] = []
+
+            async def run_commit() -> None:
+                try:
+                    await storage.commit([Change.check("k", None), Change.put("mine", 1)])
+                except Conflict as error:
+                    outcome.append(error)
+                else:
+                    outcome.append(None)
+
+            async with anyio.create_task_group() as group:
+                group.start_soon(run_commit)
+                # The commit must wait for that transaction, not decide on what it saw before:
+                # its locking read is seen on the server (it cannot end before the writer).
+                for _ in range(1000):
+                    with shared_mysql.cursor() as cursor:
+                        cursor.execute(
+                            "SELECT COUNT(*) FROM information_schema.PROCESSLIST "
+                            "WHERE INFO LIKE %s",
+                            (f"SELECT `key`, `version` FROM `{helper_table}` %FOR UPDATE",),
+                        )
+                        row = cursor.fetchone()
+                    if row and row[0]:
+                        break
+                    await anyio.sleep(0.01)
+                else:
+                    pytest.fail("the commit never waited for the other transaction")
+                assert outcome == []
+                if other_commits:
+                    writer.commit()
+                else:
+                    writer.rollback()
+        finally:
+            writer.close()
+        if other_commits:
+            assert len(outcome) == 1
+            assert isinstance(outcome[0], Conflict)
+            assert await storage.get("mine") is None
+        else:
+            assert outcome == [None]
+            assert await storage.get("mine") == 1
+            assert await storage.get("k") is None
+    assert ("k" in [key for key, _, _ in _rows(shared_mysql, helper_table)]) is other_commits

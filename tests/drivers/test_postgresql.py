@@ -707,3 +707,48 @@ async def test_a_conditional_write_goes_through_once_after_the_server_dropped_th
         # failing on the dead one, and applied once (a replay would conflict with itself).
         written = await storage.replace("k", 2, version)
         assert await storage.get_versioned("k") == Versioned(2, written)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("other_commits", [True, False])
+async def test_a_commit_checks_against_a_concurrent_insert_once_it_ends(
+    admin: psycopg.Connection, helper_table: str, other_commits: bool
+) -> None:
+    marker = f"sqlsrv-{uuid.uuid4().hex[:10]}"
+    url = _with_options(POSTGRESQL_URL, application_name=marker)
+    async with Storage(postgresql_driver(url, table=helper_table)) as storage:
+        await storage.set("other", 0)
+        with psycopg.connect(POSTGRESQL_URL, connect_timeout=5) as writer:
+            # Another client's transaction has inserted "k" and not ended yet.
+            writer.execute(
+                f'INSERT INTO "{helper_table}" (key, value) VALUES (%s, %s)', ("k", b"1")
+            )
+            commit = asyncio.ensure_future(
+                storage.commit([Change.check("k", None), Change.put("mine", 1)])
+            )
+            # The commit must wait for that transaction, not decide on what it saw before.
+            for _ in range(1000):
+                waiting = admin.execute(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE application_name = %s AND wait_event_type = 'Lock'",
+                    (marker,),
+                ).fetchone()
+                if waiting == (1,):
+                    break
+                await asyncio.sleep(0.01)
+            else:
+                pytest.fail("the commit never waited for the other transaction")
+            assert not commit.done()
+            if other_commits:
+                writer.commit()
+            else:
+                writer.rollback()
+        if other_commits:
+            with pytest.raises(Conflict):
+                await commit
+            assert await storage.get("mine") is None
+        else:
+            await commit
+            assert await storage.get("mine") == 1
+            assert await storage.get("k") is None
+    assert ("k" in [key for key, _, _ in _rows(admin, helper_table)]) is other_commits

@@ -8,7 +8,7 @@ as their UTF-8 bytes in a binary column, so comparison is byte comparison: ``a``
 ``a\\u0301`` are four keys (no collation, no PAD SPACE), and byte order is code point order. A
 prefix scan is the index range ``key >= P AND key < succ(P)`` read in pages with ``key > last``.
 
-Upserts use ``INSERT ... ON DUPLICATE KEY UPDATE `value` = VALUES(`value`)``: MariaDB has no
+Upserts use ``INSERT ... ON DUPLICATE KEY UPDATE `value` = VALUES(`value`), ...``: MariaDB has no
 row-alias form, and MySQL 8.0.20+ still accepts ``VALUES()`` (with a deprecation note), so this
 one form runs on both. Batches run in one transaction on one connection.
 

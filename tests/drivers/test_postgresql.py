@@ -752,3 +752,27 @@ async def test_a_commit_checks_against_a_concurrent_insert_once_it_ends(
             assert await storage.get("mine") == 1
             assert await storage.get("k") is None
     assert ("k" in [key for key, _, _ in _rows(admin, helper_table)]) is other_commits
+
+
+@pytest.mark.anyio
+async def test_every_unconditional_write_gives_a_new_version(helper_table: str) -> None:
+    async with Storage(postgresql_driver(POSTGRESQL_URL, table=helper_table)) as storage:
+        seen: set[int] = set()
+
+        async def version_of(key: str) -> int:
+            found = await storage.get_versioned(key)
+            assert found is not None
+            return found.version
+
+        for _ in range(3):
+            await storage.set("k", 1)  # the same value: still a new version
+            seen.add(await version_of("k"))
+            await storage.set_many({"k": 1, "j": 2})
+            seen.add(await version_of("k"))
+        assert len(seen) == 6
+        assert LEGACY_VERSION not in seen
+        old = await version_of("j")
+        await storage.delete("j")
+        assert await storage.get_versioned("j") is None
+        with pytest.raises(Conflict):
+            await storage.replace("j", 3, old)

@@ -12,10 +12,11 @@ nothing runs in the background.
 from __future__ import annotations
 
 import asyncio
+import select
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
-__all__ = ["Pool"]
+__all__ = ["Pool", "peer_closed"]
 
 C = TypeVar("C")
 
@@ -87,3 +88,20 @@ class Pool(Generic[C]):
         """Close the idle connections; those in use are closed as they come back."""
         self._closed = True
         await self.drop_idle()
+
+
+def peer_closed(descriptor: int) -> bool:
+    """Tell whether an idle connection's socket has something to read: the server closed it.
+
+    An idle client connection of PostgreSQL or MySQL never receives anything unasked, so
+    anything readable (end of file, or the "terminating connection" message a server sends
+    before closing) means the connection is dead. One ``poll`` call, no wait. A write that must
+    not be sent twice checks this before it is sent, since after a send its outcome on a
+    connection that then breaks is unknown and it cannot be retried.
+    """
+    poller = select.poll()
+    poller.register(descriptor, select.POLLIN | select.POLLPRI)
+    try:
+        return bool(poller.poll(0))
+    except OSError:
+        return True

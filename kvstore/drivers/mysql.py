@@ -1,14 +1,33 @@
 """The MySQL / MariaDB driver: one InnoDB table, on PyMySQL run in worker threads.
 
 Schema. ``CREATE TABLE IF NOT EXISTS <table> (`key` VARBINARY(1024) PRIMARY KEY, `value`
-LONGBLOB NOT NULL) ENGINE=InnoDB``, made once per driver on first use. Keys are stored as their
-UTF-8 bytes in a binary column, so comparison is byte comparison: ``a``, ``A``, ``a `` and
+LONGBLOB NOT NULL, `version` BIGINT NOT NULL DEFAULT 0) ENGINE=InnoDB``, made once per driver on
+first use; a table made before versions existed gets the column then (``ALTER TABLE ... ADD
+COLUMN``, instant on MariaDB 10.3+ and MySQL 8.0.12+; see ``_ADDED_COLUMNS``). Keys are stored
+as their UTF-8 bytes in a binary column, so comparison is byte comparison: ``a``, ``A``, ``a `` and
 ``a\\u0301`` are four keys (no collation, no PAD SPACE), and byte order is code point order. A
 prefix scan is the index range ``key >= P AND key < succ(P)`` read in pages with ``key > last``.
 
-Upserts use ``INSERT ... ON DUPLICATE KEY UPDATE `value` = VALUES(`value`)``: MariaDB has no
+Upserts use ``INSERT ... ON DUPLICATE KEY UPDATE `value` = VALUES(`value`), ...``: MariaDB has no
 row-alias form, and MySQL 8.0.20+ still accepts ``VALUES()`` (with a deprecation note), so this
 one form runs on both. Batches run in one transaction on one connection.
+
+Conditional writes. Every write stores a fresh random ``version`` with the value, in the same
+statement. A single-key conditional write is one statement that decides it: a plain ``INSERT``
+for a create (a duplicate key error is the conflict; InnoDB makes a concurrent insert of the key
+wait for the other transaction first), ``UPDATE`` / ``DELETE ... WHERE key = %s AND version =
+%s`` otherwise (InnoDB's writes read the latest committed row under a lock, whatever the
+isolation level, and the new version always changes the row, so the affected-rows count PyMySQL
+reports without ``CLIENT_FOUND_ROWS`` is 1 exactly when the condition held). A
+:meth:`~MySQLDriver.commit` is one REPEATABLE READ transaction (set for it, whatever the
+server's default): one locking read (``SELECT ... FOR UPDATE``) takes the versions of the
+batch's keys and locks them, a present key by its row and an absent one by the gap where it
+would go (InnoDB's gap lock, which keeps any other transaction from inserting it meanwhile while
+letting other readers lock the same gap); then the batch either writes and deletes or rolls
+back. A deadlock the server breaks by rolling a commit back (two creators of one key, each
+waiting for the other's gap lock) is retried from the start, where the loser finds the key.
+Placeholder rows, as the PostgreSQL driver uses, are no good here: every transaction waiting
+for one takes a gap lock when it is removed, and they then deadlock with each other in turn.
 
 PyMySQL is synchronous, so every operation is one hop to a worker thread
 (``anyio.to_thread.run_sync``) bounded by a ``CapacityLimiter`` of ``pool_size``; the worker
@@ -34,13 +53,15 @@ import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import anyio
 import anyio.to_thread
 
-from kvstore.driver import BaseDriver
+from kvstore.conditional import Action, Change, Versioned, new_version
+from kvstore.driver import BaseDriver, conflict
 from kvstore.drivers._extras import missing_extra
+from kvstore.drivers._pool import peer_closed
 from kvstore.drivers._settings import settle, timeout_seconds, whole_number
 from kvstore.errors import BackendError, BackendUnavailable, ConfigurationError
 from kvstore.keys import prefix_successor
@@ -70,6 +91,16 @@ DEFAULT_POOL_SIZE = 10
 # DEFAULT_OPERATION_TIMEOUT (the same defaults on every server driver).
 DEFAULT_CONNECT_TIMEOUT = 5.0
 DEFAULT_OPERATION_TIMEOUT = 10.0
+
+# Columns added to the original ``(key, value)`` layout, in order, with their definitions; a
+# table lacking one gets it on first use. A later layout change appends here.
+_ADDED_COLUMNS: tuple[tuple[str, str], ...] = (("version", "BIGINT NOT NULL DEFAULT 0"),)
+# How often a statement or commit is run again after the server broke a deadlock by rolling it
+# back (each time one of the waiters goes through, so this bounds a burst of creators).
+_DEADLOCK_RETRIES = 20
+_DUPLICATE_COLUMN = 1060
+_DUPLICATE_KEY = 1062
+_DEADLOCK = 1213
 
 _TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 # Keys fetched per page while scanning: bounds memory (at most ~2 MiB of keys) per round trip.
@@ -202,6 +233,7 @@ class MySQLDriver(BaseDriver):
     name = "mysql"
     supports_trio = True
     atomic_batches = True
+    conditional_writes = True
 
     def __init__(
         self,
@@ -277,10 +309,16 @@ class MySQLDriver(BaseDriver):
         self._threads: anyio.CapacityLimiter | None = None
         quoted = f"`{table}`"
         self._sql_get = f"SELECT `value` FROM {quoted} WHERE `key` = %s"
+        self._sql_get_versioned = f"SELECT `value`, `version` FROM {quoted} WHERE `key` = %s"
         self._sql_set = (
-            f"INSERT INTO {quoted} (`key`, `value`) VALUES (%s, %s) "
-            "ON DUPLICATE KEY UPDATE `value` = VALUES(`value`)"
+            f"INSERT INTO {quoted} (`key`, `value`, `version`) VALUES (%s, %s, %s) "
+            "ON DUPLICATE KEY UPDATE `value` = VALUES(`value`), `version` = VALUES(`version`)"
         )
+        self._sql_create = f"INSERT INTO {quoted} (`key`, `value`, `version`) VALUES (%s, %s, %s)"
+        self._sql_replace = (
+            f"UPDATE {quoted} SET `value` = %s, `version` = %s WHERE `key` = %s AND `version` = %s"
+        )
+        self._sql_delete_if = f"DELETE FROM {quoted} WHERE `key` = %s AND `version` = %s"
         self._sql_delete = f"DELETE FROM {quoted} WHERE `key` = %s"
         self._sql_table = f"{quoted}"
 
@@ -324,14 +362,23 @@ class MySQLDriver(BaseDriver):
             text = f"{type(error).__name__} (details hidden: they held the password)"
         return _kind_of(error)(text, driver=self.name, where=self.where)
 
-    def _call(self, work: Callable[[Connection], _T], deadline: float) -> _T:
+    def _call(
+        self, work: Callable[[Connection], _T], deadline: float, replayable: bool = True
+    ) -> _T:
         """Run ``work`` on a pooled connection in this worker thread; translate failures.
 
-        Every wait on the server (connecting, each read and write) ends by ``deadline``.
+        Every wait on the server (connecting, each read and write) ends by ``deadline``. A
+        conditional write is not ``replayable``: run again after it was applied, it would
+        report a conflict with itself. It goes only onto a connection that looks alive
+        (:func:`peer_closed`) and is never sent twice.
         """
         for attempt in (1, 2):
             try:
                 connection, reused = self._pool.acquire(deadline)
+                while reused and not replayable and _peer_closed(connection):
+                    self._pool.discard(connection)
+                    self._pool.drop_idle()
+                    connection, reused = self._pool.acquire(deadline)
             except (pymysql.MySQLError, OSError) as error:
                 raise self._translate(error) from None
             try:
@@ -348,6 +395,7 @@ class MySQLDriver(BaseDriver):
                 if (
                     attempt == 1
                     and reused
+                    and replayable
                     and _lost_not_timed_out(error)
                     and deadline > time.monotonic()
                 ):
@@ -376,12 +424,20 @@ class MySQLDriver(BaseDriver):
             await self._prepare(deadline)
         return deadline
 
-    async def _run(self, work: Callable[[Connection], _T], deadline: float | None = None) -> _T:
+    async def _run(
+        self,
+        work: Callable[[Connection], _T],
+        deadline: float | None = None,
+        *,
+        replayable: bool = True,
+    ) -> _T:
         deadline = await self._ensure_ready(deadline)
         assert self._limiter is not None
-        return await self._in_worker(work, deadline)
+        return await self._in_worker(work, deadline, replayable=replayable)
 
-    async def _in_worker(self, work: Callable[[Connection], _T], deadline: float) -> _T:
+    async def _in_worker(
+        self, work: Callable[[Connection], _T], deadline: float, *, replayable: bool = True
+    ) -> _T:
         assert self._limiter is not None
         # The worker thread cannot be cancelled: take the limiter's token here, where waiting
         # for it can time out, and keep it until the thread is done. A free token is taken
@@ -394,7 +450,7 @@ class MySQLDriver(BaseDriver):
             # Never waits: at most pool_size tasks hold a token of self._limiter. Its own
             # limiter keeps the driver off the default one that other libraries share.
             return await anyio.to_thread.run_sync(
-                self._call, work, deadline, limiter=self._threads
+                self._call, work, deadline, replayable, limiter=self._threads
             )
         finally:
             self._limiter.release()
@@ -437,11 +493,12 @@ class MySQLDriver(BaseDriver):
             self._lock.release()
 
     def _create_table(self, connection: Connection) -> None:
+        added = "".join(f", `{name}` {definition}" for name, definition in _ADDED_COLUMNS)
         with connection.cursor() as cursor:
             cursor.execute(
                 f"CREATE TABLE IF NOT EXISTS {self._sql_table} ("
                 "`key` VARBINARY(1024) NOT NULL PRIMARY KEY, "
-                "`value` LONGBLOB NOT NULL"
+                f"`value` LONGBLOB NOT NULL{added}"
                 ") ENGINE=InnoDB ROW_FORMAT=DYNAMIC"
             )
             cursor.execute(
@@ -458,6 +515,27 @@ class MySQLDriver(BaseDriver):
                 f"table {self.table!r} exists with columns {columns}; kvstore needs `key` "
                 "VARBINARY(1024) and `value` LONGBLOB"
             )
+        for name, definition in _ADDED_COLUMNS:
+            if name not in columns:
+                self._add_column(connection, name, definition)
+            elif columns[name] != "bigint":
+                raise _SchemaMismatch(
+                    f"table {self.table!r} has a `{name}` column of type {columns[name]}; "
+                    f"kvstore needs {definition}"
+                )
+
+    def _add_column(self, connection: Connection, name: str, definition: str) -> None:
+        """Add a column an older layout lacks; a process that raced this one may have."""
+        _log.info("mysql at %s: adding `%s` to table %r", self.where, name, self.table)
+        # Not MariaDB's ADD COLUMN IF NOT EXISTS, which MySQL lacks: the server serialises
+        # concurrent ALTERs on the table's metadata lock, and each later one fails with a
+        # duplicate column error, meaning the column is there.
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(f"ALTER TABLE {self._sql_table} ADD COLUMN `{name}` {definition}")
+        except pymysql.MySQLError as error:
+            if _error_code(error) != _DUPLICATE_COLUMN:
+                raise
 
     def _check_size(self, key: bytes, value: bytes) -> None:
         needed = required_max_allowed_packet(len(value), len(key))
@@ -486,15 +564,16 @@ class MySQLDriver(BaseDriver):
         return await self._run(work)
 
     async def set(self, key: str, value: bytes) -> None:
-        """Store ``value`` under ``key`` with one autocommitted upsert."""
+        """Store ``value`` under ``key`` at a new version with one autocommitted upsert."""
         encoded = key.encode("utf-8")
         deadline = await self._ensure_ready()
         self._check_size(encoded, value)
         sql = self._sql_set
+        params = (encoded, value, new_version())
 
         def work(connection: Connection) -> None:
             with connection.cursor() as cursor:
-                cursor.execute(sql, (encoded, value))
+                cursor.execute(sql, params)
 
         await self._run(work, deadline)
 
@@ -508,6 +587,114 @@ class MySQLDriver(BaseDriver):
                 cursor.execute(sql, (encoded,))
 
         await self._run(work)
+
+    # -- conditional writes -----------------------------------------------------------------
+
+    async def get_versioned(self, key: str) -> Versioned[bytes] | None:
+        """Return the value of ``key`` and its version from one ``SELECT``, or ``None``."""
+        encoded = key.encode("utf-8")
+        sql = self._sql_get_versioned
+
+        def work(connection: Connection) -> Versioned[bytes] | None:
+            with connection.cursor() as cursor:
+                cursor.execute(sql, (encoded,))
+                row = cursor.fetchone()
+            return None if row is None else Versioned(bytes(row[0]), int(row[1]))
+
+        return await self._run(work)
+
+    async def set_if(self, key: str, value: bytes, expected: int | None) -> int:
+        """Write ``value`` if ``key`` is at ``expected`` (``None``: absent): one statement."""
+        encoded = key.encode("utf-8")
+        deadline = await self._ensure_ready()
+        self._check_size(encoded, value)
+        version = new_version()
+        params: tuple[Any, ...]
+        if expected is None:
+            sql, params = self._sql_create, (encoded, value, version)
+        else:
+            sql, params = self._sql_replace, (value, version, encoded, expected)
+        if await self._run(_affected(sql, params), deadline, replayable=False) != 1:
+            raise conflict([key])
+        return version
+
+    async def delete_if(self, key: str, expected: int) -> None:
+        """Delete ``key`` if it is at version ``expected``: one ``DELETE ... AND version``."""
+        work = _affected(self._sql_delete_if, (key.encode("utf-8"), expected))
+        if await self._run(work, replayable=False) != 1:
+            raise conflict([key])
+
+    async def commit(self, changes: Sequence[Change[bytes]]) -> list[int | None]:
+        """Apply ``changes`` in one transaction if every condition holds; see the module doc."""
+        if not changes:
+            self.ensure_open()
+            return []
+        deadline = await self._ensure_ready()
+        versions = [new_version() if change.action is Action.WRITE else None for change in changes]
+        encoded = [change.key.encode("utf-8") for change in changes]
+        # Key order: commits lock their keys in one order (deadlocks with other writers are
+        # retried: the server rolled the commit back).
+        writes = sorted(
+            (key, cast(bytes, change.value), version)
+            for key, change, version in zip(encoded, changes, versions, strict=True)
+            if version is not None
+        )
+        for key, value, _ in writes:
+            self._check_size(key, value)
+        keys = sorted(encoded)
+        table = self._sql_table
+
+        def attempt(connection: Connection) -> list[str]:
+            _bound_waits(connection, deadline)
+            with connection.cursor() as cursor:
+                cursor.max_stmt_length = max(1024, min(4 << 20, self._max_packet // 2))  # type: ignore[misc]
+                # The gap locks that hold absent keys are REPEATABLE READ's; this applies to
+                # the next transaction only.
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                connection.begin()
+                try:
+                    current: dict[bytes, int] = {}
+                    for chunk in _in_chunks(keys, self._max_packet):
+                        marks = ", ".join(["%s"] * len(chunk))
+                        cursor.execute(
+                            f"SELECT `key`, `version` FROM {table} WHERE `key` IN ({marks}) "
+                            "ORDER BY `key` FOR UPDATE",
+                            chunk,
+                        )
+                        current.update((bytes(key), int(version)) for key, version in cursor)
+                    failed = [
+                        change.key
+                        for change, key in zip(changes, encoded, strict=True)
+                        if not change.holds_for(current.get(key))
+                    ]
+                    if failed:
+                        connection.rollback()
+                        return failed
+                    if writes:
+                        cursor.executemany(self._sql_set, writes)
+                    gone = sorted(
+                        key
+                        for change, key in zip(changes, encoded, strict=True)
+                        if change.action is Action.DELETE
+                    )
+                    for chunk in _in_chunks(gone, self._max_packet):
+                        marks = ", ".join(["%s"] * len(chunk))
+                        cursor.execute(f"DELETE FROM {table} WHERE `key` IN ({marks})", chunk)
+                    connection.commit()
+                    return []
+                except BaseException:
+                    # The server rolls back a transaction whose connection died.
+                    with contextlib.suppress(pymysql.MySQLError, OSError):
+                        connection.rollback()
+                    raise
+
+        def work(connection: Connection) -> list[str]:
+            return _retried_on_deadlock(lambda: attempt(connection))
+
+        failed = await self._run(work, deadline, replayable=False)
+        if failed:
+            raise conflict(failed)
+        return versions
 
     async def keys(self, prefix: str = "") -> AsyncIterator[str]:
         """Yield the keys starting with ``prefix`` in order, ``SCAN_PAGE`` per round trip."""
@@ -581,9 +768,11 @@ class MySQLDriver(BaseDriver):
             self.ensure_open()
             return
         # Sorted, so that concurrent batches lock rows in one order and cannot deadlock.
-        rows = sorted((key.encode("utf-8"), value) for key, value in dict(items).items())
+        rows = sorted(
+            (key.encode("utf-8"), value, new_version()) for key, value in dict(items).items()
+        )
         deadline = await self._ensure_ready()
-        for key, value in rows:
+        for key, value, _ in rows:
             self._check_size(key, value)
         sql = self._sql_set
 
@@ -654,6 +843,45 @@ def _in_transaction(connection: Connection, body: Callable[[], object]) -> None:
         with contextlib.suppress(pymysql.MySQLError, OSError):
             connection.rollback()
         raise
+
+
+def _affected(sql: str, params: tuple[Any, ...]) -> Callable[[Connection], int]:
+    """The work of one statement that tells how many rows it changed (0 on a duplicate key)."""
+
+    def run(connection: Connection) -> int:
+        with connection.cursor() as cursor:
+            try:
+                return int(cursor.execute(sql, params))
+            except pymysql.err.IntegrityError as error:
+                # A create's key is there already: the conflict, as InnoDB decided it.
+                if _error_code(error) == _DUPLICATE_KEY:
+                    return 0
+                raise
+
+    def work(connection: Connection) -> int:
+        return _retried_on_deadlock(lambda: run(connection))
+
+    return work
+
+
+def _retried_on_deadlock(attempt: Callable[[], _T]) -> _T:
+    """Run ``attempt`` again when the server chose it as a deadlock's victim.
+
+    The server rolled the victim's transaction back whole, so running it again is safe; a
+    deadlock's other party goes through, so a burst of them ends.
+    """
+    for retry in range(_DEADLOCK_RETRIES):
+        try:
+            return attempt()
+        except pymysql.MySQLError as error:
+            if _error_code(error) != _DEADLOCK or retry + 1 == _DEADLOCK_RETRIES:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _peer_closed(connection: Connection) -> bool:
+    sock = connection._sock  # type: ignore[attr-defined]
+    return sock is None or peer_closed(sock.fileno())
 
 
 def _in_chunks(keys: list[bytes], max_packet: int) -> list[list[bytes]]:

@@ -1,9 +1,22 @@
-"""The PostgreSQL driver: one table of ``(key text COLLATE "C", value bytea)`` over psycopg 3.
+"""The PostgreSQL driver: one table of ``(key text COLLATE "C", value bytea, version bigint)``.
 
 The key column compares bytes (``COLLATE "C"`` on UTF-8 is code point order), so ``a``, ``A``,
 ``a `` and ``a\u0301`` are four keys and the primary key index serves prefix scans as plain
 range scans ``key >= P AND key < succ(P)``; no key character is ever part of a pattern.
 Each operation runs on one pooled connection in autocommit mode, batches in one transaction.
+The driver runs on psycopg 3.
+
+Conditional writes. Every write stores a fresh random ``version`` in the same statement as the
+value. A single-key conditional write is one statement whose own check decides it: ``INSERT ...
+ON CONFLICT DO NOTHING`` for a create (a concurrent insert of the key waits for the other
+transaction and then finds the key), ``UPDATE``/``DELETE ... WHERE key = %s AND version = %s``
+for the rest (in READ COMMITTED a concurrent writer is waited for and the condition re-checked
+on the row it left). A :meth:`~PostgreSQLDriver.commit` is one transaction: one statement locks
+every key of the batch in key order, inserting a placeholder row (version -1, never committed)
+for each absent key, so that a concurrent writer of an absent key waits too; then it reads the
+versions, checks every condition, and either writes and deletes (removing the placeholders) or
+rolls back. A table made before versions existed gets the column on first use (see
+``_ADDED_COLUMNS``); its rows read at version 0.
 
 Waiting is bounded. A connection is opened in the caller's task under ``connect_timeout`` (so a
 refused or unreachable server is reported at once, with libpq's reason); each operation runs
@@ -29,10 +42,11 @@ import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar, cast
 
-from kvstore.driver import BaseDriver
+from kvstore.conditional import Action, Change, Versioned, new_version
+from kvstore.driver import BaseDriver, conflict
 from kvstore.drivers._extras import missing_extra
 from kvstore.drivers._libpq import read_connection_string
-from kvstore.drivers._pool import Pool
+from kvstore.drivers._pool import Pool, peer_closed
 from kvstore.drivers._settings import settle, timeout_seconds, whole_number
 from kvstore.errors import BackendError, BackendUnavailable, ConfigurationError
 from kvstore.keys import prefix_successor
@@ -63,6 +77,14 @@ BATCH_CHUNK = 20_000
 BATCH_BYTES = 64 * 1024 * 1024
 
 DEFAULT_TABLE = "agentx_kv"
+# Columns added to the original ``(key, value)`` layout, in order, with their definitions. A
+# table that lacks one gets it on first use with ``ADD COLUMN IF NOT EXISTS`` (metadata only
+# since PostgreSQL 11: a constant default rewrites no row). A later layout change appends here.
+_ADDED_COLUMNS: tuple[tuple[str, str], ...] = (("version", "bigint NOT NULL DEFAULT 0"),)
+# The version of a row a commit inserted to hold an absent key; it never outlives the commit.
+_PLACEHOLDER = -1
+# How often a commit is run again after the server broke a deadlock by aborting it.
+_DEADLOCK_RETRIES = 5
 DEFAULT_POOL_SIZE = 10
 DEFAULT_CONNECT_TIMEOUT = 5.0
 # Ten seconds: a 20,000-item batch or a 16 MiB value takes well under a second on a healthy
@@ -108,6 +130,10 @@ async def _discard(connection: Connection) -> None:
         await connection.close()
 
 
+class _Stale(psycopg.OperationalError):
+    """A pooled connection found closed by the server before anything was sent on it."""
+
+
 class PostgreSQLDriver(BaseDriver):
     """Stores keys in one PostgreSQL table, created on first use if it is missing.
 
@@ -122,6 +148,7 @@ class PostgreSQLDriver(BaseDriver):
     name = "postgresql"
     supports_trio = False
     atomic_batches = True
+    conditional_writes = True
 
     def __init__(
         self,
@@ -192,21 +219,47 @@ class PostgreSQLDriver(BaseDriver):
         self._open_lock = asyncio.Lock()
         # The name is validated as a plain identifier, so quoting it is all it needs.
         quoted = f'"{table}"'
+        self._quoted = quoted
+        added = "".join(f", {name} {definition}" for name, definition in _ADDED_COLUMNS)
         self._create = (
             f'CREATE TABLE IF NOT EXISTS {quoted} '
-            f'(key text COLLATE "C" PRIMARY KEY, value bytea NOT NULL)'
+            f'(key text COLLATE "C" PRIMARY KEY, value bytea NOT NULL{added})'
+        )
+        # The table's columns, found as the statements find the table (by search_path); no
+        # rows when it does not exist.
+        self._columns = (
+            "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%s) "
+            "AND attnum > 0 AND NOT attisdropped"
         )
         self._get = f"SELECT value FROM {quoted} WHERE key = %s"
+        self._get_versioned = f"SELECT value, version FROM {quoted} WHERE key = %s"
         self._set = (
-            f"INSERT INTO {quoted} (key, value) VALUES (%s, %s) "
-            "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
+            f"INSERT INTO {quoted} (key, value, version) VALUES (%s, %s, %s) "
+            "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, version = EXCLUDED.version"
         )
+        self._create_key = (
+            f"INSERT INTO {quoted} (key, value, version) VALUES (%s, %s, %s) "
+            "ON CONFLICT (key) DO NOTHING"
+        )
+        self._replace_key = (
+            f"UPDATE {quoted} SET value = %s, version = %s WHERE key = %s AND version = %s"
+        )
+        self._delete_key = f"DELETE FROM {quoted} WHERE key = %s AND version = %s"
+        # Locks every key of a commit: an existing row with ON CONFLICT's row lock (WHERE
+        # false: locked, not rewritten), an absent one by inserting a placeholder, which a
+        # concurrent insert of that key must wait for.
+        self._lock_keys = (
+            f"INSERT INTO {quoted} AS t (key, value, version) "
+            f"SELECT k, ''::bytea, {_PLACEHOLDER} FROM unnest(%s::text[]) AS k "
+            "ON CONFLICT (key) DO UPDATE SET version = t.version WHERE false"
+        )
+        self._versions = f"SELECT key, version FROM {quoted} WHERE key = ANY(%s::text[])"
         self._delete = f"DELETE FROM {quoted} WHERE key = %s"
         self._get_many = f"SELECT key, value FROM {quoted} WHERE key = ANY(%s::text[])"
         self._set_many = (
-            f"INSERT INTO {quoted} (key, value) "
-            "SELECT * FROM unnest(%s::text[], %s::bytea[]) "
-            "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
+            f"INSERT INTO {quoted} (key, value, version) "
+            "SELECT * FROM unnest(%s::text[], %s::bytea[], %s::int8[]) "
+            "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, version = EXCLUDED.version"
         )
         self._delete_many = f"DELETE FROM {quoted} WHERE key = ANY(%s::text[])"
         self._clear_all = f"DELETE FROM {quoted}"
@@ -225,7 +278,7 @@ class PostgreSQLDriver(BaseDriver):
     # -- connection -------------------------------------------------------------------------
 
     async def open(self) -> None:
-        """Connect and create the table if missing; optional, first use does it too."""
+        """Connect, create the table if missing or upgrade it; optional, first use does it too."""
         self.ensure_open()
         if not self._table_ready:
             await self._prepare_table()
@@ -236,14 +289,42 @@ class PostgreSQLDriver(BaseDriver):
             if self._table_ready:
                 return
 
-            async def create(connection: Connection) -> None:
-                # Two processes creating the table at the same moment can collide on the
-                # catalog's unique index; the table then exists, which is all this wants.
-                with contextlib.suppress(psycopg.errors.UniqueViolation):
-                    await connection.execute(self._create)
-
-            await self._attempts(create)
+            await self._attempts(self._create_or_upgrade)
             self._table_ready = True
+
+    async def _create_or_upgrade(self, connection: Connection) -> None:
+        """Create the table, or add the columns an older layout lacks; once per driver."""
+        columns = await self._column_names(connection)
+        if not columns:
+            # Two processes creating the table at the same moment can collide on the
+            # catalog's unique index; the table then exists, which is all this wants.
+            with contextlib.suppress(psycopg.errors.UniqueViolation):
+                await connection.execute(self._create)
+            # Read again: a process running an older release may have made it first.
+            columns = await self._column_names(connection)
+        missing = [(name, kind) for name, kind in _ADDED_COLUMNS if name not in columns]
+        if not missing:
+            return
+        _log.info(
+            "postgresql at %s: adding %s to table %r",
+            self.where,
+            ", ".join(name for name, _ in missing),
+            self.table,
+        )
+        async with connection.transaction():
+            # Processes upgrading the same table at once take turns (a racing ALTER can fail
+            # on the catalog); each later one finds the columns there and adds nothing.
+            await connection.execute(
+                "SELECT pg_advisory_xact_lock(hashtext(%s))", (f"kvstore upgrade {self.table}",)
+            )
+            for name, kind in missing:
+                await connection.execute(
+                    f"ALTER TABLE {self._quoted} ADD COLUMN IF NOT EXISTS {name} {kind}"
+                )
+
+    async def _column_names(self, connection: Connection) -> set[str]:
+        cursor = await connection.execute(self._columns, (self._quoted,))
+        return {name for (name,) in await cursor.fetchall()}
 
     async def _connect(self) -> Connection:
         try:
@@ -268,18 +349,25 @@ class PostgreSQLDriver(BaseDriver):
         kind = BackendUnavailable if unreachable else BackendError
         return kind(text, driver=self.name, where=self.where)
 
-    async def _run(self, work: Callable[[Connection], Awaitable[_T]]) -> _T:
+    async def _run(
+        self, work: Callable[[Connection], Awaitable[_T]], *, replayable: bool = True
+    ) -> _T:
         """Run ``work`` on a pooled connection within ``operation_timeout``; see _attempts."""
         self.ensure_open()
         if not self._table_ready:
             await self._prepare_table()
-        return await self._attempts(work)
+        return await self._attempts(work, replayable=replayable)
 
-    async def _attempts(self, work: Callable[[Connection], Awaitable[_T]]) -> _T:
+    async def _attempts(
+        self, work: Callable[[Connection], Awaitable[_T]], *, replayable: bool = True
+    ) -> _T:
         """Run ``work``, once more on a fresh connection if the first one had died.
 
-        Every operation is idempotent (upserts, deletes, reads), so running one again after a
-        connection broke mid-way cannot apply it twice.
+        Plain operations are idempotent (upserts, deletes, reads), so running one again after a
+        connection broke mid-way cannot apply it twice. A conditional write is not
+        (``replayable=False``): run again after it was applied, it would report a conflict
+        with itself. It is sent only on a connection that looks alive (:func:`peer_closed`),
+        and never sent twice: a connection lost after sending it is reported.
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._operation_timeout
@@ -300,6 +388,8 @@ class PostgreSQLDriver(BaseDriver):
             timer = loop.call_at(deadline, _abort, connection)
             reusable = False
             try:
+                if not replayable and peer_closed(connection.pgconn.socket):
+                    raise _Stale("the server closed this pooled connection")
                 result = await work(connection)
                 reusable = True
                 return result
@@ -310,8 +400,14 @@ class PostgreSQLDriver(BaseDriver):
                         driver=self.name,
                         where=self.where,
                     ) from None
-                reusable = _usable(connection)
-                if attempt or reusable or not isinstance(error, psycopg.OperationalError):
+                stale = isinstance(error, _Stale)
+                reusable = not stale and _usable(connection)
+                if (
+                    attempt
+                    or reusable
+                    or not isinstance(error, psycopg.OperationalError)
+                    or not (replayable or stale)
+                ):
                     raise self._translate(error) from None
             finally:
                 timer.cancel()
@@ -340,10 +436,11 @@ class PostgreSQLDriver(BaseDriver):
         return await self._run(work)
 
     async def set(self, key: str, value: bytes) -> None:
-        """Store ``value`` under ``key`` with one upsert."""
+        """Store ``value`` under ``key`` with one upsert, at a new version."""
+        params = (key, value, new_version())
 
         async def work(connection: Connection) -> None:
-            await connection.execute(self._set, (key, value))
+            await connection.execute(self._set, params)
 
         await self._run(work)
 
@@ -354,6 +451,103 @@ class PostgreSQLDriver(BaseDriver):
             await connection.execute(self._delete, (key,))
 
         await self._run(work)
+
+    # -- conditional writes -----------------------------------------------------------------
+
+    async def get_versioned(self, key: str) -> Versioned[bytes] | None:
+        """Return the value of ``key`` and its version from one ``SELECT``, or ``None``."""
+
+        async def work(connection: Connection) -> Versioned[bytes] | None:
+            cursor = await connection.execute(self._get_versioned, (key,), binary=True)
+            row = await cursor.fetchone()
+            return None if row is None else Versioned(cast(bytes, row[0]), cast(int, row[1]))
+
+        return await self._run(work)
+
+    async def set_if(self, key: str, value: bytes, expected: int | None) -> int:
+        """Write ``value`` if ``key`` is at ``expected`` (``None``: absent): one statement."""
+        version = new_version()
+        params: tuple[Any, ...]
+        if expected is None:
+            query, params = self._create_key, (key, value, version)
+        else:
+            query, params = self._replace_key, (value, version, key, expected)
+        if await self._run(_row_count(query, params), replayable=False) != 1:
+            raise conflict([key])
+        return version
+
+    async def delete_if(self, key: str, expected: int) -> None:
+        """Delete ``key`` if it is at version ``expected``: one ``DELETE ... AND version``."""
+        work = _row_count(self._delete_key, (key, expected))
+        if await self._run(work, replayable=False) != 1:
+            raise conflict([key])
+
+    async def commit(self, changes: Sequence[Change[bytes]]) -> list[int | None]:
+        """Apply ``changes`` in one transaction if every condition holds; see the module doc."""
+        if not changes:
+            self.ensure_open()
+            return []
+        # Key order: two commits lock their keys in the same order and so cannot deadlock
+        # on them (a deadlock with other writers is retried: the server rolled it back).
+        keys = sorted(change.key for change in changes)
+        versions = [new_version() if change.action is Action.WRITE else None for change in changes]
+        written = {
+            change.key: (cast(bytes, change.value), version)
+            for change, version in zip(changes, versions, strict=True)
+            if version is not None
+        }
+
+        async def attempt(connection: Connection) -> list[str]:
+            failed: list[str] = []
+            async with connection.transaction():
+                for start in range(0, len(keys), BATCH_CHUNK):
+                    await connection.execute(self._lock_keys, (keys[start : start + BATCH_CHUNK],))
+                current: dict[str, int] = {}
+                for start in range(0, len(keys), BATCH_CHUNK):
+                    cursor = await connection.execute(
+                        self._versions, (keys[start : start + BATCH_CHUNK],)
+                    )
+                    current.update(await cursor.fetchall())
+                failed = [
+                    change.key
+                    for change in changes
+                    if not change.holds_for(_real(current.get(change.key)))
+                ]
+                if failed:
+                    raise psycopg.Rollback()
+                if written:
+                    pairs = _chunks(list(written), [value for value, _ in written.values()])
+                    for chunk_keys, chunk_values in pairs:
+                        chunk_versions = [written[key][1] for key in chunk_keys]
+                        await connection.execute(
+                            self._set_many, (chunk_keys, chunk_values, chunk_versions)
+                        )
+                # Deletes, and the placeholders of absent keys that were only checked.
+                gone = [
+                    change.key
+                    for change in changes
+                    if change.action is Action.DELETE
+                    or (change.action is Action.CHECK and current[change.key] == _PLACEHOLDER)
+                ]
+                for start in range(0, len(gone), BATCH_CHUNK):
+                    await connection.execute(
+                        self._delete_many, (gone[start : start + BATCH_CHUNK],)
+                    )
+            return failed
+
+        async def work(connection: Connection) -> list[str]:
+            for retry in range(_DEADLOCK_RETRIES):
+                try:
+                    return await attempt(connection)
+                except psycopg.errors.DeadlockDetected:
+                    if retry + 1 == _DEADLOCK_RETRIES:
+                        raise
+            raise AssertionError("unreachable")  # pragma: no cover
+
+        failed = await self._run(work, replayable=False)
+        if failed:
+            raise conflict(failed)
+        return versions
 
     async def keys(self, prefix: str = "") -> AsyncIterator[str]:
         """Yield the keys starting with ``prefix`` in order, one index range page at a time.
@@ -410,11 +604,7 @@ class PostgreSQLDriver(BaseDriver):
             return
         # One statement may not touch a row twice, and a later pair must win: dedupe first.
         latest = dict(items)
-        keys, values = list(latest), list(latest.values())
-        if len(keys) <= BATCH_CHUNK and sum(map(len, values)) <= BATCH_BYTES:
-            statements = [(keys, values)]
-        else:
-            statements = _chunks(keys, values)
+        statements = _statements(list(latest), list(latest.values()))
 
         async def work(connection: Connection) -> None:
             async with connection.transaction():
@@ -463,6 +653,33 @@ class PostgreSQLDriver(BaseDriver):
 
     def __repr__(self) -> str:
         return f"PostgreSQLDriver(where={self.where!r}, table={self.table!r})"
+
+
+def _real(version: int | None) -> int | None:
+    """A version read inside a commit: ``None`` for an absent key (or its placeholder)."""
+    return None if version == _PLACEHOLDER else version
+
+
+def _row_count(query: str, params: tuple[Any, ...]) -> Callable[[Connection], Awaitable[int]]:
+    """The work of one statement that tells how many rows it changed."""
+
+    async def work(connection: Connection) -> int:
+        cursor = await connection.execute(query, params)
+        return cursor.rowcount
+
+    return work
+
+
+def _statements(
+    keys: list[str], values: list[bytes]
+) -> list[tuple[list[str], list[bytes], list[int]]]:
+    """The parameters of the upserts writing ``keys``, each at a new version."""
+    if len(keys) <= BATCH_CHUNK and sum(map(len, values)) <= BATCH_BYTES:
+        return [(keys, values, [new_version() for _ in keys])]
+    return [
+        (chunk_keys, chunk_values, [new_version() for _ in chunk_keys])
+        for chunk_keys, chunk_values in _chunks(keys, values)
+    ]
 
 
 def _chunks(keys: list[str], values: list[bytes]) -> list[tuple[list[str], list[bytes]]]:

@@ -15,6 +15,39 @@ to its real path once, when the driver opens it, and every path below it is open
 open), or where that is missing by walking directory descriptors opened with ``O_NOFOLLOW``.
 Renames and unlinks name a single entry inside a directory descriptor so opened. A link in the
 way raises :class:`LinkInTheWay`; listings leave links (and other special files) out, logged.
+
+Versions (conditional writes) are not stored: a key's version is derived from the identity of its
+file, ``(st_ino, st_mtime_ns, st_size)`` mixed by BLAKE2b into ``1 .. 2**52 - 1``
+(:func:`file_version`). So the layout stays one plain file per key, holding only the value, files
+written before versions existed have a version like any other (nothing to migrate; the driver
+never reports ``LEGACY_VERSION``), and versions survive restarts. Every write makes a new file:
+
+- A replace renames a new temporary file over the old one. The temporary file is created while
+  the old file still exists, so the two have different inode numbers: the version changes.
+- A file's inode number can be reused once it is freed (ext4 hands the lowest free inode of a
+  group to the next file: rewriting one key cycles through two or three numbers), so a key
+  rewritten twice, or deleted and created again, may get back an inode number a reader saw
+  before, often with the same size. The kernel's file timestamps are coarse (a clock tick, up to
+  10 ms, on kernels before 6.13), so the inode and the automatic mtime together could repeat:
+  a stale version would then match again. Therefore every write sets the temporary file's mtime
+  itself (``futimens``) to the nanosecond clock before the rename. Writes of one store are
+  serialised by the writers' lock and each takes microseconds, so no two of them get the same
+  mtime, and a reused inode comes back with a different mtime: a different version (two
+  distinct identities mix to one version with probability 2**-52). This needs a filesystem that
+  keeps nanosecond timestamps (ext4 with 256-byte inodes, XFS, Btrfs, tmpfs, APFS); on one that
+  keeps seconds, a key written twice within a second can repeat an earlier version. The mtime
+  stays the real time of the write, to the nanosecond.
+- A file copied or restored (new inode) gets new versions: a version read before then no longer
+  matches, so a conditional write on it conflicts rather than overwrite blindly. A program that
+  edits a file in place changes its mtime (and usually its size), so its version too.
+
+The writers' lock. Conditional writes check a condition and then rename; an unconditional write
+landing between the two would be overwritten unseen. So every write and delete, conditional or
+not, holds an exclusive ``flock`` on ``<base>/.tmp/writers.lock`` (a name no key has, never
+listed, never removed), while reads take no lock. The lock file is opened once per driver and
+kept open: taking and releasing it is two system calls on that descriptor, about a microsecond,
+never blocking (``LOCK_NB``; the driver waits asynchronously). ``flock`` locks belong to an
+open file description, so a forked child reopens the file rather than share its parent's.
 """
 
 from __future__ import annotations
@@ -22,22 +55,31 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import fcntl
 import hashlib
 import itertools
 import logging
 import os
 import socket
 import stat
+import struct
 import sys
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["HOST_TAG", "LinkInTheWay", "LocalTree", "temp_name_owner"]
+__all__ = ["HOST_TAG", "LOCK_NAME", "LinkInTheWay", "LocalTree", "file_version", "temp_name_owner"]
 
 _log = logging.getLogger("kvstore.drivers.fs")
 
 TEMP_DIR = ".tmp"
+# The writers' lock file, in TEMP_DIR: not a temporary file's name, so never cleaned up.
+LOCK_NAME = "writers.lock"
+_OPEN_LOCK = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
+_LOCK_TRY = fcntl.LOCK_EX | fcntl.LOCK_NB
+_VERSION_MASK = (1 << 52) - 1
+_IDENTITY = struct.Struct("<QqQ")
 # How often a write retries when a concurrent delete pruned its directory in between.
 _WRITE_ATTEMPTS = 50
 # Temporary files of other hosts (a shared network disk) are removed only when this old.
@@ -164,6 +206,26 @@ def _reject_non_regular(fd: int, path: str) -> os.stat_result:
     return info
 
 
+def file_version(info: os.stat_result) -> int:
+    """The version of a file: its identity (inode, mtime in ns, size) mixed into 1 .. 2**52-1."""
+    identity = _IDENTITY.pack(info.st_ino, info.st_mtime_ns, info.st_size)
+    digest = hashlib.blake2b(identity, digest_size=8).digest()
+    return (int.from_bytes(digest, "little") & _VERSION_MASK) or 1
+
+
+# Every tree, so that a forked child stops sharing its parent's lock (see LocalTree.lock).
+_TREES: weakref.WeakSet[LocalTree] = weakref.WeakSet()
+
+
+def _reopen_locks_in_child() -> None:
+    for tree in list(_TREES):
+        tree.forget_lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reopen_locks_in_child)
+
+
 def temp_name_owner(name: str) -> tuple[str, int] | None:
     """Return ``(host, pid)`` of the writer that made the temporary file ``name``, if parseable."""
     parts = name.split(".")
@@ -192,18 +254,24 @@ class LocalTree:
         self.fsync = fsync
         # The base's real path (no link in it), fixed by prepare(); every path is built on it.
         self._real = root
+        # The writers' lock file, open for the tree's lifetime; -1 until first needed.
+        self._lock_fd = -1
+        _TREES.add(self)
 
     def prepare(self) -> None:
         """Create the base and its temporary directory, and remove dead writers' temp files."""
         os.makedirs(self.root, exist_ok=True)
         self._real = os.path.realpath(self.root)
         os.close(self._dir_handle(TEMP_DIR, create=True)[0])
+        self._open_lock()
         listing = self._open(TEMP_DIR, _OPEN_LIST)
         try:
             with os.scandir(listing) as entries:
                 names = [entry.name for entry in entries]
             now = time.time()
             for name in names:
+                if name == LOCK_NAME:
+                    continue  # other processes lock this very file: never replace it
                 owner = temp_name_owner(name)
                 if owner is not None and owner[0] == HOST_TAG:
                     stale = not _process_alive(owner[1])
@@ -218,6 +286,48 @@ class LocalTree:
                         os.unlink(name, dir_fd=listing)
         finally:
             os.close(listing)
+
+    # -- the writers' lock ----------------------------------------------------------------------
+
+    def _open_lock(self) -> int:
+        if self._lock_fd < 0:
+            tmp, _ = self._dir_handle(TEMP_DIR, create=True)
+            try:
+                self._lock_fd = os.open(LOCK_NAME, _OPEN_LOCK, 0o666, dir_fd=tmp)
+            finally:
+                os.close(tmp)
+        return self._lock_fd
+
+    def try_lock(self) -> bool:
+        """Take the writers' lock if no other holder has it; never blocks.
+
+        Within one process the lock is this tree's: the driver keeps its own tasks from taking
+        it twice (two holders on one descriptor would both succeed).
+        """
+        fd = self._lock_fd
+        if fd < 0:
+            fd = self._open_lock()
+        try:
+            fcntl.flock(fd, _LOCK_TRY)
+        except BlockingIOError:
+            return False
+        return True
+
+    def unlock(self) -> None:
+        """Release the writers' lock (a no-op if not held)."""
+        if self._lock_fd >= 0:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+
+    def forget_lock(self) -> None:
+        """Drop the lock descriptor without unlocking (in a forked child: it is the parent's)."""
+        fd, self._lock_fd = self._lock_fd, -1
+        if fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def close(self) -> None:
+        """Close the lock file (releasing the lock if held)."""
+        self.forget_lock()
 
     # -- paths ----------------------------------------------------------------------------------
 
@@ -268,6 +378,41 @@ class LocalTree:
 
     def read(self, relative: str) -> bytes | None:
         """Return the file's bytes, or ``None`` if it does not exist."""
+        found = self._read(relative)
+        return None if found is None else found[0]
+
+    def read_versioned(self, relative: str) -> tuple[bytes, int] | None:
+        """Return the file's bytes and version, from one open file, or ``None`` if it is absent.
+
+        The bytes and the version come from the same inode, which the driver never changes
+        after its rename: they always belong together.
+        """
+        found = self._read(relative)
+        return None if found is None else (found[0], file_version(found[1]))
+
+    def version(self, relative: str) -> int | None:
+        """Return the file's version, or ``None`` if it does not exist."""
+        fd = self._open_existing(relative)
+        if fd is None:
+            return None
+        try:
+            return file_version(_reject_non_regular(fd, relative))
+        finally:
+            os.close(fd)
+
+    def _open_existing(self, relative: str) -> int | None:
+        if _OPENAT2 is not None:
+            fd = _OPENAT2(f"{self._real}/{relative}", _OPEN_READ)
+            if fd >= 0:
+                return fd
+            if fd in _MISSING:
+                return None
+        try:
+            return self._open(relative, _OPEN_READ)  # raises the right error
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+
+    def _read(self, relative: str) -> tuple[bytes, os.stat_result] | None:
         if _OPENAT2 is not None:
             # The hot path, inlined: a miss returns without building an exception.
             fd = _OPENAT2(f"{self._real}/{relative}", _OPEN_READ)
@@ -281,14 +426,17 @@ class LocalTree:
             except (FileNotFoundError, NotADirectoryError):
                 return None
         try:
-            size = _reject_non_regular(fd, relative).st_size
+            info = _reject_non_regular(fd, relative)
+            size = info.st_size
             data = os.read(fd, size + 1)
             if len(data) <= size:
-                return data
-            chunks = [data]  # the file grew since fstat: read on to its end
+                return data, info
+            # The file grew since fstat (another program writes it in place): read on to its
+            # end. Its version moved on too, so a condition on the one returned fails: safe.
+            chunks = [data]
             while chunk := os.read(fd, 1 << 20):
                 chunks.append(chunk)
-            return b"".join(chunks)
+            return b"".join(chunks), info
         finally:
             os.close(fd)
 
@@ -296,13 +444,17 @@ class LocalTree:
         """Replace the file's content with ``data`` atomically, creating directories as needed.
 
         A link where the file should be is replaced by the file; a link where a directory
-        should be raises :class:`LinkInTheWay`.
+        should be raises :class:`LinkInTheWay`. The caller holds the writers' lock.
         """
+        self.write_versioned(relative, data, versioned=False)
+
+    def write_versioned(self, relative: str, data: bytes, *, versioned: bool = True) -> int:
+        """:meth:`write`, returning the new file's version (0 unless ``versioned``)."""
         for _ in range(_WRITE_ATTEMPTS):
             tmp, _ = self._dir_handle(TEMP_DIR, create=True)
             try:
                 try:
-                    temp = self._write_temp(tmp, data)
+                    temp, version = self._write_temp(tmp, data, versioned)
                 except FileNotFoundError:
                     continue  # someone removed the temp directory since we opened it
                 try:
@@ -311,12 +463,12 @@ class LocalTree:
                     with contextlib.suppress(OSError):
                         os.unlink(temp, dir_fd=tmp)
                     raise
-                return
+                return version
             finally:
                 os.close(tmp)
         raise FileNotFoundError(errno.ENOENT, "the temporary directory keeps disappearing")
 
-    def _write_temp(self, tmp: int, data: bytes) -> str:
+    def _write_temp(self, tmp: int, data: bytes, versioned: bool) -> tuple[str, int]:
         while True:
             temp = f"{os.getpid()}.{HOST_TAG}.{next(_counter)}.tmp"
             try:
@@ -328,6 +480,11 @@ class LocalTree:
                 while view:
                     written = os.write(descriptor, view)
                     view = view[written:]
+                # The mtime from the nanosecond clock, not the kernel's coarse one: part of the
+                # version (see the module docstring). The rename keeps it and the inode.
+                now = time.time_ns()
+                os.utime(descriptor, ns=(now, now))
+                version = file_version(os.fstat(descriptor)) if versioned else 0
                 if self.fsync:
                     os.fsync(descriptor)
             except BaseException:
@@ -336,7 +493,7 @@ class LocalTree:
                     os.unlink(temp, dir_fd=tmp)
                 raise
             os.close(descriptor)
-            return temp
+            return temp, version
 
     def _install(self, tmp: int, temp: str, relative: str) -> None:
         parent, _, name = relative.rpartition("/")

@@ -48,6 +48,8 @@ listed, never removed), while reads take no lock. The lock file is opened once p
 kept open: taking and releasing it is two system calls on that descriptor, about a microsecond,
 never blocking (``LOCK_NB``; the driver waits asynchronously). ``flock`` locks belong to an
 open file description, so a forked child reopens the file rather than share its parent's.
+Removing ``.tmp`` while processes have the store open would split them between two lock files:
+do not.
 """
 
 from __future__ import annotations
@@ -226,6 +228,21 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reopen_locks_in_child)
 
 
+def _read_open(fd: int, relative: str) -> tuple[bytes, os.stat_result]:
+    """Read an open regular file whole; return its bytes and the ``fstat`` taken first."""
+    info = _reject_non_regular(fd, relative)
+    size = info.st_size
+    data = os.read(fd, size + 1)
+    if len(data) <= size:
+        return data, info
+    # The file grew since fstat (another program writes it in place): read on to its end. Its
+    # version moved on too, so a condition on the version returned with it fails: safe.
+    chunks = [data]
+    while chunk := os.read(fd, 1 << 20):
+        chunks.append(chunk)
+    return b"".join(chunks), info
+
+
 def temp_name_owner(name: str) -> tuple[str, int] | None:
     """Return ``(host, pid)`` of the writer that made the temporary file ``name``, if parseable."""
     parts = name.split(".")
@@ -378,41 +395,6 @@ class LocalTree:
 
     def read(self, relative: str) -> bytes | None:
         """Return the file's bytes, or ``None`` if it does not exist."""
-        found = self._read(relative)
-        return None if found is None else found[0]
-
-    def read_versioned(self, relative: str) -> tuple[bytes, int] | None:
-        """Return the file's bytes and version, from one open file, or ``None`` if it is absent.
-
-        The bytes and the version come from the same inode, which the driver never changes
-        after its rename: they always belong together.
-        """
-        found = self._read(relative)
-        return None if found is None else (found[0], file_version(found[1]))
-
-    def version(self, relative: str) -> int | None:
-        """Return the file's version, or ``None`` if it does not exist."""
-        fd = self._open_existing(relative)
-        if fd is None:
-            return None
-        try:
-            return file_version(_reject_non_regular(fd, relative))
-        finally:
-            os.close(fd)
-
-    def _open_existing(self, relative: str) -> int | None:
-        if _OPENAT2 is not None:
-            fd = _OPENAT2(f"{self._real}/{relative}", _OPEN_READ)
-            if fd >= 0:
-                return fd
-            if fd in _MISSING:
-                return None
-        try:
-            return self._open(relative, _OPEN_READ)  # raises the right error
-        except (FileNotFoundError, NotADirectoryError):
-            return None
-
-    def _read(self, relative: str) -> tuple[bytes, os.stat_result] | None:
         if _OPENAT2 is not None:
             # The hot path, inlined: a miss returns without building an exception.
             fd = _OPENAT2(f"{self._real}/{relative}", _OPEN_READ)
@@ -426,19 +408,54 @@ class LocalTree:
             except (FileNotFoundError, NotADirectoryError):
                 return None
         try:
-            info = _reject_non_regular(fd, relative)
-            size = info.st_size
+            size = _reject_non_regular(fd, relative).st_size
             data = os.read(fd, size + 1)
             if len(data) <= size:
-                return data, info
-            # The file grew since fstat (another program writes it in place): read on to its
-            # end. Its version moved on too, so a condition on the one returned fails: safe.
-            chunks = [data]
+                return data
+            chunks = [data]  # the file grew since fstat: read on to its end
             while chunk := os.read(fd, 1 << 20):
                 chunks.append(chunk)
-            return b"".join(chunks), info
+            return b"".join(chunks)
         finally:
             os.close(fd)
+
+    def read_versioned(self, relative: str) -> tuple[bytes, int] | None:
+        """Return the file's bytes and version, from one open file, or ``None`` if it is absent.
+
+        The bytes and the version come from the same inode, which the driver never changes
+        after its rename: they always belong together.
+        """
+        fd = self._open_existing(relative)
+        if fd is None:
+            return None
+        try:
+            data, info = _read_open(fd, relative)
+        finally:
+            os.close(fd)
+        return data, file_version(info)
+
+    def version(self, relative: str) -> int | None:
+        """Return the file's version, or ``None`` if it does not exist."""
+        fd = self._open_existing(relative)
+        if fd is None:
+            return None
+        try:
+            return file_version(_reject_non_regular(fd, relative))
+        finally:
+            os.close(fd)
+
+    def _open_existing(self, relative: str) -> int | None:
+        """Open a file below the base for reading; ``None`` if it does not exist."""
+        if _OPENAT2 is not None:
+            fd = _OPENAT2(f"{self._real}/{relative}", _OPEN_READ)
+            if fd >= 0:
+                return fd
+            if fd in _MISSING:
+                return None
+        try:
+            return self._open(relative, _OPEN_READ)  # raises the right error
+        except (FileNotFoundError, NotADirectoryError):
+            return None
 
     def write(self, relative: str, data: bytes) -> None:
         """Replace the file's content with ``data`` atomically, creating directories as needed.

@@ -28,12 +28,14 @@ condition's check and the write it guards one step against every other process a
 (details in :mod:`kvstore.drivers._fs_local`). ``commit`` takes the lock once, checks every
 condition, then applies every change: atomic against other writers of the store. It is not
 atomic against a crash: a process killed part way through leaves the changes it had applied
-(each file whole, old or new) and not the others, and the OS releases its lock. Readers take
-no lock, so a reader can see a commit half applied. Waiting for the lock never blocks the event
-loop (non-blocking attempts with a growing pause between them); after ``lock_timeout`` seconds
-(default 10) the operation raises :class:`BackendUnavailable`, having written nothing. Remote
-fsspec stores have no lock the driver could trust, so there ``conditional_writes`` is False and
-versioned calls raise :class:`NotSupported`.
+(each file whole, old or new) and not the others, and the OS releases its lock; a disk error
+part way (a full disk) leaves the same kind of prefix and raises :class:`BackendError`. Readers
+take no lock, so a reader can see a commit half applied (``atomic_batches`` stays False).
+Waiting for the lock never blocks the event loop (non-blocking attempts with a growing pause
+between them); after ``lock_timeout`` seconds (default 10) the operation raises
+:class:`BackendUnavailable`, having written nothing. Remote fsspec stores have no lock the
+driver could trust, so there ``conditional_writes`` is False and versioned calls raise
+:class:`NotSupported`.
 
 Other fsspec filesystems (``memory://``, ``s3://``, ...) are called in a worker thread and written
 with ``pipe_file``. fsspec caches filesystem instances, and ``memory://`` is one store global to

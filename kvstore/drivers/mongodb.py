@@ -182,9 +182,9 @@ class MongoDBDriver(BaseDriver):
     multi-document atomicity without a replica set's transactions, which the driver does not
     assume, so a ``commit`` of several changes is **not atomic** (``atomic_batches`` is False):
 
-    1. It reads the versions of every key with a condition (one query) and checks every
-       condition. If any fails it raises :class:`~kvstore.errors.Conflict` naming all failing
-       keys and has written nothing.
+    1. It reads the versions of every key with a condition (one query per ``IN_CHUNK`` keys)
+       and checks every condition. If any fails it raises :class:`~kvstore.errors.Conflict`
+       naming all failing keys and has written nothing.
     2. It then applies the changes with a condition one at a time, in the order given, each as
        a filtered operation that re-checks its condition atomically; then those without a
        condition (``Change.put``, ``Change.delete`` without a version), in bulk. A ``CHECK``
@@ -193,10 +193,12 @@ class MongoDBDriver(BaseDriver):
        matches nothing and the commit stops there with a ``Conflict`` naming that key: **the
        conditional changes before it in the given order stay applied**; it and every later
        change, including every change without a condition, are not applied. A server error
-       part way leaves the same kind of prefix applied.
+       part way leaves the changes applied before it (the unconditional ones go in unordered
+       bulk writes, so after an error there any subset of them may be applied).
 
     Readers can see a commit half applied. A caller needing all-or-nothing across keys must
-    keep them in one document (one key) on this driver.
+    keep them in one document (one key) on this driver. Cancelling a commit never stops it part
+    way: like every operation here it runs as its own task, which the caller stops waiting for.
     """
 
     name = "mongodb"

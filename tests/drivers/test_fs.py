@@ -30,7 +30,14 @@ from kvstore.driver import CONDITIONAL_WRITES
 from kvstore.drivers._fs_layout import MAX_PIECE, key_path, list_entries
 from kvstore.drivers._fs_local import HOST_TAG, LOCK_NAME
 from kvstore.drivers.fs import FSDriver, from_url, fs_driver
-from kvstore.errors import BackendError, BackendUnavailable, Conflict, NotSupported, UnknownScheme
+from kvstore.errors import (
+    BackendError,
+    BackendUnavailable,
+    ConfigurationError,
+    Conflict,
+    NotSupported,
+    UnknownScheme,
+)
 from kvstore.registry import driver_from_url
 from kvstore.storage import Storage
 from kvstore.testing import DriverConformance, DriverFactory
@@ -835,3 +842,13 @@ def test_a_forked_child_does_not_share_its_parents_lock(tmp_path: Path) -> None:
         os.waitpid(pid, 0)
         local.unlock()
         anyio.run(driver.close)
+
+
+def test_lock_timeout_is_a_setting(tmp_path: Path) -> None:
+    assert fs_driver(str(tmp_path)).lock_timeout == 10.0
+    assert from_url(f"file://{tmp_path}?lock_timeout=2.5").lock_timeout == 2.5
+    for bad in (0, -1, float("inf"), True):
+        with pytest.raises(ConfigurationError):
+            fs_driver(str(tmp_path), lock_timeout=bad)
+    with pytest.raises(ConfigurationError):
+        from_url(f"file://{tmp_path}?lock_timeout=soon")

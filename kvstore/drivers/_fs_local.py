@@ -17,26 +17,26 @@ Renames and unlinks name a single entry inside a directory descriptor so opened.
 way raises :class:`LinkInTheWay`; listings leave links (and other special files) out, logged.
 
 Versions (conditional writes) are not stored: a key's version is derived from the identity of its
-file, ``(st_ino, st_mtime_ns, st_size)`` mixed by BLAKE2b into ``1 .. 2**52 - 1``
-(:func:`file_version`). So the layout stays one plain file per key, holding only the value, files
-written before versions existed have a version like any other (nothing to migrate; the driver
-never reports ``LEGACY_VERSION``), and versions survive restarts. Every write makes a new file:
+file, ``(st_ino, generation, st_mtime_ns, st_size)`` mixed by BLAKE2b into ``1 .. 2**52 - 1``
+(:func:`file_version`), where ``generation`` is the inode's generation number
+(``FS_IOC_GETVERSION``; 0 where the filesystem or the system has none). So the layout stays one
+plain file per key, holding only the value, files written before versions existed have a version
+like any other (nothing to migrate; the driver never reports ``LEGACY_VERSION``), and versions
+survive restarts. Every write makes a new file:
 
 - A replace renames a new temporary file over the old one. The temporary file is created while
   the old file still exists, so the two have different inode numbers: the version changes.
 - A file's inode number can be reused once it is freed (ext4 hands the lowest free inode of a
   group to the next file: rewriting one key cycles through two or three numbers), so a key
   rewritten twice, or deleted and created again, may get back an inode number a reader saw
-  before, often with the same size. The kernel's file timestamps are coarse (a clock tick, up to
-  10 ms, on kernels before 6.13), so the inode and the automatic mtime together could repeat:
-  a stale version would then match again. Therefore every write sets the temporary file's mtime
-  itself (``futimens``) to the nanosecond clock before the rename. Writes of one store are
-  serialised by the writers' lock and each takes microseconds, so no two of them get the same
-  mtime, and a reused inode comes back with a different mtime: a different version (two
-  distinct identities mix to one version with probability 2**-52). This needs a filesystem that
-  keeps nanosecond timestamps (ext4 with 256-byte inodes, XFS, Btrfs, tmpfs, APFS); on one that
-  keeps seconds, a key written twice within a second can repeat an earlier version. The mtime
-  stays the real time of the write, to the nanosecond.
+  before, often with the same size, and the kernel's timestamps are coarse (a clock tick, up to
+  10 ms, before Linux 6.13), so inode, mtime and size alone could repeat and a stale version
+  match again. The generation tells reused inodes apart: ext4 and XFS give every newly
+  allocated inode a fresh random 32-bit one, Btrfs the transaction's (and Btrfs, tmpfs and APFS
+  do not reuse inode numbers soon). It costs one ``ioctl`` on versioned reads and conditional
+  writes only: plain ``get``/``set``/``delete`` never ask for it. On a filesystem that reuses
+  inode numbers at once and has no generation, a key rewritten within one timestamp tick to a
+  value of the same size can repeat an earlier version.
 - A file copied or restored (new inode) gets new versions: a version read before then no longer
   matches, so a conditional write on it conflicts rather than overwrite blindly. A program that
   edits a file in place changes its mtime (and usually its size), so its version too.
@@ -81,7 +81,13 @@ LOCK_NAME = "writers.lock"
 _OPEN_LOCK = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
 _LOCK_TRY = fcntl.LOCK_EX | fcntl.LOCK_NB
 _VERSION_MASK = (1 << 52) - 1
-_IDENTITY = struct.Struct("<QqQ")
+_IDENTITY = struct.Struct("<QQqQ")
+# Linux's FS_IOC_GETVERSION, _IOR('v', 1, long): the inode's generation number.
+_GET_GENERATION = (
+    (2 << 30) | (struct.calcsize("l") << 16) | (ord("v") << 8) | 1
+    if sys.platform == "linux"
+    else None
+)
 # How often a write retries when a concurrent delete pruned its directory in between.
 _WRITE_ATTEMPTS = 50
 # Temporary files of other hosts (a shared network disk) are removed only when this old.
@@ -208,11 +214,28 @@ def _reject_non_regular(fd: int, path: str) -> os.stat_result:
     return info
 
 
-def file_version(info: os.stat_result) -> int:
-    """The version of a file: its identity (inode, mtime in ns, size) mixed into 1 .. 2**52-1."""
-    identity = _IDENTITY.pack(info.st_ino, info.st_mtime_ns, info.st_size)
+def file_version(info: os.stat_result, generation: int = 0) -> int:
+    """The version of a file: its identity (inode, generation, mtime in ns, size) mixed into
+    ``1 .. 2**52-1``."""
+    identity = _IDENTITY.pack(info.st_ino, generation, info.st_mtime_ns, info.st_size)
     digest = hashlib.blake2b(identity, digest_size=8).digest()
     return (int.from_bytes(digest, "little") & _VERSION_MASK) or 1
+
+
+def _generation(fd: int) -> int:
+    """The generation number of the inode open as ``fd``; 0 where there is none."""
+    if _GET_GENERATION is None:
+        return 0
+    answer = bytearray(8)
+    try:
+        fcntl.ioctl(fd, _GET_GENERATION, answer, True)
+    except OSError:  # ENOTTY and the like: the filesystem keeps none
+        return 0
+    return int.from_bytes(answer[:4], sys.byteorder)
+
+
+def _version_of_open(fd: int, info: os.stat_result) -> int:
+    return file_version(info, _generation(fd))
 
 
 # Every tree, so that a forked child stops sharing its parent's lock (see LocalTree.lock).
@@ -241,6 +264,40 @@ def _read_open(fd: int, relative: str) -> tuple[bytes, os.stat_result]:
     while chunk := os.read(fd, 1 << 20):
         chunks.append(chunk)
     return b"".join(chunks), info
+
+
+def _rmdir_quiet_opener() -> Callable[[int, str], bool] | None:
+    """Return ``rmdir(dir_fd, name) -> removed?`` calling libc's ``unlinkat`` directly, if it
+    can: a failed rmdir (the usual case: the directory still holds other keys) then costs no
+    Python exception, which takes as long as the system call itself."""
+    if sys.platform != "linux":
+        return None
+    try:
+        unlinkat = ctypes.CDLL(None, use_errno=True).unlinkat
+    except (OSError, AttributeError):  # pragma: no cover - every glibc and musl has it
+        return None
+    unlinkat.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_int)
+    unlinkat.restype = ctypes.c_int
+
+    def rmdir_quiet(dir_fd: int, name: str) -> bool:
+        return int(unlinkat(dir_fd, name.encode("utf-8", "surrogateescape"), _AT_REMOVEDIR)) == 0
+
+    return rmdir_quiet
+
+
+_AT_REMOVEDIR = 0x200  # Linux
+_RMDIR_QUIET = _rmdir_quiet_opener()
+
+
+def _remove_empty_directory(dir_fd: int, name: str) -> bool:
+    """Remove the directory ``name`` inside ``dir_fd`` if it is empty; tell whether it was."""
+    if _RMDIR_QUIET is not None:
+        return _RMDIR_QUIET(dir_fd, name)
+    try:
+        os.rmdir(name, dir_fd=dir_fd)
+    except OSError:
+        return False
+    return True
 
 
 def temp_name_owner(name: str) -> tuple[str, int] | None:
@@ -273,6 +330,11 @@ class LocalTree:
         self._real = root
         # The writers' lock file, open for the tree's lifetime; -1 until first needed.
         self._lock_fd = -1
+        # A handle on TEMP_DIR, kept open: a write then saves opening and closing it (two of
+        # its ten system calls, which pay for the lock's two). Temporary files are only ever
+        # created in it and renamed out, so a stale handle is harmless: creating a file in a
+        # removed directory fails, and the write opens the directory again.
+        self._tmp_fd = -1
         _TREES.add(self)
 
     def prepare(self) -> None:
@@ -343,8 +405,9 @@ class LocalTree:
                 os.close(fd)
 
     def close(self) -> None:
-        """Close the lock file (releasing the lock if held)."""
+        """Close the lock file (releasing the lock if held) and the temporary directory."""
         self.forget_lock()
+        self._forget_tmp()
 
     # -- paths ----------------------------------------------------------------------------------
 
@@ -430,9 +493,9 @@ class LocalTree:
             return None
         try:
             data, info = _read_open(fd, relative)
+            return data, _version_of_open(fd, info)
         finally:
             os.close(fd)
-        return data, file_version(info)
 
     def version(self, relative: str) -> int | None:
         """Return the file's version, or ``None`` if it does not exist."""
@@ -440,7 +503,7 @@ class LocalTree:
         if fd is None:
             return None
         try:
-            return file_version(_reject_non_regular(fd, relative))
+            return _version_of_open(fd, _reject_non_regular(fd, relative))
         finally:
             os.close(fd)
 
@@ -468,22 +531,30 @@ class LocalTree:
     def write_versioned(self, relative: str, data: bytes, *, versioned: bool = True) -> int:
         """:meth:`write`, returning the new file's version (0 unless ``versioned``)."""
         for _ in range(_WRITE_ATTEMPTS):
-            tmp, _ = self._dir_handle(TEMP_DIR, create=True)
+            tmp = self._tmp_fd
+            if tmp < 0:
+                tmp = self._tmp_fd = self._dir_handle(TEMP_DIR, create=True)[0]
             try:
-                try:
-                    temp, version = self._write_temp(tmp, data, versioned)
-                except FileNotFoundError:
-                    continue  # someone removed the temp directory since we opened it
-                try:
-                    self._install(tmp, temp, relative)
-                except BaseException:
-                    with contextlib.suppress(OSError):
-                        os.unlink(temp, dir_fd=tmp)
-                    raise
-                return version
-            finally:
-                os.close(tmp)
+                temp, version = self._write_temp(tmp, data, versioned)
+            except FileNotFoundError:
+                # Someone removed the temporary directory: open it again (by path, refusing a
+                # link put in its place).
+                self._forget_tmp()
+                continue
+            try:
+                self._install(tmp, temp, relative)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(temp, dir_fd=tmp)
+                raise
+            return version
         raise FileNotFoundError(errno.ENOENT, "the temporary directory keeps disappearing")
+
+    def _forget_tmp(self) -> None:
+        fd, self._tmp_fd = self._tmp_fd, -1
+        if fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
     def _write_temp(self, tmp: int, data: bytes, versioned: bool) -> tuple[str, int]:
         while True:
@@ -497,11 +568,8 @@ class LocalTree:
                 while view:
                     written = os.write(descriptor, view)
                     view = view[written:]
-                # The mtime from the nanosecond clock, not the kernel's coarse one: part of the
-                # version (see the module docstring). The rename keeps it and the inode.
-                now = time.time_ns()
-                os.utime(descriptor, ns=(now, now))
-                version = file_version(os.fstat(descriptor)) if versioned else 0
+                # The rename keeps the inode, its generation, mtime and size: the version.
+                version = _version_of_open(descriptor, os.fstat(descriptor)) if versioned else 0
                 if self.fsync:
                     os.fsync(descriptor)
             except BaseException:
@@ -551,33 +619,29 @@ class LocalTree:
         A link where the file should be is removed itself; nothing it points to is touched.
         """
         directory, _, name = relative.rpartition("/")
-        if not self._remove_entry(directory, name, os.unlink):
-            return
-        while directory:
-            # rmdir only removes an empty directory, so a concurrent writer's file survives;
-            # a writer whose directory vanished recreates it (see _install).
-            parent, _, name = directory.rpartition("/")
-            if not self._remove_entry(parent, name, os.rmdir):
-                return
-            directory = parent
-
-    def _remove_entry(self, directory: str, name: str, remove: Callable[..., None]) -> bool:
-        """Remove ``name`` inside ``directory`` with ``remove``; tell whether it was there."""
         try:
             fd, _ = self._dir_handle(directory, create=False)
         except (FileNotFoundError, NotADirectoryError):
-            return False
+            return
         try:
-            remove(name, dir_fd=fd)
-        except (FileNotFoundError, NotADirectoryError):
-            return False
-        except OSError:
-            if remove is os.rmdir:
-                return False  # not empty (or not ours): pruning stops here
-            raise
+            try:
+                os.unlink(name, dir_fd=fd)
+            except (FileNotFoundError, NotADirectoryError):
+                return
+            while directory:
+                # Each directory's parent through its own handle's "..": half the cost of
+                # resolving the parent's path again, and never outside the base (the loop
+                # stops at it). rmdir only removes an empty directory, so a concurrent
+                # writer's file survives; a writer whose directory vanished recreates it (see
+                # _install).
+                parent = os.open("..", _DIR_HANDLE, dir_fd=fd)
+                os.close(fd)
+                fd = parent
+                directory, _, name = directory.rpartition("/")
+                if not _remove_empty_directory(fd, name):
+                    return  # not empty (or not ours, or gone): pruning stops here
         finally:
             os.close(fd)
-        return True
 
     def list_dir(self, relative: str) -> list[tuple[str, bool]]:
         """Return ``(name, is_dir)`` for each entry of a directory; ``[]`` if it does not exist.

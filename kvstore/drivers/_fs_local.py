@@ -15,6 +15,41 @@ to its real path once, when the driver opens it, and every path below it is open
 open), or where that is missing by walking directory descriptors opened with ``O_NOFOLLOW``.
 Renames and unlinks name a single entry inside a directory descriptor so opened. A link in the
 way raises :class:`LinkInTheWay`; listings leave links (and other special files) out, logged.
+
+Versions (conditional writes) are not stored: a key's version is derived from the identity of its
+file, ``(st_ino, generation, st_mtime_ns, st_size)`` mixed by BLAKE2b into ``1 .. 2**52 - 1``
+(:func:`file_version`), where ``generation`` is the inode's generation number
+(``FS_IOC_GETVERSION``; 0 where the filesystem or the system has none). So the layout stays one
+plain file per key, holding only the value, files written before versions existed have a version
+like any other (nothing to migrate; the driver never reports ``LEGACY_VERSION``), and versions
+survive restarts. Every write makes a new file:
+
+- A replace renames a new temporary file over the old one. The temporary file is created while
+  the old file still exists, so the two have different inode numbers: the version changes.
+- A file's inode number can be reused once it is freed (ext4 hands the lowest free inode of a
+  group to the next file: rewriting one key cycles through two or three numbers), so a key
+  rewritten twice, or deleted and created again, may get back an inode number a reader saw
+  before, often with the same size, and the kernel's timestamps are coarse (a clock tick, up to
+  10 ms, before Linux 6.13), so inode, mtime and size alone could repeat and a stale version
+  match again. The generation tells reused inodes apart: ext4 and XFS give every newly
+  allocated inode a fresh random 32-bit one, Btrfs the transaction's (and Btrfs, tmpfs and APFS
+  do not reuse inode numbers soon). It costs one ``ioctl`` on versioned reads and conditional
+  writes only: plain ``get``/``set``/``delete`` never ask for it. On a filesystem that reuses
+  inode numbers at once and has no generation, a key rewritten within one timestamp tick to a
+  value of the same size can repeat an earlier version.
+- A file copied or restored (new inode) gets new versions: a version read before then no longer
+  matches, so a conditional write on it conflicts rather than overwrite blindly. A program that
+  edits a file in place changes its mtime (and usually its size), so its version too.
+
+The writers' lock. Conditional writes check a condition and then rename; an unconditional write
+landing between the two would be overwritten unseen. So every write and delete, conditional or
+not, holds an exclusive ``flock`` on ``<base>/.tmp/writers.lock`` (a name no key has, never
+listed, never removed), while reads take no lock. The lock file is opened once per driver and
+kept open: taking and releasing it is two system calls on that descriptor, about a microsecond,
+never blocking (``LOCK_NB``; the driver waits asynchronously). ``flock`` locks belong to an
+open file description, so a forked child reopens the file rather than share its parent's.
+Removing ``.tmp`` while processes have the store open would split them between two lock files:
+do not.
 """
 
 from __future__ import annotations
@@ -22,22 +57,37 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import fcntl
 import hashlib
 import itertools
 import logging
 import os
 import socket
 import stat
+import struct
 import sys
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["HOST_TAG", "LinkInTheWay", "LocalTree", "temp_name_owner"]
+__all__ = ["HOST_TAG", "LOCK_NAME", "LinkInTheWay", "LocalTree", "file_version", "temp_name_owner"]
 
 _log = logging.getLogger("kvstore.drivers.fs")
 
 TEMP_DIR = ".tmp"
+# The writers' lock file, in TEMP_DIR: not a temporary file's name, so never cleaned up.
+LOCK_NAME = "writers.lock"
+_OPEN_LOCK = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
+_LOCK_TRY = fcntl.LOCK_EX | fcntl.LOCK_NB
+_VERSION_MASK = (1 << 52) - 1
+_IDENTITY = struct.Struct("<QQqQ")
+# Linux's FS_IOC_GETVERSION, _IOR('v', 1, long): the inode's generation number.
+_GET_GENERATION = (
+    (2 << 30) | (struct.calcsize("l") << 16) | (ord("v") << 8) | 1
+    if sys.platform == "linux"
+    else None
+)
 # How often a write retries when a concurrent delete pruned its directory in between.
 _WRITE_ATTEMPTS = 50
 # Temporary files of other hosts (a shared network disk) are removed only when this old.
@@ -164,6 +214,92 @@ def _reject_non_regular(fd: int, path: str) -> os.stat_result:
     return info
 
 
+def file_version(info: os.stat_result, generation: int = 0) -> int:
+    """The version of a file: its identity (inode, generation, mtime in ns, size) mixed into
+    ``1 .. 2**52-1``."""
+    identity = _IDENTITY.pack(info.st_ino, generation, info.st_mtime_ns, info.st_size)
+    digest = hashlib.blake2b(identity, digest_size=8).digest()
+    return (int.from_bytes(digest, "little") & _VERSION_MASK) or 1
+
+
+def _generation(fd: int) -> int:
+    """The generation number of the inode open as ``fd``; 0 where there is none."""
+    if _GET_GENERATION is None:
+        return 0
+    answer = bytearray(8)
+    try:
+        fcntl.ioctl(fd, _GET_GENERATION, answer, True)
+    except OSError:  # ENOTTY and the like: the filesystem keeps none
+        return 0
+    return int.from_bytes(answer[:4], sys.byteorder)
+
+
+def _version_of_open(fd: int, info: os.stat_result) -> int:
+    return file_version(info, _generation(fd))
+
+
+# Every tree, so that a forked child stops sharing its parent's lock (see LocalTree.lock).
+_TREES: weakref.WeakSet[LocalTree] = weakref.WeakSet()
+
+
+def _reopen_locks_in_child() -> None:
+    for tree in list(_TREES):
+        tree.forget_lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reopen_locks_in_child)
+
+
+def _read_open(fd: int, relative: str) -> tuple[bytes, os.stat_result]:
+    """Read an open regular file whole; return its bytes and the ``fstat`` taken first."""
+    info = _reject_non_regular(fd, relative)
+    size = info.st_size
+    data = os.read(fd, size + 1)
+    if len(data) <= size:
+        return data, info
+    # The file grew since fstat (another program writes it in place): read on to its end. Its
+    # version moved on too, so a condition on the version returned with it fails: safe.
+    chunks = [data]
+    while chunk := os.read(fd, 1 << 20):
+        chunks.append(chunk)
+    return b"".join(chunks), info
+
+
+def _rmdir_quiet_opener() -> Callable[[int, str], bool] | None:
+    """Return ``rmdir(dir_fd, name) -> removed?`` calling libc's ``unlinkat`` directly, if it
+    can: a failed rmdir (the usual case: the directory still holds other keys) then costs no
+    Python exception, which takes as long as the system call itself."""
+    if sys.platform != "linux":
+        return None
+    try:
+        unlinkat = ctypes.CDLL(None, use_errno=True).unlinkat
+    except (OSError, AttributeError):  # pragma: no cover - every glibc and musl has it
+        return None
+    unlinkat.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_int)
+    unlinkat.restype = ctypes.c_int
+
+    def rmdir_quiet(dir_fd: int, name: str) -> bool:
+        return int(unlinkat(dir_fd, name.encode("utf-8", "surrogateescape"), _AT_REMOVEDIR)) == 0
+
+    return rmdir_quiet
+
+
+_AT_REMOVEDIR = 0x200  # Linux
+_RMDIR_QUIET = _rmdir_quiet_opener()
+
+
+def _remove_empty_directory(dir_fd: int, name: str) -> bool:
+    """Remove the directory ``name`` inside ``dir_fd`` if it is empty; tell whether it was."""
+    if _RMDIR_QUIET is not None:
+        return _RMDIR_QUIET(dir_fd, name)
+    try:
+        os.rmdir(name, dir_fd=dir_fd)
+    except OSError:
+        return False
+    return True
+
+
 def temp_name_owner(name: str) -> tuple[str, int] | None:
     """Return ``(host, pid)`` of the writer that made the temporary file ``name``, if parseable."""
     parts = name.split(".")
@@ -192,18 +328,29 @@ class LocalTree:
         self.fsync = fsync
         # The base's real path (no link in it), fixed by prepare(); every path is built on it.
         self._real = root
+        # The writers' lock file, open for the tree's lifetime; -1 until first needed.
+        self._lock_fd = -1
+        # A handle on TEMP_DIR, kept open: a write then saves opening and closing it (two of
+        # its ten system calls, which pay for the lock's two). Temporary files are only ever
+        # created in it and renamed out, so a stale handle is harmless: creating a file in a
+        # removed directory fails, and the write opens the directory again.
+        self._tmp_fd = -1
+        _TREES.add(self)
 
     def prepare(self) -> None:
         """Create the base and its temporary directory, and remove dead writers' temp files."""
         os.makedirs(self.root, exist_ok=True)
         self._real = os.path.realpath(self.root)
         os.close(self._dir_handle(TEMP_DIR, create=True)[0])
+        self._open_lock()
         listing = self._open(TEMP_DIR, _OPEN_LIST)
         try:
             with os.scandir(listing) as entries:
                 names = [entry.name for entry in entries]
             now = time.time()
             for name in names:
+                if name == LOCK_NAME:
+                    continue  # other processes lock this very file: never replace it
                 owner = temp_name_owner(name)
                 if owner is not None and owner[0] == HOST_TAG:
                     stale = not _process_alive(owner[1])
@@ -218,6 +365,49 @@ class LocalTree:
                         os.unlink(name, dir_fd=listing)
         finally:
             os.close(listing)
+
+    # -- the writers' lock ----------------------------------------------------------------------
+
+    def _open_lock(self) -> int:
+        if self._lock_fd < 0:
+            tmp, _ = self._dir_handle(TEMP_DIR, create=True)
+            try:
+                self._lock_fd = os.open(LOCK_NAME, _OPEN_LOCK, 0o666, dir_fd=tmp)
+            finally:
+                os.close(tmp)
+        return self._lock_fd
+
+    def try_lock(self) -> bool:
+        """Take the writers' lock if no other holder has it; never blocks.
+
+        Within one process the lock is this tree's: the driver keeps its own tasks from taking
+        it twice (two holders on one descriptor would both succeed).
+        """
+        fd = self._lock_fd
+        if fd < 0:
+            fd = self._open_lock()
+        try:
+            fcntl.flock(fd, _LOCK_TRY)
+        except BlockingIOError:
+            return False
+        return True
+
+    def unlock(self) -> None:
+        """Release the writers' lock (a no-op if not held)."""
+        if self._lock_fd >= 0:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+
+    def forget_lock(self) -> None:
+        """Drop the lock descriptor without unlocking (in a forked child: it is the parent's)."""
+        fd, self._lock_fd = self._lock_fd, -1
+        if fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def close(self) -> None:
+        """Close the lock file (releasing the lock if held) and the temporary directory."""
+        self.forget_lock()
+        self._forget_tmp()
 
     # -- paths ----------------------------------------------------------------------------------
 
@@ -292,31 +482,81 @@ class LocalTree:
         finally:
             os.close(fd)
 
+    def read_versioned(self, relative: str) -> tuple[bytes, int] | None:
+        """Return the file's bytes and version, from one open file, or ``None`` if it is absent.
+
+        The bytes and the version come from the same inode, which the driver never changes
+        after its rename: they always belong together.
+        """
+        fd = self._open_existing(relative)
+        if fd is None:
+            return None
+        try:
+            data, info = _read_open(fd, relative)
+            return data, _version_of_open(fd, info)
+        finally:
+            os.close(fd)
+
+    def version(self, relative: str) -> int | None:
+        """Return the file's version, or ``None`` if it does not exist."""
+        fd = self._open_existing(relative)
+        if fd is None:
+            return None
+        try:
+            return _version_of_open(fd, _reject_non_regular(fd, relative))
+        finally:
+            os.close(fd)
+
+    def _open_existing(self, relative: str) -> int | None:
+        """Open a file below the base for reading; ``None`` if it does not exist."""
+        if _OPENAT2 is not None:
+            fd = _OPENAT2(f"{self._real}/{relative}", _OPEN_READ)
+            if fd >= 0:
+                return fd
+            if fd in _MISSING:
+                return None
+        try:
+            return self._open(relative, _OPEN_READ)  # raises the right error
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+
     def write(self, relative: str, data: bytes) -> None:
         """Replace the file's content with ``data`` atomically, creating directories as needed.
 
         A link where the file should be is replaced by the file; a link where a directory
-        should be raises :class:`LinkInTheWay`.
+        should be raises :class:`LinkInTheWay`. The caller holds the writers' lock.
         """
+        self.write_versioned(relative, data, versioned=False)
+
+    def write_versioned(self, relative: str, data: bytes, *, versioned: bool = True) -> int:
+        """:meth:`write`, returning the new file's version (0 unless ``versioned``)."""
         for _ in range(_WRITE_ATTEMPTS):
-            tmp, _ = self._dir_handle(TEMP_DIR, create=True)
+            tmp = self._tmp_fd
+            if tmp < 0:
+                tmp = self._tmp_fd = self._dir_handle(TEMP_DIR, create=True)[0]
             try:
-                try:
-                    temp = self._write_temp(tmp, data)
-                except FileNotFoundError:
-                    continue  # someone removed the temp directory since we opened it
-                try:
-                    self._install(tmp, temp, relative)
-                except BaseException:
-                    with contextlib.suppress(OSError):
-                        os.unlink(temp, dir_fd=tmp)
-                    raise
-                return
-            finally:
-                os.close(tmp)
+                temp, version = self._write_temp(tmp, data, versioned)
+            except FileNotFoundError:
+                # Someone removed the temporary directory: open it again (by path, refusing a
+                # link put in its place).
+                self._forget_tmp()
+                continue
+            try:
+                self._install(tmp, temp, relative)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(temp, dir_fd=tmp)
+                raise
+            return version
         raise FileNotFoundError(errno.ENOENT, "the temporary directory keeps disappearing")
 
-    def _write_temp(self, tmp: int, data: bytes) -> str:
+    def _forget_tmp(self) -> None:
+        fd, self._tmp_fd = self._tmp_fd, -1
+        if fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def _write_temp(self, tmp: int, data: bytes, versioned: bool) -> tuple[str, int]:
         while True:
             temp = f"{os.getpid()}.{HOST_TAG}.{next(_counter)}.tmp"
             try:
@@ -328,6 +568,8 @@ class LocalTree:
                 while view:
                     written = os.write(descriptor, view)
                     view = view[written:]
+                # The rename keeps the inode, its generation, mtime and size: the version.
+                version = _version_of_open(descriptor, os.fstat(descriptor)) if versioned else 0
                 if self.fsync:
                     os.fsync(descriptor)
             except BaseException:
@@ -336,7 +578,7 @@ class LocalTree:
                     os.unlink(temp, dir_fd=tmp)
                 raise
             os.close(descriptor)
-            return temp
+            return temp, version
 
     def _install(self, tmp: int, temp: str, relative: str) -> None:
         parent, _, name = relative.rpartition("/")
@@ -377,33 +619,29 @@ class LocalTree:
         A link where the file should be is removed itself; nothing it points to is touched.
         """
         directory, _, name = relative.rpartition("/")
-        if not self._remove_entry(directory, name, os.unlink):
-            return
-        while directory:
-            # rmdir only removes an empty directory, so a concurrent writer's file survives;
-            # a writer whose directory vanished recreates it (see _install).
-            parent, _, name = directory.rpartition("/")
-            if not self._remove_entry(parent, name, os.rmdir):
-                return
-            directory = parent
-
-    def _remove_entry(self, directory: str, name: str, remove: Callable[..., None]) -> bool:
-        """Remove ``name`` inside ``directory`` with ``remove``; tell whether it was there."""
         try:
             fd, _ = self._dir_handle(directory, create=False)
         except (FileNotFoundError, NotADirectoryError):
-            return False
+            return
         try:
-            remove(name, dir_fd=fd)
-        except (FileNotFoundError, NotADirectoryError):
-            return False
-        except OSError:
-            if remove is os.rmdir:
-                return False  # not empty (or not ours): pruning stops here
-            raise
+            try:
+                os.unlink(name, dir_fd=fd)
+            except (FileNotFoundError, NotADirectoryError):
+                return
+            while directory:
+                # Each directory's parent through its own handle's "..": half the cost of
+                # resolving the parent's path again, and never outside the base (the loop
+                # stops at it). rmdir only removes an empty directory, so a concurrent
+                # writer's file survives; a writer whose directory vanished recreates it (see
+                # _install).
+                parent = os.open("..", _DIR_HANDLE, dir_fd=fd)
+                os.close(fd)
+                fd = parent
+                directory, _, name = directory.rpartition("/")
+                if not _remove_empty_directory(fd, name):
+                    return  # not empty (or not ours, or gone): pruning stops here
         finally:
             os.close(fd)
-        return True
 
     def list_dir(self, relative: str) -> list[tuple[str, bool]]:
         """Return ``(name, is_dir)`` for each entry of a directory; ``[]`` if it does not exist.

@@ -21,6 +21,22 @@ directories, is a link raises :class:`BackendError`; writing one replaces a link
 the file goes, and refuses one where a directory goes. Scans leave out links, special files and
 names that do not decode to a valid key, with a warning on the ``kvstore.drivers.fs`` logger.
 
+Conditional writes (local directories only). A key's version is derived from its file's identity,
+so the layout holds nothing but values and a store written before versions existed works as it
+is; every write and delete holds an exclusive OS file lock, ``.tmp/writers.lock``, which makes a
+condition's check and the write it guards one step against every other process and driver
+(details in :mod:`kvstore.drivers._fs_local`). ``commit`` takes the lock once, checks every
+condition, then applies every change: atomic against other writers of the store. It is not
+atomic against a crash: a process killed part way through leaves the changes it had applied
+(each file whole, old or new) and not the others, and the OS releases its lock; a disk error
+part way (a full disk) leaves the same kind of prefix and raises :class:`BackendError`. Readers
+take no lock, so a reader can see a commit half applied (``atomic_batches`` stays False).
+Waiting for the lock never blocks the event loop (non-blocking attempts with a growing pause
+between them); after ``lock_timeout`` seconds (default 10) the operation raises
+:class:`BackendUnavailable`, having written nothing. Remote fsspec stores have no lock the
+driver could trust, so there ``conditional_writes`` is False and versioned calls raise
+:class:`NotSupported`.
+
 Other fsspec filesystems (``memory://``, ``s3://``, ...) are called in a worker thread and written
 with ``pipe_file``. fsspec caches filesystem instances, and ``memory://`` is one store global to
 the process: two drivers are separated by their base paths (``memory://a`` and ``memory://b``
@@ -35,6 +51,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import random
 import re
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from time import monotonic
@@ -46,20 +63,22 @@ from fsspec import AbstractFileSystem
 from fsspec.core import url_to_fs
 from fsspec.implementations.local import LocalFileSystem
 
-from kvstore.driver import BaseDriver
+from kvstore.conditional import ANY_VERSION, Action, Change, Versioned
+from kvstore.driver import CONDITIONAL_WRITES, BaseDriver, conflict
 from kvstore.drivers._fs_layout import Entry, dir_path, key_path, list_entries, split_prefix
-from kvstore.drivers._fs_local import LocalTree
+from kvstore.drivers._fs_local import LOCK_NAME, TEMP_DIR, LocalTree
 from kvstore.drivers._fs_remote import FsspecTree
 from kvstore.errors import (
     BackendError,
     BackendUnavailable,
     ConfigurationError,
     MissingDependency,
+    NotSupported,
     UnknownScheme,
 )
 from kvstore.keys import MAX_KEY_BYTES
-from kvstore.pacing import Pacer
-from kvstore.urls import boolean, parse_url, redact_url, take_options
+from kvstore.pacing import Gate, Pacer
+from kvstore.urls import boolean, parse_url, positive_float, redact_url, take_options
 
 __all__ = ["FSDriver", "from_url", "fs_driver"]
 
@@ -89,6 +108,12 @@ class Tree(Protocol):
 
 
 _log = logging.getLogger(__name__)
+#: Seconds an operation waits for the writers' lock before raising BackendUnavailable.
+DEFAULT_LOCK_TIMEOUT = 10.0
+# Pauses between attempts to take a busy lock: from the first to the longest, doubling (with
+# jitter, so that waiting processes do not retry in step).
+_FIRST_PAUSE = 0.0002
+_LONGEST_PAUSE = 0.02
 # Keys a scan hands out between looks at the clock (each costs well under a microsecond).
 _SCAN_STEP = 256
 # A URL's password inside a client library's error message.
@@ -118,11 +143,13 @@ class FSDriver(BaseDriver):
     """Stores each key as a file under a base directory; see the module docstring for the layout.
 
     Construct it with :func:`fs_driver` or :func:`from_url`. The constructor does no I/O: the
-    base directory is created on first use (or by :meth:`open`).
+    base directory is created on first use (or by :meth:`open`). ``conditional_writes`` is True
+    on a local directory and False on a remote fsspec store (see the module docstring).
     """
 
     name = "fs"
     supports_trio = True
+    conditional_writes = True
     where: str
     """Where the files live, as errors name it: the local path or the (redacted) URL."""
 
@@ -132,13 +159,24 @@ class FSDriver(BaseDriver):
         *,
         fs: AbstractFileSystem | None = None,
         fsync: bool = False,
+        lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
         **fsspec_options: Any,
     ) -> None:
+        if isinstance(lock_timeout, bool) or not isinstance(lock_timeout, int | float) or not (
+            0 < lock_timeout < float("inf")
+        ):
+            raise ConfigurationError(
+                f"fs: lock_timeout must be a positive number of seconds, not {lock_timeout!r}"
+            )
+        self.lock_timeout = float(lock_timeout)
         self._local: LocalTree | None = None
         self._remote: FsspecTree | None = None
         self._ready = False
         self._lock: anyio.Lock | None = None
         self._pacer = Pacer()
+        # Held by a commit that keeps the writers' lock across yields: this driver's other
+        # writers wait here, since the OS lock cannot tell them from the commit (one descriptor).
+        self._gate = Gate()
         if fs is not None and fsspec_options:
             raise TypeError("pass either fs= or fsspec options for a URL, not both")
         if fs is None and "://" not in base:
@@ -159,6 +197,8 @@ class FSDriver(BaseDriver):
         else:
             self._remote = FsspecTree(fs, root)
             self.where = where
+            # No lock the driver could trust on a remote store: the capability is absent.
+            self.conditional_writes = False
 
     @property
     def root(self) -> str:
@@ -235,15 +275,156 @@ class FSDriver(BaseDriver):
         path = key_path(key)
         return await self._on_tree(f"reading {_shown(key)}", lambda tree: tree.read(path))
 
+    async def _write_on_tree(self, doing: str, call: Callable[[Tree], None]) -> None:
+        """Run one write or delete: on local disk inline, holding the writers' lock."""
+        if monotonic() >= self._pacer.deadline:
+            await self._pacer.pause()
+        self.ensure_open()
+        if not self._ready:
+            await self._prepare()
+        local = self._local
+        if local is None:
+            remote = self._remote
+            assert remote is not None
+            await self._in_thread(doing, lambda: call(remote))
+            return
+        try:
+            # The common case costs one flock call here and one below.
+            if self._gate.closed or not local.try_lock():
+                await self._wait_for_lock(local)
+            try:
+                call(local)
+            finally:
+                local.unlock()
+        except OSError as error:
+            raise self._failure(error, doing) from error
+
+    async def _wait_for_lock(self, local: LocalTree) -> None:
+        """Return holding the writers' lock, having waited without blocking the event loop.
+
+        Raises :class:`BackendUnavailable` after ``lock_timeout`` seconds, holding nothing.
+        """
+        deadline = monotonic() + self.lock_timeout
+        pause = _FIRST_PAUSE
+        while True:
+            # No await between the gate and the lock: no task of this driver slips in between.
+            await self._gate.wait()
+            self.ensure_open()
+            if local.try_lock():
+                return
+            left = deadline - monotonic()
+            if left <= 0:
+                raise BackendUnavailable(
+                    f"the writers' lock ({TEMP_DIR}/{LOCK_NAME}) stayed taken for lock_timeout="
+                    f"{self.lock_timeout:g} s",
+                    driver=self.name,
+                    where=self.where,
+                )
+            await anyio.sleep(min(left, pause * random.uniform(0.5, 1.5)))
+            pause = min(pause * 2, _LONGEST_PAUSE)
+
     async def set(self, key: str, value: bytes) -> None:
         """Replace ``key``'s file atomically: readers see the old bytes or the new, never a mix."""
         path = key_path(key)
-        await self._on_tree(f"writing {_shown(key)}", lambda tree: tree.write(path, value))
+        await self._write_on_tree(f"writing {_shown(key)}", lambda tree: tree.write(path, value))
 
     async def delete(self, key: str) -> None:
         """Remove ``key``'s file and the directories it leaves empty; a missing key is fine."""
         path = key_path(key)
-        await self._on_tree(f"deleting {_shown(key)}", lambda tree: tree.remove(path))
+        await self._write_on_tree(f"deleting {_shown(key)}", lambda tree: tree.remove(path))
+
+    # -- conditional writes -------------------------------------------------------------------
+
+    def _local_tree(self) -> LocalTree:
+        local = self._local
+        if local is None:
+            raise NotSupported(CONDITIONAL_WRITES, driver=self.name)
+        return local
+
+    async def get_versioned(self, key: str) -> Versioned[bytes] | None:
+        """Return ``key``'s bytes and version, both from one open file, or ``None``.
+
+        Takes no lock. Raises :class:`NotSupported` on a remote store.
+        """
+        local = self._local_tree()
+        path = key_path(key)
+        if monotonic() >= self._pacer.deadline:
+            await self._pacer.pause()
+        self.ensure_open()
+        if not self._ready:
+            await self._prepare()
+        try:
+            found = local.read_versioned(path)
+        except OSError as error:
+            raise self._failure(error, f"reading {_shown(key)}") from error
+        return None if found is None else Versioned(*found)
+
+    async def commit(self, changes: Sequence[Change[bytes]]) -> list[int | None]:
+        """Under the writers' lock, check every condition, then apply every change.
+
+        Atomic against every other writer of the store (all hold the lock); see the module
+        docstring for what a crash part way leaves. Once it has started writing, a cancelled
+        commit finishes first. Raises :class:`NotSupported` on a remote store.
+        """
+        local = self._local_tree()
+        self.ensure_open()
+        if not self._ready:
+            await self._prepare()
+        paths = [key_path(change.key) for change in changes]
+        pacer = self._pacer
+        if pacer.due():
+            await pacer.pause()
+        try:
+            if self._gate.closed or not local.try_lock():
+                await self._wait_for_lock(local)
+        except OSError as error:
+            raise self._failure(error, "taking the writers' lock") from error
+        gated = False
+        interruption: BaseException | None = None
+        try:
+            failed: list[str] = []
+            for change, path in zip(changes, paths, strict=True):
+                if pacer.due():
+                    gated = self._hold_gate(gated)
+                    await pacer.pause()  # nothing written yet: cancelling here is clean
+                    self.ensure_open()
+                if change.expected is not ANY_VERSION:
+                    try:
+                        current = local.version(path)
+                    except OSError as error:
+                        raise self._failure(error, f"reading {_shown(change.key)}") from error
+                    if not change.holds_for(current):
+                        failed.append(change.key)
+            if failed:
+                raise conflict(failed)
+            versions: list[int | None] = []
+            for change, path in zip(changes, paths, strict=True):
+                if pacer.due():
+                    gated = self._hold_gate(gated)
+                    interruption = interruption or await pacer.pause_shielded()
+                try:
+                    if change.action is Action.WRITE:
+                        assert change.value is not None
+                        versions.append(local.write_versioned(path, change.value))
+                        continue
+                    if change.action is Action.DELETE:
+                        local.remove(path)
+                except OSError as error:
+                    raise self._failure(error, f"committing {_shown(change.key)}") from error
+                versions.append(None)
+        finally:
+            local.unlock()
+            if gated:
+                self._gate.open()
+        if interruption is not None:
+            raise interruption
+        return versions
+
+    def _hold_gate(self, held: bool) -> bool:
+        """Close the gate before a commit's first yield; return True (it is held)."""
+        if not held:
+            self._gate.close()
+        return True
 
     # -- batches ------------------------------------------------------------------------------
 
@@ -252,8 +433,13 @@ class FSDriver(BaseDriver):
         doing: str,
         items: Sequence[X],
         call: Callable[[Tree, X], R],
+        *,
+        locked: bool = False,
     ) -> list[R]:
-        """Apply one operation to every item: inline on local disk, in one thread hop otherwise."""
+        """Apply one operation to every item: inline on local disk, in one thread hop otherwise.
+
+        With ``locked`` (writes) each item holds the writers' lock while it is applied.
+        """
         self.ensure_open()
         if not self._ready:
             await self._prepare()
@@ -266,12 +452,21 @@ class FSDriver(BaseDriver):
         pacer = self._pacer
         # A file operation takes tens of microseconds, a clock read a tenth of one: look at the
         # clock before each.
+        gate = self._gate
         for item in items:
             if monotonic() >= pacer.deadline:
                 await pacer.pause()
                 self.ensure_open()
             try:
-                results.append(call(local, item))
+                if not locked:
+                    results.append(call(local, item))
+                    continue
+                if gate.closed or not local.try_lock():
+                    await self._wait_for_lock(local)
+                try:
+                    results.append(call(local, item))
+                finally:
+                    local.unlock()
             except OSError as error:
                 raise self._failure(error, doing) from error
         return results
@@ -288,12 +483,16 @@ class FSDriver(BaseDriver):
         the earlier pairs written.
         """
         pairs = [(key_path(key), value) for key, value in items]
-        await self._each("writing a batch", pairs, lambda tree, pair: tree.write(*pair))
+        await self._each(
+            "writing a batch", pairs, lambda tree, pair: tree.write(*pair), locked=True
+        )
 
     async def delete_many(self, keys: Sequence[str]) -> None:
         """Remove every key in ``keys``, skipping missing ones; not atomic as a whole."""
         paths = [key_path(key) for key in keys]
-        await self._each("deleting a batch", paths, lambda tree, path: tree.remove(path))
+        await self._each(
+            "deleting a batch", paths, lambda tree, path: tree.remove(path), locked=True
+        )
 
     # -- scans --------------------------------------------------------------------------------
 
@@ -346,8 +545,18 @@ class FSDriver(BaseDriver):
                 stack.append((f"{key_head}{segment}:", iter(children)))
 
     async def close(self) -> None:
-        """Stop the driver; idempotent. A filesystem passed in with ``fs=`` is left open."""
+        """Stop the driver; idempotent. A filesystem passed in with ``fs=`` is left open.
+
+        A commit already writing finishes first (it never stops half applied because of a
+        close); later operations raise :class:`~kvstore.errors.StorageClosed`.
+        """
+        if self.closed:
+            return
         self.mark_closed()
+        with anyio.CancelScope(shield=True):
+            await self._gate.wait()
+        if self._local is not None:
+            self._local.close()
 
 
 def _protocol_of(fs: AbstractFileSystem) -> str:
@@ -380,6 +589,7 @@ def fs_driver(
     *,
     fs: AbstractFileSystem | None = None,
     fsync: bool = False,
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
     **fsspec_options: Any,
 ) -> FSDriver:
     """Return a driver keeping one file per key under ``base``.
@@ -387,15 +597,19 @@ def fs_driver(
     ``base`` is a local directory (created on first use), a ``file://`` URL or any fsspec URL
     (``memory://name``, ``s3://bucket/path``; ``fsspec_options`` go to that filesystem); or pass
     ``fs=`` an fsspec filesystem instance and ``base`` a path in it. ``fsync=True`` makes each
-    local ``set`` durable against power loss, at a large cost in speed.
+    local ``set`` durable against power loss, at a large cost in speed. ``lock_timeout`` bounds,
+    in seconds, how long a local write waits for the writers' lock (see the module docstring).
     """
-    return FSDriver(base, fs=fs, fsync=fsync, **fsspec_options)
+    return FSDriver(base, fs=fs, fsync=fsync, lock_timeout=lock_timeout, **fsspec_options)
 
 
 # fsspec protocols served from this process or this machine: a user, password or (for local
 # files) a host in their URLs would be read as part of a path, never as credentials.
 _NO_CREDENTIALS: Final = frozenset({"file", "local", "memory"})
-_LOCAL_OPTIONS: Final[dict[str, Callable[[str], Any]]] = {"fsync": boolean}
+_LOCAL_OPTIONS: Final[dict[str, Callable[[str], Any]]] = {
+    "fsync": boolean,
+    "lock_timeout": positive_float,
+}
 
 
 def from_url(url: str) -> FSDriver:
@@ -403,7 +617,8 @@ def from_url(url: str) -> FSDriver:
 
     ``fs+memory://name`` is fsspec's ``memory://name``; the ``fs+`` form reaches fsspec
     protocols whose scheme another kvstore driver claims. A ``file://`` URL names an absolute
-    directory, percent-decoded, and takes one option, ``fsync`` (true/false); a host, user or
+    directory, percent-decoded, and takes the options ``fsync`` (true/false) and
+    ``lock_timeout`` (seconds); a host, user or
     password in it, or in a ``memory://`` URL, raises
     :class:`~kvstore.errors.ConfigurationError` rather than becoming part of a folder name.
     Other fsspec URLs (``s3://``, ``sftp://user:pw@host/dir``) go to fsspec as written, which
@@ -426,7 +641,11 @@ def from_url(url: str) -> FSDriver:
         if not parsed.path:
             raise ConfigurationError(f"{redact_url(url)!r} names no directory")
         options = take_options(parsed.options, _LOCAL_OPTIONS, where=f"{protocol}://")
-        return FSDriver("/" + parsed.path, fsync=options.get("fsync", False))
+        return FSDriver(
+            "/" + parsed.path,
+            fsync=options.get("fsync", False),
+            lock_timeout=options.get("lock_timeout", DEFAULT_LOCK_TIMEOUT),
+        )
     # As urllib splits: an '@' after the first '/' still ends user information that held a
     # raw '/' ("memory://user:pa/ss@name").
     if protocol in _NO_CREDENTIALS and "@" in rest.partition("?")[0]:
@@ -436,6 +655,7 @@ def from_url(url: str) -> FSDriver:
     if "?" in rest:
         raise ConfigurationError(
             f"{redact_url(url)!r}: the fs driver takes no URL options for {protocol}:// "
-            "(known options: fsync, for file:// URLs only); pass fsspec options to fs_driver()"
+            "(known options: fsync and lock_timeout, for file:// URLs only); pass fsspec "
+            "options to fs_driver()"
         )
     return FSDriver(f"{protocol}://{rest}")

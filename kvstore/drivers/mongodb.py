@@ -1,8 +1,9 @@
 """The MongoDB driver: one document per key, on PyMongo's native asyncio client.
 
-Layout. Collection ``<collection_name>`` holds ``{"_id": key, "v": Binary(value)}`` for every
-key. Strings compare by their UTF-8 bytes when no collation is set (the driver never sets one),
-which is code point order, so a prefix scan is the ``_id`` index range
+Layout. Collection ``<collection_name>`` holds ``{"_id": key, "v": Binary(value), "ver": version}``
+for every key (``ver``: the key's version, see :mod:`kvstore.conditional`). Strings compare by
+their UTF-8 bytes when no collation is set (the driver never sets one), which is code point
+order, so a prefix scan is the ``_id`` index range
 ``{"_id": {"$gte": P, "$lt": succ(P)}}`` sorted by ``_id`` and read in pages of ``_id > last``.
 No key is ever turned into a regular expression, a field name or an operator: keys are only
 ``_id`` values.
@@ -13,6 +14,16 @@ written as chunk documents ``{"_id": "<generation>:<index>", "k": key, "d": Bina
 "n": count}`` points at them. Chunks of a generation never change, so a reader sees the old value
 or the new one, never a mix; a reader that finds a generation's chunks already removed by a newer
 write reads the key again. The common path stays one document.
+
+Versions. Every write puts a fresh ``new_version()`` in ``ver`` in the same single replace (or
+insert) that writes the value, so a write still costs one round trip. A document without ``ver``
+was written before versions existed: it reads at ``LEGACY_VERSION`` (0), and conditions on 0 match
+a missing (or null) field, so an old collection needs no rewrite, no index and no migration step
+(there is nothing to run, so nothing can race). A later per-key field follows the same rule: its
+absence means the old behaviour. Conditional writes are filtered operations, each atomic on its
+document: create is ``insert_one`` (a duplicate ``_id`` is the conflict), replace and delete filter
+on ``_id`` and ``ver`` (nothing matched is the conflict). See :class:`MongoDBDriver` for what a
+multi-key ``commit`` guarantees.
 
 Batches use ``bulk_write`` / ``delete_many``: one round trip per chunk of keys, **not atomic**
 (multi-document transactions need a replica set, which this driver does not assume). asyncio
@@ -39,7 +50,16 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from typing import Any, TypeVar
 from urllib.parse import quote
 
-from kvstore.driver import BaseDriver
+from kvstore.conditional import (
+    ANY_VERSION,
+    LEGACY_VERSION,
+    Action,
+    AnyVersion,
+    Change,
+    Versioned,
+    new_version,
+)
+from kvstore.driver import BaseDriver, conflict
 from kvstore.drivers._extras import missing_extra
 from kvstore.drivers._settings import settle, timeout_seconds, whole_number
 from kvstore.errors import BackendError, BackendUnavailable, ConfigurationError
@@ -58,10 +78,11 @@ try:
     import pymongo.common
     import pymongo.uri_parser_shared
     from bson import Binary
-    from pymongo import AsyncMongoClient, DeleteMany, ReplaceOne, ReturnDocument
+    from pymongo import AsyncMongoClient, DeleteMany, DeleteOne, ReplaceOne, ReturnDocument
     from pymongo.asynchronous.collection import AsyncCollection
     from pymongo.errors import (
         ConnectionFailure,
+        DuplicateKeyError,
         ExecutionTimeout,
         PyMongoError,
         WaitQueueTimeoutError,
@@ -87,6 +108,8 @@ BATCH_CHUNK = 10_000
 # Keys per ``$in`` list. MongoDB answers a long ``$in`` on ``_id`` with index seeks, but
 # SecantusDB (the test stand-in) takes time quadratic in its length; 500 costs MongoDB little.
 IN_CHUNK = 500
+# The field holding a document's version; a document without it is at LEGACY_VERSION.
+VERSION_FIELD = "ver"
 # How often a reader retries when a large value is replaced while it reads it.
 _READ_RETRIES = 5
 DEFAULT_POOL_SIZE = 50
@@ -152,10 +175,35 @@ class MongoDBDriver(BaseDriver):
     write survives the server being killed; ``journal=false`` (or ``w=0``) in the URL trades
     that for speed. Other server errors raise :class:`BackendError`. No error or ``repr`` shows
     the password.
+
+    Conditional writes (``conditional_writes``): ``get_versioned`` is one ``find_one``;
+    ``set_if`` and ``delete_if`` are one filtered operation each (``insert_one`` for a create),
+    atomic against every other client. A ``commit`` of one change is as atomic. MongoDB offers no
+    multi-document atomicity without a replica set's transactions, which the driver does not
+    assume, so a ``commit`` of several changes is **not atomic** (``atomic_batches`` is False):
+
+    1. It reads the versions of every key with a condition (one query per ``IN_CHUNK`` keys)
+       and checks every condition. If any fails it raises :class:`~kvstore.errors.Conflict`
+       naming all failing keys and has written nothing.
+    2. It then applies the changes with a condition one at a time, in the order given, each as
+       a filtered operation that re-checks its condition atomically; then those without a
+       condition (``Change.put``, ``Change.delete`` without a version), in bulk. A ``CHECK``
+       is verified in step 1 only.
+    3. If another client changed a key between step 1 and its operation, that operation
+       matches nothing and the commit stops there with a ``Conflict`` naming that key: **the
+       conditional changes before it in the given order stay applied**; it and every later
+       change, including every change without a condition, are not applied. A server error
+       part way leaves the changes applied before it (the unconditional ones go in unordered
+       bulk writes, so after an error there any subset of them may be applied).
+
+    Readers can see a commit half applied. A caller needing all-or-nothing across keys must
+    keep them in one document (one key) on this driver. Cancelling a commit never stops it part
+    way: like every operation here it runs as its own task, which the caller stops waiting for.
     """
 
     name = "mongodb"
     supports_trio = False
+    conditional_writes = True
 
     def __init__(
         self,
@@ -393,7 +441,8 @@ class MongoDBDriver(BaseDriver):
                 return None
             if "v" in document:
                 return bytes(document["v"])
-            return await self._read_large(key, document)
+            found = await self._read_large(key, document)
+            return None if found is None else found.value
 
         return await self._run(work)
 
@@ -403,9 +452,13 @@ class MongoDBDriver(BaseDriver):
 
         async def work() -> None:
             if len(value) > INLINE_LIMIT:
-                await self._write_large(key, value)
+                await self._write_large(key, value, ANY_VERSION)
                 return
-            await values.replace_one({"_id": key}, {"_id": key, "v": Binary(value)}, upsert=True)
+            await values.replace_one(
+                {"_id": key},
+                {"_id": key, "v": Binary(value), VERSION_FIELD: new_version()},
+                upsert=True,
+            )
 
         await self._run(work)
 
@@ -417,6 +470,160 @@ class MongoDBDriver(BaseDriver):
             await values.delete_one({"_id": key})
 
         await self._run(work)
+
+    # -- conditional writes -----------------------------------------------------------------
+
+    async def get_versioned(self, key: str) -> Versioned[bytes] | None:
+        """Return the value of ``key`` and its version from one ``find_one``, or ``None``."""
+        values, _ = self._collections()
+
+        async def work() -> Versioned[bytes] | None:
+            document = await values.find_one({"_id": key})
+            if document is None:
+                return None
+            if "v" in document:
+                return Versioned(bytes(document["v"]), _version_of(document))
+            return await self._read_large(key, document)
+
+        return await self._run(work)
+
+    async def set_if(self, key: str, value: bytes, expected: int | None) -> int:
+        """Write ``value`` if ``key`` is absent (``expected`` None: one ``insert_one``) or at
+        version ``expected`` (one ``replace_one`` filtered on it); else raise ``Conflict``."""
+        values, _ = self._collections()
+        return await self._run(lambda: self._write(values, key, value, expected))
+
+    async def delete_if(self, key: str, expected: int) -> None:
+        """Delete ``key`` with one ``delete_one`` filtered on version ``expected``; if nothing
+        matched, raise ``Conflict``."""
+        values, _ = self._collections()
+
+        async def work() -> None:
+            if (await values.delete_one(_version_filter(key, expected))).deleted_count == 0:
+                raise conflict([key])
+
+        await self._run(work)
+
+    async def commit(self, changes: Sequence[Change[bytes]]) -> list[int | None]:
+        """Apply conditional changes: atomic for one change, checked-then-applied for several.
+
+        See the class docstring for exactly what a commit of several changes leaves behind
+        when another client interferes.
+        """
+        values, _ = self._collections()
+        if not changes:
+            return []
+        if len(changes) == 1:
+            (change,) = changes
+            return [await self._run(lambda: self._apply(values, change))]
+
+        async def work() -> list[int | None]:
+            conditional = [
+                index for index, change in enumerate(changes) if change.expected is not ANY_VERSION
+            ]
+            current = await self._versions(values, [changes[index].key for index in conditional])
+            failed = [
+                changes[index].key
+                for index in conditional
+                if not changes[index].holds_for(current.get(changes[index].key))
+            ]
+            if failed:
+                raise conflict(failed)
+            results: list[int | None] = [None] * len(changes)
+            for index in conditional:
+                if changes[index].action is not Action.CHECK:
+                    results[index] = await self._apply(values, changes[index])
+            free = [
+                index for index, change in enumerate(changes) if change.expected is ANY_VERSION
+            ]
+            await self._apply_unconditional(values, changes, free, results)
+            return results
+
+        return await self._run(work)
+
+    async def _write(
+        self,
+        values: AsyncCollection[dict[str, Any]],
+        key: str,
+        value: bytes,
+        expected: int | AnyVersion | None,
+    ) -> int:
+        """One write under a condition, as one operation; returns the new version."""
+        if len(value) > INLINE_LIMIT:
+            return await self._write_large(key, value, expected)
+        version = new_version()
+        document = {"_id": key, "v": Binary(value), VERSION_FIELD: version}
+        if expected is None:
+            try:
+                await values.insert_one(document)
+            except DuplicateKeyError:
+                raise conflict([key]) from None
+        elif expected is ANY_VERSION:
+            await values.replace_one({"_id": key}, document, upsert=True)
+        else:
+            replaced = await values.replace_one(_version_filter(key, expected), document)
+            if replaced.matched_count == 0:
+                raise conflict([key])
+        return version
+
+    async def _apply(
+        self, values: AsyncCollection[dict[str, Any]], change: Change[bytes]
+    ) -> int | None:
+        """Apply one change as one filtered operation (atomic on its document)."""
+        key, expected = change.key, change.expected
+        if change.action is Action.WRITE:
+            assert change.value is not None
+            return await self._write(values, key, change.value, expected)
+        if change.action is Action.DELETE:
+            if expected is ANY_VERSION:
+                await values.delete_one({"_id": key})
+            elif expected is None:
+                # "Delete if absent": nothing to delete, but the key must be absent.
+                if await values.find_one({"_id": key}, {"_id": 1}) is not None:
+                    raise conflict([key])
+            elif (await values.delete_one(_version_filter(key, expected))).deleted_count == 0:
+                raise conflict([key])
+            return None
+        document = await values.find_one({"_id": key}, {VERSION_FIELD: 1})
+        if not change.holds_for(None if document is None else _version_of(document)):
+            raise conflict([key])
+        return None
+
+    async def _versions(
+        self, values: AsyncCollection[dict[str, Any]], keys: list[str]
+    ) -> dict[str, int]:
+        """The current version of each of ``keys`` that exists (one query per ``IN_CHUNK``)."""
+        found: dict[str, int] = {}
+        for start in range(0, len(keys), IN_CHUNK):
+            async for document in values.find(
+                {"_id": {"$in": keys[start : start + IN_CHUNK]}}, {VERSION_FIELD: 1}
+            ):
+                found[str(document["_id"])] = _version_of(document)
+        return found
+
+    async def _apply_unconditional(
+        self,
+        values: AsyncCollection[dict[str, Any]],
+        changes: Sequence[Change[bytes]],
+        indexes: list[int],
+        results: list[int | None],
+    ) -> None:
+        """Apply the changes without a condition in unordered bulk writes; fill in versions."""
+        operations: list[ReplaceOne[dict[str, Any]] | DeleteOne] = []
+        for index in indexes:
+            change = changes[index]
+            if change.action is Action.DELETE:
+                operations.append(DeleteOne({"_id": change.key}))
+            elif change.action is Action.WRITE:
+                assert change.value is not None
+                if len(change.value) > INLINE_LIMIT:
+                    results[index] = await self._write_large(change.key, change.value, ANY_VERSION)
+                    continue
+                version = results[index] = new_version()
+                document = {"_id": change.key, "v": Binary(change.value), VERSION_FIELD: version}
+                operations.append(ReplaceOne({"_id": change.key}, document, upsert=True))
+        for start in range(0, len(operations), BATCH_CHUNK):
+            await values.bulk_write(operations[start : start + BATCH_CHUNK], ordered=False)
 
     async def keys(self, prefix: str = "") -> AsyncIterator[str]:
         """Yield the keys starting with ``prefix`` in order, ``SCAN_PAGE`` per round trip."""
@@ -462,29 +669,51 @@ class MongoDBDriver(BaseDriver):
 
     # -- large values (called inside an operation's work) ------------------------------------
 
-    async def _write_large(self, key: str, value: bytes) -> None:
+    async def _write_large(
+        self, key: str, value: bytes, expected: int | AnyVersion | None
+    ) -> int:
+        """Write a large value as chunks, then its document under the condition ``expected``.
+
+        Returns the new version; raises :class:`Conflict` (removing the new chunks) if the
+        condition fails.
+        """
         values, _ = self._collections()
         chunks = await self._chunk_collection()
         generation = os.urandom(12).hex()
         parts = [value[start : start + CHUNK_SIZE] for start in range(0, len(value), CHUNK_SIZE)]
+        ids = [f"{generation}:{index:06d}" for index in range(len(parts))]
         await chunks.insert_many(
             [
-                {"_id": f"{generation}:{index:06d}", "k": key, "d": Binary(part)}
-                for index, part in enumerate(parts)
+                {"_id": chunk_id, "k": key, "d": Binary(part)}
+                for chunk_id, part in zip(ids, parts, strict=True)
             ],
             ordered=False,
         )
+        version = new_version()
+        document = {"_id": key, "g": generation, "n": len(parts), VERSION_FIELD: version}
+        if expected is None:
+            try:
+                await values.insert_one(document)
+            except DuplicateKeyError:
+                await chunks.delete_many({"_id": {"$in": ids}})
+                raise conflict([key]) from None
+            return version
         previous = await values.find_one_and_replace(
-            {"_id": key},
-            {"_id": key, "g": generation, "n": len(parts)},
+            {"_id": key} if expected is ANY_VERSION else _version_filter(key, expected),
+            document,
             projection={"g": 1, "n": 1},
-            upsert=True,
+            upsert=expected is ANY_VERSION,
             return_document=ReturnDocument.BEFORE,
         )
+        if previous is None and expected is not ANY_VERSION:
+            await chunks.delete_many({"_id": {"$in": ids}})
+            raise conflict([key])
         if previous is not None and "g" in previous:
             await chunks.delete_many({"_id": {"$in": _chunk_ids(previous)}})
+        return version
 
-    async def _read_large(self, key: str, document: dict[str, Any]) -> bytes | None:
+    async def _read_large(self, key: str, document: dict[str, Any]) -> Versioned[bytes] | None:
+        """Read the chunks ``document`` points at: the value and the version it was read at."""
         values, _ = self._collections()
         chunks = await self._chunk_collection()
         for _ in range(_READ_RETRIES):
@@ -493,13 +722,15 @@ class MongoDBDriver(BaseDriver):
                 {"_id": {"$in": ids}}
             )}
             if len(found) == len(ids):
-                return b"".join(found[chunk_id] for chunk_id in ids)
+                # Chunks of a generation never change: these bytes are the document's version.
+                value = b"".join(found[chunk_id] for chunk_id in ids)
+                return Versioned(value, _version_of(document))
             # A newer write replaced the value and removed these chunks: read the key again.
             reread = await values.find_one({"_id": key})
             if reread is None:
                 return None
             if "v" in reread:
-                return bytes(reread["v"])
+                return Versioned(bytes(reread["v"]), _version_of(reread))
             document = reread
         raise BackendError(
             f"the chunks of the large value under {key!r} kept changing while being read",
@@ -528,9 +759,9 @@ class MongoDBDriver(BaseDriver):
                         large.append(document)
             # Read after the scan, so that one operation never holds two connections.
             for document in large:
-                value = await self._read_large(str(document["_id"]), document)
-                if value is not None:
-                    found[str(document["_id"])] = value
+                read = await self._read_large(str(document["_id"]), document)
+                if read is not None:
+                    found[str(document["_id"])] = read.value
             return found
 
         found = await self._run(work)
@@ -551,14 +782,18 @@ class MongoDBDriver(BaseDriver):
             for start in range(0, len(small), BATCH_CHUNK):
                 await values.bulk_write(
                     [
-                        ReplaceOne({"_id": key}, {"_id": key, "v": Binary(value)}, upsert=True)
+                        ReplaceOne(
+                            {"_id": key},
+                            {"_id": key, "v": Binary(value), VERSION_FIELD: new_version()},
+                            upsert=True,
+                        )
                         for key, value in small[start : start + BATCH_CHUNK]
                     ],
                     ordered=False,
                 )
             for key, value in latest.items():
                 if len(value) > INLINE_LIMIT:
-                    await self._write_large(key, value)
+                    await self._write_large(key, value, ANY_VERSION)
 
         await self._run(work)
 
@@ -598,6 +833,20 @@ class MongoDBDriver(BaseDriver):
             await chunks.delete_many({"k": bounds})
 
         await self._run(work)
+
+
+def _version_of(document: Mapping[str, Any]) -> int:
+    """The version of a stored document: its ``ver``, or LEGACY_VERSION if it has none."""
+    version = document.get(VERSION_FIELD)
+    return LEGACY_VERSION if version is None else int(version)
+
+
+def _version_filter(key: str, expected: int) -> dict[str, Any]:
+    """The filter matching ``key``'s document only while it is at version ``expected``."""
+    if expected == LEGACY_VERSION:
+        # Documents written before versions have no field: they are at LEGACY_VERSION.
+        return {"_id": key, VERSION_FIELD: {"$in": [LEGACY_VERSION, None]}}
+    return {"_id": key, VERSION_FIELD: expected}
 
 
 def _chunk_ids(document: dict[str, Any]) -> list[str]:

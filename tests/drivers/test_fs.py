@@ -4,6 +4,7 @@ and the promises of its file layout (readable files, hostile keys, atomic writes
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import subprocess
@@ -15,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
+import anyio.lowlevel
 import fsspec
 import orjson
 import pytest
@@ -22,14 +24,25 @@ from fsspec.implementations.memory import MemoryFileSystem
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from kvstore import create_storage
+from kvstore.conditional import Change
+from kvstore.driver import CONDITIONAL_WRITES
 from kvstore.drivers._fs_layout import MAX_PIECE, key_path, list_entries
-from kvstore.drivers._fs_local import HOST_TAG
+from kvstore.drivers._fs_local import HOST_TAG, LOCK_NAME
 from kvstore.drivers.fs import FSDriver, from_url, fs_driver
-from kvstore.errors import BackendError, UnknownScheme
+from kvstore.errors import (
+    BackendError,
+    BackendUnavailable,
+    ConfigurationError,
+    Conflict,
+    NotSupported,
+    UnknownScheme,
+)
 from kvstore.registry import driver_from_url
 from kvstore.storage import Storage
 from kvstore.testing import DriverConformance, DriverFactory
 from kvstore.testing import strategies as kst
+from tests.drivers.fs_support.old_layout import run_old_code
 from tests.drivers.fs_support.writer import check_value, make_value
 
 REPO = Path(__file__).resolve().parents[2]
@@ -303,15 +316,20 @@ async def test_opening_removes_only_dead_writers_temp_files(tmp_path: Path) -> N
     live = temp_dir / f"{os.getpid()}.{HOST_TAG}.999999999.tmp"
     foreign_fresh = temp_dir / "1.ffffffff.0.tmp"
     foreign_old = temp_dir / "2.ffffffff.0.tmp"
-    for path in (dead, live, foreign_fresh, foreign_old):
+    # The writers' lock file is never cleaned up, however old: other processes lock it.
+    lock = temp_dir / LOCK_NAME
+    for path in (dead, live, foreign_fresh, foreign_old, lock):
         path.write_bytes(b"partial")
     two_days_ago = time.time() - 2 * 24 * 3600
-    os.utime(foreign_old, (two_days_ago, two_days_ago))
+    for path in (foreign_old, lock):
+        os.utime(path, (two_days_ago, two_days_ago))
+    lock_inode = lock.stat().st_ino
 
     driver = fs_driver(str(tmp_path))
     await driver.open()
     await driver.close()
-    assert _names(temp_dir) == sorted([live.name, foreign_fresh.name])
+    assert _names(temp_dir) == sorted([live.name, foreign_fresh.name, LOCK_NAME])
+    assert lock.stat().st_ino == lock_inode
 
 
 _VALUE_SIZE = 8 << 20
@@ -385,6 +403,8 @@ def _kill_writer_mid_write(base: Path, writes_before_kill: int) -> tuple[int, se
 
 def _check_every_file_complete(base: Path, *, skip: Path | None = None) -> None:
     for path in base.rglob("*"):
+        if path == base / ".tmp" / LOCK_NAME:
+            continue  # the writers' lock file, empty, not a value
         if path.is_file() and (skip is None or path.parent != skip):
             assert check_value(orjson.loads(path.read_bytes())), f"{path} holds a torn value"
 
@@ -551,3 +571,284 @@ def test_bad_construction_is_refused() -> None:
         fs_driver("/x", anon=True)
     with pytest.raises(UnknownScheme):
         fs_driver("nosuchprotocol://x")
+
+
+# -- conditional writes -------------------------------------------------------------------------
+
+
+async def _version(storage: Storage, key: str) -> int:
+    found = await storage.get_versioned_raw(key)
+    assert found is not None, key
+    return found.version
+
+
+@pytest.mark.anyio
+async def test_versions_change_on_every_write_and_survive_reopening(tmp_path: Path) -> None:
+    base = str(tmp_path / "store")
+    seen: list[int] = []
+    async with Storage(fs_driver(base)) as storage:
+        # Same-size values, written back to back: on ext4 the inode numbers cycle through two
+        # or three and coarse timestamps can repeat, so the inode generation keeps versions apart.
+        for index in range(300):
+            if index % 3 == 0:
+                await storage.set("k", index % 10)
+                seen.append(await _version(storage, "k"))
+            elif index % 3 == 1:
+                seen.append(await storage.replace("k", index % 10, seen[-1]))
+            else:
+                await storage.delete_if("k", seen[-1])
+                seen.append(await storage.create("k", index % 10))
+            assert 0 < seen[-1] < 2**52
+        assert len(set(seen)) == len(seen), "a write gave a key a version it had before"
+        last = seen[-1]
+        assert await storage.get_versioned("k") == (299 % 10, last)
+    async with Storage(fs_driver(base)) as storage:
+        assert await storage.get_versioned("k") == (299 % 10, last)
+        await storage.replace("k", "after restart", last)
+
+
+@pytest.mark.anyio
+async def test_conditions_are_checked_and_a_conflict_writes_nothing(tmp_path: Path) -> None:
+    async with Storage(fs_driver(str(tmp_path))) as storage:
+        a = await storage.create("a", 1)
+        b = await storage.create("x:b", 2)
+        with pytest.raises(Conflict) as raised:
+            await storage.commit(
+                [
+                    Change.replace("a", 10, a),
+                    Change.put("new", 0),
+                    Change.replace("x:b", 20, a),  # stale
+                    Change.check("z", 1),  # absent
+                ]
+            )
+        assert set(raised.value.keys) == {"x:b", "z"}
+        assert await storage.get_many(["a", "x:b", "new"]) == [1, 2, None]
+        versions = await storage.commit(
+            [Change.replace("a", 10, a), Change.delete("x:b", b), Change.create("c", 3),
+             Change.check("z", None)]
+        )
+        assert versions == [await _version(storage, "a"), None, await _version(storage, "c"), None]
+        assert [key async for key in storage.keys()] == ["a", "c"]
+        assert not (tmp_path / "x").exists(), "a committed delete prunes directories too"
+
+
+@pytest.mark.anyio
+async def test_a_store_written_before_versions_opens_and_works(tmp_path: Path) -> None:
+    base = tmp_path / "old"
+    # The base checkout's own driver writes the store: the layout from before versions.
+    run_old_code(
+        "import sys, anyio\n"
+        "from kvstore.drivers.fs import fs_driver\n"
+        "from kvstore.storage import Storage\n"
+        "async def main():\n"
+        "    async with Storage(fs_driver(sys.argv[1])) as s:\n"
+        "        await s.set_many({'a': 1, 'users:Alice': {'n': 2}, 'counter': 0, 'gone': 3})\n"
+        "anyio.run(main)\n",
+        str(base),
+    )
+    assert not (base / ".tmp" / LOCK_NAME).exists(), "the old layout has no lock file"
+    before = {path: path.read_bytes() for path in base.rglob("*.kv")}
+    async with Storage(fs_driver(str(base))) as storage:
+        found = await storage.get_versioned("users:Alice")
+        assert found is not None
+        assert found.value == {"n": 2}
+        with pytest.raises(Conflict):
+            await storage.create("users:Alice", 0)
+        with pytest.raises(Conflict):
+            await storage.replace("users:Alice", 0, found.version ^ 1)
+        version = await storage.replace("users:Alice", {"n": 3}, found.version)
+        assert await storage.get_versioned("users:Alice") == ({"n": 3}, version)
+        await storage.delete_if("gone", await _version(storage, "gone"))
+        assert await storage.update("counter", lambda n: int(n or 0) + 1) == 1
+        assert [key async for key in storage.keys()] == ["a", "counter", "users:Alice"]
+    # Untouched files are byte for byte what the old driver wrote, still one plain file per key.
+    assert (base / "a.kv").read_bytes() == before[base / "a.kv"]
+    assert orjson.loads((base / "users" / "%41lice.kv").read_bytes()) == {"n": 3}
+
+
+@pytest.mark.anyio
+async def test_the_lock_file_is_never_listed_as_a_key(tmp_path: Path) -> None:
+    async with Storage(fs_driver(str(tmp_path))) as storage:
+        await storage.set_many({"a": 1, "tmp": 2, "writers": 3, "writers:lock": 4})
+        await storage.create("b", 5)
+        assert (tmp_path / ".tmp" / LOCK_NAME).is_file()
+        assert [key async for key in storage.keys()] == ["a", "b", "tmp", "writers", "writers:lock"]
+        assert [key async for key in storage.keys("writers:")] == ["writers:lock"]
+        await storage.clear()
+        assert [key async for key in storage.keys()] == []
+    assert (tmp_path / ".tmp" / LOCK_NAME).is_file(), "clearing the store keeps the lock file"
+
+
+@pytest.fixture
+def held_lock(tmp_path: Path) -> Iterator[Path]:
+    """The store's writers' lock, held by another open file (as another process would)."""
+    (tmp_path / ".tmp").mkdir()
+    with (tmp_path / ".tmp" / LOCK_NAME).open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield tmp_path
+
+
+@pytest.mark.anyio
+async def test_every_write_waits_for_the_lock_and_gives_up_unavailable(held_lock: Path) -> None:
+    async with Storage(fs_driver(str(held_lock), lock_timeout=0.2)) as storage:
+        for write in (
+            lambda: storage.set("a", 1),
+            lambda: storage.set_many({"a": 1}),
+            lambda: storage.delete("a"),
+            lambda: storage.delete_many(["a"]),
+            lambda: storage.create("a", 1),
+            lambda: storage.commit([Change.put("a", 1)]),
+        ):
+            with anyio.fail_after(30), pytest.raises(BackendUnavailable) as raised:
+                await write()
+            assert LOCK_NAME in str(raised.value)
+        assert await storage.get("a") is None
+        assert await storage.get_versioned("a") is None, "reads take no lock"
+
+
+@pytest.mark.anyio
+async def test_a_write_waiting_for_the_lock_does_not_block_the_loop_and_runs_after(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / ".tmp").mkdir()
+    lock = (tmp_path / ".tmp" / LOCK_NAME).open("a")
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    async with Storage(fs_driver(str(tmp_path))) as storage:
+        written = anyio.Event()
+
+        async def writer() -> None:
+            await storage.set("a", 1)
+            written.set()
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(writer)
+            # The event loop keeps running other work while the writer waits.
+            for _ in range(20):
+                await anyio.lowlevel.checkpoint()
+                assert await storage.get("a") is None
+            assert not written.is_set()
+            lock.close()  # releases the lock
+            with anyio.fail_after(30):
+                await written.wait()
+        assert await storage.get("a") == 1
+
+
+@pytest.mark.anyio
+async def test_a_cancelled_commit_is_whole_or_absent(tmp_path: Path) -> None:
+    async with Storage(fs_driver(str(tmp_path))) as storage:
+        size = 400
+        for attempt, delay in enumerate((0.0, 0.002, 0.01, 0.03, 0.1)):
+            keys = [f"c{attempt}:{index:04d}" for index in range(size)]
+            with anyio.move_on_after(delay):
+                await storage.commit([Change.create(key, index) for index, key in enumerate(keys)])
+            stored = [key async for key in storage.keys(f"c{attempt}:")]
+            assert len(stored) in (0, size), f"{len(stored)} of {size} after {delay} s"
+            # The lock is free again: a write goes through at once.
+            with anyio.fail_after(30):
+                await storage.set(f"after{attempt}", 1)
+
+
+def test_processes_updating_one_counter_lose_no_increment(tmp_path: Path) -> None:
+    base = tmp_path / "store"
+    processes, each = 4, 25
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "queue")])}
+    counters = [
+        subprocess.Popen(
+            [sys.executable, "-m", "tests.drivers.fs_support.counter", str(base), str(each)],
+            cwd=REPO,
+            env=environment,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(processes)
+    ]
+    try:
+        for counter in counters:
+            assert counter.stdout is not None
+            assert counter.stdout.readline() == "ready\n"
+        for counter in counters:  # all open: start them together
+            assert counter.stdin is not None
+            counter.stdin.write("go\n")
+            counter.stdin.flush()
+        for counter in counters:
+            out, err = counter.communicate(timeout=240)
+            assert counter.returncode == 0, err
+            assert out == "done\n"
+    finally:
+        for counter in counters:
+            if counter.poll() is None:
+                counter.kill()
+                counter.wait()
+
+    async def read() -> object:
+        async with Storage(fs_driver(str(base))) as storage:
+            return await storage.get("counter")
+
+    assert anyio.run(read) == processes * each
+
+
+@pytest.mark.anyio
+async def test_remote_stores_report_no_conditional_writes() -> None:
+    url = _memory_url()
+    storage = create_storage("fs+" + url)
+    try:
+        assert storage.driver.conditional_writes is False
+        assert FSDriver.conditional_writes is True, "local directories keep the capability"
+        await storage.set("a", 1)
+        for call in (
+            lambda: storage.get_versioned("a"),
+            lambda: storage.create("b", 1),
+            lambda: storage.replace("a", 2, 1),
+            lambda: storage.delete_if("a", 1),
+            lambda: storage.commit([Change.put("a", 2)]),
+            lambda: storage.update("a", lambda n: n),
+        ):
+            with pytest.raises(NotSupported) as raised:
+                await call()
+            assert raised.value.driver == "fs"
+            assert raised.value.capability == CONDITIONAL_WRITES
+            assert "fs" in str(raised.value)
+        assert await storage.get_many(["a", "b"]) == [1, None]
+    finally:
+        await storage.close()
+        _remove_memory_tree(url)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_does_not_share_its_parents_lock(tmp_path: Path) -> None:
+    # flock belongs to an open file description, which fork shares: a child using its parent's
+    # descriptor would take the lock the parent holds and the two would write unguarded.
+    driver = fs_driver(str(tmp_path))
+    anyio.run(driver.open)
+    local = driver._local
+    assert local is not None
+    assert local.try_lock()
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through the pipe
+        try:
+            answer = b"busy" if not local.try_lock() else b"taken"
+        except BaseException:
+            answer = b"error"
+        os.write(write_end, answer)
+        os._exit(0)
+    os.close(write_end)
+    try:
+        assert os.read(read_end, 16) == b"busy"
+    finally:
+        os.close(read_end)
+        os.waitpid(pid, 0)
+        local.unlock()
+        anyio.run(driver.close)
+
+
+def test_lock_timeout_is_a_setting(tmp_path: Path) -> None:
+    assert fs_driver(str(tmp_path)).lock_timeout == 10.0
+    assert from_url(f"file://{tmp_path}?lock_timeout=2.5").lock_timeout == 2.5
+    for bad in (0, -1, float("inf"), True):
+        with pytest.raises(ConfigurationError):
+            fs_driver(str(tmp_path), lock_timeout=bad)
+    with pytest.raises(ConfigurationError):
+        from_url(f"file://{tmp_path}?lock_timeout=soon")

@@ -17,11 +17,13 @@ from hypothesis import given, settings
 from pymongo import monitoring
 
 from kvstore import create_storage
+from kvstore.conditional import LEGACY_VERSION, Change
 from kvstore.drivers import mongodb
 from kvstore.drivers.mongodb import MongoDBDriver, from_url, mongodb_driver
-from kvstore.errors import BackendError, BackendUnavailable, ConfigurationError
+from kvstore.errors import BackendError, BackendUnavailable, ConfigurationError, Conflict
 from kvstore.storage import Storage
 from kvstore.testing import DriverConformance, DriverFactory
+from tests.drivers.fs_support.old_layout import run_old_code
 from tests.support.hostile_urls import MARK, HostileURL, probed_hostile_urls
 from tests.support.mongodb_server import MongoDBTarget, mongodb_target
 from tests.support.quiet import silent_server
@@ -94,7 +96,8 @@ async def test_one_document_per_key_with_the_key_as_id(
         assert [key async for key in storage.keys("^a.")] == ["^a.*"]
     documents = list(sync_client[database]["kv"].find({}).sort("_id", 1))
     assert [document["_id"] for document in documents] == ["$where", "^a.*", "a", "a.b"]
-    assert all(set(document) == {"_id", "v"} for document in documents)
+    assert all(set(document) == {"_id", "v", "ver"} for document in documents)
+    assert all(isinstance(document["ver"], int) and document["ver"] > 0 for document in documents)
     assert database + "" in sync_client.list_database_names()
 
 
@@ -494,3 +497,219 @@ async def test_a_server_that_never_answers_is_unavailable_within_the_timeouts() 
 
 def test_a_url_without_a_database_uses_agentx() -> None:
     assert from_url("mongodb://127.0.0.1:1/?pool_size=2").database_name == "agentx"
+
+
+# -- conditional writes -------------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_conditional_writes_are_filtered_operations_that_change_nothing_on_conflict(
+    mongodb_target: MongoDBTarget,
+    databases: list[str],
+    sync_client: pymongo.MongoClient[dict[str, object]],
+) -> None:
+    database = _database(databases, "cond")
+    collection = sync_client[database]["kv"]
+    async with Storage(mongodb_driver(mongodb_target.url, database, "kv")) as storage:
+        first = await storage.create("k", 1)
+        assert collection.find_one({"_id": "k"}) == {"_id": "k", "v": b"1", "ver": first}
+        with pytest.raises(Conflict) as raised:
+            await storage.create("k", 2)
+        assert raised.value.keys == ("k",)
+        second = await storage.replace("k", 2, first)
+        assert second not in (first, LEGACY_VERSION)
+        for stale in (first, LEGACY_VERSION):
+            with pytest.raises(Conflict):
+                await storage.replace("k", 3, stale)
+            with pytest.raises(Conflict):
+                await storage.delete_if("k", stale)
+        assert await storage.get_versioned("k") == (2, second)
+        await storage.set("k", 4)  # an unconditional write changes the version too
+        third = (await storage.get_versioned("k") or pytest.fail("k is gone")).version
+        assert third not in (first, second, LEGACY_VERSION)
+        await storage.delete_if("k", third)
+        assert await storage.get_versioned("k") is None
+        with pytest.raises(Conflict):
+            await storage.replace("k", 5, third)
+        assert collection.count_documents({}) == 0
+
+
+@pytest.mark.anyio
+async def test_a_store_written_before_versions_reads_at_legacy_version_and_upgrades_in_place(
+    mongodb_target: MongoDBTarget,
+    databases: list[str],
+    sync_client: pymongo.MongoClient[dict[str, object]],
+) -> None:
+    database = _database(databases, "legacy")
+    # The base checkout's own driver writes the collection, small values and a chunked one.
+    run_old_code(
+        "import sys, anyio\n"
+        "from kvstore.drivers import mongodb\n"
+        "from kvstore.storage import Storage\n"
+        "mongodb.INLINE_LIMIT, mongodb.CHUNK_SIZE = 1000, 300\n"
+        "async def main():\n"
+        "    async with Storage(mongodb.mongodb_driver(sys.argv[1], sys.argv[2], 'kv')) as s:\n"
+        "        await s.set_many({'a': 1, 'b': 2, 'c': 3, 'counter': 0})\n"
+        "        await s.set_raw('big', b'x' * 2500)\n"
+        "anyio.run(main)\n",
+        mongodb_target.url,
+        database,
+    )
+    collection = sync_client[database]["kv"]
+    assert collection.count_documents({"ver": {"$exists": True}}) == 0, "the old layout"
+    async with Storage(mongodb_driver(mongodb_target.url, database, "kv")) as storage:
+        assert await storage.get_versioned("a") == (1, LEGACY_VERSION)
+        assert await storage.get_versioned_raw("big") == (b"x" * 2500, LEGACY_VERSION)
+        with pytest.raises(Conflict):
+            await storage.create("a", 10)
+        with pytest.raises(Conflict):
+            await storage.replace("a", 10, 12345)
+        version = await storage.replace("a", 10, LEGACY_VERSION)
+        assert await storage.get_versioned("a") == (10, version)
+        with pytest.raises(Conflict):
+            await storage.replace("a", 11, LEGACY_VERSION)  # no longer at the legacy version
+        await storage.delete_if("b", LEGACY_VERSION)
+        results = await storage.commit([Change.check("c", LEGACY_VERSION), Change.put("d", 4)])
+        assert results == [None, await _version(storage, "d")]
+        assert await storage.update("counter", lambda n: int(n or 0) + 1) == 1
+        assert sorted([key async for key in storage.keys()]) == ["a", "big", "c", "counter", "d"]
+    # Untouched documents were not rewritten: the upgrade is reading a missing field as 0.
+    assert set(collection.find_one({"_id": "c"}) or {}) == {"_id", "v"}
+
+
+async def _version(storage: Storage, key: str) -> int:
+    found = await storage.get_versioned_raw(key)
+    assert found is not None
+    return found.version
+
+
+@pytest.mark.anyio
+async def test_concurrent_updates_of_one_counter_lose_nothing(
+    mongodb_target: MongoDBTarget, databases: list[str]
+) -> None:
+    tasks, rounds = 10, 20
+    driver = mongodb_driver(mongodb_target.url, _database(databases, "counter"), pool_size=10)
+    async with Storage(driver) as storage:
+
+        async def worker() -> None:
+            for _ in range(rounds):
+                # Ten writers on one key: a generous bound on retries, so that the test is
+                # about lost updates, not about how unlucky one task can be.
+                await storage.update("counter", lambda n: (n or 0) + 1, attempts=1000)
+
+        async with anyio.create_task_group() as group:
+            for _ in range(tasks):
+                group.start_soon(worker)
+        assert await storage.get("counter") == tasks * rounds
+
+
+@pytest.mark.anyio
+async def test_racing_creates_have_exactly_one_winner(
+    mongodb_target: MongoDBTarget, databases: list[str]
+) -> None:
+    driver = mongodb_driver(mongodb_target.url, _database(databases, "create"), pool_size=8)
+    async with Storage(driver) as storage:
+
+        async def creator(task: int, key: str, won: list[tuple[int, int]]) -> None:
+            try:
+                won.append((task, await storage.create(key, task)))
+            except Conflict:
+                return
+
+        for round_ in range(10):
+            key, won = f"race:{round_}", list[tuple[int, int]]()
+            async with anyio.create_task_group() as group:
+                for task in range(8):
+                    group.start_soon(creator, task, key, won)
+            assert len(won) == 1
+            assert await storage.get_versioned(key) == won[0]
+
+
+@pytest.mark.anyio
+async def test_a_commit_of_several_changes_checks_all_before_writing_any(
+    mongodb_target: MongoDBTarget, databases: list[str]
+) -> None:
+    async with Storage(mongodb_driver(mongodb_target.url, _database(databases, "all"))) as s:
+        a = await s.create("a", 1)
+        b = await s.create("b", 2)
+        with pytest.raises(Conflict) as raised:
+            await s.commit(
+                [
+                    Change.replace("a", 10, a),
+                    Change.put("c", 30),
+                    Change.replace("b", 20, a),  # stale
+                    Change.create("a2", 0),
+                    Change.check("z", 5),  # z is absent
+                ]
+            )
+        assert set(raised.value.keys) == {"b", "z"}
+        assert await s.get_many(["a", "b", "c", "a2"]) == [1, 2, None, None]
+        versions = await s.commit(
+            [Change.replace("a", 10, a), Change.put("c", 30), Change.delete("b", b),
+             Change.check("z", None), Change.create("d", 4)]
+        )
+        assert versions[1:4] == [await _version(s, "c"), None, None]
+        assert versions[0] == await _version(s, "a")
+        assert versions[4] == await _version(s, "d")
+        assert await s.get_many(["a", "b", "c", "d"]) == [10, None, 30, 4]
+
+
+@pytest.mark.anyio
+async def test_interference_during_a_commit_stops_it_leaving_earlier_conditional_changes(
+    mongodb_target: MongoDBTarget,
+    databases: list[str],
+    sync_client: pymongo.MongoClient[dict[str, object]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # What the class docstring promises when another client writes a key after the commit
+    # checked it: the conditional changes before that key stay, it and everything after
+    # (unconditional changes included) are not applied, and Conflict names it.
+    database = _database(databases, "partial")
+    driver = mongodb_driver(mongodb_target.url, database, "kv")
+    async with Storage(driver) as s:
+        a, b = await s.create("a", 1), await s.create("b", 2)
+        c = await s.create("c", 3)
+        checked = driver._versions
+
+        async def check_then_interfere(*arguments: object) -> dict[str, int]:
+            found = await checked(*arguments)  # type: ignore[arg-type]
+            sync_client[database]["kv"].replace_one({"_id": "b"}, {"_id": "b", "v": b"99"})
+            return found
+
+        monkeypatch.setattr(driver, "_versions", check_then_interfere)
+        with pytest.raises(Conflict) as raised:
+            await s.commit(
+                [
+                    Change.put("free", 0),
+                    Change.replace("a", 10, a),
+                    Change.replace("b", 20, b),
+                    Change.replace("c", 30, c),
+                ]
+            )
+        assert raised.value.keys == ("b",)
+        assert await s.get_many(["free", "a", "b", "c"]) == [None, 10, 99, 3]
+
+
+@pytest.mark.anyio
+@pytest.mark.usefixtures("small_chunks")
+async def test_conditional_writes_of_large_values_leave_no_stray_chunks(
+    mongodb_target: MongoDBTarget,
+    databases: list[str],
+    sync_client: pymongo.MongoClient[dict[str, object]],
+) -> None:
+    database = _database(databases, "bigcond")
+    chunks = sync_client[database]["storage.chunks"]
+    big, bigger = b"a" * 1500, b"b" * 2000  # 5 and 7 chunks of 300 bytes
+    async with Storage(mongodb_driver(mongodb_target.url, database)) as s:
+        first = await s.create_raw("big", big)
+        with pytest.raises(Conflict):
+            await s.create_raw("big", bigger)
+        with pytest.raises(Conflict):
+            await s.replace_raw("big", bigger, first + 1)
+        assert chunks.count_documents({}) == 5, "a refused write removes its chunks"
+        assert await s.get_versioned_raw("big") == (big, first)
+        second = await s.replace_raw("big", bigger, first)
+        assert await s.get_versioned_raw("big") == (bigger, second)
+        assert chunks.count_documents({}) == 7, "the replaced value's chunks are removed"
+        await s.delete_if("big", second)
+        assert await s.get_raw("big") is None

@@ -42,8 +42,8 @@ from kvstore.registry import driver_from_url
 from kvstore.storage import Storage
 from kvstore.testing import DriverConformance, DriverFactory
 from kvstore.testing import strategies as kst
-from tests.drivers.fs_support.old_layout import run_old_code
 from tests.drivers.fs_support.writer import check_value, make_value
+from tests.support.old_release import run_old_code
 
 REPO = Path(__file__).resolve().parents[2]
 

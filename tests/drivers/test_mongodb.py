@@ -23,9 +23,9 @@ from kvstore.drivers.mongodb import MongoDBDriver, from_url, mongodb_driver
 from kvstore.errors import BackendError, BackendUnavailable, ConfigurationError, Conflict
 from kvstore.storage import Storage
 from kvstore.testing import DriverConformance, DriverFactory
-from tests.drivers.fs_support.old_layout import run_old_code
 from tests.support.hostile_urls import MARK, HostileURL, probed_hostile_urls
 from tests.support.mongodb_server import MongoDBTarget, mongodb_target
+from tests.support.old_release import run_old_code
 from tests.support.quiet import silent_server
 from tests.support.servers import free_port
 

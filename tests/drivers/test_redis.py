@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import os
 import subprocess
 import sys
-import tarfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -27,6 +25,7 @@ from kvstore.drivers.redis import RedisDriver, from_url, redis_driver
 from kvstore.errors import BackendError, BackendUnavailable, ConfigurationError, Conflict
 from kvstore.storage import Storage
 from kvstore.testing import DriverConformance, DriverFactory
+from tests.support import old_release
 from tests.support.hostile_urls import MARK, HostileURL, hostile_urls
 from tests.support.load import check_tasks_share_a_bounded_pool
 from tests.support.outage import (
@@ -503,8 +502,6 @@ def test_nothing_reaches_stderr_without_logging_config(private_redis: RedisInsta
 
 # -- versions and conditional writes ----------------------------------------------------------
 
-# The commit whose driver wrote the two-key layout (B:kv and B:keys, no versions).
-PRE_VERSIONS_COMMIT = "8c0e158"
 REPO = Path(__file__).resolve().parents[2]
 COUNTER_PROCESSES = 4
 COUNTER_INCREMENTS = 50
@@ -572,19 +569,9 @@ anyio.run(main)
 
 
 @pytest.fixture(scope="module")
-def pre_versions_checkout(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def pre_versions_checkout() -> Path:
     """The ``kvstore`` package as it was before versions, taken from the repository's history."""
-    target = tmp_path_factory.mktemp("pre-versions")
-    archive = subprocess.run(
-        ["git", "-C", str(REPO), "archive", "--format=tar", PRE_VERSIONS_COMMIT, "kvstore"],
-        capture_output=True,
-        check=False,
-    )
-    if archive.returncode != 0:
-        pytest.skip(f"commit {PRE_VERSIONS_COMMIT} is not in this clone's history (shallow?)")
-    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
-        tar.extractall(target, filter="data")
-    return target
+    return old_release.pre_versions_checkout()
 
 
 @pytest.mark.anyio

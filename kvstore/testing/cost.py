@@ -74,12 +74,13 @@ async def measure(operation: Callable[[], Awaitable[Any]], *, count_steps: bool 
 
 
 async def measure_best(
-    operation: Callable[[], Awaitable[Any]], *, runs: int = 3, count_steps: bool = True
+    operation: Callable[[], Awaitable[Any]], *, runs: int = 5, count_steps: bool = True
 ) -> Cost:
     """Run ``operation`` ``runs`` times and return the least of each measure.
 
-    Background work (another task, a pool's thread) only ever adds to a measure, so the least of
-    a few runs is the operation's own cost.
+    Background work (another task, a pool's thread, a client's heartbeat allocating while
+    memory is traced process-wide) only ever adds to a measure, so the least of a few runs is
+    the operation's own cost; five runs keep a loaded machine from inflating all of them.
     """
     costs = [await measure(operation, count_steps=count_steps) for _ in range(runs)]
     return Cost(

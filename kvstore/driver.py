@@ -242,7 +242,11 @@ async def _present(
 
 
 class _PrimitivesOnly(BaseDriver):
-    """Wraps any :class:`Driver`, exposing its five primitives and the base class's batches."""
+    """Wraps any :class:`Driver`, exposing its five primitives and the base class's batches.
+
+    Its capabilities pass through (a :class:`BaseDriver` with ``conditional_writes`` keeps
+    them); wrappers that change one behaviour subclass it.
+    """
 
     def __init__(self, inner: Driver) -> None:
         self.inner = inner

@@ -253,14 +253,19 @@ class FSDriver(BaseDriver):
 
     # -- single keys --------------------------------------------------------------------------
 
-    async def _on_tree(self, doing: str, call: Callable[[Tree], T]) -> T:
-        """Run one tree operation: inline on local disk, in a worker thread otherwise."""
+    async def _start(self) -> LocalTree | None:
+        """Every operation's first step: yield if a slice has passed, check the driver is open
+        and prepared; return the local tree (``None`` for a remote store)."""
         if monotonic() >= self._pacer.deadline:
             await self._pacer.pause()
         self.ensure_open()
         if not self._ready:
             await self._prepare()
-        local = self._local
+        return self._local
+
+    async def _on_tree(self, doing: str, call: Callable[[Tree], T]) -> T:
+        """Run one tree operation: inline on local disk, in a worker thread otherwise."""
+        local = await self._start()
         if local is not None:
             try:
                 return call(local)
@@ -277,12 +282,7 @@ class FSDriver(BaseDriver):
 
     async def _write_on_tree(self, doing: str, call: Callable[[Tree], None]) -> None:
         """Run one write or delete: on local disk inline, holding the writers' lock."""
-        if monotonic() >= self._pacer.deadline:
-            await self._pacer.pause()
-        self.ensure_open()
-        if not self._ready:
-            await self._prepare()
-        local = self._local
+        local = await self._start()
         if local is None:
             remote = self._remote
             assert remote is not None
@@ -348,11 +348,7 @@ class FSDriver(BaseDriver):
         """
         local = self._local_tree()
         path = key_path(key)
-        if monotonic() >= self._pacer.deadline:
-            await self._pacer.pause()
-        self.ensure_open()
-        if not self._ready:
-            await self._prepare()
+        await self._start()
         try:
             found = local.read_versioned(path)
         except OSError as error:

@@ -7,7 +7,7 @@ Run, like :mod:`kvstore.testing.conditional_clauses`, for every driver instance 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from typing import ClassVar
 
 import anyio
@@ -15,7 +15,7 @@ import anyio.lowlevel
 import pytest
 
 from kvstore.conditional import Change, Versioned
-from kvstore.driver import BaseDriver
+from kvstore.driver import BaseDriver, _PrimitivesOnly
 from kvstore.errors import Conflict
 from kvstore.serialization import JSONValue
 from kvstore.testing.conditional_support import (
@@ -36,62 +36,37 @@ _COMMIT_KEYS = 40
 _COMMITS = 25
 
 
-class YieldAfterRead(BaseDriver):
+class YieldAfterRead(_PrimitivesOnly):
     """Passes every call to ``inner``, giving other tasks a turn after each versioned read.
 
     A driver that runs inline (memory, a dict) never suspends inside ``Storage.update``, so
     concurrent updaters would take turns whole and never race; this wrapper makes each one
-    suspend between its read and its conditional write, the window a lost update needs.
+    suspend between its read and its conditional write, the window a lost update needs. The
+    driver's own single-key conditional paths and clear are used, not the base class's.
     """
 
     def __init__(self, inner: BaseDriver) -> None:
-        self.inner = inner
-        self.name = inner.name
-        self.supports_trio = inner.supports_trio
+        super().__init__(inner)
         self.atomic_batches = inner.atomic_batches
-        self.conditional_writes = inner.conditional_writes
-
-    async def get(self, key: str) -> bytes | None:
-        # docstring inherited
-        return await self.inner.get(key)
-
-    async def set(self, key: str, value: bytes) -> None:
-        # docstring inherited
-        await self.inner.set(key, value)
-
-    async def delete(self, key: str) -> None:
-        # docstring inherited
-        await self.inner.delete(key)
-
-    def keys(self, prefix: str = "") -> AsyncIterator[str]:
-        # docstring inherited
-        return self.inner.keys(prefix)
+        self._driver = inner
 
     async def clear(self, prefix: str = "") -> None:
         # docstring inherited
-        await self.inner.clear(prefix)
-
-    async def close(self) -> None:
-        # docstring inherited
-        await self.inner.close()
+        await self._driver.clear(prefix)
 
     async def get_versioned(self, key: str) -> Versioned[bytes] | None:
         # docstring inherited
-        found = await self.inner.get_versioned(key)
+        found = await self._driver.get_versioned(key)
         await anyio.lowlevel.checkpoint()
         return found
 
-    async def commit(self, changes: Sequence[Change[bytes]]) -> list[int | None]:
-        # docstring inherited
-        return await self.inner.commit(changes)
-
     async def set_if(self, key: str, value: bytes, expected: int | None) -> int:
         # docstring inherited
-        return await self.inner.set_if(key, value, expected)
+        return await self._driver.set_if(key, value, expected)
 
     async def delete_if(self, key: str, expected: int) -> None:
         # docstring inherited
-        await self.inner.delete_if(key, expected)
+        await self._driver.delete_if(key, expected)
 
 
 class ConditionalRaceClauses:

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import logging
-import subprocess
-import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import cast
+from typing import Any
 
 import anyio
 import pymysql
@@ -17,9 +14,8 @@ import pytest
 from hypothesis import given, settings
 
 from kvstore import create_storage
-from kvstore.conditional import LEGACY_VERSION, Change, Versioned
 from kvstore.drivers.mysql import MySQLDriver, mysql_driver, required_max_allowed_packet
-from kvstore.errors import BackendError, BackendUnavailable, ConfigurationError, Conflict
+from kvstore.errors import BackendError, BackendUnavailable, ConfigurationError
 from kvstore.storage import Storage
 from kvstore.testing import DriverConformance, DriverFactory
 from tests.support.hostile_urls import MARK, HostileURL, probed_hostile_urls
@@ -27,6 +23,11 @@ from tests.support.mariadb_instance import MariaDBInstance, mariadb_available
 from tests.support.outage import check_outage_and_recovery, check_restart_between_operations
 from tests.support.quiet import silent_server
 from tests.support.servers import MYSQL_URL, free_port, server_unreachable
+from tests.support.sql_conditional import (
+    SQLAdapter,
+    SQLConditionalWrites,
+    check_a_conditional_write_survives_a_dropped_pool,
+)
 
 _SIXTEEN_MIB = 16 * 1024 * 1024
 
@@ -502,337 +503,103 @@ _PRE_VERSIONS_TABLE = (
 )
 
 
-@pytest.fixture
-def helper_table(shared_mysql: pymysql.connections.Connection) -> Iterator[str]:
-    """A table name of this test's own, dropped afterwards."""
-    name = f"sqlsrv_helper_{uuid.uuid4().hex[:12]}"
-    yield name
-    with shared_mysql.cursor() as cursor:
-        cursor.execute(f"DROP TABLE IF EXISTS `{name}`")
+class _MySQL(SQLAdapter):
+    """The shared conditional-write tests' view of MySQL, through the ``shared_mysql`` one."""
+
+    url = MYSQL_URL
+    factory_path = "kvstore.drivers.mysql:mysql_driver"
+    pre_versions_table = _PRE_VERSIONS_TABLE
+
+    def __init__(self, connection: pymysql.connections.Connection) -> None:
+        self.connection = connection
+
+    def driver(self, table: str, **options: Any) -> MySQLDriver:
+        return mysql_driver(MYSQL_URL, table, **options)
+
+    def quote(self, name: str) -> str:
+        return f"`{name}`"
+
+    def query(self, sql: str, parameters: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self.connection.cursor() as cursor:
+            cursor.execute(sql, parameters)
+            return list(cursor.fetchall())
+
+    def raw_key(self, key: str) -> bytes:
+        # The key column is VARBINARY: the driver writes it as UTF-8 bytes.
+        return key.encode()
+
+    def insert_uncommitted(
+        self, table: str, key: str, value: bytes
+    ) -> pymysql.connections.Connection:
+        writer = _raw(MYSQL_URL)
+        try:
+            writer.begin()
+            with writer.cursor() as cursor:
+                cursor.execute(
+                    f"INSERT INTO `{table}` (`key`, `value`) VALUES (%s, %s)", (key.encode(), value)
+                )
+        except BaseException:
+            writer.close()
+            raise
+        return writer
+
+    def commit_is_waiting(self, table: str) -> bool:
+        # The commit's locking read is seen on the server; it cannot end before the writer.
+        rows = self.query(
+            "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE %s",
+            (f"SELECT `key`, `version` FROM `{table}` %FOR UPDATE",),
+        )
+        return bool(rows and rows[0][0])
 
 
-def _make_pre_versions_table(
-    connection: pymysql.connections.Connection, table: str, rows: dict[str, object]
-) -> None:
-    with connection.cursor() as cursor:
-        cursor.execute(f"DROP TABLE IF EXISTS `{table}`")
-        cursor.execute(_PRE_VERSIONS_TABLE.format(quoted=f"`{table}`"))
-        for key, value in rows.items():
-            cursor.execute(
-                f"INSERT INTO `{table}` (`key`, `value`) VALUES (%s, %s)",
-                (key.encode(), json.dumps(value).encode()),
-            )
+class TestMySQLConditionalWrites(SQLConditionalWrites):
+    """The shared conditional-write tests, and those that only MySQL/MariaDB runs."""
 
+    @pytest.fixture
+    def sql(self, shared_mysql: pymysql.connections.Connection) -> _MySQL:
+        return _MySQL(shared_mysql)
 
-def _rows(connection: pymysql.connections.Connection, table: str) -> list[tuple[str, bytes, int]]:
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT `key`, `value`, `version` FROM `{table}` ORDER BY `key`")
-        return [(bytes(key).decode(), bytes(value), version) for key, value, version in cursor]
-
-
-@pytest.mark.anyio
-async def test_a_table_from_before_versions_is_upgraded_in_place(
-    shared_mysql: pymysql.connections.Connection, helper_table: str
-) -> None:
-    _make_pre_versions_table(shared_mysql, helper_table, {"a": "old a", "b": "old b", "c": [1]})
-    async with Storage(mysql_driver(MYSQL_URL, helper_table)) as storage:
-        assert await storage.get("a") == "old a"
-        assert await storage.get_versioned("c") == Versioned([1], LEGACY_VERSION)
-        with pytest.raises(Conflict):
-            await storage.replace("a", "never", 12345)
-        with pytest.raises(Conflict):
-            await storage.create("a", "never")
-        version = await storage.replace("a", "new a", LEGACY_VERSION)
-        assert version != LEGACY_VERSION
-        assert await storage.get_versioned("a") == Versioned("new a", version)
-        await storage.delete_if("b", LEGACY_VERSION)
-        assert await storage.get("b") is None
-        await storage.set("d", 4)
-        assert (await storage.get_versioned("d") or Versioned(None, 0)).version != LEGACY_VERSION
-    assert [(key, version == 0) for key, _, version in _rows(shared_mysql, helper_table)] == [
-        ("a", False), ("c", True), ("d", False)
-    ]
-    with shared_mysql.cursor() as cursor:
-        cursor.execute(
+    @pytest.mark.anyio
+    async def test_a_table_from_before_versions_is_upgraded_in_place(
+        self, sql: SQLAdapter, helper_table: str
+    ) -> None:
+        await super().test_a_table_from_before_versions_is_upgraded_in_place(sql, helper_table)
+        # MySQL's own: the added column has the type, nullability and default it is given.
+        assert sql.query(
             "SELECT COLUMN_NAME, COLUMN_TYPE, IS_NULLABLE, COLUMN_DEFAULT "
             "FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() "
             "AND TABLE_NAME = %s AND COLUMN_NAME = 'version'",
             (helper_table,),
-        )
-        assert cursor.fetchall() == (("version", "bigint(20)", "NO", "0"),)
+        ) == [("version", "bigint(20)", "NO", "0")]
 
+    @pytest.mark.anyio
+    async def test_a_conditional_write_goes_through_once_after_the_server_dropped_the_pool(
+        self, private_database: str, shared_mysql: pymysql.connections.Connection
+    ) -> None:
+        # A database of its own, so that the storage's connections are the ones found there.
+        url = MYSQL_URL.rsplit("/", 1)[0] + "/" + private_database
 
-@pytest.mark.anyio
-async def test_drivers_upgrading_one_old_table_at_once_all_succeed(
-    shared_mysql: pymysql.connections.Connection, helper_table: str
-) -> None:
-    for _ in range(3):
-        _make_pre_versions_table(shared_mysql, helper_table, {"k": "v"})
-        # Separate drivers, so separate connections: the ALTERs race on the server.
-        drivers = [mysql_driver(MYSQL_URL, helper_table, pool_size=1) for _ in range(8)]
-        try:
-            found: list[Versioned[bytes] | None] = [None] * len(drivers)
-
-            async def read(
-                index: int, driver: MySQLDriver, found: list[Versioned[bytes] | None] = found
-            ) -> None:
-                found[index] = await driver.get_versioned("k")
-
-            async with anyio.create_task_group() as group:
-                for index, driver in enumerate(drivers):
-                    group.start_soon(read, index, driver)
-        finally:
-            for driver in drivers:
-                await driver.close()
-        assert found == [Versioned(b'"v"', LEGACY_VERSION)] * len(drivers)
-        assert _rows(shared_mysql, helper_table) == [("k", b'"v"', 0)]
-
-
-@pytest.mark.anyio
-async def test_a_failed_commit_writes_nothing(
-    shared_mysql: pymysql.connections.Connection, helper_table: str
-) -> None:
-    async with Storage(mysql_driver(MYSQL_URL, helper_table)) as storage:
-        version_a = await storage.create("a", 1)
-        await storage.set("b", 2)
-        before = _rows(shared_mysql, helper_table)
-        with pytest.raises(Conflict) as caught:
-            await storage.commit([
-                Change.replace("a", 10, version_a),  # holds
-                Change.create("new", 3),  # holds
-                Change.delete("a2"),  # no condition
-                Change.check("absent", None),  # holds
-                Change.create("b", 20),  # fails: b exists
-                Change.check("c", 7),  # fails: c is absent
-            ])
-        assert sorted(caught.value.keys) == ["b", "c"]
-        # Nothing written, and no placeholder row left behind.
-        assert _rows(shared_mysql, helper_table) == before
-        # The same batch without the failing changes goes through whole.
-        versions = await storage.commit([
-            Change.replace("a", 10, version_a),
-            Change.create("new", 3),
-            Change.check("absent", None),
-            Change.check("b", (await storage.get_versioned("b") or Versioned(0, 0)).version),
-        ])
-        written_a, written_new, *checks = versions
-        assert checks == [None, None]
-        assert written_a is not None
-        assert written_new is not None
-        assert await storage.get_versioned("a") == Versioned(10, written_a)
-        assert await storage.get_versioned("new") == Versioned(3, written_new)
-    assert [key for key, _, _ in _rows(shared_mysql, helper_table)] == ["a", "b", "new"]
-
-
-@pytest.mark.anyio
-async def test_concurrent_creators_of_one_key_exactly_one_wins(helper_table: str) -> None:
-    async with Storage(mysql_driver(MYSQL_URL, helper_table)) as storage:
-        for round_number in range(5):
-            prize = f"prize:{round_number}"
-            winners: list[int] = []
-
-            async def racer(index: int, prize: str = prize, winners: list[int] = winners) -> None:
-                try:
-                    if index % 2:
-                        await storage.create(prize, index)
-                    else:
-                        # A batch: its own key is written only if it wins the prize too.
-                        await storage.commit(
-                            [Change.create(prize, index), Change.put(f"{prize}:{index}", index)]
-                        )
-                except Conflict:
-                    return
-                winners.append(index)
-
-            async with anyio.create_task_group() as group:
-                for index in range(16):
-                    group.start_soon(racer, index)
-            assert len(winners) == 1
-            assert await storage.get(prize) == winners[0]
-            mine = [key async for key in storage.keys(f"{prize}:")]
-            assert mine == ([f"{prize}:{winners[0]}"] if winners[0] % 2 == 0 else [])
-
-
-@pytest.mark.anyio
-async def test_concurrent_updates_from_tasks_lose_nothing(helper_table: str) -> None:
-    async with Storage(mysql_driver(MYSQL_URL, helper_table)) as storage:
-
-        async def by_commit() -> None:
-            # The same increment as a batch, with a check that holds: commits and update's
-            # single-key writes must exclude each other too.
-            while True:
-                found = await storage.get_versioned("counter")
-                change = (
-                    Change.create("counter", 1)
-                    if found is None
-                    else Change.replace("counter", cast(int, found.value) + 1, found.version)
-                )
-                try:
-                    await storage.commit([change, Change.check("absent", None)])
-                except Conflict:
-                    continue
-                return
-
-        async def worker(index: int) -> None:
-            for _ in range(10):
-                if index % 2:
-                    await by_commit()
-                else:
-                    # Many attempts: this checks that no increment is lost, not how few
-                    # retries twenty tasks on one key need.
-                    await storage.update("counter", lambda n: (n or 0) + 1, attempts=10_000)
-
-        async with anyio.create_task_group() as group:
-            for index in range(20):
-                group.start_soon(worker, index)
-        assert await storage.get("counter") == 200
-
-
-_COUNTER_WORKER = """
-import asyncio, sys
-from kvstore.drivers.mysql import mysql_driver
-from kvstore.storage import Storage
-
-async def main(url, table, times):
-    async with Storage(mysql_driver(url, table)) as storage:
-        for _ in range(times):
-            await storage.update("counter", lambda n: (n or 0) + 1, attempts=100_000)
-
-asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3])))
-"""
-
-
-def test_concurrent_updates_from_four_processes_lose_nothing(
-    shared_mysql: pymysql.connections.Connection, helper_table: str
-) -> None:
-    # The processes also race to create the table.
-    processes = [
-        subprocess.Popen(
-            [sys.executable, "-c", _COUNTER_WORKER, MYSQL_URL, helper_table, "50"],
-            stderr=subprocess.PIPE,
-        )
-        for _ in range(4)
-    ]
-    for process in processes:
-        _, errors = process.communicate(timeout=240)
-        assert process.returncode == 0, errors.decode()
-    assert [(key, json.loads(value)) for key, value, _ in _rows(shared_mysql, helper_table)] == [
-        ("counter", 200)
-    ]
-
-
-@pytest.mark.anyio
-async def test_a_conditional_write_goes_through_once_after_the_server_dropped_the_pool(
-    private_database: str, shared_mysql: pymysql.connections.Connection
-) -> None:
-    url = MYSQL_URL.rsplit("/", 1)[0] + "/" + private_database
-
-    def connections() -> list[int]:
-        with shared_mysql.cursor() as cursor:
-            cursor.execute(
-                "SELECT ID FROM information_schema.PROCESSLIST WHERE DB = %s", (private_database,)
-            )
-            return [int(row[0]) for row in cursor.fetchall()]
-
-    async with Storage(mysql_driver(url, "kv")) as storage:
-        version = await storage.create("k", 1)
-        # As wait_timeout or a restart would: the server closes the pooled connection.
-        killed = connections()
-        assert len(killed) == 1
-        with shared_mysql.cursor() as cursor:
-            cursor.execute(f"KILL CONNECTION {killed[0]}")
-        # The server ends the thread a moment after KILL returns: poll for it, bounded.
-        for _ in range(1000):
-            if not connections():
-                break
-            await anyio.sleep(0.01)
-        else:
-            pytest.fail("the killed connection never went away")
-        # A conditional write is never sent twice; it is sent on a live connection instead of
-        # failing on the dead one, and applied once (a replay would conflict with itself).
-        written = await storage.replace("k", 2, version)
-        assert await storage.get_versioned("k") == Versioned(2, written)
-
-
-@pytest.mark.anyio
-@pytest.mark.parametrize("other_commits", [True, False])
-async def test_a_commit_checks_against_a_concurrent_insert_once_it_ends(
-    shared_mysql: pymysql.connections.Connection, helper_table: str, other_commits: bool
-) -> None:
-    async with Storage(mysql_driver(MYSQL_URL, helper_table)) as storage:
-        await storage.set("other", 0)
-        writer = _raw(MYSQL_URL)
-        try:
-            # Another client's transaction has inserted "k" and not ended yet.
-            writer.begin()
-            with writer.cursor() as cursor:
+        def connections() -> list[int]:
+            with shared_mysql.cursor() as cursor:
                 cursor.execute(
-                    f"INSERT INTO `{helper_table}` (`key`, `value`) VALUES (%s, %s)", (b"k", b"1")
+                    "SELECT ID FROM information_schema.PROCESSLIST WHERE DB = %s",
+                    (private_database,),
                 )
-            outcome: list[BaseException | None] = []
+                return [int(row[0]) for row in cursor.fetchall()]
 
-            async def run_commit() -> None:
-                try:
-                    await storage.commit([Change.check("k", None), Change.put("mine", 1)])
-                except Conflict as error:
-                    outcome.append(error)
-                else:
-                    outcome.append(None)
+        async def drop_pool() -> None:
+            # As wait_timeout or a restart would: the server closes the pooled connection.
+            killed = connections()
+            assert len(killed) == 1
+            with shared_mysql.cursor() as cursor:
+                cursor.execute(f"KILL CONNECTION {killed[0]}")
+            # The server ends the thread a moment after KILL returns: poll for it, bounded.
+            for _ in range(1000):
+                if not connections():
+                    break
+                await anyio.sleep(0.01)
+            else:
+                pytest.fail("the killed connection never went away")
 
-            async with anyio.create_task_group() as group:
-                group.start_soon(run_commit)
-                # The commit must wait for that transaction, not decide on what it saw before:
-                # its locking read is seen on the server (it cannot end before the writer).
-                for _ in range(1000):
-                    with shared_mysql.cursor() as cursor:
-                        cursor.execute(
-                            "SELECT COUNT(*) FROM information_schema.PROCESSLIST "
-                            "WHERE INFO LIKE %s",
-                            (f"SELECT `key`, `version` FROM `{helper_table}` %FOR UPDATE",),
-                        )
-                        row = cursor.fetchone()
-                    if row and row[0]:
-                        break
-                    await anyio.sleep(0.01)
-                else:
-                    pytest.fail("the commit never waited for the other transaction")
-                assert outcome == []
-                if other_commits:
-                    writer.commit()
-                else:
-                    writer.rollback()
-        finally:
-            writer.close()
-        if other_commits:
-            assert len(outcome) == 1
-            assert isinstance(outcome[0], Conflict)
-            assert await storage.get("mine") is None
-        else:
-            assert outcome == [None]
-            assert await storage.get("mine") == 1
-            assert await storage.get("k") is None
-    assert ("k" in [key for key, _, _ in _rows(shared_mysql, helper_table)]) is other_commits
-
-
-@pytest.mark.anyio
-async def test_every_unconditional_write_gives_a_new_version(helper_table: str) -> None:
-    async with Storage(mysql_driver(MYSQL_URL, helper_table)) as storage:
-        seen: set[int] = set()
-
-        async def version_of(key: str) -> int:
-            found = await storage.get_versioned(key)
-            assert found is not None
-            return found.version
-
-        for _ in range(3):
-            await storage.set("k", 1)  # the same value: still a new version
-            seen.add(await version_of("k"))
-            await storage.set_many({"k": 1, "j": 2})
-            seen.add(await version_of("k"))
-        assert len(seen) == 6
-        assert LEGACY_VERSION not in seen
-        old = await version_of("j")
-        await storage.delete("j")
-        assert await storage.get_versioned("j") is None
-        with pytest.raises(Conflict):
-            await storage.replace("j", 3, old)
+        async with Storage(mysql_driver(url, "kv")) as storage:
+            await check_a_conditional_write_survives_a_dropped_pool(storage, drop_pool)

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
 import logging
-import subprocess
-import sys
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from typing import Any, cast
+from collections.abc import AsyncIterator, Iterator, Sequence
+from typing import Any
 
 import anyio
 import psycopg
@@ -19,9 +15,8 @@ from psycopg.conninfo import conninfo_to_dict
 
 import kvstore.drivers.postgresql as postgresql_module
 from kvstore import create_storage
-from kvstore.conditional import LEGACY_VERSION, Change, Versioned
 from kvstore.drivers.postgresql import PostgreSQLDriver, from_url, postgresql_driver
-from kvstore.errors import BackendError, BackendUnavailable, ConfigurationError, Conflict
+from kvstore.errors import BackendError, BackendUnavailable, ConfigurationError
 from kvstore.storage import Storage
 from kvstore.testing import DriverConformance, DriverFactory
 from tests.support.hostile_urls import MARK, HostileURL, hostile_urls
@@ -34,6 +29,11 @@ from tests.support.outage import (
 from tests.support.postgresql_instance import PostgreSQLInstance
 from tests.support.quiet import QuietChild, check_silent_through, silent_server
 from tests.support.servers import POSTGRESQL_URL, free_port, server_unreachable
+from tests.support.sql_conditional import (
+    SQLAdapter,
+    SQLConditionalWrites,
+    check_a_conditional_write_survives_a_dropped_pool,
+)
 
 
 @pytest.fixture
@@ -495,284 +495,72 @@ _PRE_VERSIONS_TABLE = (
 )
 
 
-@pytest.fixture
-def helper_table(admin: psycopg.Connection) -> Iterator[str]:
-    """A table name of this test's own, dropped afterwards."""
-    name = f"sqlsrv_helper_{uuid.uuid4().hex[:12]}"
-    yield name
-    admin.execute(f'DROP TABLE IF EXISTS "{name}"')
+class _PostgreSQL(SQLAdapter):
+    """The shared conditional-write tests' view of PostgreSQL, through the ``admin`` connection."""
+
+    url = POSTGRESQL_URL
+    factory_path = "kvstore.drivers.postgresql:postgresql_driver"
+    pre_versions_table = _PRE_VERSIONS_TABLE
+
+    def __init__(self, admin: psycopg.Connection) -> None:
+        self.admin = admin
+
+    @staticmethod
+    def marker(table: str) -> str:
+        """The application_name of the connections a driver from :meth:`driver` opens."""
+        return f"sqlsrv-{table}"
+
+    def driver(self, table: str, **options: Any) -> PostgreSQLDriver:
+        # Tagged, so that the server's view of this driver's connections can be found.
+        url = _with_options(POSTGRESQL_URL, application_name=self.marker(table))
+        return postgresql_driver(url, table=table, **options)
+
+    def quote(self, name: str) -> str:
+        return f'"{name}"'
+
+    def query(self, sql: str, parameters: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        cursor = self.admin.execute(sql, parameters)
+        # A statement without a result (DDL, INSERT) has no rows to fetch.
+        return [] if cursor.description is None else cursor.fetchall()
+
+    def raw_key(self, key: str) -> str:
+        return key
+
+    def insert_uncommitted(self, table: str, key: str, value: bytes) -> psycopg.Connection:
+        writer = psycopg.connect(POSTGRESQL_URL, connect_timeout=5)
+        # Not autocommit: the INSERT opens a transaction that stays open until told.
+        writer.execute(f'INSERT INTO "{table}" (key, value) VALUES (%s, %s)', (key, value))
+        return writer
+
+    def commit_is_waiting(self, table: str) -> bool:
+        waiting = self.admin.execute(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE application_name = %s AND wait_event_type = 'Lock'",
+            (self.marker(table),),
+        ).fetchone()
+        return waiting == (1,)
 
 
-def _make_pre_versions_table(admin: psycopg.Connection, table: str, rows: dict[str, Any]) -> None:
-    admin.execute(f'DROP TABLE IF EXISTS "{table}"')
-    admin.execute(_PRE_VERSIONS_TABLE.format(quoted=f'"{table}"'))
-    for key, value in rows.items():
-        admin.execute(
-            f'INSERT INTO "{table}" (key, value) VALUES (%s, %s)',
-            (key, json.dumps(value).encode()),
-        )
+class TestPostgreSQLConditionalWrites(SQLConditionalWrites):
+    """The shared conditional-write tests, and those that only PostgreSQL runs."""
 
+    @pytest.fixture
+    def sql(self, admin: psycopg.Connection) -> _PostgreSQL:
+        return _PostgreSQL(admin)
 
-def _rows(admin: psycopg.Connection, table: str) -> list[tuple[Any, ...]]:
-    return admin.execute(f'SELECT key, value, version FROM "{table}" ORDER BY key').fetchall()
-
-
-@pytest.mark.anyio
-async def test_a_table_from_before_versions_is_upgraded_in_place(
-    admin: psycopg.Connection, helper_table: str
-) -> None:
-    _make_pre_versions_table(admin, helper_table, {"a": "old a", "b": "old b", "c": [1]})
-    async with Storage(postgresql_driver(POSTGRESQL_URL, table=helper_table)) as storage:
-        assert await storage.get("a") == "old a"
-        assert await storage.get_versioned("c") == Versioned([1], LEGACY_VERSION)
-        with pytest.raises(Conflict):
-            await storage.replace("a", "never", 12345)
-        with pytest.raises(Conflict):
-            await storage.create("a", "never")
-        version = await storage.replace("a", "new a", LEGACY_VERSION)
-        assert version != LEGACY_VERSION
-        assert await storage.get_versioned("a") == Versioned("new a", version)
-        await storage.delete_if("b", LEGACY_VERSION)
-        assert await storage.get("b") is None
-        await storage.set("d", 4)
-        assert (await storage.get_versioned("d") or Versioned(None, 0)).version != LEGACY_VERSION
-    assert [(key, version == 0) for key, _, version in _rows(admin, helper_table)] == [
-        ("a", False), ("c", True), ("d", False)
-    ]
-
-
-@pytest.mark.anyio
-async def test_drivers_upgrading_one_old_table_at_once_all_succeed(
-    admin: psycopg.Connection, helper_table: str
-) -> None:
-    for _ in range(3):
-        _make_pre_versions_table(admin, helper_table, {"k": "v"})
-        # Separate drivers, so separate connections: the ALTERs race on the server.
-        drivers = [postgresql_driver(POSTGRESQL_URL, table=helper_table, pool_size=1)
-                   for _ in range(8)]
-        try:
-            found = await asyncio.gather(*(driver.get_versioned("k") for driver in drivers))
-        finally:
-            for driver in drivers:
-                await driver.close()
-        assert found == [Versioned(b'"v"', LEGACY_VERSION)] * len(drivers)
-        assert _rows(admin, helper_table) == [("k", b'"v"', 0)]
-
-
-@pytest.mark.anyio
-async def test_a_failed_commit_writes_nothing(admin: psycopg.Connection, helper_table: str) -> None:
-    async with Storage(postgresql_driver(POSTGRESQL_URL, table=helper_table)) as storage:
-        version_a = await storage.create("a", 1)
-        await storage.set("b", 2)
-        before = _rows(admin, helper_table)
-        with pytest.raises(Conflict) as caught:
-            await storage.commit([
-                Change.replace("a", 10, version_a),  # holds
-                Change.create("new", 3),  # holds
-                Change.delete("a2"),  # no condition
-                Change.check("absent", None),  # holds
-                Change.create("b", 20),  # fails: b exists
-                Change.check("c", 7),  # fails: c is absent
-            ])
-        assert sorted(caught.value.keys) == ["b", "c"]
-        # Nothing written, and no placeholder row left behind.
-        assert _rows(admin, helper_table) == before
-        # The same batch without the failing changes goes through whole.
-        versions = await storage.commit([
-            Change.replace("a", 10, version_a),
-            Change.create("new", 3),
-            Change.check("absent", None),
-            Change.check("b", (await storage.get_versioned("b") or Versioned(0, 0)).version),
-        ])
-        written_a, version_new, *checks = versions
-        assert checks == [None, None]
-        assert written_a is not None
-        assert version_new is not None
-        assert await storage.get_versioned("a") == Versioned(10, written_a)
-        assert await storage.get_versioned("new") == Versioned(3, version_new)
-    assert [key for key, _, _ in _rows(admin, helper_table)] == ["a", "b", "new"]
-
-
-@pytest.mark.anyio
-async def test_concurrent_creators_of_one_key_exactly_one_wins(
-    admin: psycopg.Connection, helper_table: str
-) -> None:
-    async with Storage(postgresql_driver(POSTGRESQL_URL, table=helper_table)) as storage:
-        for round_number in range(5):
-            prize = f"prize:{round_number}"
-            winners: list[int] = []
-
-            async def racer(index: int, prize: str = prize, winners: list[int] = winners) -> None:
-                try:
-                    if index % 2:
-                        await storage.create(prize, index)
-                    else:
-                        # A batch: its own key is written only if it wins the prize too.
-                        await storage.commit(
-                            [Change.create(prize, index), Change.put(f"{prize}:{index}", index)]
-                        )
-                except Conflict:
-                    return
-                winners.append(index)
-
-            await asyncio.gather(*(racer(index) for index in range(16)))
-            assert len(winners) == 1
-            assert await storage.get(prize) == winners[0]
-            mine = [key async for key in storage.keys(f"{prize}:")]
-            assert mine == ([f"{prize}:{winners[0]}"] if winners[0] % 2 == 0 else [])
-
-
-@pytest.mark.anyio
-async def test_concurrent_updates_from_tasks_lose_nothing(helper_table: str) -> None:
-    async with Storage(postgresql_driver(POSTGRESQL_URL, table=helper_table)) as storage:
-
-        async def by_commit() -> None:
-            # The same increment as a batch, with a check that holds: commits and update's
-            # single-key writes must exclude each other too.
-            while True:
-                found = await storage.get_versioned("counter")
-                change = (
-                    Change.create("counter", 1)
-                    if found is None
-                    else Change.replace("counter", cast(int, found.value) + 1, found.version)
-                )
-                try:
-                    await storage.commit([change, Change.check("absent", None)])
-                except Conflict:
-                    continue
-                return
-
-        async def worker(index: int) -> None:
-            for _ in range(10):
-                if index % 2:
-                    await by_commit()
-                else:
-                    # Many attempts: this checks that no increment is lost, not how few
-                    # retries twenty tasks on one key need.
-                    await storage.update("counter", lambda n: (n or 0) + 1, attempts=10_000)
-
-        await asyncio.gather(*(worker(index) for index in range(20)))
-        assert await storage.get("counter") == 200
-
-
-_COUNTER_WORKER = """
-import asyncio, sys
-from kvstore.drivers.postgresql import postgresql_driver
-from kvstore.storage import Storage
-
-async def main(url, table, times):
-    async with Storage(postgresql_driver(url, table=table)) as storage:
-        for _ in range(times):
-            await storage.update("counter", lambda n: (n or 0) + 1, attempts=100_000)
-
-asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3])))
-"""
-
-
-def test_concurrent_updates_from_four_processes_lose_nothing(
-    admin: psycopg.Connection, helper_table: str
-) -> None:
-    # The processes also race to create the table.
-    processes = [
-        subprocess.Popen(
-            [sys.executable, "-c", _COUNTER_WORKER, POSTGRESQL_URL, helper_table, "50"],
-            stderr=subprocess.PIPE,
-        )
-        for _ in range(4)
-    ]
-    for process in processes:
-        _, errors = process.communicate(timeout=240)
-        assert process.returncode == 0, errors.decode()
-    rows = admin.execute(f'SELECT key, value FROM "{helper_table}"').fetchall()
-    assert [(key, json.loads(value)) for key, value in rows] == [("counter", 200)]
-
-
-@pytest.mark.anyio
-async def test_a_conditional_write_goes_through_once_after_the_server_dropped_the_pool(
-    admin: psycopg.Connection, helper_table: str
-) -> None:
-    marker = f"sqlsrv-{uuid.uuid4().hex[:10]}"
-    url = _with_options(POSTGRESQL_URL, application_name=marker)
-    async with Storage(postgresql_driver(url, table=helper_table)) as storage:
-        version = await storage.create("k", 1)
-        # As an idle-session timeout or a restart would: the pooled connection is closed
-        # (the call waits until the backend is gone).
-        ended = admin.execute(
-            "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity "
-            "WHERE application_name = %s",
-            (marker,),
-        ).fetchall()
-        assert ended == [(True,)]
-        # A conditional write is never sent twice; it is sent on a live connection instead of
-        # failing on the dead one, and applied once (a replay would conflict with itself).
-        written = await storage.replace("k", 2, version)
-        assert await storage.get_versioned("k") == Versioned(2, written)
-
-
-@pytest.mark.anyio
-@pytest.mark.parametrize("other_commits", [True, False])
-async def test_a_commit_checks_against_a_concurrent_insert_once_it_ends(
-    admin: psycopg.Connection, helper_table: str, other_commits: bool
-) -> None:
-    marker = f"sqlsrv-{uuid.uuid4().hex[:10]}"
-    url = _with_options(POSTGRESQL_URL, application_name=marker)
-    async with Storage(postgresql_driver(url, table=helper_table)) as storage:
-        await storage.set("other", 0)
-        with psycopg.connect(POSTGRESQL_URL, connect_timeout=5) as writer:
-            # Another client's transaction has inserted "k" and not ended yet.
-            writer.execute(
-                f'INSERT INTO "{helper_table}" (key, value) VALUES (%s, %s)', ("k", b"1")
+    @pytest.mark.anyio
+    async def test_a_conditional_write_goes_through_once_after_the_server_dropped_the_pool(
+        self, sql: _PostgreSQL, helper_table: str
+    ) -> None:
+        async def drop_pool() -> None:
+            # As an idle-session timeout or a restart would: the pooled connection is closed
+            # (the call waits until the backend is gone).
+            ended = sql.query(
+                "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity "
+                "WHERE application_name = %s",
+                (sql.marker(helper_table),),
             )
-            commit = asyncio.ensure_future(
-                storage.commit([Change.check("k", None), Change.put("mine", 1)])
-            )
-            # The commit must wait for that transaction, not decide on what it saw before.
-            for _ in range(1000):
-                waiting = admin.execute(
-                    "SELECT count(*) FROM pg_stat_activity "
-                    "WHERE application_name = %s AND wait_event_type = 'Lock'",
-                    (marker,),
-                ).fetchone()
-                if waiting == (1,):
-                    break
-                await asyncio.sleep(0.01)
-            else:
-                pytest.fail("the commit never waited for the other transaction")
-            assert not commit.done()
-            if other_commits:
-                writer.commit()
-            else:
-                writer.rollback()
-        if other_commits:
-            with pytest.raises(Conflict):
-                await commit
-            assert await storage.get("mine") is None
-        else:
-            await commit
-            assert await storage.get("mine") == 1
-            assert await storage.get("k") is None
-    assert ("k" in [key for key, _, _ in _rows(admin, helper_table)]) is other_commits
+            assert ended == [(True,)]
 
-
-@pytest.mark.anyio
-async def test_every_unconditional_write_gives_a_new_version(helper_table: str) -> None:
-    async with Storage(postgresql_driver(POSTGRESQL_URL, table=helper_table)) as storage:
-        seen: set[int] = set()
-
-        async def version_of(key: str) -> int:
-            found = await storage.get_versioned(key)
-            assert found is not None
-            return found.version
-
-        for _ in range(3):
-            await storage.set("k", 1)  # the same value: still a new version
-            seen.add(await version_of("k"))
-            await storage.set_many({"k": 1, "j": 2})
-            seen.add(await version_of("k"))
-        assert len(seen) == 6
-        assert LEGACY_VERSION not in seen
-        old = await version_of("j")
-        await storage.delete("j")
-        assert await storage.get_versioned("j") is None
-        with pytest.raises(Conflict):
-            await storage.replace("j", 3, old)
+        async with Storage(sql.driver(helper_table)) as storage:
+            await check_a_conditional_write_survives_a_dropped_pool(storage, drop_pool)

@@ -426,13 +426,27 @@ class Storage:
         return self._strip_base(merge_sorted([source.keys() for source in sources]))
 
     async def _strip_base(self, stream: AsyncIterator[str]) -> AsyncIterator[str]:
+        pacer = self._table.pacer
+        handed_out = 0
         async for full in stream:
             yield self._local(full)
+            handed_out += 1
+            if handed_out % _STEP == 0:
+                # A driver hands out a page of keys without yielding; merging mounts and the
+                # caller's work per key must not hold the loop for a whole page.
+                await pacer.tick()
 
     async def items(self, prefix: str = "") -> AsyncIterator[tuple[str, JSONValue]]:
         """Yield ``(key, value)`` for every key that starts with ``prefix``, in key order."""
+        pacer = self._table.pacer
+        decoded = 0
         async for key, data in self.items_raw(prefix):
             yield key, decode(data, key)
+            decoded += 1
+            if decoded % _STEP == 0:
+                # A driver hands out a page of values without yielding: decoding a page (and
+                # the caller's work on each value) must not hold the loop for that long.
+                await pacer.tick()
 
     async def items_raw(self, prefix: str = "") -> AsyncIterator[tuple[str, bytes]]:
         """Yield ``(key, bytes)`` for every key that starts with ``prefix``, in key order.

@@ -493,8 +493,17 @@ class FSDriver(BaseDriver):
     # -- scans --------------------------------------------------------------------------------
 
     async def _entries(self, directory: str, partial: str) -> list[Entry]:
+        # Two steps, with a turn for other tasks between: reading a large directory and
+        # decoding its names each take milliseconds.
+        listed = await self._on_tree("listing keys", lambda tree: tree.list_dir(directory))
+        await self._pacer.tick()
+
+        def list_dir_once(tree: Tree) -> Callable[[str], list[tuple[str, bool]]]:
+            return lambda path: listed if path == directory else tree.list_dir(path)
+
         return await self._on_tree(
-            "listing keys", lambda tree: list_entries(tree.list_dir, directory, partial)
+            "listing keys",
+            lambda tree: list_entries(list_dir_once(tree), directory, partial),
         )
 
     async def keys(self, prefix: str = "") -> AsyncIterator[str]:

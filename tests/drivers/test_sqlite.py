@@ -118,19 +118,24 @@ async def lock_held(path: Path, table: str = DEFAULT_TABLE) -> AsyncIterator[Loc
 # -- several processes ----------------------------------------------------------------------
 
 
-def test_four_processes_write_to_one_file_at_once(tmp_path: Path) -> None:
-    path = tmp_path / "new" / "shared.db"
-    workers, count = 4, 1000
+def _run_together(
+    commands: list[list[str]], *, timeout: float
+) -> tuple[list[subprocess.Popen[str]], list[tuple[str, str]]]:
+    """Start a child per command, wait until each prints ``ready``, then start them together.
+
+    Returns the processes and their ``(stdout, stderr)``; a child still running on the way out
+    is killed.
+    """
     processes = [
         subprocess.Popen(
-            [sys.executable, str(SUPPORT / "writer.py"), str(path), str(worker), str(count)],
+            command,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env=_child_env(),
             text=True,
         )
-        for worker in range(workers)
+        for command in commands
     ]
     try:
         for process in processes:
@@ -141,12 +146,25 @@ def test_four_processes_write_to_one_file_at_once(tmp_path: Path) -> None:
             assert process.stdin is not None
             process.stdin.write("go\n")
             process.stdin.flush()
-        results = [process.communicate(timeout=300) for process in processes]
+        results = [process.communicate(timeout=timeout) for process in processes]
     finally:
         for process in processes:
             if process.poll() is None:
                 process.kill()
                 process.wait()
+    return processes, results
+
+
+def test_four_processes_write_to_one_file_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "new" / "shared.db"
+    workers, count = 4, 1000
+    processes, results = _run_together(
+        [
+            [sys.executable, str(SUPPORT / "writer.py"), str(path), str(worker), str(count)]
+            for worker in range(workers)
+        ],
+        timeout=300,
+    )
     for process, (_, stderr) in zip(processes, results, strict=True):
         assert "locked" not in stderr
         assert process.returncode == 0, stderr
@@ -506,31 +524,13 @@ def _columns(path: Path) -> list[str]:
 
 def _run_counters(path: Path, key: str, workers: int, count: int) -> None:
     """Run ``workers`` processes of ``counter.py`` on ``path``, started together; all must pass."""
-    processes = [
-        subprocess.Popen(
-            [sys.executable, str(SUPPORT / "counter.py"), str(path), key, str(count)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=_child_env(),
-            text=True,
-        )
-        for _ in range(workers)
-    ]
-    try:
-        for process in processes:
-            assert process.stdout is not None
-            assert process.stdout.readline().strip() == "ready"
-        for process in processes:
-            assert process.stdin is not None
-            process.stdin.write("go\n")
-            process.stdin.flush()
-        results = [process.communicate(timeout=120) for process in processes]
-    finally:
-        for process in processes:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
+    processes, results = _run_together(
+        [
+            [sys.executable, str(SUPPORT / "counter.py"), str(path), key, str(count)]
+            for _ in range(workers)
+        ],
+        timeout=120,
+    )
     for process, (stdout, stderr) in zip(processes, results, strict=True):
         assert process.returncode == 0, stderr
         assert stdout.strip() == "done", stderr

@@ -16,6 +16,7 @@ from kvstore.errors import (
     ConfigurationError,
     Conflict,
     InvalidKey,
+    InvalidTTL,
     KVStoreError,
     MissingDependency,
     NotSupported,
@@ -23,6 +24,7 @@ from kvstore.errors import (
     StorageClosed,
     UnknownScheme,
 )
+from kvstore.expiry import Meta
 from kvstore.registry import driver_from_url, register_driver
 from kvstore.storage import Storage
 
@@ -36,7 +38,9 @@ __all__ = [
     "Conflict",
     "Driver",
     "InvalidKey",
+    "InvalidTTL",
     "KVStoreError",
+    "Meta",
     "MissingDependency",
     "NotSupported",
     "SerializationError",

@@ -18,8 +18,9 @@ from typing import Protocol, cast, runtime_checkable
 
 from kvstore.conditional import Change, Versioned
 from kvstore.errors import Conflict, NotSupported, StorageClosed
+from kvstore.expiry import EXPIRY, Meta
 
-__all__ = ["CONDITIONAL_WRITES", "BaseDriver", "Driver", "as_base_driver", "conflict"]
+__all__ = ["CONDITIONAL_WRITES", "EXPIRY", "BaseDriver", "Driver", "as_base_driver", "conflict"]
 
 #: The capability name :class:`NotSupported` carries for versioned reads and conditional writes.
 CONDITIONAL_WRITES = "conditional writes (versions)"
@@ -69,12 +70,19 @@ class BaseDriver(abc.ABC):
     Optional capability: ``conditional_writes`` says the driver keeps a version per value and
     implements :meth:`get_versioned` and :meth:`commit` (see :mod:`kvstore.conditional`); the
     base class's versions of both raise :class:`NotSupported`.
+
+    Optional capability: ``expiry`` says the driver keeps an expiry instant and a write time per
+    key and implements :meth:`set_many_expiring`, :meth:`expire`, :meth:`get_meta` and
+    :meth:`purge_expired` (see :mod:`kvstore.expiry`). On such a driver every operation treats a
+    key whose expiry instant has passed as absent, whether or not it was purged; and every plain
+    write (``set``, ``set_many``, a conditional write) clears the key's earlier expiry.
     """
 
     name: str = "driver"
     supports_trio: bool = False
     atomic_batches: bool = False
     conditional_writes: bool = False
+    expiry: bool = False
     _closed: bool = False
 
     @property
@@ -135,8 +143,8 @@ class BaseDriver(abc.ABC):
         Return the new version; raise :class:`Conflict`, writing nothing, otherwise. The default
         is a one-change :meth:`commit`; a driver may override it with a faster path.
         """
-        change = Change.create(key, value) if expected is None else Change.replace(
-            key, value, expected
+        change = (
+            Change.create(key, value) if expected is None else Change.replace(key, value, expected)
         )
         version = (await self.commit([change]))[0]
         assert version is not None  # a write always returns its version
@@ -145,6 +153,48 @@ class BaseDriver(abc.ABC):
     async def delete_if(self, key: str, expected: int) -> None:
         """Delete ``key`` only if it is at version ``expected``; raise :class:`Conflict` if not."""
         await self.commit([Change.delete(key, expected)])
+
+    # -- expiry and metadata (optional capability) --------------------------------------------
+
+    async def set_expiring(self, key: str, value: bytes, ttl: float) -> None:
+        """Store ``value`` under ``key`` to expire ``ttl`` seconds (validated) from now.
+
+        "Now" is read from the backend's clock in the same step as the write. The default is a
+        one-item :meth:`set_many_expiring`; a driver may override it with a faster path.
+        """
+        await self.set_many_expiring([(key, value)], ttl)
+
+    async def set_many_expiring(self, items: Sequence[tuple[str, bytes]], ttl: float) -> None:
+        """Store every ``(key, value)`` pair, each to expire ``ttl`` seconds from now.
+
+        One instant is read for the whole batch; a later pair for the same key wins. All or
+        nothing when ``atomic_batches`` is true, like :meth:`set_many`.
+        """
+        raise NotSupported(EXPIRY, driver=self.name)
+
+    async def expire(self, key: str, ttl: float | None) -> bool:
+        """Make a live ``key`` expire ``ttl`` seconds from now, or never (``None``).
+
+        The value, its version and its write time stay as they are. Return whether the key was
+        live (nothing changes for a missing or expired key).
+        """
+        raise NotSupported(EXPIRY, driver=self.name)
+
+    async def get_meta(self, key: str) -> Meta | None:
+        """Return the size, write time, expiry and version of a live ``key``, in one step.
+
+        ``None`` for a missing or expired key.
+        """
+        raise NotSupported(EXPIRY, driver=self.name)
+
+    async def purge_expired(self, limit: int = 1000) -> int:
+        """Physically remove up to ``limit`` keys whose expiry has passed; return how many.
+
+        Bounded work found through an index on the expiry instant, never a scan of the store.
+        Drivers also purge on their own (piggy-backed on writes, or natively); this is what a
+        background sweeper calls.
+        """
+        raise NotSupported(EXPIRY, driver=self.name)
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         """Return the values of ``keys`` in the order asked, ``None`` for each missing key."""
@@ -254,6 +304,7 @@ class _PrimitivesOnly(BaseDriver):
         self.supports_trio = bool(getattr(inner, "supports_trio", False))
         # Capabilities pass through: only the batch paths are the base class's.
         self.conditional_writes = bool(getattr(inner, "conditional_writes", False))
+        self.expiry = bool(getattr(inner, "expiry", False))
 
     async def get(self, key: str) -> bytes | None:
         # docstring inherited
@@ -286,6 +337,39 @@ class _PrimitivesOnly(BaseDriver):
         if not self.conditional_writes:
             return await super().commit(changes)
         return await cast(BaseDriver, self.inner).commit(changes)
+
+    async def set_many_expiring(self, items: Sequence[tuple[str, bytes]], ttl: float) -> None:
+        # docstring inherited
+        if not self.expiry:
+            return await super().set_many_expiring(items, ttl)
+        # The default batch path: one expiring write per key, as set_many does with set.
+        inner = cast(BaseDriver, self.inner)
+        for key, value in items:
+            await inner.set_expiring(key, value, ttl)
+
+    async def set_expiring(self, key: str, value: bytes, ttl: float) -> None:
+        # docstring inherited
+        if not self.expiry:
+            return await super().set_expiring(key, value, ttl)
+        await cast(BaseDriver, self.inner).set_expiring(key, value, ttl)
+
+    async def expire(self, key: str, ttl: float | None) -> bool:
+        # docstring inherited
+        if not self.expiry:
+            return await super().expire(key, ttl)
+        return await cast(BaseDriver, self.inner).expire(key, ttl)
+
+    async def get_meta(self, key: str) -> Meta | None:
+        # docstring inherited
+        if not self.expiry:
+            return await super().get_meta(key)
+        return await cast(BaseDriver, self.inner).get_meta(key)
+
+    async def purge_expired(self, limit: int = 1000) -> int:
+        # docstring inherited
+        if not self.expiry:
+            return await super().purge_expired(limit)
+        return await cast(BaseDriver, self.inner).purge_expired(limit)
 
 
 def as_base_driver(driver: Driver, *, default_batches: bool = False) -> BaseDriver:

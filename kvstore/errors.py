@@ -13,6 +13,7 @@ __all__ = [
     "ConfigurationError",
     "Conflict",
     "InvalidKey",
+    "InvalidTTL",
     "KVStoreError",
     "MissingDependency",
     "NotSupported",
@@ -28,6 +29,10 @@ class KVStoreError(Exception):
 
 class InvalidKey(KVStoreError, ValueError):
     """A key or prefix breaks the key rules; nothing was read or written."""
+
+
+class InvalidTTL(KVStoreError, ValueError):
+    """A TTL is not positive, finite seconds (or a ``timedelta``); nothing was written."""
 
 
 class SerializationError(KVStoreError, ValueError):

@@ -10,13 +10,18 @@ inline driver never holds the loop for long. Everything is checked before anythi
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Self, TypeVar
 
+import anyio
+import anyio.lowlevel
+
 from kvstore.conditional import ANY_VERSION, Action, Change, Versioned
 from kvstore.driver import BaseDriver, Driver, as_base_driver, delete_scanned, read_in_pages
 from kvstore.errors import Conflict, InvalidKey, NotSupported, SerializationError, StorageClosed
+from kvstore.expiry import DEFAULT_TTL, EXPIRY, TTL, DefaultTTL, Meta, ttl_seconds
 from kvstore.keys import RECENTLY_VALID, join, validate_key, validate_prefix
 from kvstore.mounts import MountTable, Source, merge_sorted
 from kvstore.pacing import Pacer
@@ -53,27 +58,37 @@ class Storage:
     ``Storage(driver)`` takes ownership of ``driver``: closing the storage closes it. Values are
     JSON (see :mod:`kvstore.serialization`); :meth:`get_raw` and :meth:`set_raw` pass bytes
     through. Use it as ``async with Storage(driver) as storage:`` or call :meth:`close`.
+
+    ``ttl`` (seconds or a ``timedelta``) is a default expiry for this storage's writes that name
+    none; a write's own ``ttl`` overrides it, and ``ttl=None`` on a write means "never expires".
     """
 
-    __slots__ = ("_base", "_closed", "_table")
+    __slots__ = ("_base", "_closed", "_table", "_ttl")
 
-    def __init__(self, driver: Driver) -> None:
+    def __init__(self, driver: Driver, *, ttl: TTL | None = None) -> None:
         self._table = MountTable(as_base_driver(driver))
         self._base = ""
         self._closed = False
+        self._ttl = None if ttl is None else ttl_seconds(ttl)
 
     @classmethod
-    def _view(cls, table: MountTable, base: str) -> Storage:
+    def _view(cls, table: MountTable, base: str, ttl: float | None) -> Storage:
         view = cls.__new__(cls)
         view._table = table
         view._base = base
         view._closed = False
+        view._ttl = ttl
         return view
 
     @property
     def base(self) -> str:
         """The namespace this storage's keys live under (``""`` for the root storage)."""
         return self._base
+
+    @property
+    def default_ttl(self) -> float | None:
+        """The TTL in seconds given to writes that name none, or ``None`` (they never expire)."""
+        return self._ttl
 
     @property
     def driver(self) -> BaseDriver:
@@ -120,25 +135,50 @@ class Storage:
         data = await driver.get(driver_key)
         return None if data is None else decode(data, key)
 
-    async def set(self, key: str, value: JSONValue) -> None:
-        """Store ``value`` as JSON under ``key``.
+    async def set(
+        self, key: str, value: JSONValue, *, ttl: TTL | DefaultTTL | None = DEFAULT_TTL
+    ) -> None:
+        """Store ``value`` as JSON under ``key``, to expire after ``ttl`` if one applies.
 
-        Raises :class:`~kvstore.errors.SerializationError`, writing nothing, when the value would
-        not read back equal (tuples read back as lists).
+        Without a TTL (none given and no default, or ``ttl=None``) the key never expires, and any
+        earlier expiry of it is cleared. Raises :class:`~kvstore.errors.SerializationError`,
+        writing nothing, when the value would not read back equal (tuples read back as lists);
+        :class:`~kvstore.errors.InvalidTTL` for a TTL that is not positive and finite;
+        :class:`~kvstore.errors.NotSupported` for a TTL on a driver without expiry.
         """
         driver, driver_key = self._route(key)
-        await driver.set(driver_key, encode(value))
+        if ttl is DEFAULT_TTL:
+            ttl = self._ttl
+        if ttl is None:
+            await driver.set(driver_key, encode(value))
+        else:
+            seconds = _ttl_for(driver, ttl)
+            await driver.set_expiring(driver_key, encode(value), seconds)
 
     async def get_raw(self, key: str) -> bytes | None:
         """Return the bytes stored under ``key`` unchanged, or ``None``."""
         driver, driver_key = self._route(key)
         return await driver.get(driver_key)
 
-    async def set_raw(self, key: str, value: bytes | bytearray | memoryview) -> None:
-        """Store ``value`` (bytes, bytearray or memoryview) under ``key`` unchanged."""
+    async def set_raw(
+        self,
+        key: str,
+        value: bytes | bytearray | memoryview,
+        *,
+        ttl: TTL | DefaultTTL | None = DEFAULT_TTL,
+    ) -> None:
+        """Store ``value`` (bytes, bytearray or memoryview) under ``key`` unchanged.
+
+        ``ttl`` works as in :meth:`set`.
+        """
         data = _as_bytes(value)
         driver, driver_key = self._route(key)
-        await driver.set(driver_key, data)
+        if ttl is DEFAULT_TTL:
+            ttl = self._ttl
+        if ttl is None:
+            await driver.set(driver_key, data)
+        else:
+            await driver.set_expiring(driver_key, data, _ttl_for(driver, ttl))
 
     async def has(self, key: str) -> bool:
         """Tell whether a value is stored under ``key``."""
@@ -149,6 +189,61 @@ class Storage:
         """Remove ``key``; removing a missing key is not an error."""
         driver, driver_key = self._route(key)
         await driver.delete(driver_key)
+
+    # -- expiry and metadata ----------------------------------------------------------------
+
+    async def expire(self, key: str, ttl: TTL | None) -> bool:
+        """Make ``key`` expire ``ttl`` from now, or never (``None``), without rewriting it.
+
+        Return whether the key was there to change (False for a missing or expired key). The
+        value, its version and its write time stay. Raises :class:`~kvstore.errors.NotSupported`
+        on a driver without expiry.
+        """
+        driver, driver_key = self._route(key)
+        seconds = None if ttl is None else ttl_seconds(ttl)
+        if not driver.expiry:
+            raise NotSupported(EXPIRY, driver=driver.name)
+        return await driver.expire(driver_key, seconds)
+
+    async def get_meta(self, key: str) -> Meta | None:
+        """Return the size, write time, expiry and version of ``key``, or ``None`` if absent.
+
+        Read in one backend round trip. Raises :class:`~kvstore.errors.NotSupported` on a driver
+        without expiry and metadata.
+        """
+        driver, driver_key = self._route(key)
+        return await driver.get_meta(driver_key)
+
+    async def purge_expired(self, limit: int = 1000) -> int:
+        """Physically remove up to ``limit`` expired keys from each driver; return how many.
+
+        Expired keys are already absent to every operation; this frees their space. Drivers
+        purge on their own too (see the README); call this, or run :meth:`sweep_expired`, to
+        bound the space expired keys hold between writes.
+        """
+        self._ensure_open()
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise ValueError(f"limit is a positive int, not {limit!r}")
+        drivers = [driver for driver in self._table.drivers() if driver.expiry]
+        if not drivers:
+            raise NotSupported(EXPIRY, driver=self._table.root.name)
+        removed = 0
+        for driver in drivers:
+            removed += await driver.purge_expired(limit)
+        return removed
+
+    async def sweep_expired(self, *, every: float = 60.0, limit: int = 1000) -> None:
+        """Purge expired keys every ``every`` seconds until cancelled: a background sweeper.
+
+        Each round purges ``limit`` keys at a time until a purge finds fewer, so the space held
+        by expired keys stays bounded however fast they expire. Run it in a task group.
+        """
+        if not math.isfinite(every) or every <= 0:
+            raise ValueError(f"every is positive, finite seconds, not {every!r}")
+        while True:
+            while await self.purge_expired(limit) >= limit:
+                await anyio.lowlevel.checkpoint()
+            await anyio.sleep(every)
 
     # -- conditional writes -----------------------------------------------------------------
 
@@ -289,7 +384,7 @@ class Storage:
                 raise NotSupported(
                     "a conditional batch across mounted drivers", driver=self._table.root.name
                 )
-            (driver, _, driver_keys), = groups.values()
+            ((driver, _, driver_keys),) = groups.values()
         else:
             driver, driver_keys = self._table.root, full_keys
         routed = [
@@ -301,9 +396,7 @@ class Storage:
         except Conflict as error:
             # Name the keys as the caller spelled them.
             by_driver_key = dict(zip(driver_keys, (change.key for change in changes), strict=True))
-            raise _conflict_on(
-                [by_driver_key.get(key, key) for key in error.keys], error
-            ) from None
+            raise _conflict_on([by_driver_key.get(key, key) for key in error.keys], error) from None
 
     # -- batches ----------------------------------------------------------------------------
 
@@ -347,27 +440,41 @@ class Storage:
         )
 
     async def set_many(
-        self, items: Mapping[str, JSONValue] | Iterable[tuple[str, JSONValue]]
+        self,
+        items: Mapping[str, JSONValue] | Iterable[tuple[str, JSONValue]],
+        *,
+        ttl: TTL | DefaultTTL | None = DEFAULT_TTL,
     ) -> None:
         """Store many values at once; with repeated keys the last one wins.
 
-        Every key and value is checked before anything is written. On a driver whose backend has
-        transactions the batch is all or nothing; across mounts, each driver's share is.
+        Every key, value and the TTL are checked before anything is written. On a driver whose
+        backend has transactions the batch is all or nothing; across mounts, each driver's share
+        is. ``ttl`` works as in :meth:`set`, with one expiry instant for the whole batch.
         """
+        seconds = self._batch_ttl(ttl)
         pairs = list(items.items() if isinstance(items, Mapping) else items)
-        encoded = await _in_steps(
-            self._table.pacer, [value for _, value in pairs], encode_many
-        )
+        encoded = await _in_steps(self._table.pacer, [value for _, value in pairs], encode_many)
         await self._set_many_encoded(
-            [(key, data) for (key, _), data in zip(pairs, encoded, strict=True)]
+            [(key, data) for (key, _), data in zip(pairs, encoded, strict=True)], seconds
         )
 
-    async def set_many_raw(self, items: Mapping[str, bytes] | Iterable[tuple[str, bytes]]) -> None:
+    async def set_many_raw(
+        self,
+        items: Mapping[str, bytes] | Iterable[tuple[str, bytes]],
+        *,
+        ttl: TTL | DefaultTTL | None = DEFAULT_TTL,
+    ) -> None:
         """Store many byte values at once, like :meth:`set_many` without JSON."""
+        seconds = self._batch_ttl(ttl)
         pairs = items.items() if isinstance(items, Mapping) else items
-        await self._set_many_encoded([(key, _as_bytes(value)) for key, value in pairs])
+        await self._set_many_encoded([(key, _as_bytes(value)) for key, value in pairs], seconds)
 
-    async def _set_many_encoded(self, pairs: list[tuple[str, bytes]]) -> None:
+    def _batch_ttl(self, ttl: TTL | DefaultTTL | None) -> float | None:
+        if ttl is DEFAULT_TTL:
+            return self._ttl
+        return None if ttl is None else ttl_seconds(ttl)
+
+    async def _set_many_encoded(self, pairs: list[tuple[str, bytes]], ttl: float | None) -> None:
         self._ensure_open()
         full = await _in_steps(
             self._table.pacer,
@@ -375,17 +482,24 @@ class Storage:
             lambda part: [(self._full_key(key), value) for key, value in part],
         )
         if not full:
+            if ttl is not None:
+                _ttl_for(self._table.root, ttl)
             return
         if not self._table.has_mounts:
-            await self._table.root.set_many(full)
+            await _write(self._table.root, full, ttl)
             return
         groups = await self._group([key for key, _ in full])
+        if ttl is not None:
+            for driver, _, _ in groups.values():
+                _ttl_for(driver, ttl)  # every driver can expire keys, before any writes
         for driver, positions, driver_keys in groups.values():
-            await driver.set_many(
+            await _write(
+                driver,
                 [
                     (key, full[position][1])
                     for key, position in zip(driver_keys, positions, strict=True)
-                ]
+                ],
+                ttl,
             )
 
     async def delete_many(self, keys: Iterable[str]) -> None:
@@ -472,15 +586,17 @@ class Storage:
 
     # -- views and mounts -------------------------------------------------------------------
 
-    def with_prefix(self, base: str) -> Storage:
+    def with_prefix(self, base: str, *, ttl: TTL | DefaultTTL | None = DEFAULT_TTL) -> Storage:
         """Return a view whose keys live under ``base:`` in this storage.
 
         The view's key ``k`` is this storage's ``base:k``; its scans and clears never reach
         outside ``base:``. The view shares this storage's drivers: closing the view only stops
-        the view, closing this storage stops both.
+        the view, closing this storage stops both. It keeps this storage's default TTL unless
+        given its own ``ttl`` (``None``: its writes never expire unless they say so).
         """
         self._ensure_open()
-        return Storage._view(self._table, self._full_key(base))
+        default = self._ttl if ttl is DEFAULT_TTL else None if ttl is None else ttl_seconds(ttl)
+        return Storage._view(self._table, self._full_key(base), default)
 
     def mount(self, base: str, driver: Driver) -> None:
         """Serve the keys under ``base:`` from ``driver`` (which the storage now owns).
@@ -536,6 +652,21 @@ class Storage:
     def __repr__(self) -> str:
         view = f" base={self._base!r}" if self._base else ""
         return f"<Storage driver={self._table.root.name}{view}>"
+
+
+def _ttl_for(driver: BaseDriver, ttl: TTL) -> float:
+    """``ttl`` validated, once ``driver`` is known to expire keys: nothing is written otherwise."""
+    seconds = ttl_seconds(ttl)
+    if not driver.expiry:
+        raise NotSupported(EXPIRY, driver=driver.name)
+    return seconds
+
+
+async def _write(driver: BaseDriver, items: list[tuple[str, bytes]], ttl: float | None) -> None:
+    if ttl is None:
+        await driver.set_many(items)
+    else:
+        await driver.set_many_expiring(items, ttl)
 
 
 def _check_version(version: object) -> int:

@@ -44,6 +44,7 @@ from anyio.from_thread import start_blocking_portal
 from kvstore.driver import as_base_driver
 from kvstore.errors import InvalidKey, SerializationError, StorageClosed
 from kvstore.storage import Storage
+from kvstore.testing.clock import TestClock
 from kvstore.testing.conditional_clauses import ConditionalClauses
 from kvstore.testing.conditional_races import ConditionalRaceClauses
 from kvstore.testing.driver_clauses import DriverClauses, DriverFactory, check_driver_shape
@@ -117,6 +118,9 @@ class DriverConformance(ConditionalClauses, ConditionalRaceClauses, DriverClause
 
     persistent: ClassVar[bool] = True
     large_values: ClassVar[bool] = True
+    # True for a driver that takes a ``clock``: its driver_factory passes the ``clock`` fixture
+    # on, and the expiry clauses move time instead of waiting for it.
+    manual_clock: ClassVar[bool] = False
     async_backends: ClassVar[tuple[str, ...]] = ("asyncio", "trio")
 
     def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
@@ -130,6 +134,11 @@ class DriverConformance(ConditionalClauses, ConditionalRaceClauses, DriverClause
     def driver_factory(self) -> DriverFactory:
         """Return a callable making a new driver on this test's own namespace (override)."""
         raise NotImplementedError("a DriverConformance subclass must define driver_factory")
+
+    @pytest.fixture
+    def clock(self) -> TestClock:
+        """The clock the expiry clauses move (manual when ``manual_clock`` is set)."""
+        return TestClock(manual=self.manual_clock)
 
     @pytest.fixture(params=["native", "default"], ids=["native-batches", "default-batches"])
     def batch_path(self, request: pytest.FixtureRequest) -> str:

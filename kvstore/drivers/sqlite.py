@@ -312,8 +312,10 @@ class SQLiteDriver(BaseDriver):
             f"FROM main.{quoted}"
         )
         live = _LIVE.format(now="?2")
-        self._sql_get = f"SELECT value FROM {quoted} WHERE key = ?1 AND {live}"
-        self._sql_get_versioned = f"SELECT value, version FROM {quoted} WHERE key = ?1 AND {live}"
+        # Point reads return the expiry and the driver compares it with now (see _expired):
+        # reading the clock costs more than the statement, and only an expiring row needs it.
+        self._sql_get = f"SELECT value, expires_at FROM {quoted} WHERE key = ?"
+        self._sql_get_versioned = f"SELECT value, version, expires_at FROM {quoted} WHERE key = ?"
         self._sql_get_meta = (
             # length() and typeof() of a BLOB read its size from the row header, not its bytes.
             f"SELECT typeof(value), length(value), written_at, expires_at, version FROM {quoted} "
@@ -633,20 +635,31 @@ class SQLiteDriver(BaseDriver):
         conn = self._conn
         if conn is None or monotonic() >= self._pacer.deadline:
             conn = await self._turn()
-        params = (key, now_millis(self._clock))
         try:
-            row = conn.execute(self._sql_get, params).fetchone()
+            row = conn.execute(self._sql_get, (key,)).fetchone()
         except sqlite3.Error as error:
             if str(error).startswith(_NOT_UTF8):
                 raise self._foreign_value(key, _NotBlob("text")) from None
             sql = self._sql_get
-            row = await self._retry(lambda c: c.execute(sql, params).fetchone(), error, "get")
+            row = await self._retry(lambda c: c.execute(sql, (key,)).fetchone(), error, "get")
         if row is None:
             return None
-        value = row[0]
+        value, expires_at = row
+        if expires_at is not None and self._expired(expires_at):
+            return None
         if type(value) is bytes:
             return value
         raise self._foreign_value(key, value)
+
+    def _expired(self, expires_at: object) -> bool:
+        """Whether a row read just now with this expiry instant has expired.
+
+        Point reads call it right after the row is fetched, with no await between, so the value
+        they return was live at the instant the clock was read: exact, and a row without an
+        expiry costs no clock read. A cell another program wrote that is not a number never
+        expires, as it compares in SQL (text sorts after every number).
+        """
+        return isinstance(expires_at, int | float) and expires_at <= now_millis(self._clock)
 
     async def set(self, key: str, value: bytes) -> None:
         """Store ``value`` under ``key``, replacing any value whole, at a new version.
@@ -687,16 +700,17 @@ class SQLiteDriver(BaseDriver):
         if conn is None or monotonic() >= self._pacer.deadline:
             conn = await self._turn()
         sql = self._sql_get_versioned
-        params = (key, now_millis(self._clock))
         try:
-            row = conn.execute(sql, params).fetchone()
+            row = conn.execute(sql, (key,)).fetchone()
         except sqlite3.Error as error:
             if str(error).startswith(_NOT_UTF8):
                 raise self._foreign_value(key, _NotBlob("text")) from None
-            row = await self._retry(lambda c: c.execute(sql, params).fetchone(), error, "get")
+            row = await self._retry(lambda c: c.execute(sql, (key,)).fetchone(), error, "get")
         if row is None:
             return None
-        value, version = row
+        value, version, expires_at = row
+        if expires_at is not None and self._expired(expires_at):
+            return None
         if type(value) is not bytes:
             raise self._foreign_value(key, value)
         if type(version) is not int:

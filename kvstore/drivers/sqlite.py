@@ -29,8 +29,20 @@ gets it by ``ALTER TABLE ... ADD COLUMN``, a change of the schema only (SQLite s
 once, not in each row). Rows from before the upgrade read with version
 :data:`~kvstore.conditional.LEGACY_VERSION` until they are next written. Several processes may
 upgrade one file at once: the losers of the race see the column already there. A file this
-process may only read is left as it is: plain reads work, versioned reads raise
-:class:`BackendError`.
+process may only read is left as it is, and read through a temporary view that shows the columns
+it lacks as their defaults (legacy version, no expiry, no write time); writes to it fail.
+
+Expiry is native. Each row carries ``expires_at`` and ``written_at``, integer milliseconds since
+the epoch (NULL: never expires; written before write times were kept). "Now" is read from the
+driver's ``clock`` (default :func:`time.time`): SQLite runs in this process, so this process's
+clock is the backend's, and processes sharing a file agree through the wall clock. A row is
+absent to every operation from its expiry instant on: scans, batch reads and conditional writes
+filter on it in the statement, with now bound as a parameter; point reads compare the expiry the
+row returns with the clock, read only for a row that has one. Every plain write clears the
+expiry and stamps the write time in its one statement. Expired rows are removed through a
+partial index on ``expires_at`` (expiring rows only, so writes without a TTL never touch it): by
+:meth:`~SQLiteDriver.purge_expired`, and by a purge of up to 100 rows that an expiring write
+runs in its own transaction at most once a second.
 
 Rows this driver did not write (another program's, or hand-made) are checked as they are read:
 a row whose key breaks the key rules is skipped by scans and logged (logger

@@ -439,6 +439,11 @@ async def test_a_failing_batch_writes_nothing(tmp_path: Path) -> None:
         with pytest.raises(BackendError):
             await driver.set_many(bad)
         assert [key async for key in driver.keys()] == ["before"]
+        # The same for an expiring batch, the broken row in a later chunk than the first.
+        many: list[tuple[str, Any]] = [(f"new:{n:04}", b"1") for n in range(600)]
+        with pytest.raises(BackendError):
+            await driver.set_many_expiring([*many, ("broken", None)], 30)
+        assert [key async for key in driver.keys()] == ["before"]
         await driver.set("after", b"2")  # no transaction was left open
         assert await driver.get("after") == b"2"
     finally:
@@ -1257,3 +1262,20 @@ async def test_conditional_writes_treat_an_expired_row_as_absent(
         await driver.commit([Change.create("j", b"new"), Change.check("gone", None)])
         assert await driver.get("j") == b"new"
         assert _raw_rows(path)["j"] == (None, 4_000_000_002_000)
+
+
+@pytest.mark.anyio
+async def test_an_expiry_cell_that_is_not_a_number_never_expires_for_any_read(
+    tmp_path: Path,
+) -> None:
+    """Point reads judge the expiry in Python and scans in SQL; on a cell another program
+    wrote they agree: text sorts after every number in SQLite, so it never expires."""
+    path = tmp_path / "foreign-expiry.db"
+    async with _driver(path, ManualClock()) as driver:
+        await driver.set("k", b"v")
+        with closing(sqlite3.connect(path, isolation_level=None)) as other:
+            other.execute(f'UPDATE "{DEFAULT_TABLE}" SET expires_at = ? WHERE key = ?', ("x", "k"))
+        assert await driver.get("k") == b"v"
+        assert await driver.get_versioned("k") is not None
+        assert await driver.get_many(["k"]) == [b"v"]
+        assert [key async for key in driver.keys()] == ["k"]

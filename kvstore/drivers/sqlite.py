@@ -681,7 +681,8 @@ class SQLiteDriver(BaseDriver):
         conn = self._conn
         if conn is None or monotonic() >= self._pacer.deadline:
             conn = await self._turn()
-        params = (key, value, new_version(), now_millis(self._clock))
+        # now_millis(self._clock), inlined: its two Python calls cost a few percent of a set.
+        params = (key, value, new_version(), round(self._clock() * 1000))
         try:
             self._writer.execute(self._sql_set, params)
         except sqlite3.Error as error:

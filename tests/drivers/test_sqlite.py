@@ -441,8 +441,9 @@ async def test_a_failing_batch_writes_nothing(tmp_path: Path) -> None:
         assert [key async for key in driver.keys()] == ["before"]
         # The same for an expiring batch, the broken row in a later chunk than the first.
         many: list[tuple[str, Any]] = [(f"new:{n:04}", b"1") for n in range(600)]
+        many.append(("broken", None))
         with pytest.raises(BackendError):
-            await driver.set_many_expiring([*many, ("broken", None)], 30)
+            await driver.set_many_expiring(many, 30)
         assert [key async for key in driver.keys()] == ["before"]
         await driver.set("after", b"2")  # no transaction was left open
         assert await driver.get("after") == b"2"

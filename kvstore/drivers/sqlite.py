@@ -29,8 +29,20 @@ gets it by ``ALTER TABLE ... ADD COLUMN``, a change of the schema only (SQLite s
 once, not in each row). Rows from before the upgrade read with version
 :data:`~kvstore.conditional.LEGACY_VERSION` until they are next written. Several processes may
 upgrade one file at once: the losers of the race see the column already there. A file this
-process may only read is left as it is: plain reads work, versioned reads raise
-:class:`BackendError`.
+process may only read is left as it is, and read through a temporary view that shows the columns
+it lacks as their defaults (legacy version, no expiry, no write time); writes to it fail.
+
+Expiry is native. Each row carries ``expires_at`` and ``written_at``, integer milliseconds since
+the epoch (NULL: never expires; written before write times were kept). "Now" is read from the
+driver's ``clock`` (default :func:`time.time`): SQLite runs in this process, so this process's
+clock is the backend's, and processes sharing a file agree through the wall clock. A row is
+absent to every operation from its expiry instant on: scans, batch reads and conditional writes
+filter on it in the statement, with now bound as a parameter; point reads compare the expiry the
+row returns with the clock, read only for a row that has one. Every plain write clears the
+expiry and stamps the write time in its one statement. Expired rows are removed through a
+partial index on ``expires_at`` (expiring rows only, so writes without a TTL never touch it): by
+:meth:`~SQLiteDriver.purge_expired`, and by a purge of up to 100 rows that an expiring write
+runs in its own transaction at most once a second.
 
 Rows this driver did not write (another program's, or hand-made) are checked as they are read:
 a row whose key breaks the key rules is skipped by scans and logged (logger
@@ -47,6 +59,7 @@ import os
 import random
 import re
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from functools import partial
 from pathlib import Path
@@ -58,6 +71,7 @@ import anyio
 from kvstore.conditional import ANY_VERSION, LEGACY_VERSION, Action, Change, Versioned, new_version
 from kvstore.driver import BaseDriver, conflict
 from kvstore.errors import BackendError, BackendUnavailable, ConfigurationError, InvalidKey
+from kvstore.expiry import Clock, Meta, expiry_millis, from_millis, now_millis
 from kvstore.keys import all_valid_keys, prefix_successor, validate_key
 from kvstore.pacing import Gate, Pacer
 from kvstore.urls import parse_url, redact_url, take_options
@@ -88,15 +102,30 @@ _WRITE_CHUNK = 256
 _NOT_UTF8 = "Could not decode to UTF-8"
 
 # The columns every table has had since this driver was first written (the original layout).
-_BASE_COLUMNS: Final = "key TEXT PRIMARY KEY, value BLOB NOT NULL"
+_KEY_COLUMN: Final = "key TEXT PRIMARY KEY"
+_VALUE_COLUMN: Final = "value BLOB NOT NULL"
 # Columns added to the layout since, in order, each with the definition ``ALTER TABLE ... ADD
-# COLUMN`` gives it on a table made before it existed (a new table has them from the start). The
-# default is what the rows already there read as; it must be a constant, so that adding the
-# column is a change of the schema alone, instant however many rows the table holds. A later
-# per-key field is one more entry.
-_ADDED_COLUMNS: Final[tuple[tuple[str, str], ...]] = (
-    ("version", f"INTEGER NOT NULL DEFAULT {LEGACY_VERSION}"),
+# COLUMN`` gives it on a table made before it existed (a new table has them from the start), and
+# what the rows already there read as: the column's default, which must be a constant, so that
+# adding the column is a change of the schema alone, instant however many rows the table holds. A
+# later per-key field is one more entry. A new table puts them all before the value: SQLite
+# stores a row's cells in column order, and a cell after a big value sits behind the value's
+# overflow pages, which reading it (a scan's expiry check, get_meta) would have to walk. A table
+# upgraded in place has them after the value, where ADD COLUMN puts them.
+_ADDED_COLUMNS: Final[tuple[tuple[str, str, str], ...]] = (
+    ("version", f"INTEGER NOT NULL DEFAULT {LEGACY_VERSION}", str(LEGACY_VERSION)),
+    # Expiry (one step): instants in whole milliseconds since the epoch; NULL expires_at is
+    # "never", NULL written_at is "written before write times were kept".
+    ("expires_at", "INTEGER", "NULL"),
+    ("written_at", "INTEGER", "NULL"),
 )
+# Keeps a row live for a statement that binds "now" (milliseconds) as the parameter shown: a key
+# is expired from its expiry instant on.
+_LIVE = "(expires_at IS NULL OR expires_at > {now})"
+# Rows the automatic purge removes at most, piggy-backed on an expiring write.
+_AUTO_PURGE = 100
+# Seconds (monotonic) between two automatic purges of one driver.
+_AUTO_PURGE_EVERY = 1.0
 # What SQLite says when a column being added exists: another connection added it first.
 _DUPLICATE_COLUMN = "duplicate column name"
 
@@ -227,6 +256,7 @@ class SQLiteDriver(BaseDriver):
     supports_trio = True
     atomic_batches = True
     conditional_writes = True
+    expiry = True
 
     def __init__(
         self,
@@ -235,6 +265,7 @@ class SQLiteDriver(BaseDriver):
         table: str = DEFAULT_TABLE,
         busy_timeout: float = 30.0,
         synchronous: str = "NORMAL",
+        clock: Clock = time.time,
     ) -> None:
         raw = os.fspath(path)
         if not isinstance(raw, str) or not raw:
@@ -259,35 +290,85 @@ class SQLiteDriver(BaseDriver):
         self._open_lock: anyio.Lock | None = None
         self._gate = Gate()
         self._pacer = Pacer()
+        # "Now" for expiry: SQLite runs in this process, so this process's clock is the
+        # backend's; processes sharing a file agree through the wall clock.
+        self._clock = clock
+        # When (monotonic) the next expiring write may purge a batch of expired rows.
+        self._next_purge = 0.0
 
         quoted = f'"{self.table}"'
-        added = "".join(f", {column} {definition}" for column, definition in _ADDED_COLUMNS)
+        # Not a name _TABLE_NAME allows (it has a colon), so no table of this driver's takes it.
+        index = f'"{self.table}:expires_at"'
+        added = "".join(f"{column} {definition}, " for column, definition, _ in _ADDED_COLUMNS)
         self._sql_create = (
-            f"CREATE TABLE IF NOT EXISTS {quoted} ({_BASE_COLUMNS}{added}) WITHOUT ROWID"
+            f"CREATE TABLE IF NOT EXISTS {quoted} "
+            f"({_KEY_COLUMN}, {added}{_VALUE_COLUMN}) WITHOUT ROWID"
         )
         self._sql_columns = f"PRAGMA table_info({quoted})"
         self._sql_add_column = {
             column: f"ALTER TABLE {quoted} ADD COLUMN {column} {definition}"
-            for column, definition in _ADDED_COLUMNS
+            for column, definition, _ in _ADDED_COLUMNS
         }
-        self._sql_get = f"SELECT value FROM {quoted} WHERE key = ?"
-        self._sql_get_versioned = f"SELECT value, version FROM {quoted} WHERE key = ?"
-        # Every write stores a new version with the value, in the one statement.
-        self._sql_set = (
-            f"INSERT INTO {quoted} (key, value, version) VALUES (?, ?, ?) "
-            "ON CONFLICT (key) DO UPDATE SET value = excluded.value, version = excluded.version"
+        # Expiring rows only (partial), so a write without a TTL never touches it: it finds the
+        # expired rows to purge, oldest first, without reading the table.
+        self._sql_index_exists = "SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?"
+        self._index_name = index[1:-1]
+        self._sql_create_index = (
+            f"CREATE INDEX IF NOT EXISTS {index} ON {quoted} (expires_at) "
+            "WHERE expires_at IS NOT NULL"
         )
+        # A read-only file in an older layout: a temporary view (searched before the file's own
+        # tables) shows the columns it lacks as what its rows read as, so every read works.
+        self._sql_old_layout_view = (
+            f"CREATE TEMP VIEW IF NOT EXISTS {quoted} AS SELECT key, value, {{columns}} "
+            f"FROM main.{quoted}"
+        )
+        live = _LIVE.format(now="?2")
+        # Point reads return the expiry and the driver compares it with now (see _expired):
+        # reading the clock costs more than the statement, and only an expiring row needs it.
+        self._sql_get = f"SELECT value, expires_at FROM {quoted} WHERE key = ?"
+        self._sql_get_versioned = f"SELECT value, version, expires_at FROM {quoted} WHERE key = ?"
+        self._sql_get_meta = (
+            # length() and typeof() of a BLOB read its size from the row header, not its bytes.
+            f"SELECT typeof(value), length(value), written_at, expires_at, version FROM {quoted} "
+            f"WHERE key = ?1 AND {live}"
+        )
+        # Every write stores a new version and the write time with the value, in the one
+        # statement; a plain write clears the expiry, an expiring one sets it (?5).
+        write = (
+            f"INSERT INTO {quoted} (key, value, version, written_at{{x}}) "
+            "VALUES (?1, ?2, ?3, ?4{v}) ON CONFLICT (key) DO UPDATE SET value = excluded.value, "
+            "version = excluded.version, written_at = excluded.written_at, expires_at = {e}"
+        )
+        self._sql_set = write.format(x="", v="", e="NULL")
+        self._sql_set_expiring = write.format(x=", expires_at", v=", ?5", e="excluded.expires_at")
+        # Create if absent: an expired row counts as absent, and is overwritten (?4 is now).
         self._sql_create_if_absent = (
-            f"INSERT INTO {quoted} (key, value, version) VALUES (?, ?, ?) "
-            "ON CONFLICT (key) DO NOTHING"
+            f"{self._sql_set} WHERE expires_at IS NOT NULL AND expires_at <= ?4"
         )
         self._sql_replace_if = (
-            f"UPDATE {quoted} SET value = ?, version = ? WHERE key = ? AND version = ?"
+            f"UPDATE {quoted} SET value = ?1, version = ?2, written_at = ?5, expires_at = NULL "
+            f"WHERE key = ?3 AND version = ?4 AND {_LIVE.format(now='?5')}"
+        )
+        self._sql_expire = (
+            f"UPDATE {quoted} SET expires_at = ?1 WHERE key = ?2 AND {_LIVE.format(now='?3')}"
         )
         self._sql_delete = f"DELETE FROM {quoted} WHERE key = ?"
-        self._sql_delete_if = f"DELETE FROM {quoted} WHERE key = ? AND version = ?"
-        self._sql_select_in = f"SELECT key, value FROM {quoted} WHERE key IN "
-        self._sql_versions_in = f"SELECT key, version FROM {quoted} WHERE key IN "
+        self._sql_delete_if = (
+            f"DELETE FROM {quoted} WHERE key = ?1 AND version = ?2 AND {_LIVE.format(now='?3')}"
+        )
+        # ``IN`` lists: the first parameter is now, the keys follow.
+        self._sql_select_in = (
+            f"SELECT key, value FROM {quoted} WHERE {_LIVE.format(now='?')} AND key IN "
+        )
+        self._sql_versions_in = (
+            f"SELECT key, version FROM {quoted} WHERE {_LIVE.format(now='?')} AND key IN "
+        )
+        # Up to ?2 expired rows (by ?1, now), found through the expiry index, oldest first.
+        self._sql_purge = (
+            f"DELETE FROM {quoted} WHERE key IN (SELECT key FROM {quoted} "
+            "WHERE expires_at <= ?1 ORDER BY expires_at LIMIT ?2)"
+        )
         # Clears delete a chunk of the range per statement, so that a large one yields part way.
         self._sql_clear = {
             bounded: f"DELETE FROM {quoted} WHERE key IN (SELECT key FROM {quoted} "
@@ -307,9 +388,12 @@ class SQLiteDriver(BaseDriver):
                     ("key, value", "CAST(key AS BLOB), typeof(key), CAST(value AS BLOB), "
                      "typeof(value)"),
                 ):
+                    # Expired rows are skipped here, reading the expiry cell of the key's row:
+                    # in a new table it sits before the value, so no value page is read.
                     where = "key >= ?" if first else "key > ?"
                     if bounded:
                         where += " AND key < ?"
+                    where += f" AND {_LIVE.format(now='?')}"
                     self._sql_scan[first, bounded, columns] = (
                         f"SELECT {columns} FROM {quoted} WHERE {where} ORDER BY key LIMIT ?"
                     )
@@ -317,6 +401,7 @@ class SQLiteDriver(BaseDriver):
                     raw_where = f"key {'>=' if first else '>'} {start}"
                     if bounded:
                         raw_where += " AND key < ?3"
+                    raw_where += f" AND {_LIVE.format(now='?5')}"
                     self._sql_scan_raw[first, bounded, columns] = (
                         f"SELECT {raw_columns} FROM {quoted} WHERE {raw_where} "
                         "ORDER BY key LIMIT ?4"
@@ -397,26 +482,46 @@ class SQLiteDriver(BaseDriver):
         return conn
 
     def _upgrade_layout(self, conn: sqlite3.Connection) -> None:
-        """Add the columns a table made by an earlier version of this driver lacks.
+        """Add the columns and the expiry index a table made by an earlier version lacks.
 
-        Each step is idempotent, so every connection runs them all on open: the check costs one
-        ``PRAGMA`` read. Processes opening an old file at once race to add a column; one wins,
-        the others get "duplicate column name", which means the step is done. A locked database
-        raises, and :meth:`_open` retries the whole connect after a backoff.
+        Each step is idempotent, so every connection runs them all on open: the check costs a
+        ``PRAGMA`` read and a schema lookup. Processes opening an old file at once race to add a
+        column; one wins, the others get "duplicate column name", which means the step is done
+        (an index made meanwhile by another process is seen by ``IF NOT EXISTS``). A locked
+        database raises, and :meth:`_open` retries the whole connect after a backoff. Building
+        the expiry index on an old table reads the table once, the first time only.
         """
         present = {row[1] for row in conn.execute(self._sql_columns)}
-        for column, _ in _ADDED_COLUMNS:
-            if column in present:
-                continue
-            try:
-                conn.execute(self._sql_add_column[column])
-            except sqlite3.OperationalError as error:
-                if _primary_code(error) == _SQLITE_READONLY:
-                    # A file this process may only read keeps its layout, and what it can
-                    # serve: plain reads work, versioned reads raise BackendError.
-                    return
-                if _DUPLICATE_COLUMN not in str(error):
-                    raise
+        try:
+            for column, _, _ in _ADDED_COLUMNS:
+                if column not in present:
+                    self._add_column(conn, column)
+            if conn.execute(self._sql_index_exists, (self._index_name,)).fetchone() is None:
+                conn.execute(self._sql_create_index)
+        except sqlite3.OperationalError as error:
+            if _primary_code(error) != _SQLITE_READONLY:
+                raise
+            # A file this process may only read keeps its layout. Reads see the columns it
+            # lacks as their defaults, which is what its rows would read as once upgraded
+            # (never expiring, at the legacy version); writes fail as on any read-only file.
+            self._show_old_layout(conn, present)
+
+    def _add_column(self, conn: sqlite3.Connection, column: str) -> None:
+        try:
+            conn.execute(self._sql_add_column[column])
+        except sqlite3.OperationalError as error:
+            if _DUPLICATE_COLUMN not in str(error):
+                raise
+
+    def _show_old_layout(self, conn: sqlite3.Connection, present: set[str]) -> None:
+        """Give a read-only connection to an old table a view of it in the current layout."""
+        if all(column in present for column, _, _ in _ADDED_COLUMNS):
+            return  # only the index is missing: reads work as they are
+        columns = ", ".join(
+            column if column in present else f"{old} AS {column}"
+            for column, _, old in _ADDED_COLUMNS
+        )
+        conn.execute(self._sql_old_layout_view.format(columns=columns))
 
     # -- running statements -------------------------------------------------------------------
 
@@ -534,7 +639,7 @@ class SQLiteDriver(BaseDriver):
     # -- primitives ---------------------------------------------------------------------------
 
     async def get(self, key: str) -> bytes | None:
-        """Return the value stored under ``key``, or ``None`` if there is none.
+        """Return the value stored under ``key``, or ``None`` if there is none (or it expired).
 
         A row this driver did not write whose value is not a BLOB raises
         :class:`~kvstore.errors.BackendError` naming the key.
@@ -551,17 +656,33 @@ class SQLiteDriver(BaseDriver):
             row = await self._retry(lambda c: c.execute(sql, (key,)).fetchone(), error, "get")
         if row is None:
             return None
-        value = row[0]
+        value, expires_at = row
+        if expires_at is not None and self._expired(expires_at):
+            return None
         if type(value) is bytes:
             return value
         raise self._foreign_value(key, value)
 
+    def _expired(self, expires_at: object) -> bool:
+        """Whether a row read just now with this expiry instant has expired.
+
+        Point reads call it right after the row is fetched, with no await between, so the value
+        they return was live at the instant the clock was read: exact, and a row without an
+        expiry costs no clock read. A cell another program wrote that is not a number never
+        expires, as it compares in SQL (text sorts after every number).
+        """
+        return isinstance(expires_at, int | float) and expires_at <= now_millis(self._clock)
+
     async def set(self, key: str, value: bytes) -> None:
-        """Store ``value`` under ``key``, replacing any value whole, at a new version."""
+        """Store ``value`` under ``key``, replacing any value whole, at a new version.
+
+        The key never expires (an earlier expiry is cleared); its write time is now.
+        """
         conn = self._conn
         if conn is None or monotonic() >= self._pacer.deadline:
             conn = await self._turn()
-        params = (key, value, new_version())
+        # now_millis(self._clock), inlined: its two Python calls cost a few percent of a set.
+        params = (key, value, new_version(), round(self._clock() * 1000))
         try:
             self._writer.execute(self._sql_set, params)
         except sqlite3.Error as error:
@@ -585,8 +706,8 @@ class SQLiteDriver(BaseDriver):
         """Return the value of ``key`` with its version (one ``SELECT``), or ``None``.
 
         Rows written before the layout had versions read at
-        :data:`~kvstore.conditional.LEGACY_VERSION`. A value that is not a BLOB raises, as
-        :meth:`get` does.
+        :data:`~kvstore.conditional.LEGACY_VERSION`. An expired key is ``None``. A value that is
+        not a BLOB raises, as :meth:`get` does.
         """
         conn = self._conn
         if conn is None or monotonic() >= self._pacer.deadline:
@@ -600,7 +721,9 @@ class SQLiteDriver(BaseDriver):
             row = await self._retry(lambda c: c.execute(sql, (key,)).fetchone(), error, "get")
         if row is None:
             return None
-        value, version = row
+        value, version, expires_at = row
+        if expires_at is not None and self._expired(expires_at):
+            return None
         if type(value) is not bytes:
             raise self._foreign_value(key, value)
         if type(version) is not int:
@@ -610,26 +733,30 @@ class SQLiteDriver(BaseDriver):
     async def set_if(self, key: str, value: bytes, expected: int | None) -> int:
         """Write ``value`` only if ``key`` is at version ``expected`` (``None``: absent).
 
-        One statement, atomic on its own: an insert that does nothing when the key exists, or
-        an update filtered on the version. The number of rows it changed tells whether the
-        condition held. Returns the new version; raises :class:`~kvstore.errors.Conflict`.
+        One statement, atomic on its own: an insert that does nothing when a live key exists
+        (an expired one is absent, and overwritten), or an update filtered on the version and on
+        the key being live. The number of rows it changed tells whether the condition held. The
+        key never expires after it. Returns the new version; raises
+        :class:`~kvstore.errors.Conflict`.
         """
         version = new_version()
+        now = now_millis(self._clock)
         params: tuple[object, ...]
         if expected is None:
-            sql, params = self._sql_create_if_absent, (key, value, version)
+            sql, params = self._sql_create_if_absent, (key, value, version, now)
         else:
-            sql, params = self._sql_replace_if, (value, version, key, expected)
+            sql, params = self._sql_replace_if, (value, version, key, expected, now)
         if await self._changed(sql, params, "set_if") == 0:
             raise conflict([key])
         return version
 
     async def delete_if(self, key: str, expected: int) -> None:
-        """Delete ``key`` only if it is at version ``expected``, in one statement.
+        """Delete ``key`` only if it is live at version ``expected``, in one statement.
 
         Raises :class:`~kvstore.errors.Conflict`, deleting nothing, otherwise.
         """
-        if await self._changed(self._sql_delete_if, (key, expected), "delete_if") == 0:
+        params = (key, expected, now_millis(self._clock))
+        if await self._changed(self._sql_delete_if, params, "delete_if") == 0:
             raise conflict([key])
 
     async def _changed(self, sql: str, params: tuple[object, ...], doing: str) -> int:
@@ -649,7 +776,8 @@ class SQLiteDriver(BaseDriver):
         transaction: the write lock is held from the start, so no other connection or process
         writes between the check and the writes. A failed condition raises
         :class:`~kvstore.errors.Conflict` naming every failing key and rolls back, writing
-        nothing. The work runs a bounded chunk of changes per step (a query of their versions,
+        nothing. An expired key is absent to the conditions, and every write clears the key's
+        expiry. The work runs a bounded chunk of changes per step (a query of their versions,
         then their writes and deletes), yielding between steps like a batch; a cancelled commit
         rolls back. A commit of checks alone reads in a plain transaction (one snapshot) and
         takes no lock.
@@ -665,6 +793,8 @@ class SQLiteDriver(BaseDriver):
         def start() -> Callable[[sqlite3.Connection], bool]:
             failed: list[str] = []
             steps_done = 0
+            # One instant for the whole commit: what is expired, and every write's time.
+            now = now_millis(self._clock)
 
             def step(conn: sqlite3.Connection) -> bool:
                 nonlocal steps_done
@@ -675,7 +805,9 @@ class SQLiteDriver(BaseDriver):
                     conditioned = [c for c in part if c.expected is not ANY_VERSION]
                     if conditioned:
                         marks = ",".join("?" * len(conditioned))
-                        found = conn.execute(f"{select}({marks})", [c.key for c in conditioned])
+                        found = conn.execute(
+                            f"{select}({marks})", [now, *(c.key for c in conditioned)]
+                        )
                         current = dict(found.fetchall())
                         failed.extend(
                             c.key for c in conditioned if not c.holds_for(current.get(c.key))
@@ -686,12 +818,12 @@ class SQLiteDriver(BaseDriver):
                         raise conflict(failed)  # _transaction rolls back
                     return writes
                 first = (index - check_steps) * _WRITE_CHUNK
-                rows: list[tuple[str, bytes | None, int]] = []
+                rows: list[tuple[str, bytes | None, int, int]] = []
                 gone: list[tuple[str]] = []
                 for offset, change in enumerate(changes[first : first + _WRITE_CHUNK], first):
                     if change.action is Action.WRITE:
                         version = versions[offset] = new_version()
-                        rows.append((change.key, change.value, version))
+                        rows.append((change.key, change.value, version, now))
                     elif change.action is Action.DELETE:
                         gone.append((change.key,))
                 if rows:
@@ -704,6 +836,125 @@ class SQLiteDriver(BaseDriver):
 
         await self._transaction("commit", "BEGIN IMMEDIATE" if writes else "BEGIN", start)
         return versions
+
+    # -- expiry and metadata ------------------------------------------------------------------
+
+    async def set_expiring(self, key: str, value: bytes, ttl: float) -> None:
+        """Store ``value`` under ``key`` at a new version, to expire ``ttl`` seconds from now.
+
+        One statement: the write time and the expiry instant (now plus the TTL, in whole
+        milliseconds on this driver's clock) are written with the value.
+        """
+        now = now_millis(self._clock)
+        params = (key, value, new_version(), now, expiry_millis(now, ttl))
+        await self._expiring_write("set_expiring", self._sql_set_expiring, params, now)
+
+    async def set_many_expiring(self, items: Sequence[tuple[str, bytes]], ttl: float) -> None:
+        """Store every pair in one transaction, each to expire ``ttl`` seconds from now.
+
+        All or nothing, paced and cancellable like :meth:`set_many`; one instant for the batch;
+        a later pair for a key wins.
+        """
+        self.ensure_open()
+        if not items:
+            return
+        now = now_millis(self._clock)
+        shape = partial(_with_new_versions, written_at=now, expires_at=expiry_millis(now, ttl))
+        purge_at = now if self._purge_due() else None
+        await self._write_chunks(
+            "set_many_expiring", self._sql_set_expiring, items, shape, purge_at=purge_at
+        )
+
+    async def expire(self, key: str, ttl: float | None) -> bool:
+        """Make a live ``key`` expire ``ttl`` seconds from now, or never (``None``).
+
+        One ``UPDATE`` filtered on the key being live: value, version and write time stay.
+        Returns whether it changed a row (False for a missing or expired key).
+        """
+        now = now_millis(self._clock)
+        expires_at = None if ttl is None else expiry_millis(now, ttl)
+        params = (expires_at, key, now)
+        return await self._expiring_write("expire", self._sql_expire, params, now) > 0
+
+    async def get_meta(self, key: str) -> Meta | None:
+        """Return the size, write time, expiry and version of a live ``key``, or ``None``.
+
+        One ``SELECT``. The size comes from the row's header (``length`` of a BLOB), so the
+        value is not read. Rows from before write times were kept have ``written_at`` None.
+        """
+        conn = self._conn
+        if conn is None or monotonic() >= self._pacer.deadline:
+            conn = await self._turn()
+        sql, params = self._sql_get_meta, (key, now_millis(self._clock))
+        try:
+            row = conn.execute(sql, params).fetchone()
+        except sqlite3.Error as error:
+            row = await self._retry(lambda c: c.execute(sql, params).fetchone(), error, "get_meta")
+        if row is None:
+            return None
+        kind, size, written_at, expires_at, version = row
+        if kind != "blob":
+            raise self._foreign_value(key, _NotBlob(kind))
+        if type(version) is not int:
+            raise self._foreign_version(key, version)
+        return Meta(
+            size=size,
+            written_at=None if written_at is None else from_millis(written_at),
+            expires_at=None if expires_at is None else from_millis(expires_at),
+            version=version,
+        )
+
+    async def purge_expired(self, limit: int = 1000) -> int:
+        """Delete up to ``limit`` expired rows, oldest expiry first; return how many.
+
+        The rows are found through the expiry index, so the work follows the rows removed, not
+        the table's size. A statement per chunk, each its own transaction: a big purge holds
+        neither the write lock nor the event loop for long.
+        """
+        self.ensure_open()
+        now = now_millis(self._clock)
+        removed = 0
+        while removed < limit:
+            batch = min(_WRITE_CHUNK, limit - removed)
+            deleted = await self._changed(self._sql_purge, (now, batch), "purge_expired")
+            removed += deleted
+            if deleted < batch:
+                break
+        return removed
+
+    def _purge_due(self) -> bool:
+        """Whether an expiring write should purge now: at most once a second per driver."""
+        moment = monotonic()
+        if moment < self._next_purge:
+            return False
+        self._next_purge = moment + _AUTO_PURGE_EVERY
+        return True
+
+    async def _expiring_write(
+        self, doing: str, sql: str, params: tuple[object, ...], now: int
+    ) -> int:
+        """Run one expiring write; return how many rows it changed.
+
+        When a purge is due the write and a purge of a small batch of rows expired by ``now``
+        run in one transaction, under the write lock the write takes anyway; otherwise the write
+        is a statement on its own.
+        """
+        if not self._purge_due():
+            return await self._changed(sql, params, doing)
+        purge = self._sql_purge
+        changed = 0
+
+        def start() -> Callable[[sqlite3.Connection], bool]:
+            def step(conn: sqlite3.Connection) -> bool:
+                nonlocal changed
+                changed = conn.execute(sql, params).rowcount
+                conn.execute(purge, (now, _AUTO_PURGE))
+                return False
+
+            return step
+
+        await self._transaction(doing, "BEGIN IMMEDIATE", start)
+        return changed
 
     async def keys(self, prefix: str = "") -> AsyncIterator[str]:
         """Yield each key that starts with ``prefix`` once, in ascending code point order.
@@ -758,7 +1009,8 @@ class SQLiteDriver(BaseDriver):
 
         Each page is fetched whole before it is yielded, so no cursor stays open while the
         caller runs (it may write, or abandon the scan); the next page starts after the last key
-        seen, so keys written or deleted meanwhile neither repeat nor break the scan. A page
+        seen, so keys written or deleted meanwhile neither repeat nor break the scan. Expired
+        rows are left out by the query, from their expiry cell, without reading their values. A page
         holding a TEXT cell that is not UTF-8 switches the scan to reading cells as bytes.
         """
         self.ensure_open()
@@ -768,7 +1020,9 @@ class SQLiteDriver(BaseDriver):
         start: object = prefix
         while True:
             sql = self._sql_scan[first, bounded, columns]
-            params = (start, end, page) if bounded else (start, page)
+            # Each page reads the clock: a key that expires during a long scan is not yielded.
+            now = now_millis(self._clock)
+            params = (start, end, now, page) if bounded else (start, now, page)
             try:
                 rows = await self._run(partial(_fetch_all, sql=sql, params=params), "scan keys")
             except BackendError as error:
@@ -797,7 +1051,7 @@ class SQLiteDriver(BaseDriver):
         while True:
             sql = self._sql_scan_raw[first, bounded, columns]
             # ?3 is unused when the scan is open ended; SQLite still counts it.
-            params = (start_raw, start_kind, end, page)
+            params = (start_raw, start_kind, end, page, now_millis(self._clock))
             cells = await self._run(partial(_fetch_all, sql=sql, params=params), "scan keys")
             rows = [_decode_raw_row(cell) for cell in cells]
             if rows:
@@ -825,6 +1079,7 @@ class SQLiteDriver(BaseDriver):
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         """Return the values of ``keys`` in the order asked, ``None`` for each missing key.
 
+        An expired key is missing.
         The values come from one state of the table (one read transaction), even when the
         driver yields part way. A value that is not a BLOB raises, as :meth:`get` does.
         """
@@ -836,9 +1091,12 @@ class SQLiteDriver(BaseDriver):
         select = self._sql_select_in
         found: dict[str, bytes] = {}
 
+        # One instant for every chunk, like the one snapshot they read.
+        now = now_millis(self._clock)
+
         def read(conn: sqlite3.Connection, chunk: list[str]) -> None:
             marks = ",".join("?" * len(chunk))
-            found.update(conn.execute(f"{select}({marks})", chunk).fetchall())
+            found.update(conn.execute(f"{select}({marks})", [now, *chunk]).fetchall())
 
         if len(chunks) == 1:
             await self._run(lambda conn: read(conn, chunks[0]), "get_many")
@@ -871,22 +1129,29 @@ class SQLiteDriver(BaseDriver):
         sql: str,
         rows: Sequence[Any],
         shape: Callable[[Sequence[Any]], Sequence[tuple[Any, ...]]] | None = None,
+        *,
+        purge_at: int | None = None,
     ) -> None:
         """Run ``sql`` for every row in one write transaction, a chunk per statement.
 
         ``shape`` turns a chunk of ``rows`` into the statement's parameters, a chunk at a time,
-        so that a big batch is prepared in paced steps too.
+        so that a big batch is prepared in paced steps too. With ``purge_at`` (now, in
+        milliseconds) a last step purges a small batch of rows expired by then.
         """
+        purge = self._sql_purge
 
         def start() -> Callable[[sqlite3.Connection], bool]:
             done = 0
 
             def step(conn: sqlite3.Connection) -> bool:
                 nonlocal done
+                if done >= len(rows):
+                    conn.execute(purge, (purge_at, _AUTO_PURGE))
+                    return False
                 chunk = rows[done : done + _WRITE_CHUNK]
                 conn.executemany(sql, chunk if shape is None else shape(chunk))
                 done += _WRITE_CHUNK
-                return done < len(rows)
+                return done < len(rows) or purge_at is not None
 
             return step
 
@@ -895,11 +1160,12 @@ class SQLiteDriver(BaseDriver):
     async def set_many(self, items: Sequence[tuple[str, bytes]]) -> None:
         """Store every pair in one transaction (all or nothing); a later pair for a key wins.
 
-        Each row gets its own new version.
+        Each row gets its own new version, never expires, and has one write time, now.
         """
         self.ensure_open()
         if items:
-            await self._write_chunks("set_many", self._sql_set, items, _with_new_versions)
+            shape = partial(_with_new_versions, written_at=now_millis(self._clock))
+            await self._write_chunks("set_many", self._sql_set, items, shape)
 
     async def delete_many(self, keys: Sequence[str]) -> None:
         """Remove every key in ``keys`` in one transaction; missing keys are skipped."""
@@ -926,9 +1192,16 @@ class SQLiteDriver(BaseDriver):
         await self._transaction("clear", "BEGIN IMMEDIATE", start)
 
 
-def _with_new_versions(items: Sequence[tuple[str, bytes]]) -> list[tuple[str, bytes, int]]:
-    """The parameters of the write statement for ``items``: each row at a new version."""
-    return [(key, value, new_version()) for key, value in items]
+def _with_new_versions(
+    items: Sequence[tuple[str, bytes]], *, written_at: int, expires_at: int | None = None
+) -> list[tuple[Any, ...]]:
+    """The parameters of the write statement for ``items``: each row at a new version.
+
+    With ``expires_at``, those of the expiring write statement.
+    """
+    if expires_at is None:
+        return [(key, value, new_version(), written_at) for key, value in items]
+    return [(key, value, new_version(), written_at, expires_at) for key, value in items]
 
 
 def _decode_raw_row(cells: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -956,6 +1229,7 @@ def sqlite_driver(
     table: str = DEFAULT_TABLE,
     busy_timeout: float = 30.0,
     synchronous: str = "NORMAL",
+    clock: Clock = time.time,
 ) -> SQLiteDriver:
     """Return a driver on the SQLite database at ``path`` (no I/O until first use).
 
@@ -964,14 +1238,17 @@ def sqlite_driver(
     seconds an operation waits, without blocking the event loop, for another connection to
     release the write lock before raising :class:`~kvstore.errors.BackendUnavailable`.
     ``synchronous`` is SQLite's ``PRAGMA synchronous`` (NORMAL is durable across application
-    crashes in WAL mode; FULL also across power loss). Invalid settings raise
-    :class:`~kvstore.errors.ConfigurationError`.
+    crashes in WAL mode; FULL also across power loss). ``clock`` (POSIX seconds) is what
+    expiry instants are read from: SQLite runs in this process, so this process's clock is the
+    backend's; processes sharing a file agree through the wall clock. Tests pass a clock they
+    move. Invalid settings raise :class:`~kvstore.errors.ConfigurationError`.
     """
     return SQLiteDriver(
         default_path() if path is None else path,
         table=table,
         busy_timeout=busy_timeout,
         synchronous=synchronous,
+        clock=clock,
     )
 
 

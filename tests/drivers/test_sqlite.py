@@ -7,6 +7,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, closing
 from pathlib import Path
@@ -21,6 +22,7 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 import kvstore
 from kvstore import pacing
 from kvstore.conditional import LEGACY_VERSION, Change
+from kvstore.drivers import sqlite as sqlite_module
 from kvstore.drivers.sqlite import (
     DEFAULT_TABLE,
     SQLiteDriver,
@@ -35,22 +37,28 @@ from kvstore.errors import (
     Conflict,
     StorageClosed,
 )
+from kvstore.expiry import Meta
 from kvstore.testing import DriverConformance, DriverFactory
+from kvstore.testing.clock import TestClock
+from kvstore.testing.cost import measure_best
 
 
 class TestSQLiteFile(DriverConformance):
+    manual_clock = True
+
     @pytest.fixture
-    def driver_factory(self, tmp_path: Path) -> DriverFactory:
+    def driver_factory(self, tmp_path: Path, clock: TestClock) -> DriverFactory:
         path = tmp_path / "store" / "kv.db"
-        return lambda: sqlite_driver(path)
+        return lambda: sqlite_driver(path, clock=clock)
 
 
 class TestSQLiteMemory(DriverConformance):
     persistent = False
+    manual_clock = True
 
     @pytest.fixture
-    def driver_factory(self) -> DriverFactory:
-        return lambda: sqlite_driver(":memory:")
+    def driver_factory(self, clock: TestClock) -> DriverFactory:
+        return lambda: sqlite_driver(":memory:", clock=clock)
 
 
 # -- helpers --------------------------------------------------------------------------------
@@ -431,6 +439,12 @@ async def test_a_failing_batch_writes_nothing(tmp_path: Path) -> None:
         with pytest.raises(BackendError):
             await driver.set_many(bad)
         assert [key async for key in driver.keys()] == ["before"]
+        # The same for an expiring batch, the broken row in a later chunk than the first.
+        many: list[tuple[str, Any]] = [(f"new:{n:04}", b"1") for n in range(600)]
+        many.append(("broken", None))
+        with pytest.raises(BackendError):
+            await driver.set_many_expiring(many, 30)
+        assert [key async for key in driver.keys()] == ["before"]
         await driver.set("after", b"2")  # no transaction was left open
         assert await driver.get("after") == b"2"
     finally:
@@ -471,7 +485,7 @@ async def test_close_during_a_scan_stops_it_with_storage_closed(tmp_path: Path) 
 @pytest.mark.parametrize(
     ("statement_name", "params"),
     [
-        ("scan", ("user:", "user;", 1000)),
+        ("scan", ("user:", "user;", 0, 1000)),
         ("clear_range", ("user:", "user;", 256)),
     ],
 )
@@ -482,9 +496,7 @@ async def test_prefix_scans_and_clears_are_index_range_searches(
     driver = sqlite_driver(tmp_path / "plan.db")
     await driver.set("user:1", b"1")
     sql = (
-        driver._sql_scan[True, True, "key"]
-        if statement_name == "scan"
-        else driver._sql_clear[True]
+        driver._sql_scan[True, True, "key"] if statement_name == "scan" else driver._sql_clear[True]
     )
     with closing(sqlite3.connect(driver.path)) as conn:
         plan = " ".join(row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params))
@@ -520,6 +532,19 @@ def _make_pre_versions_store(path: Path, items: dict[str, bytes]) -> None:
 def _columns(path: Path) -> list[str]:
     with closing(sqlite3.connect(path)) as conn:
         return [row[1] for row in conn.execute(f'PRAGMA table_info("{DEFAULT_TABLE}")')]
+
+
+# An old table upgraded in place: ADD COLUMN appends the added columns after the value.
+UPGRADED_COLUMNS = ["key", "value", "version", "expires_at", "written_at"]
+
+
+def _has_expiry_index(path: Path) -> bool:
+    with closing(sqlite3.connect(path)) as conn:
+        found = conn.execute(
+            "SELECT sql FROM sqlite_master WHERE type = 'index' AND name = ?",
+            (f"{DEFAULT_TABLE}:expires_at",),
+        ).fetchone()
+    return found is not None and "WHERE expires_at IS NOT NULL" in found[0]
 
 
 def _run_counters(path: Path, key: str, workers: int, count: int) -> None:
@@ -563,13 +588,13 @@ async def test_a_store_in_the_pre_versions_layout_opens_and_works(tmp_path: Path
         assert found.value == b"D2"
         assert found.version != LEGACY_VERSION
         assert await storage.get_many_raw(["a", "b", "c", "d"]) == [b"A2", b"B", None, b"D2"]
-    assert _columns(path) == ["key", "value", "version"]
+    assert _columns(path) == UPGRADED_COLUMNS
 
     # Opening again finds the layout up to date: nothing changes, "b" is still legacy.
     async with kvstore.Storage(sqlite_driver(path)) as again:
         assert await again.get_versioned_raw("b") == (b"B", LEGACY_VERSION)
         assert await again.get_versioned_raw("a") == (b"A2", version)
-    assert _columns(path) == ["key", "value", "version"]
+    assert _columns(path) == UPGRADED_COLUMNS
 
 
 def test_several_processes_upgrading_one_old_file_at_once_all_succeed(tmp_path: Path) -> None:
@@ -577,7 +602,8 @@ def test_several_processes_upgrading_one_old_file_at_once_all_succeed(tmp_path: 
     _make_pre_versions_store(path, {"counter": b"100", "other": b"kept"})
     # Each process opens the old file right after the start signal and updates one counter.
     _run_counters(path, "counter", workers=6, count=3)
-    assert _columns(path) == ["key", "value", "version"]
+    assert _columns(path) == UPGRADED_COLUMNS
+    assert _has_expiry_index(path)
 
     async def read_back() -> tuple[object, object]:
         async with kvstore.Storage(sqlite_driver(path)) as storage:
@@ -606,7 +632,7 @@ async def test_a_column_added_by_a_racing_process_is_not_an_error(
         assert await driver.get_versioned("a") == (b"A", LEGACY_VERSION)
     finally:
         await driver.close()
-    assert _columns(path) == ["key", "value", "version"]
+    assert _columns(path) == UPGRADED_COLUMNS
 
 
 @pytest.mark.anyio
@@ -627,7 +653,7 @@ async def test_upgrading_a_locked_old_file_waits_for_the_lock(tmp_path: Path) ->
         assert await driver.get_versioned("a") == (b"A", LEGACY_VERSION)
     finally:
         await driver.close()
-    assert _columns(path) == ["key", "value", "version"]
+    assert _columns(path) == UPGRADED_COLUMNS
 
 
 @pytest.mark.anyio
@@ -646,13 +672,22 @@ async def test_an_old_file_opened_read_only_is_left_as_it_is_and_still_reads(
     monkeypatch.setattr(sqlite3, "connect", read_only)
     driver = sqlite_driver(path)
     try:
+        # Reads see the columns the file lacks as what its rows will read as once upgraded.
         assert await driver.get("a") == b"A"
         assert [key async for key in driver.keys()] == ["a"]
+        assert [item async for item in driver.items()] == [("a", b"A")]
+        assert await driver.get_many(["a", "b"]) == [b"A", None]
+        assert await driver.get_versioned("a") == (b"A", LEGACY_VERSION)
+        assert await driver.get_meta("a") == Meta(1, None, None, LEGACY_VERSION)
+        # Writes fail as on any file this process may only read.
         with pytest.raises(BackendError):
-            await driver.get_versioned("a")
+            await driver.set("a", b"A2")
+        with pytest.raises(BackendError):
+            await driver.set_expiring("a", b"A2", 5)
     finally:
         await driver.close()
     assert _columns(path) == ["key", "value"]
+    assert not _has_expiry_index(path)
 
 
 def test_processes_updating_one_counter_lose_no_increment(tmp_path: Path) -> None:
@@ -940,3 +975,308 @@ def _no_transaction_left(path: Path) -> None:
     with closing(sqlite3.connect(path, timeout=0, isolation_level=None)) as other:
         other.execute("BEGIN IMMEDIATE")
         other.execute("COMMIT")
+
+
+# -- expiry ----------------------------------------------------------------------------------
+
+# The table as the release before expiry created it (the driver at commit 43cb44e, the
+# pre-expiry layout), and its write statement: a store written then must open, keep its data and
+# gain TTLs.
+PRE_EXPIRY_DDL = (
+    f'CREATE TABLE IF NOT EXISTS "{DEFAULT_TABLE}" (key TEXT PRIMARY KEY, value BLOB NOT NULL, '
+    f"version INTEGER NOT NULL DEFAULT {LEGACY_VERSION}) WITHOUT ROWID"
+)
+PRE_EXPIRY_SET = (
+    f'INSERT INTO "{DEFAULT_TABLE}" (key, value, version) VALUES (?, ?, ?) '
+    "ON CONFLICT (key) DO UPDATE SET value = excluded.value, version = excluded.version"
+)
+
+
+def _make_pre_expiry_store(path: Path, rows: dict[str, tuple[bytes, int]]) -> None:
+    """Write ``rows`` (value, version) into a new file in the pre-expiry layout."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with closing(sqlite3.connect(path, isolation_level=None)) as conn:
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute(PRE_EXPIRY_DDL)
+        conn.executemany(PRE_EXPIRY_SET, [(k, v, n) for k, (v, n) in rows.items()])
+
+
+def _raw_rows(path: Path) -> dict[str, tuple[int | None, int | None]]:
+    """Every row in the file, read directly: key -> (expires_at, written_at) in milliseconds."""
+    with closing(sqlite3.connect(path)) as conn:
+        rows = conn.execute(f'SELECT key, expires_at, written_at FROM "{DEFAULT_TABLE}"')
+        return {key: (expires_at, written_at) for key, expires_at, written_at in rows}
+
+
+class ManualClock:
+    """A clock that stands still until moved: seconds since the epoch."""
+
+    def __init__(self, now: float = 4_000_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def manual() -> ManualClock:
+    return ManualClock()
+
+
+@asynccontextmanager
+async def _driver(path: Path, clock: ManualClock) -> AsyncIterator[SQLiteDriver]:
+    driver = sqlite_driver(path, clock=clock)
+    try:
+        yield driver
+    finally:
+        await driver.close()
+
+
+@pytest.mark.anyio
+async def test_a_store_in_the_pre_expiry_layout_opens_keeps_its_data_and_gains_ttls(
+    tmp_path: Path, manual: ManualClock
+) -> None:
+    path = tmp_path / "old" / "kv.db"
+    _make_pre_expiry_store(path, {"a": (b"A", 11), "b": (b"BB", 22), "c": (b"C", 33)})
+    assert _columns(path) == ["key", "value", "version"]
+
+    async with _driver(path, manual) as driver:
+        # Old rows read as before: never expiring, versions kept, no write time known.
+        assert [key async for key in driver.keys()] == ["a", "b", "c"]
+        assert await driver.get_versioned("b") == (b"BB", 22)
+        assert await driver.get_meta("b") == Meta(
+            size=2, written_at=None, expires_at=None, version=22
+        )
+        # They gain TTLs, without a rewrite (expire) or with one.
+        assert await driver.expire("a", 5)
+        await driver.set_expiring("b", b"B2", 10)
+        now = 4_000_000_000
+        assert await driver.get_meta("a") == Meta(1, None, now + 5, 11)
+        meta_b = await driver.get_meta("b")
+        assert meta_b is not None
+        assert (meta_b.written_at, meta_b.expires_at) == (now, now + 10)
+        manual.now += 5
+        assert await driver.get("a") is None
+        assert [key async for key in driver.keys()] == ["b", "c"]
+        assert await driver.purge_expired() == 1
+    assert _columns(path) == UPGRADED_COLUMNS
+    assert _has_expiry_index(path)
+    assert _raw_rows(path) == {
+        "b": (4_000_000_010_000, 4_000_000_000_000),
+        "c": (None, None),
+    }
+
+
+@pytest.mark.anyio
+async def test_a_new_table_keeps_the_expiry_before_the_value(tmp_path: Path) -> None:
+    """A scan's expiry check and get_meta read cells before the value, never its pages."""
+    async with _driver(tmp_path / "new.db", ManualClock()) as driver:
+        await driver.set("k", b"v")
+    assert _columns(tmp_path / "new.db") == [
+        "key",
+        "version",
+        "expires_at",
+        "written_at",
+        "value",
+    ]
+
+
+@pytest.mark.anyio
+async def test_purge_expired_deletes_expired_rows_through_the_index(
+    tmp_path: Path, manual: ManualClock
+) -> None:
+    path = tmp_path / "purge.db"
+    async with _driver(path, manual) as driver:
+        await driver.set_many_expiring([(f"short:{n:03}", b"x") for n in range(300)], 1)
+        await driver.set_many_expiring([(f"long:{n}", b"x") for n in range(5)], 60)
+        await driver.set("plain", b"x")
+        manual.now += 1  # the short ones expire at this very instant
+        assert len(_raw_rows(path)) == 306  # expired, but not removed yet
+        assert await driver.purge_expired(limit=120) == 120
+        assert len(_raw_rows(path)) == 186
+        assert await driver.purge_expired() == 180
+        assert await driver.purge_expired() == 0
+        assert sorted(_raw_rows(path)) == [
+            "long:0",
+            "long:1",
+            "long:2",
+            "long:3",
+            "long:4",
+            "plain",
+        ]
+
+        # The delete finds its rows through the partial index on the expiry instant.
+        assert driver._db is not None
+        plan = " ".join(
+            row[3] for row in driver._db.execute(f"EXPLAIN QUERY PLAN {driver._sql_purge}", (0, 1))
+        )
+    assert f"USING COVERING INDEX {DEFAULT_TABLE}:expires_at (expires_at<?)" in plan, plan
+
+
+@pytest.mark.anyio
+async def test_expiring_writes_purge_a_small_batch_at_most_once_a_second(
+    tmp_path: Path, manual: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "auto.db"
+    # The driver's monotonic clock, moved by the test: real time plus an offset.
+    offset = 0.0
+    real_monotonic = time.monotonic
+    monkeypatch.setattr(sqlite_module, "monotonic", lambda: real_monotonic() + offset)
+    async with _driver(path, manual) as driver:
+        await driver.set_expiring("first", b"x", 0.5)  # purges now (nothing yet); next in 1 s
+        await driver.set_many_expiring([(f"e:{n:03}", b"x") for n in range(250)], 1)
+        manual.now += 2
+
+        # Plain writes never purge: the no-TTL path does nothing more than before.
+        await driver.set("plain", b"x")
+        await driver.set_many([("plain2", b"x")])
+        # Within the second, expiring writes do not purge either.
+        await driver.set_expiring("soon", b"x", 30)
+        assert len(_raw_rows(path)) == 254
+
+        # Once the second has passed, the next expiring write purges one small batch.
+        offset += 1.0
+        await driver.set_expiring("later", b"x", 30)
+        rows = _raw_rows(path)
+        assert len(rows) == 255 - 100
+        assert "first" not in rows  # oldest expiry first
+
+        offset += 1.0
+        assert await driver.expire("soon", 60)
+        assert len(_raw_rows(path)) == 155 - 100
+
+        offset += 1.0
+        await driver.set_many_expiring([("batch", b"x")], 30)
+        rows = _raw_rows(path)
+        assert sorted(rows) == ["batch", "later", "plain", "plain2", "soon"]
+        assert rows["soon"] == (4_000_000_062_000, 4_000_000_002_000)
+
+
+@pytest.mark.anyio
+async def test_instants_come_from_the_driver_clock_in_whole_milliseconds(tmp_path: Path) -> None:
+    """SQLite runs in this process: its clock is the backend's. Two processes (here two
+    drivers) on one file agree through the clock they read, the wall clock in real use."""
+    path = tmp_path / "clock.db"
+    writer_clock, reader_clock = ManualClock(1_700_000_000.0004), ManualClock(1_700_000_000.0)
+    async with _driver(path, writer_clock) as writer, _driver(path, reader_clock) as reader:
+        await writer.set_expiring("k", b"v", 2.0006)
+        await writer.set("plain", b"v")
+        # now = 1_700_000_000_000 ms (rounded), expiry = now + 2001 ms (the TTL rounded).
+        assert _raw_rows(path) == {
+            "k": (1_700_000_002_001, 1_700_000_000_000),
+            "plain": (None, 1_700_000_000_000),
+        }
+        reader_clock.now = 1_700_000_002.0004  # 1_700_000_002_000 ms: one before the instant
+        assert await reader.get("k") == b"v"
+        reader_clock.now = 1_700_000_002.001  # the instant itself: expired
+        assert await reader.get("k") is None
+        assert await writer.get("k") == b"v"  # the writer's clock has not got there
+        assert await reader.get_meta("k") is None
+        assert not await reader.expire("k", 10)
+
+
+@pytest.mark.anyio
+async def test_get_meta_is_one_statement_that_does_not_read_the_value(
+    tmp_path: Path, manual: ManualClock
+) -> None:
+    async with _driver(tmp_path / "meta.db", manual) as driver:
+        big = os.urandom(200_000)
+        await driver.set_expiring("big", big, 30)
+        assert driver._db is not None
+        statements: list[str] = []
+        driver._db.set_trace_callback(statements.append)
+        meta = await driver.get_meta("big")
+        driver._db.set_trace_callback(None)
+        assert meta is not None
+        assert meta.size == len(big)
+        assert meta.expires_at == 4_000_000_030
+        assert len(statements) == 1, statements
+        assert "length(value)" in statements[0]
+
+
+@pytest.mark.anyio
+async def test_get_meta_reports_foreign_values_like_get(tmp_path: Path) -> None:
+    path = tmp_path / "foreign.db"
+    async with _driver(path, ManualClock()) as driver:
+        await driver.set("t", b"x")
+        with closing(sqlite3.connect(path, isolation_level=None)) as other:
+            other.execute(f"UPDATE \"{DEFAULT_TABLE}\" SET value = 'secret' WHERE key = 't'")
+        with pytest.raises(BackendError) as caught:
+            await driver.get_meta("t")
+    assert "TEXT" in str(caught.value)
+    assert "secret" not in str(caught.value)
+
+
+@pytest.mark.anyio
+async def test_a_scan_among_expired_keys_costs_what_a_scan_of_the_live_ones_does(
+    tmp_path: Path, manual: ManualClock
+) -> None:
+    """keys(prefix) over 10,000 keys of which 9,000 have expired, against 1,000 live keys alone:
+    SQLite skips the expired rows in the query, from the expiry cell of the key's row, so the
+    client's work (interpreter steps, memory) follows the keys yielded."""
+    async with _driver(tmp_path / "scan.db", manual) as driver:
+        await driver.set_many_expiring([(f"mix:{n:05}", b"v" * 100) for n in range(9000)], 1)
+        live = [
+            (f"{prefix}:{n:05}", b"v" * 100)
+            for prefix in ("mix", "live")
+            for n in range(9000, 10000)
+        ]
+        await driver.set_many(live)
+        manual.now += 1
+
+        async def scan(prefix: str) -> None:
+            count = 0
+            async for _ in driver.keys(prefix):
+                count += 1
+            assert count == 1000
+
+        alone = await measure_best(lambda: scan("live:"))
+        among = await measure_best(lambda: scan("mix:"))
+    assert among.steps <= 2.5 * alone.steps, (among, alone)
+    assert among.peak_bytes <= 2.5 * alone.peak_bytes, (among, alone)
+
+
+@pytest.mark.anyio
+async def test_conditional_writes_treat_an_expired_row_as_absent(
+    tmp_path: Path, manual: ManualClock
+) -> None:
+    path = tmp_path / "cond.db"
+    async with _driver(path, manual) as driver:
+        await driver.set_expiring("k", b"old", 1)
+        old = await driver.get_versioned("k")
+        assert old is not None
+        manual.now += 1
+        assert await driver.get_versioned("k") is None
+        with pytest.raises(Conflict):
+            await driver.set_if("k", b"x", old.version)
+        with pytest.raises(Conflict):
+            await driver.delete_if("k", old.version)
+        with pytest.raises(Conflict):
+            await driver.commit([Change.replace("k", b"x", old.version)])
+        # Still there physically, and still expired: creating over it succeeds, for good.
+        assert "k" in _raw_rows(path)
+        version = await driver.set_if("k", b"new", None)
+        assert await driver.get_versioned("k") == (b"new", version)
+        assert _raw_rows(path)["k"] == (None, 4_000_000_001_000)
+        await driver.set_expiring("j", b"old", 1)
+        manual.now += 1
+        await driver.commit([Change.create("j", b"new"), Change.check("gone", None)])
+        assert await driver.get("j") == b"new"
+        assert _raw_rows(path)["j"] == (None, 4_000_000_002_000)
+
+
+@pytest.mark.anyio
+async def test_an_expiry_cell_that_is_not_a_number_never_expires_for_any_read(
+    tmp_path: Path,
+) -> None:
+    """Point reads judge the expiry in Python and scans in SQL; on a cell another program
+    wrote they agree: text sorts after every number in SQLite, so it never expires."""
+    path = tmp_path / "foreign-expiry.db"
+    async with _driver(path, ManualClock()) as driver:
+        await driver.set("k", b"v")
+        with closing(sqlite3.connect(path, isolation_level=None)) as other:
+            other.execute(f'UPDATE "{DEFAULT_TABLE}" SET expires_at = ? WHERE key = ?', ("x", "k"))
+        assert await driver.get("k") == b"v"
+        assert await driver.get_versioned("k") is not None
+        assert await driver.get_many(["k"]) == [b"v"]
+        assert [key async for key in driver.keys()] == ["k"]

@@ -63,6 +63,7 @@ import contextvars
 import hashlib
 import inspect
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar, cast
 
@@ -77,6 +78,7 @@ from kvstore.errors import (
     Conflict,
     InvalidKey,
 )
+from kvstore.expiry import Meta, from_millis, ttl_millis
 from kvstore.keys import prefix_successor, validate_key
 from kvstore.logs import silent_until_configured
 from kvstore.urls import ParsedURL, boolean, parse_url, positive_float, positive_int, take_options
@@ -140,8 +142,16 @@ _UNREACHABLE = (
 
 # Keys fetched per ZRANGEBYLEX page while scanning or clearing: bounds memory per round trip.
 SCAN_PAGE = 1000
-# Keys per HMGET in get_many; larger requests are pipelined in chunks.
-BATCH_CHUNK = 5000
+# Index members one scan call may visit looking for a page of live keys (the rest are expired),
+# and how many expired ones it met it may purge: bounds the server's work per call.
+SCAN_VISITS = 16 * SCAN_PAGE
+SCAN_PURGE = SCAN_PAGE
+# Expired keys one purge_expired script call removes at most.
+PURGE_STEP = 1000
+# Expiring writes purge this many expired keys, at most once every AUTO_PURGE_EVERY seconds
+# per driver instance.
+AUTO_PURGE = 100
+AUTO_PURGE_EVERY = 1.0
 
 DEFAULT_PORT = 6379
 DEFAULT_POOL_SIZE = 50
@@ -152,85 +162,240 @@ DEFAULT_CONNECT_TIMEOUT = 5.0
 DEFAULT_OPERATION_TIMEOUT = 10.0
 SCHEMES = ("redis", "rediss")
 
-# Each write script first checks that the base's index and versions hold what this driver put
-# there: a command failing half-way through a script is not rolled back, and a foreign value of
-# another type at one of them is the one thing that could make one fail after another had
-# written. The values hash needs no look: every script reaches it before its first write (its
-# first write goes there), and a command refused for a wrong type changes nothing, so a foreign
-# value there fails the script cleanly. Two TYPE calls, as before versions, not three: they are
-# a good part of what a single-key script costs the server.
-# KEYS are always the values hash, the index and the versions hash, in that order.
-_GUARD = """
-local function kind(key) return redis.call('TYPE', key)['ok'] end
-local z, v = kind(KEYS[2]), kind(KEYS[3])
-if (z ~= 'zset' and z ~= 'none') or (v ~= 'hash' and v ~= 'none') then
-  return redis.error_reply('WRONGTYPE ' .. KEYS[2] .. ' or ' .. KEYS[3] .. ' holds foreign data')
+# The scripts. KEYS are always the base's five Redis keys, in this order: values hash, index,
+# versions hash, write times hash, expiry sorted set (see the module docstring).
+#
+# _LIB: what the scripts share. Instants are whole milliseconds of the server's clock (TIME),
+# read at most once per script call and only when needed, so one call sees one instant. Scores
+# and stamps are written with %.0f: Lua's default number format keeps only 14 digits.
+_LIB = """
+local now_ms
+local function now()
+  if not now_ms then
+    local t = redis.call('TIME')
+    now_ms = tonumber(t[1]) * 1000 + math.floor((tonumber(t[2]) + 500) / 1000)
+  end
+  return now_ms
+end
+local function ms(n) return string.format('%.0f', n) end
+local function expired(k)
+  local at = redis.call('ZSCORE', KEYS[5], k)
+  return at ~= false and tonumber(at) <= now()
+end
+local function live(k)
+  return redis.call('HEXISTS', KEYS[1], k) == 1 and not expired(k)
+end
+local function remove(list)
+  for first = 1, #list, 4000 do
+    local last = math.min(first + 3999, #list)
+    redis.call('HDEL', KEYS[1], unpack(list, first, last))
+    redis.call('ZREM', KEYS[2], unpack(list, first, last))
+    redis.call('HDEL', KEYS[3], unpack(list, first, last))
+    redis.call('HDEL', KEYS[4], unpack(list, first, last))
+    redis.call('ZREM', KEYS[5], unpack(list, first, last))
+  end
+end
+-- A foreign value of another type at the index, the versions, the write times or the expiries
+-- could make a command fail after another had written, and a script is not rolled back: every
+-- script checks them before its first write. The values hash needs no look: every script
+-- reaches it before its first write, and a command refused for a wrong type changes nothing.
+local function guard()
+  for i, wanted in ipairs({'zset', 'hash', 'hash', 'zset'}) do
+    local kind = redis.call('TYPE', KEYS[i + 1])['ok']
+    if kind ~= wanted and kind ~= 'none' then
+      error(redis.error_reply('WRONGTYPE ' .. KEYS[i + 1] .. ' holds foreign data'))
+    end
+  end
+end
+local function purge(limit)
+  if limit <= 0 then return 0 end
+  local gone = redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', ms(now()), 'LIMIT', 0, limit)
+  if #gone > 0 then remove(gone) end
+  return #gone
 end
 """
-# ARGV: key, value, version.
-_SET_SCRIPT = _GUARD + (
-    "redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) redis.call('ZADD', KEYS[2], 0, ARGV[1]) "
-    "redis.call('HSET', KEYS[3], ARGV[1], ARGV[3])"
-)
-_DELETE_SCRIPT = _GUARD + (
-    "redis.call('HDEL', KEYS[1], ARGV[1]) redis.call('ZREM', KEYS[2], ARGV[1]) "
-    "redis.call('HDEL', KEYS[3], ARGV[1])"
-)
-# Batches: ARGV holds key, value, key, value... then one version per pair (or just keys); one
-# script call is atomic and sends each key once, where MULTI HSET ZADD HSET would send it three
-# times. unpack() is limited by Lua's C stack (about 8000 values), hence the steps.
+# Every write script starts with the guard (see guard() above).
+_GUARD = _LIB + "guard()\n"
+# ARGV: key, value, version. A plain write: a new version, the write time now, no expiry.
+_SET_SCRIPT = _GUARD + """
+local key = ARGV[1]
+redis.call('HSET', KEYS[1], key, ARGV[2])
+redis.call('ZADD', KEYS[2], 0, key)
+redis.call('HSET', KEYS[3], key, ARGV[3])
+redis.call('HSET', KEYS[4], key, ms(now()))
+redis.call('ZREM', KEYS[5], key)
+"""
+_DELETE_SCRIPT = _GUARD + "remove(ARGV)"
+# ARGV: TTL in ms ('' for none), how many expired keys to purge first, then key, value, key,
+# value... then one version per pair. One instant for the batch. One script call is atomic and
+# sends each key once; unpack() is limited by Lua's C stack (about 8000 values), hence steps.
 _SET_MANY_SCRIPT = _GUARD + """
-local pairs_end = #ARGV / 3 * 2
-for first = 1, pairs_end, 4000 do
-  local last = math.min(first + 3999, pairs_end)
+local ttl = ARGV[1]
+purge(tonumber(ARGV[2]))
+local count = (#ARGV - 2) / 3
+local stamp = ms(now())
+local expiry = ttl ~= '' and ms(now() + tonumber(ttl))
+-- A base that never held an expiry has nothing to clear.
+local timed = expiry or redis.call('EXISTS', KEYS[5]) == 1
+for first = 3, 2 + 2 * count, 4000 do
+  local last = math.min(first + 3999, 2 + 2 * count)
   redis.call('HSET', KEYS[1], unpack(ARGV, first, last))
-  local members, versions = {}, {}
+  local members, versions, stamps, expiries = {}, {}, {}, {}
   for i = first, last, 2 do
+    local key = ARGV[i]
     members[#members + 1] = 0
-    members[#members + 1] = ARGV[i]
-    versions[#versions + 1] = ARGV[i]
-    versions[#versions + 1] = ARGV[pairs_end + (i + 1) / 2]
+    members[#members + 1] = key
+    versions[#versions + 1] = key
+    versions[#versions + 1] = ARGV[2 + 2 * count + (i - 1) / 2]
+    stamps[#stamps + 1] = key
+    stamps[#stamps + 1] = stamp
+    if expiry then
+      expiries[#expiries + 1] = expiry
+      expiries[#expiries + 1] = key
+    elseif timed then
+      expiries[#expiries + 1] = key
+    end
   end
   redis.call('ZADD', KEYS[2], unpack(members))
   redis.call('HSET', KEYS[3], unpack(versions))
+  redis.call('HSET', KEYS[4], unpack(stamps))
+  if expiry then
+    redis.call('ZADD', KEYS[5], unpack(expiries))
+  elseif timed then
+    redis.call('ZREM', KEYS[5], unpack(expiries))
+  end
 end
 """
-_DELETE_MANY_SCRIPT = _GUARD + """
-local n = #ARGV
-for first = 1, n, 4000 do
-  local last = math.min(first + 3999, n)
-  redis.call('HDEL', KEYS[1], unpack(ARGV, first, last))
-  redis.call('ZREM', KEYS[2], unpack(ARGV, first, last))
-  redis.call('HDEL', KEYS[3], unpack(ARGV, first, last))
-end
-"""
-# Deletes one page of a prefix atomically and returns how many keys it removed.
+# Deletes one page of a prefix atomically (expired keys too) and returns how many it removed.
 _CLEAR_PAGE_SCRIPT = _GUARD + """
 local found = redis.call('ZRANGEBYLEX', KEYS[2], ARGV[1], ARGV[2], 'LIMIT', 0, tonumber(ARGV[3]))
-if #found > 0 then
-  redis.call('HDEL', KEYS[1], unpack(found))
-  redis.call('ZREM', KEYS[2], unpack(found))
-  redis.call('HDEL', KEYS[3], unpack(found))
-end
+remove(found)
 return #found
 """
-# Value and version of ARGV[1] at one instant; a value without a version field is at version 0.
-# Reads only, so it needs no guard: a foreign type makes HGET fail before anything happened.
-_GET_VERSIONED_SCRIPT = """
-return {redis.call('HGET', KEYS[1], ARGV[1]), redis.call('HGET', KEYS[3], ARGV[1])}
+# ARGV: key. Its value, or nil if absent or expired. Reads only, so it needs no guard: a foreign
+# type makes a read fail before anything happened.
+_GET_SCRIPT = _LIB + """
+local value = redis.call('HGET', KEYS[1], ARGV[1])
+if value and expired(ARGV[1]) then return false end
+return value
 """
-# The version of key ``k`` as the conditions see it: false when absent (decided by the values
-# hash alone, see the module docstring), '0' for a value written before versions existed.
-# Conditions arrive as strings: '' means "must be absent", '*' "no condition", anything else
-# is a decimal version, compared as a string.
+# ARGV: keys. Their values in order, nil for each absent or expired key.
+_GET_MANY_SCRIPT = _LIB + """
+local n = #ARGV
+local timed = redis.call('EXISTS', KEYS[5]) == 1
+local found = {}
+for first = 1, n, 4000 do
+  local last = math.min(first + 3999, n)
+  local values = redis.call('HMGET', KEYS[1], unpack(ARGV, first, last))
+  if timed then
+    local expiries = redis.call('ZMSCORE', KEYS[5], unpack(ARGV, first, last))
+    for i = 1, #values do
+      if expiries[i] and tonumber(expiries[i]) <= now() then values[i] = false end
+    end
+  end
+  if n <= 4000 then return values end
+  for i = 1, #values do found[#found + 1] = values[i] end
+end
+return found
+"""
+# ARGV: key. Value and version at one instant; a value without a version is at version 0.
+_GET_VERSIONED_SCRIPT = _LIB + """
+local key = ARGV[1]
+local value = redis.call('HGET', KEYS[1], key)
+if not value or expired(key) then return {false, false} end
+return {value, redis.call('HGET', KEYS[3], key)}
+"""
+# ARGV: key. Size (HSTRLEN: the value never travels), write time, expiry, version, or nil.
+_GET_META_SCRIPT = _LIB + """
+local key = ARGV[1]
+if not live(key) then return false end
+return {redis.call('HSTRLEN', KEYS[1], key), redis.call('HGET', KEYS[4], key),
+        redis.call('ZSCORE', KEYS[5], key), redis.call('HGET', KEYS[3], key)}
+"""
+# ARGV: key, TTL in ms ('' to clear the expiry), how many expired keys to purge first. Returns 1
+# if the key was live (then only its expiry changed), else 0 (then nothing but the purge ran).
+_EXPIRE_SCRIPT = _GUARD + """
+local key, ttl = ARGV[1], ARGV[2]
+purge(tonumber(ARGV[3]))
+if not live(key) then return 0 end
+if ttl == '' then
+  redis.call('ZREM', KEYS[5], key)
+else
+  redis.call('ZADD', KEYS[5], ms(now() + tonumber(ttl)), key)
+end
+return 1
+"""
+# ARGV: limit. Removes up to limit expired keys from every structure; returns how many.
+_PURGE_SCRIPT = _GUARD + "return purge(tonumber(ARGV[1]))"
+# ARGV: low, high (ZRANGEBYLEX bounds), page size, how many members one call may visit, how
+# many expired ones met it may purge. Returns the live keys of one page, then where to go on
+# from: '' at the end, else the last member visited (exclusive). A base without expiries takes
+# the first branch: one ZRANGEBYLEX, as before expiry existed. Otherwise expired members are
+# skipped here, by their score, never sent to the client, and those met are purged (bounded),
+# so the next scan does not meet them again.
+_SCAN_SCRIPT = _LIB + """
+local high, size = ARGV[2], tonumber(ARGV[3])
+if redis.call('EXISTS', KEYS[5]) == 0 then
+  local page = redis.call('ZRANGEBYLEX', KEYS[2], ARGV[1], high, 'LIMIT', 0, size + 1)
+  -- One member past the page says there is more: it becomes the page's last key.
+  page[math.min(#page, size) + 1] = #page > size and page[size] or ''
+  return page
+end
+local low, budget, purgeable = ARGV[1], tonumber(ARGV[4]), tonumber(ARGV[5])
+local function purged(dead, reply)
+  if #dead > 0 then
+    guard()
+    remove(dead)
+  end
+  return reply
+end
+local found, dead = {}, {}
+while true do
+  local page = redis.call('ZRANGEBYLEX', KEYS[2], low, high, 'LIMIT', 0, size + 1)
+  if #page == 0 then break end
+  local expiries = redis.call('ZMSCORE', KEYS[5], unpack(page))
+  for i = 1, #page do
+    local at = expiries[i]
+    if at and tonumber(at) <= now() then
+      if #dead < purgeable then dead[#dead + 1] = page[i] end
+    elseif #found == size then
+      -- A live key past a full page: there is more, from the page's last key on.
+      found[size + 1] = found[size]
+      return purged(dead, found)
+    else
+      found[#found + 1] = page[i]
+    end
+  end
+  budget = budget - #page
+  if #page <= size then break end
+  low = '(' .. page[#page]
+  if budget <= 0 then
+    found[#found + 1] = page[#page]
+    return purged(dead, found)
+  end
+end
+found[#found + 1] = ''
+return purged(dead, found)
+"""
+# The version of key ``k`` as the conditions see it: false when absent or expired (decided by
+# the values hash and the expiries alone, see the module docstring), '0' for a value written
+# before versions existed. Conditions arrive as strings: '' means "must be absent", '*' "no
+# condition", anything else is a decimal version, compared as a string. write() is a plain write.
 _CURRENT = """
 local function current(k, stamp)
-  if redis.call('HEXISTS', KEYS[1], k) == 0 then return false end
+  if not live(k) then return false end
   return stamp or '0'
 end
 local function wanted(expected)
   if expected == '' then return false end
   return expected
+end
+local function write(k, value, version)
+  redis.call('HSET', KEYS[1], k, value)
+  redis.call('ZADD', KEYS[2], 0, k)
+  redis.call('HSET', KEYS[3], k, version)
+  redis.call('HSET', KEYS[4], k, ms(now()))
+  redis.call('ZREM', KEYS[5], k)
 end
 """
 # ARGV: key, value, expected, new version. Returns 1 if written, 0 if the condition failed.
@@ -241,18 +406,14 @@ local key, new = ARGV[1], ARGV[4]
 local stamp = redis.call('HGET', KEYS[3], key)
 if stamp == new then return 1 end
 if current(key, stamp) ~= wanted(ARGV[3]) then return 0 end
-redis.call('HSET', KEYS[1], key, ARGV[2])
-redis.call('ZADD', KEYS[2], 0, key)
-redis.call('HSET', KEYS[3], key, new)
+write(key, ARGV[2], new)
 return 1
 """
 # ARGV: key, expected. Returns 1 if deleted, 0 if the condition failed.
 _DELETE_IF_SCRIPT = _GUARD + _CURRENT + """
 local key = ARGV[1]
 if current(key, redis.call('HGET', KEYS[3], key)) ~= wanted(ARGV[2]) then return 0 end
-redis.call('HDEL', KEYS[1], key)
-redis.call('ZREM', KEYS[2], key)
-redis.call('HDEL', KEYS[3], key)
+remove({key})
 return 1
 """
 # ARGV: five per change: action ('w' write, 'd' delete, 'c' check), key, expected (as above),
@@ -276,13 +437,9 @@ if #failed > 0 then return failed end
 for i = 1, n, 5 do
   local action, key = ARGV[i], ARGV[i + 1]
   if action == 'w' then
-    redis.call('HSET', KEYS[1], key, ARGV[i + 3])
-    redis.call('ZADD', KEYS[2], 0, key)
-    redis.call('HSET', KEYS[3], key, ARGV[i + 4])
+    write(key, ARGV[i + 3], ARGV[i + 4])
   elseif action == 'd' then
-    redis.call('HDEL', KEYS[1], key)
-    redis.call('ZREM', KEYS[2], key)
-    redis.call('HDEL', KEYS[3], key)
+    remove({key})
   end
 end
 return failed
@@ -297,21 +454,28 @@ def _sha1(script: str) -> str:
 _SCRIPTS = {
     _sha1(script): script
     for script in (
-        _SET_SCRIPT, _DELETE_SCRIPT, _SET_MANY_SCRIPT, _DELETE_MANY_SCRIPT, _CLEAR_PAGE_SCRIPT,
-        _GET_VERSIONED_SCRIPT, _SET_IF_SCRIPT, _DELETE_IF_SCRIPT, _COMMIT_SCRIPT,
+        _SET_SCRIPT, _DELETE_SCRIPT, _SET_MANY_SCRIPT, _CLEAR_PAGE_SCRIPT, _GET_SCRIPT,
+        _GET_MANY_SCRIPT, _GET_VERSIONED_SCRIPT, _GET_META_SCRIPT, _EXPIRE_SCRIPT, _PURGE_SCRIPT,
+        _SCAN_SCRIPT, _SET_IF_SCRIPT, _DELETE_IF_SCRIPT, _COMMIT_SCRIPT,
     )
 }
 _SET_SHA = _sha1(_SET_SCRIPT)
 _DELETE_SHA = _sha1(_DELETE_SCRIPT)
 _SET_MANY_SHA = _sha1(_SET_MANY_SCRIPT)
-_DELETE_MANY_SHA = _sha1(_DELETE_MANY_SCRIPT)
 _CLEAR_SHA = _sha1(_CLEAR_PAGE_SCRIPT)
+_GET_SHA = _sha1(_GET_SCRIPT)
+_GET_MANY_SHA = _sha1(_GET_MANY_SCRIPT)
 _GET_VERSIONED_SHA = _sha1(_GET_VERSIONED_SCRIPT)
+_GET_META_SHA = _sha1(_GET_META_SCRIPT)
+_EXPIRE_SHA = _sha1(_EXPIRE_SCRIPT)
+_PURGE_SHA = _sha1(_PURGE_SCRIPT)
+_SCAN_SHA = _sha1(_SCAN_SCRIPT)
 _SET_IF_SHA = _sha1(_SET_IF_SCRIPT)
 _DELETE_IF_SHA = _sha1(_DELETE_IF_SCRIPT)
 _COMMIT_SHA = _sha1(_COMMIT_SCRIPT)
 # The condition of a Change as the scripts read it.
 _ABSENT, _ANY = "", "*"
+_NO_TTL = ""
 _CHANGE_CODES = {Action.WRITE: "w", Action.DELETE: "d", Action.CHECK: "c"}
 
 
@@ -327,6 +491,7 @@ class RedisDriver(BaseDriver):
     supports_trio = False
     atomic_batches = True
     conditional_writes = True
+    expiry = True
 
     def __init__(
         self,
@@ -406,6 +571,12 @@ class RedisDriver(BaseDriver):
         self._hash = f"{chosen_base}:kv"
         self._index = f"{chosen_base}:keys"
         self._versions = f"{chosen_base}:ver"
+        self._written = f"{chosen_base}:at"
+        self._expiries = f"{chosen_base}:exp"
+        # The five Redis keys every script gets, in the order the scripts' KEYS expect.
+        self._keys = (self._hash, self._index, self._versions, self._written, self._expiries)
+        # When the next expiring write may purge (time.monotonic()): at most once a second.
+        self._next_purge = 0.0
         self._client: aioredis.Redis | None = None
         # redis-py's BlockingConnectionPool waits for a free connection but costs ~10 µs per
         # command; a semaphore in front of the plain pool bounds connections just as well and
@@ -529,17 +700,19 @@ class RedisDriver(BaseDriver):
     async def _script(self, client: aioredis.Redis, sha: str, *args: Any) -> Any:
         command: Callable[..., Awaitable[Any]] = client.execute_command
         try:
-            return await command("EVALSHA", sha, 3, self._hash, self._index, self._versions, *args)
+            return await command("EVALSHA", sha, 5, *self._keys, *args)
         except NoScriptError:
             # First use on this server, or its script cache was emptied (restart): load it.
             await command("SCRIPT", "LOAD", _SCRIPTS[sha])
-            return await command("EVALSHA", sha, 3, self._hash, self._index, self._versions, *args)
+            return await command("EVALSHA", sha, 5, *self._keys, *args)
 
     # -- primitives -------------------------------------------------------------------------
 
     async def get(self, key: str) -> bytes | None:
-        """Return the value stored under ``key``, or ``None`` (one HGET)."""
-        return cast("bytes | None", await self._call(lambda client: client.hget(self._hash, key)))
+        """Return the value stored under ``key``, or ``None`` if absent or expired."""
+        return cast(
+            "bytes | None", await self._call(lambda client: self._script(client, _GET_SHA, key))
+        )
 
     async def set(self, key: str, value: bytes) -> None:
         """Store ``value`` under ``key``: value, index entry and a new version in one script."""
@@ -632,22 +805,25 @@ class RedisDriver(BaseDriver):
         ))
 
     async def keys(self, prefix: str = "") -> AsyncIterator[str]:
-        """Yield the keys starting with ``prefix`` in order, ``SCAN_PAGE`` per round trip."""
+        """Yield the live keys starting with ``prefix`` in order, ``SCAN_PAGE`` per round trip."""
         low, high = _lex_range(prefix)
         while True:
-            # One call per page: a paused or abandoned scan holds no connection. One member
-            # past the page tells whether another page exists, which saves the empty round
-            # trip a scan would end with whenever the matches fill whole pages.
+            # One call per page: a paused or abandoned scan holds no connection. The script
+            # skips expired keys by their expiry (never sending them here) and says where the
+            # next page starts, or that there is none, which saves the empty round trip a scan
+            # would end with whenever the matches fill whole pages.
             def page_from(client: aioredis.Redis, low: bytes = low) -> Awaitable[Any]:
-                return client.zrangebylex(self._index, low, high, start=0, num=SCAN_PAGE + 1)
+                return self._script(
+                    client, _SCAN_SHA, low, high, SCAN_PAGE, SCAN_VISITS, SCAN_PURGE
+                )
 
-            page = cast("list[bytes]", await self._call(page_from))
-            for member in page[:SCAN_PAGE]:
+            *page, after = cast("list[bytes]", await self._call(page_from))
+            for member in page:
                 yield member.decode("utf-8")
-            if len(page) <= SCAN_PAGE:
+            if not after:
                 return
             # Keyset pagination: writes between pages can neither repeat nor skip a key.
-            low = b"(" + page[SCAN_PAGE - 1]
+            low = b"(" + after
 
     async def close(self) -> None:
         """Close the pool's connections; idempotent."""
@@ -667,29 +843,27 @@ class RedisDriver(BaseDriver):
     # -- batches ----------------------------------------------------------------------------
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
-        """Return the values of ``keys`` in order, from HMGET chunks in one round trip."""
+        """Return the values of ``keys`` in order (``None`` if absent or expired); one script."""
         if not keys:
             self.ensure_open()
             return []
-
-        async def read(client: aioredis.Redis) -> list[bytes | None]:
-            if len(keys) <= BATCH_CHUNK:
-                return cast("list[bytes | None]", await client.hmget(self._hash, list(keys)))
-            pipe = client.pipeline(transaction=False)
-            for start in range(0, len(keys), BATCH_CHUNK):
-                pipe.hmget(self._hash, list(keys[start : start + BATCH_CHUNK]))
-            chunks = cast("list[list[bytes | None]]", await pipe.execute())
-            return [value for chunk in chunks for value in chunk]
-
-        return await self._call(read)
+        return cast(
+            "list[bytes | None]",
+            await self._call(lambda client: self._script(client, _GET_MANY_SHA, *keys)),
+        )
 
     async def set_many(self, items: Sequence[tuple[str, bytes]]) -> None:
         """Store every pair, the last one per key winning, all or nothing in one script call."""
+        await self._write_many(items, _NO_TTL, 0)
+
+    async def _write_many(self, items: Sequence[tuple[str, bytes]], ttl: str, purge: int) -> None:
+        """Run the batch write script: ``ttl`` in ms or ``_NO_TTL``, ``purge`` expired first."""
         if not items:
             self.ensure_open()
             return
         # HSET with a repeated field keeps the last value, so pairs need no de-duplication.
-        flat: list[str | bytes] = [part for pair in items for part in pair]
+        flat: list[str | bytes | int] = [ttl, purge]
+        flat.extend(part for pair in items for part in pair)
         flat.extend(str(new_version()) for _ in items)
         await self._call(lambda client: self._script(client, _SET_MANY_SHA, *flat))
 
@@ -698,13 +872,13 @@ class RedisDriver(BaseDriver):
         if not keys:
             self.ensure_open()
             return
-        await self._call(lambda client: self._script(client, _DELETE_MANY_SHA, *keys))
+        await self._call(lambda client: self._script(client, _DELETE_SHA, *keys))
 
     async def clear(self, prefix: str = "") -> None:
-        """Remove every key starting with ``prefix``; ``""`` unlinks the base's three Redis keys."""
+        """Remove every key starting with ``prefix``; ``""`` unlinks the base's five Redis keys."""
         if not prefix:
             # UNLINK frees a large hash in the background instead of blocking the server.
-            await self._call(lambda client: client.unlink(self._hash, self._index, self._versions))
+            await self._call(lambda client: client.unlink(*self._keys))
             return
         low, high = _lex_range(prefix)
         # Page by page, each page atomic and under its own deadline, so a huge prefix never
@@ -715,6 +889,66 @@ class RedisDriver(BaseDriver):
             )
             if int(removed) < SCAN_PAGE:
                 return
+
+    # -- expiry and metadata ------------------------------------------------------------------
+
+    async def set_expiring(self, key: str, value: bytes, ttl: float) -> None:
+        """Store ``value`` to expire ``ttl`` seconds after the server's clock at the write."""
+        await self._write_many([(key, value)], str(ttl_millis(ttl)), self._purge_due())
+
+    async def set_many_expiring(self, items: Sequence[tuple[str, bytes]], ttl: float) -> None:
+        """Store every pair to expire ``ttl`` seconds from one server instant; one script call."""
+        await self._write_many(items, str(ttl_millis(ttl)), self._purge_due())
+
+    async def expire(self, key: str, ttl: float | None) -> bool:
+        """Set (or with ``None`` clear) a live key's expiry, from the server's clock; one script."""
+        wanted = _NO_TTL if ttl is None else str(ttl_millis(ttl))
+        found = await self._call(
+            lambda client: self._script(client, _EXPIRE_SHA, key, wanted, self._purge_due())
+        )
+        return bool(found)
+
+    async def get_meta(self, key: str) -> Meta | None:
+        """Size, write time, expiry and version of a live key, read by one script call."""
+        found = await self._call(lambda client: self._script(client, _GET_META_SHA, key))
+        if found is None:
+            return None
+        size, written, expires, version = found
+        return Meta(
+            size=int(size),
+            written_at=None if written is None else from_millis(int(written)),
+            expires_at=None if expires is None else from_millis(int(float(expires))),
+            version=LEGACY_VERSION if version is None else int(version),
+        )
+
+    async def purge_expired(self, limit: int = 1000) -> int:
+        """Remove up to ``limit`` expired keys, found by the expiry index, ``PURGE_STEP`` a call.
+
+        Each call is one atomic script, so a large limit never blocks the server for long.
+        """
+        removed = 0
+        while removed < limit:
+            step = min(PURGE_STEP, limit - removed)
+
+            def purge(client: aioredis.Redis, step: int = step) -> Awaitable[Any]:
+                return self._script(client, _PURGE_SHA, step)
+
+            count = int(await self._call(purge))
+            removed += count
+            if count < step:
+                break
+        return removed
+
+    def _purge_due(self) -> int:
+        """How many expired keys an expiring write purges: ``AUTO_PURGE`` once a second, else 0.
+
+        Only expiring writes purge, so a base that never uses TTLs pays nothing for it.
+        """
+        now = time.monotonic()
+        if now < self._next_purge:
+            return 0
+        self._next_purge = now + AUTO_PURGE_EVERY
+        return AUTO_PURGE
 
     def __repr__(self) -> str:
         return f"RedisDriver(where={self.where!r}, base={self.base!r})"

@@ -492,8 +492,9 @@ return failed
 """
 
 
-def _sha1(script: str) -> str:
-    return hashlib.sha1(script.encode(), usedforsecurity=False).hexdigest()
+def _sha1(script: str) -> bytes:
+    # Hex digests as bytes, as EVALSHA sends them: redis-py passes bytes on without encoding.
+    return hashlib.sha1(script.encode(), usedforsecurity=False).hexdigest().encode()
 
 
 # By digest, to load a script the server does not know yet (first use, or after a restart).
@@ -621,9 +622,10 @@ class RedisDriver(BaseDriver):
         self._expiries = f"{chosen_base}:exp"
         # EVALSHA's numkeys and KEYS: the five Redis keys, in the order the scripts expect, or
         # the two _GET_SCRIPT reads.
+        # Encoded once here rather than by redis-py on every call.
         self._names = (self._hash, self._index, self._versions, self._written, self._expiries)
-        self._keys = (len(self._names), *self._names)
-        self._get_keys = (2, self._hash, self._expiries)
+        self._keys = (b"5", *(name.encode() for name in self._names))
+        self._get_keys = (b"2", self._hash.encode(), self._expiries.encode())
         # When the next expiring write may purge (time.monotonic()): at most once a second.
         self._next_purge = 0.0
         # Whether the base held expiries when last seen: get_many and keys() then go straight to
@@ -730,7 +732,14 @@ class RedisDriver(BaseDriver):
                     if self._client is not client:
                         # Closed while this task waited: the pool would reopen connections.
                         self.ensure_open()
-                    return await command(client)
+                    try:
+                        return await command(client)
+                    except NoScriptError:
+                        # First use on this server, or its script cache was emptied (a
+                        # restart): load every script, then run the command again (a script
+                        # the server did not know never ran).
+                        await self._load_scripts(client)
+                        return await command(client)
                 finally:
                     self._slots.release()
         except _FAILURES as error:
@@ -750,15 +759,21 @@ class RedisDriver(BaseDriver):
         _log.debug("redis at %s: %s", self.where, text)
         return kind(text, driver=self.name, where=self.where)
 
-    async def _script(self, client: aioredis.Redis, sha: str, *args: Any) -> Any:
-        command: Callable[..., Awaitable[Any]] = client.execute_command
+    def _script(self, client: aioredis.Redis, sha: bytes, *args: Any) -> Awaitable[Any]:
+        """Run a script by its digest; :meth:`_call` loads the scripts if the server lacks one.
+
+        Not a coroutine itself: one frame less on every operation.
+        """
         keys = self._get_keys if sha is _GET_SHA else self._keys
-        try:
-            return await command("EVALSHA", sha, *keys, *args)
-        except NoScriptError:
-            # First use on this server, or its script cache was emptied (restart): load it.
-            await command("SCRIPT", "LOAD", _SCRIPTS[sha])
-            return await command("EVALSHA", sha, *keys, *args)
+        command: Callable[..., Awaitable[Any]] = client.execute_command
+        return command("EVALSHA", sha, *keys, *args)
+
+    @staticmethod
+    async def _load_scripts(client: aioredis.Redis) -> None:
+        pipe = client.pipeline(transaction=False)
+        for script in _SCRIPTS.values():
+            pipe.script_load(script)
+        await pipe.execute()
 
     async def _untimed(
         self, client: aioredis.Redis, queue: Callable[[Any], object]
@@ -855,7 +870,7 @@ class RedisDriver(BaseDriver):
         if not deleted:
             raise self._refused([key], retried)
 
-    async def _conditional(self, sha: str, *args: Any) -> tuple[Any, bool]:
+    async def _conditional(self, sha: bytes, *args: Any) -> tuple[Any, bool]:
         """Run a conditional script; return its reply and whether redis-py sent it twice."""
         token = _RETRIED.set(False)
         try:

@@ -792,7 +792,7 @@ async def test_a_retried_conditional_write_is_recognised_not_reported_as_a_confl
     script = driver._script
     replays: list[tuple[object, object, bool]] = []
 
-    def state(sha: str) -> list[object]:
+    def state(sha: bytes) -> list[object]:
         found = _snapshot(shared_redis, base)
         if sha == redis_module._SET_SHA:
             # A plain set run again is a second write of the same value and version: only its
@@ -800,7 +800,7 @@ async def test_a_retried_conditional_write_is_recognised_not_reported_as_a_confl
             del found[_names(base).index(f"{base}:at")]
         return found
 
-    async def twice(client: Any, sha: str, *args: Any) -> Any:
+    async def twice(client: Any, sha: bytes, *args: Any) -> Any:
         first = await script(client, sha, *args)
         before = state(sha)
         second = await script(client, sha, *args)

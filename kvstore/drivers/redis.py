@@ -1026,8 +1026,9 @@ class RedisDriver(BaseDriver):
     async def expire(self, key: str, ttl: float | None) -> bool:
         """Set (or with ``None`` clear) a live key's expiry, from the server's clock; one script."""
         wanted = _NO_TTL if ttl is None else str(ttl_millis(ttl))
+        purge = self._purge_due()
         found = await self._call(
-            lambda client: self._script(client, _EXPIRE_SHA, key, wanted, self._purge_due())
+            lambda client: self._script(client, _EXPIRE_SHA, key, wanted, purge)
         )
         return bool(found)
 

@@ -22,6 +22,7 @@ import orjson
 import redis.asyncio as aioredis
 
 from benchmarks.harness import Report, time_async
+from kvstore.conditional import new_version
 from kvstore.drivers.redis import _SET_SCRIPT, redis_driver
 from kvstore.keys import prefix_successor
 from kvstore.storage import Storage
@@ -40,6 +41,8 @@ async def main(url: str) -> None:
     base = f"kvbench_{tag}"
     plain = f"kvbench_raw_{tag}:"
     raw_hash, raw_index = f"kvbench_rawh_{tag}:kv", f"kvbench_rawh_{tag}:keys"
+    raw_versions = f"kvbench_rawh_{tag}:ver"
+    raw_written, raw_expiries = f"kvbench_rawh_{tag}:at", f"kvbench_rawh_{tag}:exp"
     raw = aioredis.Redis.from_url(url)
     storage = Storage(redis_driver(url, base=base))
     report = Report(f"redis ({url}) through Storage vs raw redis.asyncio")
@@ -72,7 +75,9 @@ async def main(url: str) -> None:
         async def raw_script_set() -> float:
             return await time_async(
                 lambda i: raw.evalsha(
-                    script_sha, 2, raw_hash, raw_index, f"s:{i}", orjson.dumps(VALUE)
+                    script_sha, 5, raw_hash, raw_index, raw_versions, raw_written,
+                    raw_expiries, f"s:{i}",
+                    orjson.dumps(VALUE), str(new_version()),
                 ),
                 SEQUENTIAL,
             )
@@ -230,7 +235,7 @@ async def main(url: str) -> None:
     finally:
         await storage.clear()
         await storage.close()
-        await raw.delete(raw_hash, raw_index)
+        await raw.delete(raw_hash, raw_index, raw_versions, raw_written, raw_expiries)
         doomed = [key async for key in raw.scan_iter(match=f"{plain}*", count=5000)]
         for start in range(0, len(doomed), 5000):
             await raw.unlink(*doomed[start : start + 5000])

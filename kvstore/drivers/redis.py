@@ -1,36 +1,56 @@
-"""The Redis driver: a hash of values, a sorted set of keys and a hash of versions per base.
+"""The Redis driver: per base, hashes of values, versions and write times, and two sorted sets.
 
-Key layout. A storage with base ``B`` owns exactly three Redis keys: the hash ``B:kv`` (field =
+Key layout. A storage with base ``B`` owns at most five Redis keys: the hash ``B:kv`` (field =
 key, value = bytes), the sorted set ``B:keys`` (member = key, every score 0), the ordered index,
-and the hash ``B:ver`` (field = key, value = the key's version as a decimal string, see
-:mod:`kvstore.conditional`). Members with equal scores sort by their bytes, and UTF-8 byte order
-is code point order, so ``ZRANGEBYLEX [P (succ(P)`` pages through exactly the keys starting with
-``P`` in key order, at a cost that grows with the matches, not with the size of the base or of
-the database.
+the hash ``B:ver`` (field = key, value = the key's version as a decimal string, see
+:mod:`kvstore.conditional`), the hash ``B:at`` (field = key, value = when it was last written,
+milliseconds since the epoch as a decimal string) and the sorted set ``B:exp`` (member = a key
+that expires, score = its expiry instant in milliseconds; keys that never expire are not in it,
+and a base without expiring keys has no ``B:exp`` at all). Members with equal scores sort by
+their bytes, and UTF-8 byte order is code point order, so ``ZRANGEBYLEX [P (succ(P)`` pages
+through exactly the keys starting with ``P`` in key order, at a cost that grows with the
+matches, not with the size of the base or of the database.
 
-Versions, and the upgrade from the two-key layout. A key in ``B:kv`` with no field in ``B:ver``
+Versions, and the upgrade from older layouts. A key in ``B:kv`` with no field in ``B:ver``
 is at :data:`~kvstore.conditional.LEGACY_VERSION` (0): that is how a base written before
 versions existed reads, so it needs no migration step at all, and the first write of each key
-gives it a version. Versions are drawn in Python (:func:`~kvstore.conditional.new_version`) and
-reach the scripts as decimal strings, which the scripts compare as strings: Lua numbers are
-doubles, and a string never loses a digit. Whether a key exists is always decided by ``B:kv``,
-so a stray field in ``B:ver`` (left by a process still running the two-key driver, which deletes
-without touching it) never makes an absent key look present. Such a process must not write a
-base whose users rely on conditional writes: its writes leave a key's version unchanged. A later
-per-key field (expiry) becomes a fourth key ``B:<suffix>`` on the same pattern.
+gives it a version. Likewise a key with no field in ``B:at`` was written before write times were
+kept (``Meta.written_at`` is ``None``), and a key not in ``B:exp`` never expires. Versions are
+drawn in Python (:func:`~kvstore.conditional.new_version`) and reach the scripts as decimal
+strings, which the scripts compare as strings: Lua numbers are doubles, and a string never loses
+a digit. Whether a key exists is always decided by ``B:kv`` (and ``B:exp``), so a stray field in
+``B:ver`` or ``B:at`` (left by a process still running an older driver, which deletes without
+touching them) never makes an absent key look present. Such a process must not write a base
+whose users rely on conditional writes or TTLs: its writes leave a key's version, write time and
+expiry unchanged (a key it rewrites keeps its old expiry).
 
-Tenants never meet: two bases map to six different Redis keys, because ``X:kv == Y:kv`` only
-when ``X == Y`` (likewise for the other two suffixes), and names with different suffixes never
-meet: ``:kv``, ``:keys`` and ``:ver`` end in three different characters. The bases ``app``,
-``app2``, ``app:x`` and ``app:ver`` therefore share nothing, and no key character can reach
-outside its base: keys are hash fields and set members, never parts of a Redis key name or a
-pattern.
+Expiry. The server's clock decides: every script that needs "now" reads ``TIME`` itself, once
+per call, as whole milliseconds, so a batch has one instant and clients with skewed clocks
+agree. A key is expired once its ``B:exp`` score is at or before now, and from then on it is
+absent to every operation, purged or not: each read script checks the key's score (``get``
+reads ``B:kv`` and ``B:exp`` only; batches use ZMSCORE), scans skip expired members by their
+scores inside the script, never sending them to the client, and conditions see them as absent.
+A base that holds no expiry at all pays almost nothing for this: a plain write also writes the
+write time and removes the key from ``B:exp``, and ``get_many`` and scans read as before inside
+one MULTI that checks ``B:exp`` does not exist. Physical removal is bounded and automatic:
+``purge_expired`` takes the oldest expired keys from ``B:exp`` (ZRANGEBYSCORE, at most
+``PURGE_STEP`` per script call) and removes them from all five keys; every expiring write
+(``set_expiring``, ``set_many_expiring``, ``expire``) purges ``AUTO_PURGE`` of them in the same
+script, at most once a second per driver instance; and a scan purges the expired keys it met,
+at most ``SCAN_PURGE`` per call. Writes without a TTL never purge.
 
-Every write runs a small Lua script: one round trip, atomic, so values, index and versions never
-disagree and ``set_many`` / ``delete_many`` / ``commit`` are all or nothing (as with MULTI/EXEC,
-no client ever sees half a batch; a foreign value of the wrong type at ``B:kv``, ``B:keys`` or
-``B:ver``, the one thing that could make a command fail half-way, as Redis has no rollback,
-fails a script before its first write). A conditional script checks every condition before
+Tenants never meet: two bases map to ten different Redis keys, because ``X:kv == Y:kv`` only
+when ``X == Y`` (likewise for the other suffixes), and names with different suffixes never
+meet: ``:kv``, ``:keys``, ``:ver``, ``:at`` and ``:exp`` end in five different characters. The
+bases ``app``, ``app2``, ``app:x`` and ``app:ver`` therefore share nothing, and no key character
+can reach outside its base: keys are hash fields and set members, never parts of a Redis key
+name or a pattern.
+
+Every write runs a small Lua script: one round trip, atomic, so the five keys never disagree
+and ``set_many`` / ``delete_many`` / ``commit`` are all or nothing (as with MULTI/EXEC, no
+client ever sees half a batch; a foreign value of the wrong type at one of the base's keys, the
+one thing that could make a command fail half-way, as Redis has no rollback, fails a script
+before its first write). A conditional script checks every condition before
 its first write, so a failed one writes nothing and returns the failing keys.
 
 Waiting is bounded. Each operation (the wait for a pooled connection, the command, and the one
@@ -43,7 +63,8 @@ whose command was interrupted, so a timed-out operation never leaves a reply beh
 one to read.
 
 The retry after a dropped connection may run a script the server had already run (the reply was
-lost, not the command). Unconditional writes are idempotent. A conditional script that writes
+lost, not the command). Unconditional writes are idempotent (a plain write run twice only moves
+its write time on; an expiring one, its expiry too). A conditional script that writes
 recognises its own earlier run by the fresh version it brings (a random 52-bit number nobody
 else can have written) and reports success without writing again. When a retried conditional
 script finds its condition failing (another client wrote the key in between, or the first run
@@ -63,6 +84,7 @@ import contextvars
 import hashlib
 import inspect
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar, cast
 
@@ -77,6 +99,7 @@ from kvstore.errors import (
     Conflict,
     InvalidKey,
 )
+from kvstore.expiry import Meta, from_millis, ttl_millis
 from kvstore.keys import prefix_successor, validate_key
 from kvstore.logs import silent_until_configured
 from kvstore.urls import ParsedURL, boolean, parse_url, positive_float, positive_int, take_options
@@ -140,8 +163,18 @@ _UNREACHABLE = (
 
 # Keys fetched per ZRANGEBYLEX page while scanning or clearing: bounds memory per round trip.
 SCAN_PAGE = 1000
-# Keys per HMGET in get_many; larger requests are pipelined in chunks.
+# Keys per HMGET in get_many; larger requests send several in one transaction.
 BATCH_CHUNK = 5000
+# Index members one scan call may visit looking for a page of live keys (the rest are expired),
+# and how many expired ones it met it may purge: bounds the server's work per call.
+SCAN_VISITS = 16 * SCAN_PAGE
+SCAN_PURGE = SCAN_PAGE
+# Expired keys one purge_expired script call removes at most.
+PURGE_STEP = 1000
+# Expiring writes purge this many expired keys, at most once every AUTO_PURGE_EVERY seconds
+# per driver instance.
+AUTO_PURGE = 100
+AUTO_PURGE_EVERY = 1.0
 
 DEFAULT_PORT = 6379
 DEFAULT_POOL_SIZE = 50
@@ -152,114 +185,288 @@ DEFAULT_CONNECT_TIMEOUT = 5.0
 DEFAULT_OPERATION_TIMEOUT = 10.0
 SCHEMES = ("redis", "rediss")
 
-# Each write script first checks that the base's index and versions hold what this driver put
-# there: a command failing half-way through a script is not rolled back, and a foreign value of
-# another type at one of them is the one thing that could make one fail after another had
-# written. The values hash needs no look: every script reaches it before its first write (its
-# first write goes there), and a command refused for a wrong type changes nothing, so a foreign
-# value there fails the script cleanly. Two TYPE calls, as before versions, not three: they are
-# a good part of what a single-key script costs the server.
-# KEYS are always the values hash, the index and the versions hash, in that order.
-_GUARD = """
-local function kind(key) return redis.call('TYPE', key)['ok'] end
-local z, v = kind(KEYS[2]), kind(KEYS[3])
-if (z ~= 'zset' and z ~= 'none') or (v ~= 'hash' and v ~= 'none') then
-  return redis.error_reply('WRONGTYPE ' .. KEYS[2] .. ' or ' .. KEYS[3] .. ' holds foreign data')
+# The scripts. KEYS are the base's five Redis keys, in this order: values hash, index, versions
+# hash, write times hash, expiry sorted set (see the module docstring); only _GET_SCRIPT, the
+# hottest, takes just the two it reads. Each script is built from the pieces it needs and no
+# more: every function a script defines is created again on every call, which a single-key
+# script would feel.
+#
+# Instants are whole milliseconds of the server's clock (TIME, truncated), read at most once per
+# call, so one call sees one instant. Numbers are written with %.0f: Lua's default format keeps
+# only 14 digits.
+_CLOCK = """
+local now_ms
+local function now()
+  if not now_ms then
+    local t = redis.call('TIME')
+    now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  end
+  return now_ms
+end
+local function ms(n) return string.format('%.0f', n) end
+"""
+# Whether key k is expired, or live (present and not expired). Needs _CLOCK.
+_EXPIRED = """
+local function expired(k)
+  local at = redis.call('ZSCORE', KEYS[5], k)
+  return at ~= false and tonumber(at) <= now()
+end
+local function live(k)
+  return redis.call('HEXISTS', KEYS[1], k) == 1 and not expired(k)
 end
 """
-# ARGV: key, value, version.
-_SET_SCRIPT = _GUARD + (
-    "redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) redis.call('ZADD', KEYS[2], 0, ARGV[1]) "
-    "redis.call('HSET', KEYS[3], ARGV[1], ARGV[3])"
-)
-_DELETE_SCRIPT = _GUARD + (
-    "redis.call('HDEL', KEYS[1], ARGV[1]) redis.call('ZREM', KEYS[2], ARGV[1]) "
-    "redis.call('HDEL', KEYS[3], ARGV[1])"
-)
-# Batches: ARGV holds key, value, key, value... then one version per pair (or just keys); one
-# script call is atomic and sends each key once, where MULTI HSET ZADD HSET would send it three
-# times. unpack() is limited by Lua's C stack (about 8000 values), hence the steps.
-_SET_MANY_SCRIPT = _GUARD + """
-local pairs_end = #ARGV / 3 * 2
-for first = 1, pairs_end, 4000 do
+# Removes the keys of a list from all five structures; unpack() is limited by Lua's C stack
+# (about 8000 values), hence the steps.
+_REMOVE = """
+local function remove(list)
+  for first = 1, #list, 4000 do
+    local last = math.min(first + 3999, #list)
+    redis.call('HDEL', KEYS[1], unpack(list, first, last))
+    redis.call('ZREM', KEYS[2], unpack(list, first, last))
+    redis.call('HDEL', KEYS[3], unpack(list, first, last))
+    redis.call('HDEL', KEYS[4], unpack(list, first, last))
+    redis.call('ZREM', KEYS[5], unpack(list, first, last))
+  end
+end
+"""
+# Removes up to limit expired keys, found by their expiry scores; returns how many. Needs
+# _CLOCK and _REMOVE.
+_PURGE = """
+local function purge(limit)
+  if limit <= 0 then return 0 end
+  local gone = redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', ms(now()), 'LIMIT', 0, limit)
+  remove(gone)
+  return #gone
+end
+"""
+# A command failing half-way through a script is not rolled back, and a foreign value of another
+# type at the index, the versions, the write times or the expiries is the one thing that could
+# make one fail after another had written: every script checks them before its first write. The
+# values hash needs no look: every script reaches it before its first write, and a command
+# refused for a wrong type changes nothing.
+_FOREIGN = """
+local function foreign()
+  local function kind(key) return redis.call('TYPE', key)['ok'] end
+  local z, v, a, e = kind(KEYS[2]), kind(KEYS[3]), kind(KEYS[4]), kind(KEYS[5])
+  return (z ~= 'zset' and z ~= 'none') or (v ~= 'hash' and v ~= 'none')
+    or (a ~= 'hash' and a ~= 'none') or (e ~= 'zset' and e ~= 'none')
+end
+local function refused()
+  return redis.error_reply('WRONGTYPE a Redis key of base ' .. KEYS[1] .. ' holds foreign data')
+end
+"""
+_GUARD = _FOREIGN + "if foreign() then return refused() end\n"
+# ARGV: key, value, version. A plain write: a new version, the write time now, no expiry.
+_SET_SCRIPT = _GUARD + """
+local key = ARGV[1]
+local t = redis.call('TIME')
+redis.call('HSET', KEYS[1], key, ARGV[2])
+redis.call('ZADD', KEYS[2], 0, key)
+redis.call('HSET', KEYS[3], key, ARGV[3])
+redis.call('HSET', KEYS[4], key, t[1] .. string.format('%03d', math.floor(t[2] / 1000)))
+redis.call('ZREM', KEYS[5], key)
+"""
+# ARGV: keys.
+_DELETE_SCRIPT = _GUARD + _REMOVE + "remove(ARGV)"
+# ARGV: TTL in ms ('' for none), how many expired keys to purge first, then key, value, key,
+# value... then one version per pair. One instant for the batch. One script call is atomic and
+# sends each key once.
+_SET_MANY_SCRIPT = _GUARD + _CLOCK + _REMOVE + _PURGE + """
+local ttl = ARGV[1]
+purge(tonumber(ARGV[2]))
+local count = (#ARGV - 2) / 3
+local pairs_end = 2 + 2 * count
+local stamp = ms(now())
+local expiry = ttl ~= '' and ms(now() + tonumber(ttl))
+-- A plain write clears expiries, but a base that holds none has nothing to clear.
+local clear = not expiry and redis.call('EXISTS', KEYS[5]) == 1
+for first = 3, pairs_end, 4000 do
   local last = math.min(first + 3999, pairs_end)
   redis.call('HSET', KEYS[1], unpack(ARGV, first, last))
-  local members, versions = {}, {}
+  local members, versions, stamps, expiries = {}, {}, {}, {}
+  local m, e = 0, 0
   for i = first, last, 2 do
-    members[#members + 1] = 0
-    members[#members + 1] = ARGV[i]
-    versions[#versions + 1] = ARGV[i]
-    versions[#versions + 1] = ARGV[pairs_end + (i + 1) / 2]
+    local key = ARGV[i]
+    members[m + 1], members[m + 2] = 0, key
+    versions[m + 1], versions[m + 2] = key, ARGV[pairs_end + (i - 1) / 2]
+    stamps[m + 1], stamps[m + 2] = key, stamp
+    m = m + 2
+    if expiry then
+      expiries[e + 1], expiries[e + 2] = expiry, key
+      e = e + 2
+    elseif clear then
+      expiries[e + 1] = key
+      e = e + 1
+    end
   end
   redis.call('ZADD', KEYS[2], unpack(members))
   redis.call('HSET', KEYS[3], unpack(versions))
+  redis.call('HSET', KEYS[4], unpack(stamps))
+  if expiry then
+    redis.call('ZADD', KEYS[5], unpack(expiries))
+  elseif clear then
+    redis.call('ZREM', KEYS[5], unpack(expiries))
+  end
 end
 """
-_DELETE_MANY_SCRIPT = _GUARD + """
-local n = #ARGV
-for first = 1, n, 4000 do
-  local last = math.min(first + 3999, n)
-  redis.call('HDEL', KEYS[1], unpack(ARGV, first, last))
-  redis.call('ZREM', KEYS[2], unpack(ARGV, first, last))
-  redis.call('HDEL', KEYS[3], unpack(ARGV, first, last))
-end
-"""
-# Deletes one page of a prefix atomically and returns how many keys it removed.
-_CLEAR_PAGE_SCRIPT = _GUARD + """
+# ARGV: low, high, page size. Deletes one page of a prefix atomically (expired keys too) and
+# returns how many keys it removed.
+_CLEAR_PAGE_SCRIPT = _GUARD + _REMOVE + """
 local found = redis.call('ZRANGEBYLEX', KEYS[2], ARGV[1], ARGV[2], 'LIMIT', 0, tonumber(ARGV[3]))
-if #found > 0 then
-  redis.call('HDEL', KEYS[1], unpack(found))
-  redis.call('ZREM', KEYS[2], unpack(found))
-  redis.call('HDEL', KEYS[3], unpack(found))
-end
+remove(found)
 return #found
 """
-# Value and version of ARGV[1] at one instant; a value without a version field is at version 0.
-# Reads only, so it needs no guard: a foreign type makes HGET fail before anything happened.
-_GET_VERSIONED_SCRIPT = """
-return {redis.call('HGET', KEYS[1], ARGV[1]), redis.call('HGET', KEYS[3], ARGV[1])}
+# KEYS: the values hash and the expiries only. ARGV: key. Its value, or nil if absent or
+# expired. Reads only, so it needs no guard: a foreign type makes a read fail before anything
+# happened.
+_GET_SCRIPT = """
+local value = redis.call('HGET', KEYS[1], ARGV[1])
+if value then
+  local at = redis.call('ZSCORE', KEYS[2], ARGV[1])
+  if at then
+    local t = redis.call('TIME')
+    if tonumber(at) <= tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) then
+      return false
+    end
+  end
+end
+return value
 """
-# The version of key ``k`` as the conditions see it: false when absent (decided by the values
-# hash alone, see the module docstring), '0' for a value written before versions existed.
-# Conditions arrive as strings: '' means "must be absent", '*' "no condition", anything else
-# is a decimal version, compared as a string.
+# ARGV: keys. Their values in order, nil for each absent or expired key, then whether the base
+# holds expiries at all (1 or 0: see get_many).
+_GET_MANY_SCRIPT = _CLOCK + """
+local n = #ARGV
+local timed = redis.call('EXISTS', KEYS[5])
+local found, f = {}, 0
+for first = 1, n, 4000 do
+  local last = math.min(first + 3999, n)
+  local values = redis.call('HMGET', KEYS[1], unpack(ARGV, first, last))
+  local expiries = timed == 1 and redis.call('ZMSCORE', KEYS[5], unpack(ARGV, first, last))
+  for i = 1, #values do
+    local value = values[i]
+    if expiries and expiries[i] and tonumber(expiries[i]) <= now() then value = false end
+    found[f + i] = value
+  end
+  f = f + #values
+end
+found[f + 1] = timed
+return found
+"""
+# ARGV: key. Value and version at one instant; a value without a version is at version 0.
+_GET_VERSIONED_SCRIPT = _CLOCK + _EXPIRED + """
+local key = ARGV[1]
+local value = redis.call('HGET', KEYS[1], key)
+if not value or expired(key) then return {false, false} end
+return {value, redis.call('HGET', KEYS[3], key)}
+"""
+# ARGV: key. Size (HSTRLEN: the value never travels), write time, expiry, version, or nil.
+_GET_META_SCRIPT = _CLOCK + _EXPIRED + """
+local key = ARGV[1]
+if not live(key) then return false end
+return {redis.call('HSTRLEN', KEYS[1], key), redis.call('HGET', KEYS[4], key),
+        redis.call('ZSCORE', KEYS[5], key), redis.call('HGET', KEYS[3], key)}
+"""
+# ARGV: key, TTL in ms ('' to clear the expiry), how many expired keys to purge first. Returns 1
+# if the key was live (then only its expiry changed), else 0 (then nothing but the purge ran).
+_EXPIRE_SCRIPT = _GUARD + _CLOCK + _EXPIRED + _REMOVE + _PURGE + """
+local key, ttl = ARGV[1], ARGV[2]
+purge(tonumber(ARGV[3]))
+if not live(key) then return 0 end
+if ttl == '' then
+  redis.call('ZREM', KEYS[5], key)
+else
+  redis.call('ZADD', KEYS[5], ms(now() + tonumber(ttl)), key)
+end
+return 1
+"""
+# ARGV: limit. Removes up to limit expired keys from every structure; returns how many.
+_PURGE_SCRIPT = _GUARD + _CLOCK + _REMOVE + _PURGE + "return purge(tonumber(ARGV[1]))"
+# ARGV: low, high (ZRANGEBYLEX bounds), page size, how many index members one call may visit,
+# how many of the expired ones met it may purge. Returns the live keys of one page, then where
+# the next page starts ('' at the end, else the last member visited, exclusive), then whether
+# the base holds expiries (see keys()). Expired members are skipped here by their scores, never
+# sent to the client, and those met are purged (bounded), so that later scans do not meet them.
+_SCAN_SCRIPT = _FOREIGN + _CLOCK + _REMOVE + """
+local low, high, size = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local budget, purgeable = tonumber(ARGV[4]), tonumber(ARGV[5])
+if redis.call('EXISTS', KEYS[5]) == 0 then
+  local page = redis.call('ZRANGEBYLEX', KEYS[2], low, high, 'LIMIT', 0, size + 1)
+  -- One member past the page says there is more: it becomes the page's last key.
+  local n = math.min(#page, size)
+  page[n + 1], page[n + 2] = #page > size and page[size] or '', 0
+  return page
+end
+local found, dead, after = {}, {}, ''
+while after == '' do
+  local page = redis.call('ZRANGEBYLEX', KEYS[2], low, high, 'LIMIT', 0, size + 1)
+  if #page == 0 then break end
+  local expiries = redis.call('ZMSCORE', KEYS[5], unpack(page))
+  for i = 1, #page do
+    if expiries[i] and tonumber(expiries[i]) <= now() then
+      if #dead < purgeable then dead[#dead + 1] = page[i] end
+    elseif #found == size then
+      after = found[size]  -- a live key past a full page: there is more
+      break
+    else
+      found[#found + 1] = page[i]
+    end
+  end
+  budget = budget - #page
+  if after ~= '' or #page <= size then break end
+  low = '(' .. page[#page]
+  if budget <= 0 then after = page[#page] end
+end
+if #dead > 0 then
+  if foreign() then return refused() end
+  remove(dead)
+end
+found[#found + 1], found[#found + 2] = after, 1
+return found
+"""
+# The version of key ``k`` as the conditions see it: false when absent or expired (decided by
+# the values hash and the expiries alone, see the module docstring), '0' for a value written
+# before versions existed. Conditions arrive as strings: '' means "must be absent", '*' "no
+# condition", anything else is a decimal version, compared as a string. write() is a plain write.
 _CURRENT = """
 local function current(k, stamp)
-  if redis.call('HEXISTS', KEYS[1], k) == 0 then return false end
+  if not live(k) then return false end
   return stamp or '0'
 end
 local function wanted(expected)
   if expected == '' then return false end
   return expected
 end
+local function write(k, value, version)
+  redis.call('HSET', KEYS[1], k, value)
+  redis.call('ZADD', KEYS[2], 0, k)
+  redis.call('HSET', KEYS[3], k, version)
+  redis.call('HSET', KEYS[4], k, ms(now()))
+  redis.call('ZREM', KEYS[5], k)
+end
 """
 # ARGV: key, value, expected, new version. Returns 1 if written, 0 if the condition failed.
 # A key already at the new version means this very call ran before and redis-py retried it after
 # losing the reply (see the module docstring): success, without writing again.
-_SET_IF_SCRIPT = _GUARD + _CURRENT + """
+_SET_IF_SCRIPT = _GUARD + _CLOCK + _EXPIRED + _CURRENT + """
 local key, new = ARGV[1], ARGV[4]
 local stamp = redis.call('HGET', KEYS[3], key)
 if stamp == new then return 1 end
 if current(key, stamp) ~= wanted(ARGV[3]) then return 0 end
-redis.call('HSET', KEYS[1], key, ARGV[2])
-redis.call('ZADD', KEYS[2], 0, key)
-redis.call('HSET', KEYS[3], key, new)
+write(key, ARGV[2], new)
 return 1
 """
 # ARGV: key, expected. Returns 1 if deleted, 0 if the condition failed.
-_DELETE_IF_SCRIPT = _GUARD + _CURRENT + """
+_DELETE_IF_SCRIPT = _GUARD + _CLOCK + _EXPIRED + _REMOVE + _CURRENT + """
 local key = ARGV[1]
 if current(key, redis.call('HGET', KEYS[3], key)) ~= wanted(ARGV[2]) then return 0 end
-redis.call('HDEL', KEYS[1], key)
-redis.call('ZREM', KEYS[2], key)
-redis.call('HDEL', KEYS[3], key)
+remove({key})
 return 1
 """
 # ARGV: five per change: action ('w' write, 'd' delete, 'c' check), key, expected (as above),
 # value ('' unless a write), new version ('' unless a write). Every condition is checked before
 # the first write; returns the keys whose condition failed (then nothing was written), else an
 # empty list. A write key already at its new version means the batch ran before (see set_if).
-_COMMIT_SCRIPT = _GUARD + _CURRENT + """
+_COMMIT_SCRIPT = _GUARD + _CLOCK + _EXPIRED + _REMOVE + _CURRENT + """
 local n = #ARGV
 local failed = {}
 for i = 1, n, 5 do
@@ -276,42 +483,46 @@ if #failed > 0 then return failed end
 for i = 1, n, 5 do
   local action, key = ARGV[i], ARGV[i + 1]
   if action == 'w' then
-    redis.call('HSET', KEYS[1], key, ARGV[i + 3])
-    redis.call('ZADD', KEYS[2], 0, key)
-    redis.call('HSET', KEYS[3], key, ARGV[i + 4])
+    write(key, ARGV[i + 3], ARGV[i + 4])
   elseif action == 'd' then
-    redis.call('HDEL', KEYS[1], key)
-    redis.call('ZREM', KEYS[2], key)
-    redis.call('HDEL', KEYS[3], key)
+    remove({key})
   end
 end
 return failed
 """
 
 
-def _sha1(script: str) -> str:
-    return hashlib.sha1(script.encode(), usedforsecurity=False).hexdigest()
+def _sha1(script: str) -> bytes:
+    # Hex digests as bytes, as EVALSHA sends them: redis-py passes bytes on without encoding.
+    return hashlib.sha1(script.encode(), usedforsecurity=False).hexdigest().encode()
 
 
 # By digest, to load a script the server does not know yet (first use, or after a restart).
 _SCRIPTS = {
     _sha1(script): script
     for script in (
-        _SET_SCRIPT, _DELETE_SCRIPT, _SET_MANY_SCRIPT, _DELETE_MANY_SCRIPT, _CLEAR_PAGE_SCRIPT,
-        _GET_VERSIONED_SCRIPT, _SET_IF_SCRIPT, _DELETE_IF_SCRIPT, _COMMIT_SCRIPT,
+        _SET_SCRIPT, _DELETE_SCRIPT, _SET_MANY_SCRIPT, _CLEAR_PAGE_SCRIPT, _GET_SCRIPT,
+        _GET_MANY_SCRIPT, _GET_VERSIONED_SCRIPT, _GET_META_SCRIPT, _EXPIRE_SCRIPT, _PURGE_SCRIPT,
+        _SCAN_SCRIPT, _SET_IF_SCRIPT, _DELETE_IF_SCRIPT, _COMMIT_SCRIPT,
     )
 }
 _SET_SHA = _sha1(_SET_SCRIPT)
 _DELETE_SHA = _sha1(_DELETE_SCRIPT)
 _SET_MANY_SHA = _sha1(_SET_MANY_SCRIPT)
-_DELETE_MANY_SHA = _sha1(_DELETE_MANY_SCRIPT)
 _CLEAR_SHA = _sha1(_CLEAR_PAGE_SCRIPT)
+_GET_SHA = _sha1(_GET_SCRIPT)
+_GET_MANY_SHA = _sha1(_GET_MANY_SCRIPT)
 _GET_VERSIONED_SHA = _sha1(_GET_VERSIONED_SCRIPT)
+_GET_META_SHA = _sha1(_GET_META_SCRIPT)
+_EXPIRE_SHA = _sha1(_EXPIRE_SCRIPT)
+_PURGE_SHA = _sha1(_PURGE_SCRIPT)
+_SCAN_SHA = _sha1(_SCAN_SCRIPT)
 _SET_IF_SHA = _sha1(_SET_IF_SCRIPT)
 _DELETE_IF_SHA = _sha1(_DELETE_IF_SCRIPT)
 _COMMIT_SHA = _sha1(_COMMIT_SCRIPT)
 # The condition of a Change as the scripts read it.
 _ABSENT, _ANY = "", "*"
+_NO_TTL = ""
 _CHANGE_CODES = {Action.WRITE: "w", Action.DELETE: "d", Action.CHECK: "c"}
 
 
@@ -327,6 +538,7 @@ class RedisDriver(BaseDriver):
     supports_trio = False
     atomic_batches = True
     conditional_writes = True
+    expiry = True
 
     def __init__(
         self,
@@ -406,6 +618,20 @@ class RedisDriver(BaseDriver):
         self._hash = f"{chosen_base}:kv"
         self._index = f"{chosen_base}:keys"
         self._versions = f"{chosen_base}:ver"
+        self._written = f"{chosen_base}:at"
+        self._expiries = f"{chosen_base}:exp"
+        # EVALSHA's numkeys and KEYS: the five Redis keys, in the order the scripts expect, or
+        # the two _GET_SCRIPT reads.
+        # Encoded once here rather than by redis-py on every call.
+        self._names = (self._hash, self._index, self._versions, self._written, self._expiries)
+        self._keys = (b"5", *(name.encode() for name in self._names))
+        self._get_keys = (b"2", self._hash.encode(), self._expiries.encode())
+        # When the next expiring write may purge (time.monotonic()): at most once a second.
+        self._next_purge = 0.0
+        # Whether the base held expiries when last seen: get_many and keys() then go straight to
+        # their scripts instead of first trying the plain reads (see _untimed). A hint only:
+        # both paths are exact.
+        self._timed = False
         self._client: aioredis.Redis | None = None
         # redis-py's BlockingConnectionPool waits for a free connection but costs ~10 µs per
         # command; a semaphore in front of the plain pool bounds connections just as well and
@@ -506,7 +732,14 @@ class RedisDriver(BaseDriver):
                     if self._client is not client:
                         # Closed while this task waited: the pool would reopen connections.
                         self.ensure_open()
-                    return await command(client)
+                    try:
+                        return await command(client)
+                    except NoScriptError:
+                        # First use on this server, or its script cache was emptied (a
+                        # restart): load every script, then run the command again (a script
+                        # the server did not know never ran).
+                        await self._load_scripts(client)
+                        return await command(client)
                 finally:
                     self._slots.release()
         except _FAILURES as error:
@@ -526,20 +759,48 @@ class RedisDriver(BaseDriver):
         _log.debug("redis at %s: %s", self.where, text)
         return kind(text, driver=self.name, where=self.where)
 
-    async def _script(self, client: aioredis.Redis, sha: str, *args: Any) -> Any:
+    def _script(self, client: aioredis.Redis, sha: bytes, *args: Any) -> Awaitable[Any]:
+        """Run a script by its digest; :meth:`_call` loads the scripts if the server lacks one.
+
+        Not a coroutine itself: one frame less on every operation.
+        """
+        keys = self._get_keys if sha is _GET_SHA else self._keys
         command: Callable[..., Awaitable[Any]] = client.execute_command
-        try:
-            return await command("EVALSHA", sha, 3, self._hash, self._index, self._versions, *args)
-        except NoScriptError:
-            # First use on this server, or its script cache was emptied (restart): load it.
-            await command("SCRIPT", "LOAD", _SCRIPTS[sha])
-            return await command("EVALSHA", sha, 3, self._hash, self._index, self._versions, *args)
+        return command("EVALSHA", sha, *keys, *args)
+
+    @staticmethod
+    async def _load_scripts(client: aioredis.Redis) -> None:
+        pipe = client.pipeline(transaction=False)
+        for script in _SCRIPTS.values():
+            pipe.script_load(script)
+        await pipe.execute()
+
+    async def _untimed(
+        self, client: aioredis.Redis, queue: Callable[[Any], object]
+    ) -> list[Any] | None:
+        """The replies to the reads ``queue`` adds to a transaction, if the base has no expiry.
+
+        A base that holds no expiry (no key was ever given a TTL, or all such keys are gone)
+        has no expired key, so plain reads are exact there and cost no script. EXISTS runs in
+        the same MULTI as the reads, at the same instant. ``None`` when the base does hold
+        expiries: then the caller runs its script, and later calls start there.
+        """
+        pipe = client.pipeline(transaction=True)
+        pipe.exists(self._expiries)
+        queue(pipe)
+        timed, *replies = await pipe.execute()
+        if timed:
+            self._timed = True
+            return None
+        return replies
 
     # -- primitives -------------------------------------------------------------------------
 
     async def get(self, key: str) -> bytes | None:
-        """Return the value stored under ``key``, or ``None`` (one HGET)."""
-        return cast("bytes | None", await self._call(lambda client: client.hget(self._hash, key)))
+        """Return the value stored under ``key``, or ``None`` if absent or expired."""
+        return cast(
+            "bytes | None", await self._call(lambda client: self._script(client, _GET_SHA, key))
+        )
 
     async def set(self, key: str, value: bytes) -> None:
         """Store ``value`` under ``key``: value, index entry and a new version in one script."""
@@ -609,7 +870,7 @@ class RedisDriver(BaseDriver):
         if not deleted:
             raise self._refused([key], retried)
 
-    async def _conditional(self, sha: str, *args: Any) -> tuple[Any, bool]:
+    async def _conditional(self, sha: bytes, *args: Any) -> tuple[Any, bool]:
         """Run a conditional script; return its reply and whether redis-py sent it twice."""
         token = _RETRIED.set(False)
         try:
@@ -632,22 +893,46 @@ class RedisDriver(BaseDriver):
         ))
 
     async def keys(self, prefix: str = "") -> AsyncIterator[str]:
-        """Yield the keys starting with ``prefix`` in order, ``SCAN_PAGE`` per round trip."""
+        """Yield the live keys starting with ``prefix`` in order, ``SCAN_PAGE`` per round trip."""
         low, high = _lex_range(prefix)
         while True:
-            # One call per page: a paused or abandoned scan holds no connection. One member
-            # past the page tells whether another page exists, which saves the empty round
-            # trip a scan would end with whenever the matches fill whole pages.
-            def page_from(client: aioredis.Redis, low: bytes = low) -> Awaitable[Any]:
-                return client.zrangebylex(self._index, low, high, start=0, num=SCAN_PAGE + 1)
+            # One call per page: a paused or abandoned scan holds no connection.
+            def page_from(
+                client: aioredis.Redis, low: bytes = low
+            ) -> Awaitable[tuple[list[bytes], bytes]]:
+                return self._scan_page(client, low, high)
 
-            page = cast("list[bytes]", await self._call(page_from))
-            for member in page[:SCAN_PAGE]:
+            page, after = await self._call(page_from)
+            for member in page:
                 yield member.decode("utf-8")
-            if len(page) <= SCAN_PAGE:
+            if not after:
                 return
             # Keyset pagination: writes between pages can neither repeat nor skip a key.
-            low = b"(" + page[SCAN_PAGE - 1]
+            low = b"(" + after
+
+    async def _scan_page(
+        self, client: aioredis.Redis, low: bytes, high: bytes
+    ) -> tuple[list[bytes], bytes]:
+        """One page of live keys from ``low`` on, and the member the next page starts after.
+
+        The member is empty at the end. One past the page is fetched to tell whether another
+        page exists, which saves the empty round trip a scan would end with whenever the
+        matches fill whole pages. On a base with expiries the scan script skips expired keys
+        by their expiry (never sending them here), and purges those it met, bounded.
+        """
+        if not self._timed:
+            found = await self._untimed(
+                client, lambda pipe: pipe.zrangebylex(self._index, low, high, 0, SCAN_PAGE + 1)
+            )
+            if found is not None:
+                page: list[bytes] = found[0]
+                more = len(page) > SCAN_PAGE
+                return page[:SCAN_PAGE], page[SCAN_PAGE - 1] if more else b""
+        *page, after, timed = await self._script(
+            client, _SCAN_SHA, low, high, SCAN_PAGE, SCAN_VISITS, SCAN_PURGE
+        )
+        self._timed = bool(timed)
+        return page, after
 
     async def close(self) -> None:
         """Close the pool's connections; idempotent."""
@@ -667,29 +952,41 @@ class RedisDriver(BaseDriver):
     # -- batches ----------------------------------------------------------------------------
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
-        """Return the values of ``keys`` in order, from HMGET chunks in one round trip."""
+        """Return the values of ``keys`` in order (``None`` if absent or expired), at one instant.
+
+        One MULTI of HMGETs on a base without expiries, else one script call.
+        """
         if not keys:
             self.ensure_open()
             return []
 
-        async def read(client: aioredis.Redis) -> list[bytes | None]:
-            if len(keys) <= BATCH_CHUNK:
-                return cast("list[bytes | None]", await client.hmget(self._hash, list(keys)))
-            pipe = client.pipeline(transaction=False)
+        def queue(pipe: Any) -> None:
             for start in range(0, len(keys), BATCH_CHUNK):
                 pipe.hmget(self._hash, list(keys[start : start + BATCH_CHUNK]))
-            chunks = cast("list[list[bytes | None]]", await pipe.execute())
-            return [value for chunk in chunks for value in chunk]
+
+        async def read(client: aioredis.Redis) -> list[bytes | None]:
+            if not self._timed:
+                chunks = await self._untimed(client, queue)
+                if chunks is not None:
+                    return [value for chunk in chunks for value in chunk]
+            *values, timed = await self._script(client, _GET_MANY_SHA, *keys)
+            self._timed = bool(timed)
+            return cast("list[bytes | None]", values)
 
         return await self._call(read)
 
     async def set_many(self, items: Sequence[tuple[str, bytes]]) -> None:
         """Store every pair, the last one per key winning, all or nothing in one script call."""
+        await self._write_many(items, _NO_TTL, 0)
+
+    async def _write_many(self, items: Sequence[tuple[str, bytes]], ttl: str, purge: int) -> None:
+        """Run the batch write script: ``ttl`` in ms or ``_NO_TTL``, ``purge`` expired first."""
         if not items:
             self.ensure_open()
             return
         # HSET with a repeated field keeps the last value, so pairs need no de-duplication.
-        flat: list[str | bytes] = [part for pair in items for part in pair]
+        flat: list[str | bytes | int] = [ttl, purge]
+        flat.extend(part for pair in items for part in pair)
         flat.extend(str(new_version()) for _ in items)
         await self._call(lambda client: self._script(client, _SET_MANY_SHA, *flat))
 
@@ -698,13 +995,13 @@ class RedisDriver(BaseDriver):
         if not keys:
             self.ensure_open()
             return
-        await self._call(lambda client: self._script(client, _DELETE_MANY_SHA, *keys))
+        await self._call(lambda client: self._script(client, _DELETE_SHA, *keys))
 
     async def clear(self, prefix: str = "") -> None:
-        """Remove every key starting with ``prefix``; ``""`` unlinks the base's three Redis keys."""
+        """Remove every key starting with ``prefix``; ``""`` unlinks the base's five Redis keys."""
         if not prefix:
             # UNLINK frees a large hash in the background instead of blocking the server.
-            await self._call(lambda client: client.unlink(self._hash, self._index, self._versions))
+            await self._call(lambda client: client.unlink(*self._names))
             return
         low, high = _lex_range(prefix)
         # Page by page, each page atomic and under its own deadline, so a huge prefix never
@@ -715,6 +1012,67 @@ class RedisDriver(BaseDriver):
             )
             if int(removed) < SCAN_PAGE:
                 return
+
+    # -- expiry and metadata ------------------------------------------------------------------
+
+    async def set_expiring(self, key: str, value: bytes, ttl: float) -> None:
+        """Store ``value`` to expire ``ttl`` seconds after the server's clock at the write."""
+        await self._write_many([(key, value)], str(ttl_millis(ttl)), self._purge_due())
+
+    async def set_many_expiring(self, items: Sequence[tuple[str, bytes]], ttl: float) -> None:
+        """Store every pair to expire ``ttl`` seconds from one server instant; one script call."""
+        await self._write_many(items, str(ttl_millis(ttl)), self._purge_due())
+
+    async def expire(self, key: str, ttl: float | None) -> bool:
+        """Set (or with ``None`` clear) a live key's expiry, from the server's clock; one script."""
+        wanted = _NO_TTL if ttl is None else str(ttl_millis(ttl))
+        purge = self._purge_due()
+        found = await self._call(
+            lambda client: self._script(client, _EXPIRE_SHA, key, wanted, purge)
+        )
+        return bool(found)
+
+    async def get_meta(self, key: str) -> Meta | None:
+        """Size, write time, expiry and version of a live key, read by one script call."""
+        found = await self._call(lambda client: self._script(client, _GET_META_SHA, key))
+        if found is None:
+            return None
+        size, written, expires, version = found
+        return Meta(
+            size=int(size),
+            written_at=None if written is None else from_millis(int(written)),
+            expires_at=None if expires is None else from_millis(int(float(expires))),
+            version=LEGACY_VERSION if version is None else int(version),
+        )
+
+    async def purge_expired(self, limit: int = 1000) -> int:
+        """Remove up to ``limit`` expired keys, found by the expiry index, ``PURGE_STEP`` a call.
+
+        Each call is one atomic script, so a large limit never blocks the server for long.
+        """
+        removed = 0
+        while removed < limit:
+            step = min(PURGE_STEP, limit - removed)
+
+            def purge(client: aioredis.Redis, step: int = step) -> Awaitable[Any]:
+                return self._script(client, _PURGE_SHA, step)
+
+            count = int(await self._call(purge))
+            removed += count
+            if count < step:
+                break
+        return removed
+
+    def _purge_due(self) -> int:
+        """How many expired keys an expiring write purges: ``AUTO_PURGE`` once a second, else 0.
+
+        Only expiring writes purge, so a base that never uses TTLs pays nothing for it.
+        """
+        now = time.monotonic()
+        if now < self._next_purge:
+            return 0
+        self._next_purge = now + AUTO_PURGE_EVERY
+        return AUTO_PURGE
 
     def __repr__(self) -> str:
         return f"RedisDriver(where={self.where!r}, base={self.base!r})"

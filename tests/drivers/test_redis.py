@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
 import subprocess
 import sys
+import tarfile
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import anyio
@@ -23,8 +27,11 @@ from kvstore.conditional import LEGACY_VERSION, Change, Versioned
 from kvstore.drivers import redis as redis_module
 from kvstore.drivers.redis import RedisDriver, from_url, redis_driver
 from kvstore.errors import BackendError, BackendUnavailable, ConfigurationError, Conflict
+from kvstore.expiry import Meta, to_millis, ttl_millis
 from kvstore.storage import Storage
 from kvstore.testing import DriverConformance, DriverFactory
+from kvstore.testing.clock import TestClock
+from kvstore.testing.cost import measure_best
 from tests.support import old_release
 from tests.support.hostile_urls import MARK, HostileURL, hostile_urls
 from tests.support.load import check_tasks_share_a_bounded_pool
@@ -73,12 +80,12 @@ def bases(shared_redis: redis.Redis) -> Iterator[list[str]]:
 
 
 def _names(base: str) -> list[str]:
-    """The Redis keys a base owns: values, index, versions."""
-    return [f"{base}:kv", f"{base}:keys", f"{base}:ver"]
+    """The Redis keys a base owns: values, index, versions, write times, expiries."""
+    return [f"{base}:kv", f"{base}:keys", f"{base}:ver", f"{base}:at", f"{base}:exp"]
 
 
 def _snapshot(client: redis.Redis, base: str) -> list[object]:
-    """Everything stored at a base's three Redis keys, whatever their types."""
+    """Everything stored at a base's five Redis keys, whatever their types."""
     found: list[object] = []
     for name in _names(base):
         kind = client.type(name)
@@ -106,7 +113,8 @@ class TestRedisDriver(DriverConformance):
 @pytest.mark.anyio
 async def test_bases_never_see_or_clear_each_other(bases: list[str]) -> None:
     root = _unique_base("iso")
-    names = [root, root + "2", root + ":x", root + ":kv", root + ":keys", root + ":ver"]
+    names = [root, root + "2", root + ":x", root + ":kv", root + ":keys", root + ":ver",
+             root + ":at", root + ":exp"]
     bases.extend(names)
     storages = [Storage(redis_driver(REDIS_URL, base=name)) for name in names]
     try:
@@ -129,7 +137,7 @@ async def test_bases_never_see_or_clear_each_other(bases: list[str]) -> None:
 
 
 @pytest.mark.anyio
-async def test_layout_is_a_hash_an_index_and_a_version_hash_per_base(
+async def test_layout_is_values_index_versions_write_times_and_expiries_per_base(
     shared_redis: redis.Redis, bases: list[str]
 ) -> None:
     base = _unique_base("layout")
@@ -137,14 +145,19 @@ async def test_layout_is_a_hash_an_index_and_a_version_hash_per_base(
     async with Storage(redis_driver(REDIS_URL, base=base)) as storage:
         await storage.set_many({"p*": 1, "p?": 2, "p[x]": 3})
         await storage.set("q", 4)
+        # No TTL yet: no expiry structure either.
         assert sorted(shared_redis.scan_iter(match=f"{base}*")) == [
+            f"{base}:at".encode(),
             f"{base}:keys".encode(),
             f"{base}:kv".encode(),
             f"{base}:ver".encode(),
         ]
-        # Hash, index and versions agree, and a glob character in a prefix stays literal.
+        # Hash, index, versions and write times agree, and a glob character in a prefix stays
+        # literal.
         assert shared_redis.hlen(f"{base}:kv") == shared_redis.zcard(f"{base}:keys") == 4
-        assert shared_redis.hlen(f"{base}:ver") == 4
+        assert shared_redis.hlen(f"{base}:ver") == shared_redis.hlen(f"{base}:at") == 4
+        await storage.set("t", 5, ttl=30)
+        assert shared_redis.zrange(f"{base}:exp", 0, -1) == [b"t"]
         assert [key async for key in storage.keys("p*")] == ["p*"]
         found = await storage.get_versioned("q")
         assert found is not None
@@ -152,7 +165,7 @@ async def test_layout_is_a_hash_an_index_and_a_version_hash_per_base(
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize("suffix", [":kv", ":keys", ":ver"])
+@pytest.mark.parametrize("suffix", [":kv", ":keys", ":ver", ":at", ":exp"])
 async def test_writes_change_nothing_when_a_key_of_the_base_holds_foreign_data(
     shared_redis: redis.Redis, bases: list[str], suffix: str
 ) -> None:
@@ -177,13 +190,26 @@ async def test_writes_change_nothing_when_a_key_of_the_base_holds_foreign_data(
             lambda: storage.commit([Change.put("new", 1), Change.delete("other")]),
             lambda: storage.commit([Change.delete("other"), Change.put("new", 1)]),
             lambda: storage.update("kept", lambda value: 3),
+            lambda: storage.set("new", 1, ttl=30),
+            lambda: storage.set_many({"a": 1, "b": 2}, ttl=30),
+            lambda: storage.expire("kept", 30),
+            lambda: storage.expire("kept", None),
         ]
         for write in writes:
-            # The scripts' guard ("holds foreign data") for the index and the versions, Redis's
-            # own refusal for the values hash, which every script reaches before writing.
+            # The scripts' guard ("holds foreign data") for the index, the versions, the write
+            # times and the expiries, Redis's own refusal for the values hash, which every
+            # script reaches before writing.
             with pytest.raises(BackendError, match="WRONGTYPE"):
                 await write()
             assert _snapshot(shared_redis, base) == before
+        # A purge is refused by the guard, or (a foreign values hash, which the guard does not
+        # look at) finds nothing to remove: no key has expired.
+        if suffix == ":kv":
+            assert await storage.purge_expired() == 0
+        else:
+            with pytest.raises(BackendError, match="WRONGTYPE"):
+                await storage.purge_expired()
+        assert _snapshot(shared_redis, base) == before
 
 
 @pytest.mark.parametrize("base", ["", "a\x00b", ":a", "a::b", 7])
@@ -639,7 +665,7 @@ async def test_a_replayed_pre_versions_layout_reads_at_version_0(
             await storage.replace_raw("k", b'"newer"', LEGACY_VERSION)
         assert await storage.get_versioned_raw("k") == Versioned(b'"new"', version)
         await storage.delete_if("k", version)
-    assert _snapshot(shared_redis, base) == [b"none"] * 3
+    assert _snapshot(shared_redis, base) == [b"none"] * 5
 
 
 @pytest.mark.anyio
@@ -672,7 +698,7 @@ async def test_every_write_gives_a_fresh_version_and_every_delete_removes_it(
         # A key deleted and created again never comes back at a version a reader saw.
         assert await storage.create("a", 4) not in seen
         await storage.clear()
-    assert _snapshot(shared_redis, base) == [b"none"] * 3
+    assert _snapshot(shared_redis, base) == [b"none"] * 5
 
 
 @pytest.mark.anyio
@@ -766,11 +792,19 @@ async def test_a_retried_conditional_write_is_recognised_not_reported_as_a_confl
     script = driver._script
     replays: list[tuple[object, object, bool]] = []
 
-    async def twice(client: Any, sha: str, *args: Any) -> Any:
+    def state(sha: bytes) -> list[object]:
+        found = _snapshot(shared_redis, base)
+        if sha == redis_module._SET_SHA:
+            # A plain set run again is a second write of the same value and version: only its
+            # write time moves on.
+            del found[_names(base).index(f"{base}:at")]
+        return found
+
+    async def twice(client: Any, sha: bytes, *args: Any) -> Any:
         first = await script(client, sha, *args)
-        state = _snapshot(shared_redis, base)
+        before = state(sha)
         second = await script(client, sha, *args)
-        replays.append((first, second, _snapshot(shared_redis, base) == state))
+        replays.append((first, second, state(sha) == before))
         return second
 
     driver._script = twice  # type: ignore[method-assign]
@@ -982,7 +1016,7 @@ async def test_versions_stay_inside_their_base(
 ) -> None:
     root = helper_bases("iso")
     names = [root, root + ":ver", root + ":kv", root + ":keys", root + ":k", root + ":v",
-             root + "2"]
+             root + ":at", root + ":exp", root + ":e", root + "2"]
     redis_keys = [name for base in names for name in _names(base)]
     assert len(set(redis_keys)) == len(redis_keys)
     storages = [Storage(redis_driver(REDIS_URL, base=name)) for name in names]
@@ -1054,3 +1088,307 @@ async def test_versioned_operations_on_a_stopped_server_end_within_the_operation
             private_redis.resume()
         assert await storage.get_versioned("k") == Versioned(1, version)
         assert await storage.update("k", lambda value: 2) == 2
+
+
+# -- expiry -----------------------------------------------------------------------------------
+
+# A TTL short enough to wait for, long enough that the writes of a test end before it passes.
+_SHORT_TTL = 0.5
+_LONG_TTL = 30.0
+
+
+async def _wait_past(written_before: float, ttl: float) -> None:
+    """Wait until a TTL given by a write that returned before ``written_before`` has run out.
+
+    The server runs on this machine: its clock read inside the write came before
+    ``written_before`` on ours, so the expiry instant has passed once this returns.
+    """
+    await TestClock(manual=False).pass_instant(written_before + ttl)
+
+
+def _traces(client: redis.Redis, base: str, keys: list[str]) -> dict[str, list[str]]:
+    """For each of the base's five Redis keys, which of ``keys`` it still holds."""
+    found: dict[str, list[str]] = {}
+    for name in _names(base):
+        kind = client.type(name)
+        if kind == b"hash":
+            held = [key for key in keys if client.hexists(name, key)]
+        else:
+            held = [key for key in keys if client.zscore(name, key) is not None]
+        found[name.removeprefix(base)] = held
+    return found
+
+
+@pytest.mark.anyio
+async def test_purge_expired_removes_every_trace_of_expired_keys_only(
+    shared_redis: redis.Redis, helper_bases: Callable[[str], str]
+) -> None:
+    base = helper_bases("purge")
+    gone = [f"gone:{n:02}" for n in range(25)]
+    kept = ["live", "long"]
+    async with Storage(redis_driver(REDIS_URL, base=base)) as storage:
+        await storage.set("live", 1)
+        await storage.set("long", 1, ttl=_LONG_TTL)
+        await storage.set_many(dict.fromkeys(gone, 1), ttl=_SHORT_TTL)
+        await _wait_past(time.time(), _SHORT_TTL)
+        # Absent to every read, but still physically there: no write came after the expiry.
+        assert await storage.get_many(gone) == [None] * len(gone)
+        assert _traces(shared_redis, base, gone)[":kv"] == gone
+        counts: list[int] = []
+        while count := await storage.purge_expired(limit=10):
+            counts.append(count)
+        assert counts == [10, 10, 5]
+        everywhere = _traces(shared_redis, base, gone + kept)
+        assert everywhere == {
+            ":kv": kept, ":keys": kept, ":ver": kept, ":at": kept, ":exp": ["long"]
+        }
+        assert await storage.get_many(kept) == [1, 1]
+        await storage.clear()
+    assert _snapshot(shared_redis, base) == [b"none"] * 5
+
+
+@pytest.mark.anyio
+async def test_expiring_writes_purge_a_small_batch_at_most_once_a_second(
+    shared_redis: redis.Redis, helper_bases: Callable[[str], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base = helper_bases("auto")
+    # The drivers' monotonic clock, moved by hand: "once a second" without waiting for one.
+    monotonic = [1000.0]
+    monkeypatch.setattr(redis_module, "time", SimpleNamespace(monotonic=lambda: monotonic[0]))
+    gone = [f"gone:{n:03}" for n in range(redis_module.AUTO_PURGE + 50)]
+    expiries = f"{base}:exp"
+    async with Storage(redis_driver(REDIS_URL, base=base)) as writer:
+        await writer.set_many(dict.fromkeys(gone, 1), ttl=_SHORT_TTL)
+        await _wait_past(time.time(), _SHORT_TTL)
+    async with Storage(redis_driver(REDIS_URL, base=base)) as storage:
+        # Writes without a TTL never purge.
+        await storage.set("plain", 1)
+        await storage.set_many({"plain2": 2})
+        assert shared_redis.zcard(expiries) == len(gone)
+        # The first expiring write purges one small batch...
+        await storage.set("t1", 1, ttl=_LONG_TTL)
+        assert shared_redis.zcard(expiries) == 50 + 1
+        # ... and the next ones, within the same second, none.
+        await storage.set_many({"t2": 2}, ttl=_LONG_TTL)
+        assert await storage.expire("plain", _LONG_TTL) is True
+        assert shared_redis.zcard(expiries) == 50 + 3
+        # A second later, an expiring write purges again (here expire(), which writes no value).
+        monotonic[0] += redis_module.AUTO_PURGE_EVERY
+        assert await storage.expire("plain", None) is True
+        assert shared_redis.zcard(expiries) == 2
+        assert _traces(shared_redis, base, gone) == {
+            ":kv": [], ":keys": [], ":ver": [], ":at": [], ":exp": []
+        }
+        assert sorted([key async for key in storage.keys()]) == ["plain", "plain2", "t1", "t2"]
+
+
+def _server_millis(client: redis.Redis) -> int:
+    seconds, micros = client.time()
+    return int(seconds) * 1000 + int(micros) // 1000
+
+
+@pytest.mark.anyio
+async def test_the_servers_clock_decides_write_times_and_expiries(
+    shared_redis: redis.Redis, helper_bases: Callable[[str], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base = helper_bases("clock")
+    async with Storage(redis_driver(REDIS_URL, base=base)) as storage:
+        await storage.set("warm", 1)  # connected and the scripts loaded before the clock breaks
+        # This client's clock is far off; the server's is the one that counts.
+        monkeypatch.setattr(time, "time", lambda: 0.0)
+        before = _server_millis(shared_redis)
+        await storage.set("k", "v", ttl=_LONG_TTL)
+        await storage.set("plain", "v")
+        after = _server_millis(shared_redis)
+        meta = await storage.get_meta("k")
+        plain = await storage.get_meta("plain")
+        monkeypatch.undo()
+    assert meta is not None
+    assert plain is not None
+    for found in (meta, plain):
+        assert found.written_at is not None
+        # TIME is rounded to the millisecond inside the script: one millisecond of slack.
+        assert before <= to_millis(found.written_at) <= after + 1
+    # One instant for the write time and the expiry: the TTL exactly, in milliseconds.
+    written, expires = meta.written_at, meta.expires_at
+    assert written is not None
+    assert expires is not None
+    assert to_millis(expires) == to_millis(written) + ttl_millis(_LONG_TTL)
+    assert plain.expires_at is None
+    assert shared_redis.hget(f"{base}:at", "k") == str(to_millis(written)).encode()
+    assert shared_redis.zscore(f"{base}:exp", "k") == to_millis(expires)
+
+
+@pytest.mark.anyio
+async def test_get_meta_is_one_script_call_that_never_sends_the_value(
+    helper_bases: Callable[[str], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base = helper_bases("meta")
+    async with Storage(redis_driver(REDIS_URL, base=base)) as storage:
+        await storage.set_raw("big", b"x" * 100_000, ttl=_LONG_TTL)
+        await storage.get_meta("warm")  # loads the script
+        sent: list[tuple[Any, ...]] = []
+        replies: list[Any] = []
+        original: Callable[..., Awaitable[Any]] = aioredis.Redis.execute_command
+
+        async def recording(client: aioredis.Redis, *args: Any, **options: Any) -> Any:
+            sent.append(args)
+            reply = await original(client, *args, **options)
+            replies.append(reply)
+            return reply
+
+        monkeypatch.setattr(aioredis.Redis, "execute_command", recording)
+        meta = await storage.get_meta("big")
+    assert [args[0] for args in sent] == ["EVALSHA"]
+    assert meta is not None
+    assert meta.size == 100_000
+    assert len(repr(replies)) < 1000
+
+
+# The pre-expiry driver, run from the repository's history: writes a base, or reads it back.
+_PRE_EXPIRY_COMMIT = "e7d3c02"
+_PRE_EXPIRY_CHILD = """
+import json, sys
+import anyio
+import kvstore
+from kvstore.drivers.redis import redis_driver
+from kvstore.storage import Storage
+
+checkout, url, base, mode = sys.argv[1:]
+assert kvstore.__file__.startswith(checkout), kvstore.__file__
+assert not redis_driver(url, base=base).expiry
+
+
+async def main() -> None:
+    async with Storage(redis_driver(url, base=base)) as storage:
+        if mode == "write":
+            await storage.set("solo", {"n": 1})
+            await storage.set_many({"a": 1, "b": 2, "c": 3, "d": 4})
+            await storage.delete("c")
+        else:
+            print(json.dumps({key: value async for key, value in storage.items("")}))
+
+
+anyio.run(main)
+"""
+
+
+@pytest.fixture(scope="module")
+def pre_expiry_checkout(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The ``kvstore`` package as it was before expiry, taken from the repository's history."""
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", "--format=tar", _PRE_EXPIRY_COMMIT, "kvstore"],
+        capture_output=True,
+        check=False,
+    )
+    if archive.returncode != 0:
+        pytest.skip(f"commit {_PRE_EXPIRY_COMMIT} is not in this clone's history (shallow?)")
+    target = tmp_path_factory.mktemp("kvstore-pre-expiry")
+    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+        tar.extractall(target, filter="data")
+    return target
+
+
+@pytest.mark.anyio
+async def test_a_base_written_before_expiry_keeps_its_data_and_gains_ttls(
+    shared_redis: redis.Redis,
+    helper_bases: Callable[[str], str],
+    pre_expiry_checkout: Path,
+    tmp_path: Path,
+) -> None:
+    base = helper_bases("preexp")
+
+    def old_driver(mode: str) -> str:
+        return _run_child(
+            _PRE_EXPIRY_CHILD, REDIS_URL, base, mode, pythonpath=pre_expiry_checkout,
+            cwd=tmp_path,
+        )
+
+    old_driver("write")
+    # The layout before expiry: values, index and versions, no write times, no expiries.
+    assert [shared_redis.exists(name) for name in _names(base)] == [1, 1, 1, 0, 0]
+    async with Storage(redis_driver(REDIS_URL, base=base)) as storage:
+        assert {key: value async for key, value in storage.items()} == {
+            "a": 1, "b": 2, "d": 4, "solo": {"n": 1}
+        }
+        found = await storage.get_versioned("a")
+        assert found is not None
+        # Written before write times were kept: no write time, no expiry, its version.
+        assert await storage.get_meta("a") == Meta(
+            size=1, written_at=None, expires_at=None, version=found.version
+        )
+        assert await storage.get_meta("c") is None
+        # Old keys gain TTLs, by expire() (keeping "no write time") or by a new write.
+        assert await storage.expire("solo", _SHORT_TTL) is True
+        await storage.set("b", 20, ttl=_SHORT_TTL)
+        await storage.set("d", 40)
+        ended = time.time()
+        solo = await storage.get_meta("solo")
+        assert solo is not None
+        assert solo.written_at is None
+        assert solo.expires_at is not None
+        d = await storage.get_meta("d")
+        assert d is not None
+        assert d.written_at is not None
+        assert d.expires_at is None
+        await _wait_past(ended, _SHORT_TTL)
+        assert await storage.purge_expired() == 2
+        assert [key async for key in storage.keys()] == ["a", "d"]
+    # The old driver reads what is left (it knows nothing of expiry; the purged keys are gone).
+    assert json.loads(old_driver("read")) == {"a": 1, "d": 40}
+
+
+async def _mostly_expired(storage: Storage, prefix: str, count: int, live_every: int) -> None:
+    """Write ``count`` keys under ``prefix``, every ``live_every``-th one live, then wait until
+    the others have expired."""
+    keys = [f"{prefix}{n:05}" for n in range(count)]
+    await storage.set_many_raw(
+        {key: b"x" for n, key in enumerate(keys) if n % live_every}, ttl=_SHORT_TTL
+    )
+    ended = time.time()
+    await storage.set_many_raw({key: b"x" for n, key in enumerate(keys) if n % live_every == 0})
+    await _wait_past(ended, _SHORT_TTL)
+
+
+@pytest.mark.anyio
+async def test_a_scan_over_mostly_expired_keys_costs_what_a_scan_of_the_live_ones_does(
+    helper_bases: Callable[[str], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Expired keys interleaved with live ones, the case a scan cannot skip as one run, and no
+    # purging by the scan, so that every measured scan meets all 9,000 of them.
+    monkeypatch.setattr(redis_module, "SCAN_PURGE", 0)
+    base = helper_bases("scancost")
+    async with Storage(redis_driver(REDIS_URL, base=base)) as storage:
+        await _mostly_expired(storage, "b:", 10_000, live_every=10)
+        await storage.set_many_raw({f"a:{n:05}": b"x" for n in range(1000)})
+
+        async def scan(prefix: str) -> None:
+            assert len([key async for key in storage.keys(prefix)]) == 1000
+
+        alone = await measure_best(lambda: scan("a:"))
+        among = await measure_best(lambda: scan("b:"))
+    assert among.steps <= 2.5 * alone.steps, (among, alone)
+    assert among.peak_bytes <= 2.5 * alone.peak_bytes, (among, alone)
+
+
+@pytest.mark.anyio
+async def test_a_scan_purges_the_expired_keys_it_meets_a_page_at_a_time(
+    shared_redis: redis.Redis, helper_bases: Callable[[str], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(redis_module, "SCAN_PURGE", 100)
+    base = helper_bases("scanpurge")
+    expiries = f"{base}:exp"
+    async with Storage(redis_driver(REDIS_URL, base=base)) as storage:
+        await _mostly_expired(storage, "p:", 300, live_every=30)
+        await storage.set("q:long", 1, ttl=_LONG_TTL)
+        assert shared_redis.zcard(expiries) == 290 + 1
+        # Each call of the scan script purges at most SCAN_PURGE of the expired keys it met.
+        for left in (190, 90, 0, 0):
+            assert len([key async for key in storage.keys("p:")]) == 10
+            assert shared_redis.zcard(expiries) == left + 1
+        assert shared_redis.hlen(f"{base}:kv") == shared_redis.zcard(f"{base}:keys") == 11
+        assert shared_redis.hlen(f"{base}:ver") == shared_redis.hlen(f"{base}:at") == 11
+        # A scan that meets no expired key writes nothing.
+        before = _snapshot(shared_redis, base)
+        assert [key async for key in storage.keys("q:")] == ["q:long"]
+        assert _snapshot(shared_redis, base) == before

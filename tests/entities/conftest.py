@@ -38,7 +38,7 @@ def _redis_base() -> str:
 def _remove_redis_base(base: str) -> None:
     client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3)
     try:
-        client.delete(f"{base}:kv", f"{base}:keys", f"{base}:ver")
+        client.delete(*(f"{base}:{part}" for part in ("kv", "keys", "ver", "at", "exp")))
     finally:
         client.close()
 

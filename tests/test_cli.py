@@ -494,7 +494,7 @@ def redis_base() -> Iterator[str]:
         server_unreachable(f"Redis at {REDIS_URL} is unreachable: {error}")
     base = f"kvtest_cli_{uuid.uuid4().hex[:12]}"
     yield base
-    client.delete(f"{base}:kv", f"{base}:keys", f"{base}:ver")
+    client.delete(*(f"{base}:{part}" for part in ("kv", "keys", "ver", "at", "exp")))
     client.close()
 
 

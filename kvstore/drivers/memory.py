@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import heapq
+import math
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 
 from kvstore.conditional import Action, Change, Versioned, new_version
 from kvstore.driver import BaseDriver, conflict
 from kvstore.drivers._sorted_keys import SortedKeys
 from kvstore.errors import ConfigurationError, StorageClosed
+from kvstore.expiry import Clock, Meta, expiry_millis, from_millis, now_millis
 from kvstore.keys import prefix_successor
 from kvstore.pacing import Gate, Pacer
 from kvstore.urls import parse_url, redact_url, take_options
@@ -22,6 +26,9 @@ _STEP = 64
 # Single operations between looks at the clock. Each takes about a microsecond, while reading
 # the clock takes a tenth of that: reading it every time would cost the 10 % budget alone.
 _CREDIT = 64
+# Expiring writes purge at most this many expired keys, at most once per _PURGE_EVERY seconds.
+_AUTO_PURGE = 100
+_PURGE_EVERY = 1.0
 
 
 class MemoryDriver(BaseDriver):
@@ -36,17 +43,30 @@ class MemoryDriver(BaseDriver):
     Versions cost nothing until asked for: a key gets one the first time a versioned read or a
     conditional write needs it, and any write of the key drops it, so the next one asked for is
     new. While no key has a version, a write pays one test of an empty dict.
+
+    Expiry reads ``clock`` (POSIX seconds; the wall clock by default). While no key expires,
+    operations pay one test of an empty dict. An operation that meets an expired key removes
+    it; a heap of expiry instants lets :meth:`purge_expired` (and expiring writes, once a
+    second) remove the others without scanning.
     """
 
     name = "memory"
     supports_trio = True
     atomic_batches = True
     conditional_writes = True
+    expiry = True
 
-    def __init__(self) -> None:
+    def __init__(self, *, clock: Clock = time.time) -> None:
         self._values: dict[str, bytes] = {}
         # The versions handed out so far, by key (see the class docstring).
         self._versions: dict[str, int] = {}
+        self._clock = clock
+        # When each value was written (clock seconds), and when expiring keys expire (ms).
+        self._written: dict[str, float] = {}
+        self._expiry: dict[str, int] = {}
+        # (instant, key) for every expiry set; entries whose key has since changed are skipped.
+        self._deadlines: list[tuple[int, str]] = []
+        self._last_purge = -math.inf  # on the driver's clock
         # Ordered index of the keys, so that a prefix scan costs log(n) plus the matches.
         self._index = SortedKeys()
         self._pacer = Pacer()
@@ -123,6 +143,8 @@ class MemoryDriver(BaseDriver):
             self._credit = credit - 1
         else:
             await self._turn()
+        if self._expiry:
+            self._reap(key, now_millis(self._clock))
         return self._values.get(key)
 
     async def set(self, key: str, value: bytes) -> None:
@@ -140,8 +162,11 @@ class MemoryDriver(BaseDriver):
         if key not in self._values:
             self._index.add(key)
         self._values[key] = value
+        self._written[key] = self._clock()
         if self._versions:
             self._versions.pop(key, None)
+        if self._expiry:
+            self._expiry.pop(key, None)
 
     async def delete(self, key: str) -> None:
         # docstring inherited
@@ -155,8 +180,106 @@ class MemoryDriver(BaseDriver):
     def _remove(self, key: str) -> None:
         if self._values.pop(key, None) is not None:
             self._index.remove(key)
+            del self._written[key]
             if self._versions:
                 self._versions.pop(key, None)
+            if self._expiry:
+                self._expiry.pop(key, None)
+
+    # -- expiry -------------------------------------------------------------------------------
+
+    def _reap(self, key: str, now_ms: int) -> None:
+        """Remove ``key`` if it has expired by ``now_ms``: to every operation it is gone."""
+        deadline = self._expiry.get(key)
+        if deadline is not None and deadline <= now_ms:
+            self._remove(key)
+
+    def _set_expiry(self, key: str, deadline: int) -> None:
+        self._expiry[key] = deadline
+        heapq.heappush(self._deadlines, (deadline, key))
+        if len(self._deadlines) > 2 * len(self._expiry) + 1024:
+            # Rewritten and re-expired keys leave stale entries behind: rebuild now and then.
+            self._deadlines = [(when, name) for name, when in self._expiry.items()]
+            heapq.heapify(self._deadlines)
+
+    def _purge(self, limit: int) -> int:
+        now_ms = now_millis(self._clock)
+        deadlines, removed = self._deadlines, 0
+        while deadlines and removed < limit and deadlines[0][0] <= now_ms:
+            deadline, key = heapq.heappop(deadlines)
+            if self._expiry.get(key) == deadline:
+                self._remove(key)
+                removed += 1
+        return removed
+
+    def _purge_now_and_then(self) -> None:
+        """The automatic purge expiring writes run: a small batch, at most once a second."""
+        now = self._clock()
+        if not 0 <= now - self._last_purge < _PURGE_EVERY:
+            self._last_purge = now
+            self._purge(_AUTO_PURGE)
+
+    async def set_expiring(self, key: str, value: bytes, ttl: float) -> None:
+        # docstring inherited
+        await self._turn()
+        self._put(key, value if type(value) is bytes else bytes(value))
+        self._set_expiry(key, expiry_millis(now_millis(self._clock), ttl))
+        self._purge_now_and_then()
+
+    async def set_many_expiring(self, items: Sequence[tuple[str, bytes]], ttl: float) -> None:
+        # docstring inherited
+        pairs = [
+            (key, value if type(value) is bytes else bytes(value)) for key, value in items
+        ]
+        deadline = expiry_millis(now_millis(self._clock), ttl)
+        done = 0
+
+        def step() -> bool:
+            nonlocal done
+            for key, value in pairs[done : done + _STEP]:
+                self._put(key, value)
+                self._set_expiry(key, deadline)
+            done += _STEP
+            return done < len(pairs)
+
+        await self._run_steps(step, finish=True)
+        self._purge_now_and_then()
+
+    async def expire(self, key: str, ttl: float | None) -> bool:
+        # docstring inherited
+        await self._turn()
+        now_ms = now_millis(self._clock)
+        if self._expiry:
+            self._reap(key, now_ms)
+        if key not in self._values:
+            return False
+        if ttl is None:
+            self._expiry.pop(key, None)
+        else:
+            self._set_expiry(key, expiry_millis(now_ms, ttl))
+            self._purge_now_and_then()
+        return True
+
+    async def get_meta(self, key: str) -> Meta | None:
+        # docstring inherited
+        await self._turn()
+        if self._expiry:
+            self._reap(key, now_millis(self._clock))
+        version = self._version_of(key)
+        if version is None:
+            return None
+        deadline = self._expiry.get(key)
+        return Meta(
+            size=len(self._values[key]),
+            written_at=self._written[key],
+            expires_at=None if deadline is None else from_millis(deadline),
+            version=version,
+        )
+
+    async def purge_expired(self, limit: int = 1000) -> int:
+        # docstring inherited
+        await self._turn()
+        return self._purge(limit)
 
     # -- versions -----------------------------------------------------------------------------
 
@@ -183,6 +306,8 @@ class MemoryDriver(BaseDriver):
     async def get_versioned(self, key: str) -> Versioned[bytes] | None:
         # docstring inherited
         await self._turn()
+        if self._expiry:
+            self._reap(key, now_millis(self._clock))
         version = self._version_of(key)
         return None if version is None else Versioned(self._values[key], version)
 
@@ -197,6 +322,10 @@ class MemoryDriver(BaseDriver):
         def step() -> bool:
             nonlocal checked, applied
             if checked < len(changes):
+                if self._expiry:
+                    now_ms = now_millis(self._clock)
+                    for change in changes[checked : checked + _STEP]:
+                        self._reap(change.key, now_ms)
                 for change in changes[checked : checked + _STEP]:
                     if not change.holds_for(self._version_of(change.key)):
                         failed.append(change.key)
@@ -219,8 +348,19 @@ class MemoryDriver(BaseDriver):
         below = prefix_successor(prefix)
         page = self._index.page(prefix, inclusive=True, below=below, limit=_SCAN_PAGE)
         while page:
-            for key in page:
-                yield key
+            # The keys of this page that expire at all, found in C; those that have expired are
+            # removed, so that a later scan does not meet them again.
+            expiring = self._expiry.keys() & page if self._expiry else None
+            if expiring:
+                now_ms = now_millis(self._clock)
+                for key in expiring:
+                    self._reap(key, now_ms)
+                for key in page:
+                    if key in self._values:
+                        yield key
+            else:
+                for key in page:
+                    yield key
             if len(page) < _SCAN_PAGE:
                 return
             await self._turn()
@@ -234,8 +374,13 @@ class MemoryDriver(BaseDriver):
 
         def step() -> bool:
             start = len(found)
+            part = keys[start : start + _STEP * 4]
+            if self._expiry:
+                now_ms = now_millis(self._clock)
+                for key in part:
+                    self._reap(key, now_ms)
             get = self._values.get
-            found.extend([get(key) for key in keys[start : start + _STEP * 4]])
+            found.extend([get(key) for key in part])
             return len(found) < len(keys)
 
         await self._run_steps(step, finish=False)
@@ -287,6 +432,7 @@ class MemoryDriver(BaseDriver):
         """Swap in an empty store, in one step, and return the old one."""
         values, index = self._values, self._index
         self._values, self._index, self._versions = {}, SortedKeys(), {}
+        self._written, self._expiry, self._deadlines = {}, {}, []
         return values, index
 
     async def close(self) -> None:
@@ -307,9 +453,9 @@ async def _release(values: dict[str, bytes], index: SortedKeys, pacer: Pacer) ->
         await pacer.tick()
 
 
-def memory_driver() -> MemoryDriver:
-    """Return a new, empty in-memory driver."""
-    return MemoryDriver()
+def memory_driver(*, clock: Clock = time.time) -> MemoryDriver:
+    """Return a new, empty in-memory driver whose expiry reads ``clock``."""
+    return MemoryDriver(clock=clock)
 
 
 def from_url(url: str) -> MemoryDriver:

@@ -24,8 +24,11 @@ The tests here go through :class:`~kvstore.storage.Storage`; :class:`DriverClaus
 :class:`~kvstore.testing.conditional_clauses.ConditionalClauses` and
 :class:`~kvstore.testing.conditional_races.ConditionalRaceClauses` those of conditional writes (run
 when the driver instance declares ``conditional_writes = True``, skipped with the reason
-otherwise, when every conditional call must raise ``NotSupported`` instead). Every test has a
-time limit (``TEST_TIME_LIMIT``), so a hang fails with the test's name.
+otherwise, when every conditional call must raise ``NotSupported`` instead), and
+:class:`~kvstore.testing.expiry_clauses.ExpiryClauses` those of expiry (likewise, for drivers
+declaring ``expiry = True``; a driver that takes a clock sets ``manual_clock = True`` and passes
+the ``clock`` fixture to the drivers it makes, so that time moves without sleeping). Every test
+has a time limit (``TEST_TIME_LIMIT``), so a hang fails with the test's name.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ from kvstore.testing.clock import TestClock
 from kvstore.testing.conditional_clauses import ConditionalClauses
 from kvstore.testing.conditional_races import ConditionalRaceClauses
 from kvstore.testing.driver_clauses import DriverClauses, DriverFactory, check_driver_shape
+from kvstore.testing.expiry_clauses import ExpiryClauses
 from kvstore.testing.profiles import active_settings
 from kvstore.testing.reporting import describe
 from kvstore.testing.stateful import StorageStateMachine
@@ -110,7 +114,9 @@ async def _collect(storage: Storage, prefix: str = "") -> list[str]:
     return [key async for key in storage.keys(prefix)]
 
 
-class DriverConformance(ConditionalClauses, ConditionalRaceClauses, DriverClauses):
+class DriverConformance(
+    ExpiryClauses, ConditionalClauses, ConditionalRaceClauses, DriverClauses
+):
     """Base class of a driver's conformance tests; subclass it and define ``driver_factory``."""
 
     # A hang fails the test that hung, with its name, instead of stalling the run.
@@ -590,7 +596,9 @@ class DriverConformance(ConditionalClauses, ConditionalRaceClauses, DriverClause
 
     # -- random sequences -------------------------------------------------------------------
 
-    def test_state_machine(self, make_storage: Callable[[], Storage], anyio_backend: str) -> None:
+    def test_state_machine(
+        self, make_storage: Callable[[], Storage], anyio_backend: str, clock: TestClock
+    ) -> None:
         """Random sequences of every operation agree with a dict model."""
         with start_blocking_portal(anyio_backend) as portal:
             storage = make_storage()
@@ -606,6 +614,8 @@ class DriverConformance(ConditionalClauses, ConditionalRaceClauses, DriverClause
                     # A wrapped driver (the default batch path) reports non-atomic batches: the
                     # machine then only requires that the failing changes were not applied.
                     "atomic_commits": storage.driver.atomic_batches,
+                    "expiry": bool(getattr(storage.driver, "expiry", False)),
+                    "clock": clock,
                 },
             )
             try:

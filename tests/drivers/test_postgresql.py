@@ -823,3 +823,26 @@ async def test_a_scan_over_mostly_expired_keys_costs_what_its_live_keys_cost(
     plan = "\n".join(row[0] for row in admin.execute("EXPLAIN ANALYZE " + query))
     assert f"Index Only Scan using {table}_pkey" in plan, plan
     assert "Heap Fetches: 0" in plan, plan
+
+
+@pytest.mark.anyio
+async def test_a_table_name_of_the_longest_length_gets_indexes_of_its_own(
+    admin: psycopg.Connection,
+) -> None:
+    # 63 characters: "<table>_expires_at" would be truncated to the table's own name.
+    table = f"kvtest_{uuid.uuid4().hex}".ljust(63, "t")
+    try:
+        async with Storage(postgresql_driver(POSTGRESQL_URL, table=table)) as storage:
+            await storage.set("a", 1, ttl=600)
+            assert await storage.purge_expired() == 0
+            assert [key async for key in storage.keys("")] == ["a"]
+        names = [
+            name
+            for (name,) in admin.execute(
+                "SELECT indexname FROM pg_indexes WHERE tablename = %s", (table,)
+            ).fetchall()
+        ]
+        assert len(names) == 2
+        assert all(name != table and len(name) <= 63 for name in names)
+    finally:
+        admin.execute(f'DROP TABLE IF EXISTS "{table}"')

@@ -1,4 +1,5 @@
-"""The PostgreSQL driver: one table of ``(key text COLLATE "C", value bytea, version bigint)``.
+"""The PostgreSQL driver: one table of ``(key text COLLATE "C", value bytea, version bigint,
+expires_at bigint, written_at bigint)``.
 
 The key column compares bytes (``COLLATE "C"`` on UTF-8 is code point order), so ``a``, ``A``,
 ``a `` and ``a\u0301`` are four keys and the primary key index serves prefix scans as plain
@@ -18,6 +19,21 @@ versions, checks every condition, and either writes and deletes (removing the pl
 rolls back. A table made before versions existed gets the column on first use (see
 ``_ADDED_COLUMNS``); its rows read at version 0.
 
+Expiry. ``expires_at`` and ``written_at`` are milliseconds since the epoch on the server's clock
+(``expires_at`` NULL: never; ``written_at`` NULL: written before write times were kept). Every
+statement computes "now" itself (:data:`_NOW`), so clients with skewed clocks agree: it is
+``now()``, the start of the statement's transaction, which for an autocommit statement is the
+statement's start and for a batch one instant for every statement of the batch; the liveness
+check inside a commit uses ``statement_timestamp()`` instead, so that it judges the rows as they
+are once their locks are held, not when the transaction began waiting for them. A row whose
+``expires_at <= now`` is absent to every statement (each one's WHERE says so) until a purge
+deletes it. The primary key index carries ``expires_at`` (``PRIMARY KEY (key) INCLUDE
+(expires_at)``), so a prefix scan skips expired rows on the index alone (an index-only scan where
+the visibility map allows) and no second index on ``key`` costs writes anything; a partial index
+on ``expires_at`` (``WHERE expires_at IS NOT NULL``) finds expired rows for
+:meth:`~PostgreSQLDriver.purge_expired`, which expiring writes also run, 100 rows at most once a
+second per driver. Rows that never expire stay out of that index.
+
 Waiting is bounded. A connection is opened in the caller's task under ``connect_timeout`` (so a
 refused or unreachable server is reported at once, with libpq's reason); each operation runs
 under ``operation_timeout``, enforced three ways: the server cancels a statement that runs
@@ -34,11 +50,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import hashlib
 import logging
 import math
 import os
 import re
 import socket
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar, cast
 
@@ -49,6 +68,7 @@ from kvstore.drivers._libpq import read_connection_string
 from kvstore.drivers._pool import Pool, peer_closed
 from kvstore.drivers._settings import settle, timeout_seconds, whole_number
 from kvstore.errors import BackendError, BackendUnavailable, ConfigurationError
+from kvstore.expiry import Meta, from_millis, ttl_millis
 from kvstore.keys import prefix_successor
 from kvstore.logs import silent_until_configured
 from kvstore.urls import positive_float, positive_int
@@ -80,7 +100,30 @@ DEFAULT_TABLE = "agentx_kv"
 # Columns added to the original ``(key, value)`` layout, in order, with their definitions. A
 # table that lacks one gets it on first use with ``ADD COLUMN IF NOT EXISTS`` (metadata only
 # since PostgreSQL 11: a constant default rewrites no row). A later layout change appends here.
-_ADDED_COLUMNS: tuple[tuple[str, str], ...] = (("version", "bigint NOT NULL DEFAULT 0"),)
+_ADDED_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("version", "bigint NOT NULL DEFAULT 0"),
+    # The expiry step (with the primary key's INCLUDE and the expiry index, see
+    # _create_or_upgrade): NULL for every existing row, never expiring, written at an unknown time.
+    ("expires_at", "bigint"),
+    ("written_at", "bigint"),
+)
+# The server's clock now, in whole milliseconds since the epoch: the start of the current
+# transaction, so one instant for every statement and row of a batch. A sub-select, so that the
+# server computes it once per statement (an InitPlan), not once per row a scan filters.
+_NOW = "(SELECT round(extract(epoch FROM now()) * 1000)::int8)"
+# The same at the start of the current statement, for a check made inside a transaction after
+# waiting for locks (a commit's), which must judge expiry when it reads, not when it began.
+_STATEMENT_NOW = "(SELECT round(extract(epoch FROM statement_timestamp()) * 1000)::int8)"
+# A row that has not expired: what every statement that reads or replaces a row adds.
+_LIVE = f"(expires_at IS NULL OR expires_at > {_NOW})"
+# A write replaces everything but the key (a plain write's expires_at is NULL: no expiry).
+_UPSERT = (
+    "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, version = EXCLUDED.version, "
+    "written_at = EXCLUDED.written_at, expires_at = EXCLUDED.expires_at"
+)
+# Expiring writes purge at most this often per driver (seconds), at most this many rows.
+AUTO_PURGE_INTERVAL = 1.0
+AUTO_PURGE_BATCH = 100
 # The version of a row a commit inserted to hold an absent key; it never outlives the commit.
 _PLACEHOLDER = -1
 # How often a commit is run again after the server broke a deadlock by aborting it.
@@ -109,6 +152,29 @@ _OPTIONS: dict[str, Callable[[str], Any]] = {
     "connect_timeout": positive_float,
     "operation_timeout": positive_float,
 }
+
+
+def _index_name(table: str, purpose: str) -> str:
+    """The name of the table's index for ``purpose``: unique, within PostgreSQL's 63 bytes."""
+    name = f"{table}_{purpose}"
+    if len(name) <= _MAX_IDENTIFIER:
+        return name
+    # Truncated names could collide with another table's (or be the table's own name): keep a
+    # digest of the whole table name instead of its tail.
+    digest = hashlib.sha1(table.encode()).hexdigest()[:8]
+    return f"{table[: _MAX_IDENTIFIER - len(purpose) - 10]}_{digest}_{purpose}"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Layout:
+    """What the catalog says of the table: its columns, indexes and primary key."""
+
+    columns: frozenset[str]
+    indexes: frozenset[str]
+    # The primary key index's columns, INCLUDE columns too.
+    primary_key: frozenset[str]
+    # The primary key constraint's name (None: the table has none).
+    constraint: str | None
 
 
 def _abort(connection: Connection) -> None:
@@ -149,6 +215,7 @@ class PostgreSQLDriver(BaseDriver):
     supports_trio = False
     atomic_batches = True
     conditional_writes = True
+    expiry = True
 
     def __init__(
         self,
@@ -217,34 +284,50 @@ class PostgreSQLDriver(BaseDriver):
         self._pool: Pool[Connection] = Pool(size, self._connect, _usable, _discard)
         self._table_ready = False
         self._open_lock = asyncio.Lock()
+        # When (time.monotonic) an expiring write may next purge; see _purge_if_due.
+        self._purge_due = 0.0
+        self._expiry_index = _index_name(table, "expires_at")
         # The name is validated as a plain identifier, so quoting it is all it needs.
         quoted = f'"{table}"'
         self._quoted = quoted
         added = "".join(f", {name} {definition}" for name, definition in _ADDED_COLUMNS)
         self._create = (
-            f'CREATE TABLE IF NOT EXISTS {quoted} '
-            f'(key text COLLATE "C" PRIMARY KEY, value bytea NOT NULL{added})'
+            f'CREATE TABLE IF NOT EXISTS {quoted} (key text COLLATE "C" NOT NULL, '
+            f"value bytea NOT NULL{added}, PRIMARY KEY (key) INCLUDE (expires_at))"
         )
-        # The table's columns, found as the statements find the table (by search_path); no
-        # rows when it does not exist.
-        self._columns = (
-            "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%s) "
-            "AND attnum > 0 AND NOT attisdropped"
+        # The table's columns, indexes and primary key, found as the statements find the table
+        # (by search_path); no rows when it does not exist.
+        self._layout = (
+            "SELECT 'column', attname::text FROM pg_attribute "
+            "WHERE attrelid = to_regclass(%(table)s) AND attnum > 0 AND NOT attisdropped "
+            "UNION ALL SELECT 'index', c.relname::text FROM pg_index i "
+            "JOIN pg_class c ON c.oid = i.indexrelid WHERE i.indrelid = to_regclass(%(table)s) "
+            "UNION ALL SELECT 'primary key', a.attname::text FROM pg_index i "
+            "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) "
+            "WHERE i.indrelid = to_regclass(%(table)s) AND i.indisprimary "
+            "UNION ALL SELECT 'constraint', conname::text FROM pg_constraint "
+            "WHERE conrelid = to_regclass(%(table)s) AND contype = 'p'"
         )
-        self._get = f"SELECT value FROM {quoted} WHERE key = %s"
-        self._get_versioned = f"SELECT value, version FROM {quoted} WHERE key = %s"
+        self._get = f"SELECT value FROM {quoted} WHERE key = %s AND {_LIVE}"
+        self._get_versioned = f"SELECT value, version FROM {quoted} WHERE key = %s AND {_LIVE}"
+        columns = "(key, value, version, written_at, expires_at)"
         self._set = (
-            f"INSERT INTO {quoted} (key, value, version) VALUES (%s, %s, %s) "
-            "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, version = EXCLUDED.version"
+            f"INSERT INTO {quoted} {columns} VALUES (%s, %s, %s, {_NOW}, NULL) {_UPSERT}"
         )
+        self._set_expiring = (
+            f"INSERT INTO {quoted} {columns} VALUES (%s, %s, %s, {_NOW}, {_NOW} + %s::int8) "
+            f"{_UPSERT}"
+        )
+        # A create finds the key absent, or expired: then it replaces the expired row.
         self._create_key = (
-            f"INSERT INTO {quoted} (key, value, version) VALUES (%s, %s, %s) "
-            "ON CONFLICT (key) DO NOTHING"
+            f"INSERT INTO {quoted} AS t {columns} VALUES (%s, %s, %s, {_NOW}, NULL) "
+            f"{_UPSERT} WHERE t.expires_at <= {_NOW}"
         )
         self._replace_key = (
-            f"UPDATE {quoted} SET value = %s, version = %s WHERE key = %s AND version = %s"
+            f"UPDATE {quoted} SET value = %s, version = %s, written_at = {_NOW}, "
+            f"expires_at = NULL WHERE key = %s AND version = %s AND {_LIVE}"
         )
-        self._delete_key = f"DELETE FROM {quoted} WHERE key = %s AND version = %s"
+        self._delete_key = f"DELETE FROM {quoted} WHERE key = %s AND version = %s AND {_LIVE}"
         # Locks every key of a commit: an existing row with ON CONFLICT's row lock (WHERE
         # false: locked, not rewritten), an absent one by inserting a placeholder, which a
         # concurrent insert of that key must wait for.
@@ -253,23 +336,50 @@ class PostgreSQLDriver(BaseDriver):
             f"SELECT k, ''::bytea, {_PLACEHOLDER} FROM unnest(%s::text[]) AS k "
             "ON CONFLICT (key) DO UPDATE SET version = t.version WHERE false"
         )
-        self._versions = f"SELECT key, version FROM {quoted} WHERE key = ANY(%s::text[])"
+        # The versions of a commit's live keys, read once their locks are held.
+        self._versions = (
+            f"SELECT key, version FROM {quoted} WHERE key = ANY(%s::text[]) "
+            f"AND (expires_at IS NULL OR expires_at > {_STATEMENT_NOW})"
+        )
         self._delete = f"DELETE FROM {quoted} WHERE key = %s"
-        self._get_many = f"SELECT key, value FROM {quoted} WHERE key = ANY(%s::text[])"
+        self._get_many = (
+            f"SELECT key, value FROM {quoted} WHERE key = ANY(%s::text[]) AND {_LIVE}"
+        )
+        unnest = "unnest(%s::text[], %s::bytea[], %s::int8[]) AS u(k, v, n)"
         self._set_many = (
-            f"INSERT INTO {quoted} (key, value, version) "
-            "SELECT * FROM unnest(%s::text[], %s::bytea[], %s::int8[]) "
-            "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, version = EXCLUDED.version"
+            f"INSERT INTO {quoted} {columns} SELECT k, v, n, {_NOW}, NULL::int8 FROM {unnest} "
+            f"{_UPSERT}"
+        )
+        self._set_many_expiring = (
+            f"INSERT INTO {quoted} {columns} SELECT k, v, n, {_NOW}, {_NOW} + %s::int8 "
+            f"FROM {unnest} {_UPSERT}"
         )
         self._delete_many = f"DELETE FROM {quoted} WHERE key = ANY(%s::text[])"
         self._clear_all = f"DELETE FROM {quoted}"
         self._clear_from = f"DELETE FROM {quoted} WHERE key >= %s"
         self._clear_range = f"DELETE FROM {quoted} WHERE key >= %s AND key < %s"
+        # A NULL TTL clears the expiry (NULL + ms is NULL).
+        self._expire = (
+            f"UPDATE {quoted} SET expires_at = {_NOW} + %s::int8 WHERE key = %s AND {_LIVE}"
+        )
+        # octet_length reads a TOASTed value's size from its header, not the value.
+        self._get_meta = (
+            f"SELECT octet_length(value), written_at, expires_at, version FROM {quoted} "
+            f"WHERE key = %s AND {_LIVE}"
+        )
+        # The oldest expired rows, through the expiry index; rows another transaction holds
+        # (a commit about to rewrite one) are skipped, so a purge never waits or deadlocks.
+        self._purge = (
+            f"DELETE FROM {quoted} WHERE key = ANY(ARRAY("
+            f"SELECT key FROM {quoted} WHERE expires_at IS NOT NULL AND expires_at <= {_NOW} "
+            f"ORDER BY expires_at LIMIT %s FOR UPDATE SKIP LOCKED)) AND expires_at <= {_NOW}"
+        )
         # Scan pages, indexed by (first page?, bounded above?).
         self._scan = {
             (first, bounded): (
                 f"SELECT key FROM {quoted} WHERE key {'>=' if first else '>'} %s"
-                f"{' AND key < %s' if bounded else ''} ORDER BY key LIMIT {SCAN_PAGE + 1}"
+                f"{' AND key < %s' if bounded else ''} AND {_LIVE} "
+                f"ORDER BY key LIMIT {SCAN_PAGE + 1}"
             )
             for first in (True, False)
             for bounded in (True, False)
@@ -293,38 +403,78 @@ class PostgreSQLDriver(BaseDriver):
             self._table_ready = True
 
     async def _create_or_upgrade(self, connection: Connection) -> None:
-        """Create the table, or add the columns an older layout lacks; once per driver."""
-        columns = await self._column_names(connection)
-        if not columns:
+        """Create the table, or bring an older layout up to date; once per driver."""
+        layout = await self._read_layout(connection)
+        if not layout.columns:
             # Two processes creating the table at the same moment can collide on the
             # catalog's unique index; the table then exists, which is all this wants.
             with contextlib.suppress(psycopg.errors.UniqueViolation):
                 await connection.execute(self._create)
             # Read again: a process running an older release may have made it first.
-            columns = await self._column_names(connection)
-        missing = [(name, kind) for name, kind in _ADDED_COLUMNS if name not in columns]
-        if not missing:
+            layout = await self._read_layout(connection)
+        if self._current(layout):
             return
-        _log.info(
-            "postgresql at %s: adding %s to table %r",
-            self.where,
-            ", ".join(name for name, _ in missing),
-            self.table,
-        )
+        _log.info("postgresql at %s: upgrading the layout of table %r", self.where, self.table)
         async with connection.transaction():
             # Processes upgrading the same table at once take turns (a racing ALTER can fail
-            # on the catalog); each later one finds the columns there and adds nothing.
+            # on the catalog); each later one finds the work done and does nothing.
             await connection.execute(
                 "SELECT pg_advisory_xact_lock(hashtext(%s))", (f"kvstore upgrade {self.table}",)
             )
-            for name, kind in missing:
+            layout = await self._read_layout(connection)
+            for name, kind in _ADDED_COLUMNS:
+                if name not in layout.columns:
+                    await connection.execute(
+                        f"ALTER TABLE {self._quoted} ADD COLUMN IF NOT EXISTS {name} {kind}"
+                    )
+            if "expires_at" not in layout.primary_key:
+                await self._cover_expiry(connection, layout.constraint)
+            if self._expiry_index not in layout.indexes:
                 await connection.execute(
-                    f"ALTER TABLE {self._quoted} ADD COLUMN IF NOT EXISTS {name} {kind}"
+                    f'CREATE INDEX IF NOT EXISTS "{self._expiry_index}" ON {self._quoted} '
+                    "(expires_at) WHERE expires_at IS NOT NULL"
                 )
 
-    async def _column_names(self, connection: Connection) -> set[str]:
-        cursor = await connection.execute(self._columns, (self._quoted,))
-        return {name for (name,) in await cursor.fetchall()}
+    def _current(self, layout: _Layout) -> bool:
+        """Whether the table has every column and index this release uses."""
+        return (
+            all(name in layout.columns for name, _ in _ADDED_COLUMNS)
+            and "expires_at" in layout.primary_key
+            and self._expiry_index in layout.indexes
+        )
+
+    async def _cover_expiry(self, connection: Connection, constraint: str | None) -> None:
+        """Rebuild the primary key as ``(key) INCLUDE (expires_at)``, under its old name.
+
+        Replacing the key's index, rather than adding a second index on ``key``, keeps writes
+        as cheap as before: one index entry per row. The build reads the whole table (on a
+        table of millions of rows, give this first open a longer ``operation_timeout``).
+        """
+        building = _index_name(self.table, "key_expires_at")
+        name = constraint or _index_name(self.table, "pkey")
+        quoted_name = '"' + name.replace('"', '""') + '"'
+        await connection.execute(
+            f'CREATE UNIQUE INDEX "{building}" ON {self._quoted} (key) INCLUDE (expires_at)'
+        )
+        drop = f"DROP CONSTRAINT {quoted_name}, " if constraint is not None else ""
+        await connection.execute(
+            f"ALTER TABLE {self._quoted} {drop}"
+            f'ADD CONSTRAINT {quoted_name} PRIMARY KEY USING INDEX "{building}"'
+        )
+
+    async def _read_layout(self, connection: Connection) -> _Layout:
+        cursor = await connection.execute(self._layout, {"table": self._quoted})
+        found: dict[str, set[str]] = {
+            "column": set(), "index": set(), "primary key": set(), "constraint": set()
+        }
+        for kind, name in await cursor.fetchall():
+            found[kind].add(name)
+        return _Layout(
+            columns=frozenset(found["column"]),
+            indexes=frozenset(found["index"]),
+            primary_key=frozenset(found["primary key"]),
+            constraint=min(found["constraint"], default=None),
+        )
 
     async def _connect(self) -> Connection:
         try:
@@ -527,7 +677,10 @@ class PostgreSQLDriver(BaseDriver):
                     change.key
                     for change in changes
                     if change.action is Action.DELETE
-                    or (change.action is Action.CHECK and current[change.key] == _PLACEHOLDER)
+                    or (
+                        change.action is Action.CHECK
+                        and current.get(change.key) == _PLACEHOLDER
+                    )
                 ]
                 for start in range(0, len(gone), BATCH_CHUNK):
                     await connection.execute(
@@ -575,6 +728,85 @@ class PostgreSQLDriver(BaseDriver):
                 return
             last = rows[SCAN_PAGE - 1][0]
             first = False
+
+    # -- expiry and metadata ----------------------------------------------------------------
+
+    async def set_expiring(self, key: str, value: bytes, ttl: float) -> None:
+        """Store ``value`` under ``key`` with one upsert, to expire ``ttl`` seconds from now."""
+        params = (key, value, new_version(), ttl_millis(ttl))
+
+        async def work(connection: Connection) -> None:
+            await connection.execute(self._set_expiring, params)
+
+        await self._run(work)
+        await self._purge_if_due()
+
+    async def set_many_expiring(self, items: Sequence[tuple[str, bytes]], ttl: float) -> None:
+        """Store every pair to expire at one instant, all or nothing in one transaction."""
+        if not items:
+            self.ensure_open()
+            return
+        latest = dict(items)
+        milliseconds = ttl_millis(ttl)
+        # Every statement of the transaction reads the same now(): one instant for the batch.
+        statements = [
+            (milliseconds, *params) for params in _statements(list(latest), list(latest.values()))
+        ]
+
+        async def work(connection: Connection) -> None:
+            async with connection.transaction():
+                for params in statements:
+                    await connection.execute(self._set_many_expiring, params)
+
+        await self._run(work)
+        await self._purge_if_due()
+
+    async def expire(self, key: str, ttl: float | None) -> bool:
+        """Set or clear the expiry of a live ``key`` with one ``UPDATE ... WHERE`` live."""
+        params = (None if ttl is None else ttl_millis(ttl), key)
+        changed = await self._run(_row_count(self._expire, params)) == 1
+        await self._purge_if_due()
+        return changed
+
+    async def get_meta(self, key: str) -> Meta | None:
+        """Return a live ``key``'s size, write time, expiry and version from one ``SELECT``."""
+
+        async def work(connection: Connection) -> Meta | None:
+            cursor = await connection.execute(self._get_meta, (key,))
+            row = await cursor.fetchone()
+            if row is None:
+                return None
+            size, written_at, expires_at, version = row
+            return Meta(
+                size=size,
+                written_at=None if written_at is None else from_millis(written_at),
+                expires_at=None if expires_at is None else from_millis(expires_at),
+                version=version,
+            )
+
+        return await self._run(work)
+
+    async def purge_expired(self, limit: int = 1000) -> int:
+        """Delete up to ``limit`` expired rows, oldest first, found through the expiry index."""
+        if limit <= 0:
+            self.ensure_open()
+            return 0
+        return await self._run(_row_count(self._purge, (limit,)))
+
+    async def _purge_if_due(self) -> None:
+        """Purge a small batch if a second has passed since this driver last did.
+
+        Only expiring writes call this, so the no-TTL path never pays for it. The write has
+        already succeeded: a failed purge is logged, not raised, and the next one retries.
+        """
+        now = time.monotonic()
+        if now < self._purge_due:
+            return
+        self._purge_due = now + AUTO_PURGE_INTERVAL
+        try:
+            await self.purge_expired(AUTO_PURGE_BATCH)
+        except BackendError as error:
+            _log.warning("postgresql at %s: purging expired keys failed: %s", self.where, error)
 
     # -- batches ----------------------------------------------------------------------------
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
@@ -17,8 +18,11 @@ import kvstore.drivers.postgresql as postgresql_module
 from kvstore import create_storage
 from kvstore.drivers.postgresql import PostgreSQLDriver, from_url, postgresql_driver
 from kvstore.errors import BackendError, BackendUnavailable, ConfigurationError
+from kvstore.expiry import Meta
 from kvstore.storage import Storage
 from kvstore.testing import DriverConformance, DriverFactory
+from kvstore.testing.clock import TestClock
+from kvstore.testing.cost import measure_best
 from tests.support.hostile_urls import MARK, HostileURL, hostile_urls
 from tests.support.load import check_tasks_share_a_bounded_pool
 from tests.support.outage import (
@@ -85,7 +89,13 @@ async def test_table_is_created_with_a_byte_ordered_key(
         "WHERE a.attrelid = %s::regclass AND a.attnum > 0 ORDER BY a.attnum",
         (f'"{table}"',),
     ).fetchall()
-    assert columns == [("key", "text", "C"), ("value", "bytea", None), ("version", "bigint", None)]
+    assert columns == [
+        ("key", "text", "C"),
+        ("value", "bytea", None),
+        ("version", "bigint", None),
+        ("expires_at", "bigint", None),
+        ("written_at", "bigint", None),
+    ]
 
 
 @pytest.mark.anyio
@@ -93,18 +103,18 @@ async def test_prefix_scans_are_index_range_scans(admin: psycopg.Connection, tab
     driver = postgresql_driver(POSTGRESQL_URL, table=table)
     async with Storage(driver) as storage:
         await storage.set_many({f"k:{index}": index for index in range(50)})
+    # As autovacuum leaves a table: an index-only scan then reads no heap page.
+    admin.execute(f'VACUUM ANALYZE "{table}"')
     # The scan's own statement, planned without the option of reading the whole table.
     with admin.transaction():
         admin.execute("SET LOCAL enable_seqscan = off")
         query = driver._scan[(True, True)].replace("%s", "'k:'", 1).replace("%s", "'k;'")
-        plan = "\n".join(row[0] for row in admin.execute("EXPLAIN " + query))
-    assert "Index" in plan, plan
-    assert f"{table}_pkey" in plan, plan
+        plan = "\n".join(row[0] for row in admin.execute("EXPLAIN ANALYZE " + query))
+    # The primary key carries expires_at: the expiry filter needs no second index and no row.
+    assert f"Index Only Scan using {table}_pkey" in plan, plan
     assert "key >= 'k:'" in plan, plan
     assert "key < 'k;'" in plan, plan
-    assert "Filter" not in plan, plan
-
-
+    assert "Heap Fetches: 0" in plan, plan
 @pytest.mark.parametrize("name", ["", "1table", "a-b", 'x"; DROP TABLE y; --', "a.b", "t" * 64])
 def test_invalid_table_name_is_refused(name: str) -> None:
     with pytest.raises(ConfigurationError, match="table"):
@@ -564,3 +574,275 @@ class TestPostgreSQLConditionalWrites(SQLConditionalWrites):
 
         async with Storage(sql.driver(helper_table)) as storage:
             await check_a_conditional_write_survives_a_dropped_pool(storage, drop_pool)
+
+
+# -- expiry: the server's clock, physical purges, the upgrade of older tables, scan cost ------
+
+# The table as the driver created it before expiry existed (kvstore at commit 43cb44e,
+# PostgreSQLDriver._create with its _ADDED_COLUMNS): the pre-expiry layout, copied as it was.
+_PRE_EXPIRY_TABLE = (
+    'CREATE TABLE {quoted} (key text COLLATE "C" PRIMARY KEY, value bytea NOT NULL, '
+    "version bigint NOT NULL DEFAULT 0)"
+)
+# A TTL short enough to wait for, long enough that a batch is written before it passes.
+_SHORT_TTL = 0.5
+
+
+def _count_rows(admin: psycopg.Connection, table: str, where: str = "true") -> int:
+    row = admin.execute(f'SELECT count(*) FROM "{table}" WHERE {where}').fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+@pytest.fixture
+def no_automatic_purge(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Let only a driver's first expiring write purge (a batch that took longer than its TTL
+    to write would otherwise lose rows to the purge that follows it, on a loaded machine)."""
+    monkeypatch.setattr(postgresql_module, "AUTO_PURGE_INTERVAL", 3600.0)
+
+
+async def _write_expired(driver: PostgreSQLDriver, keys: Sequence[str]) -> None:
+    """Write ``keys`` with a short TTL through the driver, and return once they have expired.
+
+    The driver's first expiring write must have come before (see ``no_automatic_purge``).
+    """
+    assert driver._purge_due > time.monotonic(), "an expiring write must come first"
+    await driver.set_many_expiring([(key, b"gone") for key in keys], _SHORT_TTL)
+    # The server stamped the batch before the call returned, on this machine's clock.
+    await TestClock(manual=False).pass_instant(time.time() + _SHORT_TTL)
+
+
+def _server_now(admin: psycopg.Connection) -> float:
+    row = admin.execute("SELECT extract(epoch FROM clock_timestamp())::float8").fetchone()
+    assert row is not None
+    return float(row[0])
+
+
+@pytest.mark.anyio
+async def test_the_server_clock_stamps_every_write(
+    admin: psycopg.Connection, table: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    driver = postgresql_driver(POSTGRESQL_URL, table=table)
+    try:
+        await driver.open()
+        before = _server_now(admin)
+        # A client clock a century off: nothing the driver writes may follow it.
+        monkeypatch.setattr(time, "time", lambda: 4_000_000_000.0)
+        await driver.set("plain", b"1")
+        await driver.set_expiring("expiring", b"2", 30)
+        plain = await driver.get_meta("plain")
+        expiring = await driver.get_meta("expiring")
+        monkeypatch.undo()
+        after = _server_now(admin)
+    finally:
+        await driver.close()
+    assert plain is not None
+    assert expiring is not None
+    # Milliseconds: the stamps round to the nearest one.
+    for meta in (plain, expiring):
+        assert meta.written_at is not None
+        assert before - 0.001 <= meta.written_at <= after + 0.001
+    assert plain.expires_at is None
+    assert expiring.written_at is not None
+    assert expiring.expires_at == pytest.approx(expiring.written_at + 30, abs=1e-6)
+
+
+@pytest.mark.anyio
+async def test_get_meta_is_one_statement_and_sizes_without_reading_the_value(
+    table: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    driver = postgresql_driver(POSTGRESQL_URL, table=table)
+    try:
+        big = bytes(range(256)) * 4096  # 1 MiB, stored compressed out of line (TOAST)
+        await driver.set("big", big)
+        statements: list[str] = []
+        execute = psycopg.AsyncConnection.execute
+
+        async def counted(self: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
+            statements.append(str(query))
+            return await execute(self, query, *args, **kwargs)
+
+        monkeypatch.setattr(psycopg.AsyncConnection, "execute", counted)
+        meta = await driver.get_meta("big")
+        monkeypatch.undo()
+    finally:
+        await driver.close()
+    assert meta is not None
+    assert meta.size == len(big)
+    assert statements == [driver._get_meta]
+    assert "octet_length(value)" in driver._get_meta
+
+
+@pytest.mark.anyio
+@pytest.mark.usefixtures("no_automatic_purge")
+async def test_purge_expired_deletes_expired_rows_through_the_expiry_index(
+    admin: psycopg.Connection, table: str
+) -> None:
+    driver = postgresql_driver(POSTGRESQL_URL, table=table)
+    try:
+        await driver.set_many([(f"live:{index}", b"v") for index in range(5)])
+        await driver.set_many_expiring([(f"later:{index}", b"v") for index in range(5)], 600)
+        await _write_expired(driver, [f"gone:{index:02d}" for index in range(30)])
+        # Expired but not purged: absent to reads, still in the table.
+        assert await driver.get("gone:00") is None
+        assert _count_rows(admin, table) == 40
+        assert await driver.purge_expired(10) == 10
+        assert _count_rows(admin, table, "key LIKE 'gone:%'") == 20
+        assert await driver.purge_expired() == 20
+        assert await driver.purge_expired() == 0
+    finally:
+        await driver.close()
+    remaining = admin.execute(f'SELECT key FROM "{table}" ORDER BY key').fetchall()
+    assert [key for (key,) in remaining] == [
+        *(f"later:{index}" for index in range(5)), *(f"live:{index}" for index in range(5))
+    ]
+    # The purge's statement finds expired rows through the partial index, not a table scan.
+    with admin.transaction():
+        admin.execute("SET LOCAL enable_seqscan = off")
+        plan = "\n".join(
+            row[0] for row in admin.execute("EXPLAIN " + driver._purge.replace("%s", "100"))
+        )
+    assert f"{table}_expires_at" in plan, plan
+
+
+@pytest.mark.anyio
+@pytest.mark.usefixtures("no_automatic_purge")
+async def test_expiring_writes_purge_a_small_batch_at_most_once_per_interval(
+    admin: psycopg.Connection, table: str
+) -> None:
+    # The interval is an hour here: the driver's first expiring write purges, and then only
+    # one after the test says the interval has passed.
+    driver = postgresql_driver(POSTGRESQL_URL, table=table)
+    expired = postgresql_module.AUTO_PURGE_BATCH + 50
+    try:
+        await driver.set_expiring("fresh", b"v", 600)
+        await _write_expired(driver, [f"gone:{index:04d}" for index in range(expired)])
+        # Within the interval neither an expiring write nor a plain one purges.
+        assert await driver.expire("fresh", 900) is True
+        await driver.set("plain", b"v")
+        await driver.set_many([("plain2", b"v")])
+        assert _count_rows(admin, table, "key LIKE 'gone:%'") == expired
+        # Once the interval has passed, the next expiring write purges one small batch.
+        driver._purge_due = 0.0
+        await driver.set_expiring("fresh2", b"v", 600)
+        assert _count_rows(admin, table, "key LIKE 'gone:%'") == 50
+        driver._purge_due = 0.0
+        assert await driver.expire("fresh", None) is True
+        assert _count_rows(admin, table, "key LIKE 'gone:%'") == 0
+    finally:
+        await driver.close()
+    assert _count_rows(admin, table) == 4
+
+
+@pytest.mark.anyio
+async def test_a_table_from_before_expiry_is_upgraded_in_place(
+    admin: psycopg.Connection, table: str
+) -> None:
+    admin.execute(_PRE_EXPIRY_TABLE.format(quoted=f'"{table}"'))
+    admin.execute(
+        f'INSERT INTO "{table}" (key, value, version) VALUES (%s, %s, 7), (%s, %s, 0)',
+        ("a", b'"old a"', "b", b'"old b"'),
+    )
+    async with Storage(postgresql_driver(POSTGRESQL_URL, table=table)) as storage:
+        assert await storage.get("a") == "old a"
+        meta = await storage.get_meta("a")
+        assert meta == Meta(size=len(b'"old a"'), written_at=None, expires_at=None, version=7)
+        # Old rows gain TTLs; the value, version and (unknown) write time stay.
+        assert await storage.expire("a", 600) is True
+        meta = await storage.get_meta("a")
+        assert meta is not None
+        assert meta.expires_at is not None
+        assert (meta.written_at, meta.version) == (None, 7)
+        await storage.set("b", "new b", ttl=600)
+        meta = await storage.get_meta("b")
+        assert meta is not None
+        assert meta.written_at is not None
+        assert meta.expires_at is not None
+    indexes: dict[str, str] = dict(
+        admin.execute(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = %s", (table,)
+        ).fetchall()
+    )
+    # The primary key was rebuilt under its old name, covering the expiry.
+    assert set(indexes) == {f"{table}_pkey", f"{table}_expires_at"}
+    assert indexes[f"{table}_pkey"].endswith("(key) INCLUDE (expires_at)")
+    assert indexes[f"{table}_expires_at"].endswith("(expires_at) WHERE (expires_at IS NOT NULL)")
+
+
+@pytest.mark.anyio
+async def test_drivers_upgrading_one_pre_expiry_table_at_once_all_succeed(
+    admin: psycopg.Connection, table: str
+) -> None:
+    admin.execute(_PRE_EXPIRY_TABLE.format(quoted=f'"{table}"'))
+    admin.execute(f'INSERT INTO "{table}" (key, value, version) VALUES (%s, %s, 3)', ("k", b"v"))
+    drivers = [postgresql_driver(POSTGRESQL_URL, table=table, pool_size=1) for _ in range(6)]
+    found: list[Meta | None] = [None] * len(drivers)
+
+    async def read(index: int, driver: PostgreSQLDriver) -> None:
+        found[index] = await driver.get_meta("k")
+
+    try:
+        async with anyio.create_task_group() as group:
+            for index, driver in enumerate(drivers):
+                group.start_soon(read, index, driver)
+    finally:
+        for driver in drivers:
+            await driver.close()
+    assert found == [Meta(size=1, written_at=None, expires_at=None, version=3)] * len(drivers)
+
+
+@pytest.mark.anyio
+@pytest.mark.usefixtures("no_automatic_purge")
+async def test_a_scan_over_mostly_expired_keys_costs_what_its_live_keys_cost(
+    admin: psycopg.Connection, table: str
+) -> None:
+    driver = postgresql_driver(POSTGRESQL_URL, table=table)
+    many = [f"x:{index:05d}" for index in range(10_000)]
+    try:
+        await driver.set_expiring("first", b"v", 600)
+        # 9,000 expired through the API, the other 1,000 (every tenth) live among them; and
+        # 1,000 live keys alone under another prefix.
+        await _write_expired(driver, [key for index, key in enumerate(many) if index % 10])
+        await driver.set_many([(key, b"live") for key in many[::10]])
+        await driver.set_many([(f"y:{index:05d}", b"live") for index in range(1000)])
+        # Index-only scans read no heap page only where the visibility map says so, which
+        # autovacuum sets in time; VACUUM sets it now, the same for both scans.
+        admin.execute(f'VACUUM ANALYZE "{table}"')
+
+        async def count(prefix: str) -> None:
+            assert len([key async for key in driver.keys(prefix)]) == 1000
+
+        mostly_expired = await measure_best(lambda: count("x:"))
+        live = await measure_best(lambda: count("y:"))
+    finally:
+        await driver.close()
+    assert mostly_expired.steps <= 2.5 * live.steps, (mostly_expired, live)
+    assert mostly_expired.peak_bytes <= 2.5 * live.peak_bytes, (mostly_expired, live)
+    # The server skips the expired rows on the index alone: no heap page is read.
+    query = driver._scan[(True, True)].replace("%s", "'x:'", 1).replace("%s", "'x;'")
+    plan = "\n".join(row[0] for row in admin.execute("EXPLAIN ANALYZE " + query))
+    assert f"Index Only Scan using {table}_pkey" in plan, plan
+    assert "Heap Fetches: 0" in plan, plan
+
+
+@pytest.mark.anyio
+async def test_a_table_name_of_the_longest_length_gets_indexes_of_its_own(
+    admin: psycopg.Connection,
+) -> None:
+    # 63 characters: "<table>_expires_at" would be truncated to the table's own name.
+    table = f"kvtest_{uuid.uuid4().hex}".ljust(63, "t")
+    try:
+        async with Storage(postgresql_driver(POSTGRESQL_URL, table=table)) as storage:
+            await storage.set("a", 1, ttl=600)
+            assert await storage.purge_expired() == 0
+            assert [key async for key in storage.keys("")] == ["a"]
+        names = [
+            name
+            for (name,) in admin.execute(
+                "SELECT indexname FROM pg_indexes WHERE tablename = %s", (table,)
+            ).fetchall()
+        ]
+        assert len(names) == 2
+        assert all(name != table and len(name) <= 63 for name in names)
+    finally:
+        admin.execute(f'DROP TABLE IF EXISTS "{table}"')

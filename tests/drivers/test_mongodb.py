@@ -813,10 +813,20 @@ async def test_reads_filter_on_the_clients_clock_without_waiting_for_the_ttl_mon
     # run: it runs every 60 s), one expiring in a minute, one with a null expiry.
     collection.insert_many(
         [
-            {"_id": "past", "v": b"1", "ver": 7, "at": DatetimeMS(now - 5000),
-             "exp": DatetimeMS(now - 1000)},
-            {"_id": "future", "v": b"2", "ver": 8, "at": DatetimeMS(now),
-             "exp": DatetimeMS(now + 60_000)},
+            {
+                "_id": "past",
+                "v": b"1",
+                "ver": 7,
+                "at": DatetimeMS(now - 5000),
+                "exp": DatetimeMS(now - 1000),
+            },
+            {
+                "_id": "future",
+                "v": b"2",
+                "ver": 8,
+                "at": DatetimeMS(now),
+                "exp": DatetimeMS(now + 60_000),
+            },
             {"_id": "null", "v": b"3", "ver": 9, "at": DatetimeMS(now), "exp": None},
         ]
     )

@@ -1,6 +1,8 @@
 """MongoDB driver through Storage vs raw ``pymongo.AsyncMongoClient`` doing the same work.
 
-Run: ``python -m benchmarks.bench_mongodb [URL]``. Without a URL it starts SecantusDB in-process:
+Run: ``python -m benchmarks.bench_mongodb [URL] [--point-ops N] [--scan-total N]
+[--operation-timeout SECONDS]`` (defaults 1,000, 100,000 and 120). Without a URL it starts
+SecantusDB in-process:
 a STAND-IN speaking MongoDB's wire protocol, not MongoDB, so its absolute figures say nothing
 about MongoDB's speed; the ratios still measure what the driver and Storage add on top of the
 same client talking to the same socket.
@@ -16,8 +18,8 @@ keys takes about a minute there) and of the whole batch on a real MongoDB.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
-import sys
 import tempfile
 import uuid
 from collections.abc import Iterator, Sequence
@@ -102,21 +104,36 @@ def _server(url: str | None) -> Iterator[tuple[str, str]]:
         yield str(server.uri), "SecantusDB STAND-IN (not MongoDB)"
 
 
+def _arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_mongodb")
+    parser.add_argument("url", nargs="?", help="a real MongoDB (default: start SecantusDB)")
+    parser.add_argument("--point-ops", type=int, default=1_000, help="keys for set/get/delete")
+    parser.add_argument("--scan-total", type=int, default=100_000, help="keys the scan is among")
+    # A liveness bound, not a speed claim: on a loaded machine the stand-in's 10,000-key batches
+    # can take longer than the driver's default 10 s.
+    parser.add_argument("--operation-timeout", type=float, default=120.0)
+    return parser.parse_args()
+
+
 async def main() -> None:
     """Print the comparison table."""
+    arguments = _arguments()
     suffix = uuid.uuid4().hex[:10]
-    real_url = sys.argv[1] if len(sys.argv) > 1 else None
+    real_url = arguments.url
     with _server(real_url) as (url, label):
         raw = RawPyMongo(url, f"bench_raw_{suffix}", in_chunk=10_000 if real_url else 500)
         ours_database = f"bench_ours_{suffix}"
         try:
-            async with Storage(mongodb_driver(url, ours_database)) as storage:
+            driver = mongodb_driver(
+                url, ours_database, operation_timeout=arguments.operation_timeout
+            )
+            async with Storage(driver) as storage:
                 report = await compare_storage(
                     Report(f"mongodb on {label}: Storage vs raw AsyncMongoClient"),
                     storage,
                     raw,
-                    point_ops=1_000,
-                    scan_total=100_000,
+                    point_ops=arguments.point_ops,
+                    scan_total=arguments.scan_total,
                 )
         finally:
             await raw.drop()

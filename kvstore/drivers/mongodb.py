@@ -25,6 +25,16 @@ document: create is ``insert_one`` (a duplicate ``_id`` is the conflict), replac
 on ``_id`` and ``ver`` (nothing matched is the conflict). See :class:`MongoDBDriver` for what a
 multi-key ``commit`` guarantees.
 
+Expiry. A document may carry ``"exp"``, the instant it expires as a BSON Date (absent: it never
+expires), and ``"at"``, the instant it was last written (absent in documents written before
+write times were kept: ``Meta.written_at`` is then None); a large value's pointer document also
+keeps ``"z"``, the value's size. Old documents need no upgrade. Every read filters on
+``{"exp": {"$not": {"$lte": now}}}`` (true where the field is missing or null), so an expired
+document is absent at once, whether or not anything has removed it. A sparse TTL index on
+``exp`` (``expireAfterSeconds=0``, created on the first expiring write or purge) lets MongoDB
+remove expired documents itself (its monitor runs every 60 s) and lets ``purge_expired`` find
+them in bounded batches. The clock is the client's: see :class:`MongoDBDriver`.
+
 Batches use ``bulk_write`` / ``delete_many``: one round trip per chunk of keys, **not atomic**
 (multi-document transactions need a replica set, which this driver does not assume). asyncio
 only: ``pymongo.AsyncMongoClient`` does not run under trio.
@@ -45,8 +55,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from datetime import datetime
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -63,6 +76,7 @@ from kvstore.driver import BaseDriver, conflict
 from kvstore.drivers._extras import missing_extra
 from kvstore.drivers._settings import settle, timeout_seconds, whole_number
 from kvstore.errors import BackendError, BackendUnavailable, ConfigurationError
+from kvstore.expiry import Clock, Meta, expiry_millis, from_millis, now_millis
 from kvstore.keys import prefix_successor
 from kvstore.logs import silent_until_configured
 from kvstore.urls import (
@@ -78,12 +92,14 @@ try:
     import pymongo.common
     import pymongo.uri_parser_shared
     from bson import Binary
+    from bson.datetime_ms import DatetimeMS
     from pymongo import AsyncMongoClient, DeleteMany, DeleteOne, ReplaceOne, ReturnDocument
     from pymongo.asynchronous.collection import AsyncCollection
     from pymongo.errors import (
         ConnectionFailure,
         DuplicateKeyError,
         ExecutionTimeout,
+        OperationFailure,
         PyMongoError,
         WaitQueueTimeoutError,
         WTimeoutError,
@@ -110,6 +126,17 @@ BATCH_CHUNK = 10_000
 IN_CHUNK = 500
 # The field holding a document's version; a document without it is at LEGACY_VERSION.
 VERSION_FIELD = "ver"
+# The instant a document expires, a BSON Date; a document without it never expires.
+EXPIRY_FIELD = "exp"
+# The instant a document was last written, a BSON Date; absent in documents from before expiry.
+WRITTEN_FIELD = "at"
+# A large value's size in bytes, on its pointer document (get_meta then reads one document).
+SIZE_FIELD = "z"
+# The sparse TTL index on EXPIRY_FIELD: native removal, and how purge_expired finds its batch.
+EXPIRY_INDEX = "kvstore_expiry"
+# The piggy-backed purge: at most once a second per driver, this many documents.
+AUTO_PURGE_INTERVAL = 1.0
+AUTO_PURGE_LIMIT = 100
 # How often a reader retries when a large value is replaced while it reads it.
 _READ_RETRIES = 5
 DEFAULT_POOL_SIZE = 50
@@ -199,11 +226,26 @@ class MongoDBDriver(BaseDriver):
     Readers can see a commit half applied. A caller needing all-or-nothing across keys must
     keep them in one document (one key) on this driver. Cancelling a commit never stops it part
     way: like every operation here it runs as its own task, which the caller stops waiting for.
+
+    Expiry (``expiry``): instants are whole milliseconds on the **client's** clock (this
+    process's ``time.time``), read once per operation: the write time and expiry a write stores,
+    and the "now" every read, condition and purge filters with, so the driver agrees with itself
+    exactly. Not ``$$NOW``: the SecantusDB stand-in the tests run on compares ``$$NOW`` with a
+    stored Date wrongly and plans any filter with a top-level ``$expr`` as a collection scan,
+    losing the ``_id`` lookup; and one ``$$NOW`` cannot span a batch split over several write
+    commands. MongoDB's TTL monitor removes documents by the server's clock: with the two clocks
+    in step (NTP) it only ever removes what readers already see as expired. ``set_expiring`` and
+    ``set_many_expiring`` write like ``set`` and ``set_many`` (one instant for the batch, not
+    atomic); ``expire`` is one ``update_one`` filtered on the key being live; ``get_meta`` is
+    one ``find_one`` that projects the value's ``$binarySize``; ``purge_expired`` reads up to
+    ``limit`` expired ids through the TTL index and deletes them, re-checking their expiry.
+    Expiring writes also purge up to ``AUTO_PURGE_LIMIT`` documents, at most once a second.
     """
 
     name = "mongodb"
     supports_trio = False
     conditional_writes = True
+    expiry = True
 
     def __init__(
         self,
@@ -320,6 +362,10 @@ class MongoDBDriver(BaseDriver):
         self._values: AsyncCollection[dict[str, Any]] | None = None
         self._chunks: AsyncCollection[dict[str, Any]] | None = None
         self._chunk_index_ready = False
+        self._expiry_index_ready = False
+        self._clock: Clock = time.time
+        # When the last piggy-backed purge ran (time.monotonic()); never, to start with.
+        self._last_purge = -math.inf
         self._slots: asyncio.Semaphore | None = None
         self._running: set[asyncio.Task[Any]] = set()
 
@@ -429,6 +475,86 @@ class MongoDBDriver(BaseDriver):
             self._chunk_index_ready = True
         return chunks
 
+    def _now(self) -> int:
+        """Now, in whole milliseconds on the driver's clock (see the class docstring)."""
+        return now_millis(self._clock)
+
+    async def _ensure_expiry_index(self, values: AsyncCollection[dict[str, Any]]) -> None:
+        """Create the sparse TTL index on the expiry once per driver (idempotent on the server).
+
+        Sparse: documents that never expire (the no-TTL path) have no entry to maintain. A
+        server that refuses it (an index of the same name and other options, a server without
+        TTL indexes) is logged and left alone: reads filter on the expiry either way, and a
+        purge then searches without the index.
+        """
+        if self._expiry_index_ready:
+            return
+        try:
+            await values.create_index(
+                [(EXPIRY_FIELD, 1)], name=EXPIRY_INDEX, expireAfterSeconds=0, sparse=True
+            )
+        except OperationFailure as error:
+            _log.warning(
+                "mongodb at %s: no TTL index on %r (%s); expired documents are removed only "
+                "by purges",
+                self.where,
+                EXPIRY_FIELD,
+                self._scrub(error),
+            )
+        self._expiry_index_ready = True
+
+    async def _purge(self, values: AsyncCollection[dict[str, Any]], limit: int) -> int:
+        """Delete up to ``limit`` expired documents found through the TTL index; return how many.
+
+        The ids are read first (bounded by ``limit``, oldest expiry first), then deleted with
+        the expiry re-checked, so a key rewritten in between is left alone. A large value's
+        chunks go with its document.
+        """
+        expired = _expired(self._now())
+        found = [
+            document
+            async for document in values.find(expired, {"g": 1, "n": 1})
+            .sort(EXPIRY_FIELD, 1)
+            .limit(limit)
+        ]
+        small = [document["_id"] for document in found if "g" not in document]
+        removed = 0
+        for start in range(0, len(small), IN_CHUNK):
+            result = await values.delete_many(
+                {"_id": {"$in": small[start : start + IN_CHUNK]}, **expired}
+            )
+            removed += result.deleted_count
+        for document in found:
+            if "g" in document:
+                gone = await values.find_one_and_delete(
+                    {"_id": document["_id"], **expired}, projection={"g": 1, "n": 1}
+                )
+                if gone is not None:
+                    removed += 1
+                    await self._drop_chunks(gone)
+        return removed
+
+    async def _drop_chunks(self, previous: Mapping[str, Any] | None) -> None:
+        """Remove the chunks of a large value's document that was just replaced or deleted."""
+        if previous is not None and "g" in previous:
+            chunks = await self._chunk_collection()
+            await chunks.delete_many({"_id": {"$in": _chunk_ids(previous)}})
+
+    async def _after_expiring_write(self, values: AsyncCollection[dict[str, Any]]) -> None:
+        """The piggy-backed purge: a small batch, at most once per AUTO_PURGE_INTERVAL.
+
+        Best effort: the write it follows has succeeded, so a failure is logged, not raised;
+        the next expiring write tries again.
+        """
+        started = time.monotonic()
+        if started - self._last_purge < AUTO_PURGE_INTERVAL:
+            return
+        self._last_purge = started
+        try:
+            await self._purge(values, AUTO_PURGE_LIMIT)
+        except PyMongoError as error:
+            _log.debug("mongodb at %s: automatic purge failed: %s", self.where, error)
+
     # -- primitives -------------------------------------------------------------------------
 
     async def get(self, key: str) -> bytes | None:
@@ -436,7 +562,7 @@ class MongoDBDriver(BaseDriver):
         values, _ = self._collections()
 
         async def work() -> bytes | None:
-            document = await values.find_one({"_id": key})
+            document = await values.find_one({"_id": key, **_live(self._now())})
             if document is None:
                 return None
             if "v" in document:
@@ -451,13 +577,12 @@ class MongoDBDriver(BaseDriver):
         values, _ = self._collections()
 
         async def work() -> None:
+            now = self._now()
             if len(value) > INLINE_LIMIT:
-                await self._write_large(key, value, ANY_VERSION)
+                await self._write_large(key, value, ANY_VERSION, now)
                 return
             await values.replace_one(
-                {"_id": key},
-                {"_id": key, "v": Binary(value), VERSION_FIELD: new_version()},
-                upsert=True,
+                {"_id": key}, _document(key, value, new_version(), now), upsert=True
             )
 
         await self._run(work)
@@ -478,7 +603,7 @@ class MongoDBDriver(BaseDriver):
         values, _ = self._collections()
 
         async def work() -> Versioned[bytes] | None:
-            document = await values.find_one({"_id": key})
+            document = await values.find_one({"_id": key, **_live(self._now())})
             if document is None:
                 return None
             if "v" in document:
@@ -499,7 +624,9 @@ class MongoDBDriver(BaseDriver):
         values, _ = self._collections()
 
         async def work() -> None:
-            if (await values.delete_one(_version_filter(key, expected))).deleted_count == 0:
+            live = _live(self._now())
+            deleted = await values.delete_one({**_version_filter(key, expected), **live})
+            if deleted.deleted_count == 0:
                 raise conflict([key])
 
         await self._run(work)
@@ -521,7 +648,8 @@ class MongoDBDriver(BaseDriver):
             conditional = [
                 index for index, change in enumerate(changes) if change.expected is not ANY_VERSION
             ]
-            current = await self._versions(values, [changes[index].key for index in conditional])
+            keys = [changes[index].key for index in conditional]
+            current = await self._versions(values, keys, self._now())
             failed = [
                 changes[index].key
                 for index in conditional
@@ -548,20 +676,32 @@ class MongoDBDriver(BaseDriver):
         value: bytes,
         expected: int | AnyVersion | None,
     ) -> int:
-        """One write under a condition, as one operation; returns the new version."""
+        """One write under a condition, as one operation; returns the new version.
+
+        An expired document is absent: a create replaces it, a version condition never holds.
+        """
+        now = self._now()
         if len(value) > INLINE_LIMIT:
-            return await self._write_large(key, value, expected)
+            return await self._write_large(key, value, expected, now)
         version = new_version()
-        document = {"_id": key, "v": Binary(value), VERSION_FIELD: version}
+        document = _document(key, value, version, now)
         if expected is None:
             try:
                 await values.insert_one(document)
             except DuplicateKeyError:
-                raise conflict([key]) from None
+                # Taken, unless by an expired document: then the create replaces it.
+                previous = await values.find_one_and_replace(
+                    {"_id": key, **_expired(now)}, document, projection={"g": 1, "n": 1}
+                )
+                if previous is None:
+                    raise conflict([key]) from None
+                await self._drop_chunks(previous)
         elif expected is ANY_VERSION:
             await values.replace_one({"_id": key}, document, upsert=True)
         else:
-            replaced = await values.replace_one(_version_filter(key, expected), document)
+            replaced = await values.replace_one(
+                {**_version_filter(key, expected), **_live(now)}, document
+            )
             if replaced.matched_count == 0:
                 raise conflict([key])
         return version
@@ -574,29 +714,33 @@ class MongoDBDriver(BaseDriver):
         if change.action is Action.WRITE:
             assert change.value is not None
             return await self._write(values, key, change.value, expected)
+        live = _live(self._now())
         if change.action is Action.DELETE:
             if expected is ANY_VERSION:
                 await values.delete_one({"_id": key})
             elif expected is None:
                 # "Delete if absent": nothing to delete, but the key must be absent.
-                if await values.find_one({"_id": key}, {"_id": 1}) is not None:
+                if await values.find_one({"_id": key, **live}, {"_id": 1}) is not None:
                     raise conflict([key])
-            elif (await values.delete_one(_version_filter(key, expected))).deleted_count == 0:
+            elif (
+                await values.delete_one({**_version_filter(key, expected), **live})
+            ).deleted_count == 0:
                 raise conflict([key])
             return None
-        document = await values.find_one({"_id": key}, {VERSION_FIELD: 1})
+        document = await values.find_one({"_id": key, **live}, {VERSION_FIELD: 1})
         if not change.holds_for(None if document is None else _version_of(document)):
             raise conflict([key])
         return None
 
     async def _versions(
-        self, values: AsyncCollection[dict[str, Any]], keys: list[str]
+        self, values: AsyncCollection[dict[str, Any]], keys: list[str], now: int
     ) -> dict[str, int]:
-        """The current version of each of ``keys`` that exists (one query per ``IN_CHUNK``)."""
+        """The version of each of ``keys`` live at ``now`` (one query per ``IN_CHUNK``)."""
         found: dict[str, int] = {}
+        live = _live(now)
         for start in range(0, len(keys), IN_CHUNK):
             async for document in values.find(
-                {"_id": {"$in": keys[start : start + IN_CHUNK]}}, {VERSION_FIELD: 1}
+                {"_id": {"$in": keys[start : start + IN_CHUNK]}, **live}, {VERSION_FIELD: 1}
             ):
                 found[str(document["_id"])] = _version_of(document)
         return found
@@ -610,6 +754,7 @@ class MongoDBDriver(BaseDriver):
     ) -> None:
         """Apply the changes without a condition in unordered bulk writes; fill in versions."""
         operations: list[ReplaceOne[dict[str, Any]] | DeleteOne] = []
+        now = self._now()
         for index in indexes:
             change = changes[index]
             if change.action is Action.DELETE:
@@ -617,10 +762,12 @@ class MongoDBDriver(BaseDriver):
             elif change.action is Action.WRITE:
                 assert change.value is not None
                 if len(change.value) > INLINE_LIMIT:
-                    results[index] = await self._write_large(change.key, change.value, ANY_VERSION)
+                    results[index] = await self._write_large(
+                        change.key, change.value, ANY_VERSION, now
+                    )
                     continue
                 version = results[index] = new_version()
-                document = {"_id": change.key, "v": Binary(change.value), VERSION_FIELD: version}
+                document = _document(change.key, change.value, version, now)
                 operations.append(ReplaceOne({"_id": change.key}, document, upsert=True))
         for start in range(0, len(operations), BATCH_CHUNK):
             await values.bulk_write(operations[start : start + BATCH_CHUNK], ordered=False)
@@ -644,7 +791,11 @@ class MongoDBDriver(BaseDriver):
         values, _ = self._collections()
 
         async def work() -> list[str]:
-            cursor = values.find({"_id": bounds}, {"_id": 1}).sort("_id", 1).limit(SCAN_PAGE)
+            # Expired documents are skipped by the server, never sent (values are never read).
+            live = _live(self._now())
+            cursor = (
+                values.find({"_id": bounds, **live}, {"_id": 1}).sort("_id", 1).limit(SCAN_PAGE)
+            )
             return [str(document["_id"]) async for document in cursor]
 
         return work
@@ -670,12 +821,18 @@ class MongoDBDriver(BaseDriver):
     # -- large values (called inside an operation's work) ------------------------------------
 
     async def _write_large(
-        self, key: str, value: bytes, expected: int | AnyVersion | None
+        self,
+        key: str,
+        value: bytes,
+        expected: int | AnyVersion | None,
+        now: int,
+        expires: int | None = None,
     ) -> int:
         """Write a large value as chunks, then its document under the condition ``expected``.
 
-        Returns the new version; raises :class:`Conflict` (removing the new chunks) if the
-        condition fails.
+        The document is written at ``now`` and expires at ``expires`` (None: never). Returns
+        the new version; raises :class:`Conflict` (removing the new chunks) if the condition
+        fails.
         """
         values, _ = self._collections()
         chunks = await self._chunk_collection()
@@ -690,16 +847,31 @@ class MongoDBDriver(BaseDriver):
             ordered=False,
         )
         version = new_version()
-        document = {"_id": key, "g": generation, "n": len(parts), VERSION_FIELD: version}
+        document = {
+            "_id": key,
+            "g": generation,
+            "n": len(parts),
+            SIZE_FIELD: len(value),
+            VERSION_FIELD: version,
+            **_instants(now, expires),
+        }
         if expected is None:
             try:
                 await values.insert_one(document)
             except DuplicateKeyError:
-                await chunks.delete_many({"_id": {"$in": ids}})
-                raise conflict([key]) from None
+                # Taken, unless by an expired document: then the create replaces it.
+                previous = await values.find_one_and_replace(
+                    {"_id": key, **_expired(now)}, document, projection={"g": 1, "n": 1}
+                )
+                if previous is None:
+                    await chunks.delete_many({"_id": {"$in": ids}})
+                    raise conflict([key]) from None
+                await self._drop_chunks(previous)
             return version
         previous = await values.find_one_and_replace(
-            {"_id": key} if expected is ANY_VERSION else _version_filter(key, expected),
+            {"_id": key}
+            if expected is ANY_VERSION
+            else {**_version_filter(key, expected), **_live(now)},
             document,
             projection={"g": 1, "n": 1},
             upsert=expected is ANY_VERSION,
@@ -726,7 +898,7 @@ class MongoDBDriver(BaseDriver):
                 value = b"".join(found[chunk_id] for chunk_id in ids)
                 return Versioned(value, _version_of(document))
             # A newer write replaced the value and removed these chunks: read the key again.
-            reread = await values.find_one({"_id": key})
+            reread = await values.find_one({"_id": key, **_live(self._now())})
             if reread is None:
                 return None
             if "v" in reread:
@@ -750,9 +922,10 @@ class MongoDBDriver(BaseDriver):
             found: dict[str, bytes] = {}
             large: list[dict[str, Any]] = []
             unique = list(dict.fromkeys(keys))
+            live = _live(self._now())
             for start in range(0, len(unique), IN_CHUNK):
                 chunk = unique[start : start + IN_CHUNK]
-                async for document in values.find({"_id": {"$in": chunk}}):
+                async for document in values.find({"_id": {"$in": chunk}, **live}):
                     if "v" in document:
                         found[str(document["_id"])] = bytes(document["v"])
                     else:
@@ -775,27 +948,140 @@ class MongoDBDriver(BaseDriver):
         values, _ = self._collections()
         if not items:
             return
+        await self._run(lambda: self._write_many(values, items, None))
+
+    async def _write_many(
+        self,
+        values: AsyncCollection[dict[str, Any]],
+        items: Sequence[tuple[str, bytes]],
+        ttl: float | None,
+    ) -> None:
+        """set_many's work: every pair written at one instant, to expire ``ttl`` after it."""
         latest = dict(items)
         small = [(key, value) for key, value in latest.items() if len(value) <= INLINE_LIMIT]
+        now = self._now()
+        expires = None if ttl is None else expiry_millis(now, ttl)
+        for start in range(0, len(small), BATCH_CHUNK):
+            await values.bulk_write(
+                [
+                    ReplaceOne(
+                        {"_id": key},
+                        _document(key, value, new_version(), now, expires),
+                        upsert=True,
+                    )
+                    for key, value in small[start : start + BATCH_CHUNK]
+                ],
+                ordered=False,
+            )
+        for key, value in latest.items():
+            if len(value) > INLINE_LIMIT:
+                await self._write_large(key, value, ANY_VERSION, now, expires)
+
+    # -- expiry -----------------------------------------------------------------------------
+
+    async def set_expiring(self, key: str, value: bytes, ttl: float) -> None:
+        """Store ``value`` under ``key`` to expire ``ttl`` seconds from now (client clock): one
+        upserting ``replace_one`` unless it is large, then perhaps a small purge."""
+        values, _ = self._collections()
 
         async def work() -> None:
-            for start in range(0, len(small), BATCH_CHUNK):
-                await values.bulk_write(
-                    [
-                        ReplaceOne(
-                            {"_id": key},
-                            {"_id": key, "v": Binary(value), VERSION_FIELD: new_version()},
-                            upsert=True,
-                        )
-                        for key, value in small[start : start + BATCH_CHUNK]
-                    ],
-                    ordered=False,
+            await self._ensure_expiry_index(values)
+            now = self._now()
+            expires = expiry_millis(now, ttl)
+            if len(value) > INLINE_LIMIT:
+                await self._write_large(key, value, ANY_VERSION, now, expires)
+            else:
+                await values.replace_one(
+                    {"_id": key}, _document(key, value, new_version(), now, expires), upsert=True
                 )
-            for key, value in latest.items():
-                if len(value) > INLINE_LIMIT:
-                    await self._write_large(key, value, ANY_VERSION)
+            await self._after_expiring_write(values)
 
         await self._run(work)
+
+    async def set_many_expiring(self, items: Sequence[tuple[str, bytes]], ttl: float) -> None:
+        """Store every pair to expire ``ttl`` seconds from one instant, as ``set_many`` does
+        (not atomic), then perhaps a small purge."""
+        values, _ = self._collections()
+        if not items:
+            return
+
+        async def work() -> None:
+            await self._ensure_expiry_index(values)
+            await self._write_many(values, items, ttl)
+            await self._after_expiring_write(values)
+
+        await self._run(work)
+
+    async def expire(self, key: str, ttl: float | None) -> bool:
+        """Set (or, for None, remove) a live key's expiry: one ``update_one`` filtered on the key
+        being live, which leaves the value, version and write time alone."""
+        values, _ = self._collections()
+
+        async def work() -> bool:
+            await self._ensure_expiry_index(values)
+            now = self._now()
+            change: dict[str, Any] = (
+                {"$unset": {EXPIRY_FIELD: ""}}
+                if ttl is None
+                else {"$set": {EXPIRY_FIELD: DatetimeMS(expiry_millis(now, ttl))}}
+            )
+            result = await values.update_one({"_id": key, **_live(now)}, change)
+            await self._after_expiring_write(values)
+            return result.matched_count == 1
+
+        return await self._run(work)
+
+    async def get_meta(self, key: str) -> Meta | None:
+        """The size, write time, expiry and version of a live key: one ``find_one`` projecting
+        the value's ``$binarySize`` (the value itself is not sent)."""
+        values, _ = self._collections()
+
+        async def work() -> Meta | None:
+            document = await values.find_one(
+                {"_id": key, **_live(self._now())},
+                {
+                    "size": {"$binarySize": "$v"},
+                    VERSION_FIELD: 1,
+                    WRITTEN_FIELD: 1,
+                    EXPIRY_FIELD: 1,
+                    SIZE_FIELD: 1,
+                    "g": 1,
+                    "n": 1,
+                },
+            )
+            if document is None:
+                return None
+            size = document.get("size")
+            if size is None:
+                size = document.get(SIZE_FIELD)
+            if size is None:
+                # A large value written before sizes were kept: read its value.
+                found = await self._read_large(key, document)
+                if found is None:
+                    return None
+                size = len(found.value)
+            written, expires = _millis(document.get(WRITTEN_FIELD)), _millis(
+                document.get(EXPIRY_FIELD)
+            )
+            return Meta(
+                size=int(size),
+                written_at=None if written is None else from_millis(written),
+                expires_at=None if expires is None else from_millis(expires),
+                version=_version_of(document),
+            )
+
+        return await self._run(work)
+
+    async def purge_expired(self, limit: int = 1000) -> int:
+        """Delete up to ``limit`` expired documents, found through the TTL index; return how
+        many (see ``_purge``)."""
+        values, _ = self._collections()
+
+        async def work() -> int:
+            await self._ensure_expiry_index(values)
+            return await self._purge(values, limit)
+
+        return await self._run(work)
 
     async def delete_many(self, keys: Sequence[str]) -> None:
         """Remove every key in ``keys``: one bulk write, a ``DeleteMany`` per ``IN_CHUNK`` keys."""
@@ -835,6 +1121,54 @@ class MongoDBDriver(BaseDriver):
         await self._run(work)
 
 
+def _document(
+    key: str, value: bytes, version: int, now: int, expires: int | None = None
+) -> dict[str, Any]:
+    """The document of a small value written at ``now`` to expire at ``expires`` (None: never).
+
+    Written whole (a replace), so a write without a TTL drops any earlier expiry.
+    """
+    return {
+        "_id": key,
+        "v": Binary(value),
+        VERSION_FIELD: version,
+        **_instants(now, expires),
+    }
+
+
+def _instants(now: int, expires: int | None) -> dict[str, DatetimeMS]:
+    """The write time and (if any) expiry fields, as BSON Dates of whole milliseconds."""
+    if expires is None:
+        return {WRITTEN_FIELD: DatetimeMS(now)}
+    return {WRITTEN_FIELD: DatetimeMS(now), EXPIRY_FIELD: DatetimeMS(expires)}
+
+
+def _live(now: int) -> dict[str, Any]:
+    """The filter clause for documents live at ``now``: no expiry (missing or null) or a later
+    one. One field clause, not a top-level ``$or``: SecantusDB plans a filter with a top-level
+    operator as a collection scan, losing its ``_id`` lookup."""
+    return {EXPIRY_FIELD: {"$not": {"$lte": DatetimeMS(now)}}}
+
+
+def _expired(now: int) -> dict[str, Any]:
+    """The filter clause for documents expired at ``now`` (the TTL index serves it)."""
+    return {EXPIRY_FIELD: {"$lte": DatetimeMS(now)}}
+
+
+def _millis(value: object) -> int | None:
+    """A stored instant (a BSON Date, decoded as the client's codec options say) in whole
+    milliseconds, or None for a missing field."""
+    if value is None:
+        return None
+    if isinstance(value, DatetimeMS):
+        return int(value)
+    if isinstance(value, datetime):
+        return int(DatetimeMS(value))  # a naive datetime is UTC, as PyMongo decodes it
+    if isinstance(value, int):
+        return value
+    raise BackendError(f"a stored instant is not a date: {value!r}", driver="mongodb")
+
+
 def _version_of(document: Mapping[str, Any]) -> int:
     """The version of a stored document: its ``ver``, or LEGACY_VERSION if it has none."""
     version = document.get(VERSION_FIELD)
@@ -849,7 +1183,7 @@ def _version_filter(key: str, expected: int) -> dict[str, Any]:
     return {"_id": key, VERSION_FIELD: expected}
 
 
-def _chunk_ids(document: dict[str, Any]) -> list[str]:
+def _chunk_ids(document: Mapping[str, Any]) -> list[str]:
     generation, count = str(document["g"]), int(document["n"])
     return [f"{generation}:{index:06d}" for index in range(count)]
 

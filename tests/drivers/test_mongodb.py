@@ -6,13 +6,17 @@ the run says so): see ``tests/support/mongodb_server.py``.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
 
 import anyio
 import pymongo
 import pymongo.uri_parser
 import pytest
+from bson.datetime_ms import DatetimeMS
 from hypothesis import given, settings
 from pymongo import monitoring
 
@@ -21,10 +25,12 @@ from kvstore.conditional import LEGACY_VERSION, Change
 from kvstore.drivers import mongodb
 from kvstore.drivers.mongodb import MongoDBDriver, from_url, mongodb_driver
 from kvstore.errors import BackendError, BackendUnavailable, ConfigurationError, Conflict
+from kvstore.expiry import Meta
 from kvstore.storage import Storage
 from kvstore.testing import DriverConformance, DriverFactory
+from kvstore.testing.clock import TestClock
 from tests.support.hostile_urls import MARK, HostileURL, probed_hostile_urls
-from tests.support.mongodb_server import MongoDBTarget, mongodb_target
+from tests.support.mongodb_server import MongoDBTarget, SecantusProcess, mongodb_target
 from tests.support.old_release import run_old_code
 from tests.support.quiet import silent_server
 from tests.support.servers import free_port
@@ -96,7 +102,8 @@ async def test_one_document_per_key_with_the_key_as_id(
         assert [key async for key in storage.keys("^a.")] == ["^a.*"]
     documents = list(sync_client[database]["kv"].find({}).sort("_id", 1))
     assert [document["_id"] for document in documents] == ["$where", "^a.*", "a", "a.b"]
-    assert all(set(document) == {"_id", "v", "ver"} for document in documents)
+    # The write time ("at") on every write; no expiry field ("exp") without a TTL.
+    assert all(set(document) == {"_id", "v", "ver", "at"} for document in documents)
     assert all(isinstance(document["ver"], int) and document["ver"] > 0 for document in documents)
     assert database + "" in sync_client.list_database_names()
 
@@ -512,7 +519,8 @@ async def test_conditional_writes_are_filtered_operations_that_change_nothing_on
     collection = sync_client[database]["kv"]
     async with Storage(mongodb_driver(mongodb_target.url, database, "kv")) as storage:
         first = await storage.create("k", 1)
-        assert collection.find_one({"_id": "k"}) == {"_id": "k", "v": b"1", "ver": first}
+        stored = collection.find_one({"_id": "k"}, {"at": 0})
+        assert stored == {"_id": "k", "v": b"1", "ver": first}
         with pytest.raises(Conflict) as raised:
             await storage.create("k", 2)
         assert raised.value.keys == ("k",)
@@ -713,3 +721,285 @@ async def test_conditional_writes_of_large_values_leave_no_stray_chunks(
         assert chunks.count_documents({}) == 7, "the replaced value's chunks are removed"
         await s.delete_if("big", second)
         assert await s.get_raw("big") is None
+
+
+# -- expiry -------------------------------------------------------------------------------------
+#
+# The driver reads the client's clock (see MongoDBDriver's docstring): these tests check that a
+# read filters by it at once, that purges remove documents physically (seen with raw PyMongo),
+# and that documents from before expiry read as never expiring. Waits are for real instants
+# (TestClock.pass_instant), never sleeps.
+
+_SHORT_TTL = 0.5
+_LONG_TTL = 60.0
+_real_clock = TestClock(manual=False)
+
+
+@pytest.fixture(scope="module")
+def unswept_url(
+    mongodb_target: MongoDBTarget, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """A stand-in of this module's own whose TTL monitor never runs, so that whatever removes
+    an expired document in a test is the driver's purge. (MongoDB's monitor cannot be stopped
+    from a client: against a real server these tests are skipped.)"""
+    if mongodb_target.real:
+        pytest.skip("MongoDB's TTL monitor may remove expired documents before the purge does")
+    directory = tmp_path_factory.mktemp("secantus-unswept")
+    (directory / "secantusd.toml").write_text("[storage]\nttl_sweep_seconds = 0\n")
+    with SecantusProcess(directory) as server:
+        yield f"{server.url}?retryWrites=false"
+
+
+@pytest.fixture
+def unswept(unswept_url: str) -> Iterator[tuple[str, pymongo.MongoClient[dict[str, Any]]]]:
+    """The unswept server's URL and a raw client on it; each test's databases are dropped."""
+    client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(
+        unswept_url, serverSelectionTimeoutMS=5000
+    )
+    before = set(client.list_database_names())
+    yield unswept_url, client
+    for name in set(client.list_database_names()) - before:
+        client.drop_database(name)
+    client.close()
+
+
+def _expired_ids(collection: pymongo.collection.Collection[dict[str, Any]]) -> list[str]:
+    """The ids of the documents whose expiry has passed on this machine's clock, raw."""
+    now = DatetimeMS(round(time.time() * 1000))
+    return sorted(str(d["_id"]) for d in collection.find({"exp": {"$lte": now}}, {"_id": 1}))
+
+
+@pytest.mark.anyio
+async def test_expiring_writes_store_dates_and_create_a_sparse_ttl_index(
+    mongodb_target: MongoDBTarget,
+    databases: list[str],
+    sync_client: pymongo.MongoClient[dict[str, object]],
+) -> None:
+    database = _database(databases, "ttlidx")
+    collection = sync_client[database]["kv"]
+    async with Storage(mongodb_driver(mongodb_target.url, database, "kv")) as storage:
+        await storage.set("plain", 1)
+        # The no-TTL path creates nothing: the index comes with the first expiring write.
+        assert mongodb.EXPIRY_INDEX not in collection.index_information()
+        before = time.time()
+        await storage.set("ttl", 2, ttl=_LONG_TTL)
+        after = time.time()
+    index = collection.index_information()[mongodb.EXPIRY_INDEX]
+    assert index["key"] == [("exp", 1)]
+    assert (index["expireAfterSeconds"], index["sparse"]) == (0, True)
+    plain = collection.find_one({"_id": "plain"})
+    expiring = collection.find_one({"_id": "ttl"})
+    assert plain is not None
+    assert expiring is not None
+    assert "exp" not in plain
+    assert isinstance(expiring["exp"], datetime)
+    assert isinstance(expiring["at"], datetime)
+    written = expiring["at"].replace(tzinfo=UTC).timestamp()
+    assert before - 0.002 <= written <= after + 0.002, "the write time is the client's clock"
+    expires = expiring["exp"].replace(tzinfo=UTC).timestamp()
+    assert expires - written == pytest.approx(_LONG_TTL, abs=0.0005)
+
+
+@pytest.mark.anyio
+async def test_reads_filter_on_the_clients_clock_without_waiting_for_the_ttl_monitor(
+    mongodb_target: MongoDBTarget,
+    databases: list[str],
+    sync_client: pymongo.MongoClient[dict[str, object]],
+) -> None:
+    database = _database(databases, "clock")
+    collection = sync_client[database]["kv"]
+    now = round(time.time() * 1000)
+    # Documents as the driver writes them, one expired a second ago (a TTL monitor has not
+    # run: it runs every 60 s), one expiring in a minute, one with a null expiry.
+    collection.insert_many(
+        [
+            {
+                "_id": "past",
+                "v": b"1",
+                "ver": 7,
+                "at": DatetimeMS(now - 5000),
+                "exp": DatetimeMS(now - 1000),
+            },
+            {
+                "_id": "future",
+                "v": b"2",
+                "ver": 8,
+                "at": DatetimeMS(now),
+                "exp": DatetimeMS(now + 60_000),
+            },
+            {"_id": "null", "v": b"3", "ver": 9, "at": DatetimeMS(now), "exp": None},
+        ]
+    )
+    async with Storage(mongodb_driver(mongodb_target.url, database, "kv")) as storage:
+        assert await storage.get("past") is None
+        assert await storage.get_many(["past", "future", "null"]) == [None, 2, 3]
+        assert [key async for key in storage.keys()] == ["future", "null"]
+        assert await storage.get_meta("past") is None
+        assert await storage.expire("past", 30) is False
+        meta = await storage.get_meta("future")
+        assert meta is not None
+        assert meta.expires_at == (now + 60_000) / 1000
+        assert (meta.written_at, meta.version, meta.size) == (now / 1000, 8, 1)
+        null = await storage.get_meta("null")
+        assert null is not None
+        assert null.expires_at is None
+        # A create writes over the expired document; its old fields are gone.
+        await storage.create("past", 4)
+    recreated = collection.find_one({"_id": "past"})
+    assert recreated is not None
+    assert "exp" not in recreated
+
+
+@pytest.mark.anyio
+async def test_purge_expired_removes_documents_physically_and_bounded(
+    unswept: tuple[str, pymongo.MongoClient[dict[str, Any]]],
+) -> None:
+    url, client = unswept
+    collection = client["purge"]["kv"]
+    async with Storage(mongodb_driver(url, "purge", "kv")) as storage:
+        await storage.set_many({f"gone:{n:02}": n for n in range(25)}, ttl=_SHORT_TTL)
+        deadline = time.time() + _SHORT_TTL
+        await storage.set_many({f"live:{n}": n for n in range(3)})
+        await storage.set("long", 1, ttl=_LONG_TTL)
+        await _real_clock.pass_instant(deadline)
+        assert len(_expired_ids(collection)) == 25, "nothing removes them before the purge"
+        assert await storage.purge_expired(limit=10) == 10
+        assert len(_expired_ids(collection)) == 15
+        assert await storage.purge_expired() == 15
+        assert await storage.purge_expired() == 0
+        assert _expired_ids(collection) == []
+        remaining = sorted(str(d["_id"]) for d in collection.find({}, {"_id": 1}))
+        assert remaining == ["live:0", "live:1", "live:2", "long"]
+
+
+@pytest.mark.anyio
+async def test_expiring_writes_purge_a_small_batch_at_most_once_per_interval(
+    unswept: tuple[str, pymongo.MongoClient[dict[str, Any]]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, client = unswept
+    collection = client["auto"]["kv"]
+    # An interval no test outlasts, so that which writes purge does not depend on timing.
+    monkeypatch.setattr(mongodb, "AUTO_PURGE_INTERVAL", 3600.0)
+    async with (
+        Storage(mongodb_driver(url, "auto", "kv")) as writer,
+        Storage(mongodb_driver(url, "auto", "kv")) as trigger,
+    ):
+        await writer.set_many({f"a:{n:02}": n for n in range(20)}, ttl=_SHORT_TTL)
+        await _real_clock.pass_instant(time.time() + _SHORT_TTL)
+        assert len(_expired_ids(collection)) == 20
+        await trigger.set("t:1", 1, ttl=_LONG_TTL)  # the trigger's first expiring write
+        assert _expired_ids(collection) == [], "the first expiring write purged the batch"
+        await writer.set_many({f"b:{n:02}": n for n in range(10)}, ttl=_SHORT_TTL)
+        await _real_clock.pass_instant(time.time() + _SHORT_TTL)
+        await trigger.set("t:2", 2, ttl=_LONG_TTL)
+        await trigger.expire("t:1", _LONG_TTL)
+        await trigger.set("plain", 3)  # a write without a TTL never purges
+        assert len(_expired_ids(collection)) == 10, "no second purge within the interval"
+        assert await trigger.purge_expired() == 10
+    # The batch is small: a purge piggy-backed on a write never takes more than this.
+    assert mongodb.AUTO_PURGE_LIMIT <= 100
+
+
+@pytest.mark.anyio
+@pytest.mark.usefixtures("small_chunks")
+async def test_purging_an_expired_large_value_removes_its_chunks(
+    unswept: tuple[str, pymongo.MongoClient[dict[str, Any]]],
+) -> None:
+    url, client = unswept
+    chunks = client["bigttl"]["storage.chunks"]
+    async with Storage(mongodb_driver(url, "bigttl")) as storage:
+        await storage.set_raw("big", b"x" * 1500, ttl=_SHORT_TTL)
+        deadline = time.time() + _SHORT_TTL
+        await storage.set_raw("kept", b"y" * 1500)
+        meta = await storage.get_meta("big")
+        assert meta is not None
+        assert meta.size == 1500
+        assert chunks.count_documents({}) == 10
+        await _real_clock.pass_instant(deadline)
+        assert await storage.get_raw("big") is None
+        assert await storage.purge_expired() == 1
+        assert chunks.count_documents({}) == 5
+        assert await storage.get_raw("kept") == b"y" * 1500
+
+
+@pytest.mark.anyio
+@pytest.mark.usefixtures("small_chunks")
+async def test_documents_from_before_expiry_never_expire_and_gain_ttls(
+    mongodb_target: MongoDBTarget,
+    databases: list[str],
+    sync_client: pymongo.MongoClient[dict[str, object]],
+) -> None:
+    database = _database(databases, "preexp")
+    collection = sync_client[database]["kv"]
+    chunks = sync_client[database]["kv.chunks"]
+    # The layout main wrote before expiry: no "at", no "exp", no "z" on a large value; and one
+    # document from before versions too.
+    collection.insert_many(
+        [
+            {"_id": "a", "v": b"1", "ver": 11},
+            {"_id": "b", "v": b"22", "ver": 12},
+            {"_id": "oldest", "v": b"3"},
+            {"_id": "big", "g": "0" * 24, "n": 2, "ver": 13},
+        ]
+    )
+    chunks.insert_many(
+        [
+            {"_id": f"{'0' * 24}:{index:06d}", "k": "big", "d": b"z" * size}
+            for index, size in enumerate((300, 200))
+        ]
+    )
+    async with Storage(mongodb_driver(mongodb_target.url, database, "kv")) as storage:
+        assert [key async for key in storage.keys()] == ["a", "b", "big", "oldest"]
+        assert await storage.get_many(["a", "b", "oldest"]) == [1, 22, 3]
+        metas = {key: await storage.get_meta(key) for key in ("a", "b", "oldest", "big")}
+        assert metas == {
+            "a": Meta(size=1, written_at=None, expires_at=None, version=11),
+            "b": Meta(size=2, written_at=None, expires_at=None, version=12),
+            "oldest": Meta(size=1, written_at=None, expires_at=None, version=LEGACY_VERSION),
+            "big": Meta(size=500, written_at=None, expires_at=None, version=13),
+        }
+        assert await storage.expire("a", _SHORT_TTL) is True
+        deadline = time.time() + _SHORT_TTL
+        assert await storage.expire("b", _LONG_TTL) is True
+        await storage.set("oldest", 4, ttl=_LONG_TTL)
+        b_meta = await storage.get_meta("b")
+        assert b_meta is not None
+        assert (b_meta.written_at, b_meta.version) == (None, 12), "expire() rewrote nothing else"
+        oldest = await storage.get_meta("oldest")
+        assert oldest is not None
+        assert oldest.written_at is not None
+        assert oldest.expires_at is not None
+        await _real_clock.pass_instant(deadline)
+        assert await storage.get("a") is None
+        assert [key async for key in storage.keys()] == ["b", "big", "oldest"]
+
+
+class _CommandCounter(monitoring.CommandListener):
+    """Records the name of every command the client sends."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        self.names.append(event.command_name)
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None: ...
+    def failed(self, event: monitoring.CommandFailedEvent) -> None: ...
+
+
+@pytest.mark.anyio
+async def test_get_meta_is_one_find_and_sends_no_value(
+    mongodb_target: MongoDBTarget, databases: list[str]
+) -> None:
+    counter = _CommandCounter()
+    driver = mongodb_driver(
+        mongodb_target.url, _database(databases, "meta"), event_listeners=[counter]
+    )
+    async with Storage(driver) as storage:
+        await storage.set_raw("k", b"v" * 10_000, ttl=_LONG_TTL)
+        counter.names.clear()
+        meta = await storage.get_meta("k")
+        assert counter.names == ["find"]
+        assert meta is not None
+        assert meta.size == 10_000
+        assert await storage.get_meta("missing") is None

@@ -63,8 +63,10 @@ expiry is one atomic directory operation ordered before or after the value's ren
 - an expiring write links its temporary file to the new sidecar name *before* renaming it over
   the value (a crash in between leaves the old value, with its old expiry or none, and a sidecar
   of a file that never became the value: ignored); it then unlinks the old value's sidecar.
-- a plain write renames a one-link file over the value: from that instant the key has no expiry
-  (the old value's sidecar, now stale, is unlinked right after; a crash leaves it ignored).
+- a plain write renames a one-link file over the value: from that instant the key has no expiry.
+  The old value's sidecar, now stale, is ignored; it is unlinked right after where the tree has
+  seen expiring keys in the store (one ``lstat`` per plain write and delete there, none in a
+  store that never had a TTL), else by the purge once its instant has passed.
 - ``expire`` renames the sidecar (one instant to another), links one, or unlinks it.
 - a delete unlinks the value, then its sidecar.
 
@@ -145,6 +147,10 @@ _NS_PER_MS = 1_000_000
 # The expiry index keeps one directory per minute of expiry instants: a purge lists only the
 # minutes that are due, and in each only the entries it reaches.
 _BUCKET_MS = 60_000
+
+
+class _Relinked(Exception):
+    """A file's links changed while a reader looked for its sidecar: read it again."""
 
 
 class LinkInTheWay(OSError):
@@ -423,6 +429,11 @@ class LocalTree:
         # The kernel stamps a written file with the wall clock; another clock must stamp it
         # itself (one more system call, only then).
         self._stamp_writes = clock is not time.time
+        # Whether this store has had expiring keys, as far as this tree knows: only then do
+        # plain writes and deletes look for the old value's sidecar to unlink it at once.
+        # Leaving it is never wrong (a sidecar counts only while linked to the value), it just
+        # holds the old value's space until the purge reaches its instant.
+        self.has_expiring = False
         # The base's real path (no link in it), fixed by prepare(); every path is built on it.
         self._real = root
         # The writers' lock file, open for the tree's lifetime; -1 until first needed.
@@ -438,6 +449,7 @@ class LocalTree:
         """Create the base and its temporary directory, and remove dead writers' temp files."""
         os.makedirs(self.root, exist_ok=True)
         self._real = os.path.realpath(self.root)
+        self.has_expiring = self.has_expiring or os.path.isdir(f"{self._real}/{EXPIRY_DIR}")
         os.close(self._dir_handle(TEMP_DIR, create=True)[0])
         self._open_lock()
         listing = self._open(TEMP_DIR, _OPEN_LIST)
@@ -570,7 +582,7 @@ class LocalTree:
         try:
             info = _reject_non_regular(fd, relative)
             # One link: no expiry (the common case costs this comparison and nothing else).
-            if info.st_nlink > 1 and self._expired(relative, info):
+            if info.st_nlink > 1 and self._expired(fd, relative, info):
                 return None
             size = info.st_size
             data = os.read(fd, size + 1)
@@ -580,8 +592,11 @@ class LocalTree:
             while chunk := os.read(fd, 1 << 20):
                 chunks.append(chunk)
             return b"".join(chunks)
+        except _Relinked:
+            pass  # a writer changed the key's expiry while it was read: read it again
         finally:
             os.close(fd)
+        return self.read(relative)
 
     def read_versioned(self, relative: str) -> tuple[bytes, int] | None:
         """Return the file's bytes and version, from one open file, or ``None`` if it is absent.
@@ -594,11 +609,14 @@ class LocalTree:
             return None
         try:
             data, info = _read_open(fd, relative)
-            if info.st_nlink > 1 and self._expired(relative, info):
+            if info.st_nlink > 1 and self._expired(fd, relative, info):
                 return None
             return data, _version_of_open(fd, info)
+        except _Relinked:
+            pass
         finally:
             os.close(fd)
+        return self.read_versioned(relative)
 
     def version(self, relative: str) -> int | None:
         """Return the file's version, or ``None`` if it does not exist."""
@@ -607,11 +625,14 @@ class LocalTree:
             return None
         try:
             info = _reject_non_regular(fd, relative)
-            if info.st_nlink > 1 and self._expired(relative, info):
+            if info.st_nlink > 1 and self._expired(fd, relative, info):
                 return None
             return _version_of_open(fd, info)
+        except _Relinked:
+            pass
         finally:
             os.close(fd)
+        return self.version(relative)
 
     def meta(self, relative: str) -> tuple[int, int, int | None, int] | None:
         """Return ``(size, written_ms, expires_ms, version)`` of a live file, or ``None``."""
@@ -622,15 +643,18 @@ class LocalTree:
             info = _reject_non_regular(fd, relative)
             expires: int | None = None
             if info.st_nlink > 1:
-                found = self._expiry(relative, info)
+                found = self._expiry_of_open(fd, relative, info)
                 if found is not None:
-                    if found[0] <= self.now_ms():
+                    if found <= self.now_ms():
                         return None
-                    expires = found[0]
+                    expires = found
             written = (info.st_mtime_ns + _NS_PER_MS // 2) // _NS_PER_MS
             return info.st_size, written, expires, _version_of_open(fd, info)
+        except _Relinked:
+            pass
         finally:
             os.close(fd)
+        return self.meta(relative)
 
     # -- expiry ---------------------------------------------------------------------------------
 
@@ -650,9 +674,24 @@ class LocalTree:
         finally:
             os.close(directory)
 
-    def _expired(self, relative: str, info: os.stat_result) -> bool:
+    def _expiry_of_open(self, fd: int, relative: str, info: os.stat_result) -> int | None:
+        """The expiry instant of the open file ``fd`` (``info``: its ``fstat``), or ``None``.
+
+        Readers take no lock: if its links changed meanwhile (a writer replaced the value or
+        moved its expiry), the instant it had when opened is lost, and :class:`_Relinked`
+        tells the caller to read again.
+        """
         found = self._expiry(relative, info)
-        return found is not None and found[0] <= self.now_ms()
+        if found is not None:
+            self.has_expiring = True
+            return found[0]
+        if os.fstat(fd).st_nlink != info.st_nlink:
+            raise _Relinked
+        return None  # another program's hard link, not a sidecar
+
+    def _expired(self, fd: int, relative: str, info: os.stat_result) -> bool:
+        found = self._expiry_of_open(fd, relative, info)
+        return found is not None and found <= self.now_ms()
 
     def expired_segments(self, sidecars: list[Sidecar], now_ms: int) -> set[str]:
         """The segments among ``sidecars`` whose value has expired at ``now_ms``.
@@ -660,6 +699,7 @@ class LocalTree:
         A sidecar counts only while it is a link to its value file: two ``lstat`` calls, made
         only for sidecars whose instant has passed. Values are never read.
         """
+        self.has_expiring = True
         gone: set[str] = set()
         handles: dict[str, int] = {}
         try:
@@ -743,6 +783,7 @@ class LocalTree:
 
     def _index_add(self, expires_ms: int, sidecar: str) -> None:
         """Write the purge's index entry for ``sidecar`` (a path below the base)."""
+        self.has_expiring = True
         instant = max(expires_ms, 0)
         bucket = f"{EXPIRY_DIR}/{instant // _BUCKET_MS:011d}"
         directory, created = self._dir_handle(bucket, create=True)
@@ -972,8 +1013,12 @@ class LocalTree:
                 continue
             try:
                 # The old value, if it has a sidecar, loses it once replaced (see the module
-                # docstring): one lstat, paid by every write.
-                old = _lstat_in(directory, name)
+                # docstring): one lstat, paid only in a store that has had expiring keys.
+                old = (
+                    _lstat_in(directory, name)
+                    if expiry is not None or self.has_expiring
+                    else None
+                )
                 sidecar = None
                 if expiry is not None:
                     sidecar = self._link_sidecar(tmp, temp, directory, relative, old, expiry)
@@ -1050,7 +1095,7 @@ class LocalTree:
         except (FileNotFoundError, NotADirectoryError):
             return
         try:
-            old = _lstat_in(fd, name)
+            old = _lstat_in(fd, name) if self.has_expiring else None
             try:
                 os.unlink(name, dir_fd=fd)
             except (FileNotFoundError, NotADirectoryError):

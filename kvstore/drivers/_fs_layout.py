@@ -77,6 +77,7 @@ _PLAIN = re.compile(r"[a-z0-9_-]+")
 _PLAIN_FILE = re.compile(rf"([a-z0-9_-]{{1,{MAX_PIECE}}})\.kv")
 _ESCAPE_TOKEN = re.compile(r"%([0-9A-F]{2})|([a-z0-9_-])")
 _SIDECAR = re.compile(r"([^.]+)\.([0-9]{1,19})(?:\.(1))?\.ttl")
+_PLAIN_SIDECAR = re.compile(rf"([a-z0-9_-]{{1,{MAX_PIECE}}})\.([0-9]{{1,19}})(?:\.1)?\.ttl")
 _NOT_IN_SEGMENT = re.compile("[\x00-\x1f\x7f:]")
 _WINDOWS_DEVICES = frozenset(
     ["con", "prn", "aux", "nul"]
@@ -274,7 +275,16 @@ class _Collector:
             if is_dir and name.endswith(CONTINUED):
                 self._continued(directory, name, head, head_components)
             elif not is_dir and name.endswith(TTL_SUFFIX):
-                self._sidecar(directory, name, head, head_components)
+                plain = None if head else _PLAIN_SIDECAR.fullmatch(name)
+                if plain is None:
+                    self._sidecar(directory, name, head, head_components)
+                    continue
+                # A key's expiry whose segment is its name (as for plain files above).
+                segment = plain.group(1)
+                if segment.startswith(partial) and segment not in _WINDOWS_DEVICES:
+                    self.sidecars.append(
+                        Sidecar(segment, directory, segment + SUFFIX, name, int(plain.group(2)))
+                    )
             else:
                 self._other(directory, name, is_dir, head, head_components)
 

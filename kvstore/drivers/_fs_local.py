@@ -417,6 +417,38 @@ def _search_sidecars(dir_fd: int, stem: str, info: os.stat_result) -> tuple[int,
     return best
 
 
+# Up to this many due sidecars in one directory are checked by lstat; more, by one listing.
+_FEW_SIDECARS = 16
+
+
+def _linked_by_lstat(dir_fd: int, sidecars: list[Sidecar]) -> list[Sidecar]:
+    """The sidecars (all in the directory ``dir_fd``) that are links to their value file."""
+    linked = []
+    for sidecar in sidecars:
+        link = _lstat_in(dir_fd, sidecar.name)
+        value = _lstat_in(dir_fd, sidecar.value)
+        if link is not None and value is not None and _same_inode(link, value):
+            linked.append(sidecar)
+    return linked
+
+
+def _linked_by_listing(dir_fd: int, sidecars: list[Sidecar]) -> list[Sidecar]:
+    """:func:`_linked_by_lstat` from the inode numbers of one directory listing."""
+    wanted = {sidecar.name for sidecar in sidecars} | {sidecar.value for sidecar in sidecars}
+    listing = os.open(".", _OPEN_LIST, dir_fd=dir_fd)
+    try:
+        with os.scandir(listing) as entries:
+            # d_ino, from the listing itself: no stat per name.
+            inodes = {entry.name: entry.inode() for entry in entries if entry.name in wanted}
+    finally:
+        os.close(listing)
+    return [
+        sidecar
+        for sidecar in sidecars
+        if sidecar.name in inodes and inodes[sidecar.name] == inodes.get(sidecar.value)
+    ]
+
+
 class LocalTree:
     """Files under one local directory, addressed by ``/``-separated relative paths."""
 
@@ -696,30 +728,29 @@ class LocalTree:
     def expired_segments(self, sidecars: list[Sidecar], now_ms: int) -> set[str]:
         """The segments among ``sidecars`` whose value has expired at ``now_ms``.
 
-        A sidecar counts only while it is a link to its value file: two ``lstat`` calls, made
-        only for sidecars whose instant has passed. Values are never read.
+        A sidecar counts only while it is a link to its value file. Only sidecars whose instant
+        has passed are checked: by an ``lstat`` pair each where a directory holds a few, else
+        by reading the directory's inode numbers once. Values are never read.
         """
         self.has_expiring = True
+        due: dict[str, list[Sidecar]] = {}
+        for sidecar in sidecars:
+            if sidecar.expires_ms <= now_ms:
+                due.setdefault(sidecar.directory, []).append(sidecar)
         gone: set[str] = set()
-        handles: dict[str, int] = {}
-        try:
-            for sidecar in sidecars:
-                if sidecar.expires_ms > now_ms or sidecar.segment in gone:
-                    continue
-                handle = handles.get(sidecar.directory)
-                if handle is None:
-                    try:
-                        handle, _ = self._dir_handle(sidecar.directory, create=False)
-                    except (FileNotFoundError, NotADirectoryError):
-                        continue
-                    handles[sidecar.directory] = handle
-                link = _lstat_in(handle, sidecar.name)
-                value = _lstat_in(handle, sidecar.value)
-                if link is not None and value is not None and _same_inode(link, value):
-                    gone.add(sidecar.segment)
-        finally:
-            for handle in handles.values():
+        for directory, found in due.items():
+            try:
+                handle, _ = self._dir_handle(directory, create=False)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            try:
+                if len(found) <= _FEW_SIDECARS:
+                    linked = _linked_by_lstat(handle, found)
+                else:
+                    linked = _linked_by_listing(handle, found)
+            finally:
                 os.close(handle)
+            gone.update(sidecar.segment for sidecar in linked)
         return gone
 
     def expire(self, relative: str, expires_ms: int | None) -> bool:

@@ -224,7 +224,7 @@ def test_walking_the_tree_lists_keys_in_code_point_order(keys: set[str]) -> None
 
 
 def _names(directory: Path) -> list[str]:
-    return sorted(path.name for path in directory.iterdir())
+    return sorted(path.name for path in directory.iterdir()) if directory.exists() else []
 
 
 def _check_tree_inside(root: Path, base: Path) -> None:
@@ -868,10 +868,6 @@ class _Crash(BaseException):
     """Stands for the process dying at that point: nothing after it runs, nothing cleans up."""
 
 
-def _names(directory: Path) -> list[str]:
-    return sorted(path.name for path in directory.iterdir()) if directory.exists() else []
-
-
 def _same_file(first: Path, second: Path) -> bool:
     return os.path.samefile(first, second)
 
@@ -963,8 +959,6 @@ async def test_expiring_writes_purge_a_small_batch_at_most_once_a_second(
 async def test_a_crash_before_the_rename_keeps_the_old_value_and_its_expiry(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from kvstore.drivers import _fs_local
-
     clock = TestClock(manual=True)
     async with Storage(fs_driver(str(tmp_path), clock=clock)) as storage:
         await storage.set("plain", "old")
@@ -976,7 +970,7 @@ async def test_a_crash_before_the_rename_keeps_the_old_value_and_its_expiry(
 
     # The new value's sidecar is linked, then the process dies before the rename.
     driver = fs_driver(str(tmp_path), clock=clock)
-    monkeypatch.setattr(_fs_local.os, "replace", crash)
+    monkeypatch.setattr(os, "replace", crash)
     for key in ("plain", "expiring"):
         with pytest.raises(_Crash):
             await driver.set_expiring(key, b'"new"', 1.0)
@@ -1065,3 +1059,48 @@ async def test_a_store_written_before_expiry_opens_and_gains_ttls(tmp_path: Path
         assert [key async for key in storage.keys()] == ["b"]
         assert await storage.purge_expired() == 2
     assert _names(base) == [".expiry", ".tmp", "b.kv"]
+
+
+def _kill_expiring_writer(base: Path, after: int) -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.drivers.fs_support.expiring_writer", str(base)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        for _ in range(after):
+            if not process.stdout.readline():
+                break
+        process.send_signal(signal.SIGKILL)  # an operation has begun and may be under way
+    finally:
+        process.kill()
+        process.wait()
+
+
+async def _check_values_agree_with_expiries(base: Path) -> None:
+    clock = TestClock(manual=True)  # starts where the writer's clock stood
+    async with Storage(fs_driver(str(base), clock=clock)) as storage:
+        listed = [key async for key in storage.keys("e:")]
+        for index in range(8):
+            key = f"e:{index}"
+            value = await storage.get(key)
+            meta = await storage.get_meta(key)
+            assert (key in listed) == (value is not None) == (meta is not None), key
+            if value is None or meta is None:
+                continue
+            stated = value["expires"]
+            assert meta.expires_at == (None if stated is None else stated / 1000), (key, value)
+        await clock.advance(2000)
+        while await storage.purge_expired() > 0:
+            pass
+
+
+def test_a_kill_mid_expiring_write_leaves_each_value_with_its_own_expiry(tmp_path: Path) -> None:
+    base = tmp_path / "store"
+    for round_number in range(4):
+        _kill_expiring_writer(base, 40 + 37 * round_number)
+        anyio.run(_check_values_agree_with_expiries, base)
+        # Every expiring value and every sidecar a kill left behind has been purged.
+        assert not [path for path in base.rglob("*.ttl")], "a sidecar outlived the purge"

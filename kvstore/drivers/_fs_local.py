@@ -64,11 +64,11 @@ expiry is one atomic directory operation ordered before or after the value's ren
   the value (a crash in between leaves the old value, with its old expiry or none, and a sidecar
   of a file that never became the value: ignored); it then unlinks the old value's sidecar.
 - a plain write renames a one-link file over the value: from that instant the key has no expiry.
-  The old value's sidecar, now stale, is ignored; it is unlinked right after where the tree has
-  seen expiring keys in the store (one ``lstat`` per plain write and delete there, none in a
-  store that never had a TTL), else by the purge once its instant has passed.
+  It makes no system call more than before: the old value's sidecar, now stale, is ignored, and
+  the purge removes it (with the old bytes it holds) once its instant has passed.
 - ``expire`` renames the sidecar (one instant to another), links one, or unlinks it.
-- a delete unlinks the value, then its sidecar.
+- a delete unlinks the value, then its sidecar (in a store this tree has seen expiring keys
+  in: one ``lstat`` more per delete there; elsewhere the purge removes a sidecar left).
 
 The file's access time holds a hint, ``instant * 10**6 + alternate`` ns, so that a read of an
 expiring key finds its sidecar with one ``stat``; the sidecar decides, and if the hint is off
@@ -462,9 +462,9 @@ class LocalTree:
         # itself (one more system call, only then).
         self._stamp_writes = clock is not time.time
         # Whether this store has had expiring keys, as far as this tree knows: only then do
-        # plain writes and deletes look for the old value's sidecar to unlink it at once.
-        # Leaving it is never wrong (a sidecar counts only while linked to the value), it just
-        # holds the old value's space until the purge reaches its instant.
+        # deletes look for the value's sidecar to unlink it at once. Leaving it is never
+        # wrong (a sidecar counts only while linked to the value), it just holds the value's
+        # space until the purge reaches its instant.
         self.has_expiring = False
         # The base's real path (no link in it), fixed by prepare(); every path is built on it.
         self._real = root
@@ -1043,13 +1043,10 @@ class LocalTree:
             except FileNotFoundError:
                 continue
             try:
-                # The old value, if it has a sidecar, loses it once replaced (see the module
-                # docstring): one lstat, paid only in a store that has had expiring keys.
-                old = (
-                    _lstat_in(directory, name)
-                    if expiry is not None or self.has_expiring
-                    else None
-                )
+                # An expiring write looks at the value it replaces, to unlink its sidecar once
+                # stale. A plain write does not (not one system call more than before): the
+                # old sidecar is ignored from the rename on, and the purge removes it.
+                old = _lstat_in(directory, name) if expiry is not None else None
                 sidecar = None
                 if expiry is not None:
                     sidecar = self._link_sidecar(tmp, temp, directory, relative, old, expiry)

@@ -43,7 +43,8 @@ that writes. A key with an expiry has a hard link beside its value file,
 ``<stem>.<instant ms>.ttl``, which the value carries atomically through its rename; a plain write
 makes a one-link file and so clears it. Write times are the files' modification times. Scans learn
 every expiry from the directory listing they make anyway and skip expired keys without reading
-values (two ``lstat`` calls per expired key met); keys never given an expiry cost nothing extra.
+values (an ``lstat`` pair per expired key met, or one more listing of a directory holding many);
+keys never given an expiry cost nothing extra, and a plain write makes no system call more.
 An index under ``<base>/.expiry/`` (one small file per expiring write, in one directory per minute
 of expiry) lets :meth:`FSDriver.purge_expired` find expired keys without walking the store; every
 expiring write or ``expire`` also purges up to 100 of them, at most once a second. Remote fsspec

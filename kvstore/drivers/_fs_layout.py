@@ -26,6 +26,13 @@ directories depth-first in that order yields keys in code point order: for files
 and the directory ``b/`` holding ``b:c``, the sort keys ``b`` < ``b!`` < ``b:`` give
 ``b``, ``b!``, ``b:c``. A chunked segment's ``~`` directories are flattened into the listing of
 the directory that holds them, so their keys interleave correctly with their neighbours'.
+
+Expiry sidecars. A key with an expiry has a second name for its value file, a hard link beside it
+named ``<stem>.<instant>.ttl`` (or ``<stem>.<instant>.1.ttl``), where ``<stem>.kv`` is the value's
+name and ``<instant>`` the expiry instant in milliseconds since the epoch: ``alice.kv`` and
+``alice.1764471600123.ttl``. Only a link to the very file now named ``<stem>.kv`` counts (see
+:mod:`kvstore.drivers._fs_local`); listings report sidecars apart from keys, so a scan learns every
+expiry in a directory from its listing. The index the purge walks lives in ``<base>/.expiry``.
 """
 
 from __future__ import annotations
@@ -34,23 +41,33 @@ import logging
 import re
 from collections.abc import Callable
 from functools import lru_cache
+from typing import NamedTuple
 
 __all__ = [
+    "EXPIRY_DIR",
     "MAX_PIECE",
     "SUFFIX",
+    "TTL_SUFFIX",
     "Entry",
+    "Sidecar",
     "dir_path",
     "key_path",
     "list_entries",
+    "parse_sidecar",
     "segment_components",
+    "sidecar_name",
     "split_prefix",
 ]
 
 _log = logging.getLogger("kvstore.drivers.fs")
 # The driver's own working directory in the base, which is no key's.
 _TEMP_DIR = ".tmp"
+#: The expiry index's directory in the base (see :mod:`kvstore.drivers._fs_local`): no key's.
+EXPIRY_DIR = ".expiry"
+_OWN_DIRS = frozenset({_TEMP_DIR, EXPIRY_DIR})
 
 SUFFIX = ".kv"
+TTL_SUFFIX = ".ttl"
 CONTINUED = "~"
 MAX_PIECE = 120
 """The longest encoded segment piece stored in one path component, in bytes."""
@@ -59,6 +76,8 @@ _KEPT = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_-")
 _PLAIN = re.compile(r"[a-z0-9_-]+")
 _PLAIN_FILE = re.compile(rf"([a-z0-9_-]{{1,{MAX_PIECE}}})\.kv")
 _ESCAPE_TOKEN = re.compile(r"%([0-9A-F]{2})|([a-z0-9_-])")
+_SIDECAR = re.compile(r"([^.]+)\.([0-9]{1,19})(?:\.(1))?\.ttl")
+_PLAIN_SIDECAR = re.compile(rf"([a-z0-9_-]{{1,{MAX_PIECE}}})\.([0-9]{{1,19}})(?:\.1)?\.ttl")
 _NOT_IN_SEGMENT = re.compile("[\x00-\x1f\x7f:]")
 _WINDOWS_DEVICES = frozenset(
     ["con", "prn", "aux", "nul"]
@@ -119,6 +138,24 @@ def dir_path(segments: list[str]) -> str:
     return _segments_path(segments)
 
 
+def sidecar_name(stem: str, expires_ms: int, alternate: int = 0) -> str:
+    """The name of the sidecar giving the value file ``<stem>.kv`` the expiry ``expires_ms``.
+
+    ``alternate`` (0 or 1) picks the second spelling, for a write whose new value expires at
+    the same instant as the value it replaces, whose sidecar has the first.
+    """
+    return f"{stem}.{expires_ms}.1{TTL_SUFFIX}" if alternate else f"{stem}.{expires_ms}{TTL_SUFFIX}"
+
+
+def parse_sidecar(name: str) -> tuple[str, int, int] | None:
+    """Return ``(stem, expires_ms, alternate)`` of a sidecar's name, or ``None`` for another."""
+    match = _SIDECAR.fullmatch(name)
+    if match is None:
+        return None
+    stem, instant, alternate = match.groups()
+    return stem, int(instant), 1 if alternate else 0
+
+
 def split_prefix(prefix: str) -> tuple[list[str], str]:
     """Split a prefix into its complete segments and the partial last one (maybe ``""``)."""
     *complete, partial = prefix.split(":")
@@ -154,6 +191,21 @@ Entry = str | tuple[str, str, str]
 subdirectory as ``(sort key, segment, path relative to the base)``."""
 
 
+class Sidecar(NamedTuple):
+    """An expiry sidecar a listing found: whose key segment, where, and the instant it names."""
+
+    segment: str
+    """The key segment of the value file it gives an expiry to."""
+    directory: str
+    """The directory holding the value file and the sidecar, relative to the base."""
+    value: str
+    """The value file's name, ``<stem>.kv``."""
+    name: str
+    """The sidecar's own name."""
+    expires_ms: int
+    """The expiry instant it names, in milliseconds."""
+
+
 def _join(parent: str, name: str) -> str:
     return f"{parent}/{name}" if parent else name
 
@@ -162,20 +214,28 @@ def _sort_key(entry: Entry) -> str:
     return entry if isinstance(entry, str) else entry[0]
 
 
-def list_entries(list_dir: ListDir, directory: str, partial: str = "") -> list[Entry]:
+def list_entries(
+    list_dir: ListDir,
+    directory: str,
+    partial: str = "",
+    sidecars: list[Sidecar] | None = None,
+) -> list[Entry]:
     """Return the entries of ``directory`` whose segment starts with ``partial``, in key order.
 
     Names the driver could not have written (other programs' files, non-canonical encodings)
     are skipped, with a warning logged, so each key is listed once and no invalid key is.
+    Expiry sidecars are never entries: they are appended to ``sidecars`` (dropped if ``None``),
+    for the caller to tell which listed keys have expired.
     """
-    files: list[str] = []
-    directories: list[tuple[str, str, str]] = []
-    _collect(list_dir, directory, "", (), partial, files, directories)
-    entries: list[Entry] = list(files)
-    if not directories:
+    found = _Collector(list_dir, partial)
+    found.collect(directory, "", ())
+    if sidecars is not None:
+        sidecars += found.sidecars
+    entries: list[Entry] = list(found.files)
+    if not found.directories:
         entries.sort()  # a file's sort key is its segment: no key function needed
         return entries
-    entries += directories
+    entries += found.directories
     entries.sort(key=_sort_key)
     return entries
 
@@ -186,65 +246,108 @@ def _skipped(directory: str, name: str) -> None:
     )
 
 
-def _collect(
-    list_dir: ListDir,
-    directory: str,
-    head: str,
-    head_components: tuple[str, ...],
-    partial: str,
-    files: list[str],
-    directories: list[tuple[str, str, str]],
-) -> None:
-    """Add ``directory``'s entries to the lists; ``head``: the text of the enclosing ``~`` dirs."""
-    plain_file = _PLAIN_FILE.fullmatch
-    for name, is_dir in list_dir(directory):
-        if not is_dir and not head:
-            # The common case, kept cheap: a value file whose name is its segment.
-            match = plain_file(name)
-            if match is not None:
-                segment = match.group(1)
-                if segment in _WINDOWS_DEVICES:
-                    _skipped(directory, name)
-                elif segment.startswith(partial):
-                    files.append(segment)
-                continue
-        if is_dir and name.endswith(CONTINUED):
-            piece = _decode_piece(name[:-1])
-            if piece is None:
+class _Collector:
+    """What one listing found: value files' segments, subdirectories and expiry sidecars."""
+
+    def __init__(self, list_dir: ListDir, partial: str) -> None:
+        self.list_dir = list_dir
+        self.partial = partial
+        self.files: list[str] = []
+        self.directories: list[tuple[str, str, str]] = []
+        self.sidecars: list[Sidecar] = []
+
+    def collect(self, directory: str, head: str, head_components: tuple[str, ...]) -> None:
+        """Add ``directory``'s entries; ``head``: the text of the enclosing ``~`` directories."""
+        plain_file = _PLAIN_FILE.fullmatch
+        partial = self.partial
+        files = self.files
+        for name, is_dir in self.list_dir(directory):
+            if not is_dir and not head:
+                # The common case, kept cheap: a value file whose name is its segment.
+                match = plain_file(name)
+                if match is not None:
+                    segment = match.group(1)
+                    if segment in _WINDOWS_DEVICES:
+                        _skipped(directory, name)
+                    elif segment.startswith(partial):
+                        files.append(segment)
+                    continue
+            if is_dir and name.endswith(CONTINUED):
+                self._continued(directory, name, head, head_components)
+            elif not is_dir and name.endswith(TTL_SUFFIX):
+                plain = None if head else _PLAIN_SIDECAR.fullmatch(name)
+                if plain is None:
+                    self._sidecar(directory, name, head, head_components)
+                    continue
+                # A key's expiry whose segment is its name (as for plain files above).
+                segment = plain.group(1)
+                if segment.startswith(partial) and segment not in _WINDOWS_DEVICES:
+                    self.sidecars.append(
+                        Sidecar(segment, directory, segment + SUFFIX, name, int(plain.group(2)))
+                    )
+            else:
+                self._other(directory, name, is_dir, head, head_components)
+
+    def _continued(
+        self, directory: str, name: str, head: str, head_components: tuple[str, ...]
+    ) -> None:
+        piece = _decode_piece(name[:-1])
+        if piece is None:
+            _skipped(directory, name)
+            return
+        text = head + piece
+        # Descend only if segments continuing ``text`` can still start with ``partial``.
+        if text.startswith(self.partial) or self.partial.startswith(text):
+            self.collect(_join(directory, name), text, (*head_components, name))
+
+    def _segment(
+        self, directory: str, name: str, stem: str, head: str, head_components: tuple[str, ...]
+    ) -> str | None:
+        """The segment ``stem`` spells after ``head``; ``None`` (logged if foreign) to skip."""
+        piece = _decode_piece(stem)
+        if piece is None:
+            if directory or name not in _OWN_DIRS:
                 _skipped(directory, name)
-                continue
-            text = head + piece
-            # Descend only if segments continuing ``text`` can still start with ``partial``.
-            if text.startswith(partial) or partial.startswith(text):
-                _collect(
-                    list_dir,
-                    _join(directory, name),
-                    text,
-                    (*head_components, name),
-                    partial,
-                    files,
-                    directories,
-                )
-            continue
+            return None
+        segment = head + piece
+        if not segment.startswith(self.partial):
+            return None
+        if segment_components(segment) != (*head_components, stem):
+            _skipped(directory, name)  # a non-canonical spelling of a key's name
+            return None
+        return segment
+
+    def _sidecar(
+        self, directory: str, name: str, head: str, head_components: tuple[str, ...]
+    ) -> None:
+        parsed = parse_sidecar(name)
+        if parsed is None:
+            _skipped(directory, name)
+            return
+        stem, instant, _ = parsed
+        segment = self._segment(directory, name, stem, head, head_components)
+        if segment is not None:
+            self.sidecars.append(Sidecar(segment, directory, stem + SUFFIX, name, instant))
+
+    def _other(
+        self,
+        directory: str,
+        name: str,
+        is_dir: bool,
+        head: str,
+        head_components: tuple[str, ...],
+    ) -> None:
         if is_dir:
             stem = name
         elif name.endswith(SUFFIX):
             stem = name[: -len(SUFFIX)]
         else:
             _skipped(directory, name)
-            continue
-        piece = _decode_piece(stem)
-        if piece is None:
-            if directory or name != _TEMP_DIR:
-                _skipped(directory, name)
-            continue
-        segment = head + piece
-        if not segment.startswith(partial):
-            continue
-        if segment_components(segment) != (*head_components, stem):
-            _skipped(directory, name)  # a non-canonical spelling of a key's name
-            continue
+            return
+        segment = self._segment(directory, name, stem, head, head_components)
+        if segment is None:
+            return
         if is_dir:
-            directories.append((segment + ":", segment, _join(directory, name)))
+            self.directories.append((segment + ":", segment, _join(directory, name)))
         else:
-            files.append(segment)
+            self.files.append(segment)

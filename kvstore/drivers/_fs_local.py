@@ -50,6 +50,36 @@ never blocking (``LOCK_NB``; the driver waits asynchronously). ``flock`` locks b
 open file description, so a forked child reopens the file rather than share its parent's.
 Removing ``.tmp`` while processes have the store open would split them between two lock files:
 do not.
+
+Expiry. A key with an expiry has a second name for its value's inode: a hard link beside the value
+file, ``<stem>.<instant>.ttl`` (see :mod:`kvstore.drivers._fs_layout`), naming the expiry instant
+in milliseconds. A link shares the inode, so the sidecar cannot outlive or belong to another value
+unnoticed: it counts only while it and ``<stem>.kv`` are the same inode, and since it keeps that
+inode allocated, no later file can reuse its number and match by accident. A file without an
+expiry has one link (``st_nlink == 1``), which the ``fstat`` a read makes anyway reports: reads,
+writes and scans of keys that never had an expiry do no more work than before. Every change of
+expiry is one atomic directory operation ordered before or after the value's rename:
+
+- an expiring write links its temporary file to the new sidecar name *before* renaming it over
+  the value (a crash in between leaves the old value, with its old expiry or none, and a sidecar
+  of a file that never became the value: ignored); it then unlinks the old value's sidecar.
+- a plain write renames a one-link file over the value: from that instant the key has no expiry.
+  It makes no system call more than before: the old value's sidecar, now stale, is ignored, and
+  the purge removes it (with the old bytes it holds) once its instant has passed.
+- ``expire`` renames the sidecar (one instant to another), links one, or unlinks it.
+- a delete unlinks the value, then its sidecar (in a store this tree has seen expiring keys
+  in: one ``lstat`` more per delete there; elsewhere the purge removes a sidecar left).
+
+The file's access time holds a hint, ``instant * 10**6 + alternate`` ns, so that a read of an
+expiring key finds its sidecar with one ``stat``; the sidecar decides, and if the hint is off
+(something else set the access time) the read looks through the directory instead. The write
+time is the file's modification time (set from the driver's clock where one was injected).
+
+The purge finds expired keys through an index, ``<base>/.expiry/<minute>/<instant>-<random>``:
+one small file per expiring write or ``expire``, holding the sidecar's path, written before the
+sidecar exists. Entries are hints: the purge takes the due minutes in order, checks each entry's
+sidecar against its value, removes an expired value, its sidecar and the entry, and drops
+entries whose sidecar is gone or stale (removing a stale sidecar too). Nothing walks the store.
 """
 
 from __future__ import annotations
@@ -62,6 +92,7 @@ import hashlib
 import itertools
 import logging
 import os
+import secrets
 import socket
 import stat
 import struct
@@ -70,6 +101,15 @@ import time
 import weakref
 from collections.abc import Callable
 from typing import Any
+
+from kvstore.drivers._fs_layout import (
+    EXPIRY_DIR,
+    SUFFIX,
+    Sidecar,
+    parse_sidecar,
+    sidecar_name,
+)
+from kvstore.expiry import Clock, now_millis
 
 __all__ = ["HOST_TAG", "LOCK_NAME", "LinkInTheWay", "LocalTree", "file_version", "temp_name_owner"]
 
@@ -103,6 +143,14 @@ _DIR_HANDLE = getattr(os, "O_PATH", os.O_RDONLY) | _DIRECTORY | _CLOEXEC
 _OPEN_READ = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0) | _CLOEXEC
 _OPEN_WRITE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0) | _CLOEXEC
 _OPEN_LIST = os.O_RDONLY | _DIRECTORY | _CLOEXEC
+_NS_PER_MS = 1_000_000
+# The expiry index keeps one directory per minute of expiry instants: a purge lists only the
+# minutes that are due, and in each only the entries it reaches.
+_BUCKET_MS = 60_000
+
+
+class _Relinked(Exception):
+    """A file's links changed while a reader looked for its sidecar: read it again."""
 
 
 class LinkInTheWay(OSError):
@@ -320,12 +368,104 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
+def _lstat_in(dir_fd: int, name: str) -> os.stat_result | None:
+    """``lstat`` of ``name`` inside a directory handle, or ``None`` if there is nothing."""
+    try:
+        return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+
+
+def _unlink_quiet(dir_fd: int, name: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(name, dir_fd=dir_fd)
+
+
+def _same_inode(first: os.stat_result, second: os.stat_result) -> bool:
+    return first.st_ino == second.st_ino and first.st_dev == second.st_dev
+
+
+def _expiry_in(dir_fd: int, stem: str, info: os.stat_result) -> tuple[int, str] | None:
+    """The expiry instant and sidecar name of the file ``info`` (named ``<stem>.kv`` in the
+    directory ``dir_fd``), or ``None`` if it has no sidecar."""
+    instant, alternate = divmod(info.st_atime_ns, _NS_PER_MS)
+    if alternate <= 1:
+        hinted = sidecar_name(stem, instant, alternate)
+        found = _lstat_in(dir_fd, hinted)
+        if found is not None and _same_inode(found, info):
+            return instant, hinted
+    return _search_sidecars(dir_fd, stem, info)
+
+
+def _search_sidecars(dir_fd: int, stem: str, info: os.stat_result) -> tuple[int, str] | None:
+    """Look through the directory for a sidecar of ``info``: the hint was off. The earliest
+    instant wins, should there ever be two."""
+    best: tuple[int, str] | None = None
+    listing = os.open(".", _OPEN_LIST, dir_fd=dir_fd)
+    try:
+        with os.scandir(listing) as entries:
+            names = [entry.name for entry in entries if entry.name.startswith(stem + ".")]
+    finally:
+        os.close(listing)
+    for name in names:
+        parsed = parse_sidecar(name)
+        if parsed is None or parsed[0] != stem or (best is not None and parsed[1] >= best[0]):
+            continue
+        found = _lstat_in(dir_fd, name)
+        if found is not None and _same_inode(found, info):
+            best = parsed[1], name
+    return best
+
+
+# Up to this many due sidecars in one directory are checked by lstat; more, by one listing.
+_FEW_SIDECARS = 16
+
+
+def _linked_by_lstat(dir_fd: int, sidecars: list[Sidecar]) -> list[Sidecar]:
+    """The sidecars (all in the directory ``dir_fd``) that are links to their value file."""
+    linked = []
+    for sidecar in sidecars:
+        link = _lstat_in(dir_fd, sidecar.name)
+        value = _lstat_in(dir_fd, sidecar.value)
+        if link is not None and value is not None and _same_inode(link, value):
+            linked.append(sidecar)
+    return linked
+
+
+def _linked_by_listing(dir_fd: int, sidecars: list[Sidecar]) -> list[Sidecar]:
+    """:func:`_linked_by_lstat` from the inode numbers of one directory listing."""
+    wanted = {sidecar.name for sidecar in sidecars} | {sidecar.value for sidecar in sidecars}
+    listing = os.open(".", _OPEN_LIST, dir_fd=dir_fd)
+    try:
+        with os.scandir(listing) as entries:
+            # d_ino, from the listing itself: no stat per name.
+            inodes = {entry.name: entry.inode() for entry in entries if entry.name in wanted}
+    finally:
+        os.close(listing)
+    return [
+        sidecar
+        for sidecar in sidecars
+        if sidecar.name in inodes and inodes[sidecar.name] == inodes.get(sidecar.value)
+    ]
+
+
 class LocalTree:
     """Files under one local directory, addressed by ``/``-separated relative paths."""
 
-    def __init__(self, root: str, *, fsync: bool = False) -> None:
+    def __init__(
+        self, root: str, *, fsync: bool = False, clock: Clock = time.time
+    ) -> None:
         self.root = root
         self.fsync = fsync
+        self._clock = clock
+        # The kernel stamps a written file with the wall clock; another clock must stamp it
+        # itself (one more system call, only then).
+        self._stamp_writes = clock is not time.time
+        # Whether this store has had expiring keys, as far as this tree knows: only then do
+        # deletes look for the value's sidecar to unlink it at once. Leaving it is never
+        # wrong (a sidecar counts only while linked to the value), it just holds the value's
+        # space until the purge reaches its instant.
+        self.has_expiring = False
         # The base's real path (no link in it), fixed by prepare(); every path is built on it.
         self._real = root
         # The writers' lock file, open for the tree's lifetime; -1 until first needed.
@@ -341,6 +481,7 @@ class LocalTree:
         """Create the base and its temporary directory, and remove dead writers' temp files."""
         os.makedirs(self.root, exist_ok=True)
         self._real = os.path.realpath(self.root)
+        self.has_expiring = self.has_expiring or os.path.isdir(f"{self._real}/{EXPIRY_DIR}")
         os.close(self._dir_handle(TEMP_DIR, create=True)[0])
         self._open_lock()
         listing = self._open(TEMP_DIR, _OPEN_LIST)
@@ -471,7 +612,11 @@ class LocalTree:
             except (FileNotFoundError, NotADirectoryError):
                 return None
         try:
-            size = _reject_non_regular(fd, relative).st_size
+            info = _reject_non_regular(fd, relative)
+            # One link: no expiry (the common case costs this comparison and nothing else).
+            if info.st_nlink > 1 and self._expired(fd, relative, info):
+                return None
+            size = info.st_size
             data = os.read(fd, size + 1)
             if len(data) <= size:
                 return data
@@ -479,8 +624,11 @@ class LocalTree:
             while chunk := os.read(fd, 1 << 20):
                 chunks.append(chunk)
             return b"".join(chunks)
+        except _Relinked:
+            pass  # a writer changed the key's expiry while it was read: read it again
         finally:
             os.close(fd)
+        return self.read(relative)
 
     def read_versioned(self, relative: str) -> tuple[bytes, int] | None:
         """Return the file's bytes and version, from one open file, or ``None`` if it is absent.
@@ -493,9 +641,14 @@ class LocalTree:
             return None
         try:
             data, info = _read_open(fd, relative)
+            if info.st_nlink > 1 and self._expired(fd, relative, info):
+                return None
             return data, _version_of_open(fd, info)
+        except _Relinked:
+            pass
         finally:
             os.close(fd)
+        return self.read_versioned(relative)
 
     def version(self, relative: str) -> int | None:
         """Return the file's version, or ``None`` if it does not exist."""
@@ -503,9 +656,277 @@ class LocalTree:
         if fd is None:
             return None
         try:
-            return _version_of_open(fd, _reject_non_regular(fd, relative))
+            info = _reject_non_regular(fd, relative)
+            if info.st_nlink > 1 and self._expired(fd, relative, info):
+                return None
+            return _version_of_open(fd, info)
+        except _Relinked:
+            pass
         finally:
             os.close(fd)
+        return self.version(relative)
+
+    def meta(self, relative: str) -> tuple[int, int, int | None, int] | None:
+        """Return ``(size, written_ms, expires_ms, version)`` of a live file, or ``None``."""
+        fd = self._open_existing(relative)
+        if fd is None:
+            return None
+        try:
+            info = _reject_non_regular(fd, relative)
+            expires: int | None = None
+            if info.st_nlink > 1:
+                found = self._expiry_of_open(fd, relative, info)
+                if found is not None:
+                    if found <= self.now_ms():
+                        return None
+                    expires = found
+            written = (info.st_mtime_ns + _NS_PER_MS // 2) // _NS_PER_MS
+            return info.st_size, written, expires, _version_of_open(fd, info)
+        except _Relinked:
+            pass
+        finally:
+            os.close(fd)
+        return self.meta(relative)
+
+    # -- expiry ---------------------------------------------------------------------------------
+
+    def now_ms(self) -> int:
+        """The driver's clock, in milliseconds."""
+        return now_millis(self._clock)
+
+    def _expiry(self, relative: str, info: os.stat_result) -> tuple[int, str] | None:
+        """The expiry instant and sidecar name of the file ``info`` at ``relative``, if any."""
+        parent, _, name = relative.rpartition("/")
+        try:
+            directory, _ = self._dir_handle(parent, create=False)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        try:
+            return _expiry_in(directory, name[: -len(SUFFIX)], info)
+        finally:
+            os.close(directory)
+
+    def _expiry_of_open(self, fd: int, relative: str, info: os.stat_result) -> int | None:
+        """The expiry instant of the open file ``fd`` (``info``: its ``fstat``), or ``None``.
+
+        Readers take no lock: if its links changed meanwhile (a writer replaced the value or
+        moved its expiry), the instant it had when opened is lost, and :class:`_Relinked`
+        tells the caller to read again.
+        """
+        found = self._expiry(relative, info)
+        if found is not None:
+            self.has_expiring = True
+            return found[0]
+        if os.fstat(fd).st_nlink != info.st_nlink:
+            raise _Relinked
+        return None  # another program's hard link, not a sidecar
+
+    def _expired(self, fd: int, relative: str, info: os.stat_result) -> bool:
+        found = self._expiry_of_open(fd, relative, info)
+        return found is not None and found <= self.now_ms()
+
+    def expired_segments(self, sidecars: list[Sidecar], now_ms: int) -> set[str]:
+        """The segments among ``sidecars`` whose value has expired at ``now_ms``.
+
+        A sidecar counts only while it is a link to its value file. Only sidecars whose instant
+        has passed are checked: by an ``lstat`` pair each where a directory holds a few, else
+        by reading the directory's inode numbers once. Values are never read.
+        """
+        self.has_expiring = True
+        due: dict[str, list[Sidecar]] = {}
+        for sidecar in sidecars:
+            if sidecar.expires_ms <= now_ms:
+                due.setdefault(sidecar.directory, []).append(sidecar)
+        gone: set[str] = set()
+        for directory, found in due.items():
+            try:
+                handle, _ = self._dir_handle(directory, create=False)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            try:
+                if len(found) <= _FEW_SIDECARS:
+                    linked = _linked_by_lstat(handle, found)
+                else:
+                    linked = _linked_by_listing(handle, found)
+            finally:
+                os.close(handle)
+            gone.update(sidecar.segment for sidecar in linked)
+        return gone
+
+    def expire(self, relative: str, expires_ms: int | None) -> bool:
+        """Give a live file the expiry ``expires_ms``, or none; return whether it was live.
+
+        The value, its modification time and its version stay. The caller holds the lock.
+        """
+        parent, _, name = relative.rpartition("/")
+        try:
+            directory, _ = self._dir_handle(parent, create=False)
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        try:
+            info = _lstat_in(directory, name)
+            if info is None:
+                return False
+            if not stat.S_ISREG(info.st_mode):
+                raise LinkInTheWay(errno.EINVAL, "not a regular file", f"{self.root}/{relative}")
+            stem = name[: -len(SUFFIX)]
+            current = _expiry_in(directory, stem, info) if info.st_nlink > 1 else None
+            if current is not None and current[0] <= self.now_ms():
+                return False
+            if expires_ms is None:
+                if current is not None:
+                    os.unlink(current[1], dir_fd=directory)
+            else:
+                self._set_expiry(directory, parent, name, info, current, expires_ms)
+            if self.fsync:
+                self._sync_dirs(parent, all_new=False)
+            return True
+        finally:
+            os.close(directory)
+
+    def _set_expiry(
+        self,
+        directory: int,
+        parent: str,
+        name: str,
+        info: os.stat_result,
+        current: tuple[int, str] | None,
+        expires_ms: int,
+    ) -> None:
+        """Move a live file's expiry to ``expires_ms``: index entry, hint, then the sidecar."""
+        new = sidecar_name(name[: -len(SUFFIX)], expires_ms)
+        if current is not None and current[1] == new:
+            return
+        self._index_add(expires_ms, f"{parent}/{new}" if parent else new)
+        # The hint first: it is only a hint, and the modification time (the version) stays.
+        os.utime(
+            name,
+            ns=(expires_ms * _NS_PER_MS, info.st_mtime_ns),
+            dir_fd=directory,
+            follow_symlinks=False,
+        )
+        if current is not None:
+            # One atomic rename moves the expiry (over a stale sidecar of that name, if any).
+            os.rename(current[1], new, src_dir_fd=directory, dst_dir_fd=directory)
+            return
+        _unlink_quiet(directory, new)  # a stale sidecar by that name: nobody's any more
+        os.link(name, new, src_dir_fd=directory, dst_dir_fd=directory, follow_symlinks=False)
+
+    def _index_add(self, expires_ms: int, sidecar: str) -> None:
+        """Write the purge's index entry for ``sidecar`` (a path below the base)."""
+        self.has_expiring = True
+        instant = max(expires_ms, 0)
+        bucket = f"{EXPIRY_DIR}/{instant // _BUCKET_MS:011d}"
+        directory, created = self._dir_handle(bucket, create=True)
+        try:
+            while True:
+                entry = f"{instant:013d}-{secrets.token_hex(6)}"
+                try:
+                    fd = os.open(entry, _OPEN_WRITE | _NOFOLLOW, 0o666, dir_fd=directory)
+                except FileExistsError:
+                    continue
+                break
+            try:
+                os.write(fd, sidecar.encode("utf-8", "surrogateescape"))
+                if self.fsync:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+        finally:
+            os.close(directory)
+        if self.fsync:
+            self._sync_dirs(bucket, all_new=created)
+
+    def due_entries(self, now_ms: int, most: int) -> tuple[list[str], list[str]]:
+        """Up to ``most`` index entries due at ``now_ms``, in instant order, as paths below the
+        base; and the minute directories all of whose entries are among them.
+
+        Lists only the index's minutes and the due ones' entries: never the store.
+        """
+        entries: list[str] = []
+        finished: list[str] = []
+        minutes = sorted(
+            name for name, is_dir in self.list_dir(EXPIRY_DIR) if is_dir and name.isdigit()
+        )
+        for minute in minutes:
+            if int(minute) > now_ms // _BUCKET_MS:
+                break
+            bucket = f"{EXPIRY_DIR}/{minute}"
+            names = sorted(name for name, is_dir in self.list_dir(bucket) if not is_dir)
+            for name in names:
+                instant = name.partition("-")[0]
+                if (instant.isdigit() and int(instant) > now_ms) or len(entries) >= most:
+                    return entries, finished
+                entries.append(f"{bucket}/{name}")
+            finished.append(bucket)
+        return entries, finished
+
+    def purge_entry(self, entry: str, now_ms: int) -> int:
+        """Act on one due index entry, then drop it; return 1 if it removed an expired value
+        (its sidecar and the directories it left empty go too). The caller holds the lock."""
+        purged = 0
+        sidecar = self._index_target(entry)
+        if sidecar is not None:
+            parent, _, name = sidecar.rpartition("/")
+            parsed = parse_sidecar(name)
+            assert parsed is not None  # checked by _index_target
+            purged = self._purge_sidecar(parent, name, parsed[0] + SUFFIX, parsed[1] <= now_ms)
+        bucket, _, name = entry.rpartition("/")
+        try:
+            handle, _ = self._dir_handle(bucket, create=False)
+        except (FileNotFoundError, NotADirectoryError):
+            return purged
+        try:
+            _unlink_quiet(handle, name)
+        finally:
+            os.close(handle)
+        return purged
+
+    def remove_empty_directory(self, relative: str) -> None:
+        """Remove a directory below the base if it is empty (an index minute, after a purge)."""
+        parent, _, name = relative.rpartition("/")
+        try:
+            handle, _ = self._dir_handle(parent, create=False)
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        try:
+            _remove_empty_directory(handle, name)
+        finally:
+            os.close(handle)
+
+    def _index_target(self, relative: str) -> str | None:
+        """The sidecar path an index entry holds, if it is one the driver could have written."""
+        data = self.read(relative)
+        if data is None or len(data) > 16384:
+            return None
+        path = data.decode("utf-8", "surrogateescape")
+        parts = path.split("/")
+        if any(part in ("", ".", "..") or part.startswith(".") for part in parts):
+            return None
+        return path if parse_sidecar(parts[-1]) is not None else None
+
+    def _purge_sidecar(self, parent: str, name: str, value: str, due: bool) -> int:
+        """Remove an expired value and its sidecar, or a stale sidecar; 1 if a value went."""
+        try:
+            directory, _ = self._dir_handle(parent, create=False)
+        except (FileNotFoundError, NotADirectoryError):
+            return 0
+        try:
+            link = _lstat_in(directory, name)
+            found = _lstat_in(directory, value)
+            # No sidecar: moved by expire() or already removed, and the entry was stale.
+            live = link is not None and found is not None and _same_inode(found, link)
+            if link is None or (live and not due):
+                os.close(directory)
+                return 0
+            if live:
+                _unlink_quiet(directory, value)  # the value first: a crash leaves a stale sidecar
+            _unlink_quiet(directory, name)
+        except BaseException:
+            os.close(directory)
+            raise
+        self._prune(directory, parent)
+        return 1 if live else 0
 
     def _open_existing(self, relative: str) -> int | None:
         """Open a file below the base for reading; ``None`` if it does not exist."""
@@ -524,25 +945,50 @@ class LocalTree:
         """Replace the file's content with ``data`` atomically, creating directories as needed.
 
         A link where the file should be is replaced by the file; a link where a directory
-        should be raises :class:`LinkInTheWay`. The caller holds the writers' lock.
+        should be raises :class:`LinkInTheWay`. The caller holds the writers' lock. The new
+        value has no expiry.
         """
         self.write_versioned(relative, data, versioned=False)
 
-    def write_versioned(self, relative: str, data: bytes, *, versioned: bool = True) -> int:
-        """:meth:`write`, returning the new file's version (0 unless ``versioned``)."""
+    def write_expiring(
+        self, relative: str, data: bytes, *, expires_ms: int, written_ms: int
+    ) -> None:
+        """:meth:`write` a value that expires at ``expires_ms``, written at ``written_ms``."""
+        self.write_versioned(
+            relative, data, versioned=False, expiry=(expires_ms, written_ms)
+        )
+
+    def write_versioned(
+        self,
+        relative: str,
+        data: bytes,
+        *,
+        versioned: bool = True,
+        expiry: tuple[int, int] | None = None,
+    ) -> int:
+        """:meth:`write`, returning the new file's version (0 unless ``versioned``).
+
+        ``expiry`` is ``(expires_ms, written_ms)`` for an expiring value, else ``None``.
+        """
+        if expiry is not None:
+            stamp: int | None = expiry[1] * _NS_PER_MS
+        elif self._stamp_writes:
+            stamp = self.now_ms() * _NS_PER_MS
+        else:
+            stamp = None
         for _ in range(_WRITE_ATTEMPTS):
             tmp = self._tmp_fd
             if tmp < 0:
                 tmp = self._tmp_fd = self._dir_handle(TEMP_DIR, create=True)[0]
             try:
-                temp, version = self._write_temp(tmp, data, versioned)
+                temp, version = self._write_temp(tmp, data, versioned, stamp)
             except FileNotFoundError:
                 # Someone removed the temporary directory: open it again (by path, refusing a
                 # link put in its place).
                 self._forget_tmp()
                 continue
             try:
-                self._install(tmp, temp, relative)
+                self._install(tmp, temp, relative, expiry)
             except BaseException:
                 with contextlib.suppress(OSError):
                     os.unlink(temp, dir_fd=tmp)
@@ -556,7 +1002,9 @@ class LocalTree:
             with contextlib.suppress(OSError):
                 os.close(fd)
 
-    def _write_temp(self, tmp: int, data: bytes, versioned: bool) -> tuple[str, int]:
+    def _write_temp(
+        self, tmp: int, data: bytes, versioned: bool, stamp: int | None
+    ) -> tuple[str, int]:
         while True:
             temp = f"{os.getpid()}.{HOST_TAG}.{next(_counter)}.tmp"
             try:
@@ -568,6 +1016,8 @@ class LocalTree:
                 while view:
                     written = os.write(descriptor, view)
                     view = view[written:]
+                if stamp is not None:
+                    os.utime(descriptor, ns=(stamp, stamp))
                 # The rename keeps the inode, its generation, mtime and size: the version.
                 version = _version_of_open(descriptor, os.fstat(descriptor)) if versioned else 0
                 if self.fsync:
@@ -580,7 +1030,9 @@ class LocalTree:
             os.close(descriptor)
             return temp, version
 
-    def _install(self, tmp: int, temp: str, relative: str) -> None:
+    def _install(
+        self, tmp: int, temp: str, relative: str, expiry: tuple[int, int] | None
+    ) -> None:
         parent, _, name = relative.rpartition("/")
         for _ in range(_WRITE_ATTEMPTS):
             try:
@@ -591,15 +1043,62 @@ class LocalTree:
             except FileNotFoundError:
                 continue
             try:
-                os.replace(temp, name, src_dir_fd=tmp, dst_dir_fd=directory)
-            except FileNotFoundError:
-                continue
+                # An expiring write looks at the value it replaces, to unlink its sidecar once
+                # stale. A plain write does not (not one system call more than before): the
+                # old sidecar is ignored from the rename on, and the purge removes it.
+                old = _lstat_in(directory, name) if expiry is not None else None
+                sidecar = None
+                if expiry is not None:
+                    sidecar = self._link_sidecar(tmp, temp, directory, relative, old, expiry)
+                try:
+                    os.replace(temp, name, src_dir_fd=tmp, dst_dir_fd=directory)
+                except FileNotFoundError:
+                    if sidecar is not None:
+                        _unlink_quiet(directory, sidecar)
+                    continue
+                if old is not None and old.st_nlink > 1:
+                    stale = _expiry_in(directory, name[: -len(SUFFIX)], old)
+                    if stale is not None:
+                        _unlink_quiet(directory, stale[1])
             finally:
                 os.close(directory)
             if self.fsync:
                 self._sync_dirs(parent, all_new=created)
             return
         raise FileNotFoundError(errno.ENOENT, "directory keeps disappearing during a write", parent)
+
+    def _link_sidecar(
+        self,
+        tmp: int,
+        temp: str,
+        directory: int,
+        relative: str,
+        old: os.stat_result | None,
+        expiry: tuple[int, int],
+    ) -> str:
+        """Give the temporary file its sidecar beside the value it is about to replace (and
+        its index entry, and the access-time hint); return the sidecar's name."""
+        expires_ms, written_ms = expiry
+        parent, _, name = relative.rpartition("/")
+        stem = name[: -len(SUFFIX)]
+        alternate = 0
+        if old is not None and old.st_nlink > 1:
+            # The value being replaced may expire at the same instant: its sidecar keeps its
+            # name until the rename, so the new one takes the other spelling.
+            current = _expiry_in(directory, stem, old)
+            if current is not None and current[1] == sidecar_name(stem, expires_ms):
+                alternate = 1
+        sidecar = sidecar_name(stem, expires_ms, alternate)
+        self._index_add(expires_ms, f"{parent}/{sidecar}" if parent else sidecar)
+        os.utime(
+            temp,
+            ns=(expires_ms * _NS_PER_MS + alternate, written_ms * _NS_PER_MS),
+            dir_fd=tmp,
+            follow_symlinks=False,
+        )
+        _unlink_quiet(directory, sidecar)  # a stale sidecar by that name: nobody's any more
+        os.link(temp, sidecar, src_dir_fd=tmp, dst_dir_fd=directory, follow_symlinks=False)
+        return sidecar
 
     def _sync_dirs(self, directory: str, *, all_new: bool) -> None:
         """Flush directory entries to disk: the target's, and its ancestors' if we created some."""
@@ -624,10 +1123,26 @@ class LocalTree:
         except (FileNotFoundError, NotADirectoryError):
             return
         try:
+            old = _lstat_in(fd, name) if self.has_expiring else None
             try:
                 os.unlink(name, dir_fd=fd)
             except (FileNotFoundError, NotADirectoryError):
+                os.close(fd)
                 return
+            if old is not None and old.st_nlink > 1:
+                # The value first, then its sidecar: a crash between leaves a stale sidecar.
+                sidecar = _expiry_in(fd, name[: -len(SUFFIX)], old)
+                if sidecar is not None:
+                    _unlink_quiet(fd, sidecar[1])
+        except BaseException:
+            os.close(fd)
+            raise
+        self._prune(fd, directory)
+
+    def _prune(self, fd: int, directory: str) -> None:
+        """Remove ``directory`` (open as ``fd``, which this closes) and its ancestors while
+        they are empty, stopping below the base."""
+        try:
             while directory:
                 # Each directory's parent through its own handle's "..": half the cost of
                 # resolving the parent's path again, and never outside the base (the loop

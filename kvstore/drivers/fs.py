@@ -37,6 +37,20 @@ between them); after ``lock_timeout`` seconds (default 10) the operation raises
 driver could trust, so there ``conditional_writes`` is False and versioned calls raise
 :class:`NotSupported`.
 
+Expiry (local directories only; see :mod:`kvstore.drivers._fs_local`). Expiry instants come from
+the driver's clock (``clock``, default :func:`time.time`), read under the writers' lock in the step
+that writes. A key with an expiry has a hard link beside its value file,
+``<stem>.<instant ms>.ttl``, which the value carries atomically through its rename; a plain write
+makes a one-link file and so clears it. Write times are the files' modification times. Scans learn
+every expiry from the directory listing they make anyway and skip expired keys without reading
+values (an ``lstat`` pair per expired key met, or one more listing of a directory holding many);
+keys never given an expiry cost nothing extra, and a plain write makes no system call more.
+An index under ``<base>/.expiry/`` (one small file per expiring write, in one directory per minute
+of expiry) lets :meth:`FSDriver.purge_expired` find expired keys without walking the store; every
+expiring write or ``expire`` also purges up to 100 of them, at most once a second. Remote fsspec
+stores have neither hard links nor the lock, so there ``expiry`` is False and TTLs raise
+:class:`NotSupported`.
+
 Other fsspec filesystems (``memory://``, ``s3://``, ...) are called in a worker thread and written
 with ``pipe_file``. fsspec caches filesystem instances, and ``memory://`` is one store global to
 the process: two drivers are separated by their base paths (``memory://a`` and ``memory://b``
@@ -53,7 +67,9 @@ import logging
 import os
 import random
 import re
+import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from functools import partial
 from time import monotonic
 from typing import Any, Final, Protocol, TypeVar
 
@@ -65,7 +81,14 @@ from fsspec.implementations.local import LocalFileSystem
 
 from kvstore.conditional import ANY_VERSION, Action, Change, Versioned
 from kvstore.driver import CONDITIONAL_WRITES, BaseDriver, conflict
-from kvstore.drivers._fs_layout import Entry, dir_path, key_path, list_entries, split_prefix
+from kvstore.drivers._fs_layout import (
+    Entry,
+    Sidecar,
+    dir_path,
+    key_path,
+    list_entries,
+    split_prefix,
+)
 from kvstore.drivers._fs_local import LOCK_NAME, TEMP_DIR, LocalTree
 from kvstore.drivers._fs_remote import FsspecTree
 from kvstore.errors import (
@@ -76,6 +99,7 @@ from kvstore.errors import (
     NotSupported,
     UnknownScheme,
 )
+from kvstore.expiry import EXPIRY, Clock, Meta, expiry_millis, from_millis
 from kvstore.keys import MAX_KEY_BYTES
 from kvstore.pacing import Gate, Pacer
 from kvstore.urls import boolean, parse_url, positive_float, redact_url, take_options
@@ -116,6 +140,11 @@ _FIRST_PAUSE = 0.0002
 _LONGEST_PAUSE = 0.02
 # Keys a scan hands out between looks at the clock (each costs well under a microsecond).
 _SCAN_STEP = 256
+# The purge piggy-backed on expiring writes: at most once per this many seconds, this many keys.
+_AUTO_PURGE_EVERY = 1.0
+_AUTO_PURGE_LIMIT = 100
+# Index entries a purge may examine beyond ``limit`` (stale ones cost work but remove no key).
+_STALE_ALLOWANCE = 64
 # A URL's password inside a client library's error message.
 _UNAVAILABLE_ERRNOS = frozenset(
     getattr(errno, name)
@@ -150,6 +179,7 @@ class FSDriver(BaseDriver):
     name = "fs"
     supports_trio = True
     conditional_writes = True
+    expiry = True
     where: str
     """Where the files live, as errors name it: the local path or the (redacted) URL."""
 
@@ -160,6 +190,7 @@ class FSDriver(BaseDriver):
         fs: AbstractFileSystem | None = None,
         fsync: bool = False,
         lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+        clock: Clock = time.time,
         **fsspec_options: Any,
     ) -> None:
         if isinstance(lock_timeout, bool) or not isinstance(lock_timeout, int | float) or not (
@@ -177,12 +208,15 @@ class FSDriver(BaseDriver):
         # Held by a commit that keeps the writers' lock across yields: this driver's other
         # writers wait here, since the OS lock cannot tell them from the commit (one descriptor).
         self._gate = Gate()
+        self._clock = clock
+        # When the piggy-backed purge last ran (monotonic seconds).
+        self._purged_at = -_AUTO_PURGE_EVERY
         if fs is not None and fsspec_options:
             raise TypeError("pass either fs= or fsspec options for a URL, not both")
         if fs is None and "://" not in base:
             if fsspec_options:
                 raise TypeError("fsspec options need an fsspec URL as base, not a local path")
-            self._local = LocalTree(_local_root(base), fsync=fsync)
+            self._local = LocalTree(_local_root(base), fsync=fsync, clock=clock)
             self.where = self._local.root
             return
         if fs is None:
@@ -192,13 +226,15 @@ class FSDriver(BaseDriver):
             root = str(fs._strip_protocol(base))
             where = f"{_protocol_of(fs)}://{root.lstrip('/')}"
         if isinstance(fs, LocalFileSystem):
-            self._local = LocalTree(_local_root(root), fsync=fsync)
+            self._local = LocalTree(_local_root(root), fsync=fsync, clock=clock)
             self.where = self._local.root
         else:
             self._remote = FsspecTree(fs, root)
             self.where = where
-            # No lock the driver could trust on a remote store: the capability is absent.
+            # No lock the driver could trust, nor hard links, on a remote store: the
+            # capabilities are absent.
             self.conditional_writes = False
+            self.expiry = False
 
     @property
     def root(self) -> str:
@@ -280,20 +316,19 @@ class FSDriver(BaseDriver):
         path = key_path(key)
         return await self._on_tree(f"reading {_shown(key)}", lambda tree: tree.read(path))
 
-    async def _write_on_tree(self, doing: str, call: Callable[[Tree], None]) -> None:
+    async def _write_on_tree(self, doing: str, call: Callable[[Tree], T]) -> T:
         """Run one write or delete: on local disk inline, holding the writers' lock."""
         local = await self._start()
         if local is None:
             remote = self._remote
             assert remote is not None
-            await self._in_thread(doing, lambda: call(remote))
-            return
+            return await self._in_thread(doing, lambda: call(remote))
         try:
             # The common case costs one flock call here and one below.
             if self._gate.closed or not local.try_lock():
                 await self._wait_for_lock(local)
             try:
-                call(local)
+                return call(local)
             finally:
                 local.unlock()
         except OSError as error:
@@ -422,6 +457,112 @@ class FSDriver(BaseDriver):
             self._gate.close()
         return True
 
+    # -- expiry -------------------------------------------------------------------------------
+
+    def _expiring_tree(self) -> LocalTree:
+        local = self._local
+        if local is None:
+            raise NotSupported(EXPIRY, driver=self.name)
+        return local
+
+    async def set_expiring(self, key: str, value: bytes, ttl: float) -> None:
+        """Replace ``key``'s file atomically with ``value``, to expire ``ttl`` seconds from now.
+
+        Raises :class:`NotSupported` on a remote store.
+        """
+        await self.set_many_expiring([(key, value)], ttl)
+
+    async def set_many_expiring(self, items: Sequence[tuple[str, bytes]], ttl: float) -> None:
+        """Store every pair to expire ``ttl`` seconds from one instant, read under the lock
+        before the first write; each write is atomic, the batch is not (like ``set_many``).
+
+        Raises :class:`NotSupported` on a remote store.
+        """
+        local = self._expiring_tree()
+        pairs = [(key_path(key), value) for key, value in items]
+        instant: list[int] = []
+
+        def write(tree: Tree, pair: tuple[str, bytes]) -> None:
+            if not instant:
+                instant.append(local.now_ms())
+            now = instant[0]
+            local.write_expiring(
+                pair[0], pair[1], expires_ms=expiry_millis(now, ttl), written_ms=now
+            )
+
+        await self._each("writing a batch", pairs, write, locked=True)
+        await self._purge_now_and_then()
+
+    async def expire(self, key: str, ttl: float | None) -> bool:
+        """Set (or with ``None`` remove) a live key's expiry: one rename, link or unlink of its
+        sidecar under the writers' lock. Raises :class:`NotSupported` on a remote store."""
+        local = self._expiring_tree()
+        path = key_path(key)
+
+        def expire(tree: Tree) -> bool:
+            expires = None if ttl is None else expiry_millis(local.now_ms(), ttl)
+            return local.expire(path, expires)
+
+        live = await self._write_on_tree(f"setting the expiry of {_shown(key)}", expire)
+        await self._purge_now_and_then()
+        return live
+
+    async def get_meta(self, key: str) -> Meta | None:
+        """Return the size, write time (the file's modification time), expiry and version of a
+        live key, from one open file; ``None`` if it is missing or expired."""
+        local = self._expiring_tree()
+        path = key_path(key)
+        await self._start()
+        try:
+            found = local.meta(path)
+        except OSError as error:
+            raise self._failure(error, f"reading {_shown(key)}") from error
+        if found is None:
+            return None
+        size, written, expires, version = found
+        return Meta(
+            size=size,
+            written_at=from_millis(written),
+            expires_at=None if expires is None else from_millis(expires),
+            version=version,
+        )
+
+    async def purge_expired(self, limit: int = 1000) -> int:
+        """Remove up to ``limit`` expired keys found through the expiry index, oldest instant
+        first, each under the writers' lock; return how many. Never walks the store."""
+        local = self._expiring_tree()
+        await self._start()
+        now = local.now_ms()
+        try:
+            entries, finished = local.due_entries(now, limit + _STALE_ALLOWANCE)
+        except OSError as error:
+            raise self._failure(error, "listing the expiry index") from error
+        removed = 0
+        for entry in entries:
+            if removed >= limit:
+                return removed
+            removed += await self._write_on_tree(
+                "purging expired keys", partial(_purge_entry, local, entry, now)
+            )
+        for bucket in finished:
+            await self._write_on_tree(
+                "purging expired keys", partial(_remove_directory, local, bucket)
+            )
+        return removed
+
+    async def _purge_now_and_then(self) -> None:
+        """The purge piggy-backed on expiring writes: a small batch, at most once a second.
+
+        A failure is logged, not raised: the write it follows has succeeded.
+        """
+        if monotonic() - self._purged_at < _AUTO_PURGE_EVERY:
+            return
+        self._purged_at = monotonic()
+        try:
+            await self.purge_expired(_AUTO_PURGE_LIMIT)
+        except BackendError as error:
+            _log.warning("fs %s: purging expired keys failed: %s", self.where, error)
+
     # -- batches ------------------------------------------------------------------------------
 
     async def _each(
@@ -501,10 +642,21 @@ class FSDriver(BaseDriver):
         def list_dir_once(tree: Tree) -> Callable[[str], list[tuple[str, bool]]]:
             return lambda path: listed if path == directory else tree.list_dir(path)
 
-        return await self._on_tree(
+        sidecars: list[Sidecar] = []
+        entries = await self._on_tree(
             "listing keys",
-            lambda tree: list_entries(list_dir_once(tree), directory, partial),
+            lambda tree: list_entries(list_dir_once(tree), directory, partial, sidecars),
         )
+        local = self._local
+        if not sidecars or local is None:
+            return entries  # no key here ever had an expiry: nothing more to do
+        try:
+            gone = local.expired_segments(sidecars, local.now_ms())
+        except OSError as error:
+            raise self._failure(error, "listing keys") from error
+        if not gone:
+            return entries
+        return [entry for entry in entries if not (isinstance(entry, str) and entry in gone)]
 
     async def keys(self, prefix: str = "") -> AsyncIterator[str]:
         """Yield the keys starting with ``prefix`` in code point order, one directory at a time.
@@ -564,6 +716,14 @@ class FSDriver(BaseDriver):
             self._local.close()
 
 
+def _purge_entry(local: LocalTree, entry: str, now_ms: int, tree: Tree) -> int:
+    return local.purge_entry(entry, now_ms)
+
+
+def _remove_directory(local: LocalTree, relative: str, tree: Tree) -> None:
+    local.remove_empty_directory(relative)
+
+
 def _protocol_of(fs: AbstractFileSystem) -> str:
     protocol = fs.protocol
     return str(protocol if isinstance(protocol, str) else protocol[0])
@@ -595,6 +755,7 @@ def fs_driver(
     fs: AbstractFileSystem | None = None,
     fsync: bool = False,
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+    clock: Clock = time.time,
     **fsspec_options: Any,
 ) -> FSDriver:
     """Return a driver keeping one file per key under ``base``.
@@ -604,8 +765,11 @@ def fs_driver(
     ``fs=`` an fsspec filesystem instance and ``base`` a path in it. ``fsync=True`` makes each
     local ``set`` durable against power loss, at a large cost in speed. ``lock_timeout`` bounds,
     in seconds, how long a local write waits for the writers' lock (see the module docstring).
+    ``clock`` (POSIX seconds now) decides expiry instants and write times on local disk.
     """
-    return FSDriver(base, fs=fs, fsync=fsync, lock_timeout=lock_timeout, **fsspec_options)
+    return FSDriver(
+        base, fs=fs, fsync=fsync, lock_timeout=lock_timeout, clock=clock, **fsspec_options
+    )
 
 
 # fsspec protocols served from this process or this machine: a user, password or (for local

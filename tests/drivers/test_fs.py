@@ -38,10 +38,12 @@ from kvstore.errors import (
     NotSupported,
     UnknownScheme,
 )
+from kvstore.expiry import to_millis
 from kvstore.registry import driver_from_url
 from kvstore.storage import Storage
 from kvstore.testing import DriverConformance, DriverFactory
 from kvstore.testing import strategies as kst
+from kvstore.testing.clock import TestClock
 from tests.drivers.fs_support.writer import check_value, make_value
 from tests.support.old_release import run_old_code
 
@@ -65,10 +67,15 @@ def _remove_memory_tree(url: str) -> None:
 
 
 class TestLocalFSDriver(DriverConformance):
+    manual_clock = True
+    # A scan reads each directory it walks, expired keys' names included (skipped by their
+    # sidecars, never by reading values): not an index on the expiry instant.
+    expired_scan_by_index = False
+
     @pytest.fixture
-    def driver_factory(self, tmp_path: Path) -> DriverFactory:
+    def driver_factory(self, tmp_path: Path, clock: TestClock) -> DriverFactory:
         base = str(tmp_path / "store")
-        return lambda: fs_driver(base)
+        return lambda: fs_driver(base, clock=clock)
 
 
 _MEMORY_FS_LISTING = (
@@ -217,7 +224,7 @@ def test_walking_the_tree_lists_keys_in_code_point_order(keys: set[str]) -> None
 
 
 def _names(directory: Path) -> list[str]:
-    return sorted(path.name for path in directory.iterdir())
+    return sorted(path.name for path in directory.iterdir()) if directory.exists() else []
 
 
 def _check_tree_inside(root: Path, base: Path) -> None:
@@ -852,3 +859,248 @@ def test_lock_timeout_is_a_setting(tmp_path: Path) -> None:
             fs_driver(str(tmp_path), lock_timeout=bad)
     with pytest.raises(ConfigurationError):
         from_url(f"file://{tmp_path}?lock_timeout=soon")
+
+
+# -- expiry -------------------------------------------------------------------------------------
+
+
+class _Crash(BaseException):
+    """Stands for the process dying at that point: nothing after it runs, nothing cleans up."""
+
+
+def _same_file(first: Path, second: Path) -> bool:
+    return os.path.samefile(first, second)
+
+
+def _links(path: Path) -> int:
+    return path.stat().st_nlink
+
+
+def _kv_links(base: Path) -> set[int]:
+    return {path.stat().st_nlink for path in base.rglob("*.kv")}
+
+
+def _index_targets(base: Path) -> list[str]:
+    return sorted(path.read_text() for path in (base / ".expiry").rglob("*") if path.is_file())
+
+
+@pytest.mark.anyio
+async def test_an_expiring_value_stays_a_plain_file_with_a_linked_sidecar(tmp_path: Path) -> None:
+    clock = TestClock(manual=True)
+    async with Storage(fs_driver(str(tmp_path), clock=clock)) as storage:
+        await storage.set("users:alice", {"n": 1}, ttl=30)
+        await storage.set("users:bob", {"n": 2})
+    expires = to_millis(clock()) + 30_000
+    users = tmp_path / "users"
+    assert _names(users) == [f"alice.{expires}.ttl", "alice.kv", "bob.kv"]
+    assert orjson.loads((users / "alice.kv").read_bytes()) == {"n": 1}, "still human-readable"
+    assert _same_file(users / "alice.kv", users / f"alice.{expires}.ttl")
+    assert _links(users / "bob.kv") == 1, "a value without expiry has one name"
+    assert _index_targets(tmp_path) == [f"users/alice.{expires}.ttl"]
+
+
+@pytest.mark.anyio
+async def test_a_store_never_given_a_ttl_has_no_expiry_files(tmp_path: Path) -> None:
+    async with Storage(fs_driver(str(tmp_path))) as storage:
+        await storage.set("a", 1)
+        await storage.set_many({"b:c": 2, "d": 3})
+        await storage.create("e", 4)
+        await storage.delete("d")
+        assert await storage.get_meta("a") is not None
+    assert not (tmp_path / ".expiry").exists()
+    assert _kv_links(tmp_path) == {1}
+
+
+@pytest.mark.anyio
+async def test_purge_removes_expired_files_sidecars_and_index_entries(tmp_path: Path) -> None:
+    clock = TestClock(manual=True)
+    async with Storage(fs_driver(str(tmp_path), clock=clock)) as storage:
+        await storage.set_many({f"s:{n:02}": n for n in range(20)}, ttl=1)
+        await storage.set("keep", 1)
+        await storage.set("long", 1, ttl=30)
+        await clock.advance(1)
+        assert (tmp_path / "s").is_dir(), "nothing is purged before purge_expired runs"
+        assert await storage.purge_expired(limit=8) == 8
+        assert len([name for name in _names(tmp_path / "s") if name.endswith(".kv")]) == 12
+        assert await storage.purge_expired() == 12
+        assert await storage.purge_expired() == 0
+        assert await storage.get_many(["keep", "long"]) == [1, 1]
+    assert not (tmp_path / "s").exists(), "values, sidecars and their folder are gone from disk"
+    assert _index_targets(tmp_path) == [f"long.{to_millis(clock()) + 29_000 - 1}.ttl"]
+
+
+@pytest.mark.anyio
+async def test_expiring_writes_purge_a_small_batch_at_most_once_a_second(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kvstore.drivers import fs as fs_module
+
+    seconds = [1000.0]
+    monkeypatch.setattr(fs_module, "monotonic", lambda: seconds[0])
+    clock = TestClock(manual=True)
+    driver = fs_driver(str(tmp_path), clock=clock)
+    try:
+        await driver.set_many_expiring([(f"s:{n:03}", b"x") for n in range(150)], 1.0)
+        await clock.advance(1)
+        await driver.set_expiring("t:1", b"x", 30.0)  # within the same second: no purge
+        assert len(_names(tmp_path / "s")) == 300
+        seconds[0] += 1.0
+        await driver.set_expiring("t:2", b"x", 30.0)  # a second later: one batch of 100
+        assert len(_names(tmp_path / "s")) == 100, "50 values and their sidecars remain"
+        seconds[0] += 1.0
+        assert await driver.expire("t:1", 60.0) is True  # expire() purges too
+        assert not (tmp_path / "s").exists()
+        assert [key async for key in driver.keys()] == ["t:1", "t:2"]
+    finally:
+        await driver.close()
+
+
+@pytest.mark.anyio
+async def test_a_crash_before_the_rename_keeps_the_old_value_and_its_expiry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = TestClock(manual=True)
+    async with Storage(fs_driver(str(tmp_path), clock=clock)) as storage:
+        await storage.set("plain", "old")
+        await storage.set("expiring", "old", ttl=5)
+    old_expiry = clock() + 5
+
+    def crash(*args: object, **kwargs: object) -> None:
+        raise _Crash
+
+    # The new value's sidecar is linked, then the process dies before the rename.
+    driver = fs_driver(str(tmp_path), clock=clock)
+    monkeypatch.setattr(os, "replace", crash)
+    for key in ("plain", "expiring"):
+        with pytest.raises(_Crash):
+            await driver.set_expiring(key, b'"new"', 1.0)
+    monkeypatch.undo()
+    assert len(_names(tmp_path)) > 4, "the crashed writes left their sidecars behind"
+    await clock.advance(2)
+    async with Storage(fs_driver(str(tmp_path), clock=clock)) as storage:
+        assert await storage.get_many(["plain", "expiring"]) == ["old", "old"]
+        plain, expiring = await storage.get_meta("plain"), await storage.get_meta("expiring")
+        assert plain is not None
+        assert plain.expires_at is None
+        assert expiring is not None
+        assert expiring.expires_at == pytest.approx(old_expiry)
+        assert [key async for key in storage.keys()] == ["expiring", "plain"]
+        await clock.pass_instant(old_expiry)
+        assert [key async for key in storage.keys()] == ["plain"]
+        assert await storage.purge_expired() == 1
+    assert _names(tmp_path) == [".expiry", ".tmp", "plain.kv"], "stale sidecars purged too"
+
+
+@pytest.mark.anyio
+async def test_a_stale_sidecar_left_by_a_crash_after_the_rename_is_ignored(tmp_path: Path) -> None:
+    clock = TestClock(manual=True)
+    async with Storage(fs_driver(str(tmp_path), clock=clock)) as storage:
+        await storage.set("k", "first", ttl=1)
+        # A plain write that died after its rename, before unlinking the old value's sidecar.
+        (tmp_path / "k.new").write_bytes(b'"second"')
+        os.replace(tmp_path / "k.new", tmp_path / "k.kv")
+        assert len(_names(tmp_path)) == 4
+        await clock.advance(1)
+        assert await storage.get("k") == "second"
+        meta = await storage.get_meta("k")
+        assert meta is not None
+        assert meta.expires_at is None
+        assert [key async for key in storage.keys()] == ["k"]
+        assert await storage.purge_expired() == 0, "no key expired"
+        assert await storage.get("k") == "second"
+    assert _names(tmp_path) == [".expiry", ".tmp", "k.kv"], "the stale sidecar was removed"
+
+
+@pytest.mark.anyio
+async def test_expiry_is_found_when_the_access_time_hint_is_off(tmp_path: Path) -> None:
+    clock = TestClock(manual=True)
+    async with Storage(fs_driver(str(tmp_path), clock=clock)) as storage:
+        await storage.set("k", 1, ttl=10)
+        before = await storage.get_meta("k")
+        value = tmp_path / "k.kv"
+        os.utime(value, ns=(123, value.stat().st_mtime_ns))  # another program set the atime
+        assert await storage.get_meta("k") == before
+        assert await storage.expire("k", 20) is True
+        meta = await storage.get_meta("k")
+        assert meta is not None
+        assert meta.expires_at == pytest.approx(clock() + 20)
+        os.utime(value, ns=(456, value.stat().st_mtime_ns))
+        await storage.set("k", 2, ttl=10)  # replacing it finds and drops its sidecar
+        assert len([name for name in _names(tmp_path) if name.endswith(".ttl")]) == 1
+        await clock.advance(10)
+        assert await storage.get("k") is None
+
+
+@pytest.mark.anyio
+async def test_a_store_written_before_expiry_opens_and_gains_ttls(tmp_path: Path) -> None:
+    base = tmp_path / "old"
+    # The old release's own driver writes the store: the layout from before expiry (and versions).
+    run_old_code(
+        "import sys, anyio\n"
+        "from kvstore.drivers.fs import fs_driver\n"
+        "from kvstore.storage import Storage\n"
+        "async def main():\n"
+        "    async with Storage(fs_driver(sys.argv[1])) as s:\n"
+        "        await s.set_many({'a': 1, 'users:Alice': {'n': 2}, 'b': 3})\n"
+        "anyio.run(main)\n",
+        str(base),
+    )
+    written = (base / "a.kv").stat().st_mtime
+    clock = TestClock(manual=True)
+    async with Storage(fs_driver(str(base), clock=clock)) as storage:
+        assert await storage.get_many(["a", "users:Alice", "b"]) == [1, {"n": 2}, 3]
+        meta = await storage.get_meta("a")
+        assert meta is not None
+        assert (meta.size, meta.expires_at) == (1, None)
+        assert meta.written_at == pytest.approx(written, abs=0.001), "the file's mtime"
+        assert await storage.expire("a", 1) is True
+        await storage.set("users:Alice", {"n": 3}, ttl=1)
+        await clock.advance(1)
+        assert [key async for key in storage.keys()] == ["b"]
+        assert await storage.purge_expired() == 2
+    assert _names(base) == [".expiry", ".tmp", "b.kv"]
+
+
+def _kill_expiring_writer(base: Path, after: int) -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.drivers.fs_support.expiring_writer", str(base)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        for _ in range(after):
+            if not process.stdout.readline():
+                break
+        process.send_signal(signal.SIGKILL)  # an operation has begun and may be under way
+    finally:
+        process.kill()
+        process.wait()
+
+
+async def _check_values_agree_with_expiries(base: Path) -> None:
+    clock = TestClock(manual=True)  # starts where the writer's clock stood
+    async with Storage(fs_driver(str(base), clock=clock)) as storage:
+        listed = [key async for key in storage.keys("e:")]
+        for index in range(8):
+            key = f"e:{index}"
+            value = await storage.get(key)
+            meta = await storage.get_meta(key)
+            assert (key in listed) == (value is not None) == (meta is not None), key
+            if value is None or meta is None:
+                continue
+            stated = value["expires"]
+            assert meta.expires_at == (None if stated is None else stated / 1000), (key, value)
+        await clock.advance(2000)
+        while await storage.purge_expired() > 0:
+            pass
+
+
+def test_a_kill_mid_expiring_write_leaves_each_value_with_its_own_expiry(tmp_path: Path) -> None:
+    base = tmp_path / "store"
+    for round_number in range(4):
+        _kill_expiring_writer(base, 40 + 37 * round_number)
+        anyio.run(_check_values_agree_with_expiries, base)
+        # Every expiring value and every sidecar a kill left behind has been purged.
+        assert not [path for path in base.rglob("*.ttl")], "a sidecar outlived the purge"

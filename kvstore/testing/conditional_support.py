@@ -7,15 +7,15 @@ the state machine's :mod:`kvstore.testing.version_model`.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import pytest
 
 from kvstore.conditional import LEGACY_VERSION, Versioned
 from kvstore.driver import BaseDriver
-from kvstore.errors import Conflict, StorageClosed
+from kvstore.errors import Conflict
 from kvstore.storage import Storage
-from kvstore.testing.driver_clauses import DriverFactory, clear_and_close
+from kvstore.testing.driver_clauses import DriverFactory, capable_storage
 from kvstore.testing.reporting import describe
 
 __all__ = [
@@ -71,25 +71,11 @@ def has_conditional_writes(driver: BaseDriver) -> bool:
     return bool(getattr(driver, "conditional_writes", False))
 
 
-@contextlib.asynccontextmanager
-async def versioned_storage(
+def versioned_storage(
     make_driver: DriverFactory, *, wrap: Callable[[BaseDriver], BaseDriver] | None = None
-) -> AsyncIterator[Storage]:
+) -> contextlib.AbstractAsyncContextManager[Storage]:
     """An empty storage on a new driver with the capability (else skip); emptied afterwards."""
-    driver = make_driver()
-    if not has_conditional_writes(driver):
-        await driver.close()
-        pytest.skip(SKIP_REASON)
-    storage = Storage(wrap(driver) if wrap is not None else driver)
-    try:
-        await storage.clear()
-        yield storage
-    finally:
-        try:
-            await storage.clear()
-            await storage.close()
-        except StorageClosed:
-            await clear_and_close(make_driver(), make_driver)
+    return capable_storage(make_driver, has_conditional_writes, SKIP_REASON, wrap=wrap)
 
 
 async def expect_conflict(

@@ -9,6 +9,7 @@ clauses call the driver directly. :class:`DriverClauses` is mixed into
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, ClassVar
 
@@ -18,10 +19,17 @@ import pytest
 
 from kvstore.driver import CLEAR_CHUNK, BaseDriver, as_base_driver
 from kvstore.errors import StorageClosed
+from kvstore.storage import Storage
 from kvstore.testing.cost import Cost, measure, measure_best
 from kvstore.testing.reporting import describe, first_difference, shape_problem
 
-__all__ = ["DriverClauses", "DriverFactory", "check_driver_shape", "clear_and_close"]
+__all__ = [
+    "DriverClauses",
+    "DriverFactory",
+    "capable_storage",
+    "check_driver_shape",
+    "clear_and_close",
+]
 
 DriverFactory = Callable[[], BaseDriver]
 
@@ -468,3 +476,33 @@ async def clear_and_close(driver: BaseDriver, make_driver: DriverFactory) -> Non
         driver = make_driver()
         await driver.clear("")
     await driver.close()
+
+
+@contextlib.asynccontextmanager
+async def capable_storage(
+    make_driver: DriverFactory,
+    capable: Callable[[BaseDriver], bool],
+    skip_reason: str,
+    *,
+    wrap: Callable[[BaseDriver], BaseDriver] | None = None,
+    **options: Any,
+) -> AsyncIterator[Storage]:
+    """An empty storage on a new driver that has a capability (else skip); emptied afterwards.
+
+    ``capable`` tells whether the driver instance declares the capability; ``options`` go to
+    :class:`~kvstore.storage.Storage`.
+    """
+    driver = make_driver()
+    if not capable(driver):
+        await driver.close()
+        pytest.skip(skip_reason)
+    storage = Storage(wrap(driver) if wrap is not None else driver, **options)
+    try:
+        await storage.clear()
+        yield storage
+    finally:
+        try:
+            await storage.clear()
+            await storage.close()
+        except StorageClosed:
+            await clear_and_close(make_driver(), make_driver)

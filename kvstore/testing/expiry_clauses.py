@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any, ClassVar
 
@@ -24,12 +24,12 @@ import pytest
 
 from kvstore.conditional import Change
 from kvstore.driver import BaseDriver
-from kvstore.errors import Conflict, InvalidTTL, NotSupported, StorageClosed
+from kvstore.errors import Conflict, InvalidTTL, NotSupported
 from kvstore.expiry import Meta
 from kvstore.storage import Storage
 from kvstore.testing.clock import TestClock
 from kvstore.testing.cost import measure_best
-from kvstore.testing.driver_clauses import DriverFactory, clear_and_close
+from kvstore.testing.driver_clauses import DriverFactory, capable_storage, clear_and_close
 from kvstore.testing.reporting import describe
 
 __all__ = ["SKIP_REASON", "ExpiryClauses"]
@@ -65,23 +65,11 @@ def has_expiry(driver: BaseDriver) -> bool:
     return bool(getattr(driver, "expiry", False))
 
 
-@contextlib.asynccontextmanager
-async def expiring_storage(make_driver: DriverFactory, **options: Any) -> AsyncIterator[Storage]:
+def expiring_storage(
+    make_driver: DriverFactory, **options: Any
+) -> contextlib.AbstractAsyncContextManager[Storage]:
     """An empty storage on a new driver with expiry (else skip); emptied and closed afterwards."""
-    driver = make_driver()
-    if not has_expiry(driver):
-        await driver.close()
-        pytest.skip(SKIP_REASON)
-    storage = Storage(driver, **options)
-    try:
-        await storage.clear()
-        yield storage
-    finally:
-        try:
-            await storage.clear()
-            await storage.close()
-        except StorageClosed:
-            await clear_and_close(make_driver(), make_driver)
+    return capable_storage(make_driver, has_expiry, SKIP_REASON, **options)
 
 
 def _short(clock: TestClock) -> float:

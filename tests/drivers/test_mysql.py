@@ -555,7 +555,7 @@ class _MySQL(SQLAdapter):
         # The commit's locking read is seen on the server; it cannot end before the writer.
         rows = self.query(
             "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE %s",
-            (f"SELECT `key`, `version` FROM `{table}` %FOR UPDATE",),
+            (f"SELECT `key`, `version`, `expires_at` FROM `{table}` %FOR UPDATE",),
         )
         return bool(rows and rows[0][0])
 

@@ -261,6 +261,90 @@ def test_export_import_round_trip_keeps_every_key_and_byte(home: Path, db: Path)
     assert read_all(sqlite_url(copy)) == dict(items)
 
 
+# -- expiry across export, import and migrate ------------------------------------------------
+
+
+def seed_expiring(path: Path) -> None:
+    async def go() -> None:
+        async with open_sqlite(path) as storage:
+            await storage.set_many_raw({"t:hour": b"1", "t:hour2": b"2"}, ttl=3600)
+            await storage.set_raw("t:day", b"\xff", ttl=86400)
+            await storage.set_raw("t:plain", b"3")
+
+    run(go)
+
+
+def expiries(url: str) -> dict[str, float | None]:
+    async def go() -> dict[str, float | None]:
+        async with create_storage(url) as storage:
+            metas = {key: await storage.get_meta(key) async for key in storage.keys()}
+            return {key: meta.expires_at for key, meta in metas.items() if meta is not None}
+
+    return run(go)
+
+
+def test_export_records_each_expiry_instant_and_import_restores_it(
+    home: Path, db: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seed_expiring(db)
+    before = expiries(sqlite_url(db))
+    dump = home / "dump.jsonl"
+    assert cli(home, "export", "-o", str(dump)) == 0
+    lines = {line["key"]: line for line in map(orjson.loads, dump.read_bytes().splitlines())}
+    assert {key: line.get("expires_at") for key, line in lines.items()} == before
+    assert before["t:plain"] is None
+    assert before["t:day"] is not None
+
+    copy = home / "copy.db"
+    assert main(["--url", sqlite_url(copy), "import", str(dump)]) == 0
+    after = expiries(sqlite_url(copy))
+    assert after.keys() == before.keys()
+    assert after["t:plain"] is None
+    for key in ("t:hour", "t:hour2", "t:day"):
+        # The import writes the time left on this machine's clock: the same instant, give or
+        # take the milliseconds between reading the clock and the write.
+        moved = abs((after[key] or 0) - (before[key] or 0))
+        assert moved < 1.0, f"{key}: the expiry moved by {moved} s across export and import"
+
+
+def test_import_skips_records_whose_instant_has_passed(
+    home: Path, db: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dump = home / "dump.jsonl"
+    dump.parent.mkdir(parents=True, exist_ok=True)
+    dump.write_bytes(
+        encode_record("gone", b"1", expires_at=1_000_000.0)
+        + encode_record("kept", b"2", expires_at=4_000_000_000.0)
+        + encode_record("plain", b"3")
+    )
+    assert cli(home, "import", str(dump)) == 0
+    assert "imported 2 keys" in capsys.readouterr().out
+    assert read_all(sqlite_url(db)) == {"kept": b"2", "plain": b"3"}
+    assert expiries(sqlite_url(db)) == {"kept": 4_000_000_000.0, "plain": None}
+
+
+@pytest.mark.parametrize(
+    "line",
+    [b'{"key":"k","value":1,"expires_at":"soon"}', b'{"key":"k","value":1,"expires_at":true}'],
+)
+def test_an_expiry_that_is_not_a_number_is_a_bad_record(line: bytes) -> None:
+    with pytest.raises(RecordError, match="expires_at"):
+        parse_record(line)
+
+
+def test_migrate_carries_each_expiry_instant(home: Path, db: Path, tmp_path: Path) -> None:
+    seed_expiring(db)
+    destination = tmp_path / "dest.db"
+    assert cli(home, "migrate", sqlite_url(db), sqlite_url(destination)) == 0
+    before, after = expiries(sqlite_url(db)), expiries(sqlite_url(destination))
+    assert after.keys() == before.keys()
+    assert all(
+        (after[key] is None) == (before[key] is None)
+        and abs((after[key] or 0) - (before[key] or 0)) < 1.0
+        for key in before
+    ), f"migrate moved expiries: {before} became {after}"
+
+
 def test_export_honours_prefix_and_is_quiet_when_piped(
     home: Path, db: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -17,9 +17,11 @@ import pytest
 
 from kvstore.driver import BaseDriver, as_base_driver
 from kvstore.drivers.memory import MemoryDriver
+from kvstore.testing.clock import TestClock
 from kvstore.testing.conditional_clauses import ConditionalClauses
 from kvstore.testing.conditional_races import ConditionalRaceClauses
 from kvstore.testing.driver_clauses import DriverClauses, check_driver_shape
+from kvstore.testing.expiry_clauses import ExpiryClauses
 from tests.support import broken_drivers as broken
 
 SCAN_COST = "test_a_narrow_scan_costs_the_same_in_a_large_store"
@@ -63,19 +65,40 @@ ONE_AT_A_TIME = [
 ]
 CONDITIONAL = [*ONE_AT_A_TIME, UPDATES, ONE_WINS, ATOMIC_COMMIT]
 
+# The expiry clauses.
+NO_EXPIRY = "test_without_expiry_every_ttl_call_is_refused"
+LONG_TTL = "test_a_key_with_a_long_ttl_is_present_and_reports_its_meta"
+EXPIRED = "test_an_expired_key_is_absent_to_every_operation"
+CLEARS = "test_a_write_without_ttl_clears_the_expiry"
+EXPIRE = "test_expire_changes_only_the_expiry"
+DEFAULTS = "test_default_ttl_of_a_storage_and_its_views"
+EXPIRED_CONDITIONS = "test_conditional_writes_see_an_expired_key_as_absent"
+PURGE = "test_purge_removes_expired_keys_only_and_is_bounded"
+EXPIRED_SCAN = "test_a_scan_skips_expired_keys_without_walking_them"
+EXPIRY = [LONG_TTL, EXPIRED, CLEARS, EXPIRE, DEFAULTS, PURGE]
 
-class _Ephemeral(ConditionalClauses, ConditionalRaceClauses, DriverClauses):
+
+class _Ephemeral(ExpiryClauses, ConditionalClauses, ConditionalRaceClauses, DriverClauses):
     persistent = False
     async_backends = ("asyncio",)
 
 
-class _Persistent(ConditionalClauses, ConditionalRaceClauses, DriverClauses):
+class _Persistent(ExpiryClauses, ConditionalClauses, ConditionalRaceClauses, DriverClauses):
     persistent = True
     async_backends = ("asyncio",)
 
 
-def _run(clause: str, factory: Callable[[], BaseDriver], *, persistent: bool) -> None:
-    """Run one suite clause as pytest would, on the native batch path under asyncio."""
+def _run(
+    clause: str,
+    factory: Callable[[], BaseDriver],
+    *,
+    persistent: bool,
+    clock: TestClock | None = None,
+) -> None:
+    """Run one suite clause as pytest would, on the native batch path under asyncio.
+
+    ``clock`` is the manual clock the drivers ``factory`` makes read, for the expiry clauses.
+    """
     suite = _Persistent() if persistent else _Ephemeral()
     method = getattr(suite, clause)
 
@@ -97,6 +120,7 @@ def _run(clause: str, factory: Callable[[], BaseDriver], *, persistent: bool) ->
             ("driver_factory", factory),
             ("anyio_backend", "asyncio"),
             ("batch_path", "native"),
+            ("clock", clock or TestClock(manual=True)),
         ):
             if name in parameters:
                 arguments[name] = value
@@ -105,10 +129,16 @@ def _run(clause: str, factory: Callable[[], BaseDriver], *, persistent: bool) ->
     anyio.run(call)
 
 
-def _fails(clause: str, factory: Callable[[], BaseDriver], *, persistent: bool = False) -> str:
+def _fails(
+    clause: str,
+    factory: Callable[[], BaseDriver],
+    *,
+    persistent: bool = False,
+    clock: TestClock | None = None,
+) -> str:
     """Run the clause, require it to fail, and return its message."""
     with pytest.raises((AssertionError, pytest.fail.Exception)) as failure:
-        _run(clause, factory, persistent=persistent)
+        _run(clause, factory, persistent=persistent, clock=clock)
     return str(failure.value)
 
 
@@ -270,3 +300,55 @@ def test_the_suite_catches_an_undeclared_persistent_store() -> None:
     disk = broken.Disk()
     message = _fails(DECLARED, lambda: broken.OnDisk(disk), persistent=False)
     assert "persistent = True" in message
+
+
+# -- expiry -------------------------------------------------------------------------------
+
+
+def _on_clock(
+    variant: Callable[[TestClock], BaseDriver],
+) -> tuple[Callable[[], BaseDriver], TestClock]:
+    clock = TestClock(manual=True)
+    return (lambda: variant(clock)), clock
+
+
+@pytest.mark.parametrize("clause", [*EXPIRY, EXPIRED_CONDITIONS, EXPIRED_SCAN])
+def test_the_memory_driver_passes_the_expiry_clauses(clause: str) -> None:
+    factory, clock = _on_clock(lambda clock: MemoryDriver(clock=clock))
+    _run(clause, factory, persistent=False, clock=clock)
+
+
+@pytest.mark.parametrize("clause", EXPIRY)
+def test_the_correct_expiring_driver_passes(clause: str) -> None:
+    factory, clock = _on_clock(broken.ExpiringOnMemory)
+    _run(clause, factory, persistent=False, clock=clock)
+
+
+def test_a_driver_without_expiry_passes_the_refusal_check() -> None:
+    _run(NO_EXPIRY, broken.OnMemory, persistent=False)
+
+
+@pytest.mark.parametrize("clause", [*EXPIRY, EXPIRED_CONDITIONS, EXPIRED_SCAN])
+def test_the_expiry_clauses_skip_a_driver_without_it(clause: str) -> None:
+    with pytest.raises(pytest.skip.Exception, match="expiry = True"):
+        _run(clause, broken.OnMemory, persistent=False)
+
+
+@pytest.mark.parametrize(
+    ("variant", "clause", "says"),
+    [
+        (broken.ScanListsExpiredKeys, EXPIRED, "'keys': ['s:m1', 's:m2', 's:one', 's:raw']"),
+        (broken.SetKeepsTheExpiry, CLEARS, "kept the earlier expiry"),
+        (broken.ExpiresAMillisecondLate, EXPIRED, "absent to every operation"),
+        (broken.ExpireRewritesTheWriteTime, EXPIRE, "changed more than the expiry"),
+        (broken.PurgeIgnoresTheLimit, PURGE, "at most 7 per call"),
+        (broken.BatchTTLIsDropped, EXPIRED, "'get': ['s:m1', 's:m2', 's:one', 's:raw']"),
+        (broken.ExpiringOnMemory, EXPIRED_SCAN, "must be skipped by the backend"),
+    ],
+    ids=lambda value: value.__name__ if isinstance(value, type) else None,
+)
+def test_the_suite_catches_expiry_bugs(
+    variant: Callable[[TestClock], BaseDriver], clause: str, says: str
+) -> None:
+    factory, clock = _on_clock(variant)
+    assert says in _fails(clause, factory, clock=clock)

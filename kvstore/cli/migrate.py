@@ -11,7 +11,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from kvstore import create_storage
 from kvstore.cli._common import CLIError, Progress
-from kvstore.cli.transfer import Batch
+from kvstore.cli.transfer import Batch, items_with_expiry
 from kvstore.drivers.sqlite import SQLiteDriver
 from kvstore.storage import Storage
 from kvstore.urls import redact_url
@@ -62,8 +62,8 @@ async def _copy(source: Storage, destination: Storage, prefix: str, size: int) -
     copied = 0
     batch = Batch(size)
     with Progress("copied") as progress:
-        async for key, data in source.items_raw(prefix):
-            if batch.add(key, data):
+        async for key, data, expires_at in items_with_expiry(source, prefix):
+            if batch.add(key, data, expires_at):
                 copied += await batch.flush(destination, progress)
         copied += await batch.flush(destination, progress)
     return copied

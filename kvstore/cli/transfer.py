@@ -1,7 +1,9 @@
 """Moving many keys: ``export`` to JSON Lines, ``import`` from it, ``migrate`` between URLs.
 
 Each streams in batches whose size is bounded both in keys and in bytes, so memory stays flat
-however large the store is.
+however large the store is. Expiring keys keep their absolute expiry instant: an export records
+it, and an import or a migration writes the key with the time it has left then (on this
+machine's clock), skipping keys whose instant has passed.
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ import contextlib
 import os
 import sys
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import IO, Final
 
@@ -19,7 +22,7 @@ from kvstore.cli._common import CLIError, Progress, Target, stdout_bytes
 from kvstore.cli.records import Record, RecordError, encode_record, parse_record
 from kvstore.storage import Storage
 
-__all__ = ["run_export", "run_import"]
+__all__ = ["Batch", "items_with_expiry", "run_export", "run_import"]
 
 DEFAULT_BATCH: Final = 500
 # A batch is written once it holds this many bytes of values, whatever its key count.
@@ -27,28 +30,62 @@ BATCH_BYTES: Final = 32 * 1024 * 1024
 
 
 class Batch:
-    """Pairs gathered for one ``set_many_raw``: full at ``size`` keys or :data:`BATCH_BYTES`."""
+    """Keys gathered for writing: full at ``size`` keys or :data:`BATCH_BYTES` of values.
+
+    Keys that never expire go out in one ``set_many_raw``; expiring ones in one per expiry
+    instant (a batch written with a TTL shares one), each with the time left at the flush.
+    ``expired`` counts the keys skipped because their instant had passed by then.
+    """
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self.pairs: list[tuple[str, bytes]] = []
+        self.expired = 0
+        self._by_instant: dict[float | None, list[tuple[str, bytes]]] = {}
+        self._count = 0
         self._bytes = 0
 
-    def add(self, key: str, data: bytes) -> bool:
-        """Add a pair; return whether the batch is now full."""
-        self.pairs.append((key, data))
+    def add(self, key: str, data: bytes, expires_at: float | None = None) -> bool:
+        """Add a key; return whether the batch is now full."""
+        self._by_instant.setdefault(expires_at, []).append((key, data))
+        self._count += 1
         self._bytes += len(data)
-        return len(self.pairs) >= self.size or self._bytes >= BATCH_BYTES
+        return self._count >= self.size or self._bytes >= BATCH_BYTES
 
     async def flush(self, storage: Storage, progress: Progress) -> int:
-        """Write the pairs gathered so far, return how many, and start afresh."""
-        count = len(self.pairs)
-        if count:
-            await storage.set_many_raw(self.pairs)
-            progress.advance(count)
-        self.pairs = []
+        """Write the keys gathered so far, return how many were written, and start afresh."""
+        written = 0
+        for instant, pairs in self._by_instant.items():
+            if instant is None:
+                await storage.set_many_raw(pairs, ttl=None)
+            elif (left := instant - time.time()) <= 0:
+                self.expired += len(pairs)
+                continue
+            else:
+                await storage.set_many_raw(pairs, ttl=left)
+            written += len(pairs)
+        progress.advance(self._count)
+        self._by_instant = {}
+        self._count = 0
         self._bytes = 0
-        return count
+        return written
+
+
+async def items_with_expiry(
+    storage: Storage, prefix: str
+) -> AsyncIterator[tuple[str, bytes, float | None]]:
+    """Yield ``(key, bytes, expires_at)`` for every live key under ``prefix``, in key order.
+
+    On a driver with expiry each key's instant comes from ``get_meta`` (one more round trip per
+    key); a key that expires between the two reads is left out.
+    """
+    with_expiry = storage.driver.expiry
+    async for key, data in storage.items_raw(prefix):
+        if not with_expiry:
+            yield key, data, None
+            continue
+        meta = await storage.get_meta(key)
+        if meta is not None:
+            yield key, data, meta.expires_at
 
 
 @contextlib.contextmanager
@@ -76,8 +113,8 @@ async def run_export(args: argparse.Namespace, target: Target) -> int:
     count = 0
     with _output(args.output) as out, Progress("exported") as progress:
         async with target.storage() as storage:
-            async for key, data in storage.items_raw(args.prefix):
-                out.write(encode_record(key, data))
+            async for key, data, expires_at in items_with_expiry(storage, args.prefix):
+                out.write(encode_record(key, data, expires_at))
                 count += 1
                 progress.advance(1)
         out.flush()
@@ -138,20 +175,21 @@ async def run_import(args: argparse.Namespace, target: Target) -> int:
             # Only a file changed between the passes can fail here, after some batches.
             changed = "the file changed during the import; earlier batches were written"
             records = _records(readable, name, None, changed)
-            written = await _write(storage, records, args.batch)
+            written, expired = await _write(storage, records, args.batch)
     finally:
         await storage.close()
-    print(f"imported {written} keys into {target.display}")
+    skipped = f" ({expired} had expired and were skipped)" if expired else ""
+    print(f"imported {written} keys into {target.display}{skipped}")
     return 0
 
 
-async def _write(storage: Storage, records: Iterator[Record], size: int) -> int:
+async def _write(storage: Storage, records: Iterator[Record], size: int) -> tuple[int, int]:
     written = 0
     batch = Batch(size)
     with Progress("imported") as progress:
         await storage.open()
         for record in records:
-            if batch.add(record.key, record.data):
+            if batch.add(record.key, record.data, record.expires_at):
                 written += await batch.flush(storage, progress)
         written += await batch.flush(storage, progress)
-    return written
+    return written, batch.expired

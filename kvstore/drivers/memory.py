@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import heapq
+import math
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 
@@ -65,7 +66,7 @@ class MemoryDriver(BaseDriver):
         self._expiry: dict[str, int] = {}
         # (instant, key) for every expiry set; entries whose key has since changed are skipped.
         self._deadlines: list[tuple[int, str]] = []
-        self._last_purge = -_PURGE_EVERY
+        self._last_purge = -math.inf  # on the driver's clock
         # Ordered index of the keys, so that a prefix scan costs log(n) plus the matches.
         self._index = SortedKeys()
         self._pacer = Pacer()
@@ -213,8 +214,8 @@ class MemoryDriver(BaseDriver):
 
     def _purge_now_and_then(self) -> None:
         """The automatic purge expiring writes run: a small batch, at most once a second."""
-        now = time.monotonic()
-        if now - self._last_purge >= _PURGE_EVERY:
+        now = self._clock()
+        if not 0 <= now - self._last_purge < _PURGE_EVERY:
             self._last_purge = now
             self._purge(_AUTO_PURGE)
 

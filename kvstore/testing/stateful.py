@@ -10,7 +10,7 @@ backend.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from collections.abc import Set as AbstractSet
 from typing import Any, ClassVar, TypeVar
 
@@ -21,9 +21,11 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from kvstore.conditional import Action, Change
 from kvstore.errors import Conflict
-from kvstore.serialization import decode
+from kvstore.expiry import expiry_millis, from_millis, now_millis
+from kvstore.serialization import decode, encode
 from kvstore.storage import Storage
 from kvstore.testing import strategies as kst
+from kvstore.testing.clock import TestClock
 from kvstore.testing.reporting import describe
 from kvstore.testing.version_model import VersionModel
 
@@ -62,8 +64,52 @@ _VALUES = kst.json_values()
 _CHANGE_KINDS = ["create", "replace", "put", "delete_if", "delete", "check", "check_absent"]
 
 
+# TTLs the expiring rules use: on a manual clock short ones that the passage of time ends; on
+# the real clock only TTLs far longer than any run, so that nothing expires unmodelled.
+_MANUAL_TTLS = st.sampled_from([0.001, 0.5, 1.0, 2.5, 60.0])
+_REAL_TTLS = st.sampled_from([3600.0, 7200.0])
+
+
 def _offers_conditional_writes(machine: StorageStateMachine) -> bool:
     return machine.conditional
+
+
+def _offers_expiry(machine: StorageStateMachine) -> bool:
+    return machine.expiry
+
+
+def _moves_time(machine: StorageStateMachine) -> bool:
+    return machine.expiry and machine.clock.manual
+
+
+class _Model(dict[str, Any]):
+    """The model's keys and values, plus each expiring key's instant (ms, ``None`` if unknown).
+
+    Every plain write or delete through the dict's methods drops the key's expiry, as the
+    contract says a write without a TTL does; the expiring rules set it after writing.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.expiry: dict[str, int | None] = {}
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        super().__setitem__(key, value)
+        self.expiry.pop(key, None)
+
+    def __delitem__(self, key: str) -> None:
+        super().__delitem__(key)
+        self.expiry.pop(key, None)
+
+    def pop(self, key: str, default: Any = None) -> Any:
+        self.expiry.pop(key, None)
+        return super().pop(key, default)
+
+    def update(  # type: ignore[override]
+        self, items: Mapping[str, Any] | Iterable[tuple[str, Any]]
+    ) -> None:
+        for key, value in items.items() if isinstance(items, Mapping) else items:
+            self[key] = value
 
 
 class StorageStateMachine(RuleBasedStateMachine):
@@ -81,6 +127,9 @@ class StorageStateMachine(RuleBasedStateMachine):
     persistent: ClassVar[bool] = False
     conditional: ClassVar[bool] = False
     atomic_commits: ClassVar[bool] = False
+    # The driver offers expiry: the expiring rules run; on a manual clock time passes too.
+    expiry: ClassVar[bool] = False
+    clock: ClassVar[TestClock] = TestClock(manual=False)
 
     @staticmethod
     def make_storage() -> Storage:
@@ -89,7 +138,7 @@ class StorageStateMachine(RuleBasedStateMachine):
 
     def __init__(self) -> None:
         super().__init__()
-        self.model: dict[str, Any] = {}
+        self.model = _Model()
         self.versions = VersionModel()
 
     def run(self, call: Callable[[], Awaitable[T]]) -> T:
@@ -496,6 +545,97 @@ class StorageStateMachine(RuleBasedStateMachine):
         assert len(won) == 1, f"{len(won)} of {len(values)} concurrent creates of {key!r} won"
         ((index, version),) = won.items()
         self._wrote_at(key, values[index], version, f"the winning create of {key!r}")
+
+    # -- expiry (drivers with the capability) ---------------------------------------------------
+
+    def _ttl(self, data: st.DataObject) -> float:
+        return data.draw(_MANUAL_TTLS if self.clock.manual else _REAL_TTLS, label="ttl")
+
+    def _expiring(self, keys: Iterable[str], ttl: float) -> None:
+        """Record that ``keys`` were just written to expire ``ttl`` seconds from now."""
+        # On a manual clock the instant is known to the millisecond; on the real one only that
+        # there is one (far beyond the run).
+        instant = expiry_millis(now_millis(self.clock), ttl) if self.clock.manual else None
+        for key in keys:
+            self.model.expiry[key] = instant
+
+    @precondition(_offers_expiry)
+    @rule(key=_KEYS, value=_VALUES, data=st.data())
+    def set_expiring(self, key: str, value: Any, data: st.DataObject) -> None:
+        """``set`` with a TTL stores the value until its expiry instant."""
+        ttl = self._ttl(data)
+        self.run(lambda: self.storage.set(key, value, ttl=ttl))
+        self.model[key] = value
+        self._expiring([key], ttl)
+        self._wrote([key], "set with a TTL")
+
+    @precondition(_offers_expiry)
+    @rule(items=st.lists(st.tuples(_KEYS, _VALUES), max_size=8), data=st.data())
+    def set_many_expiring(self, items: list[tuple[str, Any]], data: st.DataObject) -> None:
+        """``set_many`` with a TTL gives every key of the batch the same expiry instant."""
+        ttl = self._ttl(data)
+        self.run(lambda: self.storage.set_many(items, ttl=ttl))
+        self.model.update(items)
+        self._expiring((key for key, _ in items), ttl)
+        self._wrote((key for key, _ in items), "set_many with a TTL")
+
+    @precondition(_offers_expiry)
+    @rule(key=_KEYS, data=st.data(), persist=st.booleans())
+    def expire(self, key: str, data: st.DataObject, persist: bool) -> None:
+        """``expire`` changes only a live key's expiry, and says whether the key was live."""
+        ttl = None if persist else self._ttl(data)
+        changed = self.run(lambda: self.storage.expire(key, ttl))
+        assert changed == (key in self.model), (
+            f"expire({key!r}) returned {changed}; the key is {'' if changed else 'not '}live"
+        )
+        if not changed:
+            return
+        if ttl is None:
+            self.model.expiry.pop(key, None)
+        else:
+            self._expiring([key], ttl)
+
+    @precondition(_offers_expiry)
+    @rule(key=_KEYS)
+    def get_meta(self, key: str) -> None:
+        """``get_meta`` reports a live key's size and expiry, and ``None`` for any other."""
+        meta = self.run(lambda: self.storage.get_meta(key))
+        if key not in self.model:
+            assert meta is None, f"get_meta({key!r}) of an absent key returned {meta}"
+            return
+        assert meta is not None, f"get_meta({key!r}) of a live key returned None"
+        value = self.model[key]
+        size = len(value) if isinstance(value, bytes) else len(encode(value))
+        assert meta.size == size, f"get_meta({key!r}).size is {meta.size}, not {size}"
+        if key not in self.model.expiry:
+            assert meta.expires_at is None, (
+                f"get_meta({key!r}).expires_at is {meta.expires_at}; the key never expires"
+            )
+            return
+        instant = self.model.expiry[key]
+        assert meta.expires_at is not None, f"get_meta({key!r}) lost the key's expiry"
+        if instant is not None:
+            assert meta.expires_at == from_millis(instant), (
+                f"get_meta({key!r}).expires_at is {meta.expires_at}, not {from_millis(instant)}"
+            )
+
+    @precondition(_moves_time)
+    @rule(seconds=st.sampled_from([0.0005, 0.001, 0.5, 1.0, 3.0]))
+    def time_passes(self, seconds: float) -> None:
+        """From its expiry instant on, a key is gone (the invariant checks every key)."""
+        self.run(lambda: self.clock.advance(seconds))
+        now_ms = now_millis(self.clock)
+        for key, instant in list(self.model.expiry.items()):
+            if instant is not None and instant <= now_ms:
+                del self.model[key]
+                self.versions.written(key)
+
+    @precondition(_offers_expiry)
+    @rule(limit=st.integers(min_value=1, max_value=5))
+    def purge_expired(self, limit: int) -> None:
+        """``purge_expired`` removes at most ``limit`` keys, and only expired ones."""
+        removed = self.run(lambda: self.storage.purge_expired(limit))
+        assert 0 <= removed <= limit, f"purge_expired({limit}) says it removed {removed}"
 
     @invariant()
     def every_key_is_listed(self) -> None:

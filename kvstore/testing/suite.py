@@ -596,7 +596,9 @@ class DriverConformance(
 
     # -- random sequences -------------------------------------------------------------------
 
-    def test_state_machine(self, make_storage: Callable[[], Storage], anyio_backend: str) -> None:
+    def test_state_machine(
+        self, make_storage: Callable[[], Storage], anyio_backend: str, clock: TestClock
+    ) -> None:
         """Random sequences of every operation agree with a dict model."""
         with start_blocking_portal(anyio_backend) as portal:
             storage = make_storage()
@@ -612,6 +614,8 @@ class DriverConformance(
                     # A wrapped driver (the default batch path) reports non-atomic batches: the
                     # machine then only requires that the failing changes were not applied.
                     "atomic_commits": storage.driver.atomic_batches,
+                    "expiry": bool(getattr(storage.driver, "expiry", False)),
+                    "clock": clock,
                 },
             )
             try:

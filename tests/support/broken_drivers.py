@@ -20,6 +20,7 @@ from kvstore.conditional import ANY_VERSION, LEGACY_VERSION, Action, Change, Ver
 from kvstore.driver import CONDITIONAL_WRITES, BaseDriver, conflict
 from kvstore.drivers.memory import MemoryDriver
 from kvstore.errors import Conflict, NotSupported
+from kvstore.expiry import Clock, Meta, expiry_millis, from_millis, now_millis
 
 
 class OnMemory(BaseDriver):
@@ -723,3 +724,149 @@ class RefusesAfterWriting(OnMemory):
             if change.action is Action.WRITE and change.value is not None:
                 await self.set(change.key, change.value)
         raise NotSupported(CONDITIONAL_WRITES, driver=self.name)
+
+
+# -- expiry -----------------------------------------------------------------------------------
+
+
+class ExpiringOnMemory(OnMemory):
+    """A correct driver with expiry kept beside the values, on the clock it is given.
+
+    Its scan checks each key's deadline in Python: correct, but it walks expired keys, which
+    the scan-cost clause catches.
+    """
+
+    name = "expiring-on-memory"
+    expiry = True
+
+    def __init__(self, clock: Clock) -> None:
+        super().__init__()
+        self.clock = clock
+        self.deadlines: dict[str, int] = {}
+        self.written: dict[str, float] = {}
+
+    def live(self, key: str) -> bool:
+        deadline = self.deadlines.get(key)
+        return deadline is None or deadline > now_millis(self.clock)
+
+    async def get(self, key: str) -> bytes | None:
+        value = await super().get(key)
+        return value if value is not None and self.live(key) else None
+
+    async def set(self, key: str, value: bytes) -> None:
+        await super().set(key, value)
+        self.written[key] = self.clock()
+        self.deadlines.pop(key, None)
+
+    async def delete(self, key: str) -> None:
+        await super().delete(key)
+        self.deadlines.pop(key, None)
+
+    async def keys(self, prefix: str = "") -> AsyncIterator[str]:
+        async for key in super().keys(prefix):
+            if self.live(key):
+                yield key
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        return [await self.get(key) for key in keys]
+
+    async def set_many(self, items: Sequence[tuple[str, bytes]]) -> None:
+        for key, value in items:
+            await self.set(key, value)
+
+    async def delete_many(self, keys: Sequence[str]) -> None:
+        for key in keys:
+            await self.delete(key)
+
+    async def clear(self, prefix: str = "") -> None:
+        await super().clear(prefix)
+        for key in [key for key in self.deadlines if key.startswith(prefix)]:
+            del self.deadlines[key]
+
+    async def items(self, prefix: str = "") -> AsyncIterator[tuple[str, bytes]]:
+        async for key in self.keys(prefix):
+            value = await self.get(key)
+            if value is not None:
+                yield key, value
+
+    async def set_many_expiring(self, items: Sequence[tuple[str, bytes]], ttl: float) -> None:
+        deadline = expiry_millis(now_millis(self.clock), ttl)
+        for key, value in items:
+            await self.set(key, value)
+            self.deadlines[key] = deadline
+
+    async def expire(self, key: str, ttl: float | None) -> bool:
+        if await self.get(key) is None:
+            return False
+        if ttl is None:
+            self.deadlines.pop(key, None)
+        else:
+            self.deadlines[key] = expiry_millis(now_millis(self.clock), ttl)
+        return True
+
+    async def get_meta(self, key: str) -> Meta | None:
+        value = await self.get(key)
+        if value is None:
+            return None
+        deadline = self.deadlines.get(key)
+        return Meta(
+            size=len(value),
+            written_at=self.written[key],
+            expires_at=None if deadline is None else from_millis(deadline),
+        )
+
+    async def purge_expired(self, limit: int = 1000) -> int:
+        now_ms = now_millis(self.clock)
+        expired = sorted(key for key, when in self.deadlines.items() if when <= now_ms)[:limit]
+        for key in expired:
+            await self.delete(key)
+        return len(expired)
+
+
+class ScanListsExpiredKeys(ExpiringOnMemory):
+    """The scan forgets the deadlines: expired keys stay listed until purged."""
+
+    async def keys(self, prefix: str = "") -> AsyncIterator[str]:
+        async for key in OnMemory.keys(self, prefix):
+            yield key
+
+
+class SetKeepsTheExpiry(ExpiringOnMemory):
+    """A plain write leaves the key's earlier expiry in place."""
+
+    async def set(self, key: str, value: bytes) -> None:
+        await OnMemory.set(self, key, value)
+        self.written[key] = self.clock()
+
+
+class ExpiresAMillisecondLate(ExpiringOnMemory):
+    """A key still reads at its expiry instant (``>=`` where ``>`` belongs)."""
+
+    def live(self, key: str) -> bool:
+        deadline = self.deadlines.get(key)
+        return deadline is None or deadline >= now_millis(self.clock)
+
+
+class ExpireRewritesTheWriteTime(ExpiringOnMemory):
+    """``expire`` counts as a write: the key's write time moves."""
+
+    async def expire(self, key: str, ttl: float | None) -> bool:
+        changed = await super().expire(key, ttl)
+        if changed:
+            self.written[key] = self.clock()
+        return changed
+
+
+class PurgeIgnoresTheLimit(ExpiringOnMemory):
+    """``purge_expired`` removes every expired key in one call, however many."""
+
+    async def purge_expired(self, limit: int = 1000) -> int:
+        return await super().purge_expired(10**9)
+
+
+class BatchTTLIsDropped(ExpiringOnMemory):
+    """``set_many`` with a TTL writes the values but not their expiry."""
+
+    async def set_many_expiring(self, items: Sequence[tuple[str, bytes]], ttl: float) -> None:
+        await self.set_many(items)
+

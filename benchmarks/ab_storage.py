@@ -1,6 +1,10 @@
-"""Single operations through ``Storage``: this checkout against another, in one process.
+"""Operations through ``Storage``: this checkout against another, in one process.
 
-Run: ``python -m benchmarks.ab_single_ops /path/to/other/checkout [memory] [sqlite] [fs] [URL]``.
+Run: ``python -m benchmarks.ab_storage /path/to/other/checkout [memory] [sqlite] [fs] [URL]``.
+
+Single operations (``set``, ``get``, a ``miss``, ``delete``), batches of 100 (``set_many``,
+``get_many``) and a prefix scan (``scan``), each reported per key; none uses a TTL, so the
+table shows what a capability costs the code that does not use it.
 
 A URL argument names a server store, with ``{side}`` where each side's own namespace goes
 (``"redis://127.0.0.1:6379/0?base=ab_{side}"``, ``"postgresql://127.0.0.1/test?table=ab_{side}"``),
@@ -31,7 +35,8 @@ import anyio
 
 VALUE = {"role": "assistant", "content": "hello world", "n": 1}
 ROUNDS = 60
-OPERATIONS = ("set", "get", "miss", "delete")
+OPERATIONS = ("set", "get", "miss", "set_many", "get_many", "scan", "delete")
+BATCH = 100
 
 
 def _import_other(checkout: Path, into: Path) -> ModuleType:
@@ -56,6 +61,15 @@ async def _timed(storage: Any, operation: str, keys: list[str]) -> float:
     elif operation == "miss":
         for key in keys:
             await storage.get("missing:" + key)
+    elif operation == "set_many":
+        for first in range(0, len(keys), BATCH):
+            await storage.set_many([(key, VALUE) for key in keys[first : first + BATCH]])
+    elif operation == "get_many":
+        for first in range(0, len(keys), BATCH):
+            await storage.get_many(keys[first : first + BATCH])
+    elif operation == "scan":
+        async for _ in storage.keys("bench:point:"):
+            pass
     else:
         for key in keys:
             await storage.delete(key)

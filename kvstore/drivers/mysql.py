@@ -2,9 +2,11 @@
 
 Schema. ``CREATE TABLE IF NOT EXISTS <table> (`key` VARBINARY(1024) PRIMARY KEY, `value`
 LONGBLOB NOT NULL, `version` BIGINT NOT NULL DEFAULT 0, `expires_at` BIGINT NULL, `written_at`
-BIGINT NULL, INDEX (`expires_at`), INDEX (`key`, `expires_at`)) ENGINE=InnoDB``, made once per
-driver on first use; a table of an older layout gets what it lacks then, one ``ALTER TABLE`` per
-layout step (see ``_ADDED_COLUMNS``: ``version``, then the expiry columns and their indexes).
+BIGINT NULL) ENGINE=InnoDB`` and its expiry hints table ``<table>_expiry`` (`key`
+VARBINARY(1024) PRIMARY KEY, `expires_at` BIGINT NOT NULL, INDEX (`expires_at`);
+:func:`expiry_table_name`), made once per driver on first use; a table of an older layout gets
+what it lacks then, one ``ALTER TABLE`` per layout step (see ``_ADDED_COLUMNS``: ``version``,
+then the expiry columns).
 Keys are stored as their UTF-8 bytes in a binary column, so comparison is byte comparison:
 ``a``, ``A``, ``a `` and ``a\\u0301`` are four keys (no collation, no PAD SPACE), and byte order
 is code point order. A prefix scan is the index range ``key >= P AND key < succ(P)`` read in
@@ -51,25 +53,36 @@ connection's session runs at ``time_zone = '+00:00'``, so no daylight-saving hou
 and a TTL is bound as whole milliseconds. ``NOW()``, not ``SYSDATE()``: ``NOW()`` is the instant
 the statement began, the same for every row it touches (and what statement-based replication
 replays), whereas ``SYSDATE()`` moves while the statement runs. ``NOW()`` is not fixed for a
-transaction, though, so a batch (``set_many``, ``set_many_expiring``, ``commit``) reads it once
-(``SELECT``) at the start of its transaction and binds that one instant to every row. A row is
+transaction, though, so a batch (``set_many``, ``set_expiring``, ``set_many_expiring``,
+``commit``) reads it once (``SELECT``) at the start of its transaction and binds that one
+instant to every row. A row is
 live while ``expires_at IS NULL OR expires_at > now``; every read, scan and conditional write
 carries that condition, so an expired row is absent whether or not it is still there. A create
 over an expired row replaces it in the one ``INSERT ... ON DUPLICATE KEY UPDATE`` that decides
 the create. ``expire`` is a short transaction (a locking read of the live row, then its
 ``UPDATE``): without ``CLIENT_FOUND_ROWS`` an ``UPDATE`` that leaves a row as it was reports 0
-rows, like one that found nothing. Scans read the secondary index on ``(key, expires_at)``,
-which holds everything they need, so skipping an expired row never touches its value. Expired
-rows are deleted through the index on ``expires_at``: ``purge_expired(limit)`` is ``DELETE ...
-WHERE expires_at <= now ORDER BY expires_at LIMIT limit``, and the expiring writes
-(``set_expiring``, ``set_many_expiring``, ``expire``) run one of ``AUTO_PURGE_BATCH`` rows at
-most once per ``AUTO_PURGE_EVERY`` seconds per driver; writes without a TTL never purge.
+rows, like one that found nothing.
+
+The main table has no index on ``expires_at``: InnoDB has no partial index, so any index there
+would cost every write without a TTL an entry. Scans are ranges of the primary key that skip
+expired rows by their ``expires_at``. Purges find expiring keys in the hints table instead: each
+expiring write (``set_expiring``, ``set_many_expiring``, ``expire`` with a TTL) upserts its keys'
+hints (key, expiry) in its own transaction; plain writes and deletes never touch the hints, so a
+hint may be stale, and the row always decides. ``purge_expired(limit)`` reads up to ``limit`` due
+hints (``expires_at <= now ORDER BY expires_at LIMIT n``, a range of the hints' index), at most
+``PURGE_CHUNK`` per transaction: it locks their rows (``FOR UPDATE``; a missing one by its gap),
+deletes those whose own ``expires_at <= now``, drops the hints of rows deleted, gone or no longer
+expiring, moves the hint of a row that expires later to that expiry, and returns the number of
+rows deleted. ``clear(prefix)`` deletes the prefix's hints with its rows. The expiring writes run
+a purge of ``AUTO_PURGE_BATCH`` hints at most once per ``AUTO_PURGE_EVERY`` seconds per driver;
+writes without a TTL never purge.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import logging
 import math
 import re
@@ -103,6 +116,7 @@ except ImportError as error:  # pragma: no cover - exercised in a subprocess tes
 
 __all__ = [
     "MySQLDriver",
+    "expiry_table_name",
     "from_url",
     "mysql_driver",
     "parse_mysql_url",
@@ -119,9 +133,9 @@ DEFAULT_CONNECT_TIMEOUT = 5.0
 DEFAULT_OPERATION_TIMEOUT = 10.0
 
 
-
-# The index scans read: every key with its expiry, in key order.
-_SCAN_INDEX = "kv_key_expires_at"
+# The hints table's index on expiry, which purges walk (see expiry_table_name).
+_HINTS_INDEX = "kv_hint_expires_at"
+_HINTS_SUFFIX = "_expiry"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,10 +152,9 @@ class _Step:
 _ADDED_COLUMNS: tuple[_Step, ...] = (
     _Step((("version", "BIGINT NOT NULL DEFAULT 0"),)),
     _Step(
+        # No index: every secondary index would cost each write without a TTL an entry
+        # (InnoDB has no partial index). Purges find expiring keys in the hints table instead.
         (("expires_at", "BIGINT NULL"), ("written_at", "BIGINT NULL")),
-        # Purges walk the first in expiry order; scans read the second alone (it holds the key
-        # and its expiry), never the rows and their values.
-        (("kv_expires_at", "(`expires_at`)"), (_SCAN_INDEX, "(`key`, `expires_at`)")),
     ),
 )
 # The server's clock as whole milliseconds since the epoch, fixed for the statement.
@@ -155,6 +168,8 @@ _SESSION_INIT = "SET time_zone = '+00:00'"
 # most this many rows, so that it costs those writes little and the others nothing.
 AUTO_PURGE_EVERY = 1.0
 AUTO_PURGE_BATCH = 100
+# Hints read per purge transaction: bounds its locks and its IN lists.
+PURGE_CHUNK = 1000
 # How often a statement or commit is run again after the server broke a deadlock by rolling it
 # back (each time one of the waiters goes through, so this bounds a burst of creators).
 _DEADLOCK_RETRIES = 20
@@ -196,6 +211,19 @@ _UNAVAILABLE_CODES = frozenset(
     }
 )
 _LOST_CODES = frozenset({1053, 1927, 2006, 2013, 2014, 2055, 4031})
+
+
+def expiry_table_name(table: str) -> str:
+    """The name of ``table``'s expiry hints table: ``<table>_expiry``, within 64 characters.
+
+    A name too long for the suffix keeps its first 47 characters and a hash of the whole, so
+    that two long names that share a beginning still get two tables.
+    """
+    name = table + _HINTS_SUFFIX
+    if len(name) <= 64:
+        return name
+    digest = hashlib.sha1(table.encode("ascii"), usedforsecurity=False).hexdigest()[:8]
+    return f"{table[:47]}_{digest}{_HINTS_SUFFIX}"
 
 
 def required_max_allowed_packet(value_size: int, key_size: int = 1024) -> int:
@@ -398,7 +426,6 @@ class MySQLDriver(BaseDriver):
             "`value` = VALUES(`value`), `version` = VALUES(`version`), "
             "`written_at` = VALUES(`written_at`), `expires_at` = VALUES(`expires_at`)"
         )
-        self._sql_set_expiring = expiring.format(written=now, expires=f"{now} + %s")
         self._sql_set_expiring_at = expiring.format(written="%s", expires="%s")
         # A create succeeds on a missing key (1 row: inserted) and on an expired one (2 rows:
         # replaced); a live one is left as it is (0 rows). `expires_at` is assigned last: the
@@ -422,11 +449,19 @@ class MySQLDriver(BaseDriver):
         self._sql_delete = f"DELETE FROM {quoted} WHERE `key` = %s"
         self._sql_lock_live = f"SELECT {now} FROM {quoted} WHERE `key` = %s AND {live} FOR UPDATE"
         self._sql_set_expiry = f"UPDATE {quoted} SET `expires_at` = %s WHERE `key` = %s"
-        # Through the index on expires_at, oldest expiry first (NULLs are never <= anything).
-        self._sql_purge = (
-            f"DELETE FROM {quoted} WHERE `expires_at` <= {now} ORDER BY `expires_at` LIMIT %s"
-        )
         self._sql_table = f"{quoted}"
+        self.hints_table = expiry_table_name(table)
+        hints = f"`{self.hints_table}`"
+        self._sql_hints = hints
+        # A hint per key given an expiry: only expiring writes write one, in their transaction.
+        self._sql_hint = (
+            f"INSERT INTO {hints} (`key`, `expires_at`) VALUES (%s, %s) "
+            "ON DUPLICATE KEY UPDATE `expires_at` = VALUES(`expires_at`)"
+        )
+        # Through the hints' index on expires_at, oldest first: a range, never a table scan.
+        self._sql_purge = (
+            f"SELECT `key` FROM {hints} WHERE `expires_at` <= %s ORDER BY `expires_at` LIMIT %s"
+        )
 
     def __repr__(self) -> str:
         return f"MySQLDriver({self._redacted!r}, table={self.table!r})"
@@ -631,6 +666,15 @@ class MySQLDriver(BaseDriver):
             )
         for step in _ADDED_COLUMNS:
             self._upgrade(connection, step, columns, present)
+        # Part of the expiry step, made after it: a table of any layout gets it the same way.
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"CREATE TABLE IF NOT EXISTS {self._sql_hints} ("
+                "`key` VARBINARY(1024) NOT NULL PRIMARY KEY, "
+                "`expires_at` BIGINT NOT NULL, "
+                f"INDEX `{_HINTS_INDEX}` (`expires_at`)"
+                ") ENGINE=InnoDB ROW_FORMAT=DYNAMIC"
+            )
 
     def _upgrade(
         self, connection: Connection, step: _Step, columns: dict[str, str], present: set[str]
@@ -847,25 +891,16 @@ class MySQLDriver(BaseDriver):
     # -- expiry and metadata ----------------------------------------------------------------
 
     async def set_expiring(self, key: str, value: bytes, ttl: float) -> None:
-        """Store ``value`` to expire ``ttl`` from the server's now: one autocommitted upsert."""
-        encoded = key.encode("utf-8")
-        deadline = await self._ensure_ready()
-        self._check_size(encoded, value)
-        sql = self._sql_set_expiring
-        params = (encoded, value, new_version(), ttl_millis(ttl))
-
-        def work(connection: Connection) -> None:
-            with connection.cursor() as cursor:
-                cursor.execute(sql, params)
-
-        await self._run(work, deadline)
+        """Store ``value`` to expire ``ttl`` from the server's now, with its purge hint."""
+        # One transaction: the server's instant, the row, and its hint.
+        await self._write_many([(key, value)], ttl_millis(ttl))
         await self._purge_if_due()
 
     async def expire(self, key: str, ttl: float | None) -> bool:
         """Set or clear the expiry of a live ``key``: a locking read, then the ``UPDATE``."""
         encoded = key.encode("utf-8")
         ttl_ms = None if ttl is None else ttl_millis(ttl)
-        lock, update = self._sql_lock_live, self._sql_set_expiry
+        lock, update, hint = self._sql_lock_live, self._sql_set_expiry, self._sql_hint
 
         def attempt(connection: Connection) -> bool:
             with connection.cursor() as cursor:
@@ -879,6 +914,9 @@ class MySQLDriver(BaseDriver):
                         return False
                     expires = None if ttl_ms is None else int(row[0]) + ttl_ms
                     cursor.execute(update, (expires, encoded))
+                    if expires is not None:
+                        cursor.execute(hint, (encoded, expires))
+                    # A cleared expiry leaves its hint: the purge drops it when it comes due.
                     return True
 
                 return _in_transaction(connection, body)
@@ -914,14 +952,86 @@ class MySQLDriver(BaseDriver):
         return await self._run(work)
 
     async def purge_expired(self, limit: int = 1000) -> int:
-        """Delete up to ``limit`` expired rows, oldest expiry first, through its index."""
-        sql = self._sql_purge
+        """Delete up to ``limit`` expired rows found through the hints, oldest expiry first.
 
-        def work(connection: Connection) -> int:
+        Reads at most ``limit`` due hints in transactions of at most ``PURGE_CHUNK``; returns
+        how many rows were deleted (a hint whose key was rewritten, deleted or re-expired
+        deletes nothing).
+        """
+        deleted = 0
+        left = limit
+        while left > 0:
+            size = min(left, PURGE_CHUNK)
+            # Each transaction gets the operation timeout: a large limit is many of them.
+            examined, gone = await self._run(self._purge_batch(size))
+            deleted += gone
+            left -= examined
+            if examined < size:
+                break
+        return deleted
+
+    def _purge_batch(self, size: int) -> Callable[[Connection], tuple[int, int]]:
+        """One purge transaction over at most ``size`` due hints: (hints examined, rows gone)."""
+        table, hints = self._sql_table, self._sql_hints
+
+        def attempt(connection: Connection) -> tuple[int, int]:
             with connection.cursor() as cursor:
-                return _retried_on_deadlock(lambda: int(cursor.execute(sql, (limit,))))
+                # The gap lock on a missing row is REPEATABLE READ's: without it, a write could
+                # create the row and its hint between the locking read and the hint's deletion.
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
 
-        return await self._run(work)
+                def body() -> tuple[int, int]:
+                    now = _read_now(cursor)
+                    cursor.execute(self._sql_purge, (now, size))
+                    due = sorted(bytes(row[0]) for row in cursor.fetchall())
+                    if not due:
+                        return 0, 0
+                    # The rows decide, locked (a missing one by its gap) so that no write
+                    # changes them before this commits: a hint is only a pointer.
+                    expiry: dict[bytes, int | None] = {}
+                    for chunk in _in_chunks(due, self._max_packet):
+                        marks = ", ".join(["%s"] * len(chunk))
+                        cursor.execute(
+                            f"SELECT `key`, `expires_at` FROM {table} "
+                            f"WHERE `key` IN ({marks}) ORDER BY `key` FOR UPDATE",
+                            chunk,
+                        )
+                        expiry.update(
+                            (bytes(key), None if expires is None else int(expires))
+                            for key, expires in cursor
+                        )
+                    expired: list[bytes] = []
+                    later: list[tuple[bytes, int]] = []
+                    # Hints of deleted rows, of gone rows and of rows that no longer expire.
+                    dropped: list[bytes] = []
+                    for key in due:
+                        expires = expiry.get(key)
+                        if expires is not None and expires > now:
+                            later.append((key, expires))
+                            continue
+                        if expires is not None:
+                            expired.append(key)
+                        dropped.append(key)
+                    gone = 0
+                    for chunk in _in_chunks(expired, self._max_packet):
+                        marks = ", ".join(["%s"] * len(chunk))
+                        gone += int(
+                            cursor.execute(f"DELETE FROM {table} WHERE `key` IN ({marks})", chunk)
+                        )
+                    for chunk in _in_chunks(dropped, self._max_packet):
+                        marks = ", ".join(["%s"] * len(chunk))
+                        cursor.execute(f"DELETE FROM {hints} WHERE `key` IN ({marks})", chunk)
+                    if later:
+                        # Found again when the row's own expiry comes.
+                        cursor.executemany(self._sql_hint, later)
+                    return len(due), gone
+
+                return _in_transaction(connection, body)
+
+        def work(connection: Connection) -> tuple[int, int]:
+            return _retried_on_deadlock(lambda: attempt(connection))
+
+        return work
 
     async def _purge_if_due(self) -> None:
         """The purge piggy-backed on expiring writes: a small batch, once a second at most."""
@@ -961,13 +1071,11 @@ class MySQLDriver(BaseDriver):
         if high is not None:
             conditions.append("`key` < %s")
             args.append(high)
-        # Read from the index on (key, expires_at) alone: an expired row is skipped there,
-        # without reading the row or its value. Forced: left to itself the optimizer may take
-        # the range "expires_at IS NULL OR expires_at > now" on the expiry index, which holds
-        # every live key of the table, whatever the prefix, and sort them.
+        # A range of the primary key: the clustered rows, expired ones skipped by their
+        # `expires_at` (no secondary index exists to mislead the optimizer).
         conditions.append(_LIVE)
         sql = (
-            f"SELECT `key` FROM {self._sql_table} FORCE INDEX (`{_SCAN_INDEX}`) "
+            f"SELECT `key` FROM {self._sql_table} "
             f"WHERE {' AND '.join(conditions)} ORDER BY `key` LIMIT {SCAN_PAGE}"
         )
 
@@ -1046,6 +1154,9 @@ class MySQLDriver(BaseDriver):
                 expires = now + ttl_ms
                 bound = [(key, value, version, now, expires) for key, value, version in rows]
             cursor.executemany(sql, bound)
+            if ttl_ms is not None:
+                # The purge's hints, in the same transaction: plain writes never get here.
+                cursor.executemany(self._sql_hint, [(key, now + ttl_ms) for key, _, _ in rows])
 
         def work(connection: Connection) -> None:
             with connection.cursor() as cursor:
@@ -1084,12 +1195,15 @@ class MySQLDriver(BaseDriver):
         high = successor.encode("utf-8") if successor is not None else None
         condition = "`key` >= %s" + (" AND `key` < %s" if high is not None else "")
         args = [low] if high is None else [low, high]
-        sql = f"DELETE FROM {self._sql_table} WHERE {condition} ORDER BY `key` LIMIT {CLEAR_CHUNK}"
+        tail = f"WHERE {condition} ORDER BY `key` LIMIT {CLEAR_CHUNK}"
+        # The hints of the range go too: a cleared key's hint would wait for its expiry.
+        statements = [f"DELETE FROM {t} {tail}" for t in (self._sql_table, self._sql_hints)]
 
         def work(connection: Connection) -> None:
             with connection.cursor() as cursor:
-                while cursor.execute(sql, args) >= CLEAR_CHUNK:
-                    pass
+                for sql in statements:
+                    while cursor.execute(sql, args) >= CLEAR_CHUNK:
+                        pass
 
         await self._run(work)
 

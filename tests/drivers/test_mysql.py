@@ -18,6 +18,7 @@ from kvstore import create_storage
 from kvstore.drivers.mysql import (
     AUTO_PURGE_BATCH,
     MySQLDriver,
+    expiry_table_name,
     mysql_driver,
     required_max_allowed_packet,
 )
@@ -69,7 +70,7 @@ def tables(shared_mysql: pymysql.connections.Connection) -> Iterator[list[str]]:
     yield created
     with shared_mysql.cursor() as cursor:
         for table in created:
-            cursor.execute(f"DROP TABLE IF EXISTS `{table}`")
+            cursor.execute(f"DROP TABLE IF EXISTS `{table}`, `{expiry_table_name(table)}`")
 
 
 def _table(tables: list[str], label: str = "t") -> str:
@@ -653,7 +654,7 @@ async def _until_a_purge_is_due(driver: MySQLDriver, *, also: float) -> None:
 
 
 @pytest.mark.anyio
-async def test_purge_expired_deletes_the_rows_through_the_expiry_index(
+async def test_purge_expired_deletes_the_rows_through_the_hints_index(
     tables: list[str], shared_mysql: pymysql.connections.Connection
 ) -> None:
     table = _table(tables, "purge")
@@ -672,13 +673,16 @@ async def test_purge_expired_deletes_the_rows_through_the_expiry_index(
         assert await storage.purge_expired() == 15
         assert await storage.purge_expired() == 0
         assert sorted(_stored(shared_mysql, table)) == ["live", "long"]
-        # In a table of some size (on a handful of rows a full scan is cheaper, and the server
-        # knows it), the purge's DELETE finds its rows through the index on expires_at.
-        await storage.set_many({f"more:{n:04}": n for n in range(2000)})
-        await storage.set_many({f"more:{n:04}": n for n in range(10)}, ttl=30)
-    _query(shared_mysql, f"ANALYZE TABLE `{table}`")
-    (plan,) = _query(shared_mysql, f"EXPLAIN {driver._sql_purge}", (AUTO_PURGE_BATCH,))
-    assert (plan[3], plan[5]) == ("range", "kv_expires_at"), plan
+        # The purged keys' hints went with them; the long-lived key's stays.
+        assert _stored(shared_mysql, expiry_table_name(table)) == ["long"]
+        # In a hints table of some size (on a handful of rows a full scan is cheaper, and the
+        # server knows it), the purge finds due hints through their index on expires_at.
+        await storage.set_many({f"more:{n:04}": n for n in range(2000)}, ttl=30)
+    hints = expiry_table_name(table)
+    _query(shared_mysql, f"ANALYZE TABLE `{hints}`")
+    now = _server_ms(shared_mysql)
+    (plan,) = _query(shared_mysql, f"EXPLAIN {driver._sql_purge}", (now, AUTO_PURGE_BATCH))
+    assert (plan[2], plan[3], plan[5]) == (hints, "range", "kv_hint_expires_at"), plan
 
 
 @pytest.mark.anyio
@@ -785,7 +789,7 @@ async def test_get_meta_is_one_statement_and_never_reads_the_value(
 
 
 @pytest.mark.anyio
-async def test_scans_read_the_key_and_expiry_index_alone(
+async def test_scans_are_a_range_of_the_primary_key(
     tables: list[str], shared_mysql: pymysql.connections.Connection
 ) -> None:
     table = _table(tables, "scan")
@@ -817,10 +821,9 @@ async def test_scans_read_the_key_and_expiry_index_alone(
     work(Connection())  # type: ignore[arg-type]
     ((sql, args),) = captured
     (plan,) = _query(shared_mysql, f"EXPLAIN {sql}", args)
-    # The range on (key, expires_at), answered from the index: no row, no value read.
-    assert plan[3] == "range", plan
-    assert plan[5] == "kv_key_expires_at", plan
-    assert "Using index" in plan[9], plan
+    # The prefix's range of the clustered rows, in key order (no sort), whatever the expiries.
+    assert (plan[3], plan[5]) == ("range", "PRIMARY"), plan
+    assert "filesort" not in (plan[9] or ""), plan
 
 
 @pytest.mark.anyio
@@ -867,12 +870,21 @@ async def test_a_table_from_before_expiry_is_upgraded_and_keeps_its_data(
         "AND TABLE_NAME = %s GROUP BY INDEX_NAME ORDER BY INDEX_NAME",
         (table,),
     )
-    assert [tuple(index) for index in indexes] == [
-        ("kv_expires_at", "expires_at"),
-        ("kv_key_expires_at", "key,expires_at"),
+    # No secondary index on the main table: writes without a TTL pay for none.
+    assert [tuple(index) for index in indexes] == [("PRIMARY", "key")]
+    hint_indexes = _query(
+        shared_mysql,
+        "SELECT INDEX_NAME, GROUP_CONCAT(COLUMN_NAME ORDER BY SEQ_IN_INDEX) "
+        "FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE() "
+        "AND TABLE_NAME = %s GROUP BY INDEX_NAME ORDER BY INDEX_NAME",
+        (expiry_table_name(table),),
+    )
+    assert [tuple(index) for index in hint_indexes] == [
+        ("kv_hint_expires_at", "expires_at"),
         ("PRIMARY", "key"),
     ]
     assert sorted(_stored(shared_mysql, table)) == ["a", "c"]
+    assert _stored(shared_mysql, expiry_table_name(table)) == ["c"]
 
 
 @pytest.mark.anyio
@@ -885,3 +897,115 @@ async def test_a_table_with_half_of_the_expiry_step_is_refused(
     async with Storage(mysql_driver(MYSQL_URL, table)) as storage:
         with pytest.raises(BackendError, match="written_at"):
             await storage.get("a")
+
+
+@pytest.mark.anyio
+async def test_plain_writes_and_deletes_never_touch_the_hints(
+    tables: list[str], shared_mysql: pymysql.connections.Connection
+) -> None:
+    table = _table(tables, "plain")
+    hints = expiry_table_name(table)
+    async with Storage(mysql_driver(MYSQL_URL, table)) as storage:
+        await storage.set("a", 1)
+        await storage.set_many({"b": 2, "c": 3})
+        await storage.delete("a")
+        assert _stored(shared_mysql, hints) == []
+        await storage.set("d", 4, ttl=30)
+        await storage.set_many({"e": 5}, ttl=30)
+        assert await storage.expire("b", 30)
+        assert sorted(_stored(shared_mysql, hints)) == ["b", "d", "e"]
+        # A plain rewrite, a cleared expiry and a delete leave the hints to the purge.
+        await storage.set("d", 6)
+        assert await storage.expire("b", None)
+        await storage.delete_many(["e"])
+        assert sorted(_stored(shared_mysql, hints)) == ["b", "d", "e"]
+        rows = dict(_query(shared_mysql, f"SELECT `key`, `expires_at` FROM `{hints}`"))
+        assert all(isinstance(expires, int) for expires in rows.values())
+
+
+@pytest.mark.anyio
+async def test_the_purge_trusts_the_rows_not_the_hints(
+    tables: list[str], shared_mysql: pymysql.connections.Connection
+) -> None:
+    table = _table(tables, "trust")
+    hints = expiry_table_name(table)
+    async with Storage(mysql_driver(MYSQL_URL, table)) as storage:
+        keys = ["cleared", "deleted", "expired", "later", "rewritten"]
+        await storage.set_many(dict.fromkeys(keys, 1), ttl=_SHORT)
+        deadline = time.time() + _SHORT
+        await storage.set("rewritten", 2)
+        assert await storage.expire("cleared", None)
+        await storage.delete("deleted")
+        # Re-expired later by a write the hint never saw (as a hint lost to a crash would be).
+        _query(
+            shared_mysql,
+            f"UPDATE `{table}` SET `expires_at` = `expires_at` + 60000 WHERE `key` = %s",
+            (b"later",),
+        )
+        (later_expiry,) = _query(
+            shared_mysql, f"SELECT `expires_at` FROM `{table}` WHERE `key` = %s", (b"later",)
+        )[0]
+        await TestClock(manual=False).pass_instant(deadline)
+        # Five due hints, one expired row.
+        assert await storage.purge_expired() == 1
+        assert sorted(_stored(shared_mysql, table)) == ["cleared", "later", "rewritten"]
+        # The hint of the later expiry now holds it; the others are gone.
+        assert _query(shared_mysql, f"SELECT `key`, `expires_at` FROM `{hints}`") == [
+            (b"later", later_expiry)
+        ]
+        assert await storage.purge_expired() == 0
+        assert await storage.get_many(["cleared", "later", "rewritten"]) == [1, 1, 2]
+
+
+@pytest.mark.anyio
+async def test_the_purge_is_bounded_and_counts_the_rows_it_deleted(
+    tables: list[str], shared_mysql: pymysql.connections.Connection
+) -> None:
+    table = _table(tables, "bound")
+    async with Storage(mysql_driver(MYSQL_URL, table)) as storage:
+        await storage.set_many({f"k{n:02}": n for n in range(30)}, ttl=_SHORT)
+        deadline = time.time() + _SHORT
+        # Every other key rewritten without a TTL: its hint is due and deletes nothing.
+        await storage.set_many({f"k{n:02}": n for n in range(0, 30, 2)})
+        await TestClock(manual=False).pass_instant(deadline)
+        # Ten hints examined: about half of them delete a row; never more than ten.
+        first = await storage.purge_expired(limit=10)
+        assert 0 < first < 10
+        rest = await storage.purge_expired()
+        assert first + rest == 15
+        assert len(_stored(shared_mysql, table)) == 15
+        assert _stored(shared_mysql, expiry_table_name(table)) == []
+
+
+@pytest.mark.anyio
+async def test_clear_removes_the_hints_of_its_range(
+    tables: list[str], shared_mysql: pymysql.connections.Connection
+) -> None:
+    table = _table(tables, "clear")
+    async with Storage(mysql_driver(MYSQL_URL, table)) as storage:
+        await storage.set_many({"a:1": 1, "a:2": 2, "b:1": 3}, ttl=60)
+        await storage.clear("a:")
+        assert _stored(shared_mysql, expiry_table_name(table)) == ["b:1"]
+        await storage.clear()
+        assert _stored(shared_mysql, expiry_table_name(table)) == []
+        assert _stored(shared_mysql, table) == []
+
+
+def test_the_hints_table_name_fits_mysqls_limit() -> None:
+    assert expiry_table_name("kv") == "kv_expiry"
+    assert expiry_table_name("a" * 57) == "a" * 57 + "_expiry"
+    long_one, long_two = "a" * 60 + "bcde", "a" * 60 + "bcdf"
+    assert len(expiry_table_name(long_one)) <= 64
+    assert expiry_table_name(long_one) != expiry_table_name(long_two)
+
+
+@pytest.mark.anyio
+async def test_a_table_with_a_64_character_name_gets_its_hints(
+    tables: list[str], shared_mysql: pymysql.connections.Connection
+) -> None:
+    table = _unique("long").ljust(64, "x")
+    tables.append(table)
+    async with Storage(mysql_driver(MYSQL_URL, table)) as storage:
+        await storage.set("k", 1, ttl=60)
+        assert await storage.get("k") == 1
+    assert _stored(shared_mysql, expiry_table_name(table)) == ["k"]

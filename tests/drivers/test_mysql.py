@@ -528,6 +528,12 @@ class _MySQL(SQLAdapter):
     def quote(self, name: str) -> str:
         return f"`{name}`"
 
+    def drop_table(self, table: str) -> None:
+        """Drop ``table`` and its expiry hints table if they exist."""
+        self.query(
+            f"DROP TABLE IF EXISTS {self.quote(table)}, {self.quote(expiry_table_name(table))}"
+        )
+
     def query(self, sql: str, parameters: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self.connection.cursor() as cursor:
             cursor.execute(sql, parameters)

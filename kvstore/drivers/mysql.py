@@ -1,24 +1,29 @@
 """The MySQL / MariaDB driver: one InnoDB table, on PyMySQL run in worker threads.
 
 Schema. ``CREATE TABLE IF NOT EXISTS <table> (`key` VARBINARY(1024) PRIMARY KEY, `value`
-LONGBLOB NOT NULL, `version` BIGINT NOT NULL DEFAULT 0) ENGINE=InnoDB``, made once per driver on
-first use; a table made before versions existed gets the column then (``ALTER TABLE ... ADD
-COLUMN``, instant on MariaDB 10.3+ and MySQL 8.0.12+; see ``_ADDED_COLUMNS``). Keys are stored
-as their UTF-8 bytes in a binary column, so comparison is byte comparison: ``a``, ``A``, ``a `` and
-``a\\u0301`` are four keys (no collation, no PAD SPACE), and byte order is code point order. A
-prefix scan is the index range ``key >= P AND key < succ(P)`` read in pages with ``key > last``.
+LONGBLOB NOT NULL, `version` BIGINT NOT NULL DEFAULT 0, `expires_at` BIGINT NULL, `written_at`
+BIGINT NULL) ENGINE=InnoDB`` and its expiry hints table ``<table>_expiry`` (`key`
+VARBINARY(1024) PRIMARY KEY, `expires_at` BIGINT NOT NULL, INDEX (`expires_at`);
+:func:`expiry_table_name`), made once per driver on first use; a table of an older layout gets
+what it lacks then, one ``ALTER TABLE`` per layout step (see ``_ADDED_COLUMNS``: ``version``,
+then the expiry columns).
+Keys are stored as their UTF-8 bytes in a binary column, so comparison is byte comparison:
+``a``, ``A``, ``a `` and ``a\\u0301`` are four keys (no collation, no PAD SPACE), and byte order
+is code point order. A prefix scan is the index range ``key >= P AND key < succ(P)`` read in
+pages with ``key > last``.
 
 Upserts use ``INSERT ... ON DUPLICATE KEY UPDATE `value` = VALUES(`value`), ...``: MariaDB has no
 row-alias form, and MySQL 8.0.20+ still accepts ``VALUES()`` (with a deprecation note), so this
 one form runs on both. Batches run in one transaction on one connection.
 
 Conditional writes. Every write stores a fresh random ``version`` with the value, in the same
-statement. A single-key conditional write is one statement that decides it: a plain ``INSERT``
-for a create (a duplicate key error is the conflict; InnoDB makes a concurrent insert of the key
-wait for the other transaction first), ``UPDATE`` / ``DELETE ... WHERE key = %s AND version =
-%s`` otherwise (InnoDB's writes read the latest committed row under a lock, whatever the
+statement. A single-key conditional write is one statement that decides it: an ``INSERT`` for
+a create, whose ``ON DUPLICATE KEY UPDATE`` replaces an expired row and leaves a live one as it
+is (0 rows affected: the conflict; InnoDB makes a concurrent insert of the key wait for the
+other transaction first), ``UPDATE`` / ``DELETE ... WHERE key = %s AND version = %s`` and the
+row is live otherwise (InnoDB's writes read the latest committed row under a lock, whatever the
 isolation level, and the new version always changes the row, so the affected-rows count PyMySQL
-reports without ``CLIENT_FOUND_ROWS`` is 1 exactly when the condition held). A
+reports without ``CLIENT_FOUND_ROWS`` is 0 exactly when the condition failed). A
 :meth:`~MySQLDriver.commit` is one REPEATABLE READ transaction (set for it, whatever the
 server's default): one locking read (``SELECT ... FOR UPDATE``) takes the versions of the
 batch's keys and locks them, a present key by its row and an absent one by the gap where it
@@ -40,11 +45,44 @@ value is a packet of about ``2 N`` bytes; the server's ``max_allowed_packet`` mu
 16 MiB value, so the common 16M default is too small and ``max_allowed_packet=64M`` is right.
 The driver reads ``@@max_allowed_packet`` on connect and refuses a value that cannot fit, before
 sending anything, with a :class:`BackendError` naming the setting.
+
+Expiry. ``expires_at`` and ``written_at`` are milliseconds since the epoch, NULL for "never" and
+for rows written before write times were kept. The server's clock decides: every statement that
+needs "now" computes it in SQL as ``CAST(UNIX_TIMESTAMP(NOW(3)) * 1000 AS SIGNED)`` (each
+connection's session runs at ``time_zone = '+00:00'``, so no daylight-saving hour is ambiguous),
+and a TTL is bound as whole milliseconds. ``NOW()``, not ``SYSDATE()``: ``NOW()`` is the instant
+the statement began, the same for every row it touches (and what statement-based replication
+replays), whereas ``SYSDATE()`` moves while the statement runs. ``NOW()`` is not fixed for a
+transaction, though, so a batch (``set_many``, ``set_expiring``, ``set_many_expiring``,
+``commit``) reads it once (``SELECT``) at the start of its transaction and binds that one
+instant to every row. A row is
+live while ``expires_at IS NULL OR expires_at > now``; every read, scan and conditional write
+carries that condition, so an expired row is absent whether or not it is still there. A create
+over an expired row replaces it in the one ``INSERT ... ON DUPLICATE KEY UPDATE`` that decides
+the create. ``expire`` is a short transaction (a locking read of the live row, then its
+``UPDATE``): without ``CLIENT_FOUND_ROWS`` an ``UPDATE`` that leaves a row as it was reports 0
+rows, like one that found nothing.
+
+The main table has no index on ``expires_at``: InnoDB has no partial index, so any index there
+would cost every write without a TTL an entry. Scans are ranges of the primary key that skip
+expired rows by their ``expires_at``. Purges find expiring keys in the hints table instead: each
+expiring write (``set_expiring``, ``set_many_expiring``, ``expire`` with a TTL) upserts its keys'
+hints (key, expiry) in its own transaction; plain writes and deletes never touch the hints, so a
+hint may be stale, and the row always decides. ``purge_expired(limit)`` reads up to ``limit`` due
+hints (``expires_at <= now ORDER BY expires_at LIMIT n``, a range of the hints' index), at most
+``PURGE_CHUNK`` per transaction: it locks their rows (``FOR UPDATE``; a missing one by its gap),
+deletes those whose own ``expires_at <= now``, drops the hints of rows deleted, gone or no longer
+expiring, moves the hint of a row that expires later to that expiry, and returns the number of
+rows deleted. ``clear(prefix)`` deletes the prefix's hints with its rows. The expiring writes run
+a purge of ``AUTO_PURGE_BATCH`` hints at most once per ``AUTO_PURGE_EVERY`` seconds per driver;
+writes without a TTL never purge.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import hashlib
 import logging
 import math
 import re
@@ -64,6 +102,7 @@ from kvstore.drivers._extras import missing_extra
 from kvstore.drivers._pool import peer_closed
 from kvstore.drivers._settings import settle, timeout_seconds, whole_number
 from kvstore.errors import BackendError, BackendUnavailable, ConfigurationError
+from kvstore.expiry import Meta, from_millis, ttl_millis
 from kvstore.keys import prefix_successor
 from kvstore.logs import silent_until_configured
 from kvstore.urls import ParsedURL, boolean, parse_url, positive_float, positive_int, take_options
@@ -77,6 +116,7 @@ except ImportError as error:  # pragma: no cover - exercised in a subprocess tes
 
 __all__ = [
     "MySQLDriver",
+    "expiry_table_name",
     "from_url",
     "mysql_driver",
     "parse_mysql_url",
@@ -92,13 +132,49 @@ DEFAULT_POOL_SIZE = 10
 DEFAULT_CONNECT_TIMEOUT = 5.0
 DEFAULT_OPERATION_TIMEOUT = 10.0
 
-# Columns added to the original ``(key, value)`` layout, in order, with their definitions; a
-# table lacking one gets it on first use. A later layout change appends here.
-_ADDED_COLUMNS: tuple[tuple[str, str], ...] = (("version", "BIGINT NOT NULL DEFAULT 0"),)
+
+# The hints table's index on expiry, which purges walk (see expiry_table_name).
+_HINTS_INDEX = "kv_hint_expires_at"
+_HINTS_SUFFIX = "_expiry"
+
+
+@dataclasses.dataclass(frozen=True)
+class _Step:
+    """One change to the layout: columns (name, definition) and indexes (name, columns)."""
+
+    columns: tuple[tuple[str, str], ...]
+    indexes: tuple[tuple[str, str], ...] = ()
+
+
+# The steps from the original ``(key, value)`` layout to today's, in order; a table lacking a
+# step's columns gets the whole step in one ALTER TABLE on first use. A later layout change
+# appends here.
+_ADDED_COLUMNS: tuple[_Step, ...] = (
+    _Step((("version", "BIGINT NOT NULL DEFAULT 0"),)),
+    _Step(
+        # No index: every secondary index would cost each write without a TTL an entry
+        # (InnoDB has no partial index). Purges find expiring keys in the hints table instead.
+        (("expires_at", "BIGINT NULL"), ("written_at", "BIGINT NULL")),
+    ),
+)
+# The server's clock as whole milliseconds since the epoch, fixed for the statement.
+_NOW_MS = "CAST(UNIX_TIMESTAMP(NOW(3)) * 1000 AS SIGNED)"
+# A row that has not expired (NULL: never expires).
+_LIVE = f"(`expires_at` IS NULL OR `expires_at` > {_NOW_MS})"
+# Sessions run in UTC: UNIX_TIMESTAMP(NOW(3)) then converts no local time (in the hour a
+# daylight-saving change repeats, a local time names two instants).
+_SESSION_INIT = "SET time_zone = '+00:00'"
+# The purge piggy-backed on expiring writes: at most one per this many seconds per driver, of at
+# most this many rows, so that it costs those writes little and the others nothing.
+AUTO_PURGE_EVERY = 1.0
+AUTO_PURGE_BATCH = 100
+# Hints read per purge transaction: bounds its locks and its IN lists.
+PURGE_CHUNK = 1000
 # How often a statement or commit is run again after the server broke a deadlock by rolling it
 # back (each time one of the waiters goes through, so this bounds a burst of creators).
 _DEADLOCK_RETRIES = 20
 _DUPLICATE_COLUMN = 1060
+_DUPLICATE_INDEX = 1061
 _DUPLICATE_KEY = 1062
 _DEADLOCK = 1213
 
@@ -135,6 +211,19 @@ _UNAVAILABLE_CODES = frozenset(
     }
 )
 _LOST_CODES = frozenset({1053, 1927, 2006, 2013, 2014, 2055, 4031})
+
+
+def expiry_table_name(table: str) -> str:
+    """The name of ``table``'s expiry hints table: ``<table>_expiry``, within 64 characters.
+
+    A name too long for the suffix keeps its first 47 characters and a hash of the whole, so
+    that two long names that share a beginning still get two tables.
+    """
+    name = table + _HINTS_SUFFIX
+    if len(name) <= 64:
+        return name
+    digest = hashlib.sha1(table.encode("ascii"), usedforsecurity=False).hexdigest()[:8]
+    return f"{table[:47]}_{digest}{_HINTS_SUFFIX}"
 
 
 def required_max_allowed_packet(value_size: int, key_size: int = 1024) -> int:
@@ -234,6 +323,7 @@ class MySQLDriver(BaseDriver):
     supports_trio = True
     atomic_batches = True
     conditional_writes = True
+    expiry = True
 
     def __init__(
         self,
@@ -300,27 +390,78 @@ class MySQLDriver(BaseDriver):
         self._password: str = params.get("password", "")
         self.where = _where(parsed, params)
         self._redacted = parsed.redacted()
-        self._params.update(charset="utf8mb4", autocommit=True)
+        self._params.update(charset="utf8mb4", autocommit=True, init_command=_SESSION_INIT)
         self._pool = _Pool(self._new_connection)
         self._max_packet = 0
         self._ready = False
         self._lock: anyio.Lock | None = None
         self._limiter: anyio.CapacityLimiter | None = None
         self._threads: anyio.CapacityLimiter | None = None
+        # When the next piggy-backed purge is due (time.monotonic()).
+        self._next_purge = 0.0
         quoted = f"`{table}`"
-        self._sql_get = f"SELECT `value` FROM {quoted} WHERE `key` = %s"
-        self._sql_get_versioned = f"SELECT `value`, `version` FROM {quoted} WHERE `key` = %s"
-        self._sql_set = (
-            f"INSERT INTO {quoted} (`key`, `value`, `version`) VALUES (%s, %s, %s) "
-            "ON DUPLICATE KEY UPDATE `value` = VALUES(`value`), `version` = VALUES(`version`)"
+        now, live = _NOW_MS, _LIVE
+        self._sql_get = f"SELECT `value` FROM {quoted} WHERE `key` = %s AND {live}"
+        self._sql_get_versioned = (
+            f"SELECT `value`, `version` FROM {quoted} WHERE `key` = %s AND {live}"
         )
-        self._sql_create = f"INSERT INTO {quoted} (`key`, `value`, `version`) VALUES (%s, %s, %s)"
+        self._sql_get_meta = (
+            "SELECT LENGTH(`value`), `written_at`, `expires_at`, `version` "
+            f"FROM {quoted} WHERE `key` = %s AND {live}"
+        )
+        # A plain write: a new version, written now, and no expiry (whatever the row had).
+        upsert = (
+            f"INSERT INTO {quoted} (`key`, `value`, `version`, `written_at`) VALUES (%s, %s, %s, "
+            "{written}) ON DUPLICATE KEY UPDATE `value` = VALUES(`value`), "
+            "`version` = VALUES(`version`), `written_at` = VALUES(`written_at`), "
+            "`expires_at` = NULL"
+        )
+        self._sql_set = upsert.format(written=now)
+        # The batch form: only placeholders in VALUES, so that PyMySQL's executemany sends
+        # multi-row INSERTs; the batch binds the instant it read once.
+        self._sql_set_at = upsert.format(written="%s")
+        expiring = (
+            f"INSERT INTO {quoted} (`key`, `value`, `version`, `written_at`, `expires_at`) "
+            "VALUES (%s, %s, %s, {written}, {expires}) ON DUPLICATE KEY UPDATE "
+            "`value` = VALUES(`value`), `version` = VALUES(`version`), "
+            "`written_at` = VALUES(`written_at`), `expires_at` = VALUES(`expires_at`)"
+        )
+        self._sql_set_expiring_at = expiring.format(written="%s", expires="%s")
+        # A create succeeds on a missing key (1 row: inserted) and on an expired one (2 rows:
+        # replaced); a live one is left as it is (0 rows). `expires_at` is assigned last: the
+        # server assigns left to right, and the conditions before must see the old expiry.
+        expired = f"`expires_at` <= {now}"
+        self._sql_create = (
+            f"INSERT INTO {quoted} (`key`, `value`, `version`, `written_at`) "
+            f"VALUES (%s, %s, %s, {now}) ON DUPLICATE KEY UPDATE "
+            f"`value` = IF({expired}, VALUES(`value`), `value`), "
+            f"`version` = IF({expired}, VALUES(`version`), `version`), "
+            f"`written_at` = IF({expired}, VALUES(`written_at`), `written_at`), "
+            f"`expires_at` = IF({expired}, NULL, `expires_at`)"
+        )
         self._sql_replace = (
-            f"UPDATE {quoted} SET `value` = %s, `version` = %s WHERE `key` = %s AND `version` = %s"
+            f"UPDATE {quoted} SET `value` = %s, `version` = %s, `written_at` = {now}, "
+            f"`expires_at` = NULL WHERE `key` = %s AND `version` = %s AND {live}"
         )
-        self._sql_delete_if = f"DELETE FROM {quoted} WHERE `key` = %s AND `version` = %s"
+        self._sql_delete_if = (
+            f"DELETE FROM {quoted} WHERE `key` = %s AND `version` = %s AND {live}"
+        )
         self._sql_delete = f"DELETE FROM {quoted} WHERE `key` = %s"
+        self._sql_lock_live = f"SELECT {now} FROM {quoted} WHERE `key` = %s AND {live} FOR UPDATE"
+        self._sql_set_expiry = f"UPDATE {quoted} SET `expires_at` = %s WHERE `key` = %s"
         self._sql_table = f"{quoted}"
+        self.hints_table = expiry_table_name(table)
+        hints = f"`{self.hints_table}`"
+        self._sql_hints = hints
+        # A hint per key given an expiry: only expiring writes write one, in their transaction.
+        self._sql_hint = (
+            f"INSERT INTO {hints} (`key`, `expires_at`) VALUES (%s, %s) "
+            "ON DUPLICATE KEY UPDATE `expires_at` = VALUES(`expires_at`)"
+        )
+        # Through the hints' index on expires_at, oldest first: a range, never a table scan.
+        self._sql_purge = (
+            f"SELECT `key` FROM {hints} WHERE `expires_at` <= %s ORDER BY `expires_at` LIMIT %s"
+        )
 
     def __repr__(self) -> str:
         return f"MySQLDriver({self._redacted!r}, table={self.table!r})"
@@ -493,12 +634,14 @@ class MySQLDriver(BaseDriver):
             self._lock.release()
 
     def _create_table(self, connection: Connection) -> None:
-        added = "".join(f", `{name}` {definition}" for name, definition in _ADDED_COLUMNS)
+        steps = _ADDED_COLUMNS
+        added = "".join(f", `{name}` {kind}" for step in steps for name, kind in step.columns)
+        indexes = "".join(f", INDEX `{name}` {on}" for step in steps for name, on in step.indexes)
         with connection.cursor() as cursor:
             cursor.execute(
                 f"CREATE TABLE IF NOT EXISTS {self._sql_table} ("
                 "`key` VARBINARY(1024) NOT NULL PRIMARY KEY, "
-                f"`value` LONGBLOB NOT NULL{added}"
+                f"`value` LONGBLOB NOT NULL{added}{indexes}"
                 ") ENGINE=InnoDB ROW_FORMAT=DYNAMIC"
             )
             cursor.execute(
@@ -507,6 +650,12 @@ class MySQLDriver(BaseDriver):
                 (self.table,),
             )
             columns = {_text(name): _text(kind) for name, kind in cursor.fetchall()}
+            cursor.execute(
+                "SELECT DISTINCT INDEX_NAME FROM information_schema.STATISTICS "
+                "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %s",
+                (self.table,),
+            )
+            present = {_text(name) for (name,) in cursor.fetchall()}
         # A table made by something else with a text key column would compare keys by a
         # collation (case-insensitive, PAD SPACE): refuse it rather than merge keys silently.
         if columns.get("key") != "varbinary" or columns.get("value") not in ("longblob", "blob",
@@ -515,26 +664,57 @@ class MySQLDriver(BaseDriver):
                 f"table {self.table!r} exists with columns {columns}; kvstore needs `key` "
                 "VARBINARY(1024) and `value` LONGBLOB"
             )
-        for name, definition in _ADDED_COLUMNS:
-            if name not in columns:
-                self._add_column(connection, name, definition)
-            elif columns[name] != "bigint":
+        for step in _ADDED_COLUMNS:
+            self._upgrade(connection, step, columns, present)
+        # Part of the expiry step, made after it: a table of any layout gets it the same way.
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"CREATE TABLE IF NOT EXISTS {self._sql_hints} ("
+                "`key` VARBINARY(1024) NOT NULL PRIMARY KEY, "
+                "`expires_at` BIGINT NOT NULL, "
+                f"INDEX `{_HINTS_INDEX}` (`expires_at`)"
+                ") ENGINE=InnoDB ROW_FORMAT=DYNAMIC"
+            )
+
+    def _upgrade(
+        self, connection: Connection, step: _Step, columns: dict[str, str], present: set[str]
+    ) -> None:
+        """Apply ``step`` if the table lacks it (all in one ALTER), or check what is there."""
+        missing = [(name, definition) for name, definition in step.columns if name not in columns]
+        if missing and len(missing) < len(step.columns):
+            raise _SchemaMismatch(
+                f"table {self.table!r} has only some of the columns "
+                f"{[name for name, _ in step.columns]} (it lacks {[n for n, _ in missing]}); "
+                "kvstore adds them together"
+            )
+        for name, definition in step.columns:
+            if name in columns and columns[name] != "bigint":
                 raise _SchemaMismatch(
                     f"table {self.table!r} has a `{name}` column of type {columns[name]}; "
                     f"kvstore needs {definition}"
                 )
+        changes = [f"ADD COLUMN `{name}` {definition}" for name, definition in missing]
+        # An index lost on its own (dropped by hand) comes back too.
+        changes += [
+            f"ADD INDEX `{name}` {indexed}"
+            for name, indexed in step.indexes
+            if name.lower() not in present
+        ]
+        if changes:
+            self._alter(connection, changes)
 
-    def _add_column(self, connection: Connection, name: str, definition: str) -> None:
-        """Add a column an older layout lacks; a process that raced this one may have."""
-        _log.info("mysql at %s: adding `%s` to table %r", self.where, name, self.table)
+    def _alter(self, connection: Connection, changes: list[str]) -> None:
+        """Make an older layout's table current; a process that raced this one may have."""
+        _log.info("mysql at %s: table %r: %s", self.where, self.table, ", ".join(changes))
         # Not MariaDB's ADD COLUMN IF NOT EXISTS, which MySQL lacks: the server serialises
-        # concurrent ALTERs on the table's metadata lock, and each later one fails with a
-        # duplicate column error, meaning the column is there.
+        # concurrent ALTERs on the table's metadata lock, and each later one fails whole (one
+        # ALTER is all or nothing) with a duplicate column or index error, meaning the step
+        # is there.
         try:
             with connection.cursor() as cursor:
-                cursor.execute(f"ALTER TABLE {self._sql_table} ADD COLUMN `{name}` {definition}")
+                cursor.execute(f"ALTER TABLE {self._sql_table} {', '.join(changes)}")
         except pymysql.MySQLError as error:
-            if _error_code(error) != _DUPLICATE_COLUMN:
+            if _error_code(error) not in (_DUPLICATE_COLUMN, _DUPLICATE_INDEX):
                 raise
 
     def _check_size(self, key: bytes, value: bytes) -> None:
@@ -614,7 +794,8 @@ class MySQLDriver(BaseDriver):
             sql, params = self._sql_create, (encoded, value, version)
         else:
             sql, params = self._sql_replace, (value, version, encoded, expected)
-        if await self._run(_affected(sql, params), deadline, replayable=False) != 1:
+        # 1 row: inserted or updated; 2: a create replaced an expired row; 0: the conflict.
+        if await self._run(_affected(sql, params), deadline, replayable=False) == 0:
             raise conflict([key])
         return version
 
@@ -653,15 +834,23 @@ class MySQLDriver(BaseDriver):
                 cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
                 connection.begin()
                 try:
+                    # The commit's one instant: expired rows are absent as of it, and the
+                    # writes are written at it.
+                    now = _read_now(cursor)
                     current: dict[bytes, int] = {}
                     for chunk in _in_chunks(keys, self._max_packet):
                         marks = ", ".join(["%s"] * len(chunk))
                         cursor.execute(
-                            f"SELECT `key`, `version` FROM {table} WHERE `key` IN ({marks}) "
-                            "ORDER BY `key` FOR UPDATE",
+                            f"SELECT `key`, `version`, `expires_at` FROM {table} "
+                            f"WHERE `key` IN ({marks}) ORDER BY `key` FOR UPDATE",
                             chunk,
                         )
-                        current.update((bytes(key), int(version)) for key, version in cursor)
+                        # An expired row is locked like a live one, and counts as absent.
+                        current.update(
+                            (bytes(key), int(version))
+                            for key, version, expires in cursor
+                            if expires is None or expires > now
+                        )
                     failed = [
                         change.key
                         for change, key in zip(changes, encoded, strict=True)
@@ -671,7 +860,10 @@ class MySQLDriver(BaseDriver):
                         connection.rollback()
                         return failed
                     if writes:
-                        cursor.executemany(self._sql_set, writes)
+                        cursor.executemany(
+                            self._sql_set_at,
+                            [(key, value, version, now) for key, value, version in writes],
+                        )
                     gone = sorted(
                         key
                         for change, key in zip(changes, encoded, strict=True)
@@ -696,6 +888,166 @@ class MySQLDriver(BaseDriver):
             raise conflict(failed)
         return versions
 
+    # -- expiry and metadata ----------------------------------------------------------------
+
+    async def set_expiring(self, key: str, value: bytes, ttl: float) -> None:
+        """Store ``value`` to expire ``ttl`` from the server's now, with its purge hint."""
+        # One transaction: the server's instant, the row, and its hint.
+        await self._write_many([(key, value)], ttl_millis(ttl))
+        await self._purge_if_due()
+
+    async def expire(self, key: str, ttl: float | None) -> bool:
+        """Set or clear the expiry of a live ``key``: a locking read, then the ``UPDATE``."""
+        encoded = key.encode("utf-8")
+        ttl_ms = None if ttl is None else ttl_millis(ttl)
+        lock, update, hint = self._sql_lock_live, self._sql_set_expiry, self._sql_hint
+
+        def attempt(connection: Connection) -> bool:
+            with connection.cursor() as cursor:
+
+                def body() -> bool:
+                    # Locks the live row, so that nothing changes it before the UPDATE; an
+                    # UPDATE alone could not tell "left as it was" from "not there".
+                    cursor.execute(lock, (encoded,))
+                    row = cursor.fetchone()
+                    if row is None:
+                        return False
+                    expires = None if ttl_ms is None else int(row[0]) + ttl_ms
+                    cursor.execute(update, (expires, encoded))
+                    if expires is not None:
+                        cursor.execute(hint, (encoded, expires))
+                    # A cleared expiry leaves its hint: the purge drops it when it comes due.
+                    return True
+
+                return _in_transaction(connection, body)
+
+        def work(connection: Connection) -> bool:
+            return _retried_on_deadlock(lambda: attempt(connection))
+
+        # Not replayed after a lost connection: run again, it could report a key it just
+        # changed as missing.
+        found = await self._run(work, replayable=False)
+        await self._purge_if_due()
+        return found
+
+    async def get_meta(self, key: str) -> Meta | None:
+        """Return the size (``LENGTH``, the value stays on the server), times and version."""
+        encoded = key.encode("utf-8")
+        sql = self._sql_get_meta
+
+        def work(connection: Connection) -> Meta | None:
+            with connection.cursor() as cursor:
+                cursor.execute(sql, (encoded,))
+                row = cursor.fetchone()
+            if row is None:
+                return None
+            size, written, expires, version = row
+            return Meta(
+                size=int(size),
+                written_at=None if written is None else from_millis(int(written)),
+                expires_at=None if expires is None else from_millis(int(expires)),
+                version=int(version),
+            )
+
+        return await self._run(work)
+
+    async def purge_expired(self, limit: int = 1000) -> int:
+        """Delete up to ``limit`` expired rows found through the hints, oldest expiry first.
+
+        Reads at most ``limit`` due hints in transactions of at most ``PURGE_CHUNK``; returns
+        how many rows were deleted (a hint whose key was rewritten, deleted or re-expired
+        deletes nothing).
+        """
+        deleted = 0
+        left = limit
+        while left > 0:
+            size = min(left, PURGE_CHUNK)
+            # Each transaction gets the operation timeout: a large limit is many of them.
+            examined, gone = await self._run(self._purge_batch(size))
+            deleted += gone
+            left -= examined
+            if examined < size:
+                break
+        return deleted
+
+    def _purge_batch(self, size: int) -> Callable[[Connection], tuple[int, int]]:
+        """One purge transaction over at most ``size`` due hints: (hints examined, rows gone)."""
+        table, hints = self._sql_table, self._sql_hints
+
+        def attempt(connection: Connection) -> tuple[int, int]:
+            with connection.cursor() as cursor:
+                # The gap lock on a missing row is REPEATABLE READ's: without it, a write could
+                # create the row and its hint between the locking read and the hint's deletion.
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+
+                def body() -> tuple[int, int]:
+                    now = _read_now(cursor)
+                    cursor.execute(self._sql_purge, (now, size))
+                    due = sorted(bytes(row[0]) for row in cursor.fetchall())
+                    if not due:
+                        return 0, 0
+                    # The rows decide, locked (a missing one by its gap) so that no write
+                    # changes them before this commits: a hint is only a pointer.
+                    expiry: dict[bytes, int | None] = {}
+                    for chunk in _in_chunks(due, self._max_packet):
+                        marks = ", ".join(["%s"] * len(chunk))
+                        cursor.execute(
+                            f"SELECT `key`, `expires_at` FROM {table} "
+                            f"WHERE `key` IN ({marks}) ORDER BY `key` FOR UPDATE",
+                            chunk,
+                        )
+                        expiry.update(
+                            (bytes(key), None if expires is None else int(expires))
+                            for key, expires in cursor
+                        )
+                    expired: list[bytes] = []
+                    later: list[tuple[bytes, int]] = []
+                    # Hints of deleted rows, of gone rows and of rows that no longer expire.
+                    dropped: list[bytes] = []
+                    for key in due:
+                        expires = expiry.get(key)
+                        if expires is not None and expires > now:
+                            later.append((key, expires))
+                            continue
+                        if expires is not None:
+                            expired.append(key)
+                        dropped.append(key)
+                    gone = 0
+                    for chunk in _in_chunks(expired, self._max_packet):
+                        marks = ", ".join(["%s"] * len(chunk))
+                        gone += int(
+                            cursor.execute(f"DELETE FROM {table} WHERE `key` IN ({marks})", chunk)
+                        )
+                    for chunk in _in_chunks(dropped, self._max_packet):
+                        marks = ", ".join(["%s"] * len(chunk))
+                        cursor.execute(f"DELETE FROM {hints} WHERE `key` IN ({marks})", chunk)
+                    if later:
+                        # Found again when the row's own expiry comes.
+                        cursor.executemany(self._sql_hint, later)
+                    return len(due), gone
+
+                return _in_transaction(connection, body)
+
+        def work(connection: Connection) -> tuple[int, int]:
+            return _retried_on_deadlock(lambda: attempt(connection))
+
+        return work
+
+    async def _purge_if_due(self) -> None:
+        """The purge piggy-backed on expiring writes: a small batch, once a second at most."""
+        now = time.monotonic()
+        if now < self._next_purge:
+            return
+        self._next_purge = now + AUTO_PURGE_EVERY
+        try:
+            await self.purge_expired(AUTO_PURGE_BATCH)
+        except BackendError as error:
+            # The write went through; the next due purge takes these rows (expired rows are
+            # absent to every operation meanwhile).
+            _log.info("mysql at %s: a piggy-backed purge failed: %s", self.where, error)
+
+    # -- scans ------------------------------------------------------------------------------
+
     async def keys(self, prefix: str = "") -> AsyncIterator[str]:
         """Yield the keys starting with ``prefix`` in order, ``SCAN_PAGE`` per round trip."""
         low = prefix.encode("utf-8")
@@ -719,9 +1071,12 @@ class MySQLDriver(BaseDriver):
         if high is not None:
             conditions.append("`key` < %s")
             args.append(high)
+        # A range of the primary key: the clustered rows, expired ones skipped by their
+        # `expires_at` (no secondary index exists to mislead the optimizer).
+        conditions.append(_LIVE)
         sql = (
-            f"SELECT `key` FROM {self._sql_table} WHERE {' AND '.join(conditions)} "
-            f"ORDER BY `key` LIMIT {SCAN_PAGE}"
+            f"SELECT `key` FROM {self._sql_table} "
+            f"WHERE {' AND '.join(conditions)} ORDER BY `key` LIMIT {SCAN_PAGE}"
         )
 
         def work(connection: Connection) -> list[bytes]:
@@ -754,7 +1109,9 @@ class MySQLDriver(BaseDriver):
                 for chunk in _in_chunks(list(dict.fromkeys(encoded)), self._max_packet):
                     marks = ", ".join(["%s"] * len(chunk))
                     cursor.execute(
-                        f"SELECT `key`, `value` FROM {table} WHERE `key` IN ({marks})", chunk
+                        f"SELECT `key`, `value` FROM {table} WHERE `key` IN ({marks}) "
+                        f"AND {_LIVE}",
+                        chunk,
                     )
                     for key, value in cursor.fetchall():
                         found[bytes(key)] = bytes(value)
@@ -767,6 +1124,18 @@ class MySQLDriver(BaseDriver):
         if not items:
             self.ensure_open()
             return
+        await self._write_many(items, None)
+
+    async def set_many_expiring(self, items: Sequence[tuple[str, bytes]], ttl: float) -> None:
+        """Store every pair to expire ``ttl`` from one server instant, all or nothing."""
+        if not items:
+            self.ensure_open()
+            return
+        await self._write_many(items, ttl_millis(ttl))
+        await self._purge_if_due()
+
+    async def _write_many(self, items: Sequence[tuple[str, bytes]], ttl_ms: int | None) -> None:
+        """Upsert every pair in one transaction, written at one instant the server reads."""
         # Sorted, so that concurrent batches lock rows in one order and cannot deadlock.
         rows = sorted(
             (key.encode("utf-8"), value, new_version()) for key, value in dict(items).items()
@@ -774,14 +1143,27 @@ class MySQLDriver(BaseDriver):
         deadline = await self._ensure_ready()
         for key, value, _ in rows:
             self._check_size(key, value)
-        sql = self._sql_set
+        sql = self._sql_set_at if ttl_ms is None else self._sql_set_expiring_at
+
+        def write(cursor: pymysql.cursors.Cursor) -> None:
+            now = _read_now(cursor)
+            bound: list[tuple[bytes, bytes, int, int]] | list[tuple[bytes, bytes, int, int, int]]
+            if ttl_ms is None:
+                bound = [(key, value, version, now) for key, value, version in rows]
+            else:
+                expires = now + ttl_ms
+                bound = [(key, value, version, now, expires) for key, value, version in rows]
+            cursor.executemany(sql, bound)
+            if ttl_ms is not None:
+                # The purge's hints, in the same transaction: plain writes never get here.
+                cursor.executemany(self._sql_hint, [(key, now + ttl_ms) for key, _, _ in rows])
 
         def work(connection: Connection) -> None:
             with connection.cursor() as cursor:
                 # PyMySQL turns this into multi-row INSERTs of at most max_stmt_length bytes
                 # (one row alone if it is bigger); keep each below the server's packet limit.
                 cursor.max_stmt_length = max(1024, min(4 << 20, self._max_packet // 2))  # type: ignore[misc]
-                _in_transaction(connection, lambda: cursor.executemany(sql, rows))
+                _in_transaction(connection, lambda: write(cursor))
 
         await self._run(work, deadline)
 
@@ -813,12 +1195,15 @@ class MySQLDriver(BaseDriver):
         high = successor.encode("utf-8") if successor is not None else None
         condition = "`key` >= %s" + (" AND `key` < %s" if high is not None else "")
         args = [low] if high is None else [low, high]
-        sql = f"DELETE FROM {self._sql_table} WHERE {condition} ORDER BY `key` LIMIT {CLEAR_CHUNK}"
+        tail = f"WHERE {condition} ORDER BY `key` LIMIT {CLEAR_CHUNK}"
+        # The hints of the range go too: a cleared key's hint would wait for its expiry.
+        statements = [f"DELETE FROM {t} {tail}" for t in (self._sql_table, self._sql_hints)]
 
         def work(connection: Connection) -> None:
             with connection.cursor() as cursor:
-                while cursor.execute(sql, args) >= CLEAR_CHUNK:
-                    pass
+                for sql in statements:
+                    while cursor.execute(sql, args) >= CLEAR_CHUNK:
+                        pass
 
         await self._run(work)
 
@@ -833,16 +1218,25 @@ def _text(value: object) -> str:
     return text.lower()
 
 
-def _in_transaction(connection: Connection, body: Callable[[], object]) -> None:
+def _in_transaction(connection: Connection, body: Callable[[], _T]) -> _T:
     connection.begin()
     try:
-        body()
+        result = body()
         connection.commit()
+        return result
     except BaseException:
         # The server rolls back a transaction whose connection died.
         with contextlib.suppress(pymysql.MySQLError, OSError):
             connection.rollback()
         raise
+
+
+def _read_now(cursor: pymysql.cursors.Cursor) -> int:
+    """The server's clock now, in whole milliseconds (see the module docstring)."""
+    cursor.execute(f"SELECT {_NOW_MS}")
+    row = cursor.fetchone()
+    assert row is not None  # a SELECT of one expression returns one row
+    return int(row[0])
 
 
 def _affected(sql: str, params: tuple[Any, ...]) -> Callable[[Connection], int]:

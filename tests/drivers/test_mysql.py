@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -14,10 +15,18 @@ import pytest
 from hypothesis import given, settings
 
 from kvstore import create_storage
-from kvstore.drivers.mysql import MySQLDriver, mysql_driver, required_max_allowed_packet
+from kvstore.drivers.mysql import (
+    AUTO_PURGE_BATCH,
+    MySQLDriver,
+    expiry_table_name,
+    mysql_driver,
+    required_max_allowed_packet,
+)
 from kvstore.errors import BackendError, BackendUnavailable, ConfigurationError
+from kvstore.expiry import Meta
 from kvstore.storage import Storage
 from kvstore.testing import DriverConformance, DriverFactory
+from kvstore.testing.clock import TestClock
 from tests.support.hostile_urls import MARK, HostileURL, probed_hostile_urls
 from tests.support.mariadb_instance import MariaDBInstance, mariadb_available
 from tests.support.outage import check_outage_and_recovery, check_restart_between_operations
@@ -61,7 +70,7 @@ def tables(shared_mysql: pymysql.connections.Connection) -> Iterator[list[str]]:
     yield created
     with shared_mysql.cursor() as cursor:
         for table in created:
-            cursor.execute(f"DROP TABLE IF EXISTS `{table}`")
+            cursor.execute(f"DROP TABLE IF EXISTS `{table}`, `{expiry_table_name(table)}`")
 
 
 def _table(tables: list[str], label: str = "t") -> str:
@@ -519,6 +528,12 @@ class _MySQL(SQLAdapter):
     def quote(self, name: str) -> str:
         return f"`{name}`"
 
+    def drop_table(self, table: str) -> None:
+        """Drop ``table`` and its expiry hints table if they exist."""
+        self.query(
+            f"DROP TABLE IF EXISTS {self.quote(table)}, {self.quote(expiry_table_name(table))}"
+        )
+
     def query(self, sql: str, parameters: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self.connection.cursor() as cursor:
             cursor.execute(sql, parameters)
@@ -547,7 +562,7 @@ class _MySQL(SQLAdapter):
         # The commit's locking read is seen on the server; it cannot end before the writer.
         rows = self.query(
             "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE %s",
-            (f"SELECT `key`, `version` FROM `{table}` %FOR UPDATE",),
+            (f"SELECT `key`, `version`, `expires_at` FROM `{table}` %FOR UPDATE",),
         )
         return bool(rows and rows[0][0])
 
@@ -603,3 +618,400 @@ class TestMySQLConditionalWrites(SQLConditionalWrites):
 
         async with Storage(mysql_driver(url, "kv")) as storage:
             await check_a_conditional_write_survives_a_dropped_pool(storage, drop_pool)
+
+
+# -- expiry: what the suite cannot see ------------------------------------------------------
+
+# The layout from before expiry: versions, no expiry columns or their indexes.
+_PRE_EXPIRY_TABLE = (
+    "CREATE TABLE {quoted} ("
+    "`key` VARBINARY(1024) NOT NULL PRIMARY KEY, "
+    "`value` LONGBLOB NOT NULL, "
+    "`version` BIGINT NOT NULL DEFAULT 0"
+    ") ENGINE=InnoDB ROW_FORMAT=DYNAMIC"
+)
+# Expiry tests wait on the real clock for a TTL this short (the server's clock decides).
+_SHORT = 0.5
+
+
+def _query(
+    connection: pymysql.connections.Connection, sql: str, args: Sequence[Any] = ()
+) -> list[tuple[Any, ...]]:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, args)
+        return list(cursor.fetchall())
+
+
+def _server_ms(connection: pymysql.connections.Connection) -> int:
+    """The server's clock, in milliseconds since the epoch, read through a raw connection."""
+    (row,) = _query(connection, "SELECT UNIX_TIMESTAMP(NOW(6)) * 1000")
+    return int(row[0])
+
+
+def _stored(connection: pymysql.connections.Connection, table: str) -> list[str]:
+    """Every key physically in ``table``, expired or not."""
+    return [bytes(row[0]).decode() for row in _query(connection, f"SELECT `key` FROM `{table}`")]
+
+
+async def _until_a_purge_is_due(driver: MySQLDriver, *, also: float) -> None:
+    """Wait for the POSIX instant ``also`` and for the driver's next piggy-backed purge."""
+    due = time.time() + max(0.0, driver._next_purge - time.monotonic())
+    await TestClock(manual=False).pass_instant(max(also, due))
+
+
+@pytest.mark.anyio
+async def test_purge_expired_deletes_the_rows_through_the_hints_index(
+    tables: list[str], shared_mysql: pymysql.connections.Connection
+) -> None:
+    table = _table(tables, "purge")
+    driver = mysql_driver(MYSQL_URL, table)
+    async with Storage(driver) as storage:
+        await storage.set_many({f"gone:{n:02}": n for n in range(25)}, ttl=_SHORT)
+        deadline = time.time() + _SHORT
+        await storage.set_many({"live": 1})
+        await storage.set_many({"long": 2}, ttl=30)
+        await TestClock(manual=False).pass_instant(deadline)
+        # Expired, absent, and still there until something deletes them.
+        assert [key async for key in storage.keys()] == ["live", "long"]
+        assert len(_stored(shared_mysql, table)) == 27
+        assert await storage.purge_expired(limit=10) == 10
+        assert len(_stored(shared_mysql, table)) == 17
+        assert await storage.purge_expired() == 15
+        assert await storage.purge_expired() == 0
+        assert sorted(_stored(shared_mysql, table)) == ["live", "long"]
+        # The purged keys' hints went with them; the long-lived key's stays.
+        assert _stored(shared_mysql, expiry_table_name(table)) == ["long"]
+        # In a hints table of some size (on a handful of rows a full scan is cheaper, and the
+        # server knows it), the purge finds due hints through their index on expires_at.
+        await storage.set_many({f"more:{n:04}": n for n in range(2000)}, ttl=30)
+    hints = expiry_table_name(table)
+    _query(shared_mysql, f"ANALYZE TABLE `{hints}`")
+    now = _server_ms(shared_mysql)
+    (plan,) = _query(shared_mysql, f"EXPLAIN {driver._sql_purge}", (now, AUTO_PURGE_BATCH))
+    assert (plan[2], plan[3], plan[5]) == (hints, "range", "kv_hint_expires_at"), plan
+
+
+@pytest.mark.anyio
+async def test_expiring_writes_purge_a_small_batch_and_plain_writes_never(
+    tables: list[str], shared_mysql: pymysql.connections.Connection
+) -> None:
+    table = _table(tables, "auto")
+    driver = mysql_driver(MYSQL_URL, table)
+    async with Storage(driver) as storage:
+        gone = {f"gone:{n:03}": n for n in range(AUTO_PURGE_BATCH + 20)}
+        await storage.set_many(gone, ttl=_SHORT)
+        await _until_a_purge_is_due(driver, also=time.time() + _SHORT)
+        # Plain writes and reads cost nothing extra: no purge, however long it has been.
+        await storage.set("plain", 1)
+        await storage.set_many({"plain2": 2})
+        assert await storage.get_many(["plain", *gone]) == [1] + [None] * len(gone)
+        assert len(_stored(shared_mysql, table)) == len(gone) + 2
+        # An expiring write purges one small batch, through the index.
+        await storage.set("short", 3, ttl=30)
+        assert len(_stored(shared_mysql, table)) == 20 + 3
+        # ... and no more within the next second, whatever else expires meanwhile.
+        await storage.set("next", 4, ttl=30)
+        assert len(_stored(shared_mysql, table)) == 20 + 4
+        await _until_a_purge_is_due(driver, also=0.0)
+        assert await storage.expire("next", 60)
+        assert sorted(_stored(shared_mysql, table)) == ["next", "plain", "plain2", "short"]
+
+
+@pytest.mark.anyio
+async def test_the_servers_clock_decides_in_milliseconds(
+    tables: list[str], shared_mysql: pymysql.connections.Connection
+) -> None:
+    table = _table(tables, "clock")
+    async with Storage(mysql_driver(MYSQL_URL, table)) as storage:
+        before = _server_ms(shared_mysql)
+        await storage.set("one", "v", ttl=12.3456)
+        await storage.set_many({"a": 1, "b": 2}, ttl=7)
+        await storage.set("plain", 1)
+        await storage.expire("a", 100)
+        after = _server_ms(shared_mysql)
+        rows = {
+            bytes(key).decode(): (written, expires)
+            for key, written, expires in _query(
+                shared_mysql, f"SELECT `key`, `written_at`, `expires_at` FROM `{table}`"
+            )
+        }
+        # Server milliseconds, between two reads of the server's clock; the TTL is added in
+        # whole milliseconds (rounded), one instant for the batch.
+        for written, _ in rows.values():
+            assert before - 1 <= written <= after + 1, (before, rows, after)
+        assert rows["one"][1] == rows["one"][0] + 12346
+        assert rows["b"][1] == rows["b"][0] + 7000
+        assert rows["a"][0] == rows["b"][0]
+        assert before + 100_000 - 1 <= rows["a"][1] <= after + 100_000 + 1
+        assert rows["plain"][1] is None
+        meta = await storage.get_meta("one")
+        assert meta is not None
+        assert (meta.written_at, meta.expires_at) == (rows["one"][0] / 1000, rows["one"][1] / 1000)
+
+
+@pytest.mark.anyio
+async def test_expire_reports_a_live_key_it_leaves_as_it_was(tables: list[str]) -> None:
+    # Without CLIENT_FOUND_ROWS an UPDATE that changes nothing reports 0 rows, as for a missing
+    # key: expire must still say the key was there.
+    async with Storage(mysql_driver(MYSQL_URL, _table(tables, "same"))) as storage:
+        await storage.set("k", 1)
+        assert await storage.expire("k", None)
+        assert await storage.expire("k", None)
+        assert not await storage.expire("missing", None)
+        assert not await storage.expire("missing", 5)
+        assert await storage.get_meta("missing") is None
+
+
+@pytest.mark.anyio
+async def test_get_meta_is_one_statement_and_never_reads_the_value(
+    tables: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with Storage(mysql_driver(MYSQL_URL, _table(tables, "meta"))) as storage:
+        await storage.set_raw("k", b"x" * 100_000, ttl=30)
+        statements: list[str] = []
+        rows: list[Any] = []
+        execute = pymysql.cursors.Cursor.execute
+        fetchone = pymysql.cursors.Cursor.fetchone
+
+        def counting(cursor: pymysql.cursors.Cursor, sql: str, args: Any = None) -> int:
+            statements.append(sql)
+            return execute(cursor, sql, args)
+
+        def fetching(cursor: pymysql.cursors.Cursor) -> Any:
+            row = fetchone(cursor)
+            rows.append(row)
+            return row
+
+        monkeypatch.setattr(pymysql.cursors.Cursor, "execute", counting)
+        monkeypatch.setattr(pymysql.cursors.Cursor, "fetchone", fetching)
+        meta = await storage.get_meta("k")
+        monkeypatch.undo()
+        assert meta is not None
+        assert meta.size == 100_000
+        assert len(statements) == 1, statements
+        assert "LENGTH(`value`)" in statements[0]
+        # The size came back, not the 100,000 bytes.
+        assert all(not isinstance(field, bytes) for row in rows for field in row)
+
+
+@pytest.mark.anyio
+async def test_scans_are_a_range_of_the_primary_key(
+    tables: list[str], shared_mysql: pymysql.connections.Connection
+) -> None:
+    table = _table(tables, "scan")
+    driver = mysql_driver(MYSQL_URL, table)
+    async with Storage(driver) as storage:
+        await storage.set_many({f"a:{n:04}": n for n in range(500)})
+        await storage.set_many({f"b:{n:04}": n for n in range(500)}, ttl=30)
+        assert len([key async for key in storage.keys("a:")]) == 500
+    work = driver._page_reader(b"a:", b"a;", inclusive=True)
+    captured: list[tuple[str, Any]] = []
+
+    class Recorder:
+        def execute(self, sql: str, args: Any) -> None:
+            captured.append((sql, args))
+
+        def fetchall(self) -> list[Any]:
+            return []
+
+        def __enter__(self) -> Recorder:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            return None
+
+    class Connection:
+        def cursor(self) -> Recorder:
+            return Recorder()
+
+    work(Connection())  # type: ignore[arg-type]
+    ((sql, args),) = captured
+    (plan,) = _query(shared_mysql, f"EXPLAIN {sql}", args)
+    # The prefix's range of the clustered rows, in key order (no sort), whatever the expiries.
+    assert (plan[3], plan[5]) == ("range", "PRIMARY"), plan
+    assert "filesort" not in (plan[9] or ""), plan
+
+
+@pytest.mark.anyio
+async def test_a_table_from_before_expiry_is_upgraded_and_keeps_its_data(
+    tables: list[str], shared_mysql: pymysql.connections.Connection
+) -> None:
+    table = _table(tables, "preexp")
+    _query(shared_mysql, _PRE_EXPIRY_TABLE.format(quoted=f"`{table}`"))
+    for key, value, version in [("a", b'"old a"', 11), ("b", b"[1]", 22), ("c", b"3", 33)]:
+        _query(
+            shared_mysql,
+            f"INSERT INTO `{table}` (`key`, `value`, `version`) VALUES (%s, %s, %s)",
+            (key.encode(), value, version),
+        )
+    async with Storage(mysql_driver(MYSQL_URL, table)) as storage:
+        assert [key async for key in storage.keys()] == ["a", "b", "c"]
+        assert await storage.get_many(["a", "b", "c"]) == ["old a", [1], 3]
+        # Old rows: never expire, no write time, their versions kept.
+        assert await storage.get_meta("a") == Meta(size=7, written_at=None, version=11)
+        assert await storage.expire("b", _SHORT)
+        deadline = time.time() + _SHORT
+        await storage.set("c", 4, ttl=30)
+        meta = await storage.get_meta("b")
+        assert meta is not None
+        assert (meta.version, meta.written_at) == (22, None)
+        await TestClock(manual=False).pass_instant(deadline)
+        assert await storage.get("b") is None
+        assert await storage.purge_expired() == 1
+    columns = _query(
+        shared_mysql,
+        "SELECT COLUMN_NAME, COLUMN_TYPE, IS_NULLABLE, COLUMN_DEFAULT "
+        "FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() "
+        "AND TABLE_NAME = %s ORDER BY ORDINAL_POSITION",
+        (table,),
+    )
+    assert [tuple(column) for column in columns[3:]] == [
+        ("expires_at", "bigint(20)", "YES", "NULL"),
+        ("written_at", "bigint(20)", "YES", "NULL"),
+    ]
+    indexes = _query(
+        shared_mysql,
+        "SELECT INDEX_NAME, GROUP_CONCAT(COLUMN_NAME ORDER BY SEQ_IN_INDEX) "
+        "FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE() "
+        "AND TABLE_NAME = %s GROUP BY INDEX_NAME ORDER BY INDEX_NAME",
+        (table,),
+    )
+    # No secondary index on the main table: writes without a TTL pay for none.
+    assert [tuple(index) for index in indexes] == [("PRIMARY", "key")]
+    hint_indexes = _query(
+        shared_mysql,
+        "SELECT INDEX_NAME, GROUP_CONCAT(COLUMN_NAME ORDER BY SEQ_IN_INDEX) "
+        "FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE() "
+        "AND TABLE_NAME = %s GROUP BY INDEX_NAME ORDER BY INDEX_NAME",
+        (expiry_table_name(table),),
+    )
+    assert [tuple(index) for index in hint_indexes] == [
+        ("kv_hint_expires_at", "expires_at"),
+        ("PRIMARY", "key"),
+    ]
+    assert sorted(_stored(shared_mysql, table)) == ["a", "c"]
+    assert _stored(shared_mysql, expiry_table_name(table)) == ["c"]
+
+
+@pytest.mark.anyio
+async def test_a_table_with_half_of_the_expiry_step_is_refused(
+    tables: list[str], shared_mysql: pymysql.connections.Connection
+) -> None:
+    table = _table(tables, "half")
+    _query(shared_mysql, _PRE_EXPIRY_TABLE.format(quoted=f"`{table}`"))
+    _query(shared_mysql, f"ALTER TABLE `{table}` ADD COLUMN `expires_at` BIGINT NULL")
+    async with Storage(mysql_driver(MYSQL_URL, table)) as storage:
+        with pytest.raises(BackendError, match="written_at"):
+            await storage.get("a")
+
+
+@pytest.mark.anyio
+async def test_plain_writes_and_deletes_never_touch_the_hints(
+    tables: list[str], shared_mysql: pymysql.connections.Connection
+) -> None:
+    table = _table(tables, "plain")
+    hints = expiry_table_name(table)
+    async with Storage(mysql_driver(MYSQL_URL, table)) as storage:
+        await storage.set("a", 1)
+        await storage.set_many({"b": 2, "c": 3})
+        await storage.delete("a")
+        assert _stored(shared_mysql, hints) == []
+        await storage.set("d", 4, ttl=30)
+        await storage.set_many({"e": 5}, ttl=30)
+        assert await storage.expire("b", 30)
+        assert sorted(_stored(shared_mysql, hints)) == ["b", "d", "e"]
+        # A plain rewrite, a cleared expiry and a delete leave the hints to the purge.
+        await storage.set("d", 6)
+        assert await storage.expire("b", None)
+        await storage.delete_many(["e"])
+        assert sorted(_stored(shared_mysql, hints)) == ["b", "d", "e"]
+        rows = dict(_query(shared_mysql, f"SELECT `key`, `expires_at` FROM `{hints}`"))
+        assert all(isinstance(expires, int) for expires in rows.values())
+
+
+@pytest.mark.anyio
+async def test_the_purge_trusts_the_rows_not_the_hints(
+    tables: list[str], shared_mysql: pymysql.connections.Connection
+) -> None:
+    table = _table(tables, "trust")
+    hints = expiry_table_name(table)
+    async with Storage(mysql_driver(MYSQL_URL, table)) as storage:
+        keys = ["cleared", "deleted", "expired", "later", "rewritten"]
+        await storage.set_many(dict.fromkeys(keys, 1), ttl=_SHORT)
+        deadline = time.time() + _SHORT
+        await storage.set("rewritten", 2)
+        assert await storage.expire("cleared", None)
+        await storage.delete("deleted")
+        # Re-expired later by a write the hint never saw (as a hint lost to a crash would be).
+        _query(
+            shared_mysql,
+            f"UPDATE `{table}` SET `expires_at` = `expires_at` + 60000 WHERE `key` = %s",
+            (b"later",),
+        )
+        (later_expiry,) = _query(
+            shared_mysql, f"SELECT `expires_at` FROM `{table}` WHERE `key` = %s", (b"later",)
+        )[0]
+        await TestClock(manual=False).pass_instant(deadline)
+        # Five due hints, one expired row.
+        assert await storage.purge_expired() == 1
+        assert sorted(_stored(shared_mysql, table)) == ["cleared", "later", "rewritten"]
+        # The hint of the later expiry now holds it; the others are gone.
+        assert _query(shared_mysql, f"SELECT `key`, `expires_at` FROM `{hints}`") == [
+            (b"later", later_expiry)
+        ]
+        assert await storage.purge_expired() == 0
+        assert await storage.get_many(["cleared", "later", "rewritten"]) == [1, 1, 2]
+
+
+@pytest.mark.anyio
+async def test_the_purge_is_bounded_and_counts_the_rows_it_deleted(
+    tables: list[str], shared_mysql: pymysql.connections.Connection
+) -> None:
+    table = _table(tables, "bound")
+    async with Storage(mysql_driver(MYSQL_URL, table)) as storage:
+        await storage.set_many({f"k{n:02}": n for n in range(30)}, ttl=_SHORT)
+        deadline = time.time() + _SHORT
+        # Every other key rewritten without a TTL: its hint is due and deletes nothing.
+        await storage.set_many({f"k{n:02}": n for n in range(0, 30, 2)})
+        await TestClock(manual=False).pass_instant(deadline)
+        # Ten hints examined: about half of them delete a row; never more than ten.
+        first = await storage.purge_expired(limit=10)
+        assert 0 < first < 10
+        rest = await storage.purge_expired()
+        assert first + rest == 15
+        assert len(_stored(shared_mysql, table)) == 15
+        assert _stored(shared_mysql, expiry_table_name(table)) == []
+
+
+@pytest.mark.anyio
+async def test_clear_removes_the_hints_of_its_range(
+    tables: list[str], shared_mysql: pymysql.connections.Connection
+) -> None:
+    table = _table(tables, "clear")
+    async with Storage(mysql_driver(MYSQL_URL, table)) as storage:
+        await storage.set_many({"a:1": 1, "a:2": 2, "b:1": 3}, ttl=60)
+        await storage.clear("a:")
+        assert _stored(shared_mysql, expiry_table_name(table)) == ["b:1"]
+        await storage.clear()
+        assert _stored(shared_mysql, expiry_table_name(table)) == []
+        assert _stored(shared_mysql, table) == []
+
+
+def test_the_hints_table_name_fits_mysqls_limit() -> None:
+    assert expiry_table_name("kv") == "kv_expiry"
+    assert expiry_table_name("a" * 57) == "a" * 57 + "_expiry"
+    long_one, long_two = "a" * 60 + "bcde", "a" * 60 + "bcdf"
+    assert len(expiry_table_name(long_one)) <= 64
+    assert expiry_table_name(long_one) != expiry_table_name(long_two)
+
+
+@pytest.mark.anyio
+async def test_a_table_with_a_64_character_name_gets_its_hints(
+    tables: list[str], shared_mysql: pymysql.connections.Connection
+) -> None:
+    table = _unique("long").ljust(64, "x")
+    tables.append(table)
+    async with Storage(mysql_driver(MYSQL_URL, table)) as storage:
+        await storage.set("k", 1, ttl=60)
+        assert await storage.get("k") == 1
+    assert _stored(shared_mysql, expiry_table_name(table)) == ["k"]

@@ -451,7 +451,7 @@ class Storage:
         backend has transactions the batch is all or nothing; across mounts, each driver's share
         is. ``ttl`` works as in :meth:`set`, with one expiry instant for the whole batch.
         """
-        seconds = self._batch_ttl(ttl)
+        seconds = self._resolved_ttl(ttl)
         pairs = list(items.items() if isinstance(items, Mapping) else items)
         encoded = await _in_steps(self._table.pacer, [value for _, value in pairs], encode_many)
         await self._set_many_encoded(
@@ -465,11 +465,11 @@ class Storage:
         ttl: TTL | DefaultTTL | None = DEFAULT_TTL,
     ) -> None:
         """Store many byte values at once, like :meth:`set_many` without JSON."""
-        seconds = self._batch_ttl(ttl)
+        seconds = self._resolved_ttl(ttl)
         pairs = items.items() if isinstance(items, Mapping) else items
         await self._set_many_encoded([(key, _as_bytes(value)) for key, value in pairs], seconds)
 
-    def _batch_ttl(self, ttl: TTL | DefaultTTL | None) -> float | None:
+    def _resolved_ttl(self, ttl: TTL | DefaultTTL | None) -> float | None:
         if ttl is DEFAULT_TTL:
             return self._ttl
         return None if ttl is None else ttl_seconds(ttl)
@@ -595,8 +595,7 @@ class Storage:
         given its own ``ttl`` (``None``: its writes never expire unless they say so).
         """
         self._ensure_open()
-        default = self._ttl if ttl is DEFAULT_TTL else None if ttl is None else ttl_seconds(ttl)
-        return Storage._view(self._table, self._full_key(base), default)
+        return Storage._view(self._table, self._full_key(base), self._resolved_ttl(ttl))
 
     def mount(self, base: str, driver: Driver) -> None:
         """Serve the keys under ``base:`` from ``driver`` (which the storage now owns).

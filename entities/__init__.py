@@ -25,6 +25,7 @@ from entities.children import ChildRepository
 from entities.containers import ContainerRepository
 from entities.declarations import Children, Entity, Index
 from entities.errors import (
+    EntityError,
     MalformedDocument,
     RecordChanged,
     RecordConflict,
@@ -55,6 +56,7 @@ __all__ = [
     "ContainerRecord",
     "ContainerRepository",
     "Entity",
+    "EntityError",
     "ImageRecord",
     "ImageRepository",
     "Index",

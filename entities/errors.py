@@ -14,7 +14,10 @@ Storage failures keep their own types from :mod:`kvstore.errors` (``BackendError
 
 from __future__ import annotations
 
+from kvstore.errors import PersistenceError
+
 __all__ = [
+    "EntityError",
     "MalformedDocument",
     "RecordChanged",
     "RecordConflict",
@@ -26,7 +29,15 @@ __all__ = [
 ]
 
 
-class ValidationError(ValueError):
+class EntityError(PersistenceError):
+    """Base class of every error the entity layer raises on purpose.
+
+    It descends from :class:`kvstore.errors.PersistenceError`, the root that the storage and
+    queue errors share.
+    """
+
+
+class ValidationError(EntityError, ValueError):
     """A record, document or id is malformed (wrong type, empty id, bad subtype, too long).
 
     Raised before anything is written, so a refused call leaves the stored data unchanged.
@@ -63,12 +74,12 @@ class SchemaVersionError(ValidationError):
         )
 
 
-class RecordNotFound(LookupError):
+class RecordNotFound(EntityError, LookupError):
     """An operation needs a record that does not exist (``update_metadata`` on a missing image,
     ``add_message`` to a missing session)."""
 
 
-class RecordConflict(Exception):
+class RecordConflict(EntityError):
     """A conditional write found its record, or a unique index value, not as it required.
 
     The record was not written. ``key`` names the record's key.

@@ -8,8 +8,11 @@ Start with :func:`create_storage`::
 
 from __future__ import annotations
 
-from kvstore.conditional import ANY_VERSION, Change, Versioned
-from kvstore.driver import BaseDriver, Driver
+from typing import TYPE_CHECKING, Any
+
+# The errors are imported eagerly: they are small, and ``eventqueue`` and ``entities`` descend
+# from them. Everything else loads on first use (PEP 562), so importing ``kvstore.errors`` (or
+# ``kvstore.urls``) from the queue does not pull in the storage layer or importlib.metadata.
 from kvstore.errors import (
     BackendError,
     BackendUnavailable,
@@ -20,13 +23,18 @@ from kvstore.errors import (
     KVStoreError,
     MissingDependency,
     NotSupported,
+    PersistenceError,
     SerializationError,
     StorageClosed,
     UnknownScheme,
 )
-from kvstore.expiry import Meta
-from kvstore.registry import driver_from_url, register_driver
-from kvstore.storage import Storage
+
+if TYPE_CHECKING:
+    from kvstore.conditional import ANY_VERSION, Change, Versioned
+    from kvstore.driver import BaseDriver, Driver
+    from kvstore.expiry import Meta
+    from kvstore.registry import driver_from_url, register_driver
+    from kvstore.storage import Storage
 
 __all__ = [
     "ANY_VERSION",
@@ -43,14 +51,50 @@ __all__ = [
     "Meta",
     "MissingDependency",
     "NotSupported",
+    "PersistenceError",
     "SerializationError",
     "Storage",
     "StorageClosed",
     "UnknownScheme",
     "Versioned",
+    "__version__",
     "create_storage",
+    "driver_from_url",
     "register_driver",
 ]
+
+_LAZY = {
+    "ANY_VERSION": "kvstore.conditional",
+    "Change": "kvstore.conditional",
+    "Versioned": "kvstore.conditional",
+    "BaseDriver": "kvstore.driver",
+    "Driver": "kvstore.driver",
+    "Meta": "kvstore.expiry",
+    "driver_from_url": "kvstore.registry",
+    "register_driver": "kvstore.registry",
+    "Storage": "kvstore.storage",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Load the public names outside :mod:`kvstore.errors` on first use (PEP 562)."""
+    if name == "__version__":
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            found = version("agentx-persistence")
+        except PackageNotFoundError:  # only in a checkout that was never installed
+            found = "0+unknown"
+        globals()["__version__"] = found
+        return found
+    module_name = _LAZY.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'kvstore' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module_name), name)
+    globals()[name] = value
+    return value
 
 
 def create_storage(url_or_driver: str | Driver | None = None) -> Storage:
@@ -61,6 +105,9 @@ def create_storage(url_or_driver: str | Driver | None = None) -> Storage:
     ``postgresql://`` / ``postgres://``, ``mysql://``, or a scheme a third party registered.
     ``None`` gives the default SQLite file, ``~/.agentx/data/agentx.db`` (``AGENTX_DIR`` moves it).
     """
+    from kvstore.registry import driver_from_url
+    from kvstore.storage import Storage
+
     if url_or_driver is None:
         from kvstore.drivers.sqlite import sqlite_driver
 

@@ -1,8 +1,13 @@
-"""The typed errors every part of kvstore raises.
+"""The typed errors every part of kvstore raises, and the root the whole distribution shares.
 
 Callers catch these, never a backend client's own exceptions: a driver translates what its client
 raises into one of them, and says which driver and which server it was talking to (never a
 password).
+
+:class:`PersistenceError` is the one root: every error that ``kvstore``, ``entities`` and
+``eventqueue`` raise on purpose descends from it, so ``except PersistenceError`` catches them all.
+Each also keeps its standard-library base (``ValueError``, ``LookupError``, ``ImportError``,
+``NotImplementedError``) so that existing ``except`` clauses keep working.
 """
 
 from __future__ import annotations
@@ -17,13 +22,18 @@ __all__ = [
     "KVStoreError",
     "MissingDependency",
     "NotSupported",
+    "PersistenceError",
     "SerializationError",
     "StorageClosed",
     "UnknownScheme",
 ]
 
 
-class KVStoreError(Exception):
+class PersistenceError(Exception):
+    """Root of every error that ``kvstore``, ``entities`` and ``eventqueue`` raise on purpose."""
+
+
+class KVStoreError(PersistenceError):
     """Base class of every error kvstore raises on purpose."""
 
 

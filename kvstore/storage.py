@@ -95,6 +95,11 @@ class Storage:
         """The root driver (mounted drivers serve their own bases)."""
         return self._table.root
 
+    @property
+    def closed(self) -> bool:
+        """Whether this storage was closed (a view also reads as closed once its root is)."""
+        return self._closed or self._table.closed
+
     # -- keys -------------------------------------------------------------------------------
 
     def _ensure_open(self) -> None:

@@ -511,3 +511,43 @@ async def test_a_driver_without_conditional_writes_is_named_when_refusing() -> N
             with pytest.raises(NotSupported, match="the plain driver") as caught:
                 await call()
             assert caught.value.driver == "plain"
+
+
+async def test_closed_reports_the_state_of_a_storage_and_its_views() -> None:
+    storage = Storage(memory_driver())
+    view = storage.with_prefix("app")
+    assert not storage.closed
+    assert not view.closed
+    await view.close()
+    assert view.closed
+    assert not storage.closed
+    other = storage.with_prefix("other")
+    await storage.close()
+    assert storage.closed
+    assert other.closed
+
+
+def test_every_error_of_the_three_packages_descends_from_one_root() -> None:
+    import eventqueue
+    import eventqueue.errors
+
+    import entities.errors
+    import kvstore
+    import kvstore.errors
+
+    for module in (kvstore.errors, eventqueue.errors, entities.errors):
+        for name in module.__all__:
+            error = getattr(module, name)
+            assert issubclass(error, kvstore.PersistenceError), name
+    # The standard-library bases stay, so existing except clauses keep working.
+    assert issubclass(eventqueue.ValidationError, ValueError)
+    assert issubclass(entities.errors.RecordNotFound, LookupError)
+    assert issubclass(kvstore.MissingDependency, ImportError)
+
+
+def test_the_package_reports_its_installed_version() -> None:
+    from importlib.metadata import version
+
+    import kvstore
+
+    assert kvstore.__version__ == version("agentx-persistence")

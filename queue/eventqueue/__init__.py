@@ -10,8 +10,9 @@ for several hosts, chosen by URL, with the same API and guarantees::
         last = await queue.get_cursor("connection-1", "session-1")
         missed = await queue.recover("session-1", last)
 
-The package is independent of ``kvstore``. It lives in the repository folder ``queue/``, which
-deliberately has no ``__init__.py`` so that the standard library's ``queue`` is never shadowed.
+It shares ``kvstore``'s URL grammar and error root (:class:`kvstore.errors.PersistenceError`).
+It lives in the repository folder ``queue/``, which deliberately has no ``__init__.py`` so that
+the standard library's ``queue`` is never shadowed.
 """
 
 from __future__ import annotations

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from kvstore.errors import PersistenceError
+
 __all__ = [
     "CorruptEvent",
     "QueueBackendError",
@@ -12,8 +14,12 @@ __all__ = [
 ]
 
 
-class QueueError(Exception):
-    """Base class of every error the event queue raises on purpose."""
+class QueueError(PersistenceError):
+    """Base class of every error the event queue raises on purpose.
+
+    It descends from :class:`kvstore.errors.PersistenceError`, the root that the storage and
+    entity errors share.
+    """
 
 
 class QueueClosed(QueueError):

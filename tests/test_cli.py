@@ -860,3 +860,14 @@ def test_an_unreachable_server_is_one_line_without_the_password(
     captured = capsys.readouterr()
     assert_only_one_error_line(captured.err)
     assert MARK not in captured.out + captured.err
+
+
+def test_migrate_onto_its_own_source_copies_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The same directory spelt twice (scheme case, a trailing slash): the one URL parser says so.
+    source = f"file://{tmp_path}/kv"
+    assert main(["migrate", source, f"FILE://{tmp_path}/kv/"]) == 1
+    err = capsys.readouterr().err
+    assert_only_one_error_line(err)
+    assert "is the source; nothing was copied" in err

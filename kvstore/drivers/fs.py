@@ -91,6 +91,7 @@ from kvstore.drivers._fs_layout import (
 )
 from kvstore.drivers._fs_local import LOCK_NAME, TEMP_DIR, LocalTree
 from kvstore.drivers._fs_remote import FsspecTree
+from kvstore.drivers._translate import ErrorTable, Translator
 from kvstore.errors import (
     BackendError,
     BackendUnavailable,
@@ -166,6 +167,23 @@ _UNAVAILABLE_ERRNOS = frozenset(
 
 def _shown(key: str) -> str:
     return repr(key if len(key) <= 60 else key[:57] + "...")
+
+
+def _unavailable(error: BaseException) -> bool:
+    return isinstance(error, ConnectionError | TimeoutError) or (
+        isinstance(error, OSError) and error.errno in _UNAVAILABLE_ERRNOS
+    )
+
+
+def _error_text(error: BaseException) -> str:
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    # A third-party client's message may quote a URL with its credentials.
+    return redact_url(str(error)) or type(error).__name__
+
+
+# Local files and fsspec's stores: errno values and connection errors mean "cannot reach".
+_ERRORS = ErrorTable(is_unavailable=_unavailable, describe=_error_text)
 
 
 class FSDriver(BaseDriver):
@@ -246,16 +264,9 @@ class FSDriver(BaseDriver):
     # -- plumbing -----------------------------------------------------------------------------
 
     def _failure(self, error: BaseException, doing: str) -> BackendError:
-        unavailable = isinstance(error, ConnectionError | TimeoutError) or (
-            isinstance(error, OSError) and error.errno in _UNAVAILABLE_ERRNOS
+        return Translator(_ERRORS, driver=self.name, where=self.where).error(
+            error, f"{doing} failed"
         )
-        if isinstance(error, OSError) and error.strerror:
-            detail = error.strerror
-        else:
-            # A third-party client's message may quote a URL with its credentials.
-            detail = redact_url(str(error)) or type(error).__name__
-        kind = BackendUnavailable if unavailable else BackendError
-        return kind(f"{doing} failed: {detail}", driver=self.name, where=self.where)
 
     async def _in_thread(self, doing: str, call: Callable[[], T]) -> T:
         try:

@@ -75,6 +75,7 @@ from kvstore.conditional import (
 from kvstore.driver import BaseDriver, conflict
 from kvstore.drivers._extras import missing_extra
 from kvstore.drivers._settings import settle, timeout_seconds, whole_number
+from kvstore.drivers._translate import ErrorTable, Translator
 from kvstore.errors import BackendError, BackendUnavailable, ConfigurationError
 from kvstore.expiry import Clock, Meta, expiry_millis, from_millis, now_millis
 from kvstore.keys import prefix_successor
@@ -145,13 +146,17 @@ DEFAULT_POOL_SIZE = 50
 DEFAULT_CONNECT_TIMEOUT = 5.0
 DEFAULT_OPERATION_TIMEOUT = 10.0
 
-_UNAVAILABLE = (
-    ConnectionFailure,  # AutoReconnect, NetworkTimeout, ServerSelectionTimeoutError, ...
-    ExecutionTimeout,
-    WaitQueueTimeoutError,
-    WTimeoutError,
-    OSError,
-    TimeoutError,
+# PyMongo's errors that mean the server cannot be reached now; its messages may quote the
+# connection string, so the translator is given the password to hide them.
+_ERRORS = ErrorTable(
+    unavailable=(
+        ConnectionFailure,  # AutoReconnect, NetworkTimeout, ServerSelectionTimeoutError, ...
+        ExecutionTimeout,
+        WaitQueueTimeoutError,
+        WTimeoutError,
+        OSError,
+        TimeoutError,
+    )
 )
 _NAME_FORBIDDEN = frozenset('/\\. "$*<>:|?\x00')
 _SCHEMES = ("mongodb", "mongodb+srv")
@@ -272,7 +277,9 @@ class MongoDBDriver(BaseDriver):
         self.collection_name = collection_name
         self.where = f"{parsed.where_hosts() or 'localhost'}/{database_name}"
         self._redacted = parsed.redacted()
-        self._password = parsed.password or ""
+        self._errors = Translator(
+            _ERRORS, driver=self.name, where=self.where, secret=parsed.password or ""
+        )
         self._connection_string = _rebuild(parsed, native)
         where = "mongodb"
         pool = whole_number(
@@ -456,15 +463,10 @@ class MongoDBDriver(BaseDriver):
         )
 
     def _scrub(self, error: BaseException) -> str:
-        text = f"{type(error).__name__}: {error}"
-        if self._password and self._password in text:
-            # Structural: never try to cut a password out of someone else's message.
-            return f"{type(error).__name__} (details hidden: they held the password)"
-        return text
+        return self._errors.text(error)
 
     def _translate(self, error: BaseException) -> BackendError:
-        kind = BackendUnavailable if isinstance(error, _UNAVAILABLE) else BackendError
-        return kind(self._scrub(error), driver=self.name, where=self.where)
+        return self._errors.error(error)
 
     async def _chunk_collection(self) -> AsyncCollection[dict[str, Any]]:
         """The chunk collection, with its index on ``k`` made once per driver (needed rarely)."""

@@ -101,6 +101,7 @@ from kvstore.driver import BaseDriver, conflict
 from kvstore.drivers._extras import missing_extra
 from kvstore.drivers._pool import peer_closed
 from kvstore.drivers._settings import settle, timeout_seconds, whole_number
+from kvstore.drivers._translate import ErrorTable, Translator
 from kvstore.errors import BackendError, BackendUnavailable, ConfigurationError
 from kvstore.expiry import Meta, from_millis, ttl_millis
 from kvstore.keys import prefix_successor
@@ -387,8 +388,10 @@ class MySQLDriver(BaseDriver):
             where=where,
         )
         self._params = params
-        self._password: str = params.get("password", "")
         self.where = _where(parsed, params)
+        self._errors = Translator(
+            _ERRORS, driver=self.name, where=self.where, secret=params.get("password", "")
+        )
         self._redacted = parsed.redacted()
         self._params.update(charset="utf8mb4", autocommit=True, init_command=_SESSION_INIT)
         self._pool = _Pool(self._new_connection)
@@ -497,11 +500,7 @@ class MySQLDriver(BaseDriver):
         return connection
 
     def _translate(self, error: BaseException) -> BackendError:
-        text = f"{type(error).__name__}: {error}"
-        if self._password and self._password in text:
-            # Structural: never try to cut a password out of someone else's message.
-            text = f"{type(error).__name__} (details hidden: they held the password)"
-        return _kind_of(error)(text, driver=self.name, where=self.where)
+        return self._errors.error(error)
 
     def _call(
         self, work: Callable[[Connection], _T], deadline: float, replayable: bool = True
@@ -1309,6 +1308,11 @@ def _kind_of(error: BaseException) -> type[BackendError]:
     if isinstance(error, pymysql.err.InterfaceError):  # the connection is already closed
         return BackendUnavailable
     return BackendError
+
+
+# PyMySQL's messages may quote the password (an access-denied reply names the user only, but
+# nothing promises it): the translator hides any message that holds it.
+_ERRORS = ErrorTable(is_unavailable=lambda error: _kind_of(error) is BackendUnavailable)
 
 
 def _connection_broken(error: BaseException, connection: Connection) -> bool:

@@ -67,6 +67,7 @@ from kvstore.drivers._extras import missing_extra
 from kvstore.drivers._libpq import read_connection_string
 from kvstore.drivers._pool import Pool, peer_closed
 from kvstore.drivers._settings import settle, timeout_seconds, whole_number
+from kvstore.drivers._translate import ErrorTable, Translator, described
 from kvstore.errors import BackendError, BackendUnavailable, ConfigurationError
 from kvstore.expiry import Meta, from_millis, ttl_millis
 from kvstore.keys import prefix_successor
@@ -142,6 +143,12 @@ _MAX_IDENTIFIER = 63
 
 # What psycopg and the socket can raise; _translate turns each into a kvstore error.
 _FAILURES = (psycopg.Error, OSError, TimeoutError)
+# libpq's and the server's messages name the host and the cause; the connection string was
+# checked before any connection, so none of them quotes it.
+_ERRORS = ErrorTable(
+    unavailable=(psycopg.OperationalError, OSError, TimeoutError),
+    describe=lambda error: described(error).strip(),
+)
 
 # The driver's own options, in a URL or key=value string beside libpq's. connect_timeout is
 # also libpq's name: one setting, in seconds (libpq itself counts whole seconds, at least 2).
@@ -229,6 +236,7 @@ class PostgreSQLDriver(BaseDriver):
     ) -> None:
         settings = read_connection_string(connection_string, _OPTIONS, where=self.name)
         self.where = settings.where
+        self._errors = Translator(_ERRORS, driver=self.name, where=self.where)
         where = f"postgresql at {self.where}"
         options = settings.options
 
@@ -492,12 +500,7 @@ class PostgreSQLDriver(BaseDriver):
         return connection
 
     def _translate(self, error: BaseException) -> BackendError:
-        # libpq's and the server's messages name the host and the cause; the connection string
-        # was checked before any connection, so none of them quotes it.
-        text = f"{type(error).__name__}: {error}".strip()
-        unreachable = isinstance(error, psycopg.OperationalError | OSError | TimeoutError)
-        kind = BackendUnavailable if unreachable else BackendError
-        return kind(text, driver=self.name, where=self.where)
+        return self._errors.error(error)
 
     async def _run(
         self, work: Callable[[Connection], Awaitable[_T]], *, replayable: bool = True

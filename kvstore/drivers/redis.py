@@ -92,9 +92,9 @@ from kvstore.conditional import LEGACY_VERSION, Action, AnyVersion, Change, Vers
 from kvstore.driver import BaseDriver, conflict
 from kvstore.drivers._extras import missing_extra
 from kvstore.drivers._settings import settle, timeout_seconds, whole_number
+from kvstore.drivers._translate import ErrorTable, Translator, described
 from kvstore.errors import (
     BackendError,
-    BackendUnavailable,
     ConfigurationError,
     Conflict,
     InvalidKey,
@@ -157,6 +157,7 @@ class _LostReply(RedisError):
 
 # Everything a redis-py call can raise; _translate turns each into a kvstore error.
 _FAILURES = (RedisError, OSError, TimeoutError)
+# Those that mean the server cannot be reached now (or the outcome is unknown).
 _UNREACHABLE = (
     RedisConnectionError, RedisTimeoutError, _SilentServer, _LostReply, OSError, TimeoutError
 )
@@ -633,6 +634,11 @@ class RedisDriver(BaseDriver):
         # both paths are exact.
         self._timed = False
         self._client: aioredis.Redis | None = None
+        self._errors = Translator(
+            ErrorTable(unavailable=_UNREACHABLE, describe=self._describe),
+            driver=self.name,
+            where=self.where,
+        )
         # redis-py's BlockingConnectionPool waits for a free connection but costs ~10 µs per
         # command; a semaphore in front of the plain pool bounds connections just as well and
         # costs nothing while a connection is free.
@@ -746,18 +752,19 @@ class RedisDriver(BaseDriver):
             raise self._translate(error) from None
 
     def _translate(self, error: BaseException) -> BackendError:
+        failure = self._errors.error(error)
+        _log.debug("%s", failure)
+        return failure
+
+    def _describe(self, error: BaseException) -> str:
         if type(error) is TimeoutError:
             # Our own deadline (asyncio.timeout), which carries no message of its own.
-            text = (
+            return (
                 f"no answer (or no free connection) within "
                 f"operation_timeout={self._operation_timeout:g}s"
             )
-        else:
-            # redis-py's messages name the host and the cause, never the password.
-            text = f"{type(error).__name__}: {error}"
-        kind = BackendUnavailable if isinstance(error, _UNREACHABLE) else BackendError
-        _log.debug("redis at %s: %s", self.where, text)
-        return kind(text, driver=self.name, where=self.where)
+        # redis-py's messages name the host and the cause, never the password.
+        return described(error)
 
     def _script(self, client: aioredis.Redis, sha: bytes, *args: Any) -> Awaitable[Any]:
         """Run a script by its digest; :meth:`_call` loads the scripts if the server lacks one.

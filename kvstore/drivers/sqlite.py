@@ -70,6 +70,7 @@ import anyio
 
 from kvstore.conditional import ANY_VERSION, LEGACY_VERSION, Action, Change, Versioned, new_version
 from kvstore.driver import BaseDriver, conflict
+from kvstore.drivers._translate import ErrorTable, Translator
 from kvstore.errors import BackendError, BackendUnavailable, ConfigurationError, InvalidKey
 from kvstore.expiry import Clock, Meta, expiry_millis, from_millis, now_millis
 from kvstore.keys import all_valid_keys, prefix_successor, validate_key
@@ -202,6 +203,24 @@ def _is_busy(error: sqlite3.Error) -> bool:
     return "database is locked" in text or "database table is locked" in text
 
 
+def _error_text(error: BaseException) -> str:
+    if str(error).startswith(_NOT_UTF8):
+        # sqlite3's message quotes the cell, which may be a secret: say only what it was.
+        return (
+            "a cell holds TEXT that is not valid UTF-8; this driver writes only BLOB values and "
+            "UTF-8 keys"
+        )
+    return str(error)
+
+
+# SQLite's own messages quote no secret (a path at most, which errors name anyway).
+_ERRORS = ErrorTable(
+    is_unavailable=lambda error: isinstance(error, sqlite3.Error)
+    and _primary_code(error) in _UNAVAILABLE_CODES,
+    describe=_error_text,
+)
+
+
 def _fetch_all(conn: sqlite3.Connection, *, sql: str, params: tuple[object, ...]) -> list[Any]:
     return conn.execute(sql, params).fetchall()
 
@@ -278,6 +297,7 @@ class SQLiteDriver(BaseDriver):
         self.table: str = _check_table(table)
         self.busy_timeout: float = _check_busy_timeout(busy_timeout)
         self.synchronous: str = _check_synchronous(synchronous)
+        self._errors = Translator(_ERRORS, driver=self.name, where=self.path)
         # The connection, once open. ``_conn`` is the same connection while any task may use it
         # at once, and None while it is not open yet, closed, or held by a transaction that
         # yields part way: the hot path tests that one attribute.
@@ -534,16 +554,7 @@ class SQLiteDriver(BaseDriver):
         )
 
     def _translate(self, error: sqlite3.Error, doing: str) -> BackendError:
-        if str(error).startswith(_NOT_UTF8):
-            # sqlite3's message quotes the cell, which may be a secret: say only what it was.
-            return BackendError(
-                f"{doing}: a cell holds TEXT that is not valid UTF-8; this driver writes only "
-                "BLOB values and UTF-8 keys",
-                driver=self.name,
-                where=self.path,
-            )
-        kind = BackendUnavailable if _primary_code(error) in _UNAVAILABLE_CODES else BackendError
-        return kind(f"{doing}: {error}", driver=self.name, where=self.path)
+        return self._errors.error(error, doing)
 
     def _foreign_value(self, key: str, value: object) -> BackendError:
         return BackendError(

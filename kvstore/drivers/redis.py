@@ -85,7 +85,7 @@ import hashlib
 import inspect
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence, Sized
 from typing import Any, TypeVar, cast
 
 from kvstore.conditional import LEGACY_VERSION, Action, AnyVersion, Change, Versioned, new_version
@@ -766,6 +766,13 @@ class RedisDriver(BaseDriver):
         # redis-py's messages name the host and the cause, never the password.
         return described(error)
 
+    def _run(self, sha: bytes, *args: Any) -> Awaitable[Any]:
+        """Run the script ``sha`` with ``args`` through :meth:`_call`: deadline, errors, loading.
+
+        Not a coroutine itself: no frame more on the awaited path.
+        """
+        return self._call(lambda client: self._script(client, sha, *args))
+
     def _script(self, client: aioredis.Redis, sha: bytes, *args: Any) -> Awaitable[Any]:
         """Run a script by its digest; :meth:`_call` loads the scripts if the server lacks one.
 
@@ -801,30 +808,33 @@ class RedisDriver(BaseDriver):
             return None
         return replies
 
+    def _nothing_in(self, batch: Sized) -> bool:
+        """Whether ``batch`` is empty: then the call does nothing but check the driver is open."""
+        if batch:
+            return False
+        self.ensure_open()
+        return True
+
     # -- primitives -------------------------------------------------------------------------
 
     async def get(self, key: str) -> bytes | None:
         """Return the value stored under ``key``, or ``None`` if absent or expired."""
-        return cast(
-            "bytes | None", await self._call(lambda client: self._script(client, _GET_SHA, key))
-        )
+        return cast("bytes | None", await self._run(_GET_SHA, key))
 
     async def set(self, key: str, value: bytes) -> None:
         """Store ``value`` under ``key``: value, index entry and a new version in one script."""
         version = str(new_version())
-        await self._call(lambda client: self._script(client, _SET_SHA, key, value, version))
+        await self._run(_SET_SHA, key, value, version)
 
     async def delete(self, key: str) -> None:
         """Remove ``key``, its index entry and its version in one atomic script call."""
-        await self._call(lambda client: self._script(client, _DELETE_SHA, key))
+        await self._run(_DELETE_SHA, key)
 
     # -- conditional writes -------------------------------------------------------------------
 
     async def get_versioned(self, key: str) -> Versioned[bytes] | None:
         """Return the value of ``key`` and its version, read at one instant by one script call."""
-        value, version = await self._call(
-            lambda client: self._script(client, _GET_VERSIONED_SHA, key)
-        )
+        value, version = await self._run(_GET_VERSIONED_SHA, key)
         if value is None:
             return None
         return Versioned(value, LEGACY_VERSION if version is None else int(version))
@@ -836,8 +846,7 @@ class RedisDriver(BaseDriver):
         written. :class:`BackendUnavailable` when the outcome is unknown (a lost reply, see the
         module docstring).
         """
-        if not changes:
-            self.ensure_open()
+        if self._nothing_in(changes):
             return []
         args: list[str | bytes] = []
         versions: list[int | None] = []
@@ -881,7 +890,7 @@ class RedisDriver(BaseDriver):
         """Run a conditional script; return its reply and whether redis-py sent it twice."""
         token = _RETRIED.set(False)
         try:
-            reply = await self._call(lambda client: self._script(client, sha, *args))
+            reply = await self._run(sha, *args)
             return reply, _RETRIED.get()
         finally:
             _RETRIED.reset(token)
@@ -963,8 +972,7 @@ class RedisDriver(BaseDriver):
 
         One MULTI of HMGETs on a base without expiries, else one script call.
         """
-        if not keys:
-            self.ensure_open()
+        if self._nothing_in(keys):
             return []
 
         def queue(pipe: Any) -> None:
@@ -988,21 +996,19 @@ class RedisDriver(BaseDriver):
 
     async def _write_many(self, items: Sequence[tuple[str, bytes]], ttl: str, purge: int) -> None:
         """Run the batch write script: ``ttl`` in ms or ``_NO_TTL``, ``purge`` expired first."""
-        if not items:
-            self.ensure_open()
+        if self._nothing_in(items):
             return
         # HSET with a repeated field keeps the last value, so pairs need no de-duplication.
         flat: list[str | bytes | int] = [ttl, purge]
         flat.extend(part for pair in items for part in pair)
         flat.extend(str(new_version()) for _ in items)
-        await self._call(lambda client: self._script(client, _SET_MANY_SHA, *flat))
+        await self._run(_SET_MANY_SHA, *flat)
 
     async def delete_many(self, keys: Sequence[str]) -> None:
         """Remove every key in ``keys``, all or nothing in one script call."""
-        if not keys:
-            self.ensure_open()
+        if self._nothing_in(keys):
             return
-        await self._call(lambda client: self._script(client, _DELETE_SHA, *keys))
+        await self._run(_DELETE_SHA, *keys)
 
     async def clear(self, prefix: str = "") -> None:
         """Remove every key starting with ``prefix``; ``""`` unlinks the base's five Redis keys."""
@@ -1014,9 +1020,7 @@ class RedisDriver(BaseDriver):
         # Page by page, each page atomic and under its own deadline, so a huge prefix never
         # blocks the server, or this call's deadline, for long.
         while True:
-            removed = await self._call(
-                lambda client: self._script(client, _CLEAR_SHA, low, high, SCAN_PAGE)
-            )
+            removed = await self._run(_CLEAR_SHA, low, high, SCAN_PAGE)
             if int(removed) < SCAN_PAGE:
                 return
 
@@ -1034,14 +1038,12 @@ class RedisDriver(BaseDriver):
         """Set (or with ``None`` clear) a live key's expiry, from the server's clock; one script."""
         wanted = _NO_TTL if ttl is None else str(ttl_millis(ttl))
         purge = self._purge_due()
-        found = await self._call(
-            lambda client: self._script(client, _EXPIRE_SHA, key, wanted, purge)
-        )
+        found = await self._run(_EXPIRE_SHA, key, wanted, purge)
         return bool(found)
 
     async def get_meta(self, key: str) -> Meta | None:
         """Size, write time, expiry and version of a live key, read by one script call."""
-        found = await self._call(lambda client: self._script(client, _GET_META_SHA, key))
+        found = await self._run(_GET_META_SHA, key)
         if found is None:
             return None
         size, written, expires, version = found
@@ -1060,11 +1062,7 @@ class RedisDriver(BaseDriver):
         removed = 0
         while removed < limit:
             step = min(PURGE_STEP, limit - removed)
-
-            def purge(client: aioredis.Redis, step: int = step) -> Awaitable[Any]:
-                return self._script(client, _PURGE_SHA, step)
-
-            count = int(await self._call(purge))
+            count = int(await self._run(_PURGE_SHA, step))
             removed += count
             if count < step:
                 break

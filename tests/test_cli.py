@@ -27,7 +27,7 @@ from kvstore.cli import main
 from kvstore.cli.admin import backup_name
 from kvstore.cli.records import Record, RecordError, encode_record, parse_record
 from kvstore.drivers.memory import MemoryDriver
-from kvstore.drivers.sqlite import SQLiteDriver
+from kvstore.drivers.sqlite import sqlite_driver
 from kvstore.keys import validate_key
 from kvstore.serialization import encode
 from kvstore.testing import strategies
@@ -81,7 +81,7 @@ def run(function: Callable[[], Awaitable[_T]]) -> _T:
 
 
 def open_sqlite(path: Path) -> Storage:
-    return Storage(SQLiteDriver(path))
+    return Storage(sqlite_driver(path))
 
 
 def seed(path: Path, items: Sequence[tuple[str, bytes]]) -> None:

@@ -69,6 +69,7 @@ import random
 import re
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from dataclasses import dataclass
 from functools import partial
 from time import monotonic
 from typing import Any, Final, Protocol, TypeVar
@@ -186,10 +187,23 @@ def _error_text(error: BaseException) -> str:
 _ERRORS = ErrorTable(is_unavailable=_unavailable, describe=_error_text)
 
 
+@dataclass(frozen=True, slots=True)
+class _Arguments:
+    """The arguments of :func:`fs_driver`, handed to :class:`FSDriver` as one value."""
+
+    base: str
+    fs: AbstractFileSystem | None
+    fsync: bool
+    lock_timeout: float
+    clock: Clock
+    fsspec_options: dict[str, Any]
+
+
 class FSDriver(BaseDriver):
     """Stores each key as a file under a base directory; see the module docstring for the layout.
 
-    Construct it with :func:`fs_driver` or :func:`from_url`. The constructor does no I/O: the
+    Build it with :func:`fs_driver` or a URL; the class is for annotations and ``isinstance``.
+    Building does no I/O: the
     base directory is created on first use (or by :meth:`open`). ``conditional_writes`` is True
     on a local directory and False on a remote fsspec store (see the module docstring).
     """
@@ -201,16 +215,9 @@ class FSDriver(BaseDriver):
     where: str
     """Where the files live, as errors name it: the local path or the (redacted) URL."""
 
-    def __init__(
-        self,
-        base: str = "./data",
-        *,
-        fs: AbstractFileSystem | None = None,
-        fsync: bool = False,
-        lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
-        clock: Clock = time.time,
-        **fsspec_options: Any,
-    ) -> None:
+    def __init__(self, arguments: _Arguments) -> None:
+        base, fs, fsync, clock = arguments.base, arguments.fs, arguments.fsync, arguments.clock
+        lock_timeout, fsspec_options = arguments.lock_timeout, arguments.fsspec_options
         if isinstance(lock_timeout, bool) or not isinstance(lock_timeout, int | float) or not (
             0 < lock_timeout < float("inf")
         ):
@@ -778,9 +785,7 @@ def fs_driver(
     in seconds, how long a local write waits for the writers' lock (see the module docstring).
     ``clock`` (POSIX seconds now) decides expiry instants and write times on local disk.
     """
-    return FSDriver(
-        base, fs=fs, fsync=fsync, lock_timeout=lock_timeout, clock=clock, **fsspec_options
-    )
+    return FSDriver(_Arguments(base, fs, fsync, lock_timeout, clock, fsspec_options))
 
 
 # fsspec protocols served from this process or this machine: a user, password or (for local
@@ -821,7 +826,7 @@ def from_url(url: str) -> FSDriver:
         if not parsed.path:
             raise ConfigurationError(f"{redact_url(url)!r} names no directory")
         options = take_options(parsed.options, _LOCAL_OPTIONS, where=f"{protocol}://")
-        return FSDriver(
+        return fs_driver(
             "/" + parsed.path,
             fsync=options.get("fsync", False),
             lock_timeout=options.get("lock_timeout", DEFAULT_LOCK_TIMEOUT),
@@ -838,4 +843,4 @@ def from_url(url: str) -> FSDriver:
             "(known options: fsync and lock_timeout, for file:// URLs only); pass fsspec "
             "options to fs_driver()"
         )
-    return FSDriver(f"{protocol}://{rest}")
+    return fs_driver(f"{protocol}://{rest}")

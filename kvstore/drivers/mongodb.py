@@ -59,6 +59,7 @@ import math
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -187,22 +188,26 @@ _PYMONGO_OPTIONS = frozenset(
 )
 
 
+@dataclass(frozen=True, slots=True)
+class _Arguments:
+    """The arguments of :func:`mongodb_driver`, handed to :class:`MongoDBDriver` as one value."""
+
+    connection_string: str
+    database_name: str
+    collection_name: str
+    pool_size: int | None
+    connect_timeout: float | None
+    operation_timeout: float | None
+    server_selection_timeout: float | None
+    max_pool_size: int | None
+    client_options: dict[str, Any]
+
+
 class MongoDBDriver(BaseDriver):
     """Stores keys as documents of one collection; see the module docstring for the layout.
 
-    ``connection_string`` is a ``mongodb://`` or ``mongodb+srv://`` URL with any of PyMongo's
-    URI options (``replicaSet``, ``authSource``, ``maxPoolSize``, ``tls``, ...) and kvstore's
-    ``pool_size``, ``connect_timeout`` and ``operation_timeout``; an unknown or malformed option
-    is a :class:`ConfigurationError`. ``pool_size`` (PyMongo: ``maxPoolSize``, default 50)
-    bounds the connections and the operations running at once. ``connect_timeout`` (seconds,
-    default 5; PyMongo: ``connectTimeoutMS``) bounds each connection attempt and, unless
-    ``serverSelectionTimeoutMS`` says otherwise, the wait for a reachable server, so an
-    unreachable server raises :class:`BackendUnavailable` within about that long.
-    ``operation_timeout`` (seconds, default 10; PyMongo: ``socketTimeoutMS`` or ``timeoutMS``)
-    bounds every operation, waiting for a free slot included; past it the operation raises
-    :class:`BackendUnavailable`. A setting given in several places with different values is a
-    :class:`ConfigurationError`. Other keyword arguments go to ``AsyncMongoClient``.
-    ``server_selection_timeout`` and ``max_pool_size`` are older names kept working. Writes
+    Build it with :func:`mongodb_driver` (or a ``mongodb://`` URL); the class is for
+    annotations and ``isinstance``. Writes
     are acknowledged once the server has journaled them (``journal=true``), so an acknowledged
     write survives the server being killed; ``journal=false`` (or ``w=0``) in the URL trades
     that for speed. Other server errors raise :class:`BackendError`. No error or ``repr`` shows
@@ -252,19 +257,13 @@ class MongoDBDriver(BaseDriver):
     conditional_writes = True
     expiry = True
 
-    def __init__(
-        self,
-        connection_string: str = "mongodb://localhost:27017",
-        database_name: str = "agentx",
-        collection_name: str = "storage",
-        *,
-        pool_size: int | None = None,
-        connect_timeout: float | None = None,
-        operation_timeout: float | None = None,
-        server_selection_timeout: float | None = None,
-        max_pool_size: int | None = None,
-        **client_options: Any,
-    ) -> None:
+    def __init__(self, arguments: _Arguments) -> None:
+        connection_string, database_name = arguments.connection_string, arguments.database_name
+        collection_name, pool_size = arguments.collection_name, arguments.pool_size
+        connect_timeout, operation_timeout = arguments.connect_timeout, arguments.operation_timeout
+        server_selection_timeout = arguments.server_selection_timeout
+        max_pool_size = arguments.max_pool_size
+        client_options = dict(arguments.client_options)
         parsed, ours, native = _parse_connection_string(connection_string)
         _check_name("database", database_name, 63)
         _check_name("collection", collection_name, 200)
@@ -1364,18 +1363,32 @@ def mongodb_driver(
 ) -> MongoDBDriver:
     """Return a MongoDB driver on ``database_name.collection_name``; no I/O until first use.
 
-    The settings are :class:`MongoDBDriver`'s.
+    ``connection_string`` is a ``mongodb://`` or ``mongodb+srv://`` URL with any of PyMongo's
+    URI options (``replicaSet``, ``authSource``, ``maxPoolSize``, ``tls``, ...) and kvstore's
+    ``pool_size``, ``connect_timeout`` and ``operation_timeout``; an unknown or malformed option
+    is a :class:`ConfigurationError`. ``pool_size`` (PyMongo: ``maxPoolSize``, default 50)
+    bounds the connections and the operations running at once. ``connect_timeout`` (seconds,
+    default 5; PyMongo: ``connectTimeoutMS``) bounds each connection attempt and, unless
+    ``serverSelectionTimeoutMS`` says otherwise, the wait for a reachable server, so an
+    unreachable server raises :class:`BackendUnavailable` within about that long.
+    ``operation_timeout`` (seconds, default 10; PyMongo: ``socketTimeoutMS`` or ``timeoutMS``)
+    bounds every operation, waiting for a free slot included; past it the operation raises
+    :class:`BackendUnavailable`. A setting given in several places with different values is a
+    :class:`ConfigurationError`. Other keyword arguments go to ``AsyncMongoClient``.
+    ``server_selection_timeout`` and ``max_pool_size`` are older names kept working.
     """
     return MongoDBDriver(
-        connection_string,
-        database_name,
-        collection_name,
-        pool_size=pool_size,
-        connect_timeout=connect_timeout,
-        operation_timeout=operation_timeout,
-        server_selection_timeout=server_selection_timeout,
-        max_pool_size=max_pool_size,
-        **client_options,
+        _Arguments(
+            connection_string=connection_string,
+            database_name=database_name,
+            collection_name=collection_name,
+            pool_size=pool_size,
+            connect_timeout=connect_timeout,
+            operation_timeout=operation_timeout,
+            server_selection_timeout=server_selection_timeout,
+            max_pool_size=max_pool_size,
+            client_options=client_options,
+        )
     )
 
 

@@ -59,6 +59,7 @@ import re
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 from kvstore.conditional import Action, Change, Versioned, new_version
@@ -207,12 +208,24 @@ class _Stale(psycopg.OperationalError):
     """A pooled connection found closed by the server before anything was sent on it."""
 
 
+@dataclass(frozen=True, slots=True)
+class _Arguments:
+    """The arguments of :func:`postgresql_driver`, handed to the class as one value."""
+
+    connection_string: str
+    table: str | None
+    pool_size: int | None
+    max_size: int | None
+    connect_timeout: float | None
+    operation_timeout: float | None
+
+
 class PostgreSQLDriver(BaseDriver):
     """Stores keys in one PostgreSQL table, created on first use if it is missing.
 
-    Built from a connection string and keyword arguments as :func:`postgresql_driver`
-    describes. An operation that cannot reach the server, or gets no answer within
-    ``operation_timeout``, raises :class:`BackendUnavailable`; other server errors
+    Build it with :func:`postgresql_driver` (or a ``postgresql://`` URL); the class is for
+    annotations and ``isinstance``. An operation that cannot reach the server, or gets no answer
+    within ``operation_timeout``, raises :class:`BackendUnavailable`; other server errors
     :class:`BackendError`; each names the driver and ``host:port/dbname``, never a password.
     After an outage the same driver works again: dead connections are dropped, and an
     operation that met one is retried once on a fresh connection.
@@ -224,16 +237,10 @@ class PostgreSQLDriver(BaseDriver):
     conditional_writes = True
     expiry = True
 
-    def __init__(
-        self,
-        connection_string: str = "postgresql://localhost/postgres",
-        table: str | None = None,
-        *,
-        pool_size: int | None = None,
-        max_size: int | None = None,
-        connect_timeout: float | None = None,
-        operation_timeout: float | None = None,
-    ) -> None:
+    def __init__(self, arguments: _Arguments) -> None:
+        connection_string, table = arguments.connection_string, arguments.table
+        pool_size, max_size = arguments.pool_size, arguments.max_size
+        connect_timeout, operation_timeout = arguments.connect_timeout, arguments.operation_timeout
         settings = read_connection_string(connection_string, _OPTIONS, where=self.name)
         self.where = settings.where
         self._errors = Translator(_ERRORS, driver=self.name, where=self.where)
@@ -954,16 +961,18 @@ def postgresql_driver(
     its wait for a free connection included.
     """
     return PostgreSQLDriver(
-        connection_string,
-        table,
-        pool_size=pool_size,
-        max_size=max_size,
-        connect_timeout=connect_timeout,
-        operation_timeout=operation_timeout,
+        _Arguments(
+            connection_string=connection_string,
+            table=table,
+            pool_size=pool_size,
+            max_size=max_size,
+            connect_timeout=connect_timeout,
+            operation_timeout=operation_timeout,
+        )
     )
 
 
 def from_url(url: str) -> PostgreSQLDriver:
     """Build a driver from a ``postgresql://`` or ``postgres://`` URL; see
     :func:`postgresql_driver`."""
-    return PostgreSQLDriver(url)
+    return postgresql_driver(url)

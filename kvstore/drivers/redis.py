@@ -86,6 +86,7 @@ import inspect
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence, Sized
+from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 from kvstore.conditional import LEGACY_VERSION, Action, AnyVersion, Change, Versioned, new_version
@@ -527,10 +528,25 @@ _NO_TTL = ""
 _CHANGE_CODES = {Action.WRITE: "w", Action.DELETE: "d", Action.CHECK: "c"}
 
 
+@dataclass(frozen=True, slots=True)
+class _Arguments:
+    """The arguments of :func:`redis_driver`, handed to :class:`RedisDriver` as one value."""
+
+    url: str
+    base: str | None
+    pool_size: int | None
+    connect_timeout: float | None
+    operation_timeout: float | None
+    retries: int | None
+    client_name: str | None
+    redis_options: dict[str, Any]
+
+
 class RedisDriver(BaseDriver):
     """Stores keys under one ``base`` of a Redis database; see the module docstring for the layout.
 
-    Built from a URL and keyword arguments as :func:`redis_driver` describes. Unreachable
+    Build it with :func:`redis_driver` (or a ``redis://`` URL); the class is for annotations and
+    ``isinstance``. Unreachable
     servers and timeouts raise :class:`BackendUnavailable`; other server errors
     :class:`BackendError`; each names the driver and ``host:port/db``, never a password.
     """
@@ -541,18 +557,11 @@ class RedisDriver(BaseDriver):
     conditional_writes = True
     expiry = True
 
-    def __init__(
-        self,
-        url: str = "redis://localhost:6379",
-        base: str | None = None,
-        *,
-        pool_size: int | None = None,
-        connect_timeout: float | None = None,
-        operation_timeout: float | None = None,
-        retries: int | None = None,
-        client_name: str | None = None,
-        **redis_options: Any,
-    ) -> None:
+    def __init__(self, arguments: _Arguments) -> None:
+        url, base, pool_size = arguments.url, arguments.base, arguments.pool_size
+        connect_timeout, operation_timeout = arguments.connect_timeout, arguments.operation_timeout
+        retries, client_name = arguments.retries, arguments.client_name
+        redis_options = dict(arguments.redis_options)
         parsed = parse_url(url, schemes=SCHEMES, default_port=DEFAULT_PORT)
         tls = parsed.scheme == "rediss"
         options = take_options(
@@ -1181,7 +1190,7 @@ def redis_driver(
     pool_size: int | None = None,
     connect_timeout: float | None = None,
     operation_timeout: float | None = None,
-    retries: int = 1,
+    retries: int | None = None,
     client_name: str | None = None,
     **redis_options: Any,
 ) -> RedisDriver:
@@ -1195,22 +1204,25 @@ def redis_driver(
     (default 50; redis-py's ``max_connections`` is the same setting) connections are open.
     ``connect_timeout`` (default 5 s; ``socket_connect_timeout``) bounds each connection
     attempt, ``operation_timeout`` (default 10 s; ``socket_timeout``) each whole operation,
-    including the wait for a free connection and ``retries`` retries on a fresh connection.
+    including the wait for a free connection and ``retries`` (default 1) retries on a fresh
+    connection.
     Other keyword arguments go to redis-py's connection (``ssl_ca_certs``, ...); a name it
     does not know raises :class:`ConfigurationError`.
     """
     return RedisDriver(
-        url,
-        base,
-        pool_size=pool_size,
-        connect_timeout=connect_timeout,
-        operation_timeout=operation_timeout,
-        retries=retries,
-        client_name=client_name,
-        **redis_options,
+        _Arguments(
+            url=url,
+            base=base,
+            pool_size=pool_size,
+            connect_timeout=connect_timeout,
+            operation_timeout=operation_timeout,
+            retries=retries,
+            client_name=client_name,
+            redis_options=redis_options,
+        )
     )
 
 
 def from_url(url: str) -> RedisDriver:
     """Build a driver from a ``redis://`` or ``rediss://`` URL; see :func:`redis_driver`."""
-    return RedisDriver(url)
+    return redis_driver(url)

@@ -61,6 +61,7 @@ import re
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from time import monotonic
@@ -261,8 +262,22 @@ def _describe_foreign(value: object) -> str:
     return f"a {kinds.get(type(value), type(value).__name__)} value"
 
 
+@dataclass(frozen=True, slots=True)
+class _Arguments:
+    """The arguments of :func:`sqlite_driver`, handed to :class:`SQLiteDriver` as one value."""
+
+    path: str | os.PathLike[str]
+    table: str
+    busy_timeout: float
+    synchronous: str
+    clock: Clock
+
+
 class SQLiteDriver(BaseDriver):
     """Stores each key as one row of a ``WITHOUT ROWID`` table in a SQLite database.
+
+    Build it with :func:`sqlite_driver` (or a ``sqlite://`` URL); the class is for annotations
+    and ``isinstance``.
 
     Keys compare with SQLite's BINARY collation, that is byte by byte in UTF-8, which is code
     point order, so range scans agree with Python's ``sorted``. Batches (``set_many``,
@@ -277,15 +292,9 @@ class SQLiteDriver(BaseDriver):
     conditional_writes = True
     expiry = True
 
-    def __init__(
-        self,
-        path: str | os.PathLike[str],
-        *,
-        table: str = DEFAULT_TABLE,
-        busy_timeout: float = 30.0,
-        synchronous: str = "NORMAL",
-        clock: Clock = time.time,
-    ) -> None:
+    def __init__(self, arguments: _Arguments) -> None:
+        path, table, clock = arguments.path, arguments.table, arguments.clock
+        busy_timeout, synchronous = arguments.busy_timeout, arguments.synchronous
         raw = os.fspath(path)
         if not isinstance(raw, str) or not raw:
             raise ConfigurationError(
@@ -1254,13 +1263,9 @@ def sqlite_driver(
     backend's; processes sharing a file agree through the wall clock. Tests pass a clock they
     move. Invalid settings raise :class:`~kvstore.errors.ConfigurationError`.
     """
-    return SQLiteDriver(
-        default_path() if path is None else path,
-        table=table,
-        busy_timeout=busy_timeout,
-        synchronous=synchronous,
-        clock=clock,
-    )
+    if path is None:
+        path = default_path()
+    return SQLiteDriver(_Arguments(path, table, busy_timeout, synchronous, clock))
 
 
 _URL_OPTIONS: Final[dict[str, Callable[[str], Any]]] = {
@@ -1296,7 +1301,7 @@ def from_url(url: str) -> SQLiteDriver:
                 "sqlite:////absolute.db, or sqlite:///:memory: for an in-memory database"
             )
         database = MEMORY
-    return SQLiteDriver(
+    return sqlite_driver(
         database,
         table=options.get("table", DEFAULT_TABLE),
         busy_timeout=options.get("busy_timeout", 30.0),

@@ -1392,3 +1392,11 @@ async def test_a_scan_purges_the_expired_keys_it_meets_a_page_at_a_time(
         before = _snapshot(shared_redis, base)
         assert [key async for key in storage.keys("q:")] == ["q:long"]
         assert _snapshot(shared_redis, base) == before
+
+
+def test_retries_in_the_url_are_read_by_the_constructor_function() -> None:
+    # redis_driver once defaulted retries to 1 while its class read None as "not given", so a
+    # URL's ?retries=3 through redis_driver was refused as given twice with different values.
+    driver = redis_driver("redis://127.0.0.1:1/0?retries=3")
+    assert driver._connection_options["retry"].get_retries() == 3
+    assert redis_driver("redis://127.0.0.1:1/0")._connection_options["retry"].get_retries() == 1

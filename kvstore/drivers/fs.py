@@ -19,7 +19,7 @@ The driver never reads or writes through a symbolic link, and nothing it does re
 ``base`` (see :mod:`kvstore.drivers._fs_local`): reading a key whose file, or one of whose
 directories, is a link raises :class:`BackendError`; writing one replaces a link that sits where
 the file goes, and refuses one where a directory goes. Scans leave out links, special files and
-names that do not decode to a valid key, with a warning on the ``kvstore.drivers.fs`` logger.
+names that do not decode to a valid key, with a warning on the ``kvstore.fs`` logger.
 
 Conditional writes (local directories only). A key's version is derived from its file's identity,
 so the layout holds nothing but values and a store written before versions existed works as it
@@ -133,7 +133,7 @@ class Tree(Protocol):
         ...
 
 
-_log = logging.getLogger(__name__)
+_log = logging.getLogger("kvstore.fs")
 #: Seconds an operation waits for the writers' lock before raising BackendUnavailable.
 DEFAULT_LOCK_TIMEOUT = 10.0
 # Pauses between attempts to take a busy lock: from the first to the longest, doubling (with

@@ -111,8 +111,9 @@ except ImportError as error:  # pragma: no cover - exercised in a subprocess tes
 
 __all__ = ["MongoDBDriver", "from_url", "mongodb_driver"]
 
-_log = logging.getLogger(__name__)
-silent_until_configured(__name__, "pymongo")
+# Retries, reconnects and pool resets are logged here (INFO), never with a password.
+_log = logging.getLogger("kvstore.mongodb")
+silent_until_configured("pymongo")
 _T = TypeVar("_T")
 
 # Values up to this size are one document; the rest of the 16 MB leaves room for a 1 KiB key.
@@ -452,7 +453,12 @@ class MongoDBDriver(BaseDriver):
         try:
             return await work()
         except PyMongoError as error:
-            raise self._translate(error) from None
+            failure = self._translate(error)
+            if isinstance(failure, BackendUnavailable):
+                # PyMongo has already retried a retryable operation once; after a network error
+                # it clears the server's pooled connections, and a later operation reconnects.
+                _log.info("%s; PyMongo reconnects on a later operation", failure)
+            raise failure from None
 
     def _timed_out(self, doing: str) -> BackendUnavailable:
         return BackendUnavailable(
@@ -899,6 +905,8 @@ class MongoDBDriver(BaseDriver):
                 value = b"".join(found[chunk_id] for chunk_id in ids)
                 return Versioned(value, _version_of(document))
             # A newer write replaced the value and removed these chunks: read the key again.
+            _log.debug("mongodb at %s: a large value was replaced while read; reading again",
+                       self.where)
             reread = await values.find_one({"_id": key, **_live(self._now())})
             if reread is None:
                 return None

@@ -126,8 +126,9 @@ __all__ = [
 ]
 
 _T = TypeVar("_T")
-_log = logging.getLogger(__name__)
-silent_until_configured(__name__, "pymysql")
+# Retries, reconnects and pool resets are logged here (INFO), never with a password.
+_log = logging.getLogger("kvstore.mysql")
+silent_until_configured("pymysql")
 DEFAULT_POOL_SIZE = 10
 # An unreachable server is reported within about this long; no operation waits longer than
 # DEFAULT_OPERATION_TIMEOUT (the same defaults on every server driver).

@@ -88,8 +88,9 @@ __all__ = ["PostgreSQLDriver", "from_url", "postgresql_driver"]
 _T = TypeVar("_T")
 Connection = AsyncConnection[Any]
 
-_log = logging.getLogger(__name__)
-silent_until_configured(__name__, "psycopg")
+# Retries, reconnects and pool resets are logged here (INFO), never with a password.
+_log = logging.getLogger("kvstore.postgresql")
+silent_until_configured("psycopg")
 
 # Keys per page of a prefix scan: bounds memory and the time a connection is held.
 SCAN_PAGE = 1000

@@ -120,8 +120,9 @@ __all__ = ["RedisDriver", "from_url", "redis_driver"]
 
 _T = TypeVar("_T")
 
-_log = logging.getLogger(__name__)
-silent_until_configured(__name__, "redis")
+# Retries, reconnects and pool resets are logged here (INFO), never with a password.
+_log = logging.getLogger("kvstore.redis")
+silent_until_configured("redis")
 
 
 
@@ -142,9 +143,19 @@ class _NotingBackoff(ExponentialBackoff):
     docstring).
     """
 
+    def __init__(self, where: str) -> None:
+        super().__init__(cap=0.25, base=0.02)
+        self._where = where
+
     def compute(self, failures: int) -> float:
-        """The delay before the next attempt; notes the retry first."""
+        """The delay before the next attempt; notes (and logs) the retry first."""
         _RETRIED.set(True)
+        _log.info(
+            "redis at %s: a command failed on a lost connection; resending it on a new one "
+            "(retry %d)",
+            self._where,
+            failures,
+        )
         return super().compute(failures)
 
 
@@ -620,7 +631,7 @@ class RedisDriver(BaseDriver):
             "socket_timeout": self._operation_timeout,
             "socket_connect_timeout": self._connect_timeout,
             # A stale pooled connection (server restarted) is retried on a fresh one.
-            "retry": Retry(_NotingBackoff(cap=0.25, base=0.02), attempts),
+            "retry": Retry(_NotingBackoff(self.where), attempts),
             "client_name": name,
             "redis_connect_func": self._handshake,
             **self._native_options(connection_class, options, redis_options, where),

@@ -321,9 +321,15 @@ async def test_outage_raises_unavailable_then_recovers_with_every_write(
 
 @pytest.mark.anyio
 async def test_a_restart_between_operations_goes_unnoticed(
-    private_redis: RedisInstance, outage_storage: Storage
+    private_redis: RedisInstance, outage_storage: Storage, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="kvstore.redis")
     await check_restart_between_operations(outage_storage, private_redis)
+    # The command sent on a pooled connection the restart killed was resent, and that was logged.
+    assert any(
+        record.name == "kvstore.redis" and "resending it on a new one" in record.getMessage()
+        for record in caplog.records
+    )
 
 
 # -- URLs -----------------------------------------------------------------------------------

@@ -1,0 +1,293 @@
+"""The event loop a blocking facade runs its async object on, and the helper that mirrors methods.
+
+A driver lives on one event loop, so every call for one storage (or queue) goes to the same loop:
+the :class:`Runner` that owns it. Where the loop runs depends on the caller:
+
+- *Inline*, in the caller's own thread: while only one thread uses the runner and that thread has
+  no event loop running, each call runs the loop in that thread until the call is done
+  (``run_until_complete``). No thread hop: a call costs a few microseconds more than awaiting it.
+- *On the loop thread*: from the first call made from another thread, or from a thread where an
+  event loop already runs (a notebook, an async program), the loop moves for good to a daemon
+  thread the runner starts, and every call is submitted to it and waited for. A thread hop costs
+  tens of microseconds (see ``benchmarks/sync_overhead.py``). A runner made with
+  ``keep_running=True`` starts there, for objects that work between calls (a queue's
+  subscriptions and retention timer).
+
+The loop thread is a daemon: it never keeps the process alive. :meth:`Runner.release` by the last
+user shuts the loop down. Exceptions propagate with their own types and tracebacks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import threading
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
+
+from kvstore.errors import KVStoreError
+
+__all__ = ["BlockingCallInLoop", "Mirror", "Runner", "iterate", "mirror"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
+A = TypeVar("A")
+F = TypeVar("F", bound=Callable[..., Any])
+
+# Items an iterator brings back from the loop per hop: one hop per key would cost a thread
+# switch per key on the loop thread.
+PAGE = 256
+
+
+class BlockingCallInLoop(KVStoreError, RuntimeError):
+    """A blocking call was made on the runner's own event loop, where it would wait for itself.
+
+    Raised, instead of a deadlock, when for example an ``update`` callback or a coroutine running
+    on the facade's loop calls the blocking API: use the async API there.
+    """
+
+
+class Runner:
+    """One event loop for one blocking object and its views, run inline or on a daemon thread.
+
+    ``closed_error`` makes the error a call raises once the runner is shut down (the facade's
+    own "closed" error). ``keep_running`` starts the loop thread at once, for objects whose
+    background tasks must run between calls.
+    """
+
+    __slots__ = (
+        "_closed",
+        "_closed_error",
+        "_gate",
+        "_home",
+        "_loop",
+        "_stop",
+        "_thread",
+        "_users",
+    )
+
+    def __init__(
+        self, *, closed_error: Callable[[], Exception], keep_running: bool = False
+    ) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._closed_error = closed_error
+        self._closed = False
+        self._users = 0
+        # Held while a call runs the loop inline, and while the loop moves to its thread.
+        self._gate = threading.Lock()
+        self._home: int | None = None
+        self._thread: threading.Thread | None = None
+        # Set when the loop thread starts: its root task waits on it until the last release.
+        self._stop: asyncio.Future[None] | None = None
+        if keep_running:
+            with self._gate:
+                self._start_thread()
+
+    @property
+    def closed(self) -> bool:
+        """Whether the last user released the runner (its loop is shut down)."""
+        return self._closed
+
+    @property
+    def threaded(self) -> bool:
+        """Whether calls go to the daemon loop thread (rather than running inline)."""
+        return self._thread is not None
+
+    # -- users ---------------------------------------------------------------------------------
+
+    def acquire(self) -> None:
+        """Count one more user; the loop stays up until each user has released it."""
+        with self._gate:
+            if self._closed:
+                raise self._closed_error()
+            self._users += 1
+
+    def release(self) -> None:
+        """Count one user less; the last one shuts the loop (and its thread) down."""
+        with self._gate:
+            self._users -= 1
+            if self._users > 0 or self._closed:
+                return
+            self._closed = True
+            thread, stop = self._thread, self._stop
+            if thread is None or stop is None:
+                _shut_down(self._loop)
+                return
+            self._loop.call_soon_threadsafe(stop.set_result, None)
+        if thread is not threading.current_thread():
+            thread.join()
+
+    # -- calls ---------------------------------------------------------------------------------
+
+    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        """Run ``coroutine`` on the runner's loop and return its result (or raise its error)."""
+        if self._thread is None:
+            running = asyncio._get_running_loop()
+            if running is None:
+                current = threading.get_ident()
+                with self._gate:
+                    if self._thread is None and self._home in (None, current):
+                        if self._closed:
+                            coroutine.close()
+                            raise self._closed_error()
+                        self._home = current
+                        return _run_inline(self._loop, coroutine)
+                    if self._thread is None:
+                        self._start_thread()  # a second thread: the loop moves to its own
+            elif running is self._loop:
+                coroutine.close()
+                raise _reentry()
+            else:
+                with self._gate:
+                    if self._thread is None:
+                        self._start_thread()  # an event loop runs here: use our own thread
+        return self._submit(coroutine)
+
+    def run_sync(self, function: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Call the plain ``function`` on the runner's loop, between its other calls."""
+
+        async def call() -> T:
+            return function(*args, **kwargs)
+
+        return self.run(call())
+
+    def _submit(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        if self._closed:
+            coroutine.close()
+            raise self._closed_error()
+        if threading.current_thread() is self._thread:
+            coroutine.close()
+            raise _reentry()
+        future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
+        try:
+            return future.result()
+        except BaseException:
+            future.cancel()  # interrupted while waiting (Ctrl-C): stop the call on the loop too
+            raise
+
+    def _start_thread(self) -> None:
+        # Called with the gate held, so no inline call is running the loop meanwhile.
+        if self._closed:
+            raise self._closed_error()
+        started = threading.Event()
+        self._stop = self._loop.create_future()
+        self._thread = threading.Thread(
+            target=self._serve, args=(started,), name="kvstore.sync loop", daemon=True
+        )
+        self._thread.start()
+        started.wait()
+
+    def _serve(self, started: threading.Event) -> None:
+        asyncio.set_event_loop(self._loop)
+
+        stop = self._stop
+
+        async def hold() -> None:
+            # A root task that lasts as long as the loop: anyio attaches its worker threads to
+            # it, so they are reused across calls rather than started and stopped per call.
+            started.set()
+            if stop is not None:
+                await stop
+
+        try:
+            self._loop.run_until_complete(hold())
+        finally:
+            _shut_down(self._loop)
+
+
+def _reentry() -> BlockingCallInLoop:
+    return BlockingCallInLoop(
+        "a blocking call from the blocking facade's own event loop would wait for itself: "
+        "use the async API in code that runs on that loop (callbacks, coroutines)"
+    )
+
+
+def _run_inline(loop: asyncio.AbstractEventLoop, coroutine: Coroutine[Any, Any, T]) -> T:
+    task = loop.create_task(coroutine)
+    try:
+        return loop.run_until_complete(task)
+    except BaseException:
+        if not task.done():
+            # Interrupted (Ctrl-C) with the call half done: cancel it now, or it would resume
+            # inside the next call.
+            task.cancel()
+            try:
+                loop.run_until_complete(task)
+            except BaseException:  # noqa: S110 - the interruption is what propagates
+                pass
+        raise
+
+
+def _shut_down(loop: asyncio.AbstractEventLoop) -> None:
+    try:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.run_until_complete(loop.shutdown_default_executor())
+    finally:
+        loop.close()
+
+
+# -- mirrors -----------------------------------------------------------------------------------
+
+
+class Mirror(Protocol[T_co]):
+    """A blocking object: the async object it mirrors, and the runner its calls go through."""
+
+    @property
+    def _target(self) -> T_co: ...
+
+    @property
+    def _runner(self) -> Runner: ...
+
+
+def mirror(
+    method: Callable[Concatenate[A, P], Coroutine[Any, Any, R]],
+) -> Callable[Concatenate[Mirror[A], P], R]:
+    """Return the blocking twin of the async ``method``, to assign in a :class:`Mirror`'s body.
+
+    The twin calls ``method`` on the mirror's target, on its runner's loop, and returns the
+    result. It keeps the method's name, docstring and signature (``help`` and ``inspect`` show
+    them).
+    """
+
+    def blocking(self: Mirror[A], /, *args: P.args, **kwargs: P.kwargs) -> R:
+        return self._runner.run(method(self._target, *args, **kwargs))
+
+    return _named_after(blocking, method)
+
+
+def _named_after(function: F, method: Callable[..., Any]) -> F:
+    functools.update_wrapper(function, method, assigned=("__name__", "__doc__"), updated=())
+    function.__qualname__ = f"blocking {method.__qualname__}"
+    return function
+
+
+def iterate(runner: Runner, stream: AsyncIterator[T]) -> Iterator[T]:
+    """Yield what ``stream`` (an async iterator on ``runner``'s loop) yields, a page per call.
+
+    Each step to the loop brings back up to a page of items, so a long scan costs one loop call
+    per page, not per item. Closing the iterator (or dropping it) closes ``stream``.
+    """
+    try:
+        while True:
+            page = runner.run(_next_page(stream))
+            yield from page
+            if len(page) < PAGE:
+                return
+    finally:
+        closer = getattr(stream, "aclose", None)
+        if closer is not None and not runner.closed:
+            try:
+                runner.run(closer())
+            except BlockingCallInLoop:
+                pass  # dropped on the loop itself: the loop closes the stream when it shuts down
+
+
+async def _next_page(stream: AsyncIterator[T]) -> list[T]:
+    page: list[T] = []
+    async for item in stream:
+        page.append(item)
+        if len(page) == PAGE:
+            break
+    return page

@@ -20,6 +20,7 @@ user shuts the loop down. Exceptions propagate with their own types and tracebac
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import threading
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
@@ -213,10 +214,8 @@ def _run_inline(loop: asyncio.AbstractEventLoop, coroutine: Coroutine[Any, Any, 
             # Interrupted (Ctrl-C) with the call half done: cancel it now, or it would resume
             # inside the next call.
             task.cancel()
-            try:
+            with contextlib.suppress(BaseException):  # the interruption is what propagates
                 loop.run_until_complete(task)
-            except BaseException:  # noqa: S110 - the interruption is what propagates
-                pass
         raise
 
 
@@ -278,10 +277,9 @@ def iterate(runner: Runner, stream: AsyncIterator[T]) -> Iterator[T]:
     finally:
         closer = getattr(stream, "aclose", None)
         if closer is not None and not runner.closed:
-            try:
+            # Dropped on the loop itself: the loop closes the stream when it shuts down.
+            with contextlib.suppress(BlockingCallInLoop):
                 runner.run(closer())
-            except BlockingCallInLoop:
-                pass  # dropped on the loop itself: the loop closes the stream when it shuts down
 
 
 async def _next_page(stream: AsyncIterator[T]) -> list[T]:

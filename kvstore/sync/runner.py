@@ -21,12 +21,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 import threading
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Generator
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 from kvstore.errors import KVStoreError
+
+try:  # installed with trio; anyio uses it, when present, to tell which library runs
+    import sniffio as _sniffio
+except ImportError:  # pragma: no cover - without it, only asyncio can be running
+    _sniffio = None  # type: ignore[assignment]
 
 __all__ = ["BlockingCallInLoop", "Mirror", "Runner", "iterate", "mirror"]
 
@@ -126,7 +132,10 @@ class Runner:
         """Run ``coroutine`` on the runner's loop and return its result (or raise its error)."""
         if self._thread is None:
             running = asyncio._get_running_loop()
-            if running is None:
+            if running is self._loop:
+                coroutine.close()
+                raise _reentry()
+            if running is None and not _other_library_running():
                 current = threading.get_ident()
                 with self._gate:
                     if self._thread is None and self._home in (None, current):
@@ -135,15 +144,11 @@ class Runner:
                             raise self._closed_error()
                         self._home = current
                         return _run_inline(self._loop, coroutine)
-                    if self._thread is None:
-                        self._start_thread()  # a second thread: the loop moves to its own
-            elif running is self._loop:
-                coroutine.close()
-                raise _reentry()
-            else:
-                with self._gate:
-                    if self._thread is None:
-                        self._start_thread()  # an event loop runs here: use our own thread
+            with self._gate:
+                if self._thread is None:
+                    # Another thread, or an event loop running in this one (a notebook): the
+                    # loop moves to a thread of its own, for good.
+                    self._start_thread()
         return self._submit(coroutine)
 
     def run_sync(self, function: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
@@ -161,7 +166,8 @@ class Runner:
         if threading.current_thread() is self._thread:
             coroutine.close()
             raise _reentry()
-        future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
+        # A fresh context, as inline: see _run_inline.
+        future = contextvars.Context().run(asyncio.run_coroutine_threadsafe, coroutine, self._loop)
         try:
             return future.result()
         except BaseException:
@@ -205,8 +211,15 @@ def _reentry() -> BlockingCallInLoop:
     )
 
 
+def _other_library_running() -> bool:
+    """Whether another async library (trio) runs in this thread: our loop cannot run here."""
+    return _sniffio is not None and getattr(_sniffio.thread_local, "name", None) is not None
+
+
 def _run_inline(loop: asyncio.AbstractEventLoop, coroutine: Coroutine[Any, Any, T]) -> T:
-    task = loop.create_task(coroutine)
+    # A fresh context: the caller's context variables could name another async library (a
+    # thread trio or anyio started), which would mislead anyio inside the driver.
+    task = loop.create_task(coroutine, context=contextvars.Context())
     try:
         return loop.run_until_complete(task)
     except BaseException:
@@ -262,7 +275,7 @@ def _named_after(function: F, method: Callable[..., Any]) -> F:
     return function
 
 
-def iterate(runner: Runner, stream: AsyncIterator[T]) -> Iterator[T]:
+def iterate(runner: Runner, stream: AsyncIterator[T]) -> Generator[T, None, None]:
     """Yield what ``stream`` (an async iterator on ``runner``'s loop) yields, a page per call.
 
     Each step to the loop brings back up to a page of items, so a long scan costs one loop call

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator
 from types import TracebackType
 from typing import Self
 
@@ -102,7 +102,7 @@ class Storage:
 
     # -- scans -------------------------------------------------------------------------------
 
-    def keys(self, prefix: str = "") -> Iterator[str]:
+    def keys(self, prefix: str = "") -> Generator[str, None, None]:
         """Return an iterator over every key that starts with ``prefix``, in code point order.
 
         As :meth:`kvstore.storage.Storage.keys`: an invalid prefix or a closed storage raises at
@@ -110,14 +110,14 @@ class Storage:
         """
         return iterate(self._runner, self._runner.run_sync(self._target.keys, prefix))
 
-    def items(self, prefix: str = "") -> Iterator[tuple[str, JSONValue]]:
+    def items(self, prefix: str = "") -> Generator[tuple[str, JSONValue], None, None]:
         """Return an iterator over ``(key, value)`` for every key under ``prefix``, in key order.
 
         Fetched a page at a time, as the iteration goes.
         """
         return iterate(self._runner, self._target.items(prefix))
 
-    def items_raw(self, prefix: str = "") -> Iterator[tuple[str, bytes]]:
+    def items_raw(self, prefix: str = "") -> Generator[tuple[str, bytes], None, None]:
         """Return an iterator over ``(key, bytes)`` for every key under ``prefix``, in key order."""
         return iterate(self._runner, self._target.items_raw(prefix))
 

@@ -58,7 +58,12 @@ def test_eight_threads_share_one_storage(storage: Storage) -> None:
         for n in range(ROUNDS):
             storage.set(f"t{thread}:{n:03}", n)
             assert storage.get(f"t{thread}:{n:03}") == n
-            storage.update("counter", lambda value: value + 1)  # type: ignore[operator]
+            # Eight writers race on one key: allow as many tries as there are increments.
+            storage.update(
+                "counter",
+                lambda value: value + 1,  # type: ignore[operator]
+                attempts=THREADS * ROUNDS,
+            )
         assert list(storage.keys(f"t{thread}:")) == [f"t{thread}:{n:03}" for n in range(ROUNDS)]
 
     with ThreadPoolExecutor(THREADS) as pool:

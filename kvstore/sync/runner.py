@@ -7,9 +7,9 @@ the :class:`Runner` that owns it. Where the loop runs depends on the caller:
   no event loop running, each call runs the loop in that thread until the call is done
   (``run_until_complete``). No thread hop: a call costs a few microseconds more than awaiting it.
 - *On the loop thread*: from the first call made from another thread, or from a thread where an
-  event loop already runs (a notebook, an async program), the loop moves for good to a daemon
-  thread the runner starts, and every call is submitted to it and waited for. A thread hop costs
-  tens of microseconds (see ``benchmarks/sync_overhead.py``). A runner made with
+  event loop already runs (a notebook, an asyncio or trio program), the loop moves for good to a
+  daemon thread the runner starts, and every call is submitted to it and waited for. A thread
+  hop costs tens of microseconds (see ``benchmarks/sync_overhead.py``). A runner made with
   ``keep_running=True`` starts there, for objects that work between calls (a queue's
   subscriptions and retention timer).
 

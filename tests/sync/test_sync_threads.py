@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import trio
 
-from kvstore.errors import Conflict, StorageClosed
+from kvstore.errors import ConfigurationError, Conflict, StorageClosed
 from kvstore.sync import BlockingCallInLoop, Storage, create_storage
 from tests.sync.conftest import Backend
 
@@ -160,3 +160,11 @@ def test_a_blocking_call_on_the_facades_own_loop_raises_instead_of_hanging(where
         with pytest.raises(BlockingCallInLoop):
             storage.update("k", lambda value: storage.get("k"))
         assert storage.get("k") == 1
+
+
+@pytest.mark.parametrize("url", ["sqlite:///", "memory://?bogus=1"])
+def test_a_bad_url_raises_configuration_error_and_leaves_no_thread(url: str) -> None:
+    before = set(_loop_threads())
+    with pytest.raises(ConfigurationError):
+        create_storage(url)
+    assert set(_loop_threads()) == before

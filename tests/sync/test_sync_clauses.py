@@ -1,9 +1,9 @@
-"""The conformance suite's clauses, through the blocking facade, on every local driver and Redis.
+"""Contract clauses through the blocking facade, on every local driver and Redis.
 
-The clauses are those of :mod:`kvstore.testing.suite` that a user of the blocking API relies on,
-with the suite's own data (invalid keys, unserialisable values) and Hypothesis strategies: values
-round-trip, scans are ordered and complete, batches, deletes, conditional writes, TTL, a closed
-storage. Each test runs on each driver in ``conftest.EVERY``.
+``test_sync_suite.py`` runs the conformance suite's own storage clauses through the facade; these
+add what those cannot reach: Hypothesis round trips and prefix scans (the suite's strategies),
+scans longer than the facade's page, conditional writes, TTL on each driver's clock, views, and
+a closed storage. Each test runs on each driver in ``conftest.EVERY``.
 """
 
 from __future__ import annotations
@@ -18,11 +18,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from kvstore.conditional import Action, Change
-from kvstore.errors import Conflict, InvalidKey, SerializationError, StorageClosed
+from kvstore.errors import Conflict, StorageClosed
 from kvstore.sync import Storage
 from kvstore.sync.runner import PAGE
 from kvstore.testing import strategies
-from kvstore.testing.suite import INVALID_KEYS, UNSERIALIZABLE_VALUES
 from tests.sync.conftest import Backend, make_backend
 
 pytestmark = pytest.mark.timeout(240)
@@ -48,31 +47,6 @@ def test_any_json_value_reads_back_equal(storage: Storage, key: str, value: Any)
 def test_raw_bytes_read_back_unchanged(storage: Storage, key: str, data: bytes) -> None:
     storage.set_raw(key, data)
     assert storage.get_raw(key) == data
-
-
-@pytest.mark.parametrize("key", INVALID_KEYS, ids=repr)
-def test_invalid_key_is_refused_and_nothing_written(storage: Storage, key: Any) -> None:
-    for operation in (
-        lambda: storage.set(key, 1),
-        lambda: storage.get(key),
-        lambda: storage.has(key),
-        lambda: storage.delete(key),
-        lambda: storage.get_many(["ok", key]),
-        lambda: storage.set_many([("ok", 1), (key, 1)]),
-        lambda: storage.delete_many(["ok", key]),
-    ):
-        with pytest.raises(InvalidKey):
-            operation()
-    assert list(storage.keys()) == []
-
-
-@pytest.mark.parametrize("value", UNSERIALIZABLE_VALUES, ids=repr)
-def test_value_that_would_not_read_back_is_refused(storage: Storage, value: Any) -> None:
-    with pytest.raises(SerializationError):
-        storage.set("k", value)
-    with pytest.raises(SerializationError):
-        storage.set_many({"ok": 1, "k": value})
-    assert list(storage.keys()) == []
 
 
 # -- scans ----------------------------------------------------------------------------------
@@ -105,14 +79,6 @@ def test_an_iterator_left_early_does_not_hold_the_storage(storage: Storage) -> N
     scan.close()  # what ``break`` or dropping it does
     storage.set("after", 1)
     assert storage.get("after") == 1
-
-
-@pytest.mark.parametrize("prefix", [":a", "a::", "a\x00", 7], ids=repr)
-def test_invalid_prefix_raises_at_the_call(storage: Storage, prefix: Any) -> None:
-    with pytest.raises(InvalidKey):
-        storage.keys(prefix)
-    with pytest.raises(InvalidKey):
-        storage.clear(prefix)
 
 
 # -- batches and deletes --------------------------------------------------------------------

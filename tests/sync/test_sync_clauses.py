@@ -18,6 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from kvstore.conditional import Action, Change
+from kvstore.drivers.memory import memory_driver
 from kvstore.errors import Conflict, StorageClosed
 from kvstore.sync import Storage
 from kvstore.sync.runner import PAGE
@@ -107,6 +108,16 @@ def test_view_and_clear_stay_under_their_prefix(storage: Storage) -> None:
     assert list(storage.keys()) == ["ns:a", "ns:b:c", "other"]
     view.clear()
     assert list(storage.keys()) == ["other"]
+
+
+def test_a_mounted_driver_serves_its_base_and_scans_span_it(storage: Storage) -> None:
+    storage.set_many({"a": 1, "z": 26})
+    storage.mount("m", memory_driver())
+    storage.set("m:x", "mounted")
+    assert list(storage.items()) == [("a", 1), ("m:x", "mounted"), ("z", 26)]
+    unmounted = storage.unmount("m")
+    assert unmounted.closed
+    assert list(storage.keys()) == ["a", "z"]
 
 
 # -- conditional writes ---------------------------------------------------------------------

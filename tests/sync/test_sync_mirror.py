@@ -15,6 +15,7 @@ import pytest
 
 import entities
 import entities.sync
+import kvstore
 import kvstore.sync
 import kvstore.sync.storage
 from kvstore.storage import Storage as AsyncStorage
@@ -79,3 +80,17 @@ def test_the_async_context_manager_has_a_plain_twin() -> None:
     for _, blocking_cls, _ in PAIRS[:2] + PAIRS[5:6]:
         assert hasattr(blocking_cls, "__enter__")
         assert hasattr(blocking_cls, "__exit__")
+
+
+@pytest.mark.parametrize(
+    ("blocking", "original"),
+    [
+        (kvstore.sync.create_storage, kvstore.create_storage),
+        (entities.sync.create_persistence, entities.create_persistence),
+        (eventqueue.sync.create_queue, eventqueue.create_queue),
+    ],
+    ids=["create_storage", "create_persistence", "create_queue"],
+)
+def test_factories_take_the_same_parameters(blocking: Any, original: Any) -> None:
+    assert _shape(blocking) == _shape(original)
+    assert blocking.__doc__

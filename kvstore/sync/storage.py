@@ -6,6 +6,7 @@ from collections.abc import Generator
 from types import TracebackType
 from typing import Self
 
+from kvstore import create_storage as create_async
 from kvstore.driver import Driver
 from kvstore.errors import StorageClosed
 from kvstore.expiry import DEFAULT_TTL, TTL, DefaultTTL
@@ -173,8 +174,6 @@ def create_storage(url_or_driver: str | Driver | None = None) -> Storage:
     Takes what :func:`kvstore.create_storage` takes (``None`` for the default SQLite file).
     Raises what it raises, such as :class:`~kvstore.errors.ConfigurationError` for a bad URL.
     """
-    from kvstore import create_storage as create_async
-
     runner = Runner(closed_error=_closed)
     runner.acquire()
     try:

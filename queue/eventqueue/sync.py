@@ -96,6 +96,11 @@ class Queue:
         """How long events are kept, in milliseconds."""
         return self._target.retention_ms
 
+    @property
+    def cleanup_interval_ms(self) -> int:
+        """How often expired events are deleted while the queue is open, in milliseconds."""
+        return self._target.cleanup_interval_ms
+
     open = mirror(EventQueue.open)
     publish = mirror(EventQueue.publish)
     publish_many = mirror(EventQueue.publish_many)

@@ -79,6 +79,7 @@ def test_a_lone_thread_without_a_loop_starts_no_thread(backend: Backend) -> None
         storage.set("a", 1)
         assert storage.get("a") == 1
         assert threading.active_count() <= before + _driver_threads(backend)
+        storage.clear()
 
 
 def _driver_threads(backend: Backend) -> int:

@@ -22,6 +22,7 @@ thread (the iterator then raises :class:`~eventqueue.QueueClosed`).
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import AsyncIterator, Callable, Iterator
 from types import TracebackType
 from typing import Any, ParamSpec, Self
@@ -31,7 +32,6 @@ from eventqueue.errors import QueueClosed, ValidationError
 from eventqueue.factory import create_queue as create_async
 from eventqueue.front import EventQueue, OnCorrupt
 from eventqueue.front import Subscription as AsyncSubscription
-from eventqueue.subscribers import _is_async
 from kvstore.sync.runner import Runner, mirror
 
 __all__ = ["ABSENT", "Queue", "Subscription", "create_queue"]
@@ -117,7 +117,9 @@ class Queue:
         it runs in a daemon thread of its own, so it may block and may call blocking APIs.
         A coroutine function raises :class:`~eventqueue.ValidationError` (use the async queue).
         """
-        if callable(handler) and _is_async(handler):
+        if inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(
+            getattr(handler, "__call__", None)  # noqa: B004 - an object with an async __call__
+        ):
             raise ValidationError(
                 "a blocking queue's handler is a plain function (it runs in a thread of its "
                 "own); for an async handler use the async queue"

@@ -123,7 +123,7 @@ class Runner:
             thread = self._thread
             if thread is None:
                 self._stop.set_result(None)
-                _shut_down(self._loop, self._root)
+                _run_to_the_end(self._loop, self._root)
                 return
             self._loop.call_soon_threadsafe(self._stop.set_result, None)
         if thread is not threading.current_thread():
@@ -148,7 +148,7 @@ class Runner:
                         self._home = current
                         return _run_inline(self._loop, coroutine)
             with self._gate:
-                if self._thread is None:
+                if self._thread is None and not self._closed:
                     # Another thread, or an event loop running in this one (a notebook): the
                     # loop moves to a thread of its own, for good.
                     self._start_thread()
@@ -179,14 +179,12 @@ class Runner:
 
     def _start_thread(self) -> None:
         # Called with the gate held, so no inline call is running the loop meanwhile.
-        if self._closed:
-            raise self._closed_error()
         self._thread = threading.Thread(target=self._serve, name="kvstore.sync loop", daemon=True)
         self._thread.start()
 
     def _serve(self) -> None:
         asyncio.set_event_loop(self._loop)
-        _shut_down(self._loop, self._root)
+        _run_to_the_end(self._loop, self._root)
 
 
 def _reentry() -> BlockingCallInLoop:
@@ -242,8 +240,8 @@ def _stop_loop(task: asyncio.Task[Any]) -> None:
     task.get_loop().stop()
 
 
-def _shut_down(loop: asyncio.AbstractEventLoop, root: asyncio.Task[None]) -> None:
-    """Run the loop until ``root`` ends (its stop future is set), then close it for good."""
+def _run_to_the_end(loop: asyncio.AbstractEventLoop, root: asyncio.Task[None]) -> None:
+    """Run the loop until ``root`` ends (once its stop future is set), then close it for good."""
     try:
         loop.run_until_complete(root)
         loop.run_until_complete(loop.shutdown_asyncgens())

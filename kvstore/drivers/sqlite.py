@@ -56,7 +56,6 @@ import contextlib
 import logging
 import math
 import os
-import random
 import re
 import sqlite3
 import time
@@ -72,14 +71,17 @@ from kvstore.conditional import ANY_VERSION, LEGACY_VERSION, Action, Change, Ver
 from kvstore.driver import BaseDriver, conflict
 from kvstore.errors import BackendError, BackendUnavailable, ConfigurationError, InvalidKey
 from kvstore.expiry import Clock, Meta, expiry_millis, from_millis, now_millis
+from kvstore.home import data_file
 from kvstore.keys import all_valid_keys, prefix_successor, validate_key
 from kvstore.pacing import Gate, Pacer
+from kvstore.sqlite_common import LockWait
 from kvstore.urls import parse_url, redact_url, take_options
 
 __all__ = ["DEFAULT_TABLE", "SQLiteDriver", "default_path", "from_url", "sqlite_driver"]
 
 _T = TypeVar("_T")
 _log = logging.getLogger(__name__)
+_lock_log = logging.getLogger("kvstore.sqlite")
 
 MEMORY: Final = ":memory:"
 DEFAULT_TABLE: Final = "agentx_kv"
@@ -129,11 +131,6 @@ _AUTO_PURGE_EVERY = 1.0
 # What SQLite says when a column being added exists: another connection added it first.
 _DUPLICATE_COLUMN = "duplicate column name"
 
-# Backoff while another connection holds the lock: 0.5 ms doubling to 25 ms, jittered so that
-# processes waiting for the same lock do not wake in step.
-_FIRST_DELAY = 0.0005
-_MAX_DELAY = 0.025
-
 # Primary result codes (the low byte of an extended code).
 _SQLITE_BUSY = 5
 _SQLITE_LOCKED = 6
@@ -153,9 +150,7 @@ def default_path() -> Path:
 
     Without ``AGENTX_DIR`` that is ``~/.agentx/data/agentx.db``.
     """
-    root = os.environ.get("AGENTX_DIR")
-    base = Path(root).expanduser() if root else Path.home() / ".agentx"
-    return base / "data" / "agentx.db"
+    return data_file("agentx.db")
 
 
 def _check_table(table: str) -> str:
@@ -204,25 +199,6 @@ def _is_busy(error: sqlite3.Error) -> bool:
 
 def _fetch_all(conn: sqlite3.Connection, *, sql: str, params: tuple[object, ...]) -> list[Any]:
     return conn.execute(sql, params).fetchall()
-
-
-class _Backoff:
-    """Sleeps between retries of a statement that found the database locked."""
-
-    __slots__ = ("_deadline", "_delay")
-
-    def __init__(self, timeout: float) -> None:
-        self._deadline = anyio.current_time() + timeout
-        self._delay = _FIRST_DELAY
-
-    async def wait(self) -> bool:
-        """Sleep before the next try; return False, without sleeping, once time is up."""
-        remaining = self._deadline - anyio.current_time()
-        if remaining <= 0:
-            return False
-        await anyio.sleep(min(remaining, self._delay * random.uniform(0.5, 1.5)))
-        self._delay = min(self._delay * 2, _MAX_DELAY)
-        return True
 
 
 class _NotBlob:
@@ -452,7 +428,7 @@ class SQLiteDriver(BaseDriver):
                     driver=self.name,
                     where=self.path,
                 ) from error
-        backoff = _Backoff(self.busy_timeout)
+        backoff = self._lock_wait()
         while True:
             try:
                 return self._connect_once()
@@ -561,11 +537,15 @@ class SQLiteDriver(BaseDriver):
             where=self.path,
         )
 
+    def _lock_wait(self) -> LockWait:
+        # The shared lock backoff (kvstore.sqlite_common), logging long waits on kvstore.sqlite.
+        return LockWait(self.busy_timeout, where=self.path, logger=_lock_log)
+
     async def _retry(
         self, operation: Callable[[sqlite3.Connection], _T], error: sqlite3.Error, doing: str
     ) -> _T:
         """Handle ``error`` from a first inline try: retry while the database is locked."""
-        backoff = _Backoff(self.busy_timeout)
+        backoff = self._lock_wait()
         while True:
             if not _is_busy(error):
                 raise self._translate(error, doing) from error
@@ -597,7 +577,7 @@ class SQLiteDriver(BaseDriver):
         statement runs inside this transaction; cancellation there rolls the transaction back.
         ``BEGIN IMMEDIATE`` takes the write lock up front, so a conflict shows at the start.
         """
-        backoff: _Backoff | None = None
+        backoff: LockWait | None = None
         while True:
             conn = self._conn
             if conn is None or monotonic() >= self._pacer.deadline:
@@ -626,7 +606,7 @@ class SQLiteDriver(BaseDriver):
                     raise
                 if not _is_busy(error):
                     raise self._translate(error, doing) from error
-                backoff = backoff or _Backoff(self.busy_timeout)
+                backoff = backoff or self._lock_wait()
                 failure = error
             finally:
                 if held:

@@ -82,12 +82,17 @@ class AsyncSubscriber(Subscriber):
         background.start_soon(self._run, name=f"eventqueue subscriber {topic!r}")
 
     async def _run(self) -> None:
-        with self._scope, contextlib.suppress(anyio.ClosedResourceError):  # stopped
-            async for entry in self._receive:
-                try:
-                    await self.handler(entry)
-                except Exception:
-                    _log_failure(self.topic, entry, self.handler)
+        try:
+            with self._scope, contextlib.suppress(anyio.ClosedResourceError):  # stopped
+                async for entry in self._receive:
+                    try:
+                        await self.handler(entry)
+                    except Exception:
+                        _log_failure(self.topic, entry, self.handler)
+        finally:
+            # Also when the event loop cancels the task at exit, the queue never closed.
+            self._send.close()
+            self._receive.close()
 
     def deliver(self, entries: Sequence[StoredEvent]) -> None:
         """Append the decoded entries to the task's FIFO."""

@@ -54,7 +54,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import os
 import re
 import sqlite3
@@ -74,8 +73,17 @@ from kvstore.expiry import Clock, Meta, expiry_millis, from_millis, now_millis
 from kvstore.home import data_file
 from kvstore.keys import all_valid_keys, prefix_successor, validate_key
 from kvstore.pacing import Gate, Pacer
-from kvstore.sqlite_common import LockWait
-from kvstore.urls import parse_url, redact_url, take_options
+from kvstore.sqlite_common import (
+    DEFAULT_BUSY_TIMEOUT,
+    DEFAULT_SYNCHRONOUS,
+    MEMORY,
+    URL_OPTIONS,
+    LockWait,
+    parse_sqlite_url,
+)
+from kvstore.sqlite_common import check_busy_timeout as _check_busy_timeout
+from kvstore.sqlite_common import check_synchronous as _check_synchronous
+from kvstore.sqlite_common import is_busy as _is_busy
 
 __all__ = ["DEFAULT_TABLE", "SQLiteDriver", "default_path", "from_url", "sqlite_driver"]
 
@@ -83,9 +91,7 @@ _T = TypeVar("_T")
 _log = logging.getLogger(__name__)
 _lock_log = logging.getLogger("kvstore.sqlite")
 
-MEMORY: Final = ":memory:"
 DEFAULT_TABLE: Final = "agentx_kv"
-SYNCHRONOUS_MODES: Final = frozenset({"OFF", "NORMAL", "FULL", "EXTRA"})
 
 # A plain identifier, so that the name needs no escaping anywhere; SQLite reserves sqlite_*.
 _TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
@@ -132,8 +138,6 @@ _AUTO_PURGE_EVERY = 1.0
 _DUPLICATE_COLUMN = "duplicate column name"
 
 # Primary result codes (the low byte of an extended code).
-_SQLITE_BUSY = 5
-_SQLITE_LOCKED = 6
 _SQLITE_READONLY = 8
 _UNAVAILABLE_CODES = frozenset(
     {
@@ -166,35 +170,9 @@ def _check_table(table: str) -> str:
     return table
 
 
-def _check_busy_timeout(busy_timeout: float) -> float:
-    if isinstance(busy_timeout, bool) or not isinstance(busy_timeout, int | float):
-        raise ConfigurationError(f"busy_timeout must be a number of seconds, not {busy_timeout!r}")
-    if not math.isfinite(busy_timeout) or busy_timeout < 0:
-        raise ConfigurationError(f"busy_timeout must be finite seconds >= 0, not {busy_timeout}")
-    return float(busy_timeout)
-
-
-def _check_synchronous(synchronous: str) -> str:
-    mode = synchronous.upper() if isinstance(synchronous, str) else ""
-    if mode not in SYNCHRONOUS_MODES:
-        raise ConfigurationError(
-            f"synchronous must be one of {', '.join(sorted(SYNCHRONOUS_MODES))}, "
-            f"not {synchronous!r}"
-        )
-    return mode
-
-
 def _primary_code(error: sqlite3.Error) -> int | None:
     code = getattr(error, "sqlite_errorcode", None)
     return None if code is None else int(code) & 0xFF
-
-
-def _is_busy(error: sqlite3.Error) -> bool:
-    code = _primary_code(error)
-    if code is not None:
-        return code in (_SQLITE_BUSY, _SQLITE_LOCKED)
-    text = str(error)
-    return "database is locked" in text or "database table is locked" in text
 
 
 def _fetch_all(conn: sqlite3.Connection, *, sql: str, params: tuple[object, ...]) -> list[Any]:
@@ -239,8 +217,8 @@ class SQLiteDriver(BaseDriver):
         path: str | os.PathLike[str],
         *,
         table: str = DEFAULT_TABLE,
-        busy_timeout: float = 30.0,
-        synchronous: str = "NORMAL",
+        busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+        synchronous: str = DEFAULT_SYNCHRONOUS,
         clock: Clock = time.time,
     ) -> None:
         raw = os.fspath(path)
@@ -1207,8 +1185,8 @@ def sqlite_driver(
     path: str | os.PathLike[str] | None = None,
     *,
     table: str = DEFAULT_TABLE,
-    busy_timeout: float = 30.0,
-    synchronous: str = "NORMAL",
+    busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+    synchronous: str = DEFAULT_SYNCHRONOUS,
     clock: Clock = time.time,
 ) -> SQLiteDriver:
     """Return a driver on the SQLite database at ``path`` (no I/O until first use).
@@ -1232,11 +1210,7 @@ def sqlite_driver(
     )
 
 
-_URL_OPTIONS: Final[dict[str, Callable[[str], Any]]] = {
-    "table": str,
-    "busy_timeout": float,  # the constructor checks the range
-    "synchronous": str,
-}
+_URL_OPTIONS: Final[dict[str, Callable[[str], Any]]] = {**URL_OPTIONS, "table": str}
 
 
 def from_url(url: str) -> SQLiteDriver:
@@ -1250,24 +1224,12 @@ def from_url(url: str) -> SQLiteDriver:
     ``table``, ``busy_timeout`` (seconds) and ``synchronous``. A host, user, password, fragment
     or any other option raises :class:`~kvstore.errors.ConfigurationError`.
     """
-    parsed = parse_url(url, schemes=("sqlite",))
-    if parsed.username is not None or parsed.password is not None or parsed.hosts:
-        raise ConfigurationError(
-            f"{redact_url(url)!r}: a sqlite:// URL names no host or user; write "
-            "sqlite:///relative.db or sqlite:////absolute.db"
-        )
-    options = take_options(parsed.options, _URL_OPTIONS, where="sqlite")
-    database = parsed.path
-    if not database:
-        if url.partition("://")[2].partition("?")[0]:
-            raise ConfigurationError(
-                f"{redact_url(url)!r} names no database file; write sqlite:///relative.db, "
-                "sqlite:////absolute.db, or sqlite:///:memory: for an in-memory database"
-            )
-        database = MEMORY
+    # One reading of sqlite:// URLs, shared with the event queue (kvstore.sqlite_common).
+    read = parse_sqlite_url(url, _URL_OPTIONS, where="sqlite")
+    options = read.options
     return SQLiteDriver(
-        database,
+        read.path,
         table=options.get("table", DEFAULT_TABLE),
-        busy_timeout=options.get("busy_timeout", 30.0),
-        synchronous=options.get("synchronous", "NORMAL"),
+        busy_timeout=options.get("busy_timeout", DEFAULT_BUSY_TIMEOUT),
+        synchronous=options.get("synchronous", DEFAULT_SYNCHRONOUS),
     )

@@ -30,6 +30,7 @@ from types import TracebackType
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 
 from eventqueue.backends.base import QueueBackend
 from eventqueue.background import Background, running_library
@@ -133,6 +134,9 @@ class _Feed:
                         subscriber.deliver(entries)
                     position = entries[-1].cursor
                     delay = 0.05
+                    # A backend read may not yield (SQLite runs inline): give other tasks, and
+                    # a cancellation, a turn between pages while catching up a backlog.
+                    await anyio.lowlevel.checkpoint()
                     continue
                 if self.stopped:
                     # A client may swallow one cancellation (Python 3.11's wait_for inside the
@@ -287,10 +291,14 @@ class EventQueue:
         self._feeds.clear()
         for feed in feeds:
             feed.stop()
-        # Cancels the timer, the feeds and the async handlers, and waits until all have ended.
-        await self._background.aclose()
-        if self._opened:
-            await self._backend.close()
+        # Shielded: a close reached through a cancelled scope (``async with`` inside a
+        # ``move_on_after`` that fired) must still stop the work and release the backend, or
+        # nothing would: the queue already counts as closed.
+        with anyio.CancelScope(shield=True):
+            # Cancels the timer, the feeds and the async handlers, and waits until all ended.
+            await self._background.aclose()
+            if self._opened:
+                await self._backend.close()
 
     # -- writing -------------------------------------------------------------------------------
 

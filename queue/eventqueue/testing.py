@@ -591,6 +591,22 @@ class QueueConformance:
         leftover = [name for name in names if name.startswith("eventqueue")]
         assert not leftover, leftover
 
+    async def test_close_through_a_cancelled_scope_still_stops_everything(
+        self, queue_factory: QueueFactory
+    ) -> None:
+        """Promise: leaving ``async with`` because a deadline fired still closes the queue."""
+        queue = queue_factory()
+        with anyio.CancelScope() as scope:
+            async with queue:
+                queue.subscribe("t", Collector())
+                await queue.publish("t", 1)
+                scope.cancel()
+                await anyio.lowlevel.checkpoint()  # the cancellation lands here
+        assert scope.cancelled_caught
+        assert queue.closed
+        names = [task.name or "" for task in anyio.get_running_tasks()]
+        assert not [name for name in names if name.startswith("eventqueue")], names
+
     async def test_queue_is_usable_without_async_with(self, queue_factory: QueueFactory) -> None:
         """Promise: queue is usable without async with."""
         queue = queue_factory()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from kvstore.errors import BackendUnavailable, PersistenceError
 
 __all__ = [
@@ -48,8 +50,14 @@ class QueueUnavailable(QueueBackendError, BackendUnavailable):
         # Not BackendError.__init__: the queue's messages name their backend and place already,
         # and that initialiser would prefix them again.
         Exception.__init__(self, message)
+        self.message = message
         self.driver = driver
         self.where = where
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keep it picklable with its attributes (logging handlers and process pools pickle
+        # exceptions); the keyword-only arguments travel through the state.
+        return (type(self), (self.message,), {"driver": self.driver, "where": self.where})
 
 
 class AsyncLibraryNotSupported(QueueError, NotImplementedError):

@@ -240,7 +240,10 @@ class EventQueue:
         reason = self._backend.requires_asyncio
         if reason is None:
             return
-        library = running_library()
+        try:
+            library = running_library()
+        except RuntimeError:
+            return  # no loop yet (a consume() made ahead): checked again when it opens
         if library != "asyncio":
             raise AsyncLibraryNotSupported(self._backend.name, library, reason)
 

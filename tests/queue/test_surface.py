@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -229,6 +230,16 @@ def test_queue_unavailable_is_a_storage_backend_unavailable() -> None:
     assert isinstance(error, PersistenceError)
     assert str(error) == "sqlite:q.db stayed locked for 30 s"
     assert (error.driver, error.where) == ("sqlite", "q.db")
+    again = pickle.loads(pickle.dumps(error))
+    assert (type(again), str(again), again.driver, again.where) == (
+        QueueUnavailable,
+        str(error),
+        "sqlite",
+        "q.db",
+    )
+    refused = AsyncLibraryNotSupported("redis", "trio", "redis.asyncio runs under asyncio only")
+    assert str(pickle.loads(pickle.dumps(refused))) == str(refused)
+    assert isinstance(refused, NotImplementedError)
 
 
 async def test_a_bad_event_says_where_and_stays_a_validation_error() -> None:

@@ -59,7 +59,8 @@ SERVER_LITERALS = {
 SERVER_URLS = {"redis": REDIS_URL, "postgresql": POSTGRESQL_URL, "mysql": MYSQL_URL}
 
 # Commands .ci/run runs itself (creating the environment, installing, running the tests).
-CI_STEP = re.compile(r"(\bpip3? install\b|\bpython3? -m venv\b|\bpython3? -m pytest\b)")
+# (Running pytest from a block would also run this module again.)
+CI_STEP = re.compile(r"\bpip3? install\b|\bpython3? -m (?:venv|pip|pytest)\b|(?:^|/)pytest(?:\s|$)")
 
 PYTHON_SECONDS = 120  # one python block, start to end
 COMMAND_SECONDS = 240  # one shell command (the conformance suite on a server takes ~30 s)
@@ -206,6 +207,17 @@ def test_the_parser_reads_languages_needs_and_headings() -> None:
     ]
     assert readme.stray_needs == (17,)
     assert parse_readme("```python\nopen\n").unclosed == 1
+
+
+def test_ci_steps_are_left_out_of_a_line() -> None:
+    assert _without_ci_steps(
+        "python3 -m venv .venv && .venv/bin/pip install -e . && .venv/bin/python examples/q.py"
+    ) == ".venv/bin/python examples/q.py"
+    assert _without_ci_steps(".venv/bin/pip install -e . && .venv/bin/python -m pytest") == ""
+    assert _without_ci_steps("pytest -m chaos") == ""
+    assert _without_ci_steps("kvstore check  # pytest is not run here") == (
+        "kvstore check  # pytest is not run here"
+    )
 
 
 def test_console_output_matching() -> None:

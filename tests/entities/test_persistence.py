@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from anyio.from_thread import start_blocking_portal
 
 from entities import create_persistence
 from kvstore.driver import BaseDriver
@@ -139,3 +140,16 @@ async def test_it_opens_once_like_a_coroutine() -> None:
         assert await persistence.containers.find_all_containers() == []
         with pytest.raises(RuntimeError, match="already awaited or entered"):
             await opening
+
+
+def test_a_blocking_portal_opens_it_in_both_forms() -> None:
+    # What a blocking facade builds on: portal.call awaits what it returns, and the context
+    # manager form wraps as any async context manager does.
+    with start_blocking_portal() as portal:
+        opened = portal.call(create_persistence, "memory://")
+        portal.call(opened.containers.save_container, container())
+        portal.call(opened.close)
+        with portal.wrap_async_context_manager(create_persistence("memory://")) as persistence:
+            assert portal.call(persistence.containers.container_exists, "c1") is False
+        with pytest.raises(StorageClosed):
+            portal.call(persistence.containers.container_exists, "c1")

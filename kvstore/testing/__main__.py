@@ -10,7 +10,9 @@ store that already holds keys unless ``--clear-existing`` is given; point it at 
 database, table or base. ``--ephemeral`` says the store forgets everything when its driver
 closes (``memory://`` and ``sqlite:///:memory:`` are detected). Hypothesis keeps its example
 database in a temporary directory unless ``--hypothesis-dir`` names one. At the end, the
-contract clauses that broke are listed in words. Exits with pytest's status.
+contract clauses that broke are listed in words. Exits with pytest's status; without the
+``testing`` extra (pytest, Hypothesis, pytest-timeout), prints the ``pip install`` to run and
+exits with 2.
 """
 
 from __future__ import annotations

@@ -187,6 +187,18 @@ def test_every_needs_comment_names_known_servers_and_precedes_a_block() -> None:
     assert not unknown, f"needs names a server the tests do not know: {unknown}"
 
 
+def test_a_block_that_names_a_server_says_it_needs_it() -> None:
+    # Without the comment it would fail where the server is down instead of skipping, and would
+    # not be pointed at the server the tests use.
+    undeclared = [
+        f"{block.where}: {server}"
+        for block in RUNNABLE
+        for server, literal in SERVER_LITERALS.items()
+        if literal in block.code and server not in block.needs
+    ]
+    assert not undeclared, f"blocks that use a server without <!-- needs: -->: {undeclared}"
+
+
 def test_the_tests_section_states_the_rule() -> None:
     tests_section = README_TEXT.partition("\n## Tests\n")[2].partition("\n## ")[0]
     assert "tests/test_readme.py" in tests_section

@@ -46,7 +46,7 @@ runs in its own transaction at most once a second.
 
 Rows this driver did not write (another program's, or hand-made) are checked as they are read:
 a row whose key breaks the key rules is skipped by scans and logged (logger
-``kvstore.drivers.sqlite``); a value that is not a BLOB raises :class:`BackendError` naming the
+``kvstore.sqlite``); a value that is not a BLOB raises :class:`BackendError` naming the
 key, from every read that reaches it.
 """
 
@@ -90,8 +90,8 @@ from kvstore.sqlite_common import is_busy as _is_busy
 __all__ = ["DEFAULT_TABLE", "SQLiteDriver", "default_path", "from_url", "sqlite_driver"]
 
 _T = TypeVar("_T")
-_log = logging.getLogger(__name__)
-_lock_log = logging.getLogger("kvstore.sqlite")
+# One logger for the driver's records and the shared lock backoff's (long lock waits).
+_log = logging.getLogger("kvstore.sqlite")
 
 DEFAULT_TABLE: Final = "agentx_kv"
 
@@ -537,7 +537,7 @@ class SQLiteDriver(BaseDriver):
 
     def _lock_wait(self) -> LockWait:
         # The shared lock backoff (kvstore.sqlite_common), logging long waits on kvstore.sqlite.
-        return LockWait(self.busy_timeout, where=self.path, logger=_lock_log)
+        return LockWait(self.busy_timeout, where=self.path, logger=_log)
 
     async def _retry(
         self, operation: Callable[[sqlite3.Connection], _T], error: sqlite3.Error, doing: str

@@ -147,7 +147,8 @@ _AUTO_PURGE_EVERY = 1.0
 _AUTO_PURGE_LIMIT = 100
 # Index entries a purge may examine beyond ``limit`` (stale ones cost work but remove no key).
 _STALE_ALLOWANCE = 64
-# A URL's password inside a client library's error message.
+# errno values of an OSError that mean the files cannot be reached now (a network filesystem,
+# a disk gone): BackendUnavailable, not BackendError.
 _UNAVAILABLE_ERRNOS = frozenset(
     getattr(errno, name)
     for name in (

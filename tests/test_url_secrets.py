@@ -171,3 +171,32 @@ def test_a_queue_url_never_shows_a_secret_option_or_password(scheme: str) -> Non
             else:
                 shown = f"{backend.description} {backend!r}"
         assert MARK not in shown + "".join(messages), (url, shown)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])  # the PostgreSQL driver's event loop
+@pytest.mark.parametrize("form", ["url", "conninfo"])
+async def test_an_accepted_secret_option_is_not_shown_when_the_server_is_unreachable(
+    form: str,
+) -> None:
+    """``sslpassword`` is a libpq keyword the driver passes on: first use fails without it."""
+    from kvstore.drivers.postgresql import postgresql_driver
+    from kvstore.errors import BackendUnavailable
+    from tests.support.servers import free_port
+
+    port = free_port()
+    connection_string = {
+        "url": f"postgresql://user@127.0.0.1:{port}/db?sslpassword={SECRET}&connect_timeout=2",
+        "conninfo": f"host=127.0.0.1 port={port} dbname=db sslpassword='{SECRET}' "
+        "connect_timeout=2",
+    }[form]
+    with captured() as messages:
+        storage = Storage(postgresql_driver(connection_string))
+        shown = [repr(storage), repr(storage.driver)]
+        try:
+            with pytest.raises(BackendUnavailable) as raised:
+                await storage.get("k")
+            shown.append(_printed(raised.value))
+        finally:
+            await storage.close()
+    assert not any(MARK in text for text in shown + messages), shown + messages

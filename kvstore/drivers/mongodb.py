@@ -208,11 +208,11 @@ class MongoDBDriver(BaseDriver):
     """Stores keys as documents of one collection; see the module docstring for the layout.
 
     Build it with :func:`mongodb_driver` (or a ``mongodb://`` URL); the class is for
-    annotations and ``isinstance``. Writes
-    are acknowledged once the server has journaled them (``journal=true``), so an acknowledged
-    write survives the server being killed; ``journal=false`` (or ``w=0``) in the URL trades
-    that for speed. Other server errors raise :class:`BackendError`. No error or ``repr`` shows
-    the password.
+    annotations and ``isinstance``. Writes are acknowledged once the server has journaled them
+    (``journal=true``), so an acknowledged write survives the server being killed;
+    ``journal=false`` (or ``w=0``) in the URL trades that for speed. An unreachable server or
+    a timeout raises :class:`BackendUnavailable`; other server errors :class:`BackendError`.
+    No error or ``repr`` shows the password.
 
     Conditional writes (``conditional_writes``): ``get_versioned`` is one ``find_one``;
     ``set_if`` and ``delete_if`` are one filtered operation each (``insert_one`` for a create),

@@ -557,9 +557,9 @@ class RedisDriver(BaseDriver):
     """Stores keys under one ``base`` of a Redis database; see the module docstring for the layout.
 
     Build it with :func:`redis_driver` (or a ``redis://`` URL); the class is for annotations and
-    ``isinstance``. Unreachable
-    servers and timeouts raise :class:`BackendUnavailable`; other server errors
-    :class:`BackendError`; each names the driver and ``host:port/db``, never a password.
+    ``isinstance``. Unreachable servers and timeouts raise :class:`BackendUnavailable`; other
+    server errors :class:`BackendError`; each names the driver and ``host:port/db``, never a
+    password.
     """
 
     name = "redis"

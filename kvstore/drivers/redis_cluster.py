@@ -285,6 +285,7 @@ class RedisClusterDriver(BaseDriver):
         self._meta = f"{{{base}}}:meta"
         self._record = f"buckets={self.buckets}".encode()
         self._agreed = False
+        self._agreeing = asyncio.Lock()
         self._client: RedisCluster | None = None
         self._slots = asyncio.Semaphore(pool_size)
         self._errors = Translator(
@@ -350,7 +351,12 @@ class RedisClusterDriver(BaseDriver):
                         try:
                             try:
                                 if not self._agreed:
-                                    await self._agree(client)
+                                    # One task at a time: the first use also loads the
+                                    # topology, which redis-py does not expect to run twice at
+                                    # once on fresh connections.
+                                    async with self._agreeing:
+                                        if not self._agreed:
+                                            await self._agree(client)
                                 return await command(client)
                             except NoScriptError:
                                 # A node that never ran the scripts (first use, a promoted

@@ -12,12 +12,12 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from tests.support.servers import free_port
+from tests.support.servers import free_port, server_unreachable
 
-__all__ = ["RedisCluster"]
+__all__ = ["RedisCluster", "running_cluster"]
 
 MASTERS = 3
 NODE_TIMEOUT_MS = 1000
@@ -208,3 +208,18 @@ def _role(port: int) -> bytes:
         if line.startswith(b"role:"):
             return line.split(b":")[1].strip()
     return b""
+
+
+def running_cluster(directory: Path) -> Iterator[RedisCluster]:
+    """Start a cluster in ``directory`` for a fixture, and stop it afterwards.
+
+    Without the binaries: skip with the reason, or fail under ``KVSTORE_REQUIRE_SERVERS=1``.
+    """
+    if not RedisCluster.available():
+        server_unreachable("redis-server or redis-cli is not installed: no Redis Cluster to test")
+    cluster = RedisCluster(directory)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()

@@ -679,6 +679,8 @@ class RedisDriver(BaseDriver):
         # their scripts instead of first trying the plain reads (see _untimed). A hint only:
         # both paths are exact.
         self._timed = False
+        # Keys per scan page. A cluster bucket uses fewer: a scan holds a page of every bucket.
+        self._page = SCAN_PAGE
 
     # -- configuration ----------------------------------------------------------------------
 
@@ -980,14 +982,14 @@ class RedisDriver(BaseDriver):
         """
         if not self._timed:
             found = await self._untimed(
-                client, lambda pipe: pipe.zrangebylex(self._index, low, high, 0, SCAN_PAGE + 1)
+                client, lambda pipe: pipe.zrangebylex(self._index, low, high, 0, self._page + 1)
             )
             if found is not None:
                 page: list[bytes] = found[0]
-                more = len(page) > SCAN_PAGE
-                return page[:SCAN_PAGE], page[SCAN_PAGE - 1] if more else b""
+                more = len(page) > self._page
+                return page[: self._page], page[self._page - 1] if more else b""
         *page, after, timed = await self._script(
-            client, _SCAN_SHA, low, high, SCAN_PAGE, SCAN_VISITS, SCAN_PURGE
+            client, _SCAN_SHA, low, high, self._page, SCAN_VISITS, SCAN_PURGE
         )
         self._timed = bool(timed)
         return page, after

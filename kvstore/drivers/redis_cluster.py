@@ -36,10 +36,12 @@ Conditional writes. ``get_versioned``, ``set_if``, ``delete_if`` and a ``commit`
 fall in one bucket are one script, as atomic as on a single node. A ``commit`` across buckets
 runs in two steps: first every bucket checks its conditions (one read-only script each,
 concurrently); if any fails it raises :class:`~kvstore.errors.Conflict` naming every failing
-key, having written nothing. Then every bucket applies its part atomically, re-checking its
-conditions; another client that changed a key between the two steps makes that bucket's part
-fail (Conflict naming its keys) while other buckets' parts may be applied. Readers can see such
-a commit half applied.
+key, having written nothing. Then the buckets holding a condition apply their parts, each
+atomically and re-checking its conditions, concurrently; and only once all of those applied,
+the buckets holding unconditional changes alone. Another client that changed a key between the
+two steps makes that bucket's part fail (Conflict naming its keys): the other conditional
+buckets' parts may be applied, and no unconditional-only part is. Readers can see such a commit
+half applied.
 
 Durability. Redis replicates asynchronously: a master that dies may take its last acknowledged
 writes with it. With ``wait_replicas=n`` every write is followed by ``WAIT n timeout`` on the
@@ -89,6 +91,7 @@ try:
     from redis.exceptions import (
         AskError,
         ClusterDownError,
+        MaxConnectionsError,
         NoScriptError,
         RedisClusterException,
         RedisError,
@@ -118,6 +121,8 @@ DEFAULT_BUCKETS = 16
 # (about n tries per bucket) slows the first use.
 MAX_BUCKETS = 1024
 DEFAULT_POOL_SIZE = 50
+# Fewest keys per scan page of one bucket: with many buckets, smaller pages cost round trips.
+BUCKET_PAGE_MIN = 128
 # Backoff between the driver's own retries during a failover: doubling from 20 ms, at most
 # 250 ms, until operation_timeout.
 RETRY_FIRST = 0.02
@@ -246,6 +251,8 @@ class RedisClusterDriver(BaseDriver):
         )
         if self.buckets > MAX_BUCKETS:
             raise ConfigurationError(f"{where}: buckets must be at most {MAX_BUCKETS}")
+        # One bucket: every batch and commit is one script on one node, as on a single server.
+        self.atomic_batches = self.buckets == 1
         self.wait_replicas = whole_number(
             "wait_replicas", pick("wait_replicas", arguments.wait_replicas, 0), minimum=0,
             where=where,
@@ -366,7 +373,10 @@ class RedisClusterDriver(BaseDriver):
                         except _RETRYABLE as error:
                             last = error
                             failures += 1
-                            single._RETRIED.set(True)
+                            if not isinstance(error, MaxConnectionsError):
+                                # Sent, maybe run: a conditional script must know (see the
+                                # single-node driver). A full node pool sent nothing.
+                                single._RETRIED.set(True)
                             _log.info(
                                 "redis cluster at %s: %s; retrying (attempt %d)",
                                 self.where, described(error), failures,
@@ -571,17 +581,22 @@ class RedisClusterDriver(BaseDriver):
         )
         _raise_conflicts(outcomes)
         results: list[int | None] = [None] * len(changes)
-        numbers = list(groups)
-        applied = await asyncio.gather(
-            *(self._buckets[number].commit([changes[i] for i in groups[number]])
-              for number in numbers),
-            return_exceptions=True,
-        )
-        _raise_conflicts(applied)
-        for number, versions in zip(numbers, applied, strict=True):
-            assert isinstance(versions, list)
-            for position, version in zip(groups[number], versions, strict=True):
-                results[position] = version
+        # The buckets holding a condition first, then (only if all of those applied) the ones
+        # holding unconditional changes alone: a commit that loses a race writes nothing
+        # outside the buckets of its conditions.
+        conditional = [number for number in groups if checks[number]]
+        free = [number for number in groups if not checks[number]]
+        for numbers in (conditional, free):
+            applied = await asyncio.gather(
+                *(self._buckets[number].commit([changes[i] for i in groups[number]])
+                  for number in numbers),
+                return_exceptions=True,
+            )
+            _raise_conflicts(applied)
+            for number, versions in zip(numbers, applied, strict=True):
+                assert isinstance(versions, list)
+                for position, version in zip(groups[number], versions, strict=True):
+                    results[position] = version
         return results
 
     # -- expiry and metadata ------------------------------------------------------------------
@@ -657,6 +672,8 @@ class _Bucket(single.RedisDriver):
         self.where = owner.where
         self._operation_timeout = owner.operation_timeout
         self._use_stem(stem)
+        # A merged scan holds one page per bucket: about SCAN_PAGE keys in all, as on one node.
+        self._page = max(BUCKET_PAGE_MIN, single.SCAN_PAGE // owner.buckets)
 
     def ensure_open(self) -> None:
         """Raise :class:`StorageClosed` once the owning driver is closed."""

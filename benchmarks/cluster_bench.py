@@ -20,6 +20,9 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
+import orjson
+from redis.asyncio.cluster import RedisCluster
+
 from benchmarks.harness import Report, time_async
 from kvstore.drivers.redis import redis_driver
 from kvstore.drivers.redis_cluster import redis_cluster_driver
@@ -52,6 +55,22 @@ def _cluster(url: str | None) -> Iterator[str]:
             cluster.stop()
 
 
+async def _used_memory(cluster_url: str) -> int:
+    """Bytes the cluster's masters use in all (INFO memory's used_memory)."""
+    hosts = cluster_url.partition("://")[2].partition("/")[0].split(",")
+    host, _, port = hosts[0].rpartition(":")
+    client = RedisCluster(host=host, port=int(port))
+    try:
+        await client.initialize()
+        total = 0
+        for node in client.get_primaries():
+            info = await client.execute_command("INFO", "memory", target_nodes=node)
+            total += int(info["used_memory"])
+        return total
+    finally:
+        await client.aclose()
+
+
 async def _fill(storage: Storage) -> None:
     for start in range(0, TOTAL, BATCH):
         await storage.set_many({f"scan:{i:06d}": VALUE for i in range(start, start + BATCH)})
@@ -64,7 +83,9 @@ async def main(cluster_url: str, redis_url: str) -> bool:
     on_node = Storage(redis_driver(redis_url, base=base))
     report = Report("Redis Cluster driver (ours) vs single-node Redis driver (raw column)")
     try:
+        before = await _used_memory(cluster_url)
         await _fill(on_cluster)
+        per_key = (await _used_memory(cluster_url) - before) / TOTAL
         await _fill(on_node)
         prefix = "scan:000"  # scan:000000 .. scan:000999
 
@@ -94,6 +115,8 @@ async def main(cluster_url: str, redis_url: str) -> bool:
             rounds=ROUNDS,
         )
         print(report.render())
+        print(f"memory: {per_key:.0f} bytes per key on the masters (keys of 11 characters, "
+              f"values of {len(orjson.dumps(VALUE))} bytes; replicas hold as much again)")
         scan_cost, read_cost = 1 / scan.ratio, 1 / read.ratio
         print(f"scan: the cluster costs {scan_cost:.2f}x the single node (bound {SCAN_BOUND}x)")
         print(f"point read: the cluster costs {read_cost:.2f}x the single node "

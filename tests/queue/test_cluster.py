@@ -11,12 +11,12 @@ from eventqueue import EventQueue, create_queue
 from eventqueue.testing import QueueConformance, QueueFactory
 from redis.cluster import ClusterNode, RedisCluster
 
-from tests.support.redis_cluster import RedisCluster as TestCluster
+from tests.support.redis_cluster import RedisCluster as PrivateCluster
 from tests.support.redis_cluster import running_cluster
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestCluster]:
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateCluster]:
     """Three masters with one replica each, for this module."""
     yield from running_cluster(tmp_path_factory.mktemp("queue-cluster"))
 
@@ -27,7 +27,7 @@ class TestRedisCluster(QueueConformance):
         return "asyncio"  # redis.asyncio runs under asyncio only
 
     @pytest.fixture
-    def queue_factory(self, cluster: TestCluster) -> QueueFactory:
+    def queue_factory(self, cluster: PrivateCluster) -> QueueFactory:
         url = f"{cluster.url}/?namespace=eq_{secrets.token_hex(6)}"
 
         def factory(**options: Any) -> EventQueue:
@@ -39,7 +39,7 @@ class TestRedisCluster(QueueConformance):
 @pytest.mark.anyio
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
 async def test_topics_spread_over_the_nodes_with_stream_and_index_together(
-    cluster: TestCluster, anyio_backend: str
+    cluster: PrivateCluster, anyio_backend: str
 ) -> None:
     namespace = f"eq_{secrets.token_hex(6)}"
     topics = [f"topic{i}" for i in range(30)] + ["a}b", "{x}"]

@@ -68,6 +68,8 @@ from __future__ import annotations
 import asyncio
 import heapq
 import logging
+import os
+import traceback
 import zlib
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -370,7 +372,8 @@ class RedisClusterDriver(BaseDriver):
                                 # replica, a restart): load them there and run again.
                                 await bucket.load_scripts(client)
                                 return await command(client)
-                        except _RETRYABLE as error:
+                        except (*_RETRYABLE, AttributeError) as caught:
+                            error = _lost_connection(caught)
                             last = error
                             failures += 1
                             if not isinstance(error, MaxConnectionsError):
@@ -635,6 +638,22 @@ class RedisClusterDriver(BaseDriver):
                 break
             removed += await bucket.purge_expired(limit - removed)
         return removed
+
+
+def _lost_connection(error: BaseException) -> BaseException:
+    """``error`` itself, or for redis-py's connection race a ConnectionError in its place.
+
+    redis-py's cluster client, after one command's connection failed, disconnects the node's
+    other connections while commands may be using them; such a command then fails with an
+    AttributeError deep inside redis-py (its stream is gone): a lost connection, retried as one.
+    An AttributeError raised anywhere else is a bug, and goes on as it is.
+    """
+    if not isinstance(error, AttributeError):
+        return error
+    frames = traceback.extract_tb(error.__traceback__)
+    if not frames or f"{os.sep}redis{os.sep}" not in frames[-1].filename:
+        raise error
+    return RedisConnectionError(f"the connection was closed under the command ({error})")
 
 
 async def _all(calls: Any) -> None:

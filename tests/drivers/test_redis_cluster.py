@@ -24,6 +24,7 @@ from kvstore.errors import BackendUnavailable, ConfigurationError, Conflict
 from kvstore.storage import Storage
 from kvstore.testing import DriverConformance, DriverFactory
 from tests.support.redis_cluster import RedisCluster, running_cluster
+from tests.support.servers import free_port
 
 
 @pytest.fixture
@@ -196,10 +197,18 @@ def test_the_scheme_is_registered(cluster: RedisCluster) -> None:
     assert isinstance(storage.driver, RedisClusterDriver)
 
 
-def test_no_password_in_repr_or_errors() -> None:
-    driver = redis_cluster_driver("redis+cluster://u:s3cret@h:7000/")
+@pytest.mark.anyio
+async def test_an_unreachable_cluster_is_unavailable_within_the_timeout_without_the_password(
+) -> None:
+    url = f"redis+cluster://u:s3cret@127.0.0.1:{free_port()}/?operation_timeout=1"
+    driver = redis_cluster_driver(url)
     assert "s3cret" not in repr(driver)
-    assert "s3cret" not in driver.where
+    async with Storage(driver) as storage:
+        with anyio.fail_after(1 + HANG_SLACK):
+            with pytest.raises(BackendUnavailable) as raised:
+                await storage.get("a")
+    assert raised.value.driver == "redis_cluster"
+    assert "s3cret" not in str(raised.value)
 
 
 # -- durability -----------------------------------------------------------------------------

@@ -5,8 +5,8 @@ from __future__ import annotations
 import base64
 from collections.abc import AsyncIterator, Sequence
 
-from kvstore.driver import Driver, read_in_pages
 from kvstore.conditional import ANY_VERSION, Change, Versioned
+from kvstore.driver import Driver, read_in_pages
 from kvstore.errors import BackendUnavailable
 from kvstore.expiry import Meta
 from kvstore.wrappers import Wrapper

@@ -26,6 +26,7 @@ from kvstore.wrappers import (
     Statistics,
     Tracing,
     ValueSizeLimit,
+    apply_layers,
 )
 from tests.wrappers.support import KEYRING, Flaky
 
@@ -138,3 +139,22 @@ class TestTracingOverMemory(_OverMemory):
 class TestTracingOverSQLite(_OverSQLite):
     def wrap(self, driver: BaseDriver) -> BaseDriver:
         return _traced(driver)
+
+
+class TestRecommendedStackOverMemory(_OverMemory):
+    """Every wrapper but read-only at once, in the order create_storage applies them."""
+
+    def wrap(self, driver: BaseDriver) -> BaseDriver:
+        stacked = apply_layers(
+            driver,
+            [
+                Tracing.using(tracer_provider=_PROVIDER),
+                Statistics,
+                ValueSizeLimit.using(limit=17 * 1024 * 1024),
+                Compression.using(min_size=16),
+                Encryption.using(keys=KEYRING, current="k1"),
+                Retry,
+            ],
+        )
+        assert isinstance(stacked, BaseDriver)
+        return stacked

@@ -33,31 +33,31 @@ _SCALAR_TYPES = frozenset({str, int, bool, type(None)})
 _INT_MAX = 2**64 - 1
 
 
-def _refuse(path: str, reason: str) -> SerializationError:
+def _refuse(subject: str, path: str, reason: str) -> SerializationError:
     where = f" at {path}" if path else ""
-    return SerializationError(f"value{where} {reason}; it would not read back equal")
+    return SerializationError(f"{subject}{where} {reason}; it would not read back equal")
 
 
-def _check(value: object, path: str) -> None:
+def _check(value: object, path: str, subject: str) -> None:
     kind = type(value)
     if kind is str or kind is bool or value is None:
         return
     if kind is int:
         if not _INT_MIN <= value <= _INT_MAX:  # type: ignore[operator]
-            raise _refuse(path, "is an integer outside the 64-bit range")
+            raise _refuse(subject, path, "is an integer outside the 64-bit range")
     elif kind is float:
         if not math.isfinite(value):  # type: ignore[arg-type]
-            raise _refuse(path, f"is {value!r}, which JSON cannot represent")
+            raise _refuse(subject, path, f"is {value!r}, which JSON cannot represent")
     elif kind is dict:
         for name, item in value.items():  # type: ignore[attr-defined]
             if type(name) is not str:
-                raise _refuse(path, f"has a non-str key {name!r}")
-            _check(item, f"{path}[{name!r}]")
+                raise _refuse(subject, path, f"has a non-str key {name!r}")
+            _check(item, f"{path}[{name!r}]", subject)
     elif kind is list or kind is tuple:
         for index, item in enumerate(value):  # type: ignore[arg-type]
-            _check(item, f"{path}[{index}]")
+            _check(item, f"{path}[{index}]", subject)
     else:
-        raise _refuse(path, f"is a {kind.__name__}, not a JSON type")
+        raise _refuse(subject, path, f"is a {kind.__name__}, not a JSON type")
 
 
 def _reads_back_exactly(value: object) -> bool:
@@ -79,22 +79,33 @@ def _reads_back_exactly(value: object) -> bool:
     return True
 
 
-def encode(value: JSONValue) -> bytes:
-    """Return ``value`` as JSON bytes; raise :class:`SerializationError` if it cannot round-trip."""
+def encode(value: JSONValue, *, subject: str = "value") -> bytes:
+    """Return ``value`` as JSON bytes; raise :class:`SerializationError` if it cannot round-trip.
+
+    ``subject`` names the value in messages (the event queue says ``"event"``), which also say
+    where in it the fault is (``value at ['a'][0] is ...``).
+    """
     try:
         data = orjson.dumps(value, option=_STRICT)
     except (orjson.JSONEncodeError, TypeError) as error:
-        raise SerializationError(f"value cannot be stored as JSON: {error}") from None
+        # Walk first: it says where the fault is (orjson's message does not).
+        _locate(value, subject)
+        raise SerializationError(f"{subject} cannot be stored as JSON: {error}") from None
     # Decoding and comparing is faster than walking the value in Python, and proves the
     # promise directly. Only when they differ (tuples, or a refusal) is the walk needed, to tell
     # which and to say where.
     if _reads_back_exactly(value) or orjson.loads(data) == value:
         return data
-    try:
-        _check(value, "")
-    except RecursionError:
-        raise SerializationError("value is nested too deeply to store as JSON") from None
+    _locate(value, subject)
     return data
+
+
+def _locate(value: object, subject: str) -> None:
+    """Raise the :class:`SerializationError` that says where ``value`` is not exact JSON."""
+    try:
+        _check(value, "", subject)
+    except RecursionError:
+        raise SerializationError(f"{subject} is nested too deeply to store as JSON") from None
 
 
 def encode_many(values: list[JSONValue]) -> list[bytes]:

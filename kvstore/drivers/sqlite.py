@@ -54,9 +54,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import os
-import random
 import re
 import sqlite3
 import time
@@ -72,18 +70,28 @@ from kvstore.conditional import ANY_VERSION, LEGACY_VERSION, Action, Change, Ver
 from kvstore.driver import BaseDriver, conflict
 from kvstore.errors import BackendError, BackendUnavailable, ConfigurationError, InvalidKey
 from kvstore.expiry import Clock, Meta, expiry_millis, from_millis, now_millis
+from kvstore.home import data_file
 from kvstore.keys import all_valid_keys, prefix_successor, validate_key
 from kvstore.pacing import Gate, Pacer
-from kvstore.urls import parse_url, redact_url, take_options
+from kvstore.sqlite_common import (
+    DEFAULT_BUSY_TIMEOUT,
+    DEFAULT_SYNCHRONOUS,
+    MEMORY,
+    URL_OPTIONS,
+    LockWait,
+    parse_sqlite_url,
+)
+from kvstore.sqlite_common import check_busy_timeout as _check_busy_timeout
+from kvstore.sqlite_common import check_synchronous as _check_synchronous
+from kvstore.sqlite_common import is_busy as _is_busy
 
 __all__ = ["DEFAULT_TABLE", "SQLiteDriver", "default_path", "from_url", "sqlite_driver"]
 
 _T = TypeVar("_T")
 _log = logging.getLogger(__name__)
+_lock_log = logging.getLogger("kvstore.sqlite")
 
-MEMORY: Final = ":memory:"
 DEFAULT_TABLE: Final = "agentx_kv"
-SYNCHRONOUS_MODES: Final = frozenset({"OFF", "NORMAL", "FULL", "EXTRA"})
 
 # A plain identifier, so that the name needs no escaping anywhere; SQLite reserves sqlite_*.
 _TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
@@ -129,14 +137,7 @@ _AUTO_PURGE_EVERY = 1.0
 # What SQLite says when a column being added exists: another connection added it first.
 _DUPLICATE_COLUMN = "duplicate column name"
 
-# Backoff while another connection holds the lock: 0.5 ms doubling to 25 ms, jittered so that
-# processes waiting for the same lock do not wake in step.
-_FIRST_DELAY = 0.0005
-_MAX_DELAY = 0.025
-
 # Primary result codes (the low byte of an extended code).
-_SQLITE_BUSY = 5
-_SQLITE_LOCKED = 6
 _SQLITE_READONLY = 8
 _UNAVAILABLE_CODES = frozenset(
     {
@@ -153,9 +154,7 @@ def default_path() -> Path:
 
     Without ``AGENTX_DIR`` that is ``~/.agentx/data/agentx.db``.
     """
-    root = os.environ.get("AGENTX_DIR")
-    base = Path(root).expanduser() if root else Path.home() / ".agentx"
-    return base / "data" / "agentx.db"
+    return data_file("agentx.db")
 
 
 def _check_table(table: str) -> str:
@@ -171,58 +170,13 @@ def _check_table(table: str) -> str:
     return table
 
 
-def _check_busy_timeout(busy_timeout: float) -> float:
-    if isinstance(busy_timeout, bool) or not isinstance(busy_timeout, int | float):
-        raise ConfigurationError(f"busy_timeout must be a number of seconds, not {busy_timeout!r}")
-    if not math.isfinite(busy_timeout) or busy_timeout < 0:
-        raise ConfigurationError(f"busy_timeout must be finite seconds >= 0, not {busy_timeout}")
-    return float(busy_timeout)
-
-
-def _check_synchronous(synchronous: str) -> str:
-    mode = synchronous.upper() if isinstance(synchronous, str) else ""
-    if mode not in SYNCHRONOUS_MODES:
-        raise ConfigurationError(
-            f"synchronous must be one of {', '.join(sorted(SYNCHRONOUS_MODES))}, "
-            f"not {synchronous!r}"
-        )
-    return mode
-
-
 def _primary_code(error: sqlite3.Error) -> int | None:
     code = getattr(error, "sqlite_errorcode", None)
     return None if code is None else int(code) & 0xFF
 
 
-def _is_busy(error: sqlite3.Error) -> bool:
-    code = _primary_code(error)
-    if code is not None:
-        return code in (_SQLITE_BUSY, _SQLITE_LOCKED)
-    text = str(error)
-    return "database is locked" in text or "database table is locked" in text
-
-
 def _fetch_all(conn: sqlite3.Connection, *, sql: str, params: tuple[object, ...]) -> list[Any]:
     return conn.execute(sql, params).fetchall()
-
-
-class _Backoff:
-    """Sleeps between retries of a statement that found the database locked."""
-
-    __slots__ = ("_deadline", "_delay")
-
-    def __init__(self, timeout: float) -> None:
-        self._deadline = anyio.current_time() + timeout
-        self._delay = _FIRST_DELAY
-
-    async def wait(self) -> bool:
-        """Sleep before the next try; return False, without sleeping, once time is up."""
-        remaining = self._deadline - anyio.current_time()
-        if remaining <= 0:
-            return False
-        await anyio.sleep(min(remaining, self._delay * random.uniform(0.5, 1.5)))
-        self._delay = min(self._delay * 2, _MAX_DELAY)
-        return True
 
 
 class _NotBlob:
@@ -263,8 +217,8 @@ class SQLiteDriver(BaseDriver):
         path: str | os.PathLike[str],
         *,
         table: str = DEFAULT_TABLE,
-        busy_timeout: float = 30.0,
-        synchronous: str = "NORMAL",
+        busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+        synchronous: str = DEFAULT_SYNCHRONOUS,
         clock: Clock = time.time,
     ) -> None:
         raw = os.fspath(path)
@@ -452,7 +406,7 @@ class SQLiteDriver(BaseDriver):
                     driver=self.name,
                     where=self.path,
                 ) from error
-        backoff = _Backoff(self.busy_timeout)
+        backoff = self._lock_wait()
         while True:
             try:
                 return self._connect_once()
@@ -561,11 +515,15 @@ class SQLiteDriver(BaseDriver):
             where=self.path,
         )
 
+    def _lock_wait(self) -> LockWait:
+        # The shared lock backoff (kvstore.sqlite_common), logging long waits on kvstore.sqlite.
+        return LockWait(self.busy_timeout, where=self.path, logger=_lock_log)
+
     async def _retry(
         self, operation: Callable[[sqlite3.Connection], _T], error: sqlite3.Error, doing: str
     ) -> _T:
         """Handle ``error`` from a first inline try: retry while the database is locked."""
-        backoff = _Backoff(self.busy_timeout)
+        backoff = self._lock_wait()
         while True:
             if not _is_busy(error):
                 raise self._translate(error, doing) from error
@@ -597,7 +555,7 @@ class SQLiteDriver(BaseDriver):
         statement runs inside this transaction; cancellation there rolls the transaction back.
         ``BEGIN IMMEDIATE`` takes the write lock up front, so a conflict shows at the start.
         """
-        backoff: _Backoff | None = None
+        backoff: LockWait | None = None
         while True:
             conn = self._conn
             if conn is None or monotonic() >= self._pacer.deadline:
@@ -626,7 +584,7 @@ class SQLiteDriver(BaseDriver):
                     raise
                 if not _is_busy(error):
                     raise self._translate(error, doing) from error
-                backoff = backoff or _Backoff(self.busy_timeout)
+                backoff = backoff or self._lock_wait()
                 failure = error
             finally:
                 if held:
@@ -1227,8 +1185,8 @@ def sqlite_driver(
     path: str | os.PathLike[str] | None = None,
     *,
     table: str = DEFAULT_TABLE,
-    busy_timeout: float = 30.0,
-    synchronous: str = "NORMAL",
+    busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+    synchronous: str = DEFAULT_SYNCHRONOUS,
     clock: Clock = time.time,
 ) -> SQLiteDriver:
     """Return a driver on the SQLite database at ``path`` (no I/O until first use).
@@ -1252,11 +1210,7 @@ def sqlite_driver(
     )
 
 
-_URL_OPTIONS: Final[dict[str, Callable[[str], Any]]] = {
-    "table": str,
-    "busy_timeout": float,  # the constructor checks the range
-    "synchronous": str,
-}
+_URL_OPTIONS: Final[dict[str, Callable[[str], Any]]] = {**URL_OPTIONS, "table": str}
 
 
 def from_url(url: str) -> SQLiteDriver:
@@ -1270,24 +1224,12 @@ def from_url(url: str) -> SQLiteDriver:
     ``table``, ``busy_timeout`` (seconds) and ``synchronous``. A host, user, password, fragment
     or any other option raises :class:`~kvstore.errors.ConfigurationError`.
     """
-    parsed = parse_url(url, schemes=("sqlite",))
-    if parsed.username is not None or parsed.password is not None or parsed.hosts:
-        raise ConfigurationError(
-            f"{redact_url(url)!r}: a sqlite:// URL names no host or user; write "
-            "sqlite:///relative.db or sqlite:////absolute.db"
-        )
-    options = take_options(parsed.options, _URL_OPTIONS, where="sqlite")
-    database = parsed.path
-    if not database:
-        if url.partition("://")[2].partition("?")[0]:
-            raise ConfigurationError(
-                f"{redact_url(url)!r} names no database file; write sqlite:///relative.db, "
-                "sqlite:////absolute.db, or sqlite:///:memory: for an in-memory database"
-            )
-        database = MEMORY
+    # One reading of sqlite:// URLs, shared with the event queue (kvstore.sqlite_common).
+    read = parse_sqlite_url(url, _URL_OPTIONS, where="sqlite")
+    options = read.options
     return SQLiteDriver(
-        database,
+        read.path,
         table=options.get("table", DEFAULT_TABLE),
-        busy_timeout=options.get("busy_timeout", 30.0),
-        synchronous=options.get("synchronous", "NORMAL"),
+        busy_timeout=options.get("busy_timeout", DEFAULT_BUSY_TIMEOUT),
+        synchronous=options.get("synchronous", DEFAULT_SYNCHRONOUS),
     )

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from kvstore.errors import PersistenceError
+from typing import Any
+
+from kvstore.errors import BackendUnavailable, PersistenceError
 
 __all__ = [
+    "AsyncLibraryNotSupported",
     "CorruptEvent",
     "QueueBackendError",
     "QueueClosed",
@@ -34,8 +37,49 @@ class QueueBackendError(QueueError):
     """The backend failed in a way that is not a connectivity problem."""
 
 
-class QueueUnavailable(QueueBackendError):
-    """The backend could not be reached, timed out, or stayed locked past the deadline."""
+class QueueUnavailable(QueueBackendError, BackendUnavailable):
+    """The backend could not be reached, timed out, or stayed locked past the deadline.
+
+    It is also a :class:`kvstore.errors.BackendUnavailable`, so a retry policy written for the
+    storage ("retry what is unavailable") works for the queue unchanged. ``message`` already
+    names the backend and where it is (redacted); ``driver`` is ``"eventqueue"`` unless a
+    backend says which it is, and ``where`` is empty unless given.
+    """
+
+    def __init__(self, message: str, *, driver: str = "eventqueue", where: str = "") -> None:
+        # Not BackendError.__init__: the queue's messages name their backend and place already,
+        # and that initialiser would prefix them again.
+        Exception.__init__(self, message)
+        self.message = message
+        self.driver = driver
+        self.where = where
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keep it picklable with its attributes (logging handlers and process pools pickle
+        # exceptions); the keyword-only arguments travel through the state.
+        return (type(self), (self.message,), {"driver": self.driver, "where": self.where})
+
+
+class AsyncLibraryNotSupported(QueueError, NotImplementedError):
+    """The queue's backend cannot run under the async library in use; nothing was done.
+
+    The Redis (``redis.asyncio``) and PostgreSQL (psycopg's async connections) backends run under
+    asyncio only; the SQLite backend runs under asyncio and trio. ``backend`` names the backend
+    and ``library`` the async library that was running.
+    """
+
+    def __init__(self, backend: str, library: str, reason: str) -> None:
+        super().__init__(
+            f"the {backend} event-queue backend cannot run under {library}: {reason}; run it "
+            "under asyncio, or use the sqlite backend"
+        )
+        self.backend = backend
+        self.library = library
+        self.reason = reason
+
+    def __reduce__(self) -> tuple[type[AsyncLibraryNotSupported], tuple[str, str, str]]:
+        # Keep it picklable (logging handlers and process pools pickle exceptions).
+        return (AsyncLibraryNotSupported, (self.backend, self.library, self.reason))
 
 
 class CorruptEvent(QueueBackendError):

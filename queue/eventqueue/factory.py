@@ -1,108 +1,125 @@
 """``create_queue``: pick a backend from a path or URL and wrap it in :class:`EventQueue`.
 
-URLs:
+URLs are read by :mod:`kvstore.urls`, the one URL module, and a ``sqlite://`` URL means what it
+means to the kvstore SQLite driver (:func:`kvstore.sqlite_common.parse_sqlite_url`, same
+defaults):
 
-- ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db``, ``sqlite:///:memory:``;
-  query ``synchronous=FULL|NORMAL`` (default FULL) and ``poll_interval_ms`` (default 20).
-- ``redis://[:password@]host:port/db`` (or ``rediss://``, ``unix://``); query ``namespace``
-  (default ``eventqueue``) prefixes every key.
-- ``postgresql://user@host:port/dbname`` (or ``postgres://``); query ``namespace`` (default
-  ``eventqueue``, letters, digits and ``_``) prefixes the tables and the NOTIFY channel. Other
-  query parameters go to libpq.
+- ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db``, ``sqlite:///:memory:``, and
+  ``sqlite://`` alone for an in-memory database; ``sqlite:///`` with an empty path is refused.
+  The path is percent-decoded. Options: ``synchronous`` (default ``NORMAL``, as for kvstore),
+  ``busy_timeout`` (seconds, default 30, as for kvstore) and ``poll_interval_ms`` (default 20).
+- ``redis://[:password@]host:port/db`` (or ``rediss://``, ``unix://``): option ``namespace``
+  (default ``eventqueue``) prefixes every key; other options go to redis-py.
+- ``postgresql://user@host:port/dbname`` (or ``postgres://``): option ``namespace`` (default
+  ``eventqueue``, letters, digits and ``_``) prefixes the tables and the NOTIFY channel; other
+  options go to libpq.
+
+A bad URL, option or argument raises :class:`kvstore.errors.ConfigurationError` (no secret in
+its message); bad *data* (a topic, an event) raises :class:`eventqueue.ValidationError` later.
 """
 
 from __future__ import annotations
 
 import re
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from pathlib import Path
 
 from eventqueue.backends.base import QueueBackend
 from eventqueue.backends.sqlite import SQLiteBackend
 from eventqueue.entry import Clock, system_clock
-from eventqueue.errors import ValidationError
 from eventqueue.front import EventQueue
 
-__all__ = ["create_queue"]
+# One distribution: kvstore is always installed beside eventqueue.
+from kvstore.errors import ConfigurationError
+from kvstore.home import data_file
+from kvstore.sqlite_common import (
+    DEFAULT_BUSY_TIMEOUT,
+    DEFAULT_SYNCHRONOUS,
+    URL_OPTIONS,
+    parse_sqlite_url,
+)
+from kvstore.urls import ParsedURL, parse_url, positive_int, redact_url
+
+__all__ = ["backend_from_url", "create_queue", "default_queue_path"]
 
 _NAMESPACE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,39}")
+_SQLITE_OPTIONS = {**URL_OPTIONS, "poll_interval_ms": positive_int}
+_DEFAULT_POLL_MS = 20
+
+
+def default_queue_path() -> Path:
+    """Return the default queue file: ``$AGENTX_DIR/data/queue.db`` or ``~/.agentx/data/queue.db``.
+
+    The same AgentX home as the storage's default file (:mod:`kvstore.home`).
+    """
+    return data_file("queue.db")
 
 
 def _positive_int(name: str, value: object) -> int:
     if type(value) is not int or value <= 0:
-        raise ValidationError(f"{name} must be a positive int of milliseconds, not {value!r}")
+        raise ConfigurationError(f"{name} must be a positive int of milliseconds, not {value!r}")
     return value
 
 
-def _split_query(query: str, ours: tuple[str, ...]) -> tuple[dict[str, str], str]:
-    """Return (our options, the remaining query string)."""
-    mine: dict[str, str] = {}
-    rest: list[tuple[str, str]] = []
-    for name, value in parse_qsl(query, keep_blank_values=True):
-        if name in ours:
-            mine[name] = value
-        else:
-            rest.append((name, value))
-    return mine, urlencode(rest)
-
-
-def _namespace(options: dict[str, str]) -> str:
-    namespace = options.get("namespace", "eventqueue")
+def _namespace(url: str, parsed: ParsedURL) -> str:
+    namespace = parsed.options.get("namespace", "eventqueue")
     if _NAMESPACE.fullmatch(namespace) is None:
-        raise ValidationError(
-            f"namespace {namespace!r} must be 1-40 letters, digits or '_',"
+        raise ConfigurationError(
+            f"{redact_url(url)!r}: namespace {namespace!r} must be 1-40 letters, digits or '_',"
             " not starting with a digit"
         )
     return namespace
 
 
+def _without_namespace(url: str) -> str:
+    """Return ``url`` with its ``namespace`` option removed, for the client library.
+
+    Only called on a URL :func:`kvstore.urls.parse_url` accepted, so the query is well formed.
+    """
+    head, mark, query = url.partition("?")
+    if not mark:
+        return url
+    kept = [pair for pair in query.split("&") if pair and pair.partition("=")[0] != "namespace"]
+    return f"{head}?{'&'.join(kept)}" if kept else head
+
+
 def _sqlite_from_url(url: str) -> SQLiteBackend:
-    parts = urlsplit(url)
-    options, rest = _split_query(parts.query, ("synchronous", "poll_interval_ms"))
-    if rest:
-        raise ValidationError(f"unknown sqlite:// option(s): {rest}")
-    if parts.netloc:
-        raise ValidationError(
-            "a sqlite:// URL has no host: use sqlite:///relative or sqlite:////absolute"
-        )
-    path = parts.path[1:] if parts.path.startswith("/") else parts.path
-    if not path:
-        raise ValidationError("the sqlite:// URL names no file")
-    poll_ms = options.get("poll_interval_ms", "20")
-    if not poll_ms.isdigit() or int(poll_ms) == 0:
-        raise ValidationError(f"poll_interval_ms must be a positive integer, not {poll_ms!r}")
+    read = parse_sqlite_url(url, _SQLITE_OPTIONS, where="eventqueue sqlite")
+    options = read.options
     return SQLiteBackend(
-        path, synchronous=options.get("synchronous", "FULL"), poll_interval=int(poll_ms) / 1000
+        read.path,
+        synchronous=options.get("synchronous", DEFAULT_SYNCHRONOUS),
+        busy_timeout=options.get("busy_timeout", DEFAULT_BUSY_TIMEOUT),
+        poll_interval=options.get("poll_interval_ms", _DEFAULT_POLL_MS) / 1000,
     )
 
 
 def backend_from_url(url: str) -> QueueBackend:
-    """Return the (unopened) backend a queue URL names."""
+    """Return the (unopened) backend a queue URL names; see the module docstring."""
     if type(url) is not str:
-        raise ValidationError(f"url must be a str, not {type(url).__name__}")
+        raise ConfigurationError(f"url must be a str, not {type(url).__name__}")
     scheme = url.partition("://")[0].lower()
     if scheme == "sqlite":
         return _sqlite_from_url(url)
     if scheme in ("redis", "rediss", "unix"):
+        parsed = parse_url(url, schemes=("redis", "rediss", "unix"))
+        namespace = _namespace(url, parsed)
         from eventqueue.backends.redis import RedisBackend
 
-        parts = urlsplit(url)
-        options, rest = _split_query(parts.query, ("namespace",))
-        plain = urlunsplit((parts.scheme, parts.netloc, parts.path, rest, ""))
-        return RedisBackend(plain, namespace=_namespace(options))
+        return RedisBackend(_without_namespace(url), namespace=namespace)
     if scheme in ("postgresql", "postgres"):
+        parsed = parse_url(url, schemes=("postgresql", "postgres"), multi_host=True)
+        namespace = _namespace(url, parsed)
         from eventqueue.backends.postgresql import PostgreSQLBackend
 
-        parts = urlsplit(url)
-        options, rest = _split_query(parts.query, ("namespace",))
-        plain = urlunsplit((parts.scheme, parts.netloc, parts.path, rest, ""))
-        return PostgreSQLBackend(plain, namespace=_namespace(options))
-    raise ValidationError(
-        f"unknown queue URL scheme {scheme!r}: use sqlite://, redis:// or postgresql://"
+        return PostgreSQLBackend(_without_namespace(url), namespace=namespace)
+    raise ConfigurationError(
+        f"{redact_url(url)!r}: unknown queue URL scheme {scheme!r}: use sqlite://, redis:// or "
+        "postgresql://"
     )
 
 
 def create_queue(
-    path: str = "./data/queue.db",
+    path: str | None = None,
     *,
     url: str | None = None,
     retention_ms: int = 86_400_000,
@@ -111,21 +128,26 @@ def create_queue(
 ) -> EventQueue:
     """Return an unopened :class:`EventQueue`; it connects on first use or in ``async with``.
 
-    ``path`` is a SQLite file (its folder is created) or ``":memory:"``; ``url`` (which wins
-    over ``path``) picks a backend: ``sqlite:///...``, ``redis://...`` or ``postgresql://...``.
-    Events older than ``retention_ms`` are deleted every ``cleanup_interval_ms`` and by
-    ``cleanup()``. ``clock`` returns int milliseconds; it stamps events and acks (inject a fake
-    one in tests). No I/O happens here.
+    ``path`` is a SQLite file or ``":memory:"``; without it (and without ``url``) the queue
+    lives in ``$AGENTX_DIR/data/queue.db`` (``~/.agentx/data/queue.db`` when ``AGENTX_DIR`` is
+    unset), beside the storage's default file. The file's folder is created when the queue
+    opens. ``url`` (which wins over ``path``) picks a backend: ``sqlite://...``, ``redis://...``
+    or ``postgresql://...`` (see the module docstring). Events older than ``retention_ms`` are
+    deleted every ``cleanup_interval_ms`` and by ``cleanup()``. ``clock`` returns int
+    milliseconds; it stamps events and acks (inject a fake one in tests). A bad argument, URL
+    or option raises :class:`kvstore.errors.ConfigurationError`. No I/O happens here.
     """
     retention_ms = _positive_int("retention_ms", retention_ms)
     cleanup_interval_ms = _positive_int("cleanup_interval_ms", cleanup_interval_ms)
     if clock is not None and not callable(clock):
-        raise ValidationError("clock must be a callable returning int milliseconds")
+        raise ConfigurationError("clock must be a callable returning int milliseconds")
     if url is not None:
         backend = backend_from_url(url)
+    elif path is None:
+        backend = SQLiteBackend(str(default_queue_path()))
     else:
         if type(path) is not str or not path:
-            raise ValidationError(f"path must be a non-empty str, not {path!r}")
+            raise ConfigurationError(f"path must be a non-empty str, not {path!r}")
         backend = SQLiteBackend(path)
     return EventQueue(
         backend,

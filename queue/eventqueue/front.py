@@ -1,8 +1,11 @@
 """The queue object users hold: validation, fan-out, consumers, retention and the closed state.
 
-Written once over :class:`~eventqueue.backends.QueueBackend`; asyncio only (subscriber tasks and
-the retention timer are asyncio tasks, which never keep a process alive, and ``close`` cancels
-them).
+Written once over :class:`~eventqueue.backends.QueueBackend`, on anyio: it runs under asyncio, and
+under trio where the backend's client does (SQLite; Redis and PostgreSQL raise
+:class:`~eventqueue.errors.AsyncLibraryNotSupported` there). Background work (topic feeds, async
+handlers, the retention timer) runs in the queue's own task group, hosted by a task of its own
+(:mod:`eventqueue.background`): it never keeps a process alive, and ``close`` cancels it and
+waits for it.
 
 Delivery design: per topic with at least one subscriber or consumer there is one *feed* task
 that follows the backend (read every entry after its position, then wait for a local publish,
@@ -20,17 +23,26 @@ logger and hands it to the caller's ``on_corrupt`` if any; handlers never see it
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from types import TracebackType
 from typing import Any
 
+import anyio
+import anyio.lowlevel
+
 from eventqueue.backends.base import QueueBackend
+from eventqueue.background import Background, running_library
 from eventqueue.decoding import StoredEvent
 from eventqueue.entry import Clock, QueueEntry
-from eventqueue.errors import CorruptEvent, QueueClosed, QueueError, ValidationError
+from eventqueue.errors import (
+    AsyncLibraryNotSupported,
+    CorruptEvent,
+    QueueClosed,
+    QueueError,
+    ValidationError,
+)
 from eventqueue.subscribers import ConsumerInbox, Handler, Subscriber, make_subscriber
 from eventqueue.validation import check_name, encode_event, encode_events
 
@@ -72,23 +84,24 @@ class _Feed:
         self.owner = owner
         self.topic = topic
         self.subscribers: list[Subscriber] = []
-        self.ready = asyncio.Event()
+        self.ready = anyio.Event()
         self.stopped = False
-        self.task = asyncio.get_running_loop().create_task(
-            self._run(), name=f"eventqueue feed {topic!r}"
-        )
+        # Made here, entered by the task: stop() may come before the task first runs.
+        self.scope = anyio.CancelScope()
+        owner._background.start_soon(self._run, name=f"eventqueue feed {topic!r}")
 
     async def _retrying(self, what: str, delay: float) -> float:
         logger.warning(
             "eventqueue feed of topic %r: %s failed; retrying", self.topic, what, exc_info=True
         )
         # Back off from an unreachable backend instead of spinning on it.
-        await asyncio.sleep(delay)
+        await anyio.sleep(delay)
         return min(delay * 2, _RETRY_DELAY_MAX)
 
     async def _run(self) -> None:
         try:
-            await self._follow()
+            with self.scope:
+                await self._follow()
         finally:
             # Never leave a publisher or consumer waiting on a feed that is gone.
             self.ready.set()
@@ -121,10 +134,13 @@ class _Feed:
                         subscriber.deliver(entries)
                     position = entries[-1].cursor
                     delay = 0.05
+                    # A backend read may not yield (SQLite runs inline): give other tasks, and
+                    # a cancellation, a turn between pages while catching up a backlog.
+                    await anyio.lowlevel.checkpoint()
                     continue
                 if self.stopped:
-                    # Python 3.11's wait_for (inside the drivers) can drop the cancellation
-                    # ``stop`` sent; do not start a long wait after it.
+                    # A client may swallow one cancellation (Python 3.11's wait_for inside the
+                    # asyncio-only backends); do not start a long wait after ``stop``.
                     return
                 await backend.wait_for_events(self.topic, position, _WAIT_TIMEOUT)
             except QueueError:
@@ -134,7 +150,9 @@ class _Feed:
 
     def stop(self) -> None:
         self.stopped = True
-        self.task.cancel()
+        self.scope.cancel()
+        # A feed stopped before it ran never reads the newest cursor; let publishers go on.
+        self.ready.set()
         for subscriber in self.subscribers:
             subscriber.stop()
 
@@ -169,9 +187,19 @@ class Subscription:
 class EventQueue:
     """A durable per-topic event log with publish, subscribe, ack, recover and consume.
 
-    Create it with :func:`eventqueue.create_queue`. It opens on first use (or in ``async with``)
-    and must be used from one asyncio event loop. ``await close()`` is idempotent; afterwards
-    every method raises :class:`QueueClosed`.
+    Create it with :func:`eventqueue.create_queue`. It opens on first use or in ``async with``,
+    the same either way, and must be used from one event loop: asyncio, or trio when the backend
+    supports it (SQLite does; Redis and PostgreSQL raise :class:`AsyncLibraryNotSupported`).
+    ``await close()`` is idempotent; afterwards every method raises :class:`QueueClosed`.
+
+    Background work (topic feeds, async handlers, the retention timer) runs in a task group the
+    queue owns, entered when the first background task starts and exited by :meth:`close`. The
+    group lives in a host task of the queue's own rather than in the caller's task, because a
+    queue opened on first use may be opened inside a caller's cancel scope (``fail_after``) or
+    task and closed from another, and anyio and trio only let the task that entered a task group
+    exit it. So ``async with create_queue(...)`` and a queue used without ``async with`` behave
+    alike; without ``async with``, call :meth:`close` yourself (the host task never keeps the
+    process alive, and the event loop cancels it at exit if you do not).
     """
 
     def __init__(
@@ -188,9 +216,9 @@ class EventQueue:
         self._clock = clock
         self._opened = False
         self._closed = False
-        self._open_lock: asyncio.Lock | None = None
+        self._open_lock: anyio.Lock | None = None
         self._feeds: dict[str, _Feed] = {}
-        self._cleanup_task: asyncio.Task[None] | None = None
+        self._background = Background(f"eventqueue on {backend.description}")
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open" if self._opened else "not opened"
@@ -207,12 +235,25 @@ class EventQueue:
         if self._closed:
             raise QueueClosed(f"the queue on {self._backend.description} is closed")
 
+    def _check_library(self) -> None:
+        """Refuse, before any I/O, a backend that cannot run under the running async library."""
+        reason = self._backend.requires_asyncio
+        if reason is None:
+            return
+        try:
+            library = running_library()
+        except RuntimeError:
+            return  # no loop yet (a consume() made ahead): checked again when it opens
+        if library != "asyncio":
+            raise AsyncLibraryNotSupported(self._backend.name, library, reason)
+
     async def _ensure_open(self) -> None:
         self._check_open()
         if self._opened:
             return
+        self._check_library()
         if self._open_lock is None:
-            self._open_lock = asyncio.Lock()
+            self._open_lock = anyio.Lock()
         async with self._open_lock:
             self._check_open()
             if self._opened:
@@ -222,9 +263,7 @@ class EventQueue:
                 await self._backend.close()
                 self._check_open()
             self._opened = True
-            self._cleanup_task = asyncio.get_running_loop().create_task(
-                self._cleanup_periodically(), name="eventqueue retention"
-            )
+            self._background.start_soon(self._cleanup_periodically, name="eventqueue retention")
 
     async def open(self) -> None:
         """Connect and create the schema now instead of on first use."""
@@ -251,21 +290,18 @@ class EventQueue:
         if self._closed:
             return
         self._closed = True
-        tasks: list[asyncio.Task[Any]] = []
-        if self._cleanup_task is not None:
-            self._cleanup_task.cancel()
-            tasks.append(self._cleanup_task)
         feeds = list(self._feeds.values())
         self._feeds.clear()
         for feed in feeds:
             feed.stop()
-            tasks.append(feed.task)
-        await asyncio.gather(*tasks, return_exceptions=True)
-        for feed in feeds:
-            for subscriber in feed.subscribers:
-                await subscriber.wait_stopped()
-        if self._opened:
-            await self._backend.close()
+        # Shielded: a close reached through a cancelled scope (``async with`` inside a
+        # ``move_on_after`` that fired) must still stop the work and release the backend, or
+        # nothing would: the queue already counts as closed.
+        with anyio.CancelScope(shield=True):
+            # Cancels the timer, the feeds and the async handlers, and waits until all ended.
+            await self._background.aclose()
+            if self._opened:
+                await self._backend.close()
 
     # -- writing -------------------------------------------------------------------------------
 
@@ -331,22 +367,24 @@ class EventQueue:
     def subscribe(self, topic: str, handler: Handler) -> Subscription:
         """Call ``handler(entry)`` for every event of ``topic`` committed from now on.
 
-        Must be called with a running event loop. Each subscriber sees each event once, in cursor
+        Must be called inside a running event loop (asyncio, or trio if the backend supports
+        it). Each subscriber sees each event once, in cursor
         order, including events published by other processes or queue objects on the same
-        storage. An ``async def`` handler runs in its own task; a plain function runs in its own
-        daemon thread (so a blocking handler never stalls the loop). A handler's exception is
-        logged on the ``eventqueue`` logger and delivery goes on. Returns a
-        :class:`Subscription`; calling it unsubscribes (idempotent).
+        storage. An ``async def`` handler runs in its own task (of the queue's task group); a
+        plain function runs in its own daemon thread (so a blocking handler never stalls the
+        loop). A handler's exception is logged on the ``eventqueue`` logger and delivery goes
+        on. Returns a :class:`Subscription`; calling it unsubscribes (idempotent).
         """
         self._check_open()
         check_name("topic", topic)
         if not callable(handler):
             raise ValidationError(f"handler must be callable, not {type(handler).__name__}")
         try:
-            asyncio.get_running_loop()
+            running_library()
         except RuntimeError:
             raise RuntimeError("subscribe() must be called inside a running event loop") from None
-        subscriber = make_subscriber(topic, handler)
+        self._check_library()
+        subscriber = make_subscriber(topic, handler, self._background)
         feed = self._join(topic, subscriber)
         return Subscription(feed, lambda: self._leave(topic, subscriber))
 
@@ -372,6 +410,7 @@ class EventQueue:
         check_name("consumer id", consumer_id)
         if on_corrupt is not None and not callable(on_corrupt):
             raise ValidationError("on_corrupt must be callable or None")
+        self._check_library()
         return self._consume(topic, consumer_id, on_corrupt)
 
     async def _consume(
@@ -404,7 +443,7 @@ class EventQueue:
                 batch = await inbox.get()
                 self._check_open()
                 if batch is None:
-                    continue
+                    return  # the feed stopped without the queue closing: nothing more comes
                 for item in batch:
                     if after is not None and item.cursor <= after:
                         continue  # already replayed
@@ -417,6 +456,7 @@ class EventQueue:
                     after = item.cursor
         finally:
             self._leave(topic, inbox)
+            inbox.close()
 
     # -- cursors and history -------------------------------------------------------------------
 
@@ -493,7 +533,7 @@ class EventQueue:
 
     async def _cleanup_periodically(self) -> None:
         while True:
-            await asyncio.sleep(self.cleanup_interval_ms / 1000)
+            await anyio.sleep(self.cleanup_interval_ms / 1000)
             try:
                 await self.cleanup()
             except QueueClosed:

@@ -1,7 +1,8 @@
 """Per-subscriber delivery, so that one slow or failing handler only ever delays itself.
 
-- An async handler gets its own task and an in-memory FIFO; the task awaits the handler for one
-  entry at a time, in cursor order.
+- An async handler gets its own task (in the queue's background task group, see
+  :mod:`eventqueue.background`) and an in-memory FIFO; the task awaits the handler for one entry
+  at a time, in cursor order.
 - A sync handler gets its own daemon thread and FIFO, so a handler that blocks (I/O, a lock,
   ``time.sleep``) never stalls the event loop or other subscribers, and a handler still blocked
   when the process ends does not keep it alive. Sync handlers therefore run off the loop thread.
@@ -17,14 +18,19 @@ in memory until it is unsubscribed or the queue is closed.
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import inspect
 import logging
+import math
 import queue as stdlib_queue
 import threading
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from eventqueue.background import Background
 from eventqueue.decoding import StoredEvent
 from eventqueue.entry import QueueEntry
 
@@ -54,8 +60,10 @@ class Subscriber:
         """Stop delivering; entries not yet handled are dropped."""
         raise NotImplementedError
 
-    async def wait_stopped(self) -> None:
-        """Return once the subscriber's task (if any) has ended."""
+
+def _fifo() -> tuple[MemoryObjectSendStream[Any], MemoryObjectReceiveStream[Any]]:
+    # Unbounded: the feed must never wait for a subscriber (see the module docstring).
+    return anyio.create_memory_object_stream[Any](math.inf)
 
 
 def _log_failure(topic: str, entry: QueueEntry, handler: object) -> None:
@@ -63,37 +71,43 @@ def _log_failure(topic: str, entry: QueueEntry, handler: object) -> None:
 
 
 class AsyncSubscriber(Subscriber):
-    """Runs a coroutine-function handler in its own task."""
+    """Runs a coroutine-function handler in its own task of the queue's background group."""
 
-    def __init__(self, topic: str, handler: Handler) -> None:
+    def __init__(self, topic: str, handler: Handler, background: Background) -> None:
         self.topic = topic
         self.handler = handler
-        self._inbox: asyncio.Queue[QueueEntry] = asyncio.Queue()
-        self._task = asyncio.get_running_loop().create_task(
-            self._run(), name=f"eventqueue subscriber {topic!r}"
-        )
+        self._send, self._receive = _fifo()
+        # Made here, entered by the task: stop() may come before the task first runs.
+        self._scope = anyio.CancelScope()
+        background.start_soon(self._run, name=f"eventqueue subscriber {topic!r}")
 
     async def _run(self) -> None:
-        while True:
-            entry = await self._inbox.get()
-            try:
-                await self.handler(entry)
-            except Exception:
-                _log_failure(self.topic, entry, self.handler)
+        try:
+            with self._scope, contextlib.suppress(anyio.ClosedResourceError):  # stopped
+                async for entry in self._receive:
+                    try:
+                        await self.handler(entry)
+                    except Exception:
+                        _log_failure(self.topic, entry, self.handler)
+        finally:
+            # Also when the event loop cancels the task at exit, the queue never closed.
+            self._send.close()
+            self._receive.close()
 
     def deliver(self, entries: Sequence[StoredEvent]) -> None:
         """Append the decoded entries to the task's FIFO."""
         for entry in entries:
             if isinstance(entry, QueueEntry):
-                self._inbox.put_nowait(entry)
+                try:
+                    self._send.send_nowait(entry)
+                except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+                    return  # stopped: drop, as documented
 
     def stop(self) -> None:
-        """Cancel the task."""
-        self._task.cancel()
-
-    async def wait_stopped(self) -> None:
-        """Await the cancelled task."""
-        await asyncio.gather(self._task, return_exceptions=True)
+        """Cancel the task (and a handler call in progress) and release its FIFO."""
+        self._scope.cancel()
+        self._send.close()
+        self._receive.close()
 
 
 _STOP = object()
@@ -149,19 +163,30 @@ class ConsumerInbox(Subscriber):
     """The live half of ``consume``: a FIFO of entry batches the consumer awaits."""
 
     def __init__(self) -> None:
-        self._inbox: asyncio.Queue[Sequence[StoredEvent] | None] = asyncio.Queue()
+        self._send, self._receive = _fifo()
 
     def deliver(self, entries: Sequence[StoredEvent]) -> None:
         """Append one batch, corrupt events included (the consumer reports them)."""
-        self._inbox.put_nowait(entries)
+        # Stopped: the consumer is leaving.
+        with contextlib.suppress(anyio.ClosedResourceError, anyio.BrokenResourceError):
+            self._send.send_nowait(entries)
 
     def stop(self) -> None:
         """Wake the consumer so that it notices the queue closed."""
-        self._inbox.put_nowait(None)
+        self._send.close()
 
     async def get(self) -> Sequence[StoredEvent] | None:
         """Return the next batch, or None once stopped."""
-        return await self._inbox.get()
+        try:
+            batch: Sequence[StoredEvent] = await self._receive.receive()
+        except anyio.EndOfStream:
+            return None
+        return batch
+
+    def close(self) -> None:
+        """Release both ends of the FIFO (the consumer has left)."""
+        self._send.close()
+        self._receive.close()
 
 
 def _is_async(handler: object) -> bool:
@@ -170,8 +195,11 @@ def _is_async(handler: object) -> bool:
     )
 
 
-def make_subscriber(topic: str, handler: Handler) -> Subscriber:
-    """Return the right subscriber for a sync or async ``handler``."""
+def make_subscriber(topic: str, handler: Handler, background: Background) -> Subscriber:
+    """Return the right subscriber for a sync or async ``handler``.
+
+    An async handler's task runs in ``background``; a sync handler gets a daemon thread.
+    """
     if _is_async(handler):
-        return AsyncSubscriber(topic, handler)
+        return AsyncSubscriber(topic, handler, background)
     return ThreadSubscriber(topic, handler)

@@ -12,19 +12,26 @@ Usage (pytest with anyio's plugin, which the suite marks every test with)::
 
 ``options`` are ``create_queue`` keyword arguments (``clock``, ``retention_ms``,
 ``cleanup_interval_ms``). Set ``shares_storage = False`` when two queues from the factory do not
-see each other's data (``:memory:``). Tests wait for deliveries with events and a generous
-deadline, never with sleeps, and assert no timings.
+see each other's data (``:memory:``). Tests wait for deliveries with anyio events, memory object
+streams and a generous ``anyio.fail_after`` deadline, never with sleeps, and assert no timings.
+
+Every test runs under asyncio and under trio (the ``anyio_backend`` fixture is parametrised). A
+backend whose client runs under asyncio only (Redis, PostgreSQL) overrides that fixture to
+return ``"asyncio"``; under trio such a backend raises
+:class:`~eventqueue.errors.AsyncLibraryNotSupported` instead.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 from collections.abc import Callable
 from typing import Any, ClassVar
 
+import anyio
+import anyio.lowlevel
 import pytest
+from anyio.abc import TaskGroup
 
 from eventqueue.entry import QueueEntry
 from eventqueue.errors import QueueClosed, ValidationError
@@ -55,18 +62,19 @@ class Collector:
 
     def __init__(self) -> None:
         self.entries: list[QueueEntry] = []
-        self._changed = asyncio.Event()
+        self._changed = anyio.Event()
 
     async def __call__(self, entry: QueueEntry) -> None:
         """Record ``entry``."""
         self.entries.append(entry)
+        # anyio events cannot be cleared: wake the waiters, then give the next ones a new one.
         self._changed.set()
+        self._changed = anyio.Event()
 
     async def wait_for(self, count: int) -> list[QueueEntry]:
         """Return the entries once at least ``count`` arrived (fails after :data:`DEADLINE`)."""
-        async with asyncio.timeout(DEADLINE):
+        with anyio.fail_after(DEADLINE):
             while len(self.entries) < count:
-                self._changed.clear()
                 await self._changed.wait()
         return self.entries
 
@@ -77,8 +85,35 @@ class Collector:
 
 
 async def _take(iterator: Any, count: int) -> list[QueueEntry]:
-    async with asyncio.timeout(DEADLINE):
+    with anyio.fail_after(DEADLINE):
         return [await iterator.__anext__() for _ in range(count)]
+
+
+class _Taking:
+    """Takes ``count`` entries from a consumer in a task of ``group``, while the test goes on.
+
+    ``await result()`` returns them, or raises what taking raised.
+    """
+
+    def __init__(self, group: TaskGroup, consumer: Any, count: int) -> None:
+        self._send, self._receive = anyio.create_memory_object_stream[Any](1)
+        group.start_soon(self._take, consumer, count)
+
+    async def _take(self, consumer: Any, count: int) -> None:
+        async with self._send:
+            try:
+                outcome: Any = await _take(consumer, count)
+            except Exception as exc:  # handed to the test, which asserts on it
+                outcome = exc
+            await self._send.send(outcome)
+
+    async def result(self) -> list[QueueEntry]:
+        with anyio.fail_after(DEADLINE):
+            async with self._receive:
+                outcome = await self._receive.receive()
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome  # type: ignore[no-any-return]
 
 
 class QueueConformance:
@@ -87,10 +122,10 @@ class QueueConformance:
     pytestmark: ClassVar[list[pytest.MarkDecorator]] = [pytest.mark.anyio]
     shares_storage: ClassVar[bool] = True
 
-    @pytest.fixture
-    def anyio_backend(self) -> str:
-        """The queue is asyncio-only."""
-        return "asyncio"
+    @pytest.fixture(params=["asyncio", "trio"])
+    def anyio_backend(self, request: pytest.FixtureRequest) -> str:
+        """Both async libraries; an asyncio-only backend overrides this to return "asyncio"."""
+        return str(request.param)
 
     @pytest.fixture
     def queue_factory(self) -> QueueFactory:
@@ -268,19 +303,18 @@ class QueueConformance:
     async def test_sync_handler_receives_events(self, queue_factory: QueueFactory) -> None:
         """Promise: sync handler receives events."""
         received: list[Any] = []
-        done = asyncio.Event()
-        loop = asyncio.get_running_loop()
+        done = threading.Event()
 
         def handler(entry: QueueEntry) -> None:
             received.append(entry.event)
             if len(received) == 5:
-                loop.call_soon_threadsafe(done.set)
+                done.set()
 
         async with queue_factory() as queue:
             queue.subscribe("t", handler)
             await queue.publish_many("t", [1, 2, 3, 4, 5])
-            async with asyncio.timeout(DEADLINE):
-                await done.wait()
+            # The handler runs in a thread: wait for it in one, bounded by DEADLINE.
+            assert await anyio.to_thread.run_sync(done.wait, DEADLINE)
             assert received == [1, 2, 3, 4, 5]
 
     async def test_unsubscribe_stops_delivery(self, queue_factory: QueueFactory) -> None:
@@ -303,7 +337,7 @@ class QueueConformance:
     ) -> None:
         """Promise: failing handler is logged and delays no one."""
         calls: list[Any] = []
-        failed_four_times = asyncio.Event()
+        failed_four_times = anyio.Event()
 
         async def failing(entry: QueueEntry) -> None:
             calls.append(entry.event)
@@ -328,7 +362,7 @@ class QueueConformance:
                 await queue.publish("t", 4)
                 await probe.wait_for(1)
                 await healthy.wait_for(4)
-                async with asyncio.timeout(DEADLINE):
+                with anyio.fail_after(DEADLINE):
                     await failed_four_times.wait()
             assert calls == [1, 2, 3, 4]
             messages = [r.getMessage() for r in caplog.records if r.name == "eventqueue"]
@@ -340,7 +374,7 @@ class QueueConformance:
         self, queue_factory: QueueFactory
     ) -> None:
         """Promise: blocked handlers delay neither others nor publish."""
-        release_async = asyncio.Event()
+        release_async = anyio.Event()
         release_thread = threading.Event()
         blocked_async: list[Any] = []
 
@@ -392,7 +426,9 @@ class QueueConformance:
             assert await queue.get_cursor("c", "t") == c3
             assert await queue.get_cursor("other", "t") is None
             assert await queue.get_cursor("c", "u") is None
-            await asyncio.gather(*(queue.ack("d", "t", c) for c in (c3, c1, c2, c1)))
+            async with anyio.create_task_group() as group:
+                for c in (c3, c1, c2, c1):
+                    group.start_soon(queue.ack, "d", "t", c)
             assert await queue.get_cursor("d", "t") == c3
 
     async def test_consume_replays_unacked_then_follows_live(
@@ -408,9 +444,9 @@ class QueueConformance:
                 for i in range(30, 60):
                     await queue.publish("t", i)
 
-            writer = asyncio.create_task(publish_more())
-            entries = await _take(consumer, 50)
-            await writer
+            async with anyio.create_task_group() as group:
+                group.start_soon(publish_more)
+                entries = await _take(consumer, 50)
             assert [e.event for e in entries] == list(range(10, 60))
             assert [e.cursor for e in entries] == sorted({e.cursor for e in entries})
             await consumer.aclose()  # type: ignore[attr-defined]
@@ -423,10 +459,11 @@ class QueueConformance:
         """Promise: consume from scratch."""
         async with queue_factory() as queue:
             consumer = queue.consume("t", "new")
-            pending = asyncio.ensure_future(_take(consumer, 2))
-            await queue.publish("t", "a")
-            await queue.publish("t", "b")
-            assert [e.event for e in await pending] == ["a", "b"]
+            async with anyio.create_task_group() as group:
+                pending = _Taking(group, consumer, 2)
+                await queue.publish("t", "a")
+                await queue.publish("t", "b")
+                assert [e.event for e in await pending.result()] == ["a", "b"]
             await consumer.aclose()  # type: ignore[attr-defined]
 
     # -- retention -----------------------------------------------------------------------------
@@ -495,9 +532,9 @@ class QueueConformance:
             # Nobody calls cleanup() here: only the timer can make the old event disappear.
             # Wait for that observable outcome, bounded by DEADLINE: the state lives in the
             # backend, so there is no in-process event to wait on.
-            async with asyncio.timeout(DEADLINE):
+            with anyio.fail_after(DEADLINE):
                 while await queue.recover("t"):  # noqa: ASYNC110
-                    await asyncio.sleep(0.005)
+                    await anyio.sleep(0.005)
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -540,17 +577,35 @@ class QueueConformance:
     async def test_close_stops_everything(self, queue_factory: QueueFactory) -> None:
         """Promise: close stops everything."""
         queue = queue_factory()
-        async with queue:
-            queue.subscribe("t", Collector())
-            queue.subscribe("t", lambda entry: None)
-            consumer = queue.consume("t", "c")
-            waiting = asyncio.ensure_future(_take(consumer, 1))
-            await queue.publish("u", 1)
-            await asyncio.sleep(0)
-        with pytest.raises(QueueClosed):
-            await waiting
-        leftover = [t for t in asyncio.all_tasks() if t.get_name().startswith("eventqueue")]
+        async with anyio.create_task_group() as group:
+            async with queue:
+                queue.subscribe("t", Collector())
+                queue.subscribe("t", lambda entry: None)
+                consumer = queue.consume("t", "c")
+                waiting = _Taking(group, consumer, 1)
+                await queue.publish("u", 1)
+                await anyio.lowlevel.checkpoint()
+            with pytest.raises(QueueClosed):
+                await waiting.result()
+        names = [task.name or "" for task in anyio.get_running_tasks()]
+        leftover = [name for name in names if name.startswith("eventqueue")]
         assert not leftover, leftover
+
+    async def test_close_through_a_cancelled_scope_still_stops_everything(
+        self, queue_factory: QueueFactory
+    ) -> None:
+        """Promise: leaving ``async with`` because a deadline fired still closes the queue."""
+        queue = queue_factory()
+        with anyio.CancelScope() as scope:
+            async with queue:
+                queue.subscribe("t", Collector())
+                await queue.publish("t", 1)
+                scope.cancel()
+                await anyio.lowlevel.checkpoint()  # the cancellation lands here
+        assert scope.cancelled_caught
+        assert queue.closed
+        names = [task.name or "" for task in anyio.get_running_tasks()]
+        assert not [name for name in names if name.startswith("eventqueue")], names
 
     async def test_queue_is_usable_without_async_with(self, queue_factory: QueueFactory) -> None:
         """Promise: queue is usable without async with."""
@@ -585,7 +640,15 @@ class QueueConformance:
             async def burst(queue: EventQueue, name: str) -> list[str]:
                 return [await queue.publish("t", f"{name}{i}") for i in range(50)]
 
-            a, b = await asyncio.gather(burst(one, "a"), burst(two, "b"))
+            cursors: dict[str, list[str]] = {}
+
+            async def run(queue: EventQueue, name: str) -> None:
+                cursors[name] = await burst(queue, name)
+
+            async with anyio.create_task_group() as group:
+                group.start_soon(run, one, "a")
+                group.start_soon(run, two, "b")
+            a, b = cursors["a"], cursors["b"]
             assert a == sorted(a)
             assert b == sorted(b)
             assert len(set(a) | set(b)) == 100
@@ -594,6 +657,8 @@ class QueueConformance:
 
 
 async def _take_after_publish(writer: EventQueue, consumer: Any, event: Any) -> QueueEntry:
-    pending = asyncio.ensure_future(_take(consumer, 1))
-    await writer.publish("t", event)
-    return (await pending)[0]
+    async with anyio.create_task_group() as group:
+        pending = _Taking(group, consumer, 1)
+        await writer.publish("t", event)
+        entries = await pending.result()
+    return entries[0]

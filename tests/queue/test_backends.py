@@ -8,11 +8,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from eventqueue import QueueUnavailable, ValidationError, create_queue
+from eventqueue import QueueUnavailable, create_queue
 from eventqueue.backends.sqlite import SQLiteBackend
 from eventqueue.entry import system_clock
 from eventqueue.front import EventQueue
 
+from kvstore.errors import ConfigurationError
 from tests.support.servers import free_port
 
 pytestmark = pytest.mark.anyio
@@ -36,17 +37,24 @@ def anyio_backend() -> str:
     ],
 )
 def test_bad_urls_refused_without_io(url: str) -> None:
-    with pytest.raises(ValidationError):
+    with pytest.raises(ConfigurationError):
         create_queue(url=url)
 
 
 @pytest.mark.parametrize(
     "options",
-    [{"retention_ms": 0}, {"retention_ms": 1.5}, {"cleanup_interval_ms": -1}, {"clock": 5}],
+    [
+        {"retention_ms": 0},
+        {"retention_ms": 1.5},
+        {"cleanup_interval_ms": -1},
+        {"clock": 5},
+        {"path": ""},
+        {"path": 5},
+    ],
 )
 def test_bad_options_refused(options: dict[str, object]) -> None:
-    with pytest.raises(ValidationError):
-        create_queue(":memory:", **options)  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError):
+        create_queue(**{"path": ":memory:", **options})  # type: ignore[arg-type]
 
 
 async def test_sqlite_url_and_default_folder_creation(tmp_path: Path) -> None:
@@ -81,7 +89,7 @@ async def test_sqlite_locked_past_deadline_is_queue_unavailable(tmp_path: Path) 
     holder = sqlite3.connect(path, isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")
     try:
-        backend = SQLiteBackend(path, busy_deadline=0.2)
+        backend = SQLiteBackend(path, busy_timeout=0.2)
         queue = EventQueue(backend, retention_ms=1000, cleanup_interval_ms=1000, clock=system_clock)
         try:
             with pytest.raises(QueueUnavailable, match="stayed locked"):
@@ -106,31 +114,52 @@ def test_eventqueue_does_not_import_kvstore_storage() -> None:
 
 
 EXITS_WITH_BLOCKED_HANDLER = """
-import asyncio, sys, threading
+import sys, threading
+import anyio
 from eventqueue import create_queue
 
 async def main():
-    entered = asyncio.Event()
-    loop = asyncio.get_running_loop()
+    entered = threading.Event()
 
     def stuck(entry):
-        loop.call_soon_threadsafe(entered.set)
+        entered.set()
         threading.Event().wait()  # never returns
 
+    async def idle(entry):
+        await anyio.sleep_forever()
+
+    # Opened on first use, not by `async with`: the background work still ends with the run.
     queue = create_queue(sys.argv[1], cleanup_interval_ms=1)
     queue.subscribe("t", stuck)
+    queue.subscribe("t", idle)
     await queue.publish("t", 1)
-    await entered.wait()
-    await queue.close()
+    await anyio.to_thread.run_sync(entered.wait)
+    if sys.argv[3] == "close":
+        await queue.close()
 
-asyncio.run(main())
+anyio.run(main, backend=sys.argv[2])
 print("exited")
 """
 
 
-def test_process_exits_after_close_despite_timer_and_blocked_handler(tmp_path: Path) -> None:
+@pytest.mark.parametrize("library", ["asyncio", "trio"])
+@pytest.mark.parametrize("ending", ["close", "no-close"])
+def test_process_exits_despite_timer_and_blocked_handler(
+    tmp_path: Path, library: str, ending: str
+) -> None:
+    """Neither the queue's background tasks nor a handler blocked in its thread keep a process
+    alive, whether or not the queue was closed."""
     result = subprocess.run(
-        [sys.executable, "-c", EXITS_WITH_BLOCKED_HANDLER, str(tmp_path / "q.db")],
+        [
+            sys.executable,
+            "-W",
+            "always::ResourceWarning",
+            "-c",
+            EXITS_WITH_BLOCKED_HANDLER,
+            str(tmp_path / "q.db"),
+            library,
+            ending,
+        ],
         capture_output=True,
         text=True,
         timeout=120,  # a guard against hanging forever, not a measurement
@@ -138,3 +167,6 @@ def test_process_exits_after_close_despite_timer_and_blocked_handler(tmp_path: P
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "exited"
+    # Nothing leaked: no task destroyed while pending, no stream left open.
+    assert "Traceback" not in result.stderr, result.stderr
+    assert "Warning" not in result.stderr, result.stderr

@@ -36,6 +36,10 @@ class TestSQLiteMemory(QueueConformance):
 
 class TestRedis(QueueConformance):
     @pytest.fixture
+    def anyio_backend(self) -> str:
+        return "asyncio"  # redis.asyncio runs under asyncio only
+
+    @pytest.fixture
     def queue_factory(self, redis_namespace: str) -> QueueFactory:
         url = f"{REDIS_URL}?namespace={redis_namespace}"
 
@@ -46,6 +50,10 @@ class TestRedis(QueueConformance):
 
 
 class TestPostgreSQL(QueueConformance):
+    @pytest.fixture
+    def anyio_backend(self) -> str:
+        return "asyncio"  # psycopg's async connections run under asyncio only
+
     @pytest.fixture
     def queue_factory(self, postgresql_namespace: str) -> QueueFactory:
         separator = "&" if "?" in POSTGRESQL_URL else "?"

@@ -10,13 +10,14 @@ SQLite's counter, Redis's retention index) stops nothing either.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import sqlite3
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import psycopg
 import pytest
 import redis
@@ -34,9 +35,10 @@ SpoilCursor = Callable[[str, str], None]
 """Overwrites a consumer's stored acked cursor in a topic with a value that is no cursor."""
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    """Both async libraries; the asyncio-only backends' classes override this."""
+    return str(request.param)
 
 
 def _corrupt_records(caplog: pytest.LogCaptureFixture) -> list[CorruptEvent]:
@@ -58,18 +60,20 @@ class _Handlers:
     def __init__(self) -> None:
         self.async_side = Collector()
         self.sync_events: list[Any] = []
-        self._sync_changed = asyncio.Event()
-        self._loop = asyncio.get_running_loop()
+        self._sync_changed = threading.Condition()
 
     def sync_handler(self, entry: QueueEntry) -> None:
-        self.sync_events.append(entry.event)
-        self._loop.call_soon_threadsafe(self._sync_changed.set)
+        with self._sync_changed:
+            self.sync_events.append(entry.event)
+            self._sync_changed.notify_all()
 
     async def wait_sync(self, count: int) -> list[Any]:
-        async with asyncio.timeout(DEADLINE):
-            while len(self.sync_events) < count:
-                self._sync_changed.clear()
-                await self._sync_changed.wait()
+        def arrived() -> bool:
+            with self._sync_changed:
+                return self._sync_changed.wait_for(lambda: len(self.sync_events) >= count, DEADLINE)
+
+        # The handler runs in its own thread: wait for it in a worker thread, bounded.
+        assert await anyio.to_thread.run_sync(arrived)
         return self.sync_events
 
 
@@ -102,7 +106,7 @@ class CorruptRowContract:
             with caplog.at_level(logging.ERROR, logger="eventqueue"):
                 assert await queue.get_cursor("c", "t") is None
                 consumer = queue.consume("t", "c")
-                async with asyncio.timeout(DEADLINE):
+                with anyio.fail_after(DEADLINE):
                     replayed = [(await anext(consumer)).event for _ in range(3)]
                 await consumer.aclose()  # type: ignore[attr-defined]
             assert replayed == [0, 1, 2]  # at least once: duplicates, never a loss
@@ -200,7 +204,7 @@ class CorruptRowContract:
                 corrupt("t")
                 await queue.publish("t", 1)
                 consumer = queue.consume("t", "c", on_corrupt=found.append)
-                async with asyncio.timeout(DEADLINE):
+                with anyio.fail_after(DEADLINE):
                     replayed = [await anext(consumer) for _ in range(2)]
                     corrupt("t")  # while the consumer follows live
                     await queue.publish("t", 2)
@@ -226,12 +230,12 @@ class CorruptRowContract:
             await queue.publish("t", 1)
             await queue.ack("c", "t", first)
             consumer = queue.consume("t", "c", on_corrupt=strict)
-            async with asyncio.timeout(DEADLINE):
+            with anyio.fail_after(DEADLINE):
                 with pytest.raises(CorruptEvent) as raised:
                     await anext(consumer)
             await queue.ack("c", "t", raised.value.cursor)
             again = queue.consume("t", "c", on_corrupt=strict)
-            async with asyncio.timeout(DEADLINE):
+            with anyio.fail_after(DEADLINE):
                 assert (await anext(again)).event == 1
             await again.aclose()  # type: ignore[attr-defined]
 
@@ -328,6 +332,10 @@ class TestSQLite(CorruptRowContract):
 
 class TestRedis(CorruptRowContract):
     @pytest.fixture
+    def anyio_backend(self) -> str:
+        return "asyncio"  # redis.asyncio runs under asyncio only
+
+    @pytest.fixture
     def queue_factory(self, redis_namespace: str) -> QueueFactory:
         url = f"{REDIS_URL}?namespace={redis_namespace}"
         return lambda **options: create_queue(url=url, **options)
@@ -385,6 +393,10 @@ class TestRedis(CorruptRowContract):
 
 
 class TestPostgreSQL(CorruptRowContract):
+    @pytest.fixture
+    def anyio_backend(self) -> str:
+        return "asyncio"  # psycopg's async connections run under asyncio only
+
     @pytest.fixture
     def queue_factory(self, postgresql_namespace: str) -> QueueFactory:
         separator = "&" if "?" in POSTGRESQL_URL else "?"

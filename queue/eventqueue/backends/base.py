@@ -32,6 +32,13 @@ class QueueBackend(Protocol):
     description: str
     """Where the data lives, safe to print (passwords redacted)."""
 
+    name: str
+    """The backend's name in messages: ``"sqlite"``, ``"redis"``, ``"postgresql"``."""
+
+    requires_asyncio: str | None
+    """None if the backend runs under any async library anyio supports (asyncio, trio); else
+    why it runs under asyncio only (its client library), which the queue raises under trio."""
+
     async def open(self) -> None:
         """Connect and create the schema; called once, before any other method."""
 

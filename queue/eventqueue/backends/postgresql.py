@@ -51,6 +51,9 @@ _CONNECT_TIMEOUT = 10.0
 class PostgreSQLBackend:
     """Event log in PostgreSQL; see the module docstring for the schema."""
 
+    name = "postgresql"
+    requires_asyncio: str | None = "psycopg's async connections run under asyncio only"
+
     def __init__(self, url: str, *, namespace: str = "eventqueue") -> None:
         self.url = url
         self.namespace = namespace

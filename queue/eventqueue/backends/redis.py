@@ -135,6 +135,9 @@ def _to_id(cursor: str) -> str:
 class RedisBackend:
     """Event log in Redis Streams; see the module docstring for the key layout."""
 
+    name = "redis"
+    requires_asyncio: str | None = "redis.asyncio runs under asyncio only"
+
     def __init__(self, url: str, *, namespace: str = "eventqueue") -> None:
         self.url = url
         self.namespace = namespace

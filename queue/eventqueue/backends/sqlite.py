@@ -4,18 +4,20 @@ Choices:
 
 - The connection is used inline on the event loop thread: each statement is short (an indexed
   insert or range read), and a thread hop would cost more than the statement.
-- The busy timeout is 0, so a locked database never blocks the loop: ``SQLITE_BUSY`` is retried
-  with an async, jittered exponential backoff (1 ms up to 20 ms) for up to ``busy_deadline``
-  seconds, after which :class:`QueueUnavailable` is raised. "database is locked" never reaches a
-  caller.
+- SQLite's own busy timeout is 0, so a locked database never blocks the loop: ``SQLITE_BUSY`` is
+  retried with the backoff the kvstore SQLite driver uses (:class:`kvstore.sqlite_common.LockWait`,
+  which logs long waits on the ``eventqueue`` logger) for up to ``busy_timeout`` seconds, after
+  which :class:`QueueUnavailable` is raised. "database is locked" never reaches a caller.
 - Cursors are a per-topic sequence, assigned inside a ``BEGIN IMMEDIATE`` transaction as
   ``max(max(seq) of the topic, topics.last_seq) + 1``. The write lock serialises every writer of
   the file, so sequences are unique across processes and follow commit order; the wall clock
   plays no part. ``topics.last_seq`` is only written by retention, recording the greatest
   sequence it deleted, so a topic emptied by retention never reuses a cursor.
-- Durability: ``synchronous=FULL`` by default, so a returned ``publish`` survives power loss;
-  ``sqlite:///path?synchronous=NORMAL`` trades that for speed (still safe against a crashed
-  process).
+- Durability: ``synchronous=NORMAL`` in WAL mode by default, the kvstore driver's default (one
+  constant, :data:`kvstore.sqlite_common.DEFAULT_SYNCHRONOUS`): a returned ``publish`` survives
+  any process crash; ``synchronous=FULL`` adds power-loss durability at several times the cost
+  of a write.
+- Runs under asyncio and trio: the connection is stdlib ``sqlite3``, waits are anyio's.
 - Other processes' events are noticed by polling the topic's newest rows every
   ``poll_interval`` seconds while someone follows the topic; a local publish wakes local
   followers at once.
@@ -23,24 +25,34 @@ Choices:
 
 from __future__ import annotations
 
-import asyncio
+import logging
 import os
-import random
 import sqlite3
-import time
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
+import anyio
+
 from eventqueue.cursors import decode_seq, encode_seq
 from eventqueue.decoding import StoredEvent, decode_entry, report_corrupt_cursor
-from eventqueue.errors import QueueBackendError, QueueClosed, QueueUnavailable, ValidationError
+from eventqueue.errors import QueueBackendError, QueueClosed, QueueUnavailable
+
+# One distribution: kvstore is always installed beside eventqueue.
+from kvstore.sqlite_common import (
+    DEFAULT_BUSY_TIMEOUT,
+    DEFAULT_SYNCHRONOUS,
+    MEMORY,
+    LockWait,
+    check_busy_timeout,
+    check_synchronous,
+    is_busy,
+)
 
 __all__ = ["SQLiteBackend"]
 
 T = TypeVar("T")
 
-_BUSY_CODES = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
-_SYNCHRONOUS = ("FULL", "NORMAL", "EXTRA", "OFF")
+logger = logging.getLogger("eventqueue")
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS eventqueue_events ("
@@ -95,25 +107,30 @@ _REMEMBER_DELETED = (
 
 
 class SQLiteBackend:
-    """Event log in one SQLite database; see the module docstring for the design."""
+    """Event log in one SQLite database; see the module docstring for the design.
+
+    ``synchronous`` and ``busy_timeout`` (seconds) mean what they mean to the kvstore SQLite
+    driver, with its defaults; a bad one raises :class:`kvstore.errors.ConfigurationError`.
+    """
+
+    name = "sqlite"
+    requires_asyncio: str | None = None
 
     def __init__(
         self,
         path: str,
         *,
-        synchronous: str = "FULL",
+        synchronous: str = DEFAULT_SYNCHRONOUS,
         poll_interval: float = 0.02,
-        busy_deadline: float = 30.0,
+        busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
     ) -> None:
-        if synchronous.upper() not in _SYNCHRONOUS:
-            raise ValidationError(f"synchronous must be one of {_SYNCHRONOUS}, not {synchronous!r}")
         self.path = path
         self.description = f"sqlite:{path}"
-        self.synchronous = synchronous.upper()
+        self.synchronous = check_synchronous(synchronous)
         self.poll_interval = poll_interval
-        self.busy_deadline = busy_deadline
+        self.busy_timeout = check_busy_timeout(busy_timeout)
         self._conn: sqlite3.Connection | None = None
-        self._wakeups: dict[str, asyncio.Event] = {}
+        self._wakeups: dict[str, anyio.Event] = {}
 
     @property
     def _db(self) -> sqlite3.Connection:
@@ -123,52 +140,50 @@ class SQLiteBackend:
 
     async def _retry(self, operation: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``operation`` and retry it, without blocking the loop, while the file is locked."""
-        delay = 0.001
-        deadline: float | None = None
+        wait: LockWait | None = None
         while True:
             try:
                 return operation(self._db)
-            except sqlite3.OperationalError as exc:
-                if self._db.in_transaction:
-                    self._db.rollback()
-                if exc.sqlite_errorcode & 0xFF not in _BUSY_CODES:
-                    raise QueueBackendError(f"{self.description}: {exc}") from None
-                now = time.monotonic()
-                if deadline is None:
-                    deadline = now + self.busy_deadline
-                elif now >= deadline:
-                    raise QueueUnavailable(
-                        f"{self.description} stayed locked for {self.busy_deadline:g} s"
-                    ) from None
             except sqlite3.Error as exc:
                 if self._conn is not None and self._db.in_transaction:
                     self._db.rollback()
-                raise QueueBackendError(f"{self.description}: {exc}") from None
-            # A lock holder commits within milliseconds; back off so that several
-            # waiting writers do not retry in lock step.
-            await asyncio.sleep(delay * (0.5 + random.random()))
-            delay = min(delay * 2, 0.02)
+                if not is_busy(exc):
+                    raise QueueBackendError(f"{self.description}: {exc}") from None
+            # A lock holder commits within milliseconds: wait with the shared backoff.
+            wait = wait or LockWait(self.busy_timeout, where=self.path, logger=logger)
+            if not await wait.wait():
+                raise QueueUnavailable(
+                    f"{self.description} stayed locked for {self.busy_timeout:g} s",
+                    driver=self.name,
+                    where=self.path,
+                ) from None
 
     def _make_folder(self) -> None:
         folder = os.path.dirname(os.path.abspath(self.path))
         try:
             os.makedirs(folder, exist_ok=True)
         except OSError as exc:
-            raise QueueUnavailable(f"{self.description}: cannot create {folder}: {exc}") from None
+            raise QueueUnavailable(
+                f"{self.description}: cannot create {folder}: {exc}",
+                driver=self.name,
+                where=self.path,
+            ) from None
 
     async def open(self) -> None:
         """Open the file (creating its folder), switch to WAL and create the tables."""
-        if self.path != ":memory:":
+        if self.path != MEMORY:
             self._make_folder()
         try:
             self._conn = sqlite3.connect(
                 self.path, timeout=0, isolation_level=None, check_same_thread=False
             )
         except sqlite3.Error as exc:
-            raise QueueUnavailable(f"{self.description}: {exc}") from None
+            raise QueueUnavailable(
+                f"{self.description}: {exc}", driver=self.name, where=self.path
+            ) from None
 
         def setup(db: sqlite3.Connection) -> None:
-            if self.path != ":memory:":
+            if self.path != MEMORY:
                 db.execute("PRAGMA journal_mode=WAL")
             db.execute(f"PRAGMA synchronous={self.synchronous}")
             present = db.execute(
@@ -273,21 +288,17 @@ class SQLiteBackend:
 
         return await self._retry(delete)
 
-    def _wakeup(self, topic: str) -> asyncio.Event:
-        event = self._wakeups.get(topic)
-        if event is None:
-            event = self._wakeups[topic] = asyncio.Event()
-        return event
-
     async def wait_for_events(self, topic: str, after: str | None, max_wait: float) -> None:
         """Wait for a local publish, or one poll interval for other processes' publishes."""
-        event = self._wakeup(topic)
-        if not event.is_set():
-            try:
-                await asyncio.wait_for(event.wait(), min(max_wait, self.poll_interval))
-            except TimeoutError:
-                return
-        event.clear()
+        event = self._wakeups.get(topic)
+        if event is None:
+            event = self._wakeups[topic] = anyio.Event()
+        with anyio.move_on_after(min(max_wait, self.poll_interval)):
+            await event.wait()
+        if event.is_set():
+            # anyio events cannot be cleared: the next wait uses a fresh one. A publish between
+            # here and the caller's next read is seen by that read.
+            del self._wakeups[topic]
 
     def notify_local(self, topic: str) -> None:
         """Wake the local follower of ``topic``."""

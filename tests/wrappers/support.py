@@ -1,4 +1,4 @@
-"""Helpers shared by the wrapper tests: keys, a fault injector, an inner-store peek."""
+"""Helpers shared by the wrapper tests: keys, keyring text and a fault injector."""
 
 from __future__ import annotations
 

@@ -13,6 +13,7 @@ the recommended order, whatever order they were given in (see :data:`Wrapper.ran
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from typing import Any, ClassVar, TypeVar
@@ -22,13 +23,30 @@ from kvstore.driver import BaseDriver, Driver, as_base_driver
 from kvstore.errors import ConfigurationError, StorageClosed
 from kvstore.expiry import Meta
 
-__all__ = ["Layer", "ValueCodec", "Wrapper", "apply_layers", "find_wrapper"]
+__all__ = ["Layer", "ValueCodec", "Wrapper", "apply_layers", "closing", "find_wrapper"]
 
+T = TypeVar("T")
 W = TypeVar("W", bound="Wrapper")
 
 # How many times ``ValueCodec.get_meta`` reads again when a write lands between its metadata
 # read and its value read; beyond that it reports the last value it read.
 _META_RACES = 8
+
+
+@contextlib.asynccontextmanager
+async def closing(stream: AsyncIterator[T]) -> AsyncIterator[AsyncIterator[T]]:
+    """Yield ``stream``, closing it (``aclose``) on the way out however the block ends.
+
+    A wrapper that stops reading an inner scan early (its caller stopped, or the scan failed
+    half-way) closes it at once, releasing the cursor or page it holds, instead of leaving it to
+    the garbage collector's finaliser.
+    """
+    try:
+        yield stream
+    finally:
+        close = getattr(stream, "aclose", None)
+        if close is not None:
+            await close()
 
 
 class Wrapper(BaseDriver):
@@ -198,8 +216,9 @@ class ValueCodec(Wrapper):
 
     async def items(self, prefix: str = "") -> AsyncIterator[tuple[str, bytes]]:
         # docstring inherited
-        async for key, stored in self.inner.items(prefix):
-            yield key, self.decode(key, stored)
+        async with closing(self.inner.items(prefix)) as stream:
+            async for key, stored in stream:
+                yield key, self.decode(key, stored)
 
     async def get_versioned(self, key: str) -> Versioned[bytes] | None:
         # docstring inherited

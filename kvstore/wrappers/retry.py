@@ -37,7 +37,7 @@ from kvstore.driver import Driver, read_in_pages
 from kvstore.errors import BackendUnavailable, ConfigurationError
 from kvstore.expiry import Meta
 from kvstore.logs import silent_until_configured
-from kvstore.wrappers.base import Wrapper
+from kvstore.wrappers.base import Wrapper, closing
 
 __all__ = ["Retry"]
 
@@ -137,12 +137,13 @@ class Retry(Wrapper):
         while True:
             progressed = False
             try:
-                async for key in self.inner.keys(prefix):
-                    if last is not None and key <= last:
-                        continue
-                    last = key
-                    progressed = True
-                    yield key
+                async with closing(self.inner.keys(prefix)) as stream:
+                    async for key in stream:
+                        if last is not None and key <= last:
+                            continue
+                        last = key
+                        progressed = True
+                        yield key
                 return
             except BackendUnavailable as error:
                 if progressed:
@@ -171,15 +172,18 @@ class Retry(Wrapper):
         # keys and retried pages of values, so no value is read twice.
         last: str | None = None
         try:
-            async for key, value in self.inner.items(prefix):
-                last = key
-                yield key, value
+            async with closing(self.inner.items(prefix)) as stream:
+                async for key, value in stream:
+                    last = key
+                    yield key, value
             return
         except BackendUnavailable as error:
             attempts = _Attempts(self)
             await attempts.wait_or_raise("items", error)
-        async for pair in read_in_pages(self._keys_after(prefix, last, attempts), self.get_many):
-            yield pair
+        rest = read_in_pages(self._keys_after(prefix, last, attempts), self.get_many)
+        async with closing(rest):
+            async for pair in rest:
+                yield pair
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         # docstring inherited

@@ -18,7 +18,7 @@ from kvstore.conditional import Action, Change, Versioned
 from kvstore.driver import Driver
 from kvstore.errors import ConfigurationError
 from kvstore.expiry import Meta
-from kvstore.wrappers.base import Wrapper
+from kvstore.wrappers.base import Wrapper, closing
 
 __all__ = ["OperationStats", "Statistics"]
 
@@ -168,9 +168,10 @@ class Statistics(Wrapper):
         recorder = self._recorders[name]
         start = time.perf_counter_ns()
         try:
-            async for item in stream:
-                recorder.bytes_out += size(item)
-                yield item
+            async with closing(stream):
+                async for item in stream:
+                    recorder.bytes_out += size(item)
+                    yield item
         except Exception:
             recorder.errors += 1
             raise

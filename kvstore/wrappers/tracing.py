@@ -21,7 +21,7 @@ from kvstore.conditional import Change, Versioned
 from kvstore.driver import Driver
 from kvstore.errors import MissingDependency
 from kvstore.expiry import Meta
-from kvstore.wrappers.base import Wrapper
+from kvstore.wrappers.base import Wrapper, closing
 
 __all__ = ["Tracing"]
 
@@ -83,9 +83,10 @@ class Tracing(Wrapper):
         )
         count = 0
         try:
-            async for item in stream:
-                count += 1
-                yield item
+            async with closing(stream):
+                async for item in stream:
+                    count += 1
+                    yield item
         except Exception as error:
             span.set_attribute("error.type", type(error).__qualname__)
             span.set_status(self._error)

@@ -10,6 +10,7 @@ from kvstore.driver import Driver, read_in_pages
 from kvstore.errors import BackendUnavailable
 from kvstore.expiry import Meta
 from kvstore.wrappers import Wrapper
+from kvstore.wrappers.base import closing
 
 KEY_A = bytes(range(32))
 KEY_B = bytes(range(100, 132))
@@ -103,12 +104,13 @@ class Flaky(Wrapper):
         self.calls += 1
         fail_at = self.every // 2 if self.calls % self.every == 0 else -1
         yielded = 0
-        async for key in self.inner.keys(prefix):
-            if yielded == fail_at:
-                self.failures += 1
-                raise BackendUnavailable("injected failure mid-scan", driver=self.name)
-            yielded += 1
-            yield key
+        async with closing(self.inner.keys(prefix)) as stream:
+            async for key in stream:
+                if yielded == fail_at:
+                    self.failures += 1
+                    raise BackendUnavailable("injected failure mid-scan", driver=self.name)
+                yielded += 1
+                yield key
 
     def items(self, prefix: str = "") -> AsyncIterator[tuple[str, bytes]]:
         # Through this driver's own keys and get_many, so that scans fail here too.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import AsyncIterator, Sequence
+from contextvars import ContextVar
 
 from kvstore.conditional import ANY_VERSION, Change, Versioned
 from kvstore.driver import Driver, read_in_pages
@@ -11,6 +12,9 @@ from kvstore.errors import BackendUnavailable
 from kvstore.expiry import Meta
 from kvstore.wrappers import Wrapper
 from kvstore.wrappers.base import closing
+
+# Whether the current task's last call to a Flaky driver failed (each task has its own value).
+_FAILED_LAST: ContextVar[bool] = ContextVar("_FAILED_LAST", default=False)
 
 KEY_A = bytes(range(32))
 KEY_B = bytes(range(100, 132))
@@ -26,7 +30,9 @@ class Flaky(Wrapper):
     """Fails every ``every``-th retryable call with BackendUnavailable before doing anything.
 
     A scan fails after yielding ``every // 2`` items, every ``every``-th scan. Conditional writes
-    never fail here: the retry wrapper does not retry them, by design.
+    never fail here: the retry wrapper does not retry them, by design. A task's call right after
+    one that failed never fails (tracked per task), so concurrent tasks cannot fall into step
+    with the failures and exhaust a retry's attempts: test_retry checks exhaustion.
     """
 
     def __init__(self, inner: Driver, *, every: int = 7) -> None:
@@ -35,11 +41,20 @@ class Flaky(Wrapper):
         self.calls = 0
         self.failures = 0
 
+    def _due(self) -> bool:
+        self.calls += 1
+        if _FAILED_LAST.get():
+            _FAILED_LAST.set(False)
+            return False
+        if self.calls % self.every:
+            return False
+        _FAILED_LAST.set(True)
+        self.failures += 1
+        return True
+
     def _maybe_fail(self) -> None:
         self.ensure_open()
-        self.calls += 1
-        if self.calls % self.every == 0:
-            self.failures += 1
+        if self._due():
             raise BackendUnavailable("injected failure", driver=self.name)
 
     async def get(self, key: str) -> bytes | None:
@@ -101,13 +116,11 @@ class Flaky(Wrapper):
 
     async def keys(self, prefix: str = "") -> AsyncIterator[str]:
         self.ensure_open()
-        self.calls += 1
-        fail_at = self.every // 2 if self.calls % self.every == 0 else -1
+        fail_at = self.every // 2 if self._due() else -1
         yielded = 0
         async with closing(self.inner.keys(prefix)) as stream:
             async for key in stream:
                 if yielded == fail_at:
-                    self.failures += 1
                     raise BackendUnavailable("injected failure mid-scan", driver=self.name)
                 yielded += 1
                 yield key

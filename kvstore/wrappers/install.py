@@ -20,10 +20,15 @@ from __future__ import annotations
 
 import os
 from typing import Any, Final
-from urllib.parse import unquote_plus
 
 from kvstore.errors import ConfigurationError
-from kvstore.urls import boolean, positive_float, positive_int, redact_url, take_options
+from kvstore.urls import (
+    boolean,
+    positive_float,
+    positive_int,
+    split_options,
+    take_options,
+)
 from kvstore.wrappers.base import Layer
 from kvstore.wrappers.compression import Compression
 from kvstore.wrappers.encryption import Encryption, parse_keyring
@@ -76,27 +81,7 @@ def split_wrapper_options(url: str) -> tuple[str, dict[str, str]]:
     Every other part of the URL is left exactly as written, for the driver to parse. A wrapper
     option given twice or without a value raises :class:`ConfigurationError`.
     """
-    base, question, query = url.partition("?")
-    if not question:
-        return url, {}
-    query, hash_mark, fragment = query.partition("#")
-    kept: list[str] = []
-    taken: dict[str, str] = {}
-    for pair in query.split("&"):
-        raw_name, equals, raw_value = pair.partition("=")
-        name = unquote_plus(raw_name)
-        if name not in WRAPPER_OPTIONS:
-            kept.append(pair)
-            continue
-        if not equals:
-            raise ConfigurationError(
-                f"{redact_url(url)!r}: option {name!r} has no value (write NAME=VALUE)"
-            )
-        if name in taken:
-            raise ConfigurationError(f"{redact_url(url)!r}: option {name!r} is given twice")
-        taken[name] = unquote_plus(raw_value)
-    rest = "&".join(kept)
-    return f"{base}{'?' if rest else ''}{rest}{hash_mark}{fragment}", taken
+    return split_options(url, WRAPPER_OPTIONS)
 
 
 def layers_from_options(options: dict[str, str]) -> list[Layer]:

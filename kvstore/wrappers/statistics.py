@@ -73,6 +73,11 @@ class _Recorder:
         self.bytes_out = 0
         self.samples = [0] * size
 
+    def finish(self, started_ns: int) -> None:
+        """Count one call that started at ``started_ns``, keeping its latency in the ring."""
+        self.samples[self.count % len(self.samples)] = time.perf_counter_ns() - started_ns
+        self.count += 1
+
     def snapshot(self) -> OperationStats:
         held = sorted(self.samples[: min(self.count, len(self.samples))])
 
@@ -128,10 +133,7 @@ class Statistics(Wrapper):
             recorder.errors += 1
             raise
         finally:
-            recorder.samples[recorder.count % len(recorder.samples)] = (
-                time.perf_counter_ns() - start
-            )
-            recorder.count += 1
+            recorder.finish(start)
             recorder.bytes_in += written
 
     def _read(self, name: str, size: int) -> None:
@@ -176,10 +178,7 @@ class Statistics(Wrapper):
             recorder.errors += 1
             raise
         finally:
-            recorder.samples[recorder.count % len(recorder.samples)] = (
-                time.perf_counter_ns() - start
-            )
-            recorder.count += 1
+            recorder.finish(start)
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         # docstring inherited

@@ -71,9 +71,17 @@ import logging
 import os
 import traceback
 import zlib
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from kvstore.conditional import AnyVersion, Change, Versioned
 from kvstore.driver import BaseDriver, conflict
@@ -467,7 +475,7 @@ class RedisClusterDriver(BaseDriver):
         self.ensure_open()
         pagers = [bucket.pages(prefix) for bucket in self._buckets]
         try:
-            firsts = await asyncio.gather(*(anext(pager, None) for pager in pagers))
+            firsts = await _gathered([anext(pager, None) for pager in pagers])
             pages: list[list[bytes]] = []
             heap: list[tuple[bytes, int, int]] = []
             for number, page in enumerate(firsts):
@@ -513,10 +521,10 @@ class RedisClusterDriver(BaseDriver):
         if len(groups) <= 1:
             return await self._bucket(keys[0]).get_many(keys) if keys else []
         found: list[bytes | None] = [None] * len(keys)
-        replies = await asyncio.gather(*(
+        replies = await _gathered([
             self._buckets[number].get_many([keys[i] for i in positions])
             for number, positions in groups.items()
-        ))
+        ])
         for positions, values in zip(groups.values(), replies, strict=True):
             for position, value in zip(positions, values, strict=True):
                 found[position] = value
@@ -656,12 +664,22 @@ def _lost_connection(error: BaseException) -> BaseException:
     return RedisConnectionError(f"the connection was closed under the command ({error})")
 
 
-async def _all(calls: Any) -> None:
-    """Await every call concurrently; the first failure is raised after all have finished."""
+async def _gathered(calls: Sequence[Awaitable[_T]]) -> list[_T]:
+    """Await every call concurrently and return their results in order.
+
+    The first failure is raised only once every call has finished, so nothing of the operation
+    runs on after it returns or raises (and a scan's pages are never read while being closed).
+    """
     outcomes = await asyncio.gather(*calls, return_exceptions=True)
     for outcome in outcomes:
         if isinstance(outcome, BaseException):
             raise outcome
+    return cast("list[_T]", outcomes)
+
+
+async def _all(calls: Iterable[Awaitable[None]]) -> None:
+    """Await every call concurrently; the first failure is raised after all have finished."""
+    await _gathered(list(calls))
 
 
 def _raise_conflicts(outcomes: Sequence[object]) -> None:

@@ -31,6 +31,51 @@ def test_index_agrees_with_a_sorted_set(operations: list[tuple[bool, int]]) -> N
     assert _everything(index) == sorted(model)
 
 
+_MIXED = st.lists(
+    st.tuples(st.sampled_from(["add", "remove", "page"]), st.integers(0, 3 * CHUNK)), max_size=300
+)
+
+
+@given(_MIXED, st.integers(min_value=1, max_value=4 * CHUNK))
+def test_pages_between_writes_agree_with_a_sorted_set(
+    operations: list[tuple[str, int]], limit: int
+) -> None:
+    """New keys wait unordered until a page: pages taken between writes still see them all."""
+    index, model = SortedKeys(), set[str]()
+    for operation, number in operations:
+        key = f"{number:05d}"
+        if operation == "add" and key not in model:
+            index.add(key)
+            model.add(key)
+        elif operation == "remove" and key in model:
+            index.remove(key)
+            model.discard(key)
+        elif operation == "page":
+            expected = sorted(item for item in model if item >= key)[:limit]
+            assert index.page(key, inclusive=True, below=None, limit=limit) == expected
+    assert _everything(index) == sorted(model)
+
+
+def test_a_merge_of_many_keys_into_few_chunks_splits_them() -> None:
+    index = SortedKeys()
+    first = [f"{number:06d}" for number in range(0, 10 * CHUNK, 10)]
+    for key in first:
+        index.add(key)
+    assert _everything(index) == first
+    second = [f"{number:06d}" for number in range(10 * CHUNK) if number % 10]
+    for key in reversed(second):
+        index.add(key)
+    everything = sorted(first + second)
+    assert _everything(index) == everything
+    assert index.page(everything[CHUNK * 7], inclusive=False, below=None, limit=5) == (
+        everything[CHUNK * 7 + 1 : CHUNK * 7 + 6]
+    )
+    remaining = True
+    while remaining:
+        remaining = index.drop_chunk()
+    assert _everything(index) == []
+
+
 def test_index_splits_chunks_and_pages_across_them() -> None:
     index = SortedKeys()
     keys = [f"{number:06d}" for number in range(5 * CHUNK)]

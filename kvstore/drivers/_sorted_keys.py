@@ -3,11 +3,16 @@
 One flat sorted list makes every insert or delete in the middle move the whole tail: linear in
 the number of keys. Chunks of at most ``2 * CHUNK`` keys, found by bisecting the chunks' last
 keys, bound that work by the chunk size.
+
+New keys are not put in order when they arrive: they wait in a set, and the next page (or a
+removal of an ordered key) merges them in, chunk by chunk, with C sorts. A write costs a set
+insert instead of two bisections and a list insert, a key written and deleted before any scan is
+never ordered at all, and a merge of many keys costs about what one sort of them costs.
 """
 
 from __future__ import annotations
 
-from bisect import bisect_left, bisect_right, insort
+from bisect import bisect_left, bisect_right
 
 __all__ = ["SortedKeys"]
 
@@ -17,32 +22,25 @@ CHUNK = 512
 class SortedKeys:
     """Distinct ``str`` keys kept in code point order."""
 
-    __slots__ = ("_chunks", "_lasts")
+    __slots__ = ("_chunks", "_lasts", "_pending")
 
     def __init__(self) -> None:
         self._chunks: list[list[str]] = []
         # _lasts[i] is the greatest key of _chunks[i]; both lists stay sorted.
         self._lasts: list[str] = []
+        # Keys added since the last merge; never also in a chunk.
+        self._pending: set[str] = set()
 
     def add(self, key: str) -> None:
         """Insert ``key``, which must not be present."""
-        if not self._chunks:
-            self._chunks.append([key])
-            self._lasts.append(key)
-            return
-        index = min(bisect_left(self._lasts, key), len(self._lasts) - 1)
-        chunk = self._chunks[index]
-        insort(chunk, key)
-        self._lasts[index] = chunk[-1]
-        if len(chunk) > 2 * CHUNK:
-            tail = chunk[CHUNK:]
-            del chunk[CHUNK:]
-            self._chunks.insert(index + 1, tail)
-            self._lasts[index] = chunk[-1]
-            self._lasts.insert(index + 1, tail[-1])
+        self._pending.add(key)
 
     def remove(self, key: str) -> None:
         """Remove ``key``, which must be present."""
+        pending = self._pending
+        if key in pending:
+            pending.remove(key)
+            return
         index = bisect_left(self._lasts, key)
         chunk = self._chunks[index]
         del chunk[bisect_left(chunk, key)]
@@ -52,11 +50,42 @@ class SortedKeys:
             del self._chunks[index]
             del self._lasts[index]
 
+    def _merge(self) -> None:
+        """Put the pending keys into the chunks, each chunk's share in one C sort."""
+        new = sorted(self._pending)
+        self._pending.clear()
+        chunks, lasts = self._chunks, self._lasts
+        if not chunks:
+            chunks.extend(new[start : start + CHUNK] for start in range(0, len(new), CHUNK))
+            lasts.extend(chunk[-1] for chunk in chunks)
+            return
+        # Which chunk takes which run of the new keys: the first chunk whose last key is not
+        # below the run's first key (the last chunk takes whatever is beyond every chunk).
+        shares: list[tuple[int, int, int]] = []
+        start, final = 0, len(chunks) - 1
+        while start < len(new):
+            index = min(bisect_left(lasts, new[start]), final)
+            end = len(new) if index == final else bisect_right(new, lasts[index], start)
+            shares.append((index, start, end))
+            start = end
+        # From the right, so that splitting a chunk does not move the chunks still to fill.
+        for index, start, end in reversed(shares):
+            chunk = chunks[index]
+            chunk += new[start:end]
+            chunk.sort()  # two sorted runs: a linear merge in C
+            lasts[index] = chunk[-1]
+            if len(chunk) > 2 * CHUNK:
+                pieces = [chunk[first : first + CHUNK] for first in range(0, len(chunk), CHUNK)]
+                chunks[index : index + 1] = pieces
+                lasts[index : index + 1] = [piece[-1] for piece in pieces]
+
     def page(self, after: str, *, inclusive: bool, below: str | None, limit: int) -> list[str]:
         """Return up to ``limit`` keys from ``after`` on, below ``below``.
 
         ``after`` itself is included only if ``inclusive``.
         """
+        if self._pending:
+            self._merge()
         find = bisect_left if inclusive else bisect_right
         found: list[str] = []
         index = find(self._lasts, after)
@@ -72,13 +101,18 @@ class SortedKeys:
         return found
 
     def drop_chunk(self) -> bool:
-        """Remove the last chunk of keys (up to ``2 * CHUNK``); tell whether any keys remain."""
-        if self._chunks:
+        """Remove up to ``2 * CHUNK`` keys; tell whether any keys remain."""
+        pending = self._pending
+        if pending:
+            for _ in range(min(len(pending), 2 * CHUNK)):
+                pending.pop()
+        elif self._chunks:
             del self._chunks[-1]
             del self._lasts[-1]
-        return bool(self._chunks)
+        return bool(self._chunks or self._pending)
 
     def clear(self) -> None:
         """Remove every key."""
         self._chunks.clear()
         self._lasts.clear()
+        self._pending.clear()

@@ -89,12 +89,16 @@ _FORBIDDEN_BUT_NEWLINE = re.compile("[\x00-\x09\x0b-\x1f\x7f\ud800-\udfff]")
 def all_valid_keys(keys: list[object]) -> bool:
     """Tell whether every item of ``keys`` is a valid key, without raising or remembering any.
 
-    For drivers reading keys back from a store other programs can write to: a few passes in C
-    over the joined text cost a fraction of checking each key. ``False`` says only that some key
+    For drivers reading keys back from a store other programs can write to, and for batches
+    through ``Storage``: a few passes in C over the joined text cost a fraction of checking each
+    key. ``False`` says only that some key
     is invalid; :func:`validate_key` on each then says which and why.
     """
     if not keys:
         return True
+    # Exactly str, as validate_key demands: join would take a subclass of str too.
+    if set(map(type, keys)) != {str}:
+        return False
     try:
         joined = "\n".join(keys)  # type: ignore[arg-type]  # a non-str item raises TypeError
     except TypeError:

@@ -22,7 +22,7 @@ from kvstore.conditional import ANY_VERSION, Action, Change, Versioned
 from kvstore.driver import BaseDriver, Driver, as_base_driver, delete_scanned, read_in_pages
 from kvstore.errors import Conflict, InvalidKey, NotSupported, SerializationError, StorageClosed
 from kvstore.expiry import DEFAULT_TTL, EXPIRY, TTL, DefaultTTL, Meta, ttl_seconds
-from kvstore.keys import RECENTLY_VALID, join, validate_key, validate_prefix
+from kvstore.keys import RECENTLY_VALID, all_valid_keys, join, validate_key, validate_prefix
 from kvstore.mounts import MountTable, Source, merge_sorted
 from kvstore.pacing import Pacer
 from kvstore.serialization import JSONValue, decode, encode, encode_many
@@ -406,7 +406,16 @@ class Storage:
     # -- batches ----------------------------------------------------------------------------
 
     def _full_keys(self, keys: list[str]) -> list[str]:
+        # Without a base a valid key is its own full key: one check of the batch in C then
+        # replaces a call per key; a batch with an invalid key goes key by key to say which.
+        if not self._base and all_valid_keys(keys):  # type: ignore[arg-type]
+            return keys
         return [self._full_key(key) for key in keys]
+
+    def _full_pairs(self, pairs: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
+        if not self._base and all_valid_keys([key for key, _ in pairs]):
+            return pairs
+        return [(self._full_key(key), value) for key, value in pairs]
 
     async def _group(
         self, full_keys: list[str]
@@ -481,11 +490,7 @@ class Storage:
 
     async def _set_many_encoded(self, pairs: list[tuple[str, bytes]], ttl: float | None) -> None:
         self._ensure_open()
-        full = await _in_steps(
-            self._table.pacer,
-            pairs,
-            lambda part: [(self._full_key(key), value) for key, value in part],
-        )
+        full = await _in_steps(self._table.pacer, pairs, self._full_pairs)
         if not full:
             if ttl is not None:
                 _ttl_for(self._table.root, ttl)

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 
 from kvstore.errors import InvalidKey
-from kvstore.keys import prefix_successor, validate_key, validate_prefix
+from kvstore.keys import all_valid_keys, prefix_successor, validate_key, validate_prefix
 from kvstore.testing import strategies as kst
 
 
@@ -78,3 +78,15 @@ def test_range_scan_bound_agrees_with_startswith(key: str, prefix: str) -> None:
         successor is None or key.encode() < successor.encode()
     )
     assert encoded_in_range == in_range
+
+
+class _Key(str):
+    """A subclass of ``str``: validate_key refuses it, so the batch check must too."""
+
+
+def test_all_valid_keys_refuses_what_validate_key_refuses() -> None:
+    assert all_valid_keys(["a", "b:c"])
+    assert not all_valid_keys(["a", _Key("b")])
+    assert not all_valid_keys(["a", 1])
+    with pytest.raises(InvalidKey, match="must be a str"):
+        validate_key(_Key("b"))

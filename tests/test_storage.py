@@ -551,3 +551,21 @@ def test_the_package_reports_its_installed_version() -> None:
     import kvstore
 
     assert kvstore.__version__ == version("agentx-persistence")
+
+
+class _Key(str):
+    """A subclass of ``str``; keys must be exactly ``str``."""
+
+
+@pytest.mark.parametrize("bad", [_Key("b"), "", "a::b", "bad\x00key", 7])
+async def test_a_batch_with_one_invalid_key_is_refused_whole(storage: Storage, bad: object) -> None:
+    await storage.set("kept", 1)
+    with pytest.raises(InvalidKey):
+        await storage.set_many([("a", 1), (bad, 2)])  # type: ignore[list-item]
+    with pytest.raises(InvalidKey):
+        await storage.set_many_raw([("a", b"1"), (bad, b"2")])  # type: ignore[list-item]
+    with pytest.raises(InvalidKey):
+        await storage.get_many(["kept", bad])  # type: ignore[list-item]
+    with pytest.raises(InvalidKey):
+        await storage.delete_many(["kept", bad])  # type: ignore[list-item]
+    assert await keys_of(storage) == ["kept"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import math
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -569,3 +570,19 @@ async def test_a_batch_with_one_invalid_key_is_refused_whole(storage: Storage, b
     with pytest.raises(InvalidKey):
         await storage.delete_many(["kept", bad])  # type: ignore[list-item]
     assert await keys_of(storage) == ["kept"]
+
+
+class _Level(enum.IntEnum):
+    HIGH = 3
+
+
+async def test_an_int_enum_member_is_refused_though_it_equals_its_int(storage: Storage) -> None:
+    # It would read back as a plain 3, which == cannot tell from the member.
+    for write in (
+        storage.set("k", {"level": _Level.HIGH}),
+        storage.set_many([("a", 1), ("k", [_Level.HIGH])]),
+        storage.commit([Change.put("k", _Level.HIGH)]),
+    ):
+        with pytest.raises(SerializationError, match="not a JSON type"):
+            await write
+    assert await keys_of(storage) == []

@@ -14,6 +14,7 @@ with their defaults except where noted (``journal_mode=WAL`` for sqlitedict).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import os
@@ -260,7 +261,7 @@ class RawRedis(KV):
     async def scan(self, prefix: str) -> list[str]:
         end = prefix_successor(prefix)
         found = await self.client.zrangebylex(self.index, f"[{prefix}", f"({end}")
-        return [key.decode() for key in found]
+        return [key.decode() if isinstance(key, bytes) else key for key in found]
 
     async def reset(self) -> None:
         doomed = [key async for key in self.client.scan_iter(match=f"{self.prefix}*", count=5000)]
@@ -727,9 +728,18 @@ async def _mysql(stack: AsyncExitStack, tag: str) -> dict[str, KV | str]:
     from benchmarks.bench_mysql import RawPyMySQL
     from kvstore.drivers.mysql import mysql_driver
 
+    class LockedPyMySQL(RawPyMySQL):
+        """One PyMySQL connection is not thread-safe: concurrent callers take turns on it."""
+
+        lock = asyncio.Lock()
+
+        async def _call(self, work: Callable[[], Any]) -> Any:
+            async with self.lock:
+                return await super()._call(work)
+
     url = URLS["mysql"]
     ours_table = f"bench_{tag}"
-    raw = RawPyMySQL(url, f"bench_raw_{tag}", hop=True)
+    raw = LockedPyMySQL(url, f"bench_raw_{tag}", hop=True)
     stack.callback(raw.drop)
     stack.callback(lambda: RawPyMySQL(url, ours_table, hop=False).drop())
     return {"ours": await _ours(stack, mysql_driver(url, ours_table)), "raw": BaselineKV(raw)}

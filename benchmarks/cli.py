@@ -15,6 +15,7 @@ import sys
 import tempfile
 from contextlib import AsyncExitStack
 from pathlib import Path
+from typing import Any
 
 from benchmarks.adapters import DRIVERS, KV, OursKV, open_contenders
 from benchmarks.growth import GROWTH_DRIVERS, run_growth
@@ -141,8 +142,13 @@ async def run(
     try:
         for driver in drivers:
             with tempfile.TemporaryDirectory(prefix=f"bench-{driver}-") as temp:
-                await _driver(driver, Path(temp), operations, ops, sizes, rounds, results,
-                              progress)
+                try:
+                    await _driver(driver, Path(temp), operations, ops, sizes, rounds, results,
+                                  progress)
+                except Exception as error:  # one driver's failure still leaves the others
+                    results.notes.append(
+                        f"{driver}: stopped early ({type(error).__name__}: {error})"
+                    )
     finally:
         progress.finish()
     return results
@@ -166,7 +172,8 @@ async def _driver(
                     await run_operation("kv", driver, operation, contenders, rounds)
                 )
             ours, raw = contenders["ours"], contenders["raw"]
-            assert isinstance(ours, OursKV) and isinstance(raw, KV)
+            assert isinstance(ours, OursKV)
+            assert isinstance(raw, KV)
             if "entities" in ops:
                 from benchmarks.entity_cases import run_entities
 
@@ -184,8 +191,8 @@ async def _driver(
         results.peaks += await run_peaks(driver, sizes.peak_keys, workdir)
 
 
-async def profile(target: str, drivers: list[str], sizes: Sizes, out: Path) -> list[Path]:
-    """Run one operation of ours under pyinstrument; return the files written."""
+async def profile(target: str, drivers: list[str], sizes: Sizes) -> tuple[str, Any]:
+    """Run one operation of ours under pyinstrument; return its name and the profiler."""
     from pyinstrument import Profiler
 
     driver, _, key = target.rpartition(":")
@@ -209,11 +216,7 @@ async def profile(target: str, drivers: list[str], sizes: Sizes, out: Path) -> l
                 await operation.body(ours)
             profiler.stop()
             await ours.reset()
-    out.mkdir(parents=True, exist_ok=True)
-    html, text = out / f"profile-{driver}-{key}.html", out / f"profile-{driver}-{key}.txt"
-    html.write_text(profiler.output_html())
-    text.write_text(profiler.output_text(unicode=False, color=False, show_all=False))
-    return [html, text]
+    return f"{driver}-{key}", profiler
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -228,8 +231,12 @@ def main(argv: list[str] | None = None) -> int:
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
     out: Path = args.out or RESULTS_ROOT / stamp
     if args.profile:
-        for path in asyncio.run(profile(args.profile, drivers, sizes, out)):
-            print(f"wrote {path}")
+        name, profiler = asyncio.run(profile(args.profile, drivers, sizes))
+        out.mkdir(parents=True, exist_ok=True)
+        html, text = out / f"profile-{name}.html", out / f"profile-{name}.txt"
+        html.write_text(profiler.output_html())
+        text.write_text(profiler.output_text(unicode=False, color=False, show_all=False))
+        print(f"wrote {html} and {text}")
         return 0
     mode = "quick" if args.quick else "full"
     results = asyncio.run(run(drivers, ops, sizes, args.rounds or sizes.rounds, mode))

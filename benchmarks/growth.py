@@ -37,8 +37,7 @@ async def run_growth(
         operation: {"ours": [], "raw": []} for operation in ("get", "set", "scan 100")
     }
     filled = 0
-    extra = 0
-    for size in sizes.growth:
+    for step, size in enumerate(sizes.growth):
         for kv in sides.values():
             for start in range(filled, size, 10_000):
                 await kv.fill([(_key(n), VALUE) for n in range(start, min(size, start + 10_000))])
@@ -48,10 +47,9 @@ async def run_growth(
         probes = [_key((index * stride + 37) % size) for index in range(PROBES)]
         groups = size // GROUP
         scan_prefixes = [f"g:{(index * 7919) % groups:06d}:" for index in range(SCANS)]
-        extra += 1
-        fresh = [f"g:{(index * stride) // GROUP:06d}:x{extra}{index:04d}" for index in range(PROBES)]
+        fresh = [f"g:{(index * stride) // GROUP:06d}:x{step}{index:04d}" for index in range(PROBES)]
 
-        def get_body(kv: KV) -> Timed:
+        def get_body(kv: KV, probes: list[str] = probes) -> Timed:
             async def body() -> float:
                 async def work() -> None:
                     for key in probes:
@@ -61,7 +59,7 @@ async def run_growth(
 
             return body
 
-        def set_body(kv: KV) -> Timed:
+        def set_body(kv: KV, fresh: list[str] = fresh) -> Timed:
             async def body() -> float:
                 async def work() -> None:
                     for key in fresh:
@@ -74,7 +72,7 @@ async def run_growth(
 
             return body
 
-        def scan_body(kv: KV) -> Timed:
+        def scan_body(kv: KV, scan_prefixes: list[str] = scan_prefixes) -> Timed:
             async def body() -> float:
                 async def work() -> None:
                     for prefix in scan_prefixes:

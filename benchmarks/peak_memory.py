@@ -15,6 +15,7 @@ Two methods, named in every row:
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -41,7 +42,8 @@ async def main(count):
     storage = Storage(memory_driver())
     value = {"role": "assistant", "content": "x" * 160, "n": 1}
     for start in range(0, count, 10_000):
-        await storage.set_many((f"k:{n:08d}", value) for n in range(start, min(count, start + 10_000)))
+        end = min(count, start + 10_000)
+        await storage.set_many((f"k:{n:08d}", value) for n in range(start, end))
     tracemalloc.start()
     base = tracemalloc.get_traced_memory()[0]
     seen = 0
@@ -79,6 +81,16 @@ print(status, int(peak.split()[1]) * 1024, file=report)
 """
 
 
+def _memory_peaks(keys: int) -> tuple[int, int]:
+    """Fill a memory store of ``keys`` keys in a subprocess; return its scan and export peaks."""
+    result = subprocess.run(
+        [sys.executable, "-c", _MEMORY_CHILD, str(keys)],
+        capture_output=True, text=True, env=_env(), check=True,
+    )
+    scan, export = result.stdout.split()
+    return int(scan), int(export)
+
+
 def _peak_rss(arguments: list[str]) -> int:
     """Run the kvstore CLI with ``arguments`` in a subprocess; return its peak RSS in bytes."""
     result = subprocess.run(
@@ -94,11 +106,7 @@ def _peak_rss(arguments: list[str]) -> int:
 async def run_peaks(driver: str, keys: int, workdir: Path) -> list[PeakRow]:
     """Return the scan and export rows of ``driver`` over ``keys`` keys."""
     if driver == "memory":
-        result = subprocess.run(
-            [sys.executable, "-c", _MEMORY_CHILD, str(keys)],
-            capture_output=True, text=True, env=_env(), check=True,
-        )
-        scan, export = (int(part) for part in result.stdout.split())
+        scan, export = await asyncio.to_thread(_memory_peaks, keys)
         method = "tracemalloc peak in a subprocess, above the filled store"
         return [PeakRow("memory", "full scan (keys)", keys, scan, 0, method),
                 PeakRow("memory", "export loop", keys, export, 0, method)]
@@ -109,11 +117,12 @@ async def run_peaks(driver: str, keys: int, workdir: Path) -> list[PeakRow]:
                 (f"k:{n:08d}", VALUE) for n in range(start, min(keys, start + 10_000))
             )
     url = f"sqlite:///{path}"
-    baseline = _peak_rss(["get", "--url", url, "k:00000000"])
+    baseline = await asyncio.to_thread(_peak_rss, ["get", "--url", url, "k:00000000"])
     method = "peak RSS of a subprocess (kvstore CLI); baseline: kvstore get of one key"
     return [
         PeakRow("sqlite", "full scan (kvstore keys)", keys,
-                _peak_rss(["keys", "--url", url]), baseline, method),
+                await asyncio.to_thread(_peak_rss, ["keys", "--url", url]), baseline, method),
         PeakRow("sqlite", "export (kvstore export)", keys,
-                _peak_rss(["export", "--url", url, "-o", "-"]), baseline, method),
+                await asyncio.to_thread(_peak_rss, ["export", "--url", url, "-o", "-"]),
+                baseline, method),
     ]

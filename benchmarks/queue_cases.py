@@ -169,13 +169,16 @@ def _peer_put(put: Callable[[bytes], object], count: int) -> Timed:
     return body
 
 
-def _queue_peers(workdir: Path, stack: AsyncExitStack) -> dict[str, Callable[[bytes], object] | str]:
-    peers: dict[str, Callable[[bytes], object] | str] = {}
+Put = Callable[[bytes], object]
+
+
+def _queue_peers(workdir: Path, stack: AsyncExitStack) -> dict[str, Put | str]:
+    peers: dict[str, Put | str] = {}
     try:
         import persistqueue
 
         persist = persistqueue.SQLiteQueue(str(workdir / "persistqueue"), auto_commit=True)
-        persist._putter.execute("PRAGMA synchronous=NORMAL")
+        getattr(persist, "_putter").execute("PRAGMA synchronous=NORMAL")  # noqa: B009 - untyped
         stack.callback(persist.close)
         peers["persist-queue"] = persist.put
     except ImportError:

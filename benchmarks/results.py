@@ -172,7 +172,8 @@ class Results:
 
     def misses(self) -> list[str]:
         """Every missed target, one line each."""
-        lines = [f"{row.driver} {row.operation}: {miss}" for row in self.rows for miss in row.misses]
+        lines = [f"{row.driver} {row.operation}: {miss}"
+                 for row in self.rows for miss in row.misses]
         lines += [f"{row.driver} {row.operation}: {miss}" for row in self.growth
                   for miss in row.misses]
         return lines

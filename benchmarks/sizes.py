@@ -44,10 +44,10 @@ class Sizes:
 
     def describe(self) -> str:
         """One line naming the sizes."""
-        return ", ".join(
-            f"{name}={','.join(f'{v:,}' for v in value) if isinstance(value, tuple) else f'{value:,}'}"
-            for name, value in asdict(self).items()
-        )
+        def show(value: int | tuple[int, ...]) -> str:
+            return ",".join(f"{v:,}" for v in value) if isinstance(value, tuple) else f"{value:,}"
+
+        return ", ".join(f"{name}={show(value)}" for name, value in asdict(self).items())
 
 
 FULL = Sizes(

@@ -204,9 +204,13 @@ async def run_operation(
         except Exception as error:  # a peer that cannot even be prepared is reported
             bodies[name] = f"failed: {type(error).__name__}: {str(error)[:80]}"
     cells: dict[str, Cell] = await interleave(bodies, operation.count, rounds)
-    for kv in contenders.values():
-        if not isinstance(kv, str):
+    for name, kv in contenders.items():
+        if isinstance(kv, str):
+            continue
+        try:
             await kv.reset()
+        except Exception as error:  # a peer broken by the operation is out from now on
+            contenders[name] = f"failed: {type(error).__name__}: {str(error)[:80]}"
     goal = (target if target is not None else raw_target(driver)) if use_target else None
     return Row(section, driver, operation.name, cells, goal)
 

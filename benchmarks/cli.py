@@ -13,6 +13,7 @@ import asyncio
 import datetime
 import sys
 import tempfile
+import time
 import warnings
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -142,6 +143,7 @@ async def run(
     operations = [op for op in kv_operations(sizes) if op.key in ops]
     try:
         for driver in drivers:
+            started = time.perf_counter()
             with tempfile.TemporaryDirectory(prefix=f"bench-{driver}-") as temp:
                 try:
                     await _driver(driver, Path(temp), operations, ops, sizes, rounds, results,
@@ -150,6 +152,9 @@ async def run(
                     results.notes.append(
                         f"{driver}: stopped early ({type(error).__name__}: {error})"
                     )
+            results.settings.setdefault("seconds", {})[driver] = round(
+                time.perf_counter() - started, 1
+            )
     finally:
         progress.finish()
     return results

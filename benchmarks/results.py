@@ -301,6 +301,9 @@ class Results:
             f"{settings['mode']} run, {settings['rounds']} counted rounds after "
             f"{settings['warmup']} warm-up, medians (± half the range of the rounds); "
             f"ratios are throughputs ours/theirs from one process. Sizes: {settings['sizes']}."
+            + (" Seconds per driver: " + ", ".join(
+                f"{driver} {seconds:g}" for driver, seconds in settings["seconds"].items()
+            ) + "." if settings.get("seconds") else "")
         )
 
     def _sections(self) -> list[tuple[str, tuple[list[str], list[list[str]]]]]:

@@ -34,6 +34,7 @@ KV_OPS = ("set", "get", "miss", "delete", "set_many", "get_many", "scan_small", 
 SECTIONS = ("entities", "queue", "growth", "peak")
 ALIASES = {"scan": ("scan_small", "scan_large"), "large": ("set_large", "get_large"),
            "kv": KV_OPS}
+PROFILE_SECONDS = 2.0
 RESULTS_ROOT = Path(__file__).resolve().parent / "results"
 
 
@@ -218,8 +219,11 @@ async def profile(target: str, drivers: list[str], sizes: Sizes) -> tuple[str, A
             await operation.body(ours)  # warm-up
             profiler = Profiler(interval=0.0002, async_mode="enabled")
             profiler.start()
-            for _ in range(max(3, 3000 // max(operation.count, 1))):
+            # At least three runs and two seconds, so that the samples show the steady state.
+            runs, deadline = 0, time.perf_counter() + PROFILE_SECONDS
+            while runs < 3 or time.perf_counter() < deadline:
                 await operation.body(ours)
+                runs += 1
             profiler.stop()
             await ours.reset()
     return f"{driver}-{key}", profiler

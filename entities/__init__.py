@@ -2,7 +2,7 @@
 
 Start with :func:`create_persistence`::
 
-    async with await create_persistence("sqlite:///agentx.db") as persistence:
+    async with create_persistence("sqlite:///agentx.db") as persistence:
         await persistence.containers.save_container(
             ContainerRecord(container_id="c1", created_at=now, updated_at=now)
         )
@@ -36,7 +36,12 @@ from entities.errors import (
     ValidationError,
 )
 from entities.images import ImageRepository
-from entities.persistence import DEFAULT_NAMESPACE, Persistence, create_persistence
+from entities.persistence import (
+    DEFAULT_NAMESPACE,
+    Persistence,
+    PersistenceOpening,
+    create_persistence,
+)
 from entities.records import (
     ContainerRecord,
     ImageRecord,
@@ -65,6 +70,7 @@ __all__ = [
     "Message",
     "MessageSubtype",
     "Persistence",
+    "PersistenceOpening",
     "RecordChanged",
     "RecordConflict",
     "RecordExists",

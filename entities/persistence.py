@@ -7,8 +7,9 @@ the same database or Redis base can hold other data beside them without collisio
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 from entities.containers import ContainerRepository
 from entities.images import ImageRepository
@@ -18,7 +19,7 @@ from kvstore import create_storage
 from kvstore.driver import Driver
 from kvstore.storage import Storage
 
-__all__ = ["DEFAULT_NAMESPACE", "Persistence", "create_persistence"]
+__all__ = ["DEFAULT_NAMESPACE", "Persistence", "PersistenceOpening", "create_persistence"]
 
 DEFAULT_NAMESPACE = "agentx"
 
@@ -61,28 +62,73 @@ class Persistence:
         await self.close()
 
 
-async def create_persistence(
+def create_persistence(
     source: Storage | Driver | str | None = None, *, namespace: str = DEFAULT_NAMESPACE
-) -> Persistence:
-    """Return a :class:`Persistence` over ``source``, connected so that errors surface now.
+) -> PersistenceOpening:
+    """Open a :class:`Persistence` over ``source``, connected so that errors surface at once.
 
     ``source`` is a kvstore driver, a :class:`Storage`, a URL (``"redis://..."``,
     ``"sqlite:///agentx.db"``, see :func:`kvstore.create_storage`) or ``None`` for the default
     SQLite file under ``~/.agentx``. ``namespace`` must follow the key rules (``""`` for none).
+
+    Use the result as ``async with create_persistence(...) as persistence:`` (closed at the end
+    of the block), or ``persistence = await create_persistence(...)`` (then close it yourself);
+    ``async with await create_persistence(...)`` works too. Nothing is opened until then.
     """
-    if isinstance(source, Storage):
-        persistence = Persistence(source, namespace=namespace, owned=None)
-        await _probe(persistence)
+    return PersistenceOpening(source, namespace)
+
+
+class PersistenceOpening:
+    """What :func:`create_persistence` returns: await it, or enter it with ``async with``.
+
+    Like a coroutine, it is used once: opening it a second time raises ``RuntimeError``. If
+    opening fails (a bad URL or namespace, an unreachable backend), whatever it had opened is
+    closed again before the error propagates.
+    """
+
+    __slots__ = ("_namespace", "_opened", "_source", "_used")
+
+    def __init__(self, source: Storage | Driver | str | None, namespace: str) -> None:
+        self._source = source
+        self._namespace = namespace
+        self._used = False
+        self._opened: Persistence | None = None
+
+    def __await__(self) -> Generator[Any, None, Persistence]:
+        return self._open().__await__()
+
+    async def __aenter__(self) -> Persistence:
+        self._opened = await self._open()
+        return self._opened
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if self._opened is not None:
+            await self._opened.close()
+
+    async def _open(self) -> Persistence:
+        if self._used:
+            raise RuntimeError("create_persistence(...) was already awaited or entered once")
+        self._used = True
+        # A Storage passed in belongs to the caller: only one made here is closed on failure.
+        if isinstance(self._source, Storage):
+            storage, owned = self._source, None
+        else:
+            storage = owned = create_storage(self._source)
+        try:
+            if owned is not None:
+                await owned.open()
+            persistence = Persistence(storage, namespace=self._namespace, owned=owned)
+            await _probe(persistence)
+        except BaseException:
+            if owned is not None:
+                await owned.close()
+            raise
         return persistence
-    storage = create_storage(source)
-    try:
-        await storage.open()
-        persistence = Persistence(storage, namespace=namespace, owned=storage)
-        await _probe(persistence)
-    except BaseException:
-        await storage.close()
-        raise
-    return persistence
 
 
 async def _probe(persistence: Persistence) -> None:

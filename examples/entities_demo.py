@@ -38,7 +38,7 @@ async def copy_all(source: Persistence, target: Persistence) -> int:
 
 async def main(source_url: str, target_url: str) -> None:
     now = 1_700_000_000_000
-    async with await create_persistence(source_url) as source:
+    async with create_persistence(source_url) as source:
         await source.containers.save_container(
             ContainerRecord(container_id="container-1", created_at=now, updated_at=now)
         )
@@ -74,7 +74,7 @@ async def main(source_url: str, target_url: str) -> None:
                 timestamp=now + 1,
             ),
         )
-        async with await create_persistence(target_url) as target:
+        async with create_persistence(target_url) as target:
             copied = await copy_all(source, target)
             images = await target.images.find_images_by_name("My Assistant")
             print(

@@ -8,6 +8,7 @@ Start with :func:`create_storage`::
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 # The errors are imported eagerly: they are small, and ``eventqueue`` and ``entities`` descend
@@ -28,6 +29,10 @@ from kvstore.errors import (
     StorageClosed,
     UnknownScheme,
 )
+
+# Library code only emits records, on loggers under "kvstore" (kvstore.redis, kvstore.sqlite,
+# ...): one NullHandler here keeps them off stderr until the application configures logging.
+logging.getLogger("kvstore").addHandler(logging.NullHandler())
 
 if TYPE_CHECKING:
     from kvstore.conditional import ANY_VERSION, Change, Versioned

@@ -8,6 +8,11 @@ packages add schemes through the ``kvstore.drivers`` entry point group::
     dynamo = "kvstore_dynamo:from_url"
 
 or at run time with :func:`register_driver`.
+
+Installed plugins are listed once per process (reading every distribution's metadata costs
+milliseconds), and each scheme's factory is looked up once: a URL after the first costs a dict
+lookup. :func:`register_driver` still adds or overrides a scheme at any time, since schemes
+registered at run time are consulted before the cache.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 
 from kvstore.driver import Driver
 from kvstore.errors import MissingDependency, UnknownScheme
@@ -50,6 +55,10 @@ _BUILTINS: dict[str, _Builtin] = {
 }
 
 _registered: dict[str, DriverFactory] = {}
+# The installed plugins' entry points by scheme, read once (None until first needed), and the
+# factory found for each scheme so far (built in, plugin or fsspec; never a registered one).
+_plugins: dict[str, EntryPoint] | None = None
+_resolved: dict[str, DriverFactory] = {}
 
 
 def register_driver(scheme: str, factory: DriverFactory) -> None:
@@ -60,8 +69,24 @@ def register_driver(scheme: str, factory: DriverFactory) -> None:
 def registered_schemes() -> list[str]:
     """Return every scheme a URL may use, built in, registered or from entry points, sorted."""
     schemes = set(_BUILTINS) | set(_registered)
-    schemes.update(point.name for point in entry_points(group=ENTRY_POINT_GROUP))
+    schemes.update(_plugin_points())
     return sorted(schemes)
+
+
+def _scan_plugins() -> dict[str, EntryPoint]:
+    """Read the installed distributions' ``kvstore.drivers`` entry points (slow: all metadata)."""
+    points: dict[str, EntryPoint] = {}
+    for point in entry_points(group=ENTRY_POINT_GROUP):
+        points.setdefault(point.name.lower(), point)  # the first one wins, as before
+    return points
+
+
+def _plugin_points() -> dict[str, EntryPoint]:
+    """The installed plugins' entry points by scheme, scanned once per process."""
+    global _plugins
+    if _plugins is None:
+        _plugins = _scan_plugins()
+    return _plugins
 
 
 def _scheme_of(url: str) -> str:
@@ -81,11 +106,21 @@ def _load(target: str) -> DriverFactory:
 
 
 def _resolve(scheme: str) -> DriverFactory:
-    if scheme in _registered:
-        return _registered[scheme]
-    for point in entry_points(group=ENTRY_POINT_GROUP, name=scheme):
-        factory: DriverFactory = point.load()
-        return factory
+    registered = _registered.get(scheme)
+    if registered is not None:
+        return registered
+    factory = _resolved.get(scheme)
+    if factory is None:
+        # Failures are not cached: installing the missing extra in a running process works.
+        factory = _resolved[scheme] = _find(scheme)
+    return factory
+
+
+def _find(scheme: str) -> DriverFactory:
+    point = _plugin_points().get(scheme)
+    if point is not None:
+        plugin: DriverFactory = point.load()
+        return plugin
     builtin = _BUILTINS.get(scheme)
     if builtin is not None:
         try:

@@ -58,9 +58,10 @@ _OPTION_START: Final = re.compile(r"[?&]([^=&?#]*)=")
 # with '-' read as '_': exact names, then parts of names. A name ending in "key" is a secret
 # too (api_key, access_key, sslkey): masking a harmless value costs nothing.
 _SECRET_NAMES: Final = frozenset(
-    {"pass", "pwd", "sig", "signature", "auth", "sas", "credential", "credentials"}
+    {"pass", "pwd", "sig", "auth", "sas", "credential", "credentials"}
 )
 _SECRET_PARTS: Final = (
+    "signature",  # X-Amz-Signature, X-Goog-Signature: presigned URLs
     "password",
     "passwd",
     "passphrase",
@@ -75,9 +76,10 @@ def is_secret_option(name: str) -> bool:
     """Say whether a query option or connection-string keyword named ``name`` holds a secret.
 
     True for ``password``, ``sslpassword``, ``passwd``, ``pwd``, ``pass``, anything holding
-    ``secret``, ``token``, ``passphrase`` or ``credential``, names ending in ``key``
-    (``api_key``, ``access_key``, ``sslkey``), ``sig`` / ``signature`` / ``sas`` (signed
-    storage URLs), ``auth`` and PyMongo's ``authMechanismProperties``; case-insensitive.
+    ``secret``, ``token``, ``passphrase``, ``credential`` or ``signature`` (signed storage
+    URLs: ``X-Amz-Signature``), names ending in ``key`` (``api_key``, ``access_key``,
+    ``sslkey``), ``sig`` and ``sas``, ``auth`` and PyMongo's ``authMechanismProperties``;
+    case-insensitive.
     """
     folded = name.strip().lower().replace("-", "_")
     return (

@@ -27,7 +27,7 @@ from kvstore.cli import main
 from kvstore.cli.admin import backup_name
 from kvstore.cli.records import Record, RecordError, encode_record, parse_record
 from kvstore.drivers.memory import MemoryDriver
-from kvstore.drivers.sqlite import SQLiteDriver
+from kvstore.drivers.sqlite import sqlite_driver
 from kvstore.keys import validate_key
 from kvstore.serialization import encode
 from kvstore.testing import strategies
@@ -81,7 +81,7 @@ def run(function: Callable[[], Awaitable[_T]]) -> _T:
 
 
 def open_sqlite(path: Path) -> Storage:
-    return Storage(SQLiteDriver(path))
+    return Storage(sqlite_driver(path))
 
 
 def seed(path: Path, items: Sequence[tuple[str, bytes]]) -> None:
@@ -860,3 +860,14 @@ def test_an_unreachable_server_is_one_line_without_the_password(
     captured = capsys.readouterr()
     assert_only_one_error_line(captured.err)
     assert MARK not in captured.out + captured.err
+
+
+def test_migrate_onto_its_own_source_copies_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The same directory spelt twice (scheme case, a trailing slash): the one URL parser says so.
+    source = f"file://{tmp_path}/kv"
+    assert main(["migrate", source, f"FILE://{tmp_path}/kv/"]) == 1
+    err = capsys.readouterr().err
+    assert_only_one_error_line(err)
+    assert "is the source; nothing was copied" in err

@@ -94,3 +94,42 @@ def test_a_registered_scheme_reaches_its_factory() -> None:
     assert made == ["test-scheme://anything"]
     assert isinstance(storage.driver, MemoryDriver)
     assert "test-scheme" in registered_schemes()
+
+
+def test_installed_plugins_are_scanned_once_per_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    from kvstore import registry
+
+    scans: list[int] = []
+    scan = registry._scan_plugins
+
+    def counted() -> dict[str, object]:
+        scans.append(1)
+        return scan()  # type: ignore[return-value]
+
+    # A fresh process's state: nothing scanned, nothing resolved yet.
+    monkeypatch.setattr(registry, "_scan_plugins", counted)
+    monkeypatch.setattr(registry, "_plugins", None)
+    monkeypatch.setattr(registry, "_resolved", {})
+    first = registry.driver_from_url("memory://")
+    second = registry.driver_from_url("memory://")
+    registry.driver_from_url("sqlite://")
+    assert type(first) is type(second)
+    assert scans == [1]
+
+
+def test_a_registered_scheme_overrides_a_resolved_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    from kvstore import registry
+    from kvstore.drivers.memory import MemoryDriver, memory_driver
+    from kvstore.drivers.sqlite import SQLiteDriver
+
+    monkeypatch.setattr(registry, "_registered", {})
+    assert isinstance(registry.driver_from_url("sqlite://"), SQLiteDriver)  # now resolved
+    made: list[str] = []
+
+    def factory(url: str) -> MemoryDriver:
+        made.append(url)
+        return memory_driver()
+
+    registry.register_driver("SQLite", factory)
+    assert isinstance(registry.driver_from_url("sqlite://"), MemoryDriver)
+    assert made == ["sqlite://"]

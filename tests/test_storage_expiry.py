@@ -11,7 +11,7 @@ import anyio
 import pytest
 
 from kvstore import InvalidTTL, NotSupported, Storage
-from kvstore.drivers.memory import MemoryDriver
+from kvstore.drivers.memory import memory_driver
 from kvstore.testing.clock import TestClock
 from tests.support.broken_drivers import OnMemory
 
@@ -25,7 +25,7 @@ def anyio_backend() -> str:
 
 async def test_a_batch_with_a_ttl_across_mounts_expires_on_every_driver() -> None:
     clock = TestClock(manual=True)
-    root, mounted = MemoryDriver(clock=clock), MemoryDriver(clock=clock)
+    root, mounted = memory_driver(clock=clock), memory_driver(clock=clock)
     async with Storage(root) as storage:
         storage.mount("m", mounted)
         await storage.set_many({"a": 1, "m:b": 2, "m:c": 3}, ttl=5)
@@ -40,7 +40,7 @@ async def test_a_batch_with_a_ttl_across_mounts_expires_on_every_driver() -> Non
 
 
 async def test_a_ttl_across_a_mount_without_expiry_is_refused_before_any_write() -> None:
-    async with Storage(MemoryDriver()) as storage:
+    async with Storage(memory_driver()) as storage:
         storage.mount("plain", OnMemory())
         with pytest.raises(NotSupported, match="on-memory"):
             await storage.set_many({"a": 1, "plain:b": 2}, ttl=5)
@@ -64,7 +64,7 @@ async def test_a_default_ttl_on_a_storage_without_expiry_refuses_each_write() ->
 
 async def test_a_view_of_a_view_keeps_the_nearest_default() -> None:
     clock = TestClock(manual=True)
-    async with Storage(MemoryDriver(clock=clock), ttl=10) as storage:
+    async with Storage(memory_driver(clock=clock), ttl=10) as storage:
         outer = storage.with_prefix("o", ttl=20)
         inner = outer.with_prefix("i")
         await inner.set("k", 1)
@@ -77,12 +77,12 @@ async def test_a_view_of_a_view_keeps_the_nearest_default() -> None:
 
 async def test_storage_refuses_a_bad_default_ttl() -> None:
     with pytest.raises(InvalidTTL):
-        Storage(MemoryDriver(), ttl=-1)
+        Storage(memory_driver(), ttl=-1)
 
 
 async def test_the_sweeper_purges_in_rounds_until_cancelled() -> None:
     clock = TestClock(manual=True)
-    driver = MemoryDriver(clock=clock)
+    driver = memory_driver(clock=clock)
     async with Storage(driver) as storage:
         await storage.set_many({f"k{n}": n for n in range(25)}, ttl=1)
         await storage.set("live", 1)

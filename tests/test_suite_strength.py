@@ -16,7 +16,7 @@ import anyio
 import pytest
 
 from kvstore.driver import BaseDriver, as_base_driver
-from kvstore.drivers.memory import MemoryDriver
+from kvstore.drivers.memory import MemoryDriver, memory_driver
 from kvstore.testing.clock import TestClock
 from kvstore.testing.conditional_clauses import ConditionalClauses
 from kvstore.testing.conditional_races import ConditionalRaceClauses
@@ -314,7 +314,7 @@ def _on_clock(
 
 @pytest.mark.parametrize("clause", [*EXPIRY, EXPIRED_CONDITIONS, EXPIRED_SCAN])
 def test_the_memory_driver_passes_the_expiry_clauses(clause: str) -> None:
-    factory, clock = _on_clock(lambda clock: MemoryDriver(clock=clock))
+    factory, clock = _on_clock(lambda clock: memory_driver(clock=clock))
     _run(clause, factory, persistent=False, clock=clock)
 
 

@@ -9,6 +9,7 @@ traceback would print it.
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import traceback
 import warnings
@@ -25,9 +26,19 @@ from tests.support.hostile_urls import (
     ALL_SPELLINGS,
     LOCAL_SCHEMES,
     MARK,
+    SECRET_OPTIONS,
     HostileURL,
+    conninfo_with,
     hostile_urls,
+    secret_option_url,
+    spell,
+    url_with,
 )
+
+# A secret that needs no encoding anywhere, so that any copy of it, whole, is found.
+SECRET = f"{MARK}-{MARK}"
+# Queue URL schemes (eventqueue), and the storage schemes whose redaction the CLI repeats.
+QUEUE_SCHEMES = ("sqlite", "redis", "rediss", "postgresql", "postgres", "postgresql-query")
 
 
 class _Records(logging.Handler):
@@ -108,3 +119,84 @@ def test_an_unknown_option_is_refused_without_the_password(
         create_storage(case.url)
     assert MARK not in _printed(caught.value), case
     assert not any(MARK in message for message in messages), case
+
+
+@pytest.mark.parametrize("option", SECRET_OPTIONS)
+@pytest.mark.parametrize("scheme", ALL_SPELLINGS)
+def test_a_secret_query_option_is_never_shown(scheme: str, option: str) -> None:
+    """``?token=``, ``?api_key=`` and the like: refused by every driver, their value masked."""
+    shown = _build(HostileURL(scheme, SECRET, "encoded", secret_option_url(scheme, option, SECRET)))
+    assert MARK not in shown, shown
+
+
+def _cli_output(argv: list[str]) -> str:
+    from kvstore.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        status = main(argv)
+    assert status in (1, 2), (argv, err.getvalue())
+    return out.getvalue() + err.getvalue()
+
+
+def _every_secret_url(scheme: str) -> list[str]:
+    """A secret option of each name, a user information password, and (libpq) a conninfo one."""
+    urls = [secret_option_url(scheme, option, SECRET) for option in SECRET_OPTIONS]
+    if scheme == "libpq":
+        urls.append(conninfo_with(SECRET, "quoted"))
+    else:
+        urls.append(url_with(scheme, spell(SECRET, "encoded"), probe=True))
+    return urls
+
+
+@pytest.mark.parametrize("scheme", ALL_SPELLINGS)
+def test_the_cli_never_shows_a_secret_option_or_password(scheme: str) -> None:
+    for url in _every_secret_url(scheme):
+        for argv in (["--url", url, "keys"], ["migrate", "memory://", url]):
+            shown = _cli_output(argv)
+            assert MARK not in shown, (argv, shown)
+
+
+@pytest.mark.parametrize("scheme", QUEUE_SCHEMES)
+def test_a_queue_url_never_shows_a_secret_option_or_password(scheme: str) -> None:
+    """The queue takes the same URLs: a refused or accepted one shows no secret either."""
+    from eventqueue.factory import backend_from_url
+
+    for url in _every_secret_url(scheme):
+        with captured() as messages:
+            try:
+                backend = backend_from_url(url)
+            except Exception as error:
+                shown = _printed(error)
+            else:
+                shown = f"{backend.description} {backend!r}"
+        assert MARK not in shown + "".join(messages), (url, shown)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])  # the PostgreSQL driver's event loop
+@pytest.mark.parametrize("form", ["url", "conninfo"])
+async def test_an_accepted_secret_option_is_not_shown_when_the_server_is_unreachable(
+    form: str,
+) -> None:
+    """``sslpassword`` is a libpq keyword the driver passes on: first use fails without it."""
+    from kvstore.drivers.postgresql import postgresql_driver
+    from kvstore.errors import BackendUnavailable
+    from tests.support.servers import free_port
+
+    port = free_port()
+    connection_string = {
+        "url": f"postgresql://user@127.0.0.1:{port}/db?sslpassword={SECRET}&connect_timeout=2",
+        "conninfo": f"host=127.0.0.1 port={port} dbname=db sslpassword='{SECRET}' "
+        "connect_timeout=2",
+    }[form]
+    with captured() as messages:
+        storage = Storage(postgresql_driver(connection_string))
+        shown = [repr(storage), repr(storage.driver)]
+        try:
+            with pytest.raises(BackendUnavailable) as raised:
+                await storage.get("k")
+            shown.append(_printed(raised.value))
+        finally:
+            await storage.close()
+    assert not any(MARK in text for text in shown + messages), shown + messages

@@ -349,6 +349,8 @@ def test_option_parsers_refuse(parser: Any, text: str) -> None:
         ("api_key", True),
         ("sslkey", True),
         ("sig", True),
+        ("X-Amz-Signature", True),
+        ("x-goog-signature", True),
         ("authMechanismProperties", True),
         ("tlsCertificateKeyFilePassword", True),
         ("user", False),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import BinaryIO, Final, Self
 
 from kvstore import Storage, create_storage
 from kvstore.drivers.sqlite import SQLiteDriver, sqlite_driver
+from kvstore.home import agentx_home
 from kvstore.registry import driver_from_url
 from kvstore.urls import redact_url
 
@@ -46,10 +46,10 @@ class Target:
 
     def __init__(self, url: str | None, agentx_dir: str | None) -> None:
         self.url = url
-        root = agentx_dir or os.environ.get("AGENTX_DIR")
-        #: ``--agentx-dir``, else ``$AGENTX_DIR``, else ``~/.agentx``.
-        self.agentx_dir = (Path(root).expanduser() if root else Path.home() / ".agentx").absolute()
-        #: The SQLite file used when no URL is given.
+        #: ``--agentx-dir``, else the AgentX home (``$AGENTX_DIR``, else ``~/.agentx``).
+        home = Path(agentx_dir).expanduser() if agentx_dir else agentx_home()
+        self.agentx_dir = home.absolute()
+        #: The SQLite file used when no URL is given: the storage's default file in that home.
         self.default_path = self.agentx_dir / "data" / "agentx.db"
 
     @property

@@ -7,14 +7,14 @@ import os
 import sys
 from dataclasses import dataclass
 from typing import Final
-from urllib.parse import parse_qsl, urlsplit
 
 from kvstore import create_storage
 from kvstore.cli._common import CLIError, Progress
 from kvstore.cli.transfer import Batch, items_with_expiry
 from kvstore.drivers.sqlite import SQLiteDriver
+from kvstore.errors import ConfigurationError
 from kvstore.storage import Storage
-from kvstore.urls import redact_url
+from kvstore.urls import parse_url, redact_url
 
 __all__ = ["Verification", "run_migrate", "verify"]
 
@@ -39,13 +39,16 @@ class Verification:
         return self.different == 0 and self.missing == 0
 
 
-def _normal_url(url: str) -> tuple[str, str, str, tuple[tuple[str, str], ...]]:
+def _normal_url(url: str) -> tuple[object, ...]:
+    """``url`` read by :mod:`kvstore.urls` (the one URL parser), for comparing two URLs."""
+    scheme = url.partition("://")[0]
     try:
-        parts = urlsplit(url)
-    except ValueError:  # the drivers accepted it, so it is their own spelling: compare as text
-        return url, "", "", ()
-    query = tuple(sorted(parse_qsl(parts.query, keep_blank_values=True)))
-    return parts.scheme.lower(), parts.netloc.lower(), parts.path.rstrip("/"), query
+        parsed = parse_url(url, schemes=[scheme], multi_host=True)
+    except ConfigurationError:  # the drivers accepted it, so it is their own spelling
+        return (url,)
+    hosts = tuple((host.lower(), port) for host, port in parsed.hosts)
+    options = tuple(sorted(parsed.options.items()))
+    return parsed.scheme, parsed.username, parsed.password, hosts, parsed.path.rstrip("/"), options
 
 
 def _same_place(src_url: str, dst_url: str, source: Storage, destination: Storage) -> bool:

@@ -59,7 +59,7 @@ __all__ = [
     "split_prefix",
 ]
 
-_log = logging.getLogger("kvstore.drivers.fs")
+_log = logging.getLogger("kvstore.fs")
 # The driver's own working directory in the base, which is no key's.
 _TEMP_DIR = ".tmp"
 #: The expiry index's directory in the base (see :mod:`kvstore.drivers._fs_local`): no key's.

@@ -113,7 +113,7 @@ from kvstore.expiry import Clock, now_millis
 
 __all__ = ["HOST_TAG", "LOCK_NAME", "LinkInTheWay", "LocalTree", "file_version", "temp_name_owner"]
 
-_log = logging.getLogger("kvstore.drivers.fs")
+_log = logging.getLogger("kvstore.fs")
 
 TEMP_DIR = ".tmp"
 # The writers' lock file, in TEMP_DIR: not a temporary file's name, so never cleaned up.

@@ -28,10 +28,6 @@ URL_SCHEMES = ("postgresql", "postgres")
 DEFAULT_PORT = 5432
 # libpq keywords that the URL's own parts set: giving one again as an option is ambiguous.
 _URL_PARTS = {"host", "port", "user", "password", "dbname"}
-# libpq keywords whose value is a secret (never shown); the rest are names, paths and modes.
-SECRET_KEYWORDS = frozenset(
-    {"password", "sslpassword", "oauth_client_secret", "scram_client_key", "scram_server_key"}
-)
 
 
 def _libpq_keywords() -> frozenset[str]:

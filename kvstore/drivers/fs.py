@@ -19,7 +19,7 @@ The driver never reads or writes through a symbolic link, and nothing it does re
 ``base`` (see :mod:`kvstore.drivers._fs_local`): reading a key whose file, or one of whose
 directories, is a link raises :class:`BackendError`; writing one replaces a link that sits where
 the file goes, and refuses one where a directory goes. Scans leave out links, special files and
-names that do not decode to a valid key, with a warning on the ``kvstore.drivers.fs`` logger.
+names that do not decode to a valid key, with a warning on the ``kvstore.fs`` logger.
 
 Conditional writes (local directories only). A key's version is derived from its file's identity,
 so the layout holds nothing but values and a store written before versions existed works as it
@@ -69,6 +69,7 @@ import random
 import re
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from dataclasses import dataclass
 from functools import partial
 from time import monotonic
 from typing import Any, Final, Protocol, TypeVar
@@ -91,6 +92,7 @@ from kvstore.drivers._fs_layout import (
 )
 from kvstore.drivers._fs_local import LOCK_NAME, TEMP_DIR, LocalTree
 from kvstore.drivers._fs_remote import FsspecTree
+from kvstore.drivers._translate import ErrorTable, Translator
 from kvstore.errors import (
     BackendError,
     BackendUnavailable,
@@ -131,7 +133,7 @@ class Tree(Protocol):
         ...
 
 
-_log = logging.getLogger(__name__)
+_log = logging.getLogger("kvstore.fs")
 #: Seconds an operation waits for the writers' lock before raising BackendUnavailable.
 DEFAULT_LOCK_TIMEOUT = 10.0
 # Pauses between attempts to take a busy lock: from the first to the longest, doubling (with
@@ -145,7 +147,8 @@ _AUTO_PURGE_EVERY = 1.0
 _AUTO_PURGE_LIMIT = 100
 # Index entries a purge may examine beyond ``limit`` (stale ones cost work but remove no key).
 _STALE_ALLOWANCE = 64
-# A URL's password inside a client library's error message.
+# errno values of an OSError that mean the files cannot be reached now (a network filesystem,
+# a disk gone): BackendUnavailable, not BackendError.
 _UNAVAILABLE_ERRNOS = frozenset(
     getattr(errno, name)
     for name in (
@@ -168,10 +171,40 @@ def _shown(key: str) -> str:
     return repr(key if len(key) <= 60 else key[:57] + "...")
 
 
+def _unavailable(error: BaseException) -> bool:
+    return isinstance(error, ConnectionError | TimeoutError) or (
+        isinstance(error, OSError) and error.errno in _UNAVAILABLE_ERRNOS
+    )
+
+
+def _error_text(error: BaseException) -> str:
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    # A third-party client's message may quote a URL with its credentials.
+    return redact_url(str(error)) or type(error).__name__
+
+
+# Local files and fsspec's stores: errno values and connection errors mean "cannot reach".
+_ERRORS = ErrorTable(is_unavailable=_unavailable, describe=_error_text)
+
+
+@dataclass(frozen=True, slots=True)
+class _Arguments:
+    """The arguments of :func:`fs_driver`, handed to :class:`FSDriver` as one value."""
+
+    base: str
+    fs: AbstractFileSystem | None
+    fsync: bool
+    lock_timeout: float
+    clock: Clock
+    fsspec_options: dict[str, Any]
+
+
 class FSDriver(BaseDriver):
     """Stores each key as a file under a base directory; see the module docstring for the layout.
 
-    Construct it with :func:`fs_driver` or :func:`from_url`. The constructor does no I/O: the
+    Build it with :func:`fs_driver` or a URL; the class is for annotations and ``isinstance``.
+    Building does no I/O: the
     base directory is created on first use (or by :meth:`open`). ``conditional_writes`` is True
     on a local directory and False on a remote fsspec store (see the module docstring).
     """
@@ -183,16 +216,9 @@ class FSDriver(BaseDriver):
     where: str
     """Where the files live, as errors name it: the local path or the (redacted) URL."""
 
-    def __init__(
-        self,
-        base: str = "./data",
-        *,
-        fs: AbstractFileSystem | None = None,
-        fsync: bool = False,
-        lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
-        clock: Clock = time.time,
-        **fsspec_options: Any,
-    ) -> None:
+    def __init__(self, arguments: _Arguments) -> None:
+        base, fs, fsync, clock = arguments.base, arguments.fs, arguments.fsync, arguments.clock
+        lock_timeout, fsspec_options = arguments.lock_timeout, arguments.fsspec_options
         if isinstance(lock_timeout, bool) or not isinstance(lock_timeout, int | float) or not (
             0 < lock_timeout < float("inf")
         ):
@@ -246,16 +272,9 @@ class FSDriver(BaseDriver):
     # -- plumbing -----------------------------------------------------------------------------
 
     def _failure(self, error: BaseException, doing: str) -> BackendError:
-        unavailable = isinstance(error, ConnectionError | TimeoutError) or (
-            isinstance(error, OSError) and error.errno in _UNAVAILABLE_ERRNOS
+        return Translator(_ERRORS, driver=self.name, where=self.where).error(
+            error, f"{doing} failed"
         )
-        if isinstance(error, OSError) and error.strerror:
-            detail = error.strerror
-        else:
-            # A third-party client's message may quote a URL with its credentials.
-            detail = redact_url(str(error)) or type(error).__name__
-        kind = BackendUnavailable if unavailable else BackendError
-        return kind(f"{doing} failed: {detail}", driver=self.name, where=self.where)
 
     async def _in_thread(self, doing: str, call: Callable[[], T]) -> T:
         try:
@@ -767,9 +786,7 @@ def fs_driver(
     in seconds, how long a local write waits for the writers' lock (see the module docstring).
     ``clock`` (POSIX seconds now) decides expiry instants and write times on local disk.
     """
-    return FSDriver(
-        base, fs=fs, fsync=fsync, lock_timeout=lock_timeout, clock=clock, **fsspec_options
-    )
+    return FSDriver(_Arguments(base, fs, fsync, lock_timeout, clock, fsspec_options))
 
 
 # fsspec protocols served from this process or this machine: a user, password or (for local
@@ -810,7 +827,7 @@ def from_url(url: str) -> FSDriver:
         if not parsed.path:
             raise ConfigurationError(f"{redact_url(url)!r} names no directory")
         options = take_options(parsed.options, _LOCAL_OPTIONS, where=f"{protocol}://")
-        return FSDriver(
+        return fs_driver(
             "/" + parsed.path,
             fsync=options.get("fsync", False),
             lock_timeout=options.get("lock_timeout", DEFAULT_LOCK_TIMEOUT),
@@ -827,4 +844,4 @@ def from_url(url: str) -> FSDriver:
             "(known options: fsync and lock_timeout, for file:// URLs only); pass fsspec "
             "options to fs_driver()"
         )
-    return FSDriver(f"{protocol}://{rest}")
+    return fs_driver(f"{protocol}://{rest}")

@@ -6,6 +6,7 @@ import heapq
 import math
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
 
 from kvstore.conditional import Action, Change, Versioned, new_version
 from kvstore.driver import BaseDriver, conflict
@@ -31,8 +32,21 @@ _AUTO_PURGE = 100
 _PURGE_EVERY = 1.0
 
 
+@dataclass(frozen=True, slots=True)
+class _Arguments:
+    """The arguments of :func:`memory_driver`, handed to :class:`MemoryDriver` as one value."""
+
+    clock: Clock
+
+
+_DEFAULTS = _Arguments(time.time)
+
+
 class MemoryDriver(BaseDriver):
     """Keeps values in process memory; each instance is its own empty store.
+
+    Build it with :func:`memory_driver` (or ``memory://``); the class is for annotations,
+    ``isinstance`` and test doubles that subclass it (``MemoryDriver()`` takes no arguments).
 
     Operations run inline and give the event loop a turn about every millisecond. Batches
     (``set_many``, ``delete_many``) and ``get_many`` are atomic: one that yields part way holds
@@ -56,7 +70,8 @@ class MemoryDriver(BaseDriver):
     conditional_writes = True
     expiry = True
 
-    def __init__(self, *, clock: Clock = time.time) -> None:
+    def __init__(self, arguments: _Arguments = _DEFAULTS) -> None:
+        clock = arguments.clock
         self._values: dict[str, bytes] = {}
         # The versions handed out so far, by key (see the class docstring).
         self._versions: dict[str, int] = {}
@@ -455,7 +470,7 @@ async def _release(values: dict[str, bytes], index: SortedKeys, pacer: Pacer) ->
 
 def memory_driver(*, clock: Clock = time.time) -> MemoryDriver:
     """Return a new, empty in-memory driver whose expiry reads ``clock``."""
-    return MemoryDriver(clock=clock)
+    return MemoryDriver(_Arguments(clock))
 
 
 def from_url(url: str) -> MemoryDriver:
@@ -472,4 +487,4 @@ def from_url(url: str) -> MemoryDriver:
             f"{redact_url(url)!r}: a memory:// URL names nothing after the scheme (for fsspec's "
             "in-memory filesystem write fs+memory://NAME)"
         )
-    return MemoryDriver()
+    return memory_driver()

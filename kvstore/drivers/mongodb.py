@@ -59,6 +59,7 @@ import math
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -75,6 +76,7 @@ from kvstore.conditional import (
 from kvstore.driver import BaseDriver, conflict
 from kvstore.drivers._extras import missing_extra
 from kvstore.drivers._settings import settle, timeout_seconds, whole_number
+from kvstore.drivers._translate import ErrorTable, Translator
 from kvstore.errors import BackendError, BackendUnavailable, ConfigurationError
 from kvstore.expiry import Clock, Meta, expiry_millis, from_millis, now_millis
 from kvstore.keys import prefix_successor
@@ -109,8 +111,9 @@ except ImportError as error:  # pragma: no cover - exercised in a subprocess tes
 
 __all__ = ["MongoDBDriver", "from_url", "mongodb_driver"]
 
-_log = logging.getLogger(__name__)
-silent_until_configured(__name__, "pymongo")
+# Retries, reconnects and pool resets are logged here (INFO), never with a password.
+_log = logging.getLogger("kvstore.mongodb")
+silent_until_configured("pymongo")
 _T = TypeVar("_T")
 
 # Values up to this size are one document; the rest of the 16 MB leaves room for a 1 KiB key.
@@ -145,13 +148,17 @@ DEFAULT_POOL_SIZE = 50
 DEFAULT_CONNECT_TIMEOUT = 5.0
 DEFAULT_OPERATION_TIMEOUT = 10.0
 
-_UNAVAILABLE = (
-    ConnectionFailure,  # AutoReconnect, NetworkTimeout, ServerSelectionTimeoutError, ...
-    ExecutionTimeout,
-    WaitQueueTimeoutError,
-    WTimeoutError,
-    OSError,
-    TimeoutError,
+# PyMongo's errors that mean the server cannot be reached now; its messages may quote the
+# connection string, so the translator is given the password to hide them.
+_ERRORS = ErrorTable(
+    unavailable=(
+        ConnectionFailure,  # AutoReconnect, NetworkTimeout, ServerSelectionTimeoutError, ...
+        ExecutionTimeout,
+        WaitQueueTimeoutError,
+        WTimeoutError,
+        OSError,
+        TimeoutError,
+    )
 )
 _NAME_FORBIDDEN = frozenset('/\\. "$*<>:|?\x00')
 _SCHEMES = ("mongodb", "mongodb+srv")
@@ -182,26 +189,30 @@ _PYMONGO_OPTIONS = frozenset(
 )
 
 
+@dataclass(frozen=True, slots=True)
+class _Arguments:
+    """The arguments of :func:`mongodb_driver`, handed to :class:`MongoDBDriver` as one value."""
+
+    connection_string: str
+    database_name: str
+    collection_name: str
+    pool_size: int | None
+    connect_timeout: float | None
+    operation_timeout: float | None
+    server_selection_timeout: float | None
+    max_pool_size: int | None
+    client_options: dict[str, Any]
+
+
 class MongoDBDriver(BaseDriver):
     """Stores keys as documents of one collection; see the module docstring for the layout.
 
-    ``connection_string`` is a ``mongodb://`` or ``mongodb+srv://`` URL with any of PyMongo's
-    URI options (``replicaSet``, ``authSource``, ``maxPoolSize``, ``tls``, ...) and kvstore's
-    ``pool_size``, ``connect_timeout`` and ``operation_timeout``; an unknown or malformed option
-    is a :class:`ConfigurationError`. ``pool_size`` (PyMongo: ``maxPoolSize``, default 50)
-    bounds the connections and the operations running at once. ``connect_timeout`` (seconds,
-    default 5; PyMongo: ``connectTimeoutMS``) bounds each connection attempt and, unless
-    ``serverSelectionTimeoutMS`` says otherwise, the wait for a reachable server, so an
-    unreachable server raises :class:`BackendUnavailable` within about that long.
-    ``operation_timeout`` (seconds, default 10; PyMongo: ``socketTimeoutMS`` or ``timeoutMS``)
-    bounds every operation, waiting for a free slot included; past it the operation raises
-    :class:`BackendUnavailable`. A setting given in several places with different values is a
-    :class:`ConfigurationError`. Other keyword arguments go to ``AsyncMongoClient``.
-    ``server_selection_timeout`` and ``max_pool_size`` are older names kept working. Writes
-    are acknowledged once the server has journaled them (``journal=true``), so an acknowledged
-    write survives the server being killed; ``journal=false`` (or ``w=0``) in the URL trades
-    that for speed. Other server errors raise :class:`BackendError`. No error or ``repr`` shows
-    the password.
+    Build it with :func:`mongodb_driver` (or a ``mongodb://`` URL); the class is for
+    annotations and ``isinstance``. Writes are acknowledged once the server has journaled them
+    (``journal=true``), so an acknowledged write survives the server being killed;
+    ``journal=false`` (or ``w=0``) in the URL trades that for speed. An unreachable server or
+    a timeout raises :class:`BackendUnavailable`; other server errors :class:`BackendError`.
+    No error or ``repr`` shows the password.
 
     Conditional writes (``conditional_writes``): ``get_versioned`` is one ``find_one``;
     ``set_if`` and ``delete_if`` are one filtered operation each (``insert_one`` for a create),
@@ -247,19 +258,13 @@ class MongoDBDriver(BaseDriver):
     conditional_writes = True
     expiry = True
 
-    def __init__(
-        self,
-        connection_string: str = "mongodb://localhost:27017",
-        database_name: str = "agentx",
-        collection_name: str = "storage",
-        *,
-        pool_size: int | None = None,
-        connect_timeout: float | None = None,
-        operation_timeout: float | None = None,
-        server_selection_timeout: float | None = None,
-        max_pool_size: int | None = None,
-        **client_options: Any,
-    ) -> None:
+    def __init__(self, arguments: _Arguments) -> None:
+        connection_string, database_name = arguments.connection_string, arguments.database_name
+        collection_name, pool_size = arguments.collection_name, arguments.pool_size
+        connect_timeout, operation_timeout = arguments.connect_timeout, arguments.operation_timeout
+        server_selection_timeout = arguments.server_selection_timeout
+        max_pool_size = arguments.max_pool_size
+        client_options = dict(arguments.client_options)
         parsed, ours, native = _parse_connection_string(connection_string)
         _check_name("database", database_name, 63)
         _check_name("collection", collection_name, 200)
@@ -272,7 +277,9 @@ class MongoDBDriver(BaseDriver):
         self.collection_name = collection_name
         self.where = f"{parsed.where_hosts() or 'localhost'}/{database_name}"
         self._redacted = parsed.redacted()
-        self._password = parsed.password or ""
+        self._errors = Translator(
+            _ERRORS, driver=self.name, where=self.where, secret=parsed.password or ""
+        )
         self._connection_string = _rebuild(parsed, native)
         where = "mongodb"
         pool = whole_number(
@@ -446,7 +453,12 @@ class MongoDBDriver(BaseDriver):
         try:
             return await work()
         except PyMongoError as error:
-            raise self._translate(error) from None
+            failure = self._translate(error)
+            if isinstance(failure, BackendUnavailable):
+                # PyMongo has already retried a retryable operation once; after a network error
+                # it clears the server's pooled connections, and a later operation reconnects.
+                _log.info("%s; PyMongo reconnects on a later operation", failure)
+            raise failure from None
 
     def _timed_out(self, doing: str) -> BackendUnavailable:
         return BackendUnavailable(
@@ -456,15 +468,10 @@ class MongoDBDriver(BaseDriver):
         )
 
     def _scrub(self, error: BaseException) -> str:
-        text = f"{type(error).__name__}: {error}"
-        if self._password and self._password in text:
-            # Structural: never try to cut a password out of someone else's message.
-            return f"{type(error).__name__} (details hidden: they held the password)"
-        return text
+        return self._errors.text(error)
 
     def _translate(self, error: BaseException) -> BackendError:
-        kind = BackendUnavailable if isinstance(error, _UNAVAILABLE) else BackendError
-        return kind(self._scrub(error), driver=self.name, where=self.where)
+        return self._errors.error(error)
 
     async def _chunk_collection(self) -> AsyncCollection[dict[str, Any]]:
         """The chunk collection, with its index on ``k`` made once per driver (needed rarely)."""
@@ -898,6 +905,8 @@ class MongoDBDriver(BaseDriver):
                 value = b"".join(found[chunk_id] for chunk_id in ids)
                 return Versioned(value, _version_of(document))
             # A newer write replaced the value and removed these chunks: read the key again.
+            _log.debug("mongodb at %s: a large value was replaced while read; reading again",
+                       self.where)
             reread = await values.find_one({"_id": key, **_live(self._now())})
             if reread is None:
                 return None
@@ -1362,18 +1371,32 @@ def mongodb_driver(
 ) -> MongoDBDriver:
     """Return a MongoDB driver on ``database_name.collection_name``; no I/O until first use.
 
-    The settings are :class:`MongoDBDriver`'s.
+    ``connection_string`` is a ``mongodb://`` or ``mongodb+srv://`` URL with any of PyMongo's
+    URI options (``replicaSet``, ``authSource``, ``maxPoolSize``, ``tls``, ...) and kvstore's
+    ``pool_size``, ``connect_timeout`` and ``operation_timeout``; an unknown or malformed option
+    is a :class:`ConfigurationError`. ``pool_size`` (PyMongo: ``maxPoolSize``, default 50)
+    bounds the connections and the operations running at once. ``connect_timeout`` (seconds,
+    default 5; PyMongo: ``connectTimeoutMS``) bounds each connection attempt and, unless
+    ``serverSelectionTimeoutMS`` says otherwise, the wait for a reachable server, so an
+    unreachable server raises :class:`BackendUnavailable` within about that long.
+    ``operation_timeout`` (seconds, default 10; PyMongo: ``socketTimeoutMS`` or ``timeoutMS``)
+    bounds every operation, waiting for a free slot included; past it the operation raises
+    :class:`BackendUnavailable`. A setting given in several places with different values is a
+    :class:`ConfigurationError`. Other keyword arguments go to ``AsyncMongoClient``.
+    ``server_selection_timeout`` and ``max_pool_size`` are older names kept working.
     """
     return MongoDBDriver(
-        connection_string,
-        database_name,
-        collection_name,
-        pool_size=pool_size,
-        connect_timeout=connect_timeout,
-        operation_timeout=operation_timeout,
-        server_selection_timeout=server_selection_timeout,
-        max_pool_size=max_pool_size,
-        **client_options,
+        _Arguments(
+            connection_string=connection_string,
+            database_name=database_name,
+            collection_name=collection_name,
+            pool_size=pool_size,
+            connect_timeout=connect_timeout,
+            operation_timeout=operation_timeout,
+            server_selection_timeout=server_selection_timeout,
+            max_pool_size=max_pool_size,
+            client_options=client_options,
+        )
     )
 
 

@@ -91,6 +91,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 import anyio
@@ -101,6 +102,7 @@ from kvstore.driver import BaseDriver, conflict
 from kvstore.drivers._extras import missing_extra
 from kvstore.drivers._pool import peer_closed
 from kvstore.drivers._settings import settle, timeout_seconds, whole_number
+from kvstore.drivers._translate import ErrorTable, Translator
 from kvstore.errors import BackendError, BackendUnavailable, ConfigurationError
 from kvstore.expiry import Meta, from_millis, ttl_millis
 from kvstore.keys import prefix_successor
@@ -124,8 +126,9 @@ __all__ = [
 ]
 
 _T = TypeVar("_T")
-_log = logging.getLogger(__name__)
-silent_until_configured(__name__, "pymysql")
+# Retries, reconnects and pool resets are logged here (INFO), never with a password.
+_log = logging.getLogger("kvstore.mysql")
+silent_until_configured("pymysql")
 DEFAULT_POOL_SIZE = 10
 # An unreachable server is reported within about this long; no operation waits longer than
 # DEFAULT_OPERATION_TIMEOUT (the same defaults on every server driver).
@@ -301,22 +304,27 @@ class _Pool:
         self.drop_idle()
 
 
+@dataclass(frozen=True, slots=True)
+class _Arguments:
+    """The arguments of :func:`mysql_driver`, handed to :class:`MySQLDriver` as one value."""
+
+    uri: str
+    table: str
+    pool_size: int | None
+    connect_timeout: float | None
+    operation_timeout: float | None
+    read_timeout: float | None
+    write_timeout: float | None
+
+
 class MySQLDriver(BaseDriver):
     """Stores keys in one table of a MySQL or MariaDB database; see the module docstring.
 
-    ``uri`` is ``mysql://user:password@host:port/database`` (``mariadb://`` too; see
-    :func:`parse_mysql_url` for its options). At most ``pool_size`` connections are open and at
-    most ``pool_size`` operations run at once (others wait their turn). ``connect_timeout``
-    (seconds, default 5) bounds connecting, so an unreachable server raises
-    :class:`BackendUnavailable` within about that long; ``operation_timeout`` (default 10)
-    bounds each operation, the wait for a free connection included, however the server behaves
-    (one that accepts connections and never answers too). PyMySQL's ``read_timeout`` and
-    ``write_timeout`` keep working: given alone they set the operation timeout, given with a
-    different ``operation_timeout`` they are a :class:`ConfigurationError`. Each setting may be a
-    constructor argument or a URL option; both with different values is a
-    :class:`ConfigurationError`. A refused statement raises :class:`BackendError`. A pooled
-    connection found dead is replaced once (logged under ``kvstore.drivers.mysql``), so the same
-    driver works again after a restart. No error or ``repr`` shows the password.
+    Build it with :func:`mysql_driver` (or a ``mysql://`` URL); the class is for annotations and
+    ``isinstance``. A refused statement raises :class:`BackendError`, an unreachable server
+    :class:`BackendUnavailable`. A pooled connection found dead is replaced once (logged under
+    ``kvstore.mysql``), so the same driver works again after a restart. No error or ``repr``
+    shows the password.
     """
 
     name = "mysql"
@@ -325,17 +333,10 @@ class MySQLDriver(BaseDriver):
     conditional_writes = True
     expiry = True
 
-    def __init__(
-        self,
-        uri: str = "mysql://root@localhost:3306/agentx",
-        table: str = "agentx_kv",
-        *,
-        pool_size: int | None = None,
-        connect_timeout: float | None = None,
-        operation_timeout: float | None = None,
-        read_timeout: float | None = None,
-        write_timeout: float | None = None,
-    ) -> None:
+    def __init__(self, arguments: _Arguments) -> None:
+        uri, table, pool_size = arguments.uri, arguments.table, arguments.pool_size
+        connect_timeout, operation_timeout = arguments.connect_timeout, arguments.operation_timeout
+        read_timeout, write_timeout = arguments.read_timeout, arguments.write_timeout
         if _TABLE_NAME.fullmatch(table) is None:
             raise ConfigurationError(
                 f"invalid MySQL table name {table!r}: use 1 to 64 ASCII letters, digits and "
@@ -387,8 +388,10 @@ class MySQLDriver(BaseDriver):
             where=where,
         )
         self._params = params
-        self._password: str = params.get("password", "")
         self.where = _where(parsed, params)
+        self._errors = Translator(
+            _ERRORS, driver=self.name, where=self.where, secret=params.get("password", "")
+        )
         self._redacted = parsed.redacted()
         self._params.update(charset="utf8mb4", autocommit=True, init_command=_SESSION_INIT)
         self._pool = _Pool(self._new_connection)
@@ -497,11 +500,7 @@ class MySQLDriver(BaseDriver):
         return connection
 
     def _translate(self, error: BaseException) -> BackendError:
-        text = f"{type(error).__name__}: {error}"
-        if self._password and self._password in text:
-            # Structural: never try to cut a password out of someone else's message.
-            text = f"{type(error).__name__} (details hidden: they held the password)"
-        return _kind_of(error)(text, driver=self.name, where=self.where)
+        return self._errors.error(error)
 
     def _call(
         self, work: Callable[[Connection], _T], deadline: float, replayable: bool = True
@@ -1311,6 +1310,11 @@ def _kind_of(error: BaseException) -> type[BackendError]:
     return BackendError
 
 
+# PyMySQL's messages may quote the password (an access-denied reply names the user only, but
+# nothing promises it): the translator hides any message that holds it.
+_ERRORS = ErrorTable(is_unavailable=lambda error: _kind_of(error) is BackendUnavailable)
+
+
 def _connection_broken(error: BaseException, connection: Connection) -> bool:
     return _kind_of(error) is BackendUnavailable or not connection.open
 
@@ -1429,17 +1433,27 @@ def mysql_driver(
     ``uri`` is ``mysql://user:password@host:port/database`` (``mariadb://`` too), with optional
     ``pool_size``, ``connect_timeout``, ``operation_timeout``, ``read_timeout``,
     ``write_timeout``, ``unix_socket``, ``ssl_ca``, ``ssl_cert``, ``ssl_key``,
-    ``ssl_verify_cert``, ``ssl_verify_identity`` and ``ssl_disabled`` query options; the
-    settings are :class:`MySQLDriver`'s.
+    ``ssl_verify_cert``, ``ssl_verify_identity`` and ``ssl_disabled`` query options. At most
+    ``pool_size`` connections are open and at most ``pool_size`` operations run at once (others
+    wait their turn). ``connect_timeout`` (seconds, default 5) bounds connecting, so an
+    unreachable server raises :class:`BackendUnavailable` within about that long;
+    ``operation_timeout`` (default 10) bounds each operation, the wait for a free connection
+    included, however the server behaves (one that accepts connections and never answers
+    too). PyMySQL's ``read_timeout`` and ``write_timeout`` keep working: given alone they set
+    the operation timeout, given with a different ``operation_timeout`` they are a
+    :class:`ConfigurationError`. Each setting may be an argument or a URL option; both with
+    different values is a :class:`ConfigurationError`.
     """
     return MySQLDriver(
-        uri,
-        table,
-        pool_size=pool_size,
-        connect_timeout=connect_timeout,
-        operation_timeout=operation_timeout,
-        read_timeout=read_timeout,
-        write_timeout=write_timeout,
+        _Arguments(
+            uri=uri,
+            table=table,
+            pool_size=pool_size,
+            connect_timeout=connect_timeout,
+            operation_timeout=operation_timeout,
+            read_timeout=read_timeout,
+            write_timeout=write_timeout,
+        )
     )
 
 

@@ -59,6 +59,7 @@ import re
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 from kvstore.conditional import Action, Change, Versioned, new_version
@@ -67,6 +68,7 @@ from kvstore.drivers._extras import missing_extra
 from kvstore.drivers._libpq import read_connection_string
 from kvstore.drivers._pool import Pool, peer_closed
 from kvstore.drivers._settings import settle, timeout_seconds, whole_number
+from kvstore.drivers._translate import ErrorTable, Translator, described
 from kvstore.errors import BackendError, BackendUnavailable, ConfigurationError
 from kvstore.expiry import Meta, from_millis, ttl_millis
 from kvstore.keys import prefix_successor
@@ -86,8 +88,9 @@ __all__ = ["PostgreSQLDriver", "from_url", "postgresql_driver"]
 _T = TypeVar("_T")
 Connection = AsyncConnection[Any]
 
-_log = logging.getLogger(__name__)
-silent_until_configured(__name__, "psycopg")
+# Retries, reconnects and pool resets are logged here (INFO), never with a password.
+_log = logging.getLogger("kvstore.postgresql")
+silent_until_configured("psycopg")
 
 # Keys per page of a prefix scan: bounds memory and the time a connection is held.
 SCAN_PAGE = 1000
@@ -142,6 +145,12 @@ _MAX_IDENTIFIER = 63
 
 # What psycopg and the socket can raise; _translate turns each into a kvstore error.
 _FAILURES = (psycopg.Error, OSError, TimeoutError)
+# libpq's and the server's messages name the host and the cause; the connection string was
+# checked before any connection, so none of them quotes it.
+_ERRORS = ErrorTable(
+    unavailable=(psycopg.OperationalError, OSError, TimeoutError),
+    describe=lambda error: described(error).strip(),
+)
 
 # The driver's own options, in a URL or key=value string beside libpq's. connect_timeout is
 # also libpq's name: one setting, in seconds (libpq itself counts whole seconds, at least 2).
@@ -200,12 +209,24 @@ class _Stale(psycopg.OperationalError):
     """A pooled connection found closed by the server before anything was sent on it."""
 
 
+@dataclass(frozen=True, slots=True)
+class _Arguments:
+    """The arguments of :func:`postgresql_driver`, handed to the class as one value."""
+
+    connection_string: str
+    table: str | None
+    pool_size: int | None
+    max_size: int | None
+    connect_timeout: float | None
+    operation_timeout: float | None
+
+
 class PostgreSQLDriver(BaseDriver):
     """Stores keys in one PostgreSQL table, created on first use if it is missing.
 
-    Built from a connection string and keyword arguments as :func:`postgresql_driver`
-    describes. An operation that cannot reach the server, or gets no answer within
-    ``operation_timeout``, raises :class:`BackendUnavailable`; other server errors
+    Build it with :func:`postgresql_driver` (or a ``postgresql://`` URL); the class is for
+    annotations and ``isinstance``. An operation that cannot reach the server, or gets no answer
+    within ``operation_timeout``, raises :class:`BackendUnavailable`; other server errors
     :class:`BackendError`; each names the driver and ``host:port/dbname``, never a password.
     After an outage the same driver works again: dead connections are dropped, and an
     operation that met one is retried once on a fresh connection.
@@ -217,18 +238,13 @@ class PostgreSQLDriver(BaseDriver):
     conditional_writes = True
     expiry = True
 
-    def __init__(
-        self,
-        connection_string: str = "postgresql://localhost/postgres",
-        table: str | None = None,
-        *,
-        pool_size: int | None = None,
-        max_size: int | None = None,
-        connect_timeout: float | None = None,
-        operation_timeout: float | None = None,
-    ) -> None:
+    def __init__(self, arguments: _Arguments) -> None:
+        connection_string, table = arguments.connection_string, arguments.table
+        pool_size, max_size = arguments.pool_size, arguments.max_size
+        connect_timeout, operation_timeout = arguments.connect_timeout, arguments.operation_timeout
         settings = read_connection_string(connection_string, _OPTIONS, where=self.name)
         self.where = settings.where
+        self._errors = Translator(_ERRORS, driver=self.name, where=self.where)
         where = f"postgresql at {self.where}"
         options = settings.options
 
@@ -492,12 +508,7 @@ class PostgreSQLDriver(BaseDriver):
         return connection
 
     def _translate(self, error: BaseException) -> BackendError:
-        # libpq's and the server's messages name the host and the cause; the connection string
-        # was checked before any connection, so none of them quotes it.
-        text = f"{type(error).__name__}: {error}".strip()
-        unreachable = isinstance(error, psycopg.OperationalError | OSError | TimeoutError)
-        kind = BackendUnavailable if unreachable else BackendError
-        return kind(text, driver=self.name, where=self.where)
+        return self._errors.error(error)
 
     async def _run(
         self, work: Callable[[Connection], Awaitable[_T]], *, replayable: bool = True
@@ -951,16 +962,18 @@ def postgresql_driver(
     its wait for a free connection included.
     """
     return PostgreSQLDriver(
-        connection_string,
-        table,
-        pool_size=pool_size,
-        max_size=max_size,
-        connect_timeout=connect_timeout,
-        operation_timeout=operation_timeout,
+        _Arguments(
+            connection_string=connection_string,
+            table=table,
+            pool_size=pool_size,
+            max_size=max_size,
+            connect_timeout=connect_timeout,
+            operation_timeout=operation_timeout,
+        )
     )
 
 
 def from_url(url: str) -> PostgreSQLDriver:
     """Build a driver from a ``postgresql://`` or ``postgres://`` URL; see
     :func:`postgresql_driver`."""
-    return PostgreSQLDriver(url)
+    return postgresql_driver(url)

@@ -85,16 +85,17 @@ import hashlib
 import inspect
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence, Sized
+from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 from kvstore.conditional import LEGACY_VERSION, Action, AnyVersion, Change, Versioned, new_version
 from kvstore.driver import BaseDriver, conflict
 from kvstore.drivers._extras import missing_extra
 from kvstore.drivers._settings import settle, timeout_seconds, whole_number
+from kvstore.drivers._translate import ErrorTable, Translator, described
 from kvstore.errors import (
     BackendError,
-    BackendUnavailable,
     ConfigurationError,
     Conflict,
     InvalidKey,
@@ -119,8 +120,9 @@ __all__ = ["RedisDriver", "from_url", "redis_driver"]
 
 _T = TypeVar("_T")
 
-_log = logging.getLogger(__name__)
-silent_until_configured(__name__, "redis")
+# Retries, reconnects and pool resets are logged here (INFO), never with a password.
+_log = logging.getLogger("kvstore.redis")
+silent_until_configured("redis")
 
 
 
@@ -141,9 +143,19 @@ class _NotingBackoff(ExponentialBackoff):
     docstring).
     """
 
+    def __init__(self, where: str) -> None:
+        super().__init__(cap=0.25, base=0.02)
+        self._where = where
+
     def compute(self, failures: int) -> float:
-        """The delay before the next attempt; notes the retry first."""
+        """The delay before the next attempt; notes (and logs) the retry first."""
         _RETRIED.set(True)
+        _log.info(
+            "redis at %s: a command failed on a lost connection; resending it on a new one "
+            "(retry %d)",
+            self._where,
+            failures,
+        )
         return super().compute(failures)
 
 
@@ -157,6 +169,7 @@ class _LostReply(RedisError):
 
 # Everything a redis-py call can raise; _translate turns each into a kvstore error.
 _FAILURES = (RedisError, OSError, TimeoutError)
+# Those that mean the server cannot be reached now (or the outcome is unknown).
 _UNREACHABLE = (
     RedisConnectionError, RedisTimeoutError, _SilentServer, _LostReply, OSError, TimeoutError
 )
@@ -526,12 +539,27 @@ _NO_TTL = ""
 _CHANGE_CODES = {Action.WRITE: "w", Action.DELETE: "d", Action.CHECK: "c"}
 
 
+@dataclass(frozen=True, slots=True)
+class _Arguments:
+    """The arguments of :func:`redis_driver`, handed to :class:`RedisDriver` as one value."""
+
+    url: str
+    base: str | None
+    pool_size: int | None
+    connect_timeout: float | None
+    operation_timeout: float | None
+    retries: int | None
+    client_name: str | None
+    redis_options: dict[str, Any]
+
+
 class RedisDriver(BaseDriver):
     """Stores keys under one ``base`` of a Redis database; see the module docstring for the layout.
 
-    Built from a URL and keyword arguments as :func:`redis_driver` describes. Unreachable
-    servers and timeouts raise :class:`BackendUnavailable`; other server errors
-    :class:`BackendError`; each names the driver and ``host:port/db``, never a password.
+    Build it with :func:`redis_driver` (or a ``redis://`` URL); the class is for annotations and
+    ``isinstance``. Unreachable servers and timeouts raise :class:`BackendUnavailable`; other
+    server errors :class:`BackendError`; each names the driver and ``host:port/db``, never a
+    password.
     """
 
     name = "redis"
@@ -540,18 +568,11 @@ class RedisDriver(BaseDriver):
     conditional_writes = True
     expiry = True
 
-    def __init__(
-        self,
-        url: str = "redis://localhost:6379",
-        base: str | None = None,
-        *,
-        pool_size: int | None = None,
-        connect_timeout: float | None = None,
-        operation_timeout: float | None = None,
-        retries: int | None = None,
-        client_name: str | None = None,
-        **redis_options: Any,
-    ) -> None:
+    def __init__(self, arguments: _Arguments) -> None:
+        url, base, pool_size = arguments.url, arguments.base, arguments.pool_size
+        connect_timeout, operation_timeout = arguments.connect_timeout, arguments.operation_timeout
+        retries, client_name = arguments.retries, arguments.client_name
+        redis_options = dict(arguments.redis_options)
         parsed = parse_url(url, schemes=SCHEMES, default_port=DEFAULT_PORT)
         tls = parsed.scheme == "rediss"
         options = take_options(
@@ -610,7 +631,7 @@ class RedisDriver(BaseDriver):
             "socket_timeout": self._operation_timeout,
             "socket_connect_timeout": self._connect_timeout,
             # A stale pooled connection (server restarted) is retried on a fresh one.
-            "retry": Retry(_NotingBackoff(cap=0.25, base=0.02), attempts),
+            "retry": Retry(_NotingBackoff(self.where), attempts),
             "client_name": name,
             "redis_connect_func": self._handshake,
             **self._native_options(connection_class, options, redis_options, where),
@@ -633,6 +654,11 @@ class RedisDriver(BaseDriver):
         # both paths are exact.
         self._timed = False
         self._client: aioredis.Redis | None = None
+        self._errors = Translator(
+            ErrorTable(unavailable=_UNREACHABLE, describe=self._describe),
+            driver=self.name,
+            where=self.where,
+        )
         # redis-py's BlockingConnectionPool waits for a free connection but costs ~10 µs per
         # command; a semaphore in front of the plain pool bounds connections just as well and
         # costs nothing while a connection is free.
@@ -746,18 +772,26 @@ class RedisDriver(BaseDriver):
             raise self._translate(error) from None
 
     def _translate(self, error: BaseException) -> BackendError:
+        failure = self._errors.error(error)
+        _log.debug("%s", failure)
+        return failure
+
+    def _describe(self, error: BaseException) -> str:
         if type(error) is TimeoutError:
             # Our own deadline (asyncio.timeout), which carries no message of its own.
-            text = (
+            return (
                 f"no answer (or no free connection) within "
                 f"operation_timeout={self._operation_timeout:g}s"
             )
-        else:
-            # redis-py's messages name the host and the cause, never the password.
-            text = f"{type(error).__name__}: {error}"
-        kind = BackendUnavailable if isinstance(error, _UNREACHABLE) else BackendError
-        _log.debug("redis at %s: %s", self.where, text)
-        return kind(text, driver=self.name, where=self.where)
+        # redis-py's messages name the host and the cause, never the password.
+        return described(error)
+
+    def _run(self, sha: bytes, *args: Any) -> Awaitable[Any]:
+        """Run the script ``sha`` with ``args`` through :meth:`_call`: deadline, errors, loading.
+
+        Not a coroutine itself: no frame more on the awaited path.
+        """
+        return self._call(lambda client: self._script(client, sha, *args))
 
     def _script(self, client: aioredis.Redis, sha: bytes, *args: Any) -> Awaitable[Any]:
         """Run a script by its digest; :meth:`_call` loads the scripts if the server lacks one.
@@ -794,30 +828,33 @@ class RedisDriver(BaseDriver):
             return None
         return replies
 
+    def _nothing_in(self, batch: Sized) -> bool:
+        """Whether ``batch`` is empty: then the call does nothing but check the driver is open."""
+        if batch:
+            return False
+        self.ensure_open()
+        return True
+
     # -- primitives -------------------------------------------------------------------------
 
     async def get(self, key: str) -> bytes | None:
         """Return the value stored under ``key``, or ``None`` if absent or expired."""
-        return cast(
-            "bytes | None", await self._call(lambda client: self._script(client, _GET_SHA, key))
-        )
+        return cast("bytes | None", await self._run(_GET_SHA, key))
 
     async def set(self, key: str, value: bytes) -> None:
         """Store ``value`` under ``key``: value, index entry and a new version in one script."""
         version = str(new_version())
-        await self._call(lambda client: self._script(client, _SET_SHA, key, value, version))
+        await self._run(_SET_SHA, key, value, version)
 
     async def delete(self, key: str) -> None:
         """Remove ``key``, its index entry and its version in one atomic script call."""
-        await self._call(lambda client: self._script(client, _DELETE_SHA, key))
+        await self._run(_DELETE_SHA, key)
 
     # -- conditional writes -------------------------------------------------------------------
 
     async def get_versioned(self, key: str) -> Versioned[bytes] | None:
         """Return the value of ``key`` and its version, read at one instant by one script call."""
-        value, version = await self._call(
-            lambda client: self._script(client, _GET_VERSIONED_SHA, key)
-        )
+        value, version = await self._run(_GET_VERSIONED_SHA, key)
         if value is None:
             return None
         return Versioned(value, LEGACY_VERSION if version is None else int(version))
@@ -829,8 +866,7 @@ class RedisDriver(BaseDriver):
         written. :class:`BackendUnavailable` when the outcome is unknown (a lost reply, see the
         module docstring).
         """
-        if not changes:
-            self.ensure_open()
+        if self._nothing_in(changes):
             return []
         args: list[str | bytes] = []
         versions: list[int | None] = []
@@ -874,7 +910,7 @@ class RedisDriver(BaseDriver):
         """Run a conditional script; return its reply and whether redis-py sent it twice."""
         token = _RETRIED.set(False)
         try:
-            reply = await self._call(lambda client: self._script(client, sha, *args))
+            reply = await self._run(sha, *args)
             return reply, _RETRIED.get()
         finally:
             _RETRIED.reset(token)
@@ -956,8 +992,7 @@ class RedisDriver(BaseDriver):
 
         One MULTI of HMGETs on a base without expiries, else one script call.
         """
-        if not keys:
-            self.ensure_open()
+        if self._nothing_in(keys):
             return []
 
         def queue(pipe: Any) -> None:
@@ -981,21 +1016,19 @@ class RedisDriver(BaseDriver):
 
     async def _write_many(self, items: Sequence[tuple[str, bytes]], ttl: str, purge: int) -> None:
         """Run the batch write script: ``ttl`` in ms or ``_NO_TTL``, ``purge`` expired first."""
-        if not items:
-            self.ensure_open()
+        if self._nothing_in(items):
             return
         # HSET with a repeated field keeps the last value, so pairs need no de-duplication.
         flat: list[str | bytes | int] = [ttl, purge]
         flat.extend(part for pair in items for part in pair)
         flat.extend(str(new_version()) for _ in items)
-        await self._call(lambda client: self._script(client, _SET_MANY_SHA, *flat))
+        await self._run(_SET_MANY_SHA, *flat)
 
     async def delete_many(self, keys: Sequence[str]) -> None:
         """Remove every key in ``keys``, all or nothing in one script call."""
-        if not keys:
-            self.ensure_open()
+        if self._nothing_in(keys):
             return
-        await self._call(lambda client: self._script(client, _DELETE_SHA, *keys))
+        await self._run(_DELETE_SHA, *keys)
 
     async def clear(self, prefix: str = "") -> None:
         """Remove every key starting with ``prefix``; ``""`` unlinks the base's five Redis keys."""
@@ -1007,9 +1040,7 @@ class RedisDriver(BaseDriver):
         # Page by page, each page atomic and under its own deadline, so a huge prefix never
         # blocks the server, or this call's deadline, for long.
         while True:
-            removed = await self._call(
-                lambda client: self._script(client, _CLEAR_SHA, low, high, SCAN_PAGE)
-            )
+            removed = await self._run(_CLEAR_SHA, low, high, SCAN_PAGE)
             if int(removed) < SCAN_PAGE:
                 return
 
@@ -1027,14 +1058,12 @@ class RedisDriver(BaseDriver):
         """Set (or with ``None`` clear) a live key's expiry, from the server's clock; one script."""
         wanted = _NO_TTL if ttl is None else str(ttl_millis(ttl))
         purge = self._purge_due()
-        found = await self._call(
-            lambda client: self._script(client, _EXPIRE_SHA, key, wanted, purge)
-        )
+        found = await self._run(_EXPIRE_SHA, key, wanted, purge)
         return bool(found)
 
     async def get_meta(self, key: str) -> Meta | None:
         """Size, write time, expiry and version of a live key, read by one script call."""
-        found = await self._call(lambda client: self._script(client, _GET_META_SHA, key))
+        found = await self._run(_GET_META_SHA, key)
         if found is None:
             return None
         size, written, expires, version = found
@@ -1053,11 +1082,7 @@ class RedisDriver(BaseDriver):
         removed = 0
         while removed < limit:
             step = min(PURGE_STEP, limit - removed)
-
-            def purge(client: aioredis.Redis, step: int = step) -> Awaitable[Any]:
-                return self._script(client, _PURGE_SHA, step)
-
-            count = int(await self._call(purge))
+            count = int(await self._run(_PURGE_SHA, step))
             removed += count
             if count < step:
                 break
@@ -1176,7 +1201,7 @@ def redis_driver(
     pool_size: int | None = None,
     connect_timeout: float | None = None,
     operation_timeout: float | None = None,
-    retries: int = 1,
+    retries: int | None = None,
     client_name: str | None = None,
     **redis_options: Any,
 ) -> RedisDriver:
@@ -1190,22 +1215,25 @@ def redis_driver(
     (default 50; redis-py's ``max_connections`` is the same setting) connections are open.
     ``connect_timeout`` (default 5 s; ``socket_connect_timeout``) bounds each connection
     attempt, ``operation_timeout`` (default 10 s; ``socket_timeout``) each whole operation,
-    including the wait for a free connection and ``retries`` retries on a fresh connection.
+    including the wait for a free connection and ``retries`` (default 1) retries on a fresh
+    connection.
     Other keyword arguments go to redis-py's connection (``ssl_ca_certs``, ...); a name it
     does not know raises :class:`ConfigurationError`.
     """
     return RedisDriver(
-        url,
-        base,
-        pool_size=pool_size,
-        connect_timeout=connect_timeout,
-        operation_timeout=operation_timeout,
-        retries=retries,
-        client_name=client_name,
-        **redis_options,
+        _Arguments(
+            url=url,
+            base=base,
+            pool_size=pool_size,
+            connect_timeout=connect_timeout,
+            operation_timeout=operation_timeout,
+            retries=retries,
+            client_name=client_name,
+            redis_options=redis_options,
+        )
     )
 
 
 def from_url(url: str) -> RedisDriver:
     """Build a driver from a ``redis://`` or ``rediss://`` URL; see :func:`redis_driver`."""
-    return RedisDriver(url)
+    return redis_driver(url)

@@ -46,7 +46,7 @@ runs in its own transaction at most once a second.
 
 Rows this driver did not write (another program's, or hand-made) are checked as they are read:
 a row whose key breaks the key rules is skipped by scans and logged (logger
-``kvstore.drivers.sqlite``); a value that is not a BLOB raises :class:`BackendError` naming the
+``kvstore.sqlite``); a value that is not a BLOB raises :class:`BackendError` naming the
 key, from every read that reaches it.
 """
 
@@ -59,6 +59,7 @@ import re
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from time import monotonic
@@ -68,6 +69,7 @@ import anyio
 
 from kvstore.conditional import ANY_VERSION, LEGACY_VERSION, Action, Change, Versioned, new_version
 from kvstore.driver import BaseDriver, conflict
+from kvstore.drivers._translate import ErrorTable, Translator
 from kvstore.errors import BackendError, BackendUnavailable, ConfigurationError, InvalidKey
 from kvstore.expiry import Clock, Meta, expiry_millis, from_millis, now_millis
 from kvstore.home import data_file
@@ -88,8 +90,8 @@ from kvstore.sqlite_common import is_busy as _is_busy
 __all__ = ["DEFAULT_TABLE", "SQLiteDriver", "default_path", "from_url", "sqlite_driver"]
 
 _T = TypeVar("_T")
-_log = logging.getLogger(__name__)
-_lock_log = logging.getLogger("kvstore.sqlite")
+# One logger for the driver's records and the shared lock backoff's (long lock waits).
+_log = logging.getLogger("kvstore.sqlite")
 
 DEFAULT_TABLE: Final = "agentx_kv"
 
@@ -175,6 +177,24 @@ def _primary_code(error: sqlite3.Error) -> int | None:
     return None if code is None else int(code) & 0xFF
 
 
+def _error_text(error: BaseException) -> str:
+    if str(error).startswith(_NOT_UTF8):
+        # sqlite3's message quotes the cell, which may be a secret: say only what it was.
+        return (
+            "a cell holds TEXT that is not valid UTF-8; this driver writes only BLOB values and "
+            "UTF-8 keys"
+        )
+    return str(error)
+
+
+# SQLite's own messages quote no secret (a path at most, which errors name anyway).
+_ERRORS = ErrorTable(
+    is_unavailable=lambda error: isinstance(error, sqlite3.Error)
+    and _primary_code(error) in _UNAVAILABLE_CODES,
+    describe=_error_text,
+)
+
+
 def _fetch_all(conn: sqlite3.Connection, *, sql: str, params: tuple[object, ...]) -> list[Any]:
     return conn.execute(sql, params).fetchall()
 
@@ -196,8 +216,22 @@ def _describe_foreign(value: object) -> str:
     return f"a {kinds.get(type(value), type(value).__name__)} value"
 
 
+@dataclass(frozen=True, slots=True)
+class _Arguments:
+    """The arguments of :func:`sqlite_driver`, handed to :class:`SQLiteDriver` as one value."""
+
+    path: str | os.PathLike[str]
+    table: str
+    busy_timeout: float
+    synchronous: str
+    clock: Clock
+
+
 class SQLiteDriver(BaseDriver):
     """Stores each key as one row of a ``WITHOUT ROWID`` table in a SQLite database.
+
+    Build it with :func:`sqlite_driver` (or a ``sqlite://`` URL); the class is for annotations
+    and ``isinstance``.
 
     Keys compare with SQLite's BINARY collation, that is byte by byte in UTF-8, which is code
     point order, so range scans agree with Python's ``sorted``. Batches (``set_many``,
@@ -212,15 +246,9 @@ class SQLiteDriver(BaseDriver):
     conditional_writes = True
     expiry = True
 
-    def __init__(
-        self,
-        path: str | os.PathLike[str],
-        *,
-        table: str = DEFAULT_TABLE,
-        busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
-        synchronous: str = DEFAULT_SYNCHRONOUS,
-        clock: Clock = time.time,
-    ) -> None:
+    def __init__(self, arguments: _Arguments) -> None:
+        path, table, clock = arguments.path, arguments.table, arguments.clock
+        busy_timeout, synchronous = arguments.busy_timeout, arguments.synchronous
         raw = os.fspath(path)
         if not isinstance(raw, str) or not raw:
             raise ConfigurationError(
@@ -232,6 +260,7 @@ class SQLiteDriver(BaseDriver):
         self.table: str = _check_table(table)
         self.busy_timeout: float = _check_busy_timeout(busy_timeout)
         self.synchronous: str = _check_synchronous(synchronous)
+        self._errors = Translator(_ERRORS, driver=self.name, where=self.path)
         # The connection, once open. ``_conn`` is the same connection while any task may use it
         # at once, and None while it is not open yet, closed, or held by a transaction that
         # yields part way: the hot path tests that one attribute.
@@ -488,16 +517,7 @@ class SQLiteDriver(BaseDriver):
         )
 
     def _translate(self, error: sqlite3.Error, doing: str) -> BackendError:
-        if str(error).startswith(_NOT_UTF8):
-            # sqlite3's message quotes the cell, which may be a secret: say only what it was.
-            return BackendError(
-                f"{doing}: a cell holds TEXT that is not valid UTF-8; this driver writes only "
-                "BLOB values and UTF-8 keys",
-                driver=self.name,
-                where=self.path,
-            )
-        kind = BackendUnavailable if _primary_code(error) in _UNAVAILABLE_CODES else BackendError
-        return kind(f"{doing}: {error}", driver=self.name, where=self.path)
+        return self._errors.error(error, doing)
 
     def _foreign_value(self, key: str, value: object) -> BackendError:
         return BackendError(
@@ -517,7 +537,7 @@ class SQLiteDriver(BaseDriver):
 
     def _lock_wait(self) -> LockWait:
         # The shared lock backoff (kvstore.sqlite_common), logging long waits on kvstore.sqlite.
-        return LockWait(self.busy_timeout, where=self.path, logger=_lock_log)
+        return LockWait(self.busy_timeout, where=self.path, logger=_log)
 
     async def _retry(
         self, operation: Callable[[sqlite3.Connection], _T], error: sqlite3.Error, doing: str
@@ -1201,13 +1221,9 @@ def sqlite_driver(
     backend's; processes sharing a file agree through the wall clock. Tests pass a clock they
     move. Invalid settings raise :class:`~kvstore.errors.ConfigurationError`.
     """
-    return SQLiteDriver(
-        default_path() if path is None else path,
-        table=table,
-        busy_timeout=busy_timeout,
-        synchronous=synchronous,
-        clock=clock,
-    )
+    if path is None:
+        path = default_path()
+    return SQLiteDriver(_Arguments(path, table, busy_timeout, synchronous, clock))
 
 
 _URL_OPTIONS: Final[dict[str, Callable[[str], Any]]] = {**URL_OPTIONS, "table": str}
@@ -1227,7 +1243,7 @@ def from_url(url: str) -> SQLiteDriver:
     # One reading of sqlite:// URLs, shared with the event queue (kvstore.sqlite_common).
     read = parse_sqlite_url(url, _URL_OPTIONS, where="sqlite")
     options = read.options
-    return SQLiteDriver(
+    return sqlite_driver(
         read.path,
         table=options.get("table", DEFAULT_TABLE),
         busy_timeout=options.get("busy_timeout", DEFAULT_BUSY_TIMEOUT),

@@ -10,7 +10,9 @@ store that already holds keys unless ``--clear-existing`` is given; point it at 
 database, table or base. ``--ephemeral`` says the store forgets everything when its driver
 closes (``memory://`` and ``sqlite:///:memory:`` are detected). Hypothesis keeps its example
 database in a temporary directory unless ``--hypothesis-dir`` names one. At the end, the
-contract clauses that broke are listed in words. Exits with pytest's status.
+contract clauses that broke are listed in words. Exits with pytest's status; without the
+``testing`` extra (pytest, Hypothesis, pytest-timeout), prints the ``pip install`` to run and
+exits with 2.
 """
 
 from __future__ import annotations
@@ -22,11 +24,11 @@ import sys
 import tempfile
 
 import anyio
-import pytest
 
 from kvstore.errors import KVStoreError
 from kvstore.registry import driver_from_url, register_driver
 from kvstore.storage import Storage
+from kvstore.testing.extra import missing_testing_extra, testing_extra_error
 from kvstore.testing.url_env import EPHEMERAL_VARIABLE, URL_VARIABLE
 from kvstore.urls import redact_url
 
@@ -62,7 +64,16 @@ def load_driver(spec: str, url: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parse the command line, guard existing data, and run pytest on the suite."""
+    """Parse the command line, guard existing data, and run pytest on the suite.
+
+    Without the ``testing`` extra, prints the ``pip install`` to run and returns 2.
+    """
+    missing = missing_testing_extra()
+    if missing:
+        print(f"python -m kvstore.testing: {testing_extra_error(missing)}", file=sys.stderr)
+        return 2
+    import pytest  # the testing extra, checked just above
+
     parser = argparse.ArgumentParser(
         prog="python -m kvstore.testing",
         description="Run the kvstore conformance suite against a storage URL.",

@@ -6,6 +6,7 @@ the run says so): see ``tests/support/mongodb_server.py``.
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Iterator
@@ -309,7 +310,10 @@ async def test_cancelled_waiters_leave_the_pool_usable(
 
 
 @pytest.mark.anyio
-async def test_unreachable_server_is_unavailable_without_the_password() -> None:
+async def test_unreachable_server_is_unavailable_without_the_password(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="kvstore.mongodb")
     secret = "Sup3r-s3cret-pw"
     port = free_port()
     storage = Storage(
@@ -332,6 +336,10 @@ async def test_unreachable_server_is_unavailable_without_the_password() -> None:
         assert raised.value.driver == "mongodb"
         assert f"127.0.0.1:{port}" in str(raised.value)
     await storage.close()
+    # Each failure was logged on kvstore.mongodb (PyMongo reconnects later), without the secret.
+    logged = [record.getMessage() for record in caplog.records if record.name == "kvstore.mongodb"]
+    assert any("reconnects" in message for message in logged)
+    assert not any(secret in message for message in logged)
 
 
 @pytest.mark.anyio

@@ -228,7 +228,7 @@ def private_server(tmp_path: Path) -> Iterator[MariaDBInstance]:
 async def test_outage_raises_unavailable_and_the_same_storage_recovers(
     private_server: MariaDBInstance, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="kvstore.drivers.mysql")
+    caplog.set_level(logging.INFO, logger="kvstore.mysql")
     driver = mysql_driver(
         private_server.url,
         "outage",
@@ -244,7 +244,7 @@ async def test_outage_raises_unavailable_and_the_same_storage_recovers(
     await storage.close()
     # The pooled connection the restart killed was replaced, and that was logged.
     assert any(
-        record.name == "kvstore.drivers.mysql" and "retrying once" in record.getMessage()
+        record.name == "kvstore.mysql" and "retrying once" in record.getMessage()
         for record in caplog.records
     )
 

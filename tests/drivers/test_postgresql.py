@@ -274,9 +274,17 @@ async def test_outage_raises_unavailable_then_recovers_with_every_write(
 
 @pytest.mark.anyio
 async def test_a_restart_between_operations_goes_unnoticed(
-    private_postgresql: PostgreSQLInstance, outage_storage: Storage
+    private_postgresql: PostgreSQLInstance,
+    outage_storage: Storage,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.INFO, logger="kvstore.postgresql")
     await check_restart_between_operations(outage_storage, private_postgresql)
+    # The pooled connections the restart killed were dropped (a pool reset), and that was logged.
+    assert any(
+        record.name == "kvstore.postgresql" and "dropped" in record.getMessage()
+        for record in caplog.records
+    )
 
 
 # -- connection strings -----------------------------------------------------------------------

@@ -321,9 +321,15 @@ async def test_outage_raises_unavailable_then_recovers_with_every_write(
 
 @pytest.mark.anyio
 async def test_a_restart_between_operations_goes_unnoticed(
-    private_redis: RedisInstance, outage_storage: Storage
+    private_redis: RedisInstance, outage_storage: Storage, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="kvstore.redis")
     await check_restart_between_operations(outage_storage, private_redis)
+    # The command sent on a pooled connection the restart killed was resent, and that was logged.
+    assert any(
+        record.name == "kvstore.redis" and "resending it on a new one" in record.getMessage()
+        for record in caplog.records
+    )
 
 
 # -- URLs -----------------------------------------------------------------------------------
@@ -1392,3 +1398,11 @@ async def test_a_scan_purges_the_expired_keys_it_meets_a_page_at_a_time(
         before = _snapshot(shared_redis, base)
         assert [key async for key in storage.keys("q:")] == ["q:long"]
         assert _snapshot(shared_redis, base) == before
+
+
+def test_retries_in_the_url_are_read_by_the_constructor_function() -> None:
+    # redis_driver once defaulted retries to 1 while its class read None as "not given", so a
+    # URL's ?retries=3 through redis_driver was refused as given twice with different values.
+    driver = redis_driver("redis://127.0.0.1:1/0?retries=3")
+    assert driver._connection_options["retry"].get_retries() == 3
+    assert redis_driver("redis://127.0.0.1:1/0")._connection_options["retry"].get_retries() == 1

@@ -19,11 +19,13 @@ __all__ = [
     "LOCAL_SCHEMES",
     "MARK",
     "SCHEMES",
+    "SECRET_OPTIONS",
     "SERVER_SCHEMES",
     "HostileURL",
     "conninfo_with",
     "hostile_passwords",
     "hostile_urls",
+    "secret_option_url",
     "spell",
     "url_with",
 ]
@@ -95,6 +97,28 @@ def url_with(scheme: str, written: str, *, probe: bool = False) -> str:
     if scheme == "file":
         return f"file://user:{written}@host/dir"
     return f"{scheme}://user:{written}@name"
+
+
+# Query options whose value is a secret although no driver takes them: signed-URL and API
+# tokens that users paste along with a URL. Each must be masked wherever the URL is shown.
+SECRET_OPTIONS = ("token", "api_key", "access_token", "X-Amz-Signature")
+
+
+def secret_option_url(scheme: str, option: str, secret: str) -> str:
+    """A URL of ``scheme`` (no password in its user information) carrying ``?option=secret``.
+
+    ``secret`` is percent-encoded, so that the option reaches every parser whole.
+    """
+    written = quote(secret, safe="")
+    if scheme == "libpq":
+        return f"host=127.0.0.1 port=1 dbname=db {option}='{secret}'"
+    if scheme == "postgresql-query":
+        return f"postgresql://user@127.0.0.1:1/db?application_name=x&{option}={written}"
+    local = {"memory": "memory://", "sqlite": "sqlite:///x.db", "file": "file:///kvstore-dir"}
+    base = local.get(scheme) or url_with(scheme, "").replace("user:@", "user@")
+    base = base.replace("fs+memory://user@", "fs+memory://")
+    joiner = "&" if "?" in base else "?"
+    return f"{base}{joiner}{option}={written}"
 
 
 def conninfo_with(password: str, spelling: str) -> str:

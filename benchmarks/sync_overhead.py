@@ -1,0 +1,98 @@
+"""What a blocking call costs over the async call it mirrors, on the memory driver.
+
+Run: ``python -m benchmarks.sync_overhead``. Target (issue 11): a blocking ``get``/``set`` costs
+at most 100 us more than the async one.
+
+Side by side in one process, in interleaved rounds, reporting medians per call: the async
+``get``/``set`` awaited on an event loop, the blocking ones from a plain script (the loop runs in
+the calling thread), and the blocking ones once the storage's loop has moved to its own thread (as
+after a call from a notebook or a second thread): one thread hop per call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import sys
+import time
+from collections.abc import Callable
+
+from kvstore.drivers.memory import memory_driver
+from kvstore.storage import Storage as AsyncStorage
+from kvstore.sync import Storage, create_storage
+
+ROUNDS = 15
+CALLS = 2000
+# A thread hop is ~100x an inline call: fewer calls keep its rounds about as long.
+HOP_CALLS = 500
+VALUE = {"name": "Alice", "tags": ["a", "b"], "n": 1}
+
+
+def _per_call(calls: int, operation: Callable[[int], object]) -> float:
+    start = time.perf_counter()
+    for index in range(calls):
+        operation(index)
+    return (time.perf_counter() - start) / calls * 1e6
+
+
+async def _async_round(storage: AsyncStorage, name: str) -> float:
+    start = time.perf_counter()
+    if name == "get":
+        for _ in range(CALLS):
+            await storage.get("k")
+    else:
+        for index in range(CALLS):
+            await storage.set(f"k{index % 100}", VALUE)
+    return (time.perf_counter() - start) / CALLS * 1e6
+
+
+def _blocking(storage: Storage, name: str, calls: int) -> float:
+    if name == "get":
+        return _per_call(calls, lambda _: storage.get("k"))
+    return _per_call(calls, lambda index: storage.set(f"k{index % 100}", VALUE))
+
+
+async def _move_to_loop_thread(storage: Storage) -> None:
+    storage.get("k")  # a call from a running loop: the storage's loop moves to its thread
+
+
+def main() -> int:
+    """Print the medians and the difference per call; exit 1 if a path misses the target."""
+    loop = asyncio.new_event_loop()
+    async_storage = AsyncStorage(memory_driver())
+    inline = create_storage("memory://")
+    hop = create_storage("memory://")
+    asyncio.run(_move_to_loop_thread(hop))
+    for storage in (inline, hop):
+        storage.set("k", VALUE)
+    loop.run_until_complete(async_storage.set("k", VALUE))
+    times: dict[str, list[float]] = {}
+    for _ in range(ROUNDS):
+        for name in ("get", "set"):
+            times.setdefault(f"async {name}", []).append(
+                loop.run_until_complete(_async_round(async_storage, name))
+            )
+            times.setdefault(f"script {name}", []).append(_blocking(inline, name, CALLS))
+            times.setdefault(f"thread {name}", []).append(_blocking(hop, name, HOP_CALLS))
+    medians = {label: statistics.median(values) for label, values in times.items()}
+    missed = False
+    print(f"median per call over {ROUNDS} interleaved rounds (us), memory driver")
+    for name in ("get", "set"):
+        base = medians[f"async {name}"]
+        print(f"  async {name:4} {base:8.2f}")
+        for path in ("script", "thread"):
+            cost = medians[f"{path} {name}"]
+            extra = cost - base
+            missed |= extra > 100
+            print(
+                f"  {path} {name:4} {cost:7.2f}  +{extra:6.2f} us over async, {cost / base:5.1f}x"
+            )
+    inline.close()
+    hop.close()
+    loop.run_until_complete(async_storage.close())
+    loop.close()
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

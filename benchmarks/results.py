@@ -170,10 +170,25 @@ class Results:
     peaks: list[PeakRow] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
+    def scan_growth(self) -> list[tuple[str, str, float]]:
+        """Per driver, our 1,000-key scan among the larger store over among the smaller."""
+        found = []
+        for driver in dict.fromkeys(row.driver for row in self.rows):
+            scans = [row for row in self.rows if row.driver == driver and row.section == "kv"
+                     and row.operation.startswith("scan ")]
+            if len(scans) == 2:
+                small, large = (row.cells.get("ours") for row in scans)
+                if isinstance(small, Measure) and isinstance(large, Measure) and small.median:
+                    label = f"{scans[1].operation} / {scans[0].operation}"
+                    found.append((driver, label, large.median / small.median))
+        return found
+
     def misses(self) -> list[str]:
         """Every missed target, one line each."""
         lines = [f"{row.driver} {row.operation}: {miss}"
                  for row in self.rows for miss in row.misses]
+        lines += [f"{driver} {label}: cost x{ratio:.2f} > x{SCAN_GROWTH_LIMIT:g}"
+                  for driver, label, ratio in self.scan_growth() if ratio > SCAN_GROWTH_LIMIT]
         lines += [f"{row.driver} {row.operation}: {miss}" for row in self.growth
                   for miss in row.misses]
         return lines
@@ -233,6 +248,11 @@ class Results:
         for title, (header, body) in self._sections():
             if body:
                 parts.append(f"\n== {title}\n" + _aligned(header, body))
+        scan_growth = self.scan_growth()
+        if scan_growth:
+            parts.append("\n== scan cost, larger store over smaller "
+                         f"(limit x{SCAN_GROWTH_LIMIT:g})")
+            parts += [f"  {driver}: x{ratio:.2f}" for driver, _, ratio in scan_growth]
         misses = self.misses()
         parts.append("\n== missed targets" + ("" if misses else ": none"))
         parts.extend(f"  {line}" for line in misses)
@@ -241,7 +261,8 @@ class Results:
 
     def render_markdown(self) -> str:
         """Return the results as Markdown (results.md)."""
-        parts = ["# Benchmark results", "", self._heading(), ""]
+        parts = ["# Benchmark results", "", self._heading(), "", "## Ratios", "",
+                 self.render_summary()]
         for title, (header, body) in self._sections():
             if not body:
                 continue
@@ -256,6 +277,28 @@ class Results:
         if self.notes:
             parts += ["", "## Notes", ""] + [f"- {note}" for note in self.notes]
         return "\n".join(parts) + "\n"
+
+    def render_summary(self) -> str:
+        """Return the ratios alone as a Markdown table: one line per driver and operation."""
+        lines = ["| driver | operation | ours/raw (target) | ours/best peer |", "|---|---|---|---|"]
+        for row in self.rows:
+            best = row.best_peer
+            versus = "-" if best is None else f"{_mark(best[1], PEER_TARGET)} {best[0]}"
+            lines.append(f"| {row.driver} | {row.operation} | {_mark(row.raw_ratio, row.target)} "
+                         f"| {versus} |")
+        for driver, label, cost in self.scan_growth():
+            mark = f"x{cost:.2f}" + (
+                f" MISS (> x{SCAN_GROWTH_LIMIT:g})" if cost > SCAN_GROWTH_LIMIT else ""
+            )
+            lines.append(f"| {driver} | {label} (cost) | {mark} | - |")
+        for growth in self.growth:
+            ratio = growth.growth
+            mark = "-" if ratio is None else (
+                f"x{ratio:.2f}" + (f" MISS (> x{growth.limit:g})" if ratio > growth.limit else "")
+            )
+            lines.append(f"| {growth.driver} | {growth.operation} at {growth.sizes[-1]:,} keys / "
+                         f"at {growth.sizes[0]:,} | {mark} | - |")
+        return "\n".join(lines) + "\n"
 
     def to_json(self) -> str:
         """Return every sample and setting as JSON (results.json)."""

@@ -92,5 +92,8 @@ def test_growth_peaks_and_targets_reported(run: tuple[Path, str]) -> None:
     assert targets == {"memory": 0.5, "sqlite": 0.7}
     markdown = (out / "results.md").read_text()
     assert "## Missed targets" in markdown
+    assert "| memory | scan 100 of 2,000 (per key) / scan 100 of 1,000 (per key) (cost) |" in (
+        markdown
+    )
     assert "quick run" in stdout
     assert "== missed targets" in stdout

@@ -63,8 +63,8 @@ FULL = Sizes(
 )
 # The MongoDB stand-in (SecantusDB) answers in milliseconds where a server takes microseconds:
 # at the full sizes its entity rows alone would take hours. Its ratios are what matter.
-STAND_IN_CAPS = {"points": 200, "batch": 2_000, "scan_large": 30_000, "concurrent": 1_000,
-                 "sessions": 300, "messages": 300}
+STAND_IN_CAPS = {"points": 100, "batch": 1_000, "scan_large": 20_000, "concurrent": 500,
+                 "sessions": 200, "messages": 200}
 # Smaller everywhere the full sizes take minutes; the output says "quick" and lists them.
 QUICK = Sizes(
     points=300, batch=2_000, scan_small=10_000, scan_large=30_000, scan_match=1_000,

@@ -700,7 +700,8 @@ async def _postgresql(stack: AsyncExitStack, tag: str) -> dict[str, KV | str]:
     raw = await RawPostgreSQL.open(url, raw_table)
 
     async def drop() -> None:
-        for table in (ours_table, raw_table, peer_table):
+        # The driver keeps its expiry index in <table>_expiry.
+        for table in (ours_table, f"{ours_table}_expiry", raw_table, peer_table):
             await raw.conn.execute(f'DROP TABLE IF EXISTS "{table}"')
         await raw.conn.close()
 
@@ -741,8 +742,15 @@ async def _mysql(stack: AsyncExitStack, tag: str) -> dict[str, KV | str]:
     ours_table = f"bench_{tag}"
     raw = LockedPyMySQL(url, f"bench_raw_{tag}", hop=True)
     stack.callback(raw.drop)
-    stack.callback(lambda: RawPyMySQL(url, ours_table, hop=False).drop())
+    for table in (ours_table, f"{ours_table}_expiry"):  # the driver's expiry hints table
+        stack.callback(_drop_mysql_table, url, table)
     return {"ours": await _ours(stack, mysql_driver(url, ours_table)), "raw": BaselineKV(raw)}
+
+
+def _drop_mysql_table(url: str, table: str) -> None:
+    from benchmarks.bench_mysql import RawPyMySQL
+
+    RawPyMySQL(url, table, hop=False).drop()
 
 
 async def _mongodb(stack: AsyncExitStack, tag: str) -> dict[str, KV | str]:

@@ -27,7 +27,7 @@ from entities.sessions import SessionRepository as AsyncSessions
 from kvstore.driver import Driver
 from kvstore.errors import StorageClosed
 from kvstore.storage import Storage as AsyncStorage
-from kvstore.sync.runner import Runner, mirror
+from kvstore.sync.runner import Mirrored, Runner, mirror
 from kvstore.sync.storage import Storage
 
 __all__ = [
@@ -47,15 +47,10 @@ ABSENT: dict[str, str] = {
 }
 
 
-class ContainerRepository:
+class ContainerRepository(Mirrored[AsyncContainers]):
     """Blocking :class:`entities.ContainerRepository`: containers, and the cascade on delete."""
 
-    __slots__ = ("_runner", "_target")
-
-    def __init__(self, repository: AsyncContainers, runner: Runner) -> None:
-        """Mirror ``repository``, whose calls go through ``runner``."""
-        self._target = repository
-        self._runner = runner
+    __slots__ = ()
 
     save_container = mirror(AsyncContainers.save_container)
     find_container_by_id = mirror(AsyncContainers.find_container_by_id)
@@ -64,15 +59,10 @@ class ContainerRepository:
     delete_container = mirror(AsyncContainers.delete_container)
 
 
-class ImageRepository:
+class ImageRepository(Mirrored[AsyncImages]):
     """Blocking :class:`entities.ImageRepository`: images, indexed by name and container."""
 
-    __slots__ = ("_runner", "_target")
-
-    def __init__(self, repository: AsyncImages, runner: Runner) -> None:
-        """Mirror ``repository``, whose calls go through ``runner``."""
-        self._target = repository
-        self._runner = runner
+    __slots__ = ()
 
     save_image = mirror(AsyncImages.save_image)
     find_image_by_id = mirror(AsyncImages.find_image_by_id)
@@ -83,15 +73,10 @@ class ImageRepository:
     delete_image = mirror(AsyncImages.delete_image)
 
 
-class SessionRepository:
+class SessionRepository(Mirrored[AsyncSessions]):
     """Blocking :class:`entities.SessionRepository`: sessions and their messages."""
 
-    __slots__ = ("_runner", "_target")
-
-    def __init__(self, repository: AsyncSessions, runner: Runner) -> None:
-        """Mirror ``repository``, whose calls go through ``runner``."""
-        self._target = repository
-        self._runner = runner
+    __slots__ = ()
 
     save_session = mirror(AsyncSessions.save_session)
     find_session_by_id = mirror(AsyncSessions.find_session_by_id)

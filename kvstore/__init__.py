@@ -35,11 +35,14 @@ from kvstore.errors import (
 logging.getLogger("kvstore").addHandler(logging.NullHandler())
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from kvstore.conditional import ANY_VERSION, Change, Versioned
     from kvstore.driver import BaseDriver, Driver
     from kvstore.expiry import Meta
     from kvstore.registry import driver_from_url, register_driver
     from kvstore.storage import Storage
+    from kvstore.wrappers import Layer, Wrapper
 
 __all__ = [
     "ANY_VERSION",
@@ -102,21 +105,43 @@ def __getattr__(name: str) -> Any:
     return value
 
 
-def create_storage(url_or_driver: str | Driver | None = None) -> Storage:
+def create_storage(
+    url_or_driver: str | Driver | None = None,
+    *,
+    wrappers: Sequence[Layer | type[Wrapper]] = (),
+) -> Storage:
     """Return a :class:`Storage` for a URL or a driver; it connects on first use.
 
     URLs: ``memory://``, ``sqlite:///relative.db``, ``sqlite:////absolute.db``,
     ``sqlite:///:memory:``, ``file:///dir`` or another fsspec URL, ``redis://``, ``mongodb://``,
     ``postgresql://`` / ``postgres://``, ``mysql://``, or a scheme a third party registered.
     ``None`` gives the default SQLite file, ``~/.agentx/data/agentx.db`` (``AGENTX_DIR`` moves it).
+
+    ``wrappers`` (wrapper classes, or ``Wrapper.using(...)`` with options) and the wrapper
+    options of a URL (``?compress=zstd&read_only=true``, see :mod:`kvstore.wrappers`) wrap the
+    driver in the recommended order, whatever order they are given in.
     """
     from kvstore.registry import driver_from_url
     from kvstore.storage import Storage
 
+    layers: list[Layer | type[Wrapper]] = list(wrappers)
+    driver: Driver
     if url_or_driver is None:
         from kvstore.drivers.sqlite import sqlite_driver
 
-        return Storage(sqlite_driver())
-    if isinstance(url_or_driver, str):
-        return Storage(driver_from_url(url_or_driver))
-    return Storage(url_or_driver)
+        driver = sqlite_driver()
+    elif isinstance(url_or_driver, str):
+        url = url_or_driver
+        if "?" in url:  # only then can it carry wrapper options
+            from kvstore.wrappers.install import layers_from_options, split_wrapper_options
+
+            url, options = split_wrapper_options(url)
+            layers += layers_from_options(options)
+        driver = driver_from_url(url)
+    else:
+        driver = url_or_driver
+    if layers:
+        from kvstore.wrappers import apply_layers
+
+        driver = apply_layers(driver, layers)
+    return Storage(driver)

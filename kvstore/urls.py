@@ -9,6 +9,8 @@ masked the same way everywhere:
   of range, a bad IPv6 literal, an option given twice. Every refusal is a
   :class:`~kvstore.errors.ConfigurationError` whose message holds no secret.
 - :func:`take_options` converts the query options a driver knows and refuses the others.
+- :func:`split_options` takes a layer's own options (wrappers, the queue's namespace) off a
+  URL's text, leaving the rest exactly as written for the driver or client library.
 - :func:`redact_url` masks the secrets in a URL, a libpq ``key=value`` string or text that does
   not parse, by structure: the parsed password and secret-named values are replaced whole, and
   nothing else is touched.
@@ -37,6 +39,7 @@ __all__ = [
     "positive_float",
     "positive_int",
     "redact_url",
+    "split_options",
     "take_options",
 ]
 
@@ -307,6 +310,36 @@ def _shown(url: str) -> str:
 
 
 # -- options --------------------------------------------------------------------------------
+
+
+def split_options(url: str, names: Collection[str]) -> tuple[str, dict[str, str]]:
+    """Return ``url`` without the query options named in ``names``, and those options' values.
+
+    Values are percent-decoded, not converted. Every other byte of the URL stays as written, so
+    the driver or client library parses the rest as if the options had never been there. One of
+    ``names`` given twice or without a value raises :class:`ConfigurationError`.
+    """
+    head, question, query = url.partition("?")
+    if not question:
+        return url, {}
+    query, hash_mark, fragment = query.partition("#")
+    kept: list[str] = []
+    taken: dict[str, str] = {}
+    for pair in query.split("&"):
+        raw_name, equals, raw_value = pair.partition("=")
+        name = unquote_plus(raw_name)
+        if name not in names:
+            kept.append(pair)
+            continue
+        if not equals:
+            raise ConfigurationError(
+                f"{redact_url(url)!r}: option {name!r} has no value (write NAME=VALUE)"
+            )
+        if name in taken:
+            raise ConfigurationError(f"{redact_url(url)!r}: option {name!r} is given twice")
+        taken[name] = unquote_plus(raw_value)
+    rest = "&".join(kept)
+    return f"{head}{'?' if rest else ''}{rest}{hash_mark}{fragment}", taken
 
 
 def take_options(

@@ -25,7 +25,7 @@ import contextvars
 import functools
 import threading
 from collections.abc import AsyncIterator, Callable, Coroutine, Generator
-from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
+from typing import Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar
 
 from kvstore.errors import KVStoreError
 
@@ -34,7 +34,7 @@ try:  # installed with trio; anyio uses it, when present, to tell which library 
 except ImportError:  # pragma: no cover - without it, only asyncio can be running
     _sniffio = None  # type: ignore[assignment]
 
-__all__ = ["BlockingCallInLoop", "Mirror", "Runner", "iterate", "mirror"]
+__all__ = ["BlockingCallInLoop", "Mirror", "Mirrored", "Runner", "iterate", "mirror"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -261,6 +261,17 @@ class Mirror(Protocol[T_co]):
 
     @property
     def _runner(self) -> Runner: ...
+
+
+class Mirrored(Generic[T]):
+    """Base of a blocking twin that holds only its async ``target`` and the ``runner``."""
+
+    __slots__ = ("_runner", "_target")
+
+    def __init__(self, target: T, runner: Runner) -> None:
+        """Mirror ``target``, whose calls go through ``runner``."""
+        self._target = target
+        self._runner = runner
 
 
 def mirror(

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 from types import TracebackType
-from typing import Self
+from typing import TYPE_CHECKING, Self
 
 from kvstore import create_storage as create_async
 from kvstore.driver import Driver
@@ -13,6 +13,9 @@ from kvstore.expiry import DEFAULT_TTL, TTL, DefaultTTL
 from kvstore.serialization import JSONValue
 from kvstore.storage import Storage as AsyncStorage
 from kvstore.sync.runner import Runner, iterate, mirror
+
+if TYPE_CHECKING:
+    from kvstore.wrappers import Layer, Wrapper
 
 __all__ = ["ABSENT", "Storage", "create_storage"]
 
@@ -168,16 +171,21 @@ class Storage:
         return f"<blocking {self._target!r}>"
 
 
-def create_storage(url_or_driver: str | Driver | None = None) -> Storage:
+def create_storage(
+    url_or_driver: str | Driver | None = None,
+    *,
+    wrappers: Sequence[Layer | type[Wrapper]] = (),
+) -> Storage:
     """Return a blocking :class:`Storage` for a URL or a driver; it connects on first use.
 
-    Takes what :func:`kvstore.create_storage` takes (``None`` for the default SQLite file).
-    Raises what it raises, such as :class:`~kvstore.errors.ConfigurationError` for a bad URL.
+    Takes what :func:`kvstore.create_storage` takes (``None`` for the default SQLite file;
+    ``wrappers`` and a URL's wrapper options, see :mod:`kvstore.wrappers`). Raises what it
+    raises, such as :class:`~kvstore.errors.ConfigurationError` for a bad URL.
     """
     runner = Runner(closed_error=_closed)
     runner.acquire()
     try:
-        storage = runner.run_sync(create_async, url_or_driver)
+        storage = runner.run_sync(create_async, url_or_driver, wrappers=wrappers)
     except BaseException:
         runner.release()
         raise

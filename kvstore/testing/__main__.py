@@ -25,16 +25,16 @@ import tempfile
 
 import anyio
 
+from kvstore import create_storage
 from kvstore.errors import KVStoreError
-from kvstore.registry import driver_from_url, register_driver
-from kvstore.storage import Storage
+from kvstore.registry import register_driver
 from kvstore.testing.extra import missing_testing_extra, testing_extra_error
 from kvstore.testing.url_env import EPHEMERAL_VARIABLE, URL_VARIABLE
 from kvstore.urls import redact_url
 
 
 async def _existing_keys(url: str) -> list[str]:
-    async with Storage(driver_from_url(url)) as storage:
+    async with create_storage(url) as storage:
         found: list[str] = []
         async for key in storage.keys():
             found.append(key)

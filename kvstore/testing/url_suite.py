@@ -9,8 +9,8 @@ import os
 
 import pytest
 
-from kvstore.driver import BaseDriver, as_base_driver
-from kvstore.registry import driver_from_url
+from kvstore import create_storage
+from kvstore.driver import BaseDriver
 from kvstore.testing.suite import DriverConformance, DriverFactory
 from kvstore.testing.url_env import EPHEMERAL_VARIABLE, URL_VARIABLE
 
@@ -20,7 +20,8 @@ _URL = os.environ.get(URL_VARIABLE, "")
 def _make() -> BaseDriver:
     if not _URL:
         pytest.fail(f"set {URL_VARIABLE}, or run: python -m kvstore.testing URL")
-    return as_base_driver(driver_from_url(_URL))
+    # Through create_storage, so the URL's wrapper options (?compress=zstd...) are tested too.
+    return create_storage(_URL).driver
 
 
 def _supports_trio() -> bool:

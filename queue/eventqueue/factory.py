@@ -37,7 +37,7 @@ from kvstore.sqlite_common import (
     URL_OPTIONS,
     parse_sqlite_url,
 )
-from kvstore.urls import ParsedURL, parse_url, positive_int, redact_url
+from kvstore.urls import ParsedURL, parse_url, positive_int, redact_url, split_options
 
 __all__ = ["backend_from_url", "create_queue", "default_queue_path"]
 
@@ -71,15 +71,8 @@ def _namespace(url: str, parsed: ParsedURL) -> str:
 
 
 def _without_namespace(url: str) -> str:
-    """Return ``url`` with its ``namespace`` option removed, for the client library.
-
-    Only called on a URL :func:`kvstore.urls.parse_url` accepted, so the query is well formed.
-    """
-    head, mark, query = url.partition("?")
-    if not mark:
-        return url
-    kept = [pair for pair in query.split("&") if pair and pair.partition("=")[0] != "namespace"]
-    return f"{head}?{'&'.join(kept)}" if kept else head
+    """Return ``url`` with its ``namespace`` option removed, for the client library."""
+    return split_options(url, ("namespace",))[0]
 
 
 def _sqlite_from_url(url: str) -> SQLiteBackend:

@@ -32,7 +32,7 @@ from eventqueue.errors import QueueClosed, ValidationError
 from eventqueue.factory import create_queue as create_async
 from eventqueue.front import EventQueue, OnCorrupt
 from eventqueue.front import Subscription as AsyncSubscription
-from kvstore.sync.runner import Runner, mirror
+from kvstore.sync.runner import Mirrored, Runner, mirror
 
 __all__ = ["ABSENT", "Queue", "Subscription", "create_queue"]
 
@@ -49,15 +49,10 @@ def _closed() -> QueueClosed:
     return QueueClosed("the queue is closed")
 
 
-class Subscription:
+class Subscription(Mirrored[AsyncSubscription]):
     """What :meth:`Queue.subscribe` returns: call it (or :meth:`unsubscribe`) to unsubscribe."""
 
-    __slots__ = ("_runner", "_target")
-
-    def __init__(self, subscription: AsyncSubscription, runner: Runner) -> None:
-        """Mirror ``subscription``, whose calls go through ``runner``."""
-        self._target = subscription
-        self._runner = runner
+    __slots__ = ()
 
     def __call__(self) -> None:
         """Stop delivery to this subscriber (idempotent)."""

@@ -138,8 +138,13 @@ async def run(
         "raw MariaDB runs each blocking PyMySQL call in a worker thread (what an async caller "
         "must do); raw Redis uses plain SET/GET/DEL/MSET/MGET (no index), scans read a ZSET",
         "MongoDB runs on the SecantusDB stand-in unless KVSTORE_TEST_MONGODB_URL names a real "
-        "server: its ratios say what the driver adds, its absolute figures nothing",
+        "server: its ratios say what the driver adds, its absolute figures nothing, and its "
+        "range queries cost in proportion to the collection (the raw client's scans grow alike)",
         "entity rows have no target: the raw side is the least hand-written equivalent",
+        "aiocache's memory cache keeps the caller's object (no encoding, no copy); "
+        "py-key-value's disk store and diskcache are SQLite files (diskcache keeps values over "
+        "32 KiB in separate files); diskcache and sqlitedict pickle",
+        "set writes new keys every round; delete refills (untimed) before each round",
     ]
     progress = Progress(_plan(drivers, ops))
     operations = [op for op in kv_operations(sizes) if op.key in ops]

@@ -46,6 +46,7 @@ _BUILTINS: dict[str, _Builtin] = {
     "file": _Builtin("kvstore.drivers.fs:from_url", None),
     "redis": _Builtin("kvstore.drivers.redis:from_url", "redis"),
     "rediss": _Builtin("kvstore.drivers.redis:from_url", "redis"),
+    "redis+cluster": _Builtin("kvstore.drivers.redis_cluster:from_url", "redis"),
     "mongodb": _Builtin("kvstore.drivers.mongodb:from_url", "mongodb"),
     "mongodb+srv": _Builtin("kvstore.drivers.mongodb:from_url", "mongodb"),
     "postgresql": _Builtin("kvstore.drivers.postgresql:from_url", "postgresql"),

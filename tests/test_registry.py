@@ -11,22 +11,28 @@ import pytest
 from kvstore.registry import registered_schemes
 
 # Each driver module with its client library hidden, as if its extra were not installed.
+# (driver module, extra, URL, hidden client modules)
 EXTRAS = [
-    ("redis", "redis://127.0.0.1", ["redis"]),
-    ("postgresql", "postgresql://127.0.0.1/test", ["psycopg", "psycopg_pool"]),
-    ("mysql", "mysql://root@127.0.0.1/test", ["pymysql"]),
-    ("mongodb", "mongodb://127.0.0.1", ["pymongo", "bson"]),
+    ("redis", "redis", "redis://127.0.0.1", ["redis"]),
+    ("redis_cluster", "redis", "redis+cluster://127.0.0.1:7000", ["redis"]),
+    ("postgresql", "postgresql", "postgresql://127.0.0.1/test", ["psycopg", "psycopg_pool"]),
+    ("mysql", "mysql", "mysql://root@127.0.0.1/test", ["pymysql"]),
+    ("mongodb", "mongodb", "mongodb://127.0.0.1", ["pymongo", "bson"]),
 ]
 
 
-@pytest.mark.parametrize(("extra", "url", "hidden"), EXTRAS, ids=[row[0] for row in EXTRAS])
-def test_a_missing_extra_names_the_pip_install(extra: str, url: str, hidden: list[str]) -> None:
+@pytest.mark.parametrize(
+    ("module", "extra", "url", "hidden"), EXTRAS, ids=[row[0] for row in EXTRAS]
+)
+def test_a_missing_extra_names_the_pip_install(
+    module: str, extra: str, url: str, hidden: list[str]
+) -> None:
     code = (
         "import sys\n"
         f"for name in {hidden!r}: sys.modules[name] = None\n"
         "from kvstore import MissingDependency, create_storage\n"
         "try:\n"
-        f"    import kvstore.drivers.{extra}\n"
+        f"    import kvstore.drivers.{module}\n"
         "except MissingDependency as error:\n"
         "    print(error)\n"
         "try:\n"
@@ -49,7 +55,7 @@ def test_a_missing_extra_names_the_pip_install(extra: str, url: str, hidden: lis
 
 
 def test_other_drivers_import_without_any_extra() -> None:
-    hidden = sorted({name for _, _, names in EXTRAS for name in names})
+    hidden = sorted({name for *_, names in EXTRAS for name in names})
     code = (
         "import sys\n"
         f"for name in {hidden!r}: sys.modules[name] = None\n"
@@ -69,6 +75,7 @@ def test_every_built_in_scheme_is_listed() -> None:
         "file",
         "redis",
         "rediss",
+        "redis+cluster",
         "postgresql",
         "postgres",
         "mysql",

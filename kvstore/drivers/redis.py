@@ -85,7 +85,15 @@ import hashlib
 import inspect
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence, Sized
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Mapping,
+    Sequence,
+    Sized,
+)
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
@@ -636,11 +644,29 @@ class RedisDriver(BaseDriver):
             "redis_connect_func": self._handshake,
             **self._native_options(connection_class, options, redis_options, where),
         }
-        self._hash = f"{chosen_base}:kv"
-        self._index = f"{chosen_base}:keys"
-        self._versions = f"{chosen_base}:ver"
-        self._written = f"{chosen_base}:at"
-        self._expiries = f"{chosen_base}:exp"
+        self._use_stem(chosen_base)
+        self._client: aioredis.Redis | None = None
+        self._errors = Translator(
+            ErrorTable(unavailable=_UNREACHABLE, describe=self._describe),
+            driver=self.name,
+            where=self.where,
+        )
+        # redis-py's BlockingConnectionPool waits for a free connection but costs ~10 µs per
+        # command; a semaphore in front of the plain pool bounds connections just as well and
+        # costs nothing while a connection is free.
+        self._slots = asyncio.Semaphore(self._pool_size)
+
+    def _use_stem(self, stem: str) -> None:
+        """Name the five Redis keys of the base, ``stem`` then a suffix, and reset the hints.
+
+        ``stem`` is the base here; a Redis Cluster bucket uses a hash-tagged stem instead (see
+        :mod:`kvstore.drivers.redis_cluster`), keeping the same structures and scripts.
+        """
+        self._hash = f"{stem}:kv"
+        self._index = f"{stem}:keys"
+        self._versions = f"{stem}:ver"
+        self._written = f"{stem}:at"
+        self._expiries = f"{stem}:exp"
         # EVALSHA's numkeys and KEYS: the five Redis keys, in the order the scripts expect, or
         # the two _GET_SCRIPT reads.
         # Encoded once here rather than by redis-py on every call.
@@ -653,16 +679,8 @@ class RedisDriver(BaseDriver):
         # their scripts instead of first trying the plain reads (see _untimed). A hint only:
         # both paths are exact.
         self._timed = False
-        self._client: aioredis.Redis | None = None
-        self._errors = Translator(
-            ErrorTable(unavailable=_UNREACHABLE, describe=self._describe),
-            driver=self.name,
-            where=self.where,
-        )
-        # redis-py's BlockingConnectionPool waits for a free connection but costs ~10 µs per
-        # command; a semaphore in front of the plain pool bounds connections just as well and
-        # costs nothing while a connection is free.
-        self._slots = asyncio.Semaphore(self._pool_size)
+        # Keys per scan page. A cluster bucket uses fewer: a scan holds a page of every bucket.
+        self._page = SCAN_PAGE
 
     # -- configuration ----------------------------------------------------------------------
 
@@ -930,6 +948,12 @@ class RedisDriver(BaseDriver):
 
     async def keys(self, prefix: str = "") -> AsyncIterator[str]:
         """Yield the live keys starting with ``prefix`` in order, ``SCAN_PAGE`` per round trip."""
+        async for page in self._pages(prefix):
+            for member in page:
+                yield member.decode("utf-8")
+
+    async def _pages(self, prefix: str) -> AsyncGenerator[list[bytes], None]:
+        """Yield the live keys starting with ``prefix`` in order, one non-empty page at a time."""
         low, high = _lex_range(prefix)
         while True:
             # One call per page: a paused or abandoned scan holds no connection.
@@ -939,8 +963,8 @@ class RedisDriver(BaseDriver):
                 return self._scan_page(client, low, high)
 
             page, after = await self._call(page_from)
-            for member in page:
-                yield member.decode("utf-8")
+            if page:
+                yield page
             if not after:
                 return
             # Keyset pagination: writes between pages can neither repeat nor skip a key.
@@ -958,14 +982,14 @@ class RedisDriver(BaseDriver):
         """
         if not self._timed:
             found = await self._untimed(
-                client, lambda pipe: pipe.zrangebylex(self._index, low, high, 0, SCAN_PAGE + 1)
+                client, lambda pipe: pipe.zrangebylex(self._index, low, high, 0, self._page + 1)
             )
             if found is not None:
                 page: list[bytes] = found[0]
-                more = len(page) > SCAN_PAGE
-                return page[:SCAN_PAGE], page[SCAN_PAGE - 1] if more else b""
+                more = len(page) > self._page
+                return page[: self._page], page[self._page - 1] if more else b""
         *page, after, timed = await self._script(
-            client, _SCAN_SHA, low, high, SCAN_PAGE, SCAN_VISITS, SCAN_PURGE
+            client, _SCAN_SHA, low, high, self._page, SCAN_VISITS, SCAN_PURGE
         )
         self._timed = bool(timed)
         return page, after

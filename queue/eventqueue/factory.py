@@ -10,6 +10,8 @@ defaults):
   ``busy_timeout`` (seconds, default 30, as for kvstore) and ``poll_interval_ms`` (default 20).
 - ``redis://[:password@]host:port/db`` (or ``rediss://``, ``unix://``): option ``namespace``
   (default ``eventqueue``) prefixes every key; other options go to redis-py.
+- ``redis+cluster://host:port,host:port/``: a Redis Cluster (any reachable nodes; the rest are
+  discovered), option ``namespace`` as for ``redis://``; no other options.
 - ``postgresql://user@host:port/dbname`` (or ``postgres://``): option ``namespace`` (default
   ``eventqueue``, letters, digits and ``_``) prefixes the tables and the NOTIFY channel; other
   options go to libpq.
@@ -95,6 +97,12 @@ def backend_from_url(url: str) -> QueueBackend:
         return _sqlite_from_url(url)
     if scheme in ("redis", "rediss", "unix"):
         parsed = parse_url(url, schemes=("redis", "rediss", "unix"))
+        namespace = _namespace(url, parsed)
+        from eventqueue.backends.redis import RedisBackend
+
+        return RedisBackend(_without_namespace(url), namespace=namespace)
+    if scheme == "redis+cluster":
+        parsed = parse_url(url, schemes=("redis+cluster",), multi_host=True)
         namespace = _namespace(url, parsed)
         from eventqueue.backends.redis import RedisBackend
 

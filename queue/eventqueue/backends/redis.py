@@ -14,6 +14,15 @@ Keys (``ns`` is the URL's ``namespace``; topics are binary-safe key suffixes, ne
 
 Cursors are stream ids ``ms-seq`` written as 20 digits, ``-``, 20 digits, so string order is id
 order. Following a topic uses ``XREAD BLOCK`` (on its own pooled connection).
+
+On a Redis Cluster (``redis+cluster://host:port,host:port/``) a script may only touch keys of
+one slot, so the keys carry hash tags: a topic's stream and index are ``{ns:<topic>}:stream``
+and ``{ns:<topic>}:ts`` (one slot per topic, so topics spread over the nodes; both names share
+everything up to the first ``}``, so they share a slot even when a topic holds a brace), and
+the set of topics, the cursors and the ack times are ``{ns}:topics``, ``{ns}:cursors`` and
+``{ns}:acks`` (one slot). The append script then writes the stream and its index only, and the
+topic joins ``{ns}:topics`` in a command sent just before it: retention may visit a topic that
+has no events yet, never miss one that has.
 """
 
 from __future__ import annotations
@@ -23,15 +32,22 @@ import contextlib
 import logging
 import re
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from eventqueue.decoding import StoredEvent, decode_entry, report_corrupt_cursor
 from eventqueue.errors import QueueBackendError, QueueClosed, QueueUnavailable, ValidationError
 
 try:
     import redis.asyncio as aioredis
+    from redis.asyncio.cluster import ClusterNode, RedisCluster
+    from redis.exceptions import (
+        ClusterDownError,
+        RedisClusterException,
+        RedisError,
+        ResponseError,
+        TryAgainError,
+    )
     from redis.exceptions import ConnectionError as RedisConnectionError
-    from redis.exceptions import RedisError, ResponseError
     from redis.exceptions import TimeoutError as RedisTimeoutError
 except ImportError:  # pragma: no cover - depends on the installed extras
     raise ImportError(
@@ -40,7 +56,7 @@ except ImportError:  # pragma: no cover - depends on the installed extras
 
 # One distribution: kvstore is always installed beside eventqueue.
 from kvstore.logs import silent_until_configured
-from kvstore.urls import redact_url
+from kvstore.urls import parse_url, redact_url
 
 silent_until_configured("redis")
 
@@ -53,6 +69,12 @@ T = TypeVar("T")
 _CURSOR = re.compile(r"([0-9]{20})-([0-9]{20})")
 _CURSOR_BYTES = re.compile(rb"[0-9]{20}-[0-9]{20}")
 _INTEGER = re.compile(rb"-?[0-9]{1,19}")
+# Failures meaning the server (or, on a cluster, the slot's node) cannot be reached now.
+_UNREACHABLE = (
+    RedisConnectionError, RedisTimeoutError, OSError, ClusterDownError, TryAgainError,
+    RedisClusterException,
+)
+CLUSTER_SCHEME = "redis+cluster"
 
 _APPEND = """
 local ids = {}
@@ -61,7 +83,7 @@ for i = 3, #ARGV do
   redis.call('ZADD', KEYS[2], ARGV[1], id)
   ids[#ids + 1] = id
 end
-redis.call('SADD', KEYS[3], ARGV[2])
+if KEYS[3] then redis.call('SADD', KEYS[3], ARGV[2]) end
 return ids
 """
 
@@ -142,7 +164,8 @@ class RedisBackend:
         self.url = url
         self.namespace = namespace
         self.description = f"{redact_url(url)} (namespace {namespace})"
-        self._client: aioredis.Redis | None = None
+        self.cluster = url.partition("://")[0].lower() == CLUSTER_SCHEME
+        self._client: aioredis.Redis | RedisCluster | None = None
         self._append: Any = None
         self._ack: Any = None
         self._trim_topic: Any = None
@@ -150,23 +173,28 @@ class RedisBackend:
 
     def _key(self, kind: str, topic: str | bytes = "") -> bytes:
         suffix = topic.encode() if isinstance(topic, str) else topic
+        if self.cluster:
+            if kind in ("stream", "ts"):
+                return b"{" + self.namespace.encode() + b":" + suffix + b"}:" + kind.encode()
+            return f"{{{self.namespace}}}:{kind}".encode()
         return f"{self.namespace}:{kind}:".encode() + suffix
 
     @property
     def _redis(self) -> aioredis.Redis:
         if self._client is None:
             raise QueueClosed(f"{self.description} is closed")
-        return self._client
+        # Typed as the plain client: the cluster client offers the same command methods.
+        return cast("aioredis.Redis", self._client)
 
     async def _call(self, operation: Callable[[], Awaitable[T]]) -> T:
         try:
             return await operation()
-        except (RedisError, OSError) as exc:
+        except (RedisError, OSError, RedisClusterException) as exc:
             task = asyncio.current_task()
             if task is not None and task.cancelling():
                 # redis-py may turn a cancellation into a connection error; keep it a cancel.
                 raise asyncio.CancelledError from None
-            if isinstance(exc, RedisConnectionError | RedisTimeoutError | OSError):
+            if isinstance(exc, _UNREACHABLE):
                 raise QueueUnavailable(
                     f"Redis at {self.description} is unreachable: {type(exc).__name__}"
                 ) from None
@@ -175,10 +203,8 @@ class RedisBackend:
     async def open(self) -> None:
         """Create the client and check that the server answers."""
         try:
-            self._client = aioredis.Redis.from_url(
-                self.url, socket_connect_timeout=5, health_check_interval=30
-            )
-        except (ValueError, RedisError) as exc:
+            self._client = self._connect()
+        except (ValueError, RedisError, RedisClusterException) as exc:
             raise ValidationError(f"bad Redis URL {redact_url(self.url)}: {exc}") from None
         self._append = self._client.register_script(_APPEND)
         self._ack = self._client.register_script(_ACK)
@@ -189,6 +215,22 @@ class RedisBackend:
         except BaseException:
             await self.close()
             raise
+
+    def _connect(self) -> aioredis.Redis | RedisCluster:
+        if not self.cluster:
+            return aioredis.Redis.from_url(
+                self.url, socket_connect_timeout=5, health_check_interval=30
+            )
+        parsed = parse_url(self.url, schemes=(CLUSTER_SCHEME,), multi_host=True, default_port=6379)
+        if parsed.options or parsed.path not in ("", "0"):
+            raise ValueError("a redis+cluster:// queue URL takes hosts and ?namespace= only")
+        return RedisCluster(
+            startup_nodes=[ClusterNode(host or "localhost", port or 6379)
+                           for host, port in parsed.hosts],
+            username=parsed.username or None,
+            password=parsed.password or None,
+            socket_connect_timeout=5,
+        )
 
     async def close(self) -> None:
         """Close the client and its pool."""
@@ -206,9 +248,15 @@ class RedisBackend:
 
     async def append(self, topic: str, payloads: Sequence[bytes], timestamp: int) -> list[str]:
         """XADD every payload (and index its timestamp) in one atomic script."""
-        keys = [self._key("stream", topic), self._key("ts", topic), self._key("topics")]
+        keys = [self._key("stream", topic), self._key("ts", topic)]
         args: list[Any] = [timestamp, topic.encode(), *payloads]
-        self._redis  # noqa: B018 - raises QueueClosed after close
+        redis = self._redis
+        if self.cluster:
+            # Another slot: the topic joins the set first (see the module docstring).
+            topics = self._key("topics")
+            await self._call(lambda: redis.sadd(topics, topic.encode()))
+        else:
+            keys.append(self._key("topics"))
         ids = await self._call(lambda: self._append(keys=keys, args=args))
         return [_to_cursor(stream_id) for stream_id in ids]
 

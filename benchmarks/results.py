@@ -65,7 +65,9 @@ def _mark(ratio: float | None, target: float | None) -> str:
         return f"{ratio:.2f}"
     if ratio >= target:
         return f"{ratio:.2f} (>= {target:g})"
-    return f"{ratio:.2f} MISS (< {target:g}, -{1 - ratio / target:.0%})"
+    # A miss by less than the rounding shows its third decimal, never "0.70 MISS (< 0.7)".
+    shown = f"{ratio:.2f}" if round(ratio, 2) < target else f"{ratio:.3f}"
+    return f"{shown} MISS (< {target:g}, -{1 - ratio / target:.1%})"
 
 
 @dataclass

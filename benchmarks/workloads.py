@@ -1,0 +1,223 @@
+"""The key-value and entity workloads: what each operation does, for every contender alike.
+
+Values are about 200 bytes of JSON (:data:`VALUE`), except the 1 MiB rows (:data:`LARGE`). An
+operation prepares every contender (untimed), then :func:`benchmarks.method.interleave` times
+them round by round, then every contender is reset. A contender whose ``unsupported`` set names
+the operation's API shows "no API".
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from benchmarks.adapters import KV
+from benchmarks.method import NO_API, Cell, Timed, interleave, stopwatch
+from benchmarks.results import Row, raw_target
+from benchmarks.sizes import Sizes
+
+__all__ = ["LARGE", "VALUE", "Operation", "kv_operations", "run_operation"]
+
+VALUE = {
+    "role": "assistant",
+    "content": "The quick brown fox jumps over the lazy dog; a message of modest length.",
+    "timestamp": 1764471600123,
+    "tags": ["bench", "json", "value"],
+    "meta": {"model": "agentx-small", "tokens": 42, "final": True},
+}
+assert 180 <= len(orjson.dumps(VALUE)) <= 220, len(orjson.dumps(VALUE))
+LARGE = {"data": "x" * ((1 << 20) - 12)}  # 1 MiB once encoded
+
+
+@dataclass
+class Operation:
+    """One timed operation: ``body`` runs ``count`` operations on a prepared contender."""
+
+    key: str  # what --ops and --profile call it
+    name: str
+    count: int
+    needs: str
+    body: Callable[[KV], Awaitable[float]]
+    prepare: Callable[[KV], Awaitable[None]] | None = None
+
+
+def _keys(prefix: str, count: int) -> list[str]:
+    return [f"{prefix}:{index:07d}" for index in range(count)]
+
+
+async def _fill(kv: KV, items: list[tuple[str, Any]], chunk: int = 10_000) -> None:
+    for start in range(0, len(items), chunk):
+        await kv.fill(items[start : start + chunk])
+    await kv.settle()
+
+
+def kv_operations(sizes: Sizes) -> list[Operation]:
+    """Return the key-value operations at ``sizes``."""
+    points = _keys("p", sizes.points)
+    misses = _keys("m", sizes.points)
+    batch = [(key, VALUE) for key in _keys("b", sizes.batch)]
+    batch_keys = [key for key, _ in batch]
+    large_keys = _keys("l", sizes.large)
+
+    async def fill_points(kv: KV) -> None:
+        await _fill(kv, [(key, VALUE) for key in points])
+
+    async def run_set(kv: KV) -> float:
+        async def work() -> None:
+            for key in points:
+                await kv.set(key, VALUE)
+
+        seconds = await stopwatch(work)
+        # Untimed: every round writes new keys (an insert, with any index upkeep it brings),
+        # not overwrites of the previous round's.
+        await kv.reset()
+        return seconds
+
+    async def run_get(kv: KV) -> float:
+        async def work() -> None:
+            for key in points:
+                await kv.get(key)
+
+        return await stopwatch(work)
+
+    async def run_miss(kv: KV) -> float:
+        async def work() -> None:
+            for key in misses:
+                await kv.get(key)
+
+        return await stopwatch(work)
+
+    async def run_delete(kv: KV) -> float:
+        await kv.fill([(key, VALUE) for key in points])
+
+        async def work() -> None:
+            for key in points:
+                await kv.delete(key)
+
+        return await stopwatch(work)
+
+    async def run_set_many(kv: KV) -> float:
+        return await stopwatch(lambda: kv.set_many(batch))
+
+    async def fill_batch(kv: KV) -> None:
+        await _fill(kv, batch)
+
+    async def run_get_many(kv: KV) -> float:
+        return await stopwatch(lambda: kv.get_many(batch_keys))
+
+    def scan(key: str, total: int) -> Operation:
+        groups = total // sizes.scan_match
+        prefix = f"s:g{groups // 2:03d}:"
+
+        async def prepare(kv: KV) -> None:
+            await _fill(kv, [
+                (f"s:g{group:03d}:{index:06d}", VALUE)
+                for group in range(groups) for index in range(sizes.scan_match)
+            ])
+
+        async def run(kv: KV) -> float:
+            async def work() -> None:
+                found = await kv.scan(prefix)
+                assert len(found) == sizes.scan_match, (len(found), prefix)
+
+            return await stopwatch(work)
+
+        return Operation(key, f"scan {sizes.scan_match:,} of {total:,} (per key)", sizes.scan_match,
+                         "scan", run, prepare)
+
+    concurrent_keys = _keys("c", 1_000)
+
+    async def fill_concurrent(kv: KV) -> None:
+        await _fill(kv, [(key, VALUE) for key in concurrent_keys])
+
+    async def run_concurrent(kv: KV) -> float:
+        per_task = sizes.concurrent // 100
+
+        async def task(number: int) -> None:
+            for step in range(per_task):
+                key = concurrent_keys[(number * per_task + step) % len(concurrent_keys)]
+                if step % 10 == 9:
+                    await kv.set(key, VALUE)
+                else:
+                    await kv.get(key)
+
+        async def work() -> None:
+            await asyncio.gather(*(task(number) for number in range(100)))
+
+        return await stopwatch(work)
+
+    async def run_large_set(kv: KV) -> float:
+        async def work() -> None:
+            for key in large_keys:
+                await kv.set(key, LARGE)
+
+        return await stopwatch(work)
+
+    async def fill_large(kv: KV) -> None:
+        for key in large_keys:
+            await kv.set(key, LARGE)
+
+    async def run_large_get(kv: KV) -> float:
+        async def work() -> None:
+            for key in large_keys:
+                await kv.get(key)
+
+        return await stopwatch(work)
+
+    return [
+        Operation("set", "set", sizes.points, "set", run_set),
+        Operation("get", "get", sizes.points, "get", run_get, fill_points),
+        Operation("miss", "miss", sizes.points, "get", run_miss, fill_points),
+        Operation("delete", "delete", sizes.points, "delete", run_delete),
+        Operation("set_many", f"set_many {sizes.batch:,} (per item)", sizes.batch, "set_many",
+                  run_set_many),
+        Operation("get_many", f"get_many {sizes.batch:,} (per item)", sizes.batch, "get_many",
+                  run_get_many, fill_batch),
+        scan("scan_small", sizes.scan_small),
+        scan("scan_large", sizes.scan_large),
+        Operation("concurrent", "100 tasks, 90% get / 10% set", sizes.concurrent, "get",
+                  run_concurrent, fill_concurrent),
+        Operation("set_large", "set 1 MiB", sizes.large, "set", run_large_set),
+        Operation("get_large", "get 1 MiB", sizes.large, "get", run_large_get, fill_large),
+    ]
+
+
+async def run_operation(
+    section: str, driver: str, operation: Operation, contenders: dict[str, KV | str],
+    rounds: int, target: float | None = None, use_target: bool = True,
+) -> Row:
+    """Prepare every contender, time ``operation`` on each in interleaved rounds, reset them."""
+    bodies: dict[str, Timed | str] = {}
+    for name, kv in contenders.items():
+        if isinstance(kv, str):
+            bodies[name] = kv
+        elif operation.needs in kv.unsupported:
+            bodies[name] = NO_API
+        else:
+            bodies[name] = _bound(operation.body, kv)
+    for name, body in list(bodies.items()):
+        kv = contenders[name]
+        if isinstance(body, str) or isinstance(kv, str) or operation.prepare is None:
+            continue
+        try:
+            await operation.prepare(kv)
+        except Exception as error:  # a peer that cannot even be prepared is reported
+            bodies[name] = f"failed: {type(error).__name__}: {str(error)[:80]}"
+    cells: dict[str, Cell] = await interleave(bodies, operation.count, rounds)
+    for name, kv in contenders.items():
+        if isinstance(kv, str):
+            continue
+        try:
+            await kv.reset()
+        except Exception as error:  # a peer broken by the operation is out from now on
+            contenders[name] = f"failed: {type(error).__name__}: {str(error)[:80]}"
+    goal = (target if target is not None else raw_target(driver)) if use_target else None
+    return Row(section, driver, operation.name, cells, goal)
+
+
+def _bound(body: Callable[[KV], Awaitable[float]], kv: KV) -> Timed:
+    return lambda: body(kv)

@@ -1,0 +1,99 @@
+"""Smoke test of ``python -m benchmarks``: it runs on tiny sizes and writes what it promises.
+
+Memory and SQLite only (no server), ``--no-chart`` (matplotlib is not in ``dev``), one round.
+Nothing here checks a speed: the assertions are about the command's output, which a user and
+the phase-2 work read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("aiocache", reason="the benchmark peers (extra `bench-peers`) not installed")
+pytest.importorskip("diskcache", reason="the benchmark peers (extra `bench-peers`) not installed")
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = [
+    "points=20", "batch=200", "scan_match=100", "scan_small=1000", "scan_large=2000",
+    "concurrent=200", "large=1", "growth=100,200", "peak_keys=200", "sessions=40",
+    "messages=50", "queue_single=20", "queue_batches=1", "recover=100", "latency=3",
+]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    out = tmp_path_factory.mktemp("bench") / "out"
+    sizes = [argument for size in TINY for argument in ("--size", size)]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "queue")]))
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--quick", "--drivers", "memory,sqlite",
+         "--rounds", "1", "--no-chart", "--out", str(out), *sizes],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    # Not a terminal: no progress bar on stderr.
+    assert "\r" not in result.stderr
+    return out, result.stdout
+
+
+def test_writes_markdown_and_json_but_no_chart(run: tuple[Path, str]) -> None:
+    out, stdout = run
+    assert sorted(path.name for path in out.iterdir()) == ["results.json", "results.md"]
+    assert f"wrote results.md, results.json to {out}" in stdout
+
+
+def test_every_operation_has_ours_and_raw_on_both_drivers(run: tuple[Path, str]) -> None:
+    document = json.loads((run[0] / "results.json").read_text())
+    assert document["settings"]["mode"] == "quick"
+    kv = [row for row in document["rows"] if row["section"] == "kv"]
+    for driver in ("memory", "sqlite"):
+        operations = [row["operation"] for row in kv if row["driver"] == driver]
+        assert len(operations) == 11, operations
+    for row in document["rows"]:
+        if row["operation"] == "queue: publish-to-handler latency":
+            assert row["cells"]["raw"] == "no API"
+            continue
+        for side in ("ours", "raw"):
+            assert isinstance(row["cells"][side], dict), (row["operation"], row["cells"][side])
+            assert row["cells"][side]["median_s"] > 0
+        assert row["ours_over_raw"] > 0
+
+
+def test_peers_measured_or_said_to_lack_the_api(run: tuple[Path, str]) -> None:
+    rows = json.loads((run[0] / "results.json").read_text())["rows"]
+    cells = {(row["driver"], row["operation"]): row["cells"] for row in rows}
+    scan = cells[("memory", "scan 100 of 1,000 (per key)")]
+    assert scan["aiocache"] == "no API"
+    assert scan["py-key-value"] == "no API"
+    assert isinstance(cells[("memory", "set")]["aiocache"], dict)
+    assert cells[("sqlite", "get_many 200 (per item)")]["diskcache"] == "no API"
+    assert isinstance(cells[("sqlite", "get_many 200 (per item)")]["aiosqlite"], dict)
+    assert isinstance(cells[("sqlite", "queue: publish")]["litequeue"], dict)
+    failed = [(key, name, cell) for key, row in cells.items() for name, cell in row.items()
+              if isinstance(cell, str) and cell.startswith("failed")]
+    assert failed == []
+
+
+def test_growth_peaks_and_targets_reported(run: tuple[Path, str]) -> None:
+    out, stdout = run
+    document = json.loads((out / "results.json").read_text())
+    growth = {(row["driver"], row["operation"]) for row in document["growth"]}
+    assert growth == {(driver, operation) for driver in ("memory", "sqlite")
+                      for operation in ("get", "set", "scan 100")}
+    assert {row["driver"] for row in document["peak_memory"]} == {"memory", "sqlite"}
+    assert all(row["sizes"] == [100, 200] for row in document["growth"])
+    targets = {row["driver"]: row["target"] for row in document["rows"] if row["section"] == "kv"}
+    assert targets == {"memory": 0.5, "sqlite": 0.7}
+    markdown = (out / "results.md").read_text()
+    assert "## Missed targets" in markdown
+    assert "| memory | scan 100 of 2,000 (per key) / scan 100 of 1,000 (per key) (cost) |" in (
+        markdown
+    )
+    assert "quick run" in stdout
+    assert "== missed targets" in stdout

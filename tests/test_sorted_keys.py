@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kvstore.drivers._sorted_keys import CHUNK, SortedKeys
@@ -36,11 +36,12 @@ _MIXED = st.lists(
 )
 
 
+@settings(max_examples=200)  # pure and fast; the waiting adds and removals need variety
 @given(_MIXED, st.integers(min_value=1, max_value=4 * CHUNK))
 def test_pages_between_writes_agree_with_a_sorted_set(
     operations: list[tuple[str, int]], limit: int
 ) -> None:
-    """New keys wait unordered until a page: pages taken between writes still see them all."""
+    """Adds and removals wait until a page: pages taken between them still see exactly the keys."""
     index, model = SortedKeys(), set[str]()
     for operation, number in operations:
         key = f"{number:05d}"
@@ -74,6 +75,26 @@ def test_a_merge_of_many_keys_into_few_chunks_splits_them() -> None:
     while remaining:
         remaining = index.drop_chunk()
     assert _everything(index) == []
+
+
+def test_removals_wait_and_apply_a_few_or_many_per_chunk() -> None:
+    index = SortedKeys()
+    keys = [f"{number:06d}" for number in range(4 * CHUNK)]
+    for key in keys:
+        index.add(key)
+    assert _everything(index) == keys  # ordered now: removals from here on wait
+    few = keys[:3]  # a few in the first chunk: removed one by one
+    many = keys[2 * CHUNK : 3 * CHUNK]  # a whole chunk: removed in one pass
+    for key in few + many:
+        index.remove(key)
+    index.add(many[7])  # removed, then added back before any page
+    expected = [key for key in keys if key not in few and key not in many] + [many[7]]
+    assert _everything(index) == sorted(expected)
+    for key in sorted(expected):
+        index.remove(key)
+    assert _everything(index) == []
+    index.add("again")
+    assert _everything(index) == ["again"]
 
 
 def test_index_splits_chunks_and_pages_across_them() -> None:

@@ -6,9 +6,18 @@ import re
 
 import pytest
 from hypothesis import given
+from hypothesis import strategies as st
 
 from kvstore.errors import InvalidKey
-from kvstore.keys import all_valid_keys, prefix_successor, validate_key, validate_prefix
+from kvstore.keys import (
+    _RECENTLY_VALID_LIMIT,
+    MAX_KEY_BYTES,
+    RECENTLY_VALID,
+    all_valid_keys,
+    prefix_successor,
+    validate_key,
+    validate_prefix,
+)
 from kvstore.testing import strategies as kst
 
 
@@ -90,3 +99,43 @@ def test_all_valid_keys_refuses_what_validate_key_refuses() -> None:
     assert not all_valid_keys(["a", 1])
     with pytest.raises(InvalidKey, match="must be a str"):
         validate_key(_Key("b"))
+
+
+def _plainly_valid(key: str) -> bool:
+    """The key rules, written plainly, character by character."""
+    if not key or any(ord(char) < 0x20 or ord(char) == 0x7F for char in key):
+        return False
+    if any(0xD800 <= ord(char) <= 0xDFFF for char in key):
+        return False
+    if len(key.encode("utf-8")) > MAX_KEY_BYTES:
+        return False
+    return all(key.split(":"))
+
+
+@given(
+    st.text(
+        st.one_of(st.characters(max_codepoint=0x7F), st.characters(), st.sampled_from(":\ud800")),
+        max_size=12,
+    )
+    | st.text(st.sampled_from("ab:é"), min_size=250, max_size=1030)
+)
+def test_validate_key_agrees_with_the_rules_written_plainly(key: str) -> None:
+    RECENTLY_VALID.pop(key, None)  # checked afresh, not remembered from an earlier example
+    try:
+        validate_key(key)
+    except InvalidKey:
+        accepted = False
+    else:
+        accepted = True
+    assert accepted == _plainly_valid(key)
+
+
+def test_the_valid_key_memo_stays_bounded_and_keeps_the_newest() -> None:
+    RECENTLY_VALID.clear()
+    keys = [f"memo:{number}" for number in range(_RECENTLY_VALID_LIMIT + 10)]
+    for key in keys:
+        validate_key(key)
+    assert len(RECENTLY_VALID) <= _RECENTLY_VALID_LIMIT
+    # Full, it dropped its oldest quarter, not everything: the newest three quarters remain.
+    assert all(key in RECENTLY_VALID for key in keys[-(3 * _RECENTLY_VALID_LIMIT // 4) :])
+    assert keys[0] not in RECENTLY_VALID

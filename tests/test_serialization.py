@@ -223,3 +223,16 @@ def test_enum_members_are_refused_though_they_equal_what_reads_back(value: objec
 def test_a_batch_names_the_value_at_fault() -> None:
     with pytest.raises(SerializationError, match=r"value at \['b'\]\[1\] is nan"):
         encode_many([{"a": [1.5]}, {"b": [1, math.nan]}])
+
+
+@pytest.mark.parametrize("size", [1, 4, 40, 400])
+def test_small_and_large_values_are_checked_alike(size: int) -> None:
+    """Small values are walked in Python, large ones in C: both refuse what is not exact."""
+    good = [{"id": index, "tags": ["a", (1, 2.5)], "ok": None} for index in range(size)]
+    assert decode(encode(good), "k") == _as_read_back(good)
+    for bad in (_Colour.RED, math.inf, uuid.UUID(int=1), _Text("t")):
+        value = [*good[:-1], {"id": 0, "tags": ["a", (1, bad)]}]
+        with pytest.raises(SerializationError, match=r"at \[\d+\]\['tags'\]\[1\]\[1\]"):
+            encode(value)
+        with pytest.raises(SerializationError):
+            encode_many([good, value])

@@ -410,7 +410,13 @@ class AioCache(KV):
         return result
 
     async def reset(self) -> None:
-        await self.cache.clear()
+        # aiocache's clear() ignores the cache's own namespace and, on Redis, runs FLUSHDB:
+        # it would wipe every other user of the database. Name the namespace explicitly.
+        namespace = getattr(self.cache, "namespace", None)
+        if namespace:
+            await self.cache.clear(namespace=namespace)
+        else:
+            await self.cache.clear()
 
 
 class DiskCache(KV):

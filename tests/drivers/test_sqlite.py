@@ -505,6 +505,30 @@ async def test_prefix_scans_and_clears_are_index_range_searches(
     assert "PRIMARY KEY (key>? AND key<?)" in plan, plan
 
 
+@pytest.mark.anyio
+@pytest.mark.parametrize("extra", [-1, 0, 1, sqlite_module._KEY_PAGE])
+async def test_a_scan_runs_one_query_per_page_and_none_past_the_last(
+    tmp_path: Path, extra: int
+) -> None:
+    """Every matching key once, in order, with no trailing empty query when pages fit exactly."""
+    page = sqlite_module._KEY_PAGE
+    count = page + extra
+    driver = sqlite_driver(tmp_path / "pages.db")
+    wanted = [f"p:{i:05d}" for i in range(count)]
+    await driver.set_many([(key, b"v") for key in [*wanted, "q:after", "o:before"]])
+    statements: list[str] = []
+    conn = driver._conn
+    assert conn is not None
+    conn.set_trace_callback(statements.append)
+    try:
+        assert [key async for key in driver.keys("p:")] == wanted
+    finally:
+        conn.set_trace_callback(None)
+        await driver.close()
+    scans = [sql for sql in statements if sql.lstrip().upper().startswith("SELECT")]
+    assert len(scans) == -(-count // page)
+
+
 # -- versions and conditional writes --------------------------------------------------------
 
 # The table as every release before versions created it (copied from the driver at commit

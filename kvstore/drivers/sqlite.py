@@ -270,6 +270,11 @@ class SQLiteDriver(BaseDriver):
         # statement runs to completion in ``execute``, so nothing is left pending on it, and
         # reusing it saves allocating a cursor per write (a few percent of a ``set``).
         self._writer: sqlite3.Cursor
+        # The same for point reads (a tenth of a ``get``). They read with ``fetchall``, which
+        # steps the statement to its end and so resets it: a statement left pending on a kept
+        # cursor would hold a read transaction open, pinning every later read to a stale
+        # snapshot and stalling checkpoints.
+        self._reader: sqlite3.Cursor
         self._open_lock: anyio.Lock | None = None
         self._gate = Gate()
         self._pacer = Pacer()
@@ -415,6 +420,7 @@ class SQLiteDriver(BaseDriver):
                 if self._db is None:
                     conn = await self._open()
                     self._writer = conn.cursor()
+                    self._reader = conn.cursor()
                     self._db = self._conn = conn
 
     async def _turn(self) -> sqlite3.Connection:
@@ -626,15 +632,15 @@ class SQLiteDriver(BaseDriver):
         if conn is None or monotonic() >= self._pacer.deadline:
             conn = await self._turn()
         try:
-            row = conn.execute(self._sql_get, (key,)).fetchone()
+            rows = self._reader.execute(self._sql_get, (key,)).fetchall()
         except sqlite3.Error as error:
             if str(error).startswith(_NOT_UTF8):
                 raise self._foreign_value(key, _NotBlob("text")) from None
             sql = self._sql_get
-            row = await self._retry(lambda c: c.execute(sql, (key,)).fetchone(), error, "get")
-        if row is None:
+            rows = await self._retry(lambda c: c.execute(sql, (key,)).fetchall(), error, "get")
+        if not rows:
             return None
-        value, expires_at = row
+        value, expires_at = rows[0]
         if expires_at is not None and self._expired(expires_at):
             return None
         if type(value) is bytes:

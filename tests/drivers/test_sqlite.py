@@ -529,6 +529,24 @@ async def test_a_scan_runs_one_query_per_page_and_none_past_the_last(
     assert len(scans) == -(-count // page)
 
 
+@pytest.mark.anyio
+async def test_a_point_read_leaves_no_read_transaction_open(tmp_path: Path) -> None:
+    """Another process's write is seen by every later read, whatever read came before it."""
+    driver = sqlite_driver(tmp_path / "fresh.db")
+    await driver.set_many([("a", b"1"), ("b", b"1")])
+    assert await driver.get("a") == b"1"
+    with closing(sqlite3.connect(driver.path, isolation_level=None)) as other:
+        other.execute(f'UPDATE "{DEFAULT_TABLE}" SET value = ? WHERE key = ?', (b"2", "b"))
+        # A read left open would pin the snapshot and keep the checkpoint from finishing.
+        busy, frames, moved = other.execute("PRAGMA wal_checkpoint(FULL)").fetchone()
+    try:
+        assert await driver.get_many(["b"]) == [b"2"]
+        assert [key async for key in driver.keys()] == ["a", "b"]
+        assert (busy, moved) == (0, frames)
+    finally:
+        await driver.close()
+
+
 # -- versions and conditional writes --------------------------------------------------------
 
 # The table as every release before versions created it (copied from the driver at commit

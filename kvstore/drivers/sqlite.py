@@ -349,6 +349,8 @@ class SQLiteDriver(BaseDriver):
         self._sql_select_in = (
             f"SELECT key, value FROM {quoted} WHERE {_LIVE.format(now='?')} AND key IN "
         )
+        # The text of each padded ``IN`` query, by (query, list length); see _in_query.
+        self._in_sql: dict[tuple[str, int], str] = {}
         self._sql_versions_in = (
             f"SELECT key, version FROM {quoted} WHERE {_LIVE.format(now='?')} AND key IN "
         )
@@ -788,9 +790,8 @@ class SQLiteDriver(BaseDriver):
                     part = changes[index * _IN_CHUNK : (index + 1) * _IN_CHUNK]
                     conditioned = [c for c in part if c.expected is not ANY_VERSION]
                     if conditioned:
-                        marks = ",".join("?" * len(conditioned))
                         found = conn.execute(
-                            f"{select}({marks})", [now, *(c.key for c in conditioned)]
+                            *self._in_query(select, now, [c.key for c in conditioned])
                         )
                         current = dict(found.fetchall())
                         failed.extend(
@@ -1065,6 +1066,21 @@ class SQLiteDriver(BaseDriver):
         except sqlite3.Error as error:
             raise self._translate(error, "close") from error
 
+    def _in_query(self, select: str, now: int, keys: list[str]) -> tuple[str, list[object]]:
+        """The statement and parameters of ``select`` (an ``IN`` query) for ``keys``.
+
+        The list is padded with repeats of its last key (a row matches ``IN`` once however often
+        its key is listed) to one of a few lengths, so that batches of any size share a dozen
+        statements: a distinct statement per length would fill the connection's statement
+        cache and push out the hot ones (a ``get`` after ``get_many`` calls of sizes 1-100 cost
+        a fresh prepare: 92 against 72 us a pair).
+        """
+        width = _in_width(len(keys))
+        sql = self._in_sql.get((select, width))
+        if sql is None:
+            sql = self._in_sql[select, width] = f"{select}({','.join('?' * width)})"
+        return sql, [now, *keys, *[keys[-1]] * (width - len(keys))]
+
     # -- batches ------------------------------------------------------------------------------
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
@@ -1086,8 +1102,7 @@ class SQLiteDriver(BaseDriver):
         now = now_millis(self._clock)
 
         def read(conn: sqlite3.Connection, chunk: list[str]) -> None:
-            marks = ",".join("?" * len(chunk))
-            found.update(conn.execute(f"{select}({marks})", [now, *chunk]).fetchall())
+            found.update(conn.execute(*self._in_query(select, now, chunk)).fetchall())
 
         if len(chunks) == 1:
             await self._run(lambda conn: read(conn, chunks[0]), "get_many")
@@ -1181,6 +1196,14 @@ class SQLiteDriver(BaseDriver):
             return step
 
         await self._transaction("clear", "BEGIN IMMEDIATE", start)
+
+
+def _in_width(count: int) -> int:
+    """The padded length of an ``IN`` list of ``count`` keys: exact up to 4, then the next power
+    of two, at most :data:`_IN_CHUNK` (11 lengths in all)."""
+    if count <= 4:
+        return count
+    return min(1 << (count - 1).bit_length(), _IN_CHUNK)
 
 
 def _with_new_versions(

@@ -547,6 +547,30 @@ async def test_a_point_read_leaves_no_read_transaction_open(tmp_path: Path) -> N
         await driver.close()
 
 
+@pytest.mark.anyio
+async def test_batch_reads_of_every_size_share_a_few_statements(tmp_path: Path) -> None:
+    """Right values for every batch size, through few distinct statements (so batches of
+    varying sizes do not push the hot statements out of the connection's statement cache)."""
+    driver = sqlite_driver(tmp_path / "in.db")
+    stored = {f"k:{n:04d}": str(n).encode() for n in range(0, 1200, 2)}  # odd keys are missing
+    await driver.set_many(list(stored.items()))
+    statements: set[str] = set()
+    conn = driver._conn
+    assert conn is not None
+    conn.set_trace_callback(statements.add)
+    try:
+        for size in [*range(1, 140), 255, 256, 257, 499, 500, 501, 1100]:
+            keys = [f"k:{n:04d}" for n in range(size)]
+            assert await driver.get_many(keys) == [stored.get(key) for key in keys], size
+        assert await driver.get_many(["k:0002", "k:0001", "k:0002"]) == [b"2", None, b"2"]
+    finally:
+        conn.set_trace_callback(None)
+        await driver.close()
+    # The trace shows each statement with its parameters: count the texts up to the list.
+    shapes = {sql.count(",") for sql in statements if " IN (" in sql}
+    assert len(shapes) <= 11, sorted(shapes)
+
+
 # -- versions and conditional writes --------------------------------------------------------
 
 # The table as every release before versions created it (copied from the driver at commit

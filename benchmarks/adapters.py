@@ -355,9 +355,10 @@ class PyKeyValue(KV):
 
     unsupported = frozenset({"scan"})
 
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: Any, collection: str = "bench") -> None:
         self.store = store
-        self.collection = "bench"
+        self.base = collection
+        self.collection = collection
         self.generation = itertools.count()
 
     async def set(self, key: str, value: Any) -> None:
@@ -380,7 +381,9 @@ class PyKeyValue(KV):
 
     async def reset(self) -> None:
         old = self.collection
-        self.collection = f"bench{next(self.generation)}"
+        # Every generation's name starts with the base, so a teardown can find them all (not
+        # every store has destroy_collection: the Redis one does not).
+        self.collection = f"{self.base}_{next(self.generation)}"
         with contextlib.suppress(Exception):
             await self.store.destroy_collection(old)
 
@@ -410,7 +413,13 @@ class AioCache(KV):
         return result
 
     async def reset(self) -> None:
-        await self.cache.clear()
+        # aiocache's clear() ignores the cache's own namespace and, on Redis, runs FLUSHDB:
+        # it would wipe every other user of the database. Name the namespace explicitly.
+        namespace = getattr(self.cache, "namespace", None)
+        if namespace:
+            await self.cache.clear(namespace=namespace)
+        else:
+            await self.cache.clear()
 
 
 class DiskCache(KV):
@@ -663,6 +672,24 @@ async def _fs(stack: AsyncExitStack, workdir: Path) -> dict[str, KV | str]:
     }
 
 
+async def _delete_redis_keys(url: str, pattern: str) -> None:
+    """Delete the keys a peer left under ``pattern`` (a benchmark's own, unique prefix)."""
+    from redis.asyncio import Redis
+
+    client = Redis.from_url(url)
+    try:
+        batch: list[bytes] = []
+        async for key in client.scan_iter(match=pattern, count=1000):
+            batch.append(key)
+            if len(batch) >= 1000:
+                await client.delete(*batch)
+                batch.clear()
+        if batch:
+            await client.delete(*batch)
+    finally:
+        await client.aclose()
+
+
 async def _redis(stack: AsyncExitStack, tag: str) -> dict[str, KV | str]:
     from kvstore.drivers.redis import redis_driver
 
@@ -676,9 +703,9 @@ async def _redis(stack: AsyncExitStack, tag: str) -> dict[str, KV | str]:
         from key_value.aio.stores.redis import RedisStore
 
         store = RedisStore(url=url)
-        peer = PyKeyValue(store)
-        peer.collection = f"bench_kv_{tag}"
-        return peer
+        collection = f"bench_kv_{tag}"
+        stack.push_async_callback(_delete_redis_keys, url, f"{collection}*")
+        return PyKeyValue(store, collection)
 
     async def aiocache_redis() -> KV:
         from aiocache import RedisCache

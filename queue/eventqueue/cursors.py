@@ -6,15 +6,17 @@ import re
 
 from eventqueue.errors import ValidationError
 
-__all__ = ["decode_seq", "encode_seq"]
+__all__ = ["SEQ_FORMAT", "decode_seq", "encode_seq"]
 
-_SEQ_DIGITS = 20
+SEQ_FORMAT = "%020d"
+"""``SEQ_FORMAT % seq`` is :func:`encode_seq` inline, for loops over thousands of rows."""
+
 _SEQ_PATTERN = re.compile(r"[0-9]{20}")
 
 
 def encode_seq(seq: int) -> str:
     """Return the cursor of per-topic sequence number ``seq`` (a positive 64-bit integer)."""
-    return f"{seq:0{_SEQ_DIGITS}d}"
+    return SEQ_FORMAT % seq
 
 
 def decode_seq(cursor: object) -> int:

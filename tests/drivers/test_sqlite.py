@@ -505,6 +505,72 @@ async def test_prefix_scans_and_clears_are_index_range_searches(
     assert "PRIMARY KEY (key>? AND key<?)" in plan, plan
 
 
+@pytest.mark.anyio
+@pytest.mark.parametrize("extra", [-1, 0, 1, sqlite_module._KEY_PAGE])
+async def test_a_scan_runs_one_query_per_page_and_none_past_the_last(
+    tmp_path: Path, extra: int
+) -> None:
+    """Every matching key once, in order, with no trailing empty query when pages fit exactly."""
+    page = sqlite_module._KEY_PAGE
+    count = page + extra
+    driver = sqlite_driver(tmp_path / "pages.db")
+    wanted = [f"p:{i:05d}" for i in range(count)]
+    await driver.set_many([(key, b"v") for key in [*wanted, "q:after", "o:before"]])
+    statements: list[str] = []
+    conn = driver._conn
+    assert conn is not None
+    conn.set_trace_callback(statements.append)
+    try:
+        assert [key async for key in driver.keys("p:")] == wanted
+    finally:
+        conn.set_trace_callback(None)
+        await driver.close()
+    scans = [sql for sql in statements if sql.lstrip().upper().startswith("SELECT")]
+    assert len(scans) == -(-count // page)
+
+
+@pytest.mark.anyio
+async def test_a_point_read_leaves_no_read_transaction_open(tmp_path: Path) -> None:
+    """Another process's write is seen by every later read, whatever read came before it."""
+    driver = sqlite_driver(tmp_path / "fresh.db")
+    await driver.set_many([("a", b"1"), ("b", b"1")])
+    assert await driver.get("a") == b"1"
+    with closing(sqlite3.connect(driver.path, isolation_level=None)) as other:
+        other.execute(f'UPDATE "{DEFAULT_TABLE}" SET value = ? WHERE key = ?', (b"2", "b"))
+        # A read left open would pin the snapshot and keep the checkpoint from finishing.
+        busy, frames, moved = other.execute("PRAGMA wal_checkpoint(FULL)").fetchone()
+    try:
+        assert await driver.get_many(["b"]) == [b"2"]
+        assert [key async for key in driver.keys()] == ["a", "b"]
+        assert (busy, moved) == (0, frames)
+    finally:
+        await driver.close()
+
+
+@pytest.mark.anyio
+async def test_batch_reads_of_every_size_share_a_few_statements(tmp_path: Path) -> None:
+    """Right values for every batch size, through few distinct statements (so batches of
+    varying sizes do not push the hot statements out of the connection's statement cache)."""
+    driver = sqlite_driver(tmp_path / "in.db")
+    stored = {f"k:{n:04d}": str(n).encode() for n in range(0, 1200, 2)}  # odd keys are missing
+    await driver.set_many(list(stored.items()))
+    statements: set[str] = set()
+    conn = driver._conn
+    assert conn is not None
+    conn.set_trace_callback(statements.add)
+    try:
+        for size in [*range(1, 140), 255, 256, 257, 499, 500, 501, 1100]:
+            keys = [f"k:{n:04d}" for n in range(size)]
+            assert await driver.get_many(keys) == [stored.get(key) for key in keys], size
+        assert await driver.get_many(["k:0002", "k:0001", "k:0002"]) == [b"2", None, b"2"]
+    finally:
+        conn.set_trace_callback(None)
+        await driver.close()
+    # The trace shows each statement with its parameters: count the texts up to the list.
+    shapes = {sql.count(",") for sql in statements if " IN (" in sql}
+    assert len(shapes) <= 11, sorted(shapes)
+
+
 # -- versions and conditional writes --------------------------------------------------------
 
 # The table as every release before versions created it (copied from the driver at commit

@@ -34,7 +34,7 @@ from typing import TypeVar
 import anyio
 
 from eventqueue.cursors import decode_seq, encode_seq
-from eventqueue.decoding import StoredEvent, decode_entry, report_corrupt_cursor
+from eventqueue.decoding import StoredEvent, decode_seq_rows, report_corrupt_cursor
 from eventqueue.errors import QueueBackendError, QueueClosed, QueueUnavailable
 
 # One distribution: kvstore is always installed beside eventqueue.
@@ -244,7 +244,7 @@ class SQLiteBackend:
         rows = await self._retry(
             lambda db: db.execute(_READ_AFTER, (topic, start, limit)).fetchall()
         )
-        return [decode_entry(topic, encode_seq(seq), ts, event) for seq, ts, event in rows]
+        return decode_seq_rows(topic, rows)
 
     async def last_cursor(self, topic: str) -> str | None:
         """Return the greatest sequence ever assigned in ``topic``."""

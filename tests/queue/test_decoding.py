@@ -1,0 +1,61 @@
+"""Decoding stored rows: the batch decoder gives what ``decode_entry`` gives, row by row.
+
+``recover`` and consumers read pages through :func:`decode_seq_rows`, which builds entries
+inline for speed; these tests pin that it accepts and refuses exactly what :func:`decode_entry`
+does, and that what it builds is an ordinary, immutable :class:`QueueEntry`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import orjson
+import pytest
+from eventqueue import CorruptEvent, QueueEntry
+from eventqueue.cursors import encode_seq
+from eventqueue.decoding import StoredEvent, decode_entry, decode_seq_rows
+
+ROWS: list[tuple[int, object, object]] = [
+    (1, 1_700_000_000_000, orjson.dumps({"text": "hello", "n": [1, 2.5, None]})),
+    (2, 0, b"null"),
+    (3, 5, "{}"),  # a TEXT payload: corrupt even though it looks like JSON
+    (4, 5, 42),  # an INTEGER payload
+    (5, 5, None),  # a missing payload
+    (6, 5, b"{not json"),
+    (7, 5, b""),
+    (8, 5, b"1,2"),  # two values are not one event
+    (9, 5.0, b"{}"),  # a REAL timestamp
+    (10, "5", b"{}"),  # a TEXT timestamp
+    (11, None, b"{}"),  # a missing timestamp
+    (12, True, b"{}"),  # a bool is not a stored integer
+    (2**63 - 1, 7, b'"last"'),
+]
+
+
+def _comparable(item: StoredEvent) -> object:
+    if isinstance(item, CorruptEvent):
+        return ("corrupt", item.topic, item.cursor, item.reason, str(item))
+    return ("entry", item)
+
+
+def test_batch_decoding_matches_decode_entry_on_good_and_corrupt_rows() -> None:
+    expected = [decode_entry("t", encode_seq(seq), ts, payload) for seq, ts, payload in ROWS]
+    got = decode_seq_rows("t", ROWS)
+    assert [_comparable(item) for item in got] == [_comparable(item) for item in expected]
+    kinds = [type(item) for item in got]
+    assert kinds.count(QueueEntry) == 3
+    assert kinds.count(CorruptEvent) == len(ROWS) - 3
+
+
+def test_batch_built_entries_are_ordinary_frozen_entries() -> None:
+    [entry] = decode_seq_rows("topic", [(42, 9, b'{"a": 1}')])
+    assert entry == QueueEntry("topic", "00000000000000000042", {"a": 1}, 9)
+    assert type(entry) is QueueEntry
+    assert repr(entry) == repr(QueueEntry("topic", "00000000000000000042", {"a": 1}, 9))
+    assert dataclasses.replace(entry, timestamp=10).timestamp == 10
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        entry.timestamp = 1  # type: ignore[misc]
+
+
+def test_an_empty_page_decodes_to_nothing() -> None:
+    assert decode_seq_rows("t", []) == []

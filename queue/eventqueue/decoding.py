@@ -16,7 +16,7 @@ from typing import TypeAlias
 
 import orjson
 
-from eventqueue.cursors import SEQ_FORMAT
+from eventqueue.cursors import SEQ_WIDTH
 from eventqueue.entry import QueueEntry
 from eventqueue.errors import CorruptEvent
 
@@ -65,27 +65,33 @@ def decode_seq_rows(topic: str, rows: Iterable[tuple[int, object, object]]) -> l
     """Return :func:`decode_entry` of each ``(seq, timestamp, payload)`` row, in order.
 
     The same result as calling :func:`decode_entry` with ``encode_seq(seq)`` per row, for about
-    70 % of the cost (0.83 against 1.17 us a row, 0.31 of it JSON): a row of the expected types
-    is decoded inline, and any other row (or one whose payload is not JSON) goes through
-    :func:`decode_entry`, so corrupt rows are refused with exactly its reasons. ``seq`` must be
-    an ``int`` (the backend's query ensures it).
+    60 % of the cost: a row of the expected types is decoded inline, and any other row (or one
+    whose payload is not JSON) goes through :func:`decode_entry`, so corrupt rows are refused
+    with exactly its reasons. ``seq`` must be an ``int`` (the backend's query ensures it).
     """
-    loads = orjson.loads
+    # Locals rather than globals in the loop: ``recover`` of 10,000 events runs it 10,000 times.
+    loads, new, entry_type, width = orjson.loads, _new, QueueEntry, SEQ_WIDTH
+    set_topic, set_cursor, set_event, set_timestamp = (
+        _set_topic,
+        _set_cursor,
+        _set_event,
+        _set_timestamp,
+    )
     decoded: list[StoredEvent] = []
     append = decoded.append
     for seq, timestamp, payload in rows:
-        cursor = SEQ_FORMAT % seq
+        cursor = str(seq).zfill(width)
         if type(payload) is bytes and type(timestamp) is int:
             try:
                 event = loads(payload)
             except orjson.JSONDecodeError:
                 append(decode_entry(topic, cursor, timestamp, payload))
                 continue
-            entry = _new(QueueEntry)
-            _set_topic(entry, topic)
-            _set_cursor(entry, cursor)
-            _set_event(entry, event)
-            _set_timestamp(entry, timestamp)
+            entry = new(entry_type)
+            set_topic(entry, topic)
+            set_cursor(entry, cursor)
+            set_event(entry, event)
+            set_timestamp(entry, timestamp)
             append(entry)
         else:
             append(decode_entry(topic, cursor, timestamp, payload))

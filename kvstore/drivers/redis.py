@@ -99,6 +99,7 @@ from typing import Any, TypeVar, cast
 
 from kvstore.conditional import LEGACY_VERSION, Action, AnyVersion, Change, Versioned, new_version
 from kvstore.driver import BaseDriver, conflict
+from kvstore.drivers._deadlines import Deadlines
 from kvstore.drivers._extras import missing_extra
 from kvstore.drivers._settings import settle, timeout_seconds, whole_number
 from kvstore.drivers._translate import ErrorTable, Translator, described
@@ -675,6 +676,8 @@ class RedisDriver(BaseDriver):
         # command; a semaphore in front of the plain pool bounds connections just as well and
         # costs nothing while a connection is free.
         self._slots = asyncio.Semaphore(self._pool_size)
+        # The operation's deadline: one shared timer, not one asyncio.timeout per operation.
+        self._deadlines = Deadlines(self._operation_timeout)
 
     def _use_stem(self, stem: str) -> None:
         """Name the five Redis keys of the base, ``stem`` then a suffix, and reset the hints.
@@ -790,7 +793,7 @@ class RedisDriver(BaseDriver):
         """Run ``command`` on the client under the operation's deadline, errors translated."""
         client = self._redis()
         try:
-            async with asyncio.timeout(self._operation_timeout):
+            with self._deadlines():
                 await self._slots.acquire()
                 try:
                     if self._client is not client:
@@ -816,7 +819,7 @@ class RedisDriver(BaseDriver):
 
     def _describe(self, error: BaseException) -> str:
         if type(error) is TimeoutError:
-            # Our own deadline (asyncio.timeout), which carries no message of its own.
+            # Our own deadline (see Deadlines), which carries no message of its own.
             return (
                 f"no answer (or no free connection) within "
                 f"operation_timeout={self._operation_timeout:g}s"

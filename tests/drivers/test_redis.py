@@ -19,7 +19,6 @@ from typing import Any
 import anyio
 import pytest
 import redis
-import redis.asyncio as aioredis
 from hypothesis import given, settings
 
 from kvstore import create_storage
@@ -850,21 +849,21 @@ class _LoseReplies:
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.armed = False
         self.between: Callable[[], Awaitable[object]] | None = None
-        # redis-py's private step that sends one command and reads its reply (untyped).
-        original: Callable[..., Awaitable[Any]] = aioredis.Redis._send_command_parse_response
+        # The driver's step that sends one packed script call and reads its reply.
+        original = redis_module._ask
 
-        async def patched(client: Any, conn: Any, command_name: str, *args: Any,
-                          **options: Any) -> Any:
-            reply = await original(client, conn, command_name, *args, **options)
-            # args repeat the command name: the digest comes second.
-            if self.armed and command_name == "EVALSHA" and args[1] in _CONDITIONAL_WRITES:
+        async def patched(connection: Any, packed: list[bytes]) -> Any:
+            reply = await original(connection, packed)
+            # The digest travels in the packet's first buffer (values never come before it).
+            sent = packed[0]
+            if self.armed and any(sha in sent for sha in _CONDITIONAL_WRITES):
                 self.armed = False
                 if self.between is not None:
                     await self.between()
                 raise redis.ConnectionError("reply lost (test)")
             return reply
 
-        monkeypatch.setattr(aioredis.Redis, "_send_command_parse_response", patched)
+        monkeypatch.setattr(redis_module, "_ask", patched)
 
     def arm(self, between: Callable[[], Awaitable[object]] | None = None) -> None:
         self.armed, self.between = True, between
@@ -1233,19 +1232,19 @@ async def test_get_meta_is_one_script_call_that_never_sends_the_value(
     async with Storage(redis_driver(REDIS_URL, base=base)) as storage:
         await storage.set_raw("big", b"x" * 100_000, ttl=_LONG_TTL)
         await storage.get_meta("warm")  # loads the script
-        sent: list[tuple[Any, ...]] = []
+        sent: list[bytes] = []
         replies: list[Any] = []
-        original: Callable[..., Awaitable[Any]] = aioredis.Redis.execute_command
+        original = redis_module._ask
 
-        async def recording(client: aioredis.Redis, *args: Any, **options: Any) -> Any:
-            sent.append(args)
-            reply = await original(client, *args, **options)
+        async def recording(connection: Any, packed: list[bytes]) -> Any:
+            sent.append(b"".join(packed))
+            reply = await original(connection, packed)
             replies.append(reply)
             return reply
 
-        monkeypatch.setattr(aioredis.Redis, "execute_command", recording)
+        monkeypatch.setattr(redis_module, "_ask", recording)
         meta = await storage.get_meta("big")
-    assert [args[0] for args in sent] == ["EVALSHA"]
+    assert [packet.split(b"\r\n")[2] for packet in sent] == [b"EVALSHA"]
     assert meta is not None
     assert meta.size == 100_000
     assert len(repr(replies)) < 1000

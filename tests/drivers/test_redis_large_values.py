@@ -71,10 +71,24 @@ async def test_a_large_value_is_written_and_read_without_passing_through_lua(
         await storage.set_raw("big", b"old", ttl=60)
         scripts.runs.clear()
         await driver.set("big", BIG)
-        # Not the write script; the read script only answered "large" (1), never the value.
-        assert scripts.runs == []
+        assert scripts.runs == []  # not the write script
+        # A driver that wrote (or read) the key as large reads it without a script.
         assert await driver.get("big") == BIG
-        assert scripts.runs == [(redis_module._GET_SHA, 1)]
+        assert scripts.runs == []
+        # Another one asks the script, which only answers "large" (1), never the value.
+        reader = redis_driver(REDIS_URL, base=base)
+        read = _Scripts(reader)
+        assert await reader.get("big") == BIG
+        assert read.runs == [(redis_module._GET_SHA, 1)]
+        assert await reader.get("big") == BIG
+        assert read.runs == [(redis_module._GET_SHA, 1)]
+        # Rewritten small elsewhere: the hint's plain read is exact, and the hint is dropped.
+        await driver.set("big", b"now small")
+        assert await reader.get("big") == b"now small"
+        assert await reader.get("big") == b"now small"
+        assert read.runs == [(redis_module._GET_SHA, 1), (redis_module._GET_SHA, b"now small")]
+        await reader.close()
+        await driver.set("big", BIG)
         # The same bookkeeping as a small write: index entry, fresh version, write time, and
         # the plain write cleared the old expiry.
         assert shared_redis.hget(f"{base}:kv", "big") == BIG

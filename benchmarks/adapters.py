@@ -7,8 +7,9 @@ schema, pragmas and encoding as the driver, best batch forms), plus small ones h
 fs driver, Redis and PostgreSQL, whose older benchmarks inline them.
 
 Settings that differ between contenders are stated where the contender is built: the raw Redis
-client writes plain keys (no index: the issue's "plain commands"), the raw MariaDB client runs
-each blocking PyMySQL call in a worker thread (what an async caller must do), and the peers run
+client writes plain keys and keeps, in the same MULTI, the sorted-set key index its scans read;
+the raw MariaDB client runs each blocking PyMySQL call in a worker thread (what an async caller
+must do); and the peers run
 with their defaults except where noted (``journal_mode=WAL`` for sqlitedict).
 """
 
@@ -224,8 +225,10 @@ class RawFS(KV):
 class RawRedis(KV):
     """Plain ``redis.asyncio`` commands: SET, GET, DEL, MSET, MGET; scans read a sorted set.
 
-    The sorted set is filled only by :meth:`fill` (the data a scan runs over), so point writes
-    and batches are the plain commands the issue compares against.
+    The sorted set is the key index a prefix scan needs (Redis has no ordered key scan), so
+    every write keeps it, as a user who scans must: SET or MSET with ZADD, DEL with ZREM, each
+    pair in one MULTI (redis-py's transaction pipeline), so the index never disagrees with the
+    values. Reads are the plain GET and MGET.
     """
 
     def __init__(self, url: str, prefix: str) -> None:
@@ -236,27 +239,30 @@ class RawRedis(KV):
         self.index = f"{prefix}~index"
 
     async def set(self, key: str, value: Any) -> None:
-        await self.client.set(self.prefix + key, orjson.dumps(value))
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.set(self.prefix + key, orjson.dumps(value))
+            pipe.zadd(self.index, {key: 0})
+            await pipe.execute()
 
     async def get(self, key: str) -> Any:
         found = await self.client.get(self.prefix + key)
         return None if found is None else orjson.loads(found)
 
     async def delete(self, key: str) -> None:
-        await self.client.delete(self.prefix + key)
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.delete(self.prefix + key)
+            pipe.zrem(self.index, key)
+            await pipe.execute()
 
     async def set_many(self, items: Items) -> None:
-        await self.client.mset({self.prefix + key: orjson.dumps(value) for key, value in items})
-
-    async def get_many(self, keys: list[str]) -> list[Any]:
-        found = await self.client.mget([self.prefix + key for key in keys])
-        return [None if value is None else orjson.loads(value) for value in found]
-
-    async def fill(self, items: Items) -> None:
         async with self.client.pipeline(transaction=True) as pipe:
             pipe.mset({self.prefix + key: orjson.dumps(value) for key, value in items})
             pipe.zadd(self.index, {key: 0 for key, _ in items})
             await pipe.execute()
+
+    async def get_many(self, keys: list[str]) -> list[Any]:
+        found = await self.client.mget([self.prefix + key for key in keys])
+        return [None if value is None else orjson.loads(value) for value in found]
 
     async def scan(self, prefix: str) -> list[str]:
         end = prefix_successor(prefix)

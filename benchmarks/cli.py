@@ -137,7 +137,8 @@ async def run(
         )
     results.notes += [
         "raw MariaDB runs each blocking PyMySQL call in a worker thread (what an async caller "
-        "must do); raw Redis uses plain SET/GET/DEL/MSET/MGET (no index), scans read a ZSET",
+        "must do); raw Redis writes SET/DEL/MSET with a ZADD/ZREM key index in one MULTI "
+        "(what its ZSET scans need), reads GET/MGET",
         "MongoDB runs on the SecantusDB stand-in unless KVSTORE_TEST_MONGODB_URL names a real "
         "server: its ratios say what the driver adds, its absolute figures nothing, and its "
         "range queries cost in proportion to the collection (the raw client's scans grow alike)",

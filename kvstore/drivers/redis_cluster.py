@@ -733,6 +733,15 @@ class _Bucket(single.RedisDriver):
         command: Callable[..., Awaitable[Any]] = client.execute_command
         return command("EVALSHA", sha, *keys, *args)
 
+    async def _read_large(self, client: Any, key: str) -> bytes | None:
+        # No MULTI through the cluster client here: the read script, with no size limit.
+        return cast("bytes | None", await self._script(client, single._GET_SHA, key,
+                                                       single._NO_LIMIT))
+
+    async def _set_large(self, client: Any, key: str, value: bytes, version: str) -> bool:
+        # No WATCH/MULTI through the cluster client here: the caller runs the write script.
+        return False
+
     async def _untimed(self, client: Any, queue: Callable[[Any], object]) -> list[Any] | None:
         # A cluster client has no MULTI across commands here; the read scripts answer a base
         # with or without expiries exactly, in one call on one node.

@@ -84,6 +84,7 @@ from kvstore.conditional import ANY_VERSION, Action, Change, Versioned
 from kvstore.driver import CONDITIONAL_WRITES, BaseDriver, conflict
 from kvstore.drivers._fs_layout import (
     Entry,
+    Listing,
     Sidecar,
     dir_path,
     key_path,
@@ -128,8 +129,8 @@ class Tree(Protocol):
         """Remove a file if present, and the directories it leaves empty."""
         ...
 
-    def list_dir(self, relative: str) -> list[tuple[str, bool]]:
-        """Return a directory's entries as ``(name, is_directory)``."""
+    def list_dir(self, relative: str) -> Listing:
+        """Return a directory's files and subdirectories."""
         ...
 
 
@@ -658,7 +659,7 @@ class FSDriver(BaseDriver):
         listed = await self._on_tree("listing keys", lambda tree: tree.list_dir(directory))
         await self._pacer.tick()
 
-        def list_dir_once(tree: Tree) -> Callable[[str], list[tuple[str, bool]]]:
+        def list_dir_once(tree: Tree) -> Callable[[str], Listing]:
             return lambda path: listed if path == directory else tree.list_dir(path)
 
         sidecars: list[Sidecar] = []
@@ -675,7 +676,14 @@ class FSDriver(BaseDriver):
             raise self._failure(error, "listing keys") from error
         if not gone:
             return entries
-        return [entry for entry in entries if not (isinstance(entry, str) and entry in gone)]
+        kept: list[Entry] = []
+        for entry in entries:
+            if isinstance(entry, list):
+                entry = [segment for segment in entry if segment not in gone]
+                if not entry:
+                    continue
+            kept.append(entry)
+        return kept
 
     async def keys(self, prefix: str = "") -> AsyncIterator[str]:
         """Yield the keys starting with ``prefix`` in code point order, one directory at a time.
@@ -692,33 +700,44 @@ class FSDriver(BaseDriver):
         stack: list[tuple[str, Iterator[Entry]]] = [
             (head, iter(await self._entries(dir_path(complete), partial)))
         ]
-        handed_out = 0
         while stack:
             key_head, entries = stack[-1]
             entry = next(entries, None)
             if entry is None:
                 stack.pop()
                 continue
-            if isinstance(entry, str):
-                key = key_head + entry
-                if len(key) * 4 > MAX_KEY_BYTES and len(key.encode("utf-8")) > MAX_KEY_BYTES:
-                    _log.warning(
-                        "fs %s: skipped a file whose key would be longer than %d bytes: %r",
-                        self.where,
-                        MAX_KEY_BYTES,
-                        key[:60] + "...",
-                    )
-                    continue
-                yield key
-                handed_out += 1
-                if handed_out % _SCAN_STEP == 0:
-                    await self._pacer.tick()
-                self.ensure_open()
-            else:
+            if isinstance(entry, tuple):
                 _, segment, path = entry
                 children = await self._entries(path, "")
                 self.ensure_open()
                 stack.append((f"{key_head}{segment}:", iter(children)))
+                continue
+            # A run of value files: keys built in one pass, handed out with no await between
+            # them but a pacer check every _SCAN_STEP keys.
+            keys = [key_head + segment for segment in entry] if key_head else entry
+            if len(max(keys, key=len)) * 4 > MAX_KEY_BYTES:
+                keys = self._short_enough(keys)
+            for start in range(0, len(keys), _SCAN_STEP):
+                for key in keys[start : start + _SCAN_STEP]:
+                    yield key
+                    if self._closed:
+                        self.ensure_open()
+                await self._pacer.tick()
+
+    def _short_enough(self, keys: list[str]) -> list[str]:
+        """``keys`` without those longer than a key may be (logged): another program's files."""
+        kept = []
+        for key in keys:
+            if len(key) * 4 > MAX_KEY_BYTES and len(key.encode("utf-8")) > MAX_KEY_BYTES:
+                _log.warning(
+                    "fs %s: skipped a file whose key would be longer than %d bytes: %r",
+                    self.where,
+                    MAX_KEY_BYTES,
+                    key[:60] + "...",
+                )
+            else:
+                kept.append(key)
+        return kept
 
     async def close(self) -> None:
         """Stop the driver; idempotent. A filesystem passed in with ``fs=`` is left open.

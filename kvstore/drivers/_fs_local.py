@@ -476,6 +476,10 @@ class LocalTree:
         # created in it and renamed out, so a stale handle is harmless: creating a file in a
         # removed directory fails, and the write opens the directory again.
         self._tmp_fd = -1
+        # A handle on the base, kept open for pruning top-level directories. The base's path
+        # is fixed when the tree opens (``_real``), so the handle names the same directory
+        # every path is built on; should the base be replaced meanwhile, a prune misses.
+        self._base_fd = -1
         _TREES.add(self)
 
     def prepare(self) -> None:
@@ -549,7 +553,7 @@ class LocalTree:
     def close(self) -> None:
         """Close the lock file (releasing the lock if held) and the temporary directory."""
         self.forget_lock()
-        self._forget_tmp()
+        self._forget_handles()
 
     # -- paths ----------------------------------------------------------------------------------
 
@@ -986,7 +990,7 @@ class LocalTree:
             except FileNotFoundError:
                 # Someone removed the temporary directory: open it again (by path, refusing a
                 # link put in its place).
-                self._forget_tmp()
+                self._forget_handles()
                 continue
             try:
                 self._install(tmp, temp, relative, expiry)
@@ -997,11 +1001,12 @@ class LocalTree:
             return version
         raise FileNotFoundError(errno.ENOENT, "the temporary directory keeps disappearing")
 
-    def _forget_tmp(self) -> None:
-        fd, self._tmp_fd = self._tmp_fd, -1
-        if fd >= 0:
-            with contextlib.suppress(OSError):
-                os.close(fd)
+    def _forget_handles(self) -> None:
+        for fd in (self._tmp_fd, self._base_fd):
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self._tmp_fd = self._base_fd = -1
 
     def _write_temp(
         self, tmp: int, data: bytes, versioned: bool, stamp: int | None
@@ -1150,14 +1155,25 @@ class LocalTree:
                 # stops at it). rmdir only removes an empty directory, so a concurrent
                 # writer's file survives; a writer whose directory vanished recreates it (see
                 # _install).
+                directory, _, name = directory.rpartition("/")
+                if not directory:
+                    # The parent is the base, whose handle stays open: a delete in a
+                    # top-level directory saves opening and closing "..".
+                    _remove_empty_directory(self._base_handle(), name)
+                    return
                 parent = os.open("..", _DIR_HANDLE, dir_fd=fd)
                 os.close(fd)
                 fd = parent
-                directory, _, name = directory.rpartition("/")
                 if not _remove_empty_directory(fd, name):
                     return  # not empty (or not ours, or gone): pruning stops here
         finally:
             os.close(fd)
+
+    def _base_handle(self) -> int:
+        """A handle on the base, kept open like the temporary directory's (see ``__init__``)."""
+        if self._base_fd < 0:
+            self._base_fd = self._open("", _DIR_HANDLE)
+        return self._base_fd
 
     def list_dir(self, relative: str) -> Listing:
         """Return a directory's regular files and subdirectories; empty if it does not exist.

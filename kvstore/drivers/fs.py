@@ -83,6 +83,7 @@ from fsspec.implementations.local import LocalFileSystem
 from kvstore.conditional import ANY_VERSION, Action, Change, Versioned
 from kvstore.driver import CONDITIONAL_WRITES, BaseDriver, conflict
 from kvstore.drivers._fs_layout import (
+    MAX_PIECE,
     Entry,
     Listing,
     Sidecar,
@@ -666,10 +667,13 @@ class FSDriver(BaseDriver):
 
     # -- scans --------------------------------------------------------------------------------
 
-    async def _entries(self, directory: str, partial: str) -> list[Entry]:
+    async def _entries(self, directory: str, partial: str) -> tuple[list[Entry], bool]:
+        """The entries of ``directory`` in key order, and whether every segment in them is at
+        most :data:`MAX_PIECE` characters long (no ``~`` directory was flattened into them)."""
         # Two steps, with a turn for other tasks between: reading a large directory and
         # decoding its names each take milliseconds.
         listed = await self._on_tree("listing keys", lambda tree: tree.list_dir(directory))
+        short = not listed.directories
         await self._pacer.tick()
 
         def list_dir_once(tree: Tree) -> Callable[[str], Listing]:
@@ -682,13 +686,13 @@ class FSDriver(BaseDriver):
         )
         local = self._local
         if not sidecars or local is None:
-            return entries  # no key here ever had an expiry: nothing more to do
+            return entries, short  # no key here ever had an expiry: nothing more to do
         try:
             gone = local.expired_segments(sidecars, local.now_ms())
         except OSError as error:
             raise self._failure(error, "listing keys") from error
         if not gone:
-            return entries
+            return entries, short
         kept: list[Entry] = []
         for entry in entries:
             if isinstance(entry, list):
@@ -696,7 +700,7 @@ class FSDriver(BaseDriver):
                 if not entry:
                     continue
             kept.append(entry)
-        return kept
+        return kept, short
 
     async def keys(self, prefix: str = "") -> AsyncIterator[str]:
         """Yield the keys starting with ``prefix`` in code point order, one directory at a time.
@@ -710,25 +714,30 @@ class FSDriver(BaseDriver):
             await self._prepare()
         complete, partial = split_prefix(prefix)
         head = "".join(segment + ":" for segment in complete)
-        stack: list[tuple[str, Iterator[Entry]]] = [
-            (head, iter(await self._entries(dir_path(complete), partial)))
-        ]
+        entries, short = await self._entries(dir_path(complete), partial)
+        # Per directory on the current path: the keys' head, its entries left, whether all its
+        # segments are short.
+        stack: list[tuple[str, Iterator[Entry], bool]] = [(head, iter(entries), short)]
         while stack:
-            key_head, entries = stack[-1]
-            entry = next(entries, None)
+            key_head, remaining, short = stack[-1]
+            entry = next(remaining, None)
             if entry is None:
                 stack.pop()
                 continue
             if isinstance(entry, tuple):
                 _, segment, path = entry
-                children = await self._entries(path, "")
+                children, short = await self._entries(path, "")
                 self.ensure_open()
-                stack.append((f"{key_head}{segment}:", iter(children)))
+                stack.append((f"{key_head}{segment}:", iter(children), short))
                 continue
             # A run of value files: keys built in one pass, handed out with no await between
             # them but a pacer check every _SCAN_STEP keys.
             keys = [key_head + segment for segment in entry] if key_head else entry
-            if len(max(keys, key=len)) * 4 > MAX_KEY_BYTES:
+            # A key of at most MAX_KEY_BYTES // 4 characters is short enough in any encoding:
+            # with short segments, that holds for the whole run without looking at each key.
+            if (not short or len(key_head) + MAX_PIECE > MAX_KEY_BYTES // 4) and len(
+                max(keys, key=len)
+            ) * 4 > MAX_KEY_BYTES:
                 keys = self._short_enough(keys)
             for start in range(0, len(keys), _SCAN_STEP):
                 for key in keys[start : start + _SCAN_STEP]:

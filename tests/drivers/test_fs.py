@@ -550,6 +550,20 @@ async def test_a_stray_name_among_plain_files_is_not_listed(tmp_path: Path, stra
         assert [key async for key in storage.keys("g:b")] == ["g:b"]
 
 
+@pytest.mark.anyio
+async def test_a_key_too_long_through_plain_directories_is_not_listed(tmp_path: Path) -> None:
+    # Every name plain and short, but nine levels of them make a key over 1024 bytes: the
+    # scan's bulk length bound must not let it through.
+    deep = tmp_path
+    for _ in range(9):
+        deep = deep / ("a" * MAX_PIECE)
+    deep.mkdir(parents=True)
+    (deep / "c.kv").write_text("1")
+    async with Storage(fs_driver(str(tmp_path))) as storage:
+        await storage.set("real", 1)
+        assert [key async for key in storage.keys()] == ["real"]
+
+
 # -- construction and URLs ----------------------------------------------------------------------
 
 

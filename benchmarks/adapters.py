@@ -165,7 +165,9 @@ class RawFS(KV):
     """Plain file I/O in the driver's layout: segments as directories, ``<last>.kv`` files.
 
     Writes are atomic like the driver's (a temp file renamed with ``os.replace``; no fsync, the
-    driver's default); a scan lists the prefix's directory and sorts.
+    driver's default); a delete removes the directories it empties, as the driver's does (an
+    ``rmdir`` that fails on a directory still holding files); a scan lists the prefix's
+    directory and sorts. Unlike the driver it takes no lock and does not refuse links.
     """
 
     def __init__(self, root: Path) -> None:
@@ -197,8 +199,19 @@ class RawFS(KV):
             return None
 
     async def delete(self, key: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self._path(key)[1])
+        folder, path = self._path(key)
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            return
+        # The driver leaves no empty directory behind: neither does a fair baseline.
+        while folder != self.root:
+            try:
+                os.rmdir(folder)
+            except OSError:
+                return  # not empty: nothing above it is either
+            self.made.discard(folder)
+            folder = folder.rpartition("/")[0]
 
     async def set_many(self, items: Items) -> None:
         for key, value in items:

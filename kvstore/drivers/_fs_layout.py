@@ -49,6 +49,7 @@ __all__ = [
     "SUFFIX",
     "TTL_SUFFIX",
     "Entry",
+    "Listing",
     "Sidecar",
     "dir_path",
     "key_path",
@@ -84,9 +85,26 @@ _WINDOWS_DEVICES = frozenset(
     + [f"{stem}{digit}" for stem in ("com", "lpt") for digit in "0123456789"]
 )
 
-# The callable a listing uses to read one real directory: relative path -> (name, is_dir) pairs,
-# empty when the directory does not exist.
-ListDir = Callable[[str], list[tuple[str, bool]]]
+# A listing of value files only, every one named ``<segment>.kv`` with its segment kept as
+# written: the common case, checked for a whole directory by one match over the names joined by
+# newlines instead of one match per name. Possessive repeats (nothing here ever needs to
+# backtrack: "." and newline are outside the class) make the match a third faster.
+_PLAIN_FILES = re.compile(
+    rf"(?:[a-z0-9_-]{{1,{MAX_PIECE}}}+\.kv\n)*+[a-z0-9_-]{{1,{MAX_PIECE}}}+\.kv"
+)
+
+
+class Listing(NamedTuple):
+    """One directory's entries: regular files and subdirectories (links and special files are
+    left out by the tree that lists them)."""
+
+    files: list[str]
+    directories: list[str]
+
+
+# The callable a listing uses to read one real directory: relative path -> its Listing, empty
+# when the directory does not exist.
+ListDir = Callable[[str], Listing]
 
 
 @lru_cache(maxsize=1024)
@@ -186,9 +204,11 @@ def _decode_piece(name: str) -> str | None:
     return None if _NOT_IN_SEGMENT.search(text) else text
 
 
-Entry = str | tuple[str, str, str]
-"""One key segment found in a directory: a value file's segment as a plain ``str``, or a
-subdirectory as ``(sort key, segment, path relative to the base)``."""
+Directory = tuple[str, str, str]
+"""A subdirectory found in a listing: ``(sort key, segment, path relative to the base)``."""
+Entry = list[str] | Directory
+"""One step of a directory's keys in order: a run of value files' segments (a ``list``, never
+empty), or a subdirectory (a ``tuple``, see :data:`Directory`)."""
 
 
 class Sidecar(NamedTuple):
@@ -210,7 +230,7 @@ def _join(parent: str, name: str) -> str:
     return f"{parent}/{name}" if parent else name
 
 
-def _sort_key(entry: Entry) -> str:
+def _sort_key(entry: str | Directory) -> str:
     return entry if isinstance(entry, str) else entry[0]
 
 
@@ -222,6 +242,8 @@ def list_entries(
 ) -> list[Entry]:
     """Return the entries of ``directory`` whose segment starts with ``partial``, in key order.
 
+    Consecutive value files come as one run (a list of segments), so that a scan hands out a
+    directory of files without a step per file; subdirectories come one by one.
     Names the driver could not have written (other programs' files, non-canonical encodings)
     are skipped, with a warning logged, so each key is listed once and no invalid key is.
     Expiry sidecars are never entries: they are appended to ``sidecars`` (dropped if ``None``),
@@ -231,13 +253,37 @@ def list_entries(
     found.collect(directory, "", ())
     if sidecars is not None:
         sidecars += found.sidecars
-    entries: list[Entry] = list(found.files)
+    files = found.files
+    files.sort()  # a file's sort key is its segment: no key function needed
     if not found.directories:
-        entries.sort()  # a file's sort key is its segment: no key function needed
-        return entries
-    entries += found.directories
-    entries.sort(key=_sort_key)
+        return [files] if files else []
+    merged: list[str | Directory] = [*files, *found.directories]
+    merged.sort(key=_sort_key)
+    entries: list[Entry] = []
+    run: list[str] | None = None
+    for entry in merged:
+        if not isinstance(entry, str):
+            entries.append(entry)
+            run = None
+        elif run is None:
+            run = [entry]
+            entries.append(run)
+        else:
+            run.append(entry)
     return entries
+
+
+def _plain_segments(names: list[str]) -> list[str] | None:
+    """The segments of ``names`` if every name is a value file's whose segment is kept as
+    written (``<segment>.kv``, no device name), else ``None``: C-speed string work only."""
+    joined = "\n".join(names)
+    if _PLAIN_FILES.fullmatch(joined) is None:
+        return None
+    segments = joined[: -len(SUFFIX)].split(SUFFIX + "\n")
+    # One segment per name: a name holding a newline would otherwise pass as two.
+    if len(segments) != len(names) or not _WINDOWS_DEVICES.isdisjoint(segments):
+        return None
+    return segments
 
 
 def _skipped(directory: str, name: str) -> None:
@@ -261,7 +307,18 @@ class _Collector:
         plain_file = _PLAIN_FILE.fullmatch
         partial = self.partial
         files = self.files
-        for name, is_dir in self.list_dir(directory):
+        listing = self.list_dir(directory)
+        names: list[tuple[str, bool]] = []
+        if listing.files:
+            segments = None if head else _plain_segments(listing.files)
+            if segments is None:
+                names += [(name, False) for name in listing.files]
+            elif partial:
+                files += [segment for segment in segments if segment.startswith(partial)]
+            else:
+                files += segments
+        names += [(name, True) for name in listing.directories]
+        for name, is_dir in names:
             if not is_dir and not head:
                 # The common case, kept cheap: a value file whose name is its segment.
                 match = plain_file(name)

@@ -105,6 +105,7 @@ from typing import Any
 from kvstore.drivers._fs_layout import (
     EXPIRY_DIR,
     SUFFIX,
+    Listing,
     Sidecar,
     parse_sidecar,
     sidecar_name,
@@ -475,6 +476,10 @@ class LocalTree:
         # created in it and renamed out, so a stale handle is harmless: creating a file in a
         # removed directory fails, and the write opens the directory again.
         self._tmp_fd = -1
+        # A handle on the base, kept open for pruning top-level directories. The base's path
+        # is fixed when the tree opens (``_real``), so the handle names the same directory
+        # every path is built on; should the base be replaced meanwhile, a prune misses.
+        self._base_fd = -1
         _TREES.add(self)
 
     def prepare(self) -> None:
@@ -548,7 +553,7 @@ class LocalTree:
     def close(self) -> None:
         """Close the lock file (releasing the lock if held) and the temporary directory."""
         self.forget_lock()
-        self._forget_tmp()
+        self._forget_handles()
 
     # -- paths ----------------------------------------------------------------------------------
 
@@ -846,13 +851,13 @@ class LocalTree:
         entries: list[str] = []
         finished: list[str] = []
         minutes = sorted(
-            name for name, is_dir in self.list_dir(EXPIRY_DIR) if is_dir and name.isdigit()
+            name for name in self.list_dir(EXPIRY_DIR).directories if name.isdigit()
         )
         for minute in minutes:
             if int(minute) > now_ms // _BUCKET_MS:
                 break
             bucket = f"{EXPIRY_DIR}/{minute}"
-            names = sorted(name for name, is_dir in self.list_dir(bucket) if not is_dir)
+            names = sorted(self.list_dir(bucket).files)
             for name in names:
                 instant = name.partition("-")[0]
                 if (instant.isdigit() and int(instant) > now_ms) or len(entries) >= most:
@@ -985,7 +990,7 @@ class LocalTree:
             except FileNotFoundError:
                 # Someone removed the temporary directory: open it again (by path, refusing a
                 # link put in its place).
-                self._forget_tmp()
+                self._forget_handles()
                 continue
             try:
                 self._install(tmp, temp, relative, expiry)
@@ -996,11 +1001,12 @@ class LocalTree:
             return version
         raise FileNotFoundError(errno.ENOENT, "the temporary directory keeps disappearing")
 
-    def _forget_tmp(self) -> None:
-        fd, self._tmp_fd = self._tmp_fd, -1
-        if fd >= 0:
-            with contextlib.suppress(OSError):
-                os.close(fd)
+    def _forget_handles(self) -> None:
+        for fd in (self._tmp_fd, self._base_fd):
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self._tmp_fd = self._base_fd = -1
 
     def _write_temp(
         self, tmp: int, data: bytes, versioned: bool, stamp: int | None
@@ -1149,43 +1155,59 @@ class LocalTree:
                 # stops at it). rmdir only removes an empty directory, so a concurrent
                 # writer's file survives; a writer whose directory vanished recreates it (see
                 # _install).
+                directory, _, name = directory.rpartition("/")
+                if not directory:
+                    # The parent is the base, whose handle stays open: a delete in a
+                    # top-level directory saves opening and closing "..".
+                    _remove_empty_directory(self._base_handle(), name)
+                    return
                 parent = os.open("..", _DIR_HANDLE, dir_fd=fd)
                 os.close(fd)
                 fd = parent
-                directory, _, name = directory.rpartition("/")
                 if not _remove_empty_directory(fd, name):
                     return  # not empty (or not ours, or gone): pruning stops here
         finally:
             os.close(fd)
 
-    def list_dir(self, relative: str) -> list[tuple[str, bool]]:
-        """Return ``(name, is_dir)`` for each entry of a directory; ``[]`` if it does not exist.
+    def _base_handle(self) -> int:
+        """A handle on the base, kept open like the temporary directory's (see ``__init__``)."""
+        if self._base_fd < 0:
+            self._base_fd = self._open("", _DIR_HANDLE)
+        return self._base_fd
+
+    def list_dir(self, relative: str) -> Listing:
+        """Return a directory's regular files and subdirectories; empty if it does not exist.
 
         Links and special files are left out and logged: the driver writes neither.
         """
         try:
             fd = self._open(relative, _OPEN_LIST)
         except (FileNotFoundError, NotADirectoryError):
-            return []
+            return Listing([], [])
         except LinkInTheWay:
             _log.warning("fs %s: skipped %r: a symbolic link, never followed", self.root, relative)
-            return []
-        found: list[tuple[str, bool]] = []
+            return Listing([], [])
         try:
-            with os.scandir(fd) as entries:
-                for entry in entries:
-                    if entry.is_dir(follow_symlinks=False):
-                        found.append((entry.name, True))
-                    elif entry.is_file(follow_symlinks=False):
-                        found.append((entry.name, False))
-                    else:
-                        kind = "a symbolic link" if entry.is_symlink() else "a special file"
-                        _log.warning(
-                            "fs %s: skipped %r: %s, never followed or read",
-                            self.root,
-                            f"{relative}/{entry.name}" if relative else entry.name,
-                            kind,
-                        )
+            with os.scandir(fd) as scanned:
+                entries = list(scanned)
         finally:
             os.close(fd)
-        return found
+        # The file type comes with each entry (d_type): no system call per name. One pass per
+        # kind is cheaper than one pass sorting each entry into its kind.
+        files = [entry.name for entry in entries if entry.is_file(follow_symlinks=False)]
+        if len(files) == len(entries):
+            return Listing(files, [])
+        directories = [entry.name for entry in entries if entry.is_dir(follow_symlinks=False)]
+        if len(files) + len(directories) < len(entries):
+            for entry in entries:
+                if not entry.is_file(follow_symlinks=False) and not entry.is_dir(
+                    follow_symlinks=False
+                ):
+                    kind = "a symbolic link" if entry.is_symlink() else "a special file"
+                    _log.warning(
+                        "fs %s: skipped %r: %s, never followed or read",
+                        self.root,
+                        f"{relative}/{entry.name}" if relative else entry.name,
+                        kind,
+                    )
+        return Listing(files, directories)

@@ -13,6 +13,8 @@ from typing import Any
 
 from fsspec import AbstractFileSystem
 
+from kvstore.drivers._fs_layout import Listing
+
 __all__ = ["FsspecTree"]
 
 
@@ -60,20 +62,21 @@ class FsspecTree:
                 return
             directory = directory.rpartition("/")[0]
 
-    def list_dir(self, relative: str) -> list[tuple[str, bool]]:
-        """Return ``(name, is_dir)`` for each entry of a directory; ``[]`` if it does not exist."""
+    def list_dir(self, relative: str) -> Listing:
+        """Return a directory's files and subdirectories; empty if it does not exist."""
         path = self._prefix + relative if relative else self.root
         # Listings may be cached by the filesystem instance; another writer may have changed them.
         self.fs.invalidate_cache(path)
         try:
             listing: list[dict[str, Any]] = self.fs.ls(path, detail=True)
         except (FileNotFoundError, NotADirectoryError):
-            return []
+            return Listing([], [])
         own = path.rstrip("/")
-        entries = []
+        found = Listing([], [])
         for info in listing:
             name = str(info["name"]).rstrip("/")
             if name == own:
                 continue  # some filesystems list a directory's own marker object
-            entries.append((name.rpartition("/")[2], info.get("type") == "directory"))
-        return entries
+            kind = found.directories if info.get("type") == "directory" else found.files
+            kind.append(name.rpartition("/")[2])
+        return found

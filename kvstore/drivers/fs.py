@@ -83,7 +83,9 @@ from fsspec.implementations.local import LocalFileSystem
 from kvstore.conditional import ANY_VERSION, Action, Change, Versioned
 from kvstore.driver import CONDITIONAL_WRITES, BaseDriver, conflict
 from kvstore.drivers._fs_layout import (
+    MAX_PIECE,
     Entry,
+    Listing,
     Sidecar,
     dir_path,
     key_path,
@@ -128,8 +130,8 @@ class Tree(Protocol):
         """Remove a file if present, and the directories it leaves empty."""
         ...
 
-    def list_dir(self, relative: str) -> list[tuple[str, bool]]:
-        """Return a directory's entries as ``(name, is_directory)``."""
+    def list_dir(self, relative: str) -> Listing:
+        """Return a directory's files and subdirectories."""
         ...
 
 
@@ -169,6 +171,10 @@ _UNAVAILABLE_ERRNOS = frozenset(
 
 def _shown(key: str) -> str:
     return repr(key if len(key) <= 60 else key[:57] + "...")
+
+
+def _doing(doing: str, key: str | None) -> str:
+    return doing if key is None else f"{doing} {_shown(key)}"
 
 
 def _unavailable(error: BaseException) -> bool:
@@ -318,30 +324,39 @@ class FSDriver(BaseDriver):
             await self._prepare()
         return self._local
 
-    async def _on_tree(self, doing: str, call: Callable[[Tree], T]) -> T:
-        """Run one tree operation: inline on local disk, in a worker thread otherwise."""
+    async def _on_tree(self, doing: str, call: Callable[[Tree], T], key: str | None = None) -> T:
+        """Run one tree operation: inline on local disk, in a worker thread otherwise.
+
+        ``doing`` names the operation in errors, followed by ``key`` if given: the text is only
+        put together when an error needs it (a point read costs about 2 µs; the text, 0.3).
+        """
         local = await self._start()
         if local is not None:
             try:
                 return call(local)
             except OSError as error:
-                raise self._failure(error, doing) from error
+                raise self._failure(error, _doing(doing, key)) from error
         remote = self._remote
         assert remote is not None
-        return await self._in_thread(doing, lambda: call(remote))
+        return await self._in_thread(_doing(doing, key), lambda: call(remote))
 
     async def get(self, key: str) -> bytes | None:
         """Return the bytes of ``key``'s file, or ``None`` if there is none."""
         path = key_path(key)
-        return await self._on_tree(f"reading {_shown(key)}", lambda tree: tree.read(path))
+        return await self._on_tree("reading", lambda tree: tree.read(path), key)
 
-    async def _write_on_tree(self, doing: str, call: Callable[[Tree], T]) -> T:
-        """Run one write or delete: on local disk inline, holding the writers' lock."""
+    async def _write_on_tree(
+        self, doing: str, call: Callable[[Tree], T], key: str | None = None
+    ) -> T:
+        """Run one write or delete: on local disk inline, holding the writers' lock.
+
+        ``doing`` and ``key`` name the operation in errors, as for :meth:`_on_tree`.
+        """
         local = await self._start()
         if local is None:
             remote = self._remote
             assert remote is not None
-            return await self._in_thread(doing, lambda: call(remote))
+            return await self._in_thread(_doing(doing, key), lambda: call(remote))
         try:
             # The common case costs one flock call here and one below.
             if self._gate.closed or not local.try_lock():
@@ -351,7 +366,7 @@ class FSDriver(BaseDriver):
             finally:
                 local.unlock()
         except OSError as error:
-            raise self._failure(error, doing) from error
+            raise self._failure(error, _doing(doing, key)) from error
 
     async def _wait_for_lock(self, local: LocalTree) -> None:
         """Return holding the writers' lock, having waited without blocking the event loop.
@@ -380,12 +395,12 @@ class FSDriver(BaseDriver):
     async def set(self, key: str, value: bytes) -> None:
         """Replace ``key``'s file atomically: readers see the old bytes or the new, never a mix."""
         path = key_path(key)
-        await self._write_on_tree(f"writing {_shown(key)}", lambda tree: tree.write(path, value))
+        await self._write_on_tree("writing", lambda tree: tree.write(path, value), key)
 
     async def delete(self, key: str) -> None:
         """Remove ``key``'s file and the directories it leaves empty; a missing key is fine."""
         path = key_path(key)
-        await self._write_on_tree(f"deleting {_shown(key)}", lambda tree: tree.remove(path))
+        await self._write_on_tree("deleting", lambda tree: tree.remove(path), key)
 
     # -- conditional writes -------------------------------------------------------------------
 
@@ -522,7 +537,7 @@ class FSDriver(BaseDriver):
             expires = None if ttl is None else expiry_millis(local.now_ms(), ttl)
             return local.expire(path, expires)
 
-        live = await self._write_on_tree(f"setting the expiry of {_shown(key)}", expire)
+        live = await self._write_on_tree("setting the expiry of", expire, key)
         await self._purge_now_and_then()
         return live
 
@@ -652,13 +667,16 @@ class FSDriver(BaseDriver):
 
     # -- scans --------------------------------------------------------------------------------
 
-    async def _entries(self, directory: str, partial: str) -> list[Entry]:
+    async def _entries(self, directory: str, partial: str) -> tuple[list[Entry], bool]:
+        """The entries of ``directory`` in key order, and whether every segment in them is at
+        most :data:`MAX_PIECE` characters long (no ``~`` directory was flattened into them)."""
         # Two steps, with a turn for other tasks between: reading a large directory and
         # decoding its names each take milliseconds.
         listed = await self._on_tree("listing keys", lambda tree: tree.list_dir(directory))
+        short = not listed.directories
         await self._pacer.tick()
 
-        def list_dir_once(tree: Tree) -> Callable[[str], list[tuple[str, bool]]]:
+        def list_dir_once(tree: Tree) -> Callable[[str], Listing]:
             return lambda path: listed if path == directory else tree.list_dir(path)
 
         sidecars: list[Sidecar] = []
@@ -668,14 +686,21 @@ class FSDriver(BaseDriver):
         )
         local = self._local
         if not sidecars or local is None:
-            return entries  # no key here ever had an expiry: nothing more to do
+            return entries, short  # no key here ever had an expiry: nothing more to do
         try:
             gone = local.expired_segments(sidecars, local.now_ms())
         except OSError as error:
             raise self._failure(error, "listing keys") from error
         if not gone:
-            return entries
-        return [entry for entry in entries if not (isinstance(entry, str) and entry in gone)]
+            return entries, short
+        kept: list[Entry] = []
+        for entry in entries:
+            if isinstance(entry, list):
+                entry = [segment for segment in entry if segment not in gone]
+                if not entry:
+                    continue
+            kept.append(entry)
+        return kept, short
 
     async def keys(self, prefix: str = "") -> AsyncIterator[str]:
         """Yield the keys starting with ``prefix`` in code point order, one directory at a time.
@@ -689,36 +714,52 @@ class FSDriver(BaseDriver):
             await self._prepare()
         complete, partial = split_prefix(prefix)
         head = "".join(segment + ":" for segment in complete)
-        stack: list[tuple[str, Iterator[Entry]]] = [
-            (head, iter(await self._entries(dir_path(complete), partial)))
-        ]
-        handed_out = 0
+        entries, short = await self._entries(dir_path(complete), partial)
+        # Per directory on the current path: the keys' head, its entries left, whether all its
+        # segments are short.
+        stack: list[tuple[str, Iterator[Entry], bool]] = [(head, iter(entries), short)]
         while stack:
-            key_head, entries = stack[-1]
-            entry = next(entries, None)
+            key_head, remaining, short = stack[-1]
+            entry = next(remaining, None)
             if entry is None:
                 stack.pop()
                 continue
-            if isinstance(entry, str):
-                key = key_head + entry
-                if len(key) * 4 > MAX_KEY_BYTES and len(key.encode("utf-8")) > MAX_KEY_BYTES:
-                    _log.warning(
-                        "fs %s: skipped a file whose key would be longer than %d bytes: %r",
-                        self.where,
-                        MAX_KEY_BYTES,
-                        key[:60] + "...",
-                    )
-                    continue
-                yield key
-                handed_out += 1
-                if handed_out % _SCAN_STEP == 0:
-                    await self._pacer.tick()
-                self.ensure_open()
-            else:
+            if isinstance(entry, tuple):
                 _, segment, path = entry
-                children = await self._entries(path, "")
+                children, short = await self._entries(path, "")
                 self.ensure_open()
-                stack.append((f"{key_head}{segment}:", iter(children)))
+                stack.append((f"{key_head}{segment}:", iter(children), short))
+                continue
+            # A run of value files: keys built in one pass, handed out with no await between
+            # them but a pacer check every _SCAN_STEP keys.
+            keys = [key_head + segment for segment in entry] if key_head else entry
+            # A key of at most MAX_KEY_BYTES // 4 characters is short enough in any encoding:
+            # with short segments, that holds for the whole run without looking at each key.
+            if (not short or len(key_head) + MAX_PIECE > MAX_KEY_BYTES // 4) and len(
+                max(keys, key=len)
+            ) * 4 > MAX_KEY_BYTES:
+                keys = self._short_enough(keys)
+            for start in range(0, len(keys), _SCAN_STEP):
+                for key in keys[start : start + _SCAN_STEP]:
+                    yield key
+                    if self._closed:
+                        self.ensure_open()
+                await self._pacer.tick()
+
+    def _short_enough(self, keys: list[str]) -> list[str]:
+        """``keys`` without those longer than a key may be (logged): another program's files."""
+        kept = []
+        for key in keys:
+            if len(key) * 4 > MAX_KEY_BYTES and len(key.encode("utf-8")) > MAX_KEY_BYTES:
+                _log.warning(
+                    "fs %s: skipped a file whose key would be longer than %d bytes: %r",
+                    self.where,
+                    MAX_KEY_BYTES,
+                    key[:60] + "...",
+                )
+            else:
+                kept.append(key)
+        return kept
 
     async def close(self) -> None:
         """Stop the driver; idempotent. A filesystem passed in with ``fs=`` is left open.

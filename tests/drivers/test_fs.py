@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from kvstore import create_storage
 from kvstore.conditional import Change
 from kvstore.driver import CONDITIONAL_WRITES
-from kvstore.drivers._fs_layout import MAX_PIECE, key_path, list_entries
+from kvstore.drivers._fs_layout import MAX_PIECE, Listing, key_path, list_entries
 from kvstore.drivers._fs_local import HOST_TAG, LOCK_NAME
 from kvstore.drivers.fs import FSDriver, from_url, fs_driver
 from kvstore.errors import (
@@ -198,11 +198,17 @@ def _fake_tree(keys: set[str]) -> dict[str, set[tuple[str, bool]]]:
     return tree
 
 
+def _listing(tree: dict[str, set[tuple[str, bool]]], path: str) -> Listing:
+    entries = sorted(tree.get(path, ()))
+    return Listing([name for name, is_dir in entries if not is_dir],
+                   [name for name, is_dir in entries if is_dir])
+
+
 def _walk(tree: dict[str, set[tuple[str, bool]]], directory: str, head: str) -> list[str]:
     found: list[str] = []
-    for entry in list_entries(lambda path: sorted(tree.get(path, ())), directory):
-        if isinstance(entry, str):
-            found.append(head + entry)
+    for entry in list_entries(lambda path: _listing(tree, path), directory):
+        if isinstance(entry, list):
+            found += [head + segment for segment in entry]
         else:
             _, segment, path = entry
             found += _walk(tree, path, f"{head}{segment}:")
@@ -296,7 +302,7 @@ async def test_a_scan_reads_only_the_prefix_directory(tmp_path: Path) -> None:
         assert driver._local is not None
         real_list_dir = driver._local.list_dir
 
-        def counting_list_dir(relative: str) -> list[tuple[str, bool]]:
+        def counting_list_dir(relative: str) -> Listing:
             listed.append(relative)
             return real_list_dir(relative)
 
@@ -522,6 +528,37 @@ async def test_files_the_driver_did_not_write_are_not_listed(tmp_path: Path) -> 
         (tmp_path / name).write_text("x")
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "x.txt").write_text("x")
+    async with Storage(fs_driver(str(tmp_path))) as storage:
+        await storage.set("real", 1)
+        assert [key async for key in storage.keys()] == ["real"]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    "stray", ["a.kv\nb.kv", "con.kv", "x" * (MAX_PIECE + 1) + ".kv", ".kv", "a.b.kv", "link.kv"]
+)
+async def test_a_stray_name_among_plain_files_is_not_listed(tmp_path: Path, stray: str) -> None:
+    # Directories holding only plain value files are checked as a whole (one match over the
+    # joined names); a single stray name must still be caught, and never split into two keys.
+    async with Storage(fs_driver(str(tmp_path))) as storage:
+        await storage.set_many((f"g:{name}", 1) for name in ("a", "b", "c"))
+        if stray == "link.kv":
+            (tmp_path / "g" / stray).symlink_to(tmp_path / "g" / "a.kv")
+        else:
+            (tmp_path / "g" / stray).write_text("1")
+        assert [key async for key in storage.keys("g:")] == ["g:a", "g:b", "g:c"]
+        assert [key async for key in storage.keys("g:b")] == ["g:b"]
+
+
+@pytest.mark.anyio
+async def test_a_key_too_long_through_plain_directories_is_not_listed(tmp_path: Path) -> None:
+    # Every name plain and short, but nine levels of them make a key over 1024 bytes: the
+    # scan's bulk length bound must not let it through.
+    deep = tmp_path
+    for _ in range(9):
+        deep = deep / ("a" * MAX_PIECE)
+    deep.mkdir(parents=True)
+    (deep / "c.kv").write_text("1")
     async with Storage(fs_driver(str(tmp_path))) as storage:
         await storage.set("real", 1)
         assert [key async for key in storage.keys()] == ["real"]

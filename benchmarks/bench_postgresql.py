@@ -141,7 +141,7 @@ async def main(url: str) -> None:
         batch_keys = [f"b:{i:05d}" for i in range(BATCH)]
         batch = {key: {"n": i} for i, key in enumerate(batch_keys)}
         unnest = (
-            f'INSERT INTO "{raw_table}" (key, value) SELECT * FROM unnest(%s::text[], %s::bytea[]) '
+            f'INSERT INTO "{raw_table}" (key, value) SELECT * FROM unnest(%b::text[], %b::bytea[]) '
             "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
         )
 
@@ -169,7 +169,7 @@ async def main(url: str) -> None:
         await report.compare("set_many 10k vs executemany", BATCH, ours_set_many, raw_executemany,
                              rounds=2)
 
-        select_many = f'SELECT key, value FROM "{raw_table}" WHERE key = ANY(%s::text[])'
+        select_many = f'SELECT key, value FROM "{raw_table}" WHERE key = ANY(%b::text[])'
 
         async def ours_get_many() -> float:
             return await time_async(lambda _: storage.get_many(batch_keys), 1)

@@ -294,7 +294,11 @@ class RawRedis(KV):
 
 
 class RawPostgreSQL(KV):
-    """Raw psycopg 3 on one autocommit connection, the driver's schema, best batch forms."""
+    """Raw psycopg 3 on one autocommit connection, the driver's schema, best batch forms.
+
+    Batch arrays go in binary (``%b``), as the driver sends them: text would make both ends
+    convert every bytea to hex and back.
+    """
 
     def __init__(self, connection: Any, table: str) -> None:
         self.conn = connection
@@ -304,7 +308,7 @@ class RawPostgreSQL(KV):
             "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
         )
         self.unnest = (
-            f'INSERT INTO "{table}" (key, value) SELECT * FROM unnest(%s::text[], %s::bytea[]) '
+            f'INSERT INTO "{table}" (key, value) SELECT * FROM unnest(%b::text[], %b::bytea[]) '
             "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
         )
 
@@ -333,14 +337,14 @@ class RawPostgreSQL(KV):
         await self.conn.execute(f'DELETE FROM "{self.table}" WHERE key = %s', (key,))
 
     async def set_many(self, items: Items) -> None:
-        async with self.conn.transaction():
-            await self.conn.execute(
-                self.unnest, ([key for key, _ in items], [orjson.dumps(v) for _, v in items])
-            )
+        # One statement is atomic in autocommit mode: no BEGIN/COMMIT round trips, as ours.
+        await self.conn.execute(
+            self.unnest, ([key for key, _ in items], [orjson.dumps(v) for _, v in items])
+        )
 
     async def get_many(self, keys: list[str]) -> list[Any]:
         cursor = await self.conn.execute(
-            f'SELECT key, value FROM "{self.table}" WHERE key = ANY(%s::text[])', (keys,),
+            f'SELECT key, value FROM "{self.table}" WHERE key = ANY(%b::text[])', (keys,),
             binary=True,
         )
         found = {key: value for key, value in await cursor.fetchall()}

@@ -100,6 +100,7 @@ import anyio.to_thread
 from kvstore.conditional import Action, Change, Versioned, new_version
 from kvstore.driver import BaseDriver, conflict
 from kvstore.drivers._extras import missing_extra
+from kvstore.drivers._mysql_rows import STATEMENT_BYTES, execute_rows, render_rows
 from kvstore.drivers._pool import peer_closed
 from kvstore.drivers._settings import settle, timeout_seconds, whole_number
 from kvstore.drivers._translate import ErrorTable, Translator
@@ -420,16 +421,20 @@ class MySQLDriver(BaseDriver):
             "`expires_at` = NULL"
         )
         self._sql_set = upsert.format(written=now)
-        # The batch form: only placeholders in VALUES, so that PyMySQL's executemany sends
-        # multi-row INSERTs; the batch binds the instant it read once.
-        self._sql_set_at = upsert.format(written="%s")
-        expiring = (
-            f"INSERT INTO {quoted} (`key`, `value`, `version`, `written_at`, `expires_at`) "
-            "VALUES (%s, %s, %s, {written}, {expires}) ON DUPLICATE KEY UPDATE "
-            "`value` = VALUES(`value`), `version` = VALUES(`version`), "
-            "`written_at` = VALUES(`written_at`), `expires_at` = VALUES(`expires_at`)"
+        # The batch forms, around rows that render_rows writes (see _mysql_rows): the batch
+        # binds the instant it read once.
+        self._sql_set_rows = (
+            f"INSERT INTO {quoted} (`key`, `value`, `version`, `written_at`) VALUES ",
+            " ON DUPLICATE KEY UPDATE `value` = VALUES(`value`), "
+            "`version` = VALUES(`version`), `written_at` = VALUES(`written_at`), "
+            "`expires_at` = NULL",
         )
-        self._sql_set_expiring_at = expiring.format(written="%s", expires="%s")
+        self._sql_set_expiring_rows = (
+            f"INSERT INTO {quoted} (`key`, `value`, `version`, `written_at`, `expires_at`) "
+            "VALUES ",
+            " ON DUPLICATE KEY UPDATE `value` = VALUES(`value`), `version` = VALUES(`version`), "
+            "`written_at` = VALUES(`written_at`), `expires_at` = VALUES(`expires_at`)",
+        )
         # A create succeeds on a missing key (1 row: inserted) and on an expired one (2 rows:
         # replaced); a live one is left as it is (0 rows). `expires_at` is assigned last: the
         # server assigns left to right, and the conditions before must see the old expiry.
@@ -827,7 +832,6 @@ class MySQLDriver(BaseDriver):
         def attempt(connection: Connection) -> list[str]:
             _bound_waits(connection, deadline)
             with connection.cursor() as cursor:
-                cursor.max_stmt_length = max(1024, min(4 << 20, self._max_packet // 2))  # type: ignore[misc]
                 # The gap locks that hold absent keys are REPEATABLE READ's; this applies to
                 # the next transaction only.
                 cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
@@ -859,10 +863,7 @@ class MySQLDriver(BaseDriver):
                         connection.rollback()
                         return failed
                     if writes:
-                        cursor.executemany(
-                            self._sql_set_at,
-                            [(key, value, version, now) for key, value, version in writes],
-                        )
+                        self._write_rows(cursor, self._sql_set_rows, render_rows(writes, now))
                     gone = sorted(
                         key
                         for change, key in zip(changes, encoded, strict=True)
@@ -1142,29 +1143,36 @@ class MySQLDriver(BaseDriver):
         deadline = await self._ensure_ready()
         for key, value, _ in rows:
             self._check_size(key, value)
-        sql = self._sql_set_at if ttl_ms is None else self._sql_set_expiring_at
 
         def write(cursor: pymysql.cursors.Cursor) -> None:
             now = _read_now(cursor)
-            bound: list[tuple[bytes, bytes, int, int]] | list[tuple[bytes, bytes, int, int, int]]
             if ttl_ms is None:
-                bound = [(key, value, version, now) for key, value, version in rows]
-            else:
-                expires = now + ttl_ms
-                bound = [(key, value, version, now, expires) for key, value, version in rows]
-            cursor.executemany(sql, bound)
-            if ttl_ms is not None:
-                # The purge's hints, in the same transaction: plain writes never get here.
-                cursor.executemany(self._sql_hint, [(key, now + ttl_ms) for key, _, _ in rows])
+                self._write_rows(cursor, self._sql_set_rows, render_rows(rows, now))
+                return
+            expires = now + ttl_ms
+            self._write_rows(cursor, self._sql_set_expiring_rows, render_rows(rows, now, expires))
+            # The purge's hints, in the same transaction: plain writes never get here.
+            cursor.executemany(self._sql_hint, [(key, expires) for key, _, _ in rows])
 
         def work(connection: Connection) -> None:
             with connection.cursor() as cursor:
-                # PyMySQL turns this into multi-row INSERTs of at most max_stmt_length bytes
-                # (one row alone if it is bigger); keep each below the server's packet limit.
-                cursor.max_stmt_length = max(1024, min(4 << 20, self._max_packet // 2))  # type: ignore[misc]
+                # PyMySQL turns the hints' executemany into multi-row INSERTs of at most
+                # max_stmt_length bytes; keep each below the server's packet limit.
+                cursor.max_stmt_length = self._statement_bytes()  # type: ignore[misc]
                 _in_transaction(connection, lambda: write(cursor))
 
         await self._run(work, deadline)
+
+    def _statement_bytes(self) -> int:
+        """How big a multi-row statement may grow: well below the server's packet limit."""
+        return max(1024, min(STATEMENT_BYTES, self._max_packet // 2))
+
+    def _write_rows(
+        self, cursor: pymysql.cursors.Cursor, sql: tuple[str, str], rows: list[bytes]
+    ) -> None:
+        """Upsert rendered rows with ``sql`` (head, tail) in statements the server accepts."""
+        head, tail = sql
+        execute_rows(cursor, head, tail, rows, self._statement_bytes())
 
     async def delete_many(self, keys: Sequence[str]) -> None:
         """Remove every key in ``keys``, all or nothing in one transaction."""

@@ -8,8 +8,9 @@ Each operation runs on one pooled connection in autocommit mode, batches in one 
 The driver runs on psycopg 3.
 
 Conditional writes. Every write stores a fresh random ``version`` in the same statement as the
-value. A single-key conditional write is one statement whose own check decides it: ``INSERT ...
-ON CONFLICT DO NOTHING`` for a create (a concurrent insert of the key waits for the other
+value (``set_many``, which returns no versions, has the server draw one per row). A single-key
+conditional write is one statement whose own check decides it: ``INSERT ... ON CONFLICT DO
+NOTHING`` for a create (a concurrent insert of the key waits for the other
 transaction and then finds the key), ``UPDATE``/``DELETE ... WHERE key = %s AND version = %s``
 for the rest (in READ COMMITTED a concurrent writer is waited for and the condition re-checked
 on the row it left). A :meth:`~PostgreSQLDriver.commit` is one transaction: one statement locks
@@ -117,6 +118,10 @@ _NOW = "(SELECT round(extract(epoch FROM now()) * 1000)::int8)"
 # The same at the start of the current statement, for a check made inside a transaction after
 # waiting for locks (a commit's), which must judge expiry when it reads, not when it began.
 _STATEMENT_NOW = "(SELECT round(extract(epoch FROM statement_timestamp()) * 1000)::int8)"
+# A fresh version drawn by the server for each row, as new_version() draws one: uniform in
+# 1 .. 2**52 (random() has 52 random bits from PostgreSQL 15, 48 before; either way a key's
+# next version is unpredictable and never 0).
+_FRESH_VERSION = f"(floor(random() * {2**52}::float8)::int8 + 1)"
 # A row that has not expired: what every statement that reads or replaces a row adds.
 _LIVE = f"(expires_at IS NULL OR expires_at > {_NOW})"
 # A write replaces everything but the key (a plain write's expires_at is NULL: no expiry).
@@ -359,16 +364,25 @@ class PostgreSQLDriver(BaseDriver):
         )
         self._delete = f"DELETE FROM {quoted} WHERE key = %s"
         self._get_many = (
-            f"SELECT key, value FROM {quoted} WHERE key = ANY(%s::text[]) AND {_LIVE}"
+            f"SELECT key, value FROM {quoted} WHERE key = ANY(%b::text[]) AND {_LIVE}"
         )
-        unnest = "unnest(%s::text[], %s::bytea[], %s::int8[]) AS u(k, v, n)"
+        # Batch arrays go in binary (%b): a bytea array in text is hex that both ends must
+        # convert, which was a third of a 10,000-item set_many.
+        unnest = "unnest(%b::text[], %b::bytea[]) AS u(k, v)"
+        # set_many returns no versions, so the server draws them (one per row): no array of
+        # 10,000 ints to build, send and parse.
         self._set_many = (
-            f"INSERT INTO {quoted} {columns} SELECT k, v, n, {_NOW}, NULL::int8 FROM {unnest} "
-            f"{_UPSERT}"
+            f"INSERT INTO {quoted} {columns} SELECT k, v, {_FRESH_VERSION}, {_NOW}, NULL::int8 "
+            f"FROM {unnest} {_UPSERT}"
         )
         self._set_many_expiring = (
-            f"INSERT INTO {quoted} {columns} SELECT k, v, n, {_NOW}, {_NOW} + %s::int8 "
-            f"FROM {unnest} {_UPSERT}"
+            f"INSERT INTO {quoted} {columns} SELECT k, v, {_FRESH_VERSION}, {_NOW}, "
+            f"{_NOW} + %b::int8 FROM {unnest} {_UPSERT}"
+        )
+        # A commit's writes, at the versions it returns to the caller.
+        self._write_versioned = (
+            f"INSERT INTO {quoted} {columns} SELECT k, v, n, {_NOW}, NULL::int8 "
+            f"FROM unnest(%b::text[], %b::bytea[], %b::int8[]) AS u(k, v, n) {_UPSERT}"
         )
         self._delete_many = f"DELETE FROM {quoted} WHERE key = ANY(%s::text[])"
         self._clear_all = f"DELETE FROM {quoted}"
@@ -681,7 +695,7 @@ class PostgreSQLDriver(BaseDriver):
                     for chunk_keys, chunk_values in pairs:
                         chunk_versions = [written[key][1] for key in chunk_keys]
                         await connection.execute(
-                            self._set_many, (chunk_keys, chunk_values, chunk_versions)
+                            self._write_versioned, (chunk_keys, chunk_values, chunk_versions)
                         )
                 # Deletes, and the placeholders of absent keys that were only checked.
                 gone = [
@@ -761,15 +775,10 @@ class PostgreSQLDriver(BaseDriver):
         milliseconds = ttl_millis(ttl)
         # Every statement of the transaction reads the same now(): one instant for the batch.
         statements = [
-            (milliseconds, *params) for params in _statements(list(latest), list(latest.values()))
+            (milliseconds, *params) for params in _chunks(list(latest), list(latest.values()))
         ]
 
-        async def work(connection: Connection) -> None:
-            async with connection.transaction():
-                for params in statements:
-                    await connection.execute(self._set_many_expiring, params)
-
-        await self._run(work)
+        await self._run(_in_transaction(self._set_many_expiring, statements))
         await self._purge_if_due()
 
     async def expire(self, key: str, ttl: float | None) -> bool:
@@ -833,8 +842,8 @@ class PostgreSQLDriver(BaseDriver):
             for start in range(0, len(unique), BATCH_CHUNK):
                 chunk = unique[start : start + BATCH_CHUNK]
                 cursor = await connection.execute(self._get_many, (chunk,), binary=True)
-                for key, value in await cursor.fetchall():
-                    found[key] = value
+                # Rows are (key, value) pairs: dict.update takes them as they are.
+                found.update(await cursor.fetchall())
             return found
 
         found = await self._run(work)
@@ -847,14 +856,9 @@ class PostgreSQLDriver(BaseDriver):
             return
         # One statement may not touch a row twice, and a later pair must win: dedupe first.
         latest = dict(items)
-        statements = _statements(list(latest), list(latest.values()))
+        statements = _chunks(list(latest), list(latest.values()))
 
-        async def work(connection: Connection) -> None:
-            async with connection.transaction():
-                for params in statements:
-                    await connection.execute(self._set_many, params)
-
-        await self._run(work)
+        await self._run(_in_transaction(self._set_many, statements))
 
     async def delete_many(self, keys: Sequence[str]) -> None:
         """Remove every key in ``keys``, all or nothing in one transaction."""
@@ -913,20 +917,30 @@ def _row_count(query: str, params: tuple[Any, ...]) -> Callable[[Connection], Aw
     return work
 
 
-def _statements(
-    keys: list[str], values: list[bytes]
-) -> list[tuple[list[str], list[bytes], list[int]]]:
-    """The parameters of the upserts writing ``keys``, each at a new version."""
-    if len(keys) <= BATCH_CHUNK and sum(map(len, values)) <= BATCH_BYTES:
-        return [(keys, values, [new_version() for _ in keys])]
-    return [
-        (chunk_keys, chunk_values, [new_version() for _ in chunk_keys])
-        for chunk_keys, chunk_values in _chunks(keys, values)
-    ]
+def _in_transaction(
+    query: str, statements: Sequence[Sequence[Any]]
+) -> Callable[[Connection], Awaitable[None]]:
+    """The work of running ``query`` once per parameter set, all or nothing.
+
+    One statement is atomic on its own in autocommit mode (and its ``now()`` is one instant):
+    it skips the BEGIN and COMMIT round trips.
+    """
+
+    async def work(connection: Connection) -> None:
+        if len(statements) == 1:
+            await connection.execute(query, statements[0])
+            return
+        async with connection.transaction():
+            for params in statements:
+                await connection.execute(query, params)
+
+    return work
 
 
 def _chunks(keys: list[str], values: list[bytes]) -> list[tuple[list[str], list[bytes]]]:
     """Split a batch into statements of at most ``BATCH_CHUNK`` items and about ``BATCH_BYTES``."""
+    if len(keys) <= BATCH_CHUNK and sum(map(len, values)) <= BATCH_BYTES:
+        return [(keys, values)]
     chunks: list[tuple[list[str], list[bytes]]] = []
     start, size = 0, 0
     for index, value in enumerate(values):

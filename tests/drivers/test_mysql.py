@@ -15,6 +15,8 @@ import pytest
 from hypothesis import given, settings
 
 from kvstore import create_storage
+from kvstore.conditional import Change
+from kvstore.drivers._mysql_rows import execute_rows, render_rows
 from kvstore.drivers.mysql import (
     AUTO_PURGE_BATCH,
     MySQLDriver,
@@ -1015,3 +1017,48 @@ async def test_a_table_with_a_64_character_name_gets_its_hints(
         await storage.set("k", 1, ttl=60)
         assert await storage.get("k") == 1
     assert _stored(shared_mysql, expiry_table_name(table)) == ["k"]
+
+
+# -- batch upserts are rendered by the driver (kvstore.drivers._mysql_rows) ----------------
+
+
+def test_rows_are_split_into_statements_and_a_big_row_goes_alone() -> None:
+    sent: list[bytes] = []
+
+    class Recorder:
+        def execute(self, statement: bytes) -> None:
+            sent.append(statement)
+
+    rows = render_rows([(b"a", b"x" * 10, 1), (b"b", b"y" * 500, 2), (b"c", b"", 3)], 7)
+    assert rows[0] == b"(X'61',X'" + b"78" * 10 + b"',1,7)"
+    assert rows[2] == b"(X'63',X'',3,7)"
+    execute_rows(Recorder(), "HEAD ", " TAIL", rows, limit=100)  # type: ignore[arg-type]
+    # The middle row alone is over the limit: it goes in a statement of its own.
+    assert sent == [b"HEAD " + row + b" TAIL" for row in rows]
+    sent.clear()
+    execute_rows(Recorder(), "HEAD ", " TAIL", rows, limit=10_000)  # type: ignore[arg-type]
+    assert sent == [b"HEAD " + b",".join(rows) + b" TAIL"]
+
+
+@pytest.mark.anyio
+async def test_batches_over_several_statements_store_every_byte_exactly(
+    tables: list[str],
+) -> None:
+    # Keys and values with quotes, backslashes, NUL, invalid UTF-8 and SQL: all data. About
+    # 2.5 MiB in all, so a set_many and a commit each send several statements.
+    hostile = ["'", '"', "\\", "\x00", "`", "%s", "'); DROP TABLE t; --", "é", "\U0001f600"]
+    values = {
+        f"k:{n:05d}:{hostile[n % len(hostile)]}": bytes([n % 256, 0, 39, 92]) + b"\xff" * 1000
+        for n in range(2_500)
+    }
+    driver = mysql_driver(MYSQL_URL, _table(tables, "rows"), operation_timeout=120)
+    try:
+        await driver.set_many(list(values.items()))
+        assert await driver.get_many(list(values)) == list(values.values())
+        await driver.set_many_expiring(list(values.items())[:1_500], 60)
+        assert await driver.get_many(list(values)) == list(values.values())
+        changed = {key: value[::-1] for key, value in values.items()}
+        await driver.commit([Change.put(key, value) for key, value in changed.items()])
+        assert await driver.get_many(list(values)) == list(changed.values())
+    finally:
+        await driver.close()

@@ -207,6 +207,30 @@ async def test_batches_split_into_statements_stay_one_transaction(
 
 
 @pytest.mark.anyio
+async def test_set_many_versions_drawn_by_the_server_are_fresh_and_in_range(table: str) -> None:
+    # set_many lets the server draw each row's version (random() per row), in new_version()'s
+    # range: every key gets its own, and a rewrite gives every key a new one.
+    driver = postgresql_driver(POSTGRESQL_URL, table=table)
+    keys = [f"v:{index:04d}" for index in range(1_000)]
+
+    async def versions() -> list[int]:
+        found = [await driver.get_versioned(key) for key in keys]
+        return [item.version for item in found if item is not None]
+
+    try:
+        await driver.set_many([(key, b"1") for key in keys])
+        first = await versions()
+        await driver.set_many_expiring([(key, b"2") for key in keys], 60)
+        second = await versions()
+    finally:
+        await driver.close()
+    assert len(first) == len(second) == len(keys)
+    assert all(type(version) is int and 1 <= version <= 2**52 for version in first + second)
+    # 2,000 draws of 52 bits: a repeat would mean the draws are not independent per row.
+    assert len(set(first) | set(second)) == 2 * len(keys)
+
+
+@pytest.mark.anyio
 async def test_two_hundred_concurrent_tasks_share_a_bounded_pool(
     admin: psycopg.Connection, table: str
 ) -> None:

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from eventqueue.cursors import decode_seq, encode_seq
-from eventqueue.decoding import StoredEvent, decode_entry, report_corrupt_cursor
+from eventqueue.decoding import StoredEvent, decode_seq_rows, report_corrupt_cursor
 from eventqueue.errors import QueueBackendError, QueueClosed, QueueUnavailable
 
 try:
@@ -121,10 +121,12 @@ class PostgreSQLBackend:
             raise QueueClosed(f"{self.description} is closed")
         return self._pool
 
-    async def _fetch(self, query: str, params: Sequence[Any] | dict[str, Any]) -> list[Any]:
+    async def _fetch(
+        self, query: str, params: Sequence[Any] | dict[str, Any], *, binary: bool = False
+    ) -> list[Any]:
         try:
             async with self._connections.connection() as conn:
-                cursor = await conn.execute(query, params)
+                cursor = await conn.execute(query, params, binary=binary)
                 return await cursor.fetchall() if cursor.description else []
         except (psycopg.Error, PoolTimeout, OSError) as exc:
             raise self._translate(exc) from None
@@ -195,8 +197,9 @@ class PostgreSQLBackend:
     async def read_after(self, topic: str, after: str | None, limit: int) -> list[StoredEvent]:
         """Read one page by primary key; undecodable rows come back as corrupt."""
         start = 0 if after is None else decode_seq(after)
-        rows = await self._fetch(self._read_after, (topic, start, limit))
-        return [decode_entry(topic, encode_seq(seq), ts, event) for seq, ts, event in rows]
+        # Binary results: each event arrives as its bytes, not as hex for psycopg to decode.
+        rows = await self._fetch(self._read_after, (topic, start, limit), binary=True)
+        return decode_seq_rows(topic, rows)
 
     async def last_cursor(self, topic: str) -> str | None:
         """Return the topic's counter."""

@@ -311,8 +311,11 @@ async def _postgresql_raw(namespace: str, stack: AsyncExitStack) -> _RawQueue:
                                               for i in range(count)])
 
     async def recover() -> int:
+        # Binary results, as the queue's backend reads its pages: bytea arrives as bytes
+        # without the text form's hex step on either side.
         cursor = await conn.execute(
-            f"SELECT seq, ts, event FROM {table} WHERE topic = 'recover' ORDER BY seq"
+            f"SELECT seq, ts, event FROM {table} WHERE topic = 'recover' ORDER BY seq",
+            binary=True,
         )
         return len([orjson.loads(row[2]) for row in await cursor.fetchall()])
 

@@ -18,6 +18,7 @@ the last scan; all later pages cost as before.
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
+from collections.abc import Iterable
 from itertools import filterfalse
 
 __all__ = ["SortedKeys"]
@@ -48,6 +49,17 @@ class SortedKeys:
             del removed[key]
         else:
             self._pending[key] = None
+
+    def add_many(self, keys: Iterable[str]) -> None:
+        """Insert each of ``keys``, none of which is present; a key may come more than once."""
+        new = dict.fromkeys(keys)
+        removed = self._removed
+        if removed:
+            for key in removed.keys() & new.keys():
+                # As in add: still in its chunk, so only its waiting removal goes.
+                del removed[key]
+                del new[key]
+        self._pending.update(new)
 
     def remove(self, key: str) -> None:
         """Remove ``key``, which must be present."""

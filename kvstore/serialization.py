@@ -18,7 +18,7 @@ import orjson
 
 from kvstore.errors import SerializationError
 
-__all__ = ["JSONValue", "decode", "encode", "encode_many"]
+__all__ = ["JSONValue", "decode", "decode_many", "encode", "encode_many"]
 
 JSONValue = Any
 """A value :func:`encode` accepts; typed ``Any`` because JSON is recursive."""
@@ -206,3 +206,16 @@ def decode(data: bytes, key: str) -> JSONValue:
         raise SerializationError(
             f"the value under {key!r} is not JSON ({error}); read it with get_raw"
         ) from None
+
+
+def decode_many(values: list[bytes | None]) -> list[JSONValue]:
+    """:func:`decode` each of ``values``, keeping ``None`` as it is, in one loop.
+
+    Raises :class:`SerializationError` without naming a key: decode the values one by one with
+    :func:`decode` to find which one is not JSON.
+    """
+    loads = orjson.loads
+    try:
+        return [None if data is None else loads(data) for data in values]
+    except orjson.JSONDecodeError as error:
+        raise SerializationError(f"a value is not JSON ({error})") from None

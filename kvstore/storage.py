@@ -19,13 +19,21 @@ import anyio
 import anyio.lowlevel
 
 from kvstore.conditional import ANY_VERSION, Action, Change, Versioned
-from kvstore.driver import BaseDriver, Driver, as_base_driver, delete_scanned, read_in_pages
+from kvstore.driver import (
+    LATER,
+    BaseDriver,
+    Driver,
+    Later,
+    as_base_driver,
+    delete_scanned,
+    read_in_pages,
+)
 from kvstore.errors import Conflict, InvalidKey, NotSupported, SerializationError, StorageClosed
 from kvstore.expiry import DEFAULT_TTL, EXPIRY, TTL, DefaultTTL, Meta, ttl_seconds
 from kvstore.keys import RECENTLY_VALID, all_valid_keys, join, validate_key, validate_prefix
 from kvstore.mounts import MountTable, Source, merge_sorted
 from kvstore.pacing import Pacer
-from kvstore.serialization import JSONValue, decode, encode, encode_many
+from kvstore.serialization import JSONValue, decode, decode_many, encode, encode_many
 
 __all__ = ["Storage"]
 
@@ -134,11 +142,22 @@ class Storage:
 
     # -- single keys ------------------------------------------------------------------------
 
+    # The single-key hot paths (get, set, delete) first try the common case inline: a storage
+    # without a base over one open driver (table.direct), a key seen valid before; then the
+    # key is its own driver key, and an inline driver (memory) may answer without an await.
+    # Anything else goes through _route. Kept flat on purpose: a helper call costs what the
+    # fast path saves.
+
     async def get(self, key: str) -> JSONValue | None:
         """Return the JSON value stored under ``key``, or ``None`` if there is none."""
-        driver, driver_key = self._route(key)
-        data = await driver.get(driver_key)
-        return None if data is None else decode(data, key)
+        data: bytes | Later | None
+        driver = self._table.direct
+        if driver is None or self._base or type(key) is not str or key not in RECENTLY_VALID:
+            driver, driver_key = self._route(key)
+            data = await driver.get(driver_key)
+        elif (data := driver.try_get(key)) is LATER:
+            data = await driver.get(key)
+        return None if data is None else decode(data, key)  # type: ignore[arg-type]
 
     async def set(
         self, key: str, value: JSONValue, *, ttl: TTL | DefaultTTL | None = DEFAULT_TTL
@@ -151,14 +170,18 @@ class Storage:
         :class:`~kvstore.errors.InvalidTTL` for a TTL that is not positive and finite;
         :class:`~kvstore.errors.NotSupported` for a TTL on a driver without expiry.
         """
-        driver, driver_key = self._route(key)
         if ttl is DEFAULT_TTL:
             ttl = self._ttl
+        driver = self._table.direct
+        if driver is None or self._base or type(key) is not str or key not in RECENTLY_VALID:
+            driver, key = self._route(key)
         if ttl is None:
-            await driver.set(driver_key, encode(value))
+            data = encode(value)
+            if not driver.try_set(key, data):
+                await driver.set(key, data)
         else:
             seconds = _ttl_for(driver, ttl)
-            await driver.set_expiring(driver_key, encode(value), seconds)
+            await driver.set_expiring(key, encode(value), seconds)
 
     async def get_raw(self, key: str) -> bytes | None:
         """Return the bytes stored under ``key`` unchanged, or ``None``."""
@@ -192,8 +215,11 @@ class Storage:
 
     async def delete(self, key: str) -> None:
         """Remove ``key``; removing a missing key is not an error."""
-        driver, driver_key = self._route(key)
-        await driver.delete(driver_key)
+        driver = self._table.direct
+        if driver is None or self._base or type(key) is not str or key not in RECENTLY_VALID:
+            driver, key = self._route(key)
+        if not driver.try_delete(key):
+            await driver.delete(key)
 
     # -- expiry and metadata ----------------------------------------------------------------
 
@@ -449,11 +475,14 @@ class Storage:
         """Return the JSON value of each key in ``keys`` in the order asked, ``None`` if missing."""
         key_list = _key_list(keys)
         raw = await self.get_many_raw(key_list)
-        return await _in_steps(
-            self._table.pacer,
-            list(zip(key_list, raw, strict=True)),
-            lambda part: [None if data is None else decode(data, key) for key, data in part],
-        )
+        try:
+            return await _in_steps(self._table.pacer, raw, decode_many)
+        except SerializationError:
+            # Decode one by one only now, to name the key whose value is not JSON.
+            for key, data in zip(key_list, raw, strict=True):
+                if data is not None:
+                    decode(data, key)
+            raise
 
     async def set_many(
         self,
@@ -644,7 +673,7 @@ class Storage:
         self._closed = True
         if self._base or self._table.closed:
             return
-        self._table.closed = True
+        self._table.close()
         for driver in self._table.drivers():
             await driver.close()
 

@@ -8,9 +8,10 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from itertools import filterfalse, repeat
+from typing import cast
 
 from kvstore.conditional import Action, Change, Versioned, new_version
-from kvstore.driver import BaseDriver, conflict
+from kvstore.driver import LATER, BaseDriver, Later, conflict
 from kvstore.drivers._sorted_keys import SortedKeys
 from kvstore.errors import ConfigurationError, StorageClosed
 from kvstore.expiry import Clock, Meta, expiry_millis, from_millis, now_millis
@@ -80,6 +81,7 @@ class MemoryDriver(BaseDriver):
     atomic_batches = True
     conditional_writes = True
     expiry = True
+    inline = True
 
     def __init__(self, arguments: _Arguments = _DEFAULTS) -> None:
         clock = arguments.clock
@@ -162,29 +164,43 @@ class MemoryDriver(BaseDriver):
 
     # -- single keys --------------------------------------------------------------------------
 
-    async def get(self, key: str) -> bytes | None:
+    def try_get(self, key: str) -> bytes | Later | None:
         # docstring inherited
         credit = self._credit
-        if credit:
-            self._credit = credit - 1
-        else:
-            await self._turn()
+        if not credit:
+            return LATER  # the slow path: closed, a batch running, or time to yield
+        self._credit = credit - 1
         if self._expiry:
             self._reap(key, now_millis(self._clock))
         return self._values.get(key)
 
-    async def set(self, key: str, value: bytes) -> None:
+    async def get(self, key: str) -> bytes | None:
         # docstring inherited
+        found = self.try_get(key)
+        if found is LATER:
+            await self._turn()  # leaves credit, so the read below goes through
+            found = self.try_get(key)
+        return cast("bytes | None", found)
+
+    def try_set(self, key: str, value: bytes) -> bool:
+        # docstring inherited
+        credit = self._credit
+        if not credit:
+            return False
+        self._credit = credit - 1
         if type(value) is bytes and len(value) < _COMPACT_BELOW:
             value = _JOIN((value, b""))  # _stored, inlined on the hot path
         else:
             value = _stored(value)
-        credit = self._credit
-        if credit:
-            self._credit = credit - 1
-        else:
-            await self._turn()
         self._put(key, value)
+        return True
+
+    async def set(self, key: str, value: bytes) -> None:
+        # docstring inherited
+        if not self.try_set(key, value):
+            value = _stored(value)  # the caller's buffer as it is now, not after the await
+            await self._turn()
+            self._put(key, value)
 
     def _put(self, key: str, value: bytes) -> None:
         if key not in self._values:
@@ -196,14 +212,20 @@ class MemoryDriver(BaseDriver):
         if self._expiry:
             self._expiry.pop(key, None)
 
-    async def delete(self, key: str) -> None:
+    def try_delete(self, key: str) -> bool:
         # docstring inherited
         credit = self._credit
-        if credit:
-            self._credit = credit - 1
-        else:
-            await self._turn()
+        if not credit:
+            return False
+        self._credit = credit - 1
         self._remove(key)
+        return True
+
+    async def delete(self, key: str) -> None:
+        # docstring inherited
+        if not self.try_delete(key):
+            await self._turn()
+            self._remove(key)
 
     def _remove(self, key: str) -> None:
         if self._values.pop(key, None) is not None:

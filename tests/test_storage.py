@@ -193,7 +193,7 @@ async def test_get_many_names_the_key_whose_value_is_not_json(storage: Storage) 
     await storage.set_raw("ok300x", b"\xff\xfe")
     keys = [f"ok{n:03}" for n in range(600)] + ["missing"]
     assert await storage.get_many(keys) == [*range(600), None]
-    with pytest.raises(SerializationError, match="'ok300x'.*get_raw"):
+    with pytest.raises(SerializationError, match=r"'ok300x'.*get_raw"):
         await storage.get_many([*keys[:400], "ok300x", *keys[400:]])
 
 

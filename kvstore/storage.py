@@ -71,10 +71,12 @@ class Storage:
     none; a write's own ``ttl`` overrides it, and ``ttl=None`` on a write means "never expires".
     """
 
-    __slots__ = ("_base", "_closed", "_table", "_ttl")
+    __slots__ = ("_base", "_closed", "_fast", "_table", "_ttl")
 
     def __init__(self, driver: Driver, *, ttl: TTL | None = None) -> None:
         self._table = MountTable(as_base_driver(driver))
+        # Where the single-key fast path reads its driver: the table for the root storage.
+        self._fast: MountTable | _NoFastPath = self._table
         self._base = ""
         self._closed = False
         self._ttl = None if ttl is None else ttl_seconds(ttl)
@@ -83,6 +85,7 @@ class Storage:
     def _view(cls, table: MountTable, base: str, ttl: float | None) -> Storage:
         view = cls.__new__(cls)
         view._table = table
+        view._fast = _NO_FAST_PATH
         view._base = base
         view._closed = False
         view._ttl = ttl
@@ -143,7 +146,7 @@ class Storage:
     # -- single keys ------------------------------------------------------------------------
 
     # The single-key hot paths (get, set, delete) first try the common case inline: a storage
-    # without a base over one open driver (table.direct), a key seen valid before; then the
+    # without a base over one open driver (_fast.direct), a key seen valid before; then the
     # key is its own driver key, and an inline driver (memory) may answer without an await.
     # Anything else goes through _route. Kept flat on purpose: a helper call costs what the
     # fast path saves.
@@ -151,8 +154,8 @@ class Storage:
     async def get(self, key: str) -> JSONValue | None:
         """Return the JSON value stored under ``key``, or ``None`` if there is none."""
         data: bytes | Later | None
-        driver = self._table.direct
-        if driver is None or self._base or type(key) is not str or key not in RECENTLY_VALID:
+        driver = self._fast.direct
+        if driver is None or type(key) is not str or key not in RECENTLY_VALID:
             driver, driver_key = self._route(key)
             data = await driver.get(driver_key)
         elif (data := driver.try_get(key)) is LATER:
@@ -172,8 +175,8 @@ class Storage:
         """
         if ttl is DEFAULT_TTL:
             ttl = self._ttl
-        driver = self._table.direct
-        if driver is None or self._base or type(key) is not str or key not in RECENTLY_VALID:
+        driver = self._fast.direct
+        if driver is None or type(key) is not str or key not in RECENTLY_VALID:
             driver, key = self._route(key)
         if ttl is None:
             data = encode(value)
@@ -215,8 +218,8 @@ class Storage:
 
     async def delete(self, key: str) -> None:
         """Remove ``key``; removing a missing key is not an error."""
-        driver = self._table.direct
-        if driver is None or self._base or type(key) is not str or key not in RECENTLY_VALID:
+        driver = self._fast.direct
+        if driver is None or type(key) is not str or key not in RECENTLY_VALID:
             driver, key = self._route(key)
         if not driver.try_delete(key):
             await driver.delete(key)
@@ -692,6 +695,16 @@ class Storage:
     def __repr__(self) -> str:
         view = f" base={self._base!r}" if self._base else ""
         return f"<Storage driver={self._table.root.name}{view}>"
+
+
+class _NoFastPath:
+    """What a view reads as its fast path: none, since its keys are not its driver's keys."""
+
+    __slots__ = ()
+    direct: BaseDriver | None = None
+
+
+_NO_FAST_PATH = _NoFastPath()
 
 
 def _ttl_for(driver: BaseDriver, ttl: TTL) -> float:

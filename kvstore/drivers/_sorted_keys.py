@@ -139,15 +139,19 @@ class SortedKeys:
             self._merge()
         find = bisect_left if inclusive else bisect_right
         found: list[str] = []
+        chunks = self._chunks
         index = find(self._lasts, after)
         start = -1
-        while index < len(self._chunks) and len(found) < limit:
-            chunk = self._chunks[index]
+        while index < len(chunks) and len(found) < limit:
+            chunk = chunks[index]
             start = find(chunk, after) if start < 0 else 0
-            for key in chunk[start : start + limit - len(found)]:
-                if below is not None and key >= below:
-                    return found
-                found.append(key)
+            end = min(len(chunk), start + limit - len(found))
+            if below is not None and end and chunk[end - 1] >= below:
+                # The bound falls in this chunk: find it by bisection, comparing a few keys
+                # rather than each key taken (in a large store every key read is a cache miss).
+                found += chunk[start : bisect_left(chunk, below, start, end)]
+                return found
+            found += chunk[start:end]
             index += 1
         return found
 

@@ -175,3 +175,27 @@ def test_add_many_agrees_with_a_sorted_set(operations: list[tuple[str, list[int]
         else:
             assert _everything(index) == sorted(model)
     assert _everything(index) == sorted(model)
+
+
+@settings(max_examples=300)
+@given(
+    st.sets(st.integers(0, 6 * CHUNK), max_size=5 * CHUNK),
+    st.integers(0, 6 * CHUNK),
+    st.integers(0, 6 * CHUNK),
+    st.booleans(),
+    st.integers(min_value=1, max_value=3 * CHUNK),
+)
+def test_pages_stop_at_their_bound_wherever_it_falls(
+    numbers: set[int], after: int, below: int, inclusive: bool, limit: int
+) -> None:
+    """The bound is found by bisection in its chunk: a page agrees with a filtered sorted list,
+    whether the bound falls in the first chunk taken, a later one, or beyond the limit."""
+    index = SortedKeys()
+    index.add_many(f"{number:05d}" for number in numbers)
+    start, bound = f"{after:05d}", f"{below:05d}"
+    expected = [
+        key
+        for key in sorted(f"{number:05d}" for number in numbers)
+        if (key >= start if inclusive else key > start) and key < bound
+    ][:limit]
+    assert index.page(start, inclusive=inclusive, below=bound, limit=limit) == expected

@@ -218,14 +218,7 @@ class MemoryDriver(BaseDriver):
         if not credit:
             return False
         self._credit = credit - 1
-        # _remove, inlined: the call costs a sixth of a delete through Storage.
-        if self._values.pop(key, None) is not None:
-            self._index.remove(key)
-            del self._written[key]
-            if self._versions:
-                self._versions.pop(key, None)
-            if self._expiry:
-                self._expiry.pop(key, None)
+        self._remove(key)
         return True
 
     async def delete(self, key: str) -> None:

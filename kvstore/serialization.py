@@ -184,11 +184,15 @@ def _locate(value: object, subject: str) -> None:
         raise SerializationError(f"{subject} is nested too deeply to store as JSON") from None
 
 
-def encode_many(values: list[JSONValue]) -> list[bytes]:
-    """Encode each value like :func:`encode`, checking the whole batch in one walk."""
+def encode_many(values: list[JSONValue], *, held: int | None = None) -> list[bytes]:
+    """Encode each value like :func:`encode`, checking the whole batch in one walk.
+
+    ``held`` says how many encoded values the caller will hold at once (by default this batch;
+    more when it encodes a large batch in parts): above a few hundred each result is copied.
+    """
     dumps, option = orjson.dumps, _STRICT
     try:
-        if len(values) <= _HELD_CHEAPLY:
+        if (len(values) if held is None else held) <= _HELD_CHEAPLY:
             encoded = [dumps(value, option=option) for value in values]
         else:
             # Each result copied at once: orjson's own result keeps about 4 KB of heap behind

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from functools import partial
 from types import TracebackType
 from typing import Self, TypeVar
 
@@ -441,13 +442,6 @@ class Storage:
             return keys
         return [self._full_key(key) for key in keys]
 
-    def _full_pairs(self, pairs: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
-        keys = [key for key, _ in pairs]
-        full = self._full_keys(keys)
-        if full is keys:  # the batch check found every key valid and already full
-            return pairs
-        return list(zip(full, [value for _, value in pairs], strict=True))
-
     async def _group(
         self, full_keys: list[str]
     ) -> dict[int, tuple[BaseDriver, list[int], list[str]]]:
@@ -501,10 +495,13 @@ class Storage:
         """
         seconds = self._resolved_ttl(ttl)
         pairs = list(items.items() if isinstance(items, Mapping) else items)
-        encoded = await _in_steps(self._table.pacer, [value for _, value in pairs], encode_many)
-        await self._set_many_encoded(
-            [(key, data) for (key, _), data in zip(pairs, encoded, strict=True)], seconds
+        keys = [key for key, _ in pairs]
+        values = [value for _, value in pairs]
+        # Encoded a step at a time, but every result is held until the write: say how many.
+        encoded = await _in_steps(
+            self._table.pacer, values, partial(encode_many, held=len(values))
         )
+        await self._set_many_encoded(keys, encoded, seconds)
 
     async def set_many_raw(
         self,
@@ -514,25 +511,28 @@ class Storage:
     ) -> None:
         """Store many byte values at once, like :meth:`set_many` without JSON."""
         seconds = self._resolved_ttl(ttl)
-        pairs = items.items() if isinstance(items, Mapping) else items
-        await self._set_many_encoded([(key, _as_bytes(value)) for key, value in pairs], seconds)
+        pairs = list(items.items() if isinstance(items, Mapping) else items)
+        keys = [key for key, _ in pairs]
+        await self._set_many_encoded(keys, [_as_bytes(value) for _, value in pairs], seconds)
 
     def _resolved_ttl(self, ttl: TTL | DefaultTTL | None) -> float | None:
         if ttl is DEFAULT_TTL:
             return self._ttl
         return None if ttl is None else ttl_seconds(ttl)
 
-    async def _set_many_encoded(self, pairs: list[tuple[str, bytes]], ttl: float | None) -> None:
+    async def _set_many_encoded(
+        self, keys: list[str], values: list[bytes], ttl: float | None
+    ) -> None:
         self._ensure_open()
-        full = await _in_steps(self._table.pacer, pairs, self._full_pairs)
-        if not full:
+        full_keys = await _in_steps(self._table.pacer, keys, self._full_keys)
+        if not full_keys:
             if ttl is not None:
                 _ttl_for(self._table.root, ttl)
             return
         if not self._table.has_mounts:
-            await _write(self._table.root, full, ttl)
+            await _write(self._table.root, list(zip(full_keys, values, strict=True)), ttl)
             return
-        groups = await self._group([key for key, _ in full])
+        groups = await self._group(full_keys)
         if ttl is not None:
             for driver, _, _ in groups.values():
                 _ttl_for(driver, ttl)  # every driver can expire keys, before any writes
@@ -540,7 +540,7 @@ class Storage:
             await _write(
                 driver,
                 [
-                    (key, full[position][1])
+                    (key, values[position])
                     for key, position in zip(driver_keys, positions, strict=True)
                 ],
                 ttl,

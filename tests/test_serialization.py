@@ -244,6 +244,8 @@ def test_batches_small_and_large_encode_as_single_values_do(size: int) -> None:
     either way the bytes are those of encode, and a fault anywhere is still refused."""
     values = [{"n": n, "tags": ["a", n * 0.5], "s": "x" * (n % 7)} for n in range(size)]
     assert encode_many(values) == [encode(value) for value in values]
+    # A part of a larger batch the caller holds whole: copied whatever its own size.
+    assert encode_many(values[:3], held=size * 300) == [encode(value) for value in values[:3]]
     with pytest.raises(SerializationError):
         encode_many([*values, {"bad": math.inf}])
 

@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from benchmarks.adapters import UNJUDGED_PEERS
 from benchmarks.method import Cell, Measure
 
 __all__ = ["GrowthRow", "PeakRow", "Results", "Row", "raw_target"]
@@ -95,9 +96,17 @@ class Row:
 
     @property
     def best_peer(self) -> tuple[str, float] | None:
-        """The fastest peer that offers the operation, and our throughput over its."""
+        """The fastest peer that offers the operation, and our throughput over its.
+
+        Peers doing other work than ours (:data:`~benchmarks.adapters.UNJUDGED_PEERS`) are
+        shown in the table but never chosen here.
+        """
         ours = _rate(self.cells.get("ours"))
-        rates = {name: rate for name, cell in self.peers.items() if (rate := _rate(cell))}
+        rates = {
+            name: rate
+            for name, cell in self.peers.items()
+            if (self.driver, name) not in UNJUDGED_PEERS and (rate := _rate(cell))
+        }
         if ours is None or not rates:
             return None
         name = max(rates, key=lambda peer: rates[peer])

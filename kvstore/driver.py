@@ -14,13 +14,22 @@ from __future__ import annotations
 
 import abc
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Protocol, cast, runtime_checkable
+from typing import Final, Protocol, cast, runtime_checkable
 
 from kvstore.conditional import Change, Versioned
 from kvstore.errors import Conflict, NotSupported, StorageClosed
 from kvstore.expiry import EXPIRY, Meta
 
-__all__ = ["CONDITIONAL_WRITES", "EXPIRY", "BaseDriver", "Driver", "as_base_driver", "conflict"]
+__all__ = [
+    "CONDITIONAL_WRITES",
+    "EXPIRY",
+    "LATER",
+    "BaseDriver",
+    "Driver",
+    "Later",
+    "as_base_driver",
+    "conflict",
+]
 
 #: The capability name :class:`NotSupported` carries for versioned reads and conditional writes.
 CONDITIONAL_WRITES = "conditional writes (versions)"
@@ -58,6 +67,19 @@ class Driver(Protocol):
         ...
 
 
+class Later:
+    """The type of :data:`LATER`."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "LATER"
+
+
+#: What :meth:`BaseDriver.try_get` returns when the read must be awaited instead.
+LATER: Final = Later()
+
+
 class BaseDriver(abc.ABC):
     """Base class for drivers: implement the five primitives, override batches if faster.
 
@@ -83,6 +105,7 @@ class BaseDriver(abc.ABC):
     atomic_batches: bool = False
     conditional_writes: bool = False
     expiry: bool = False
+    inline: bool = False
     _closed: bool = False
 
     @property
@@ -118,6 +141,24 @@ class BaseDriver(abc.ABC):
     @abc.abstractmethod
     async def close(self) -> None:
         """Release connections and files; idempotent. Later use raises ``StorageClosed``."""
+
+    # -- operations without an await (optional capability) -----------------------------------
+
+    def try_get(self, key: str) -> bytes | Later | None:
+        """Do :meth:`get` now, without awaiting, or return :data:`LATER` to have it awaited.
+
+        Declining is always allowed; a driver with ``inline`` declines when it must first give
+        the event loop a turn, wait for a batch, or raise (closed).
+        """
+        return LATER
+
+    def try_set(self, key: str, value: bytes) -> bool:
+        """Do :meth:`set` now, without awaiting, and return True; or do nothing, return False."""
+        return False
+
+    def try_delete(self, key: str) -> bool:
+        """Do :meth:`delete` now, without awaiting, and return True; or do nothing, return False."""
+        return False
 
     # -- conditional writes (optional capability) ---------------------------------------------
 

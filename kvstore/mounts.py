@@ -63,6 +63,9 @@ class MountTable:
         self.pacer = Pacer()
         # Read on every operation: a plain attribute is cheaper than len() of the table.
         self.has_mounts = False
+        #: The root driver while it serves every key (open, nothing mounted), else None: the
+        #: single-key fast path of a storage without a base needs this one test.
+        self.direct: BaseDriver | None = root
         # base -> driver, and the bases deepest first so that the first match is the owner.
         self._mounts: dict[str, BaseDriver] = {}
         self._deepest_first: list[str] = []
@@ -72,6 +75,11 @@ class MountTable:
         if self.closed:
             raise StorageClosed("the storage is closed")
 
+    def close(self) -> None:
+        """Mark the table closed: every storage over it stops, views included."""
+        self.closed = True
+        self.direct = None
+
     def add(self, base: str, driver: BaseDriver) -> None:
         """Serve the keys under ``base`` from ``driver``; ``base`` must not be mounted already."""
         if base in self._mounts:
@@ -79,6 +87,7 @@ class MountTable:
         self._mounts[base] = driver
         self._deepest_first = sorted(self._mounts, key=len, reverse=True)
         self.has_mounts = True
+        self.direct = None
 
     def remove(self, base: str) -> BaseDriver:
         """Stop serving ``base`` from its mount and return that mount's driver."""
@@ -88,6 +97,7 @@ class MountTable:
             raise ConfigurationError(f"nothing is mounted at {base!r}") from None
         self._deepest_first = sorted(self._mounts, key=len, reverse=True)
         self.has_mounts = bool(self._mounts)
+        self.direct = None if self.has_mounts or self.closed else self.root
         return driver
 
     def drivers(self) -> list[BaseDriver]:

@@ -18,12 +18,19 @@ import orjson
 
 from kvstore.errors import SerializationError
 
-__all__ = ["JSONValue", "decode", "encode", "encode_many"]
+__all__ = ["JSONValue", "decode", "decode_many", "encode", "encode_many"]
 
 JSONValue = Any
 """A value :func:`encode` accepts; typed ``Any`` because JSON is recursive."""
 
 _INT_MIN = -(2**63)
+# Copies bytes: joining a value with b"" makes a new object, where bytes(value) returns value.
+_JOIN = b"".join
+# Up to this many orjson results (about 4 KB of heap each) held at once, the allocator serves
+# them from memory it already holds; between 200 and 500 of them each started to cost fresh
+# pages (measured: 0.19 us a 200-byte value up to 200, 0.86 at 500, 2.8 at 10,000; copied: 0.22
+# to 0.29 at every size). Smaller batches are not worth copying.
+_HELD_CHEAPLY = 256
 # Refuse what orjson would otherwise turn into something else (a datetime into a string, a
 # subclass of str or int into the base type, a dataclass into a dict) up front.
 _STRICT = (
@@ -177,10 +184,22 @@ def _locate(value: object, subject: str) -> None:
         raise SerializationError(f"{subject} is nested too deeply to store as JSON") from None
 
 
-def encode_many(values: list[JSONValue]) -> list[bytes]:
-    """Encode each value like :func:`encode`, checking the whole batch in one walk."""
+def encode_many(values: list[JSONValue], *, held: int | None = None) -> list[bytes]:
+    """Encode each value like :func:`encode`, checking the whole batch in one walk.
+
+    ``held`` says how many encoded values the caller will hold at once (by default this batch;
+    more when it encodes a large batch in parts): above a few hundred each result is copied.
+    """
+    dumps, option = orjson.dumps, _STRICT
     try:
-        encoded = [orjson.dumps(value, option=_STRICT) for value in values]
+        if (len(values) if held is None else held) <= _HELD_CHEAPLY:
+            encoded = [dumps(value, option=option) for value in values]
+        else:
+            # Each result copied at once: orjson's own result keeps about 4 KB of heap behind
+            # it however short, so holding many of them touches fresh pages for every item (a
+            # 200-byte value: about 0.9 us against 0.2 us with the copy, whose source buffer
+            # the next dumps reuses).
+            encoded = [_JOIN((dumps(value, option=option), b"")) for value in values]
     except (orjson.JSONEncodeError, TypeError) as error:
         raise SerializationError(f"value cannot be stored as JSON: {error}") from None
     if not _exact_json(values):
@@ -199,3 +218,16 @@ def decode(data: bytes, key: str) -> JSONValue:
         raise SerializationError(
             f"the value under {key!r} is not JSON ({error}); read it with get_raw"
         ) from None
+
+
+def decode_many(values: list[bytes | None]) -> list[JSONValue]:
+    """:func:`decode` each of ``values``, keeping ``None`` as it is, in one loop.
+
+    Raises :class:`SerializationError` without naming a key: decode the values one by one with
+    :func:`decode` to find which one is not JSON.
+    """
+    loads = orjson.loads
+    try:
+        return [None if data is None else loads(data) for data in values]
+    except orjson.JSONDecodeError as error:
+        raise SerializationError(f"a value is not JSON ({error})") from None

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from functools import partial
 from types import TracebackType
 from typing import Self, TypeVar
 
@@ -19,13 +20,21 @@ import anyio
 import anyio.lowlevel
 
 from kvstore.conditional import ANY_VERSION, Action, Change, Versioned
-from kvstore.driver import BaseDriver, Driver, as_base_driver, delete_scanned, read_in_pages
+from kvstore.driver import (
+    LATER,
+    BaseDriver,
+    Driver,
+    Later,
+    as_base_driver,
+    delete_scanned,
+    read_in_pages,
+)
 from kvstore.errors import Conflict, InvalidKey, NotSupported, SerializationError, StorageClosed
 from kvstore.expiry import DEFAULT_TTL, EXPIRY, TTL, DefaultTTL, Meta, ttl_seconds
 from kvstore.keys import RECENTLY_VALID, all_valid_keys, join, validate_key, validate_prefix
 from kvstore.mounts import MountTable, Source, merge_sorted
 from kvstore.pacing import Pacer
-from kvstore.serialization import JSONValue, decode, encode, encode_many
+from kvstore.serialization import JSONValue, decode, decode_many, encode, encode_many
 
 __all__ = ["Storage"]
 
@@ -63,10 +72,12 @@ class Storage:
     none; a write's own ``ttl`` overrides it, and ``ttl=None`` on a write means "never expires".
     """
 
-    __slots__ = ("_base", "_closed", "_table", "_ttl")
+    __slots__ = ("_base", "_closed", "_fast", "_table", "_ttl")
 
     def __init__(self, driver: Driver, *, ttl: TTL | None = None) -> None:
         self._table = MountTable(as_base_driver(driver))
+        # Where the single-key fast path reads its driver: the table for the root storage.
+        self._fast: MountTable | _NoFastPath = self._table
         self._base = ""
         self._closed = False
         self._ttl = None if ttl is None else ttl_seconds(ttl)
@@ -75,6 +86,7 @@ class Storage:
     def _view(cls, table: MountTable, base: str, ttl: float | None) -> Storage:
         view = cls.__new__(cls)
         view._table = table
+        view._fast = _NO_FAST_PATH
         view._base = base
         view._closed = False
         view._ttl = ttl
@@ -134,11 +146,22 @@ class Storage:
 
     # -- single keys ------------------------------------------------------------------------
 
+    # The single-key hot paths (get, set, delete) first try the common case inline: a storage
+    # without a base over one open driver (_fast.direct), a key seen valid before; then the
+    # key is its own driver key, and an inline driver (memory) may answer without an await.
+    # Anything else goes through _route. Kept flat on purpose: a helper call costs what the
+    # fast path saves.
+
     async def get(self, key: str) -> JSONValue | None:
         """Return the JSON value stored under ``key``, or ``None`` if there is none."""
-        driver, driver_key = self._route(key)
-        data = await driver.get(driver_key)
-        return None if data is None else decode(data, key)
+        data: bytes | Later | None
+        driver = self._fast.direct
+        if driver is None or type(key) is not str or key not in RECENTLY_VALID:
+            driver, driver_key = self._route(key)
+            data = await driver.get(driver_key)
+        elif (data := driver.try_get(key)) is LATER:
+            data = await driver.get(key)
+        return None if data is None else decode(data, key)  # type: ignore[arg-type]
 
     async def set(
         self, key: str, value: JSONValue, *, ttl: TTL | DefaultTTL | None = DEFAULT_TTL
@@ -151,14 +174,18 @@ class Storage:
         :class:`~kvstore.errors.InvalidTTL` for a TTL that is not positive and finite;
         :class:`~kvstore.errors.NotSupported` for a TTL on a driver without expiry.
         """
-        driver, driver_key = self._route(key)
         if ttl is DEFAULT_TTL:
             ttl = self._ttl
+        driver = self._fast.direct
+        if driver is None or type(key) is not str or key not in RECENTLY_VALID:
+            driver, key = self._route(key)
         if ttl is None:
-            await driver.set(driver_key, encode(value))
+            data = encode(value)
+            if not driver.try_set(key, data):
+                await driver.set(key, data)
         else:
             seconds = _ttl_for(driver, ttl)
-            await driver.set_expiring(driver_key, encode(value), seconds)
+            await driver.set_expiring(key, encode(value), seconds)
 
     async def get_raw(self, key: str) -> bytes | None:
         """Return the bytes stored under ``key`` unchanged, or ``None``."""
@@ -192,8 +219,11 @@ class Storage:
 
     async def delete(self, key: str) -> None:
         """Remove ``key``; removing a missing key is not an error."""
-        driver, driver_key = self._route(key)
-        await driver.delete(driver_key)
+        driver = self._fast.direct
+        if driver is None or type(key) is not str or key not in RECENTLY_VALID:
+            driver, key = self._route(key)
+        if not driver.try_delete(key):
+            await driver.delete(key)
 
     # -- expiry and metadata ----------------------------------------------------------------
 
@@ -412,13 +442,6 @@ class Storage:
             return keys
         return [self._full_key(key) for key in keys]
 
-    def _full_pairs(self, pairs: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
-        keys = [key for key, _ in pairs]
-        full = self._full_keys(keys)
-        if full is keys:  # the batch check found every key valid and already full
-            return pairs
-        return list(zip(full, [value for _, value in pairs], strict=True))
-
     async def _group(
         self, full_keys: list[str]
     ) -> dict[int, tuple[BaseDriver, list[int], list[str]]]:
@@ -449,11 +472,14 @@ class Storage:
         """Return the JSON value of each key in ``keys`` in the order asked, ``None`` if missing."""
         key_list = _key_list(keys)
         raw = await self.get_many_raw(key_list)
-        return await _in_steps(
-            self._table.pacer,
-            list(zip(key_list, raw, strict=True)),
-            lambda part: [None if data is None else decode(data, key) for key, data in part],
-        )
+        try:
+            return await _in_steps(self._table.pacer, raw, decode_many)
+        except SerializationError:
+            # Decode one by one only now, to name the key whose value is not JSON.
+            for key, data in zip(key_list, raw, strict=True):
+                if data is not None:
+                    decode(data, key)
+            raise
 
     async def set_many(
         self,
@@ -469,10 +495,13 @@ class Storage:
         """
         seconds = self._resolved_ttl(ttl)
         pairs = list(items.items() if isinstance(items, Mapping) else items)
-        encoded = await _in_steps(self._table.pacer, [value for _, value in pairs], encode_many)
-        await self._set_many_encoded(
-            [(key, data) for (key, _), data in zip(pairs, encoded, strict=True)], seconds
+        keys = [key for key, _ in pairs]
+        values = [value for _, value in pairs]
+        # Encoded a step at a time, but every result is held until the write: say how many.
+        encoded = await _in_steps(
+            self._table.pacer, values, partial(encode_many, held=len(values))
         )
+        await self._set_many_encoded(keys, encoded, seconds)
 
     async def set_many_raw(
         self,
@@ -482,25 +511,28 @@ class Storage:
     ) -> None:
         """Store many byte values at once, like :meth:`set_many` without JSON."""
         seconds = self._resolved_ttl(ttl)
-        pairs = items.items() if isinstance(items, Mapping) else items
-        await self._set_many_encoded([(key, _as_bytes(value)) for key, value in pairs], seconds)
+        pairs = list(items.items() if isinstance(items, Mapping) else items)
+        keys = [key for key, _ in pairs]
+        await self._set_many_encoded(keys, [_as_bytes(value) for _, value in pairs], seconds)
 
     def _resolved_ttl(self, ttl: TTL | DefaultTTL | None) -> float | None:
         if ttl is DEFAULT_TTL:
             return self._ttl
         return None if ttl is None else ttl_seconds(ttl)
 
-    async def _set_many_encoded(self, pairs: list[tuple[str, bytes]], ttl: float | None) -> None:
+    async def _set_many_encoded(
+        self, keys: list[str], values: list[bytes], ttl: float | None
+    ) -> None:
         self._ensure_open()
-        full = await _in_steps(self._table.pacer, pairs, self._full_pairs)
-        if not full:
+        full_keys = await _in_steps(self._table.pacer, keys, self._full_keys)
+        if not full_keys:
             if ttl is not None:
                 _ttl_for(self._table.root, ttl)
             return
         if not self._table.has_mounts:
-            await _write(self._table.root, full, ttl)
+            await _write(self._table.root, list(zip(full_keys, values, strict=True)), ttl)
             return
-        groups = await self._group([key for key, _ in full])
+        groups = await self._group(full_keys)
         if ttl is not None:
             for driver, _, _ in groups.values():
                 _ttl_for(driver, ttl)  # every driver can expire keys, before any writes
@@ -508,7 +540,7 @@ class Storage:
             await _write(
                 driver,
                 [
-                    (key, full[position][1])
+                    (key, values[position])
                     for key, position in zip(driver_keys, positions, strict=True)
                 ],
                 ttl,
@@ -644,7 +676,7 @@ class Storage:
         self._closed = True
         if self._base or self._table.closed:
             return
-        self._table.closed = True
+        self._table.close()
         for driver in self._table.drivers():
             await driver.close()
 
@@ -663,6 +695,16 @@ class Storage:
     def __repr__(self) -> str:
         view = f" base={self._base!r}" if self._base else ""
         return f"<Storage driver={self._table.root.name}{view}>"
+
+
+class _NoFastPath:
+    """What a view reads as its fast path: none, since its keys are not its driver's keys."""
+
+    __slots__ = ()
+    direct: BaseDriver | None = None
+
+
+_NO_FAST_PATH = _NoFastPath()
 
 
 def _ttl_for(driver: BaseDriver, ttl: TTL) -> float:

@@ -69,9 +69,10 @@ def test_peers_measured_or_said_to_lack_the_api(run: tuple[Path, str]) -> None:
     rows = json.loads((run[0] / "results.json").read_text())["rows"]
     cells = {(row["driver"], row["operation"]): row["cells"] for row in rows}
     scan = cells[("memory", "scan 100 of 1,000 (per key)")]
-    assert scan["aiocache"] == "no API"
+    assert scan["aiocache+json"] == "no API"
     assert scan["py-key-value"] == "no API"
-    assert isinstance(cells[("memory", "set")]["aiocache"], dict)
+    assert isinstance(cells[("memory", "set")]["aiocache (object kept)"], dict)
+    assert isinstance(cells[("memory", "set")]["aiocache+json"], dict)
     assert cells[("sqlite", "get_many 200 (per item)")]["diskcache"] == "no API"
     assert isinstance(cells[("sqlite", "get_many 200 (per item)")]["aiosqlite"], dict)
     assert isinstance(cells[("sqlite", "queue: publish")]["litequeue"], dict)
@@ -97,3 +98,20 @@ def test_growth_peaks_and_targets_reported(run: tuple[Path, str]) -> None:
     )
     assert "quick run" in stdout
     assert "== missed targets" in stdout
+
+
+def test_the_best_peer_is_judged_among_peers_doing_our_work() -> None:
+    """aiocache's default memory cache keeps the caller's object: shown, never the judged peer."""
+    from benchmarks.adapters import OBJECT_KEPT
+    from benchmarks.method import Measure
+    from benchmarks.results import Row
+
+    cells: dict[str, Measure | str] = {
+        "ours": Measure([2.0]),
+        "raw": Measure([1.0]),
+        OBJECT_KEPT: Measure([0.5]),
+        "aiocache+json": Measure([4.0]),
+    }
+    assert Row("kv", "memory", "set", cells, 0.5).best_peer == ("aiocache+json", 2.0)
+    # The same name on another driver would be judged: only the memory cache keeps objects.
+    assert Row("kv", "redis", "set", cells, 0.85).best_peer == (OBJECT_KEPT, 0.25)

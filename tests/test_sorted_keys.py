@@ -146,3 +146,56 @@ def test_a_prefix_page_costs_log_n_plus_the_matches(stored: int) -> None:
     assert found == [f"user:{number:06d}" for number in range(500, 510)]
     # Two bisections (over chunk ends, then within one chunk) and one bound check per key.
     assert len(found) < _CountingKey.comparisons <= 2 * (stored.bit_length() + 1) + len(found) + 1
+
+
+_BATCHED = st.lists(
+    st.tuples(
+        st.sampled_from(["add_many", "remove", "page"]),
+        st.lists(st.integers(0, 3 * CHUNK), max_size=40),
+    ),
+    max_size=60,
+)
+
+
+@settings(max_examples=200)
+@given(_BATCHED)
+def test_add_many_agrees_with_a_sorted_set(operations: list[tuple[str, list[int]]]) -> None:
+    """add_many takes repeats and keys whose removal still waits, like add does one by one."""
+    index, model = SortedKeys(), set[str]()
+    for operation, numbers in operations:
+        keys = [f"{number:05d}" for number in numbers]
+        if operation == "add_many":
+            index.add_many(key for key in keys if key not in model)
+            model.update(keys)
+        elif operation == "remove":
+            for key in dict.fromkeys(keys):
+                if key in model:
+                    index.remove(key)
+                    model.discard(key)
+        else:
+            assert _everything(index) == sorted(model)
+    assert _everything(index) == sorted(model)
+
+
+@settings(max_examples=300)
+@given(
+    st.sets(st.integers(0, 6 * CHUNK), max_size=5 * CHUNK),
+    st.integers(0, 6 * CHUNK),
+    st.integers(0, 6 * CHUNK),
+    st.booleans(),
+    st.integers(min_value=1, max_value=3 * CHUNK),
+)
+def test_pages_stop_at_their_bound_wherever_it_falls(
+    numbers: set[int], after: int, below: int, inclusive: bool, limit: int
+) -> None:
+    """The bound is found by bisection in its chunk: a page agrees with a filtered sorted list,
+    whether the bound falls in the first chunk taken, a later one, or beyond the limit."""
+    index = SortedKeys()
+    index.add_many(f"{number:05d}" for number in numbers)
+    start, bound = f"{after:05d}", f"{below:05d}"
+    expected = [
+        key
+        for key in sorted(f"{number:05d}" for number in numbers)
+        if (key >= start if inclusive else key > start) and key < bound
+    ][:limit]
+    assert index.page(start, inclusive=inclusive, below=bound, limit=limit) == expected

@@ -187,6 +187,16 @@ async def test_get_of_a_non_json_value_says_to_use_get_raw(storage: Storage) -> 
         await storage.get("raw")
 
 
+async def test_get_many_names_the_key_whose_value_is_not_json(storage: Storage) -> None:
+    """get_many decodes a batch in one loop, then key by key only to say which value failed."""
+    await storage.set_many([(f"ok{n:03}", n) for n in range(600)])
+    await storage.set_raw("ok300x", b"\xff\xfe")
+    keys = [f"ok{n:03}" for n in range(600)] + ["missing"]
+    assert await storage.get_many(keys) == [*range(600), None]
+    with pytest.raises(SerializationError, match=r"'ok300x'.*get_raw"):
+        await storage.get_many([*keys[:400], "ok300x", *keys[400:]])
+
+
 async def test_set_raw_refuses_non_bytes(storage: Storage) -> None:
     with pytest.raises(SerializationError, match="must be bytes"):
         await storage.set_raw("k", "text")  # type: ignore[arg-type]
@@ -586,3 +596,53 @@ async def test_an_int_enum_member_is_refused_though_it_equals_its_int(storage: S
         with pytest.raises(SerializationError, match="not a JSON type"):
             await write
     assert await keys_of(storage) == []
+
+
+# -- the single-key fast path ----------------------------------------------------------------
+
+
+class _Counting(MemoryDriver):
+    """A memory driver that counts which path each operation took."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inline_calls = 0
+        self.awaited_calls = 0
+
+    def try_get(self, key: str) -> Any:
+        self.inline_calls += 1
+        return super().try_get(key)
+
+    async def get(self, key: str) -> bytes | None:
+        self.awaited_calls += 1
+        return await super().get(key)
+
+
+async def test_known_keys_take_the_inline_path_and_mounts_or_closing_leave_it() -> None:
+    """Storage tries an inline driver without an await only while nothing else could own the
+    key: a mount turns the fast path off until unmounted, closing turns it off for good."""
+    driver = _Counting()
+    storage = Storage(driver)
+    await storage.set("a:x", 1)  # validated once: later calls find the key in the memo
+    for _ in range(200):  # beyond the driver's credit: some calls decline and are awaited
+        assert await storage.get("a:x") == 1
+    assert driver.inline_calls >= 200
+    assert driver.awaited_calls >= 1
+    mounted = memory_driver()
+    storage.mount("a", mounted)
+    assert await storage.get("a:x") is None  # the mount owns a:x now
+    await storage.set("a:x", 2)
+    assert await mounted.get("x") == b"2"
+    await storage.delete("a:x")
+    assert await mounted.get("x") is None
+    await storage.unmount("a")
+    assert await storage.get("a:x") == 1
+    await storage.delete("a:x")
+    assert await storage.get("a:x") is None
+    view = storage.with_prefix("v")
+    await view.set("a:x", 3)  # a view's key is not its driver key: never the fast path
+    assert await storage.get("v:a:x") == 3
+    await storage.close()
+    for operation in (storage.get("v:a:x"), storage.set("v:a:x", 4), storage.delete("v:a:x")):
+        with pytest.raises(StorageClosed):
+            await operation

@@ -18,6 +18,7 @@ the last scan; all later pages cost as before.
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
+from collections.abc import Iterable
 from itertools import filterfalse
 
 __all__ = ["SortedKeys"]
@@ -48,6 +49,17 @@ class SortedKeys:
             del removed[key]
         else:
             self._pending[key] = None
+
+    def add_many(self, keys: Iterable[str]) -> None:
+        """Insert each of ``keys``, none of which is present; a key may come more than once."""
+        new = dict.fromkeys(keys)
+        removed = self._removed
+        if removed:
+            for key in removed.keys() & new.keys():
+                # As in add: still in its chunk, so only its waiting removal goes.
+                del removed[key]
+                del new[key]
+        self._pending.update(new)
 
     def remove(self, key: str) -> None:
         """Remove ``key``, which must be present."""
@@ -127,15 +139,19 @@ class SortedKeys:
             self._merge()
         find = bisect_left if inclusive else bisect_right
         found: list[str] = []
+        chunks = self._chunks
         index = find(self._lasts, after)
         start = -1
-        while index < len(self._chunks) and len(found) < limit:
-            chunk = self._chunks[index]
+        while index < len(chunks) and len(found) < limit:
+            chunk = chunks[index]
             start = find(chunk, after) if start < 0 else 0
-            for key in chunk[start : start + limit - len(found)]:
-                if below is not None and key >= below:
-                    return found
-                found.append(key)
+            end = min(len(chunk), start + limit - len(found))
+            if below is not None and end and chunk[end - 1] >= below:
+                # The bound falls in this chunk: find it by bisection, comparing a few keys
+                # rather than each key taken (in a large store every key read is a cache miss).
+                found += chunk[start : bisect_left(chunk, below, start, end)]
+                return found
+            found += chunk[start:end]
             index += 1
         return found
 

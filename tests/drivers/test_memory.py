@@ -41,3 +41,44 @@ async def test_purge_frees_expired_keys_and_expiring_writes_purge_a_few() -> Non
     assert await driver.purge_expired(100) == 50
     assert sorted(driver._values) == ["live", "new", "new2"]
     assert sorted(driver._expiry) == ["new", "new2"]
+
+
+@pytest.mark.anyio
+async def test_short_values_are_stored_as_copies_of_their_own() -> None:
+    """orjson's results keep ~4 KB of heap each: short values are kept as fresh copies."""
+    driver = memory_driver()
+    short, long = b"s" * 200, b"l" * (1 << 20)
+    await driver.set("a", short)
+    await driver.set_many([("b", short), ("c", long)])
+    await driver.set_expiring("d", short, 60.0)
+    for key in ("a", "b", "d"):
+        stored = await driver.get(key)
+        assert stored == short
+        assert stored is not short
+    assert await driver.get("c") is long  # beyond the copy threshold: the same object
+
+
+@pytest.mark.anyio
+async def test_bulk_set_many_indexes_and_clears_like_single_writes() -> None:
+    """set_many applies steps in bulk: new keys reach the index once, overwrites drop versions
+    and expiry, a repeated key keeps its last value, and a bytearray is copied."""
+    driver = memory_driver()
+    await driver.set_expiring("k0001", b"old", 60.0)
+    assert (await driver.get_versioned("k0002")) is None
+    await driver.set("k0002", b"old")
+    before = await driver.get_versioned("k0002")
+    buffer = bytearray(b"buf")
+    items: list[tuple[str, bytes]] = [(f"k{n:04}", b"v%d" % n) for n in range(3000)]
+    items += [("k0005", b"last"), ("x", buffer)]  # type: ignore[list-item]  # a buffer, as given
+    await driver.set_many(items)
+    buffer[:] = b"changed"
+    assert [key async for key in driver.keys("k")] == [f"k{n:04}" for n in range(3000)]
+    assert await driver.get("k0005") == b"last"
+    assert await driver.get("x") == b"buf"
+    meta = await driver.get_meta("k0001")
+    assert meta is not None
+    assert meta.expires_at is None
+    after = await driver.get_versioned("k0002")
+    assert before is not None
+    assert after is not None
+    assert after.version != before.version

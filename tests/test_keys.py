@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kvstore.errors import InvalidKey
@@ -13,6 +13,7 @@ from kvstore.keys import (
     _RECENTLY_VALID_LIMIT,
     MAX_KEY_BYTES,
     RECENTLY_VALID,
+    all_valid_fetched_keys,
     all_valid_keys,
     prefix_successor,
     validate_key,
@@ -110,6 +111,103 @@ def _plainly_valid(key: str) -> bool:
     if len(key.encode("utf-8")) > MAX_KEY_BYTES:
         return False
     return all(key.split(":"))
+
+
+# Characters for the page check's property test: ASCII letters, the separator, the joining
+# newline and other control characters, a space, characters of 2, 3 and 4 UTF-8 bytes, surrogates.
+_PAGE_CHARS = st.sampled_from(
+    ["a", "b", ":", "\n", "\x00", "\x1f", "\x7f", " ", "é", "€", "😀", "\ud800", "\udfff"]
+)
+# Keys near the byte limit, in characters of each width: "a" * 1024, "é" * 512 and "😀" * 256
+# are the longest valid ones; the tail can make them invalid (":" or "\n") or longer.
+_LONG_KEYS = st.builds(
+    lambda fill, count, tail: fill * count + tail,
+    st.sampled_from(["a", "é", "€", "😀", "ab:"]),
+    st.integers(200, 1030),
+    st.sampled_from(["", "b", ":", "\n", "é", ":c"]),
+)
+_PAGE_KEYS = st.one_of(
+    st.text(_PAGE_CHARS, max_size=8),
+    st.text(st.sampled_from("ab:"), min_size=1, max_size=30),  # mostly valid, like a real page
+    _LONG_KEYS,
+)
+
+
+_PAGE_EXAMPLES = [
+    ["a::b"],
+    ["a", ":b"],
+    ["a:", "b"],
+    ["a", ""],
+    ["", "a"],
+    [""],
+    [":"],
+    ["a\nb"],
+    ["a", "b\n"],
+    ["a\x00"],
+    ["a", "b\x7f"],
+    ["\x1f"],
+    ["é", "a\x00"],
+    ["é:", "b"],
+    ["é", ":b"],
+    ["é", "a::b"],
+    ["é", "\ud800"],
+    ["\udfff"],
+    ["a b", "é"],
+    ["😀" * 256, "a"],
+    ["😀" * 257],
+    ["a", "é" * 512],
+    ["a", "é" * 513],
+    ["x" * 1024] * 3,
+    ["x" * 1024, "x" * 1025, "x" * 1024],
+    ["ab:" * 341 + "a"],
+    ["ab:" * 341 + "ab"],
+    ["a"] * 1000,
+]
+
+
+@pytest.mark.parametrize("keys", _PAGE_EXAMPLES, ids=range(len(_PAGE_EXAMPLES)))
+def test_the_page_checks_agree_with_the_key_rules_on_each_kind_of_fault(keys: list[str]) -> None:
+    _assert_the_page_checks_agree(keys)
+
+
+# More examples than the profile's default: each takes about a millisecond, and the faults hide
+# in particular places (a block boundary, a key's end).
+@settings(max_examples=500)
+@given(st.lists(_PAGE_KEYS, max_size=40))
+def test_the_page_checks_agree_with_the_key_rules(keys: list[str]) -> None:
+    _assert_the_page_checks_agree(keys)
+
+
+def _assert_the_page_checks_agree(keys: list[str]) -> None:
+    expected = all(_plainly_valid(key) for key in keys)
+    assert all_valid_fetched_keys(keys) == expected  # type: ignore[arg-type]
+    for key in keys:
+        RECENTLY_VALID.pop(key, None)  # decided afresh, not by the memo
+    assert all_valid_keys(keys) == expected  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("long", "valid"),
+    [("x" * 1024, True), ("x" * 1025, False), ("😀" * 256, True), ("😀" * 257, False)],
+    ids=["1024-ascii", "1025-ascii", "1024-bytes-of-4", "1028-bytes-of-4"],
+)
+def test_the_page_check_finds_a_long_key_wherever_it_starts(long: str, valid: bool) -> None:
+    """The length bound is proved per aligned block of text: a long key must show whatever its
+    offset from a block's start, so every offset up to two blocks is tried."""
+    for offset in range(10, 2100 if long.isascii() else 600):
+        # Short keys before it (so that every block before it holds a newline), their text and
+        # newlines taking `offset` characters; then the long key, last or not.
+        tens, rest = divmod(offset, 10)
+        before = ["k" * (9 + rest)] + ["k" * 9] * (tens - 1)
+        for keys in ([*before, long], [*before, long, "tail"]):
+            assert all_valid_fetched_keys(keys) is valid, offset  # type: ignore[arg-type]
+
+
+def test_the_fetched_page_check_refuses_what_a_database_can_return() -> None:
+    for other in (b"a", 1, 1.5, None):
+        assert not all_valid_fetched_keys(["a", other])
+    assert all_valid_fetched_keys([])
+    assert not all_valid_fetched_keys([""])
 
 
 @given(

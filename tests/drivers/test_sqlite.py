@@ -482,6 +482,29 @@ async def test_close_during_a_scan_stops_it_with_storage_closed(tmp_path: Path) 
 
 
 @pytest.mark.anyio
+@pytest.mark.parametrize("scan", ["keys", "items"])
+async def test_close_during_the_last_page_of_a_scan_still_ends_it_with_storage_closed(
+    tmp_path: Path, scan: str
+) -> None:
+    """Scans check for a close once a page: the page in hand, already read, is handed out, and
+    the scan then raises rather than ending as if it had seen every key."""
+    driver = sqlite_driver(tmp_path / "scan.db")
+    await driver.set_many([(f"k:{n:02d}", b"") for n in range(10)])
+    seen = 0
+
+    async def scan_and_close() -> None:
+        nonlocal seen
+        async for _ in driver.keys("k:") if scan == "keys" else driver.items("k:"):
+            seen += 1
+            if seen == 1:
+                await driver.close()
+
+    with pytest.raises(StorageClosed):
+        await scan_and_close()
+    assert seen == 10
+
+
+@pytest.mark.anyio
 @pytest.mark.parametrize(
     ("statement_name", "params"),
     [

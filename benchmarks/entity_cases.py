@@ -24,6 +24,8 @@ __all__ = ["run_entities"]
 
 SESSIONS_PER_CONTAINER = 10
 LOOKUPS = 50
+# The add_message rounds' sessions are numbered from here, clear of the lookup's sessions.
+FIRST_ADD_SESSION = 9_000_000
 NOW = 1_764_471_600_000
 
 
@@ -50,24 +52,35 @@ async def run_entities(
     rows = []
 
     # -- add_message --------------------------------------------------------------------------
-    await sessions.save_session(_session(0))
-    await raw.set("e:session:s0000000", _session(0).to_document())
+    # Each round adds to a session of its own (created untimed), so that every round meets the
+    # same session sizes, 0 to ``points`` messages: with one session for all rounds the figure
+    # would depend on how many rounds ran before (on fs, where a message's cost grows with its
+    # session, the full run would not end in bounded time).
+    fresh_sessions = itertools.count(FIRST_ADD_SESSION)
 
     async def ours_add() -> float:
+        record = _session(next(fresh_sessions))
+        await sessions.save_session(record)
+
         async def work() -> None:
             for _ in range(sizes.points):
-                await sessions.add_message("s0000000", _message(next(counter)))
+                await sessions.add_message(record.session_id, _message(next(counter)))
 
         return await stopwatch(work)
 
     async def raw_add() -> float:
+        record = _session(next(fresh_sessions))
+        session_key = f"e:session:{record.session_id}"
+        await raw.set(session_key, record.to_document())
+
         async def work() -> None:
             for _ in range(sizes.points):
                 message = _message(next(counter))
-                if await raw.get("e:session:s0000000") is None:
+                if await raw.get(session_key) is None:
                     raise LookupError("no session")
                 await raw.set(
-                    f"e:msg:s0000000:{message.timestamp:016d}-{message.id}", message.to_document()
+                    f"e:msg:{record.session_id}:{message.timestamp:016d}-{message.id}",
+                    message.to_document(),
                 )
 
         return await stopwatch(work)

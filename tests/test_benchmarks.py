@@ -88,6 +88,10 @@ def test_growth_peaks_and_targets_reported(run: tuple[Path, str]) -> None:
     assert growth == {(driver, operation) for driver in ("memory", "sqlite")
                       for operation in ("get", "set", "scan 100")}
     assert {row["driver"] for row in document["peak_memory"]} == {"memory", "sqlite"}
+    peaks = document["peak_memory"]
+    store = [row for row in peaks if row["operation"] == "the filled store itself"]
+    assert [row["driver"] for row in store] == ["memory"]
+    assert store[0]["peak_bytes"] > store[0]["baseline_bytes"] > 0
     assert all(row["sizes"] == [100, 200] for row in document["growth"])
     targets = {row["driver"]: row["target"] for row in document["rows"] if row["section"] == "kv"}
     assert targets == {"memory": 0.5, "sqlite": 0.7}

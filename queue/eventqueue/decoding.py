@@ -11,7 +11,8 @@ cursor that is unusable is reported with :func:`report_corrupt_cursor` and read 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from itertools import repeat
 from typing import TypeAlias
 
 import orjson
@@ -61,15 +62,42 @@ _set_event = QueueEntry.__dict__["event"].__set__
 _set_timestamp = QueueEntry.__dict__["timestamp"].__set__
 
 
-def decode_seq_rows(topic: str, rows: Iterable[tuple[int, object, object]]) -> list[StoredEvent]:
+def decode_seq_rows(topic: str, rows: Sequence[tuple[int, object, object]]) -> list[StoredEvent]:
     """Return :func:`decode_entry` of each ``(seq, timestamp, payload)`` row, in order.
 
     The same result as calling :func:`decode_entry` with ``encode_seq(seq)`` per row, for about
-    60 % of the cost: a row of the expected types is decoded inline, and any other row (or one
-    whose payload is not JSON) goes through :func:`decode_entry`, so corrupt rows are refused
-    with exactly its reasons. ``seq`` must be an ``int`` (the backend's query ensures it).
+    60 % of the cost: a page of rows of the expected types is decoded in one tight loop, and a
+    page holding any other row (or a payload that is not JSON) is decoded again row by row by
+    :func:`_decode_checked_rows`, so corrupt rows are refused with exactly its reasons. ``seq``
+    must be an ``int`` (the backend's query ensures it).
     """
     # Locals rather than globals in the loop: ``recover`` of 10,000 events runs it 10,000 times.
+    loads, width = orjson.loads, SEQ_WIDTH
+    set_topic, set_cursor, set_event, set_timestamp = (
+        _set_topic,
+        _set_cursor,
+        _set_event,
+        _set_timestamp,
+    )
+    # The instances are made in one C-level pass, which saves a call and an append per row.
+    entries = list(map(_new, repeat(QueueEntry, len(rows))))
+    try:
+        for entry, (seq, timestamp, payload) in zip(entries, rows, strict=True):
+            if type(payload) is not bytes or type(timestamp) is not int:
+                return _decode_checked_rows(topic, rows)
+            set_topic(entry, topic)
+            set_cursor(entry, str(seq).zfill(width))
+            set_event(entry, loads(payload))
+            set_timestamp(entry, timestamp)
+    except orjson.JSONDecodeError:
+        return _decode_checked_rows(topic, rows)
+    return entries  # type: ignore[return-value]  # list is invariant; every item is an entry
+
+
+def _decode_checked_rows(
+    topic: str, rows: Iterable[tuple[int, object, object]]
+) -> list[StoredEvent]:
+    """:func:`decode_seq_rows` of a page holding a corrupt row: each row checked on its own."""
     loads, new, entry_type, width = orjson.loads, _new, QueueEntry, SEQ_WIDTH
     set_topic, set_cursor, set_event, set_timestamp = (
         _set_topic,

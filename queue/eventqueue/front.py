@@ -340,7 +340,10 @@ class EventQueue:
         """
         check_name("topic", topic)
         payload = encode_event(event)
-        await self._before_append(topic)
+        if not self._opened or self._closed or topic in self._feeds:
+            # Skipped in the usual case (open, no feed of the topic starting up): one coroutine
+            # less per publish, a tenth of a publish's Python time.
+            await self._before_append(topic)
         cursors = await self._backend.append(topic, [payload], self._now())
         self._backend.notify_local(topic)
         return cursors[0]
@@ -521,13 +524,18 @@ class EventQueue:
         after = after_cursor
         while limit is None or len(entries) < limit:
             want = _RECOVER_PAGE if limit is None else min(_RECOVER_PAGE, limit - len(entries))
-            page: list[StoredEvent] = await self._backend.read_after(topic, after, want)
+            # One row more than the page tells whether another page follows, so a history that
+            # ends on a page boundary costs no final empty read (a round trip on a server).
+            page: list[StoredEvent] = await self._backend.read_after(topic, after, want + 1)
+            more = len(page) > want
+            if more:
+                del page[want:]
             if set(map(type, page)) <= _ENTRY_ONLY:
                 # No corrupt row (the usual page): one pass in C instead of a test per entry.
                 entries.extend(page)  # type: ignore[arg-type]  # every item is a QueueEntry
             else:
                 await _keep_good(page, entries, topic, on_corrupt)
-            if len(page) < want:
+            if not more:
                 break
             after = page[-1].cursor
         return entries

@@ -5,11 +5,13 @@ from __future__ import annotations
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from eventqueue import QueueUnavailable, create_queue
 from eventqueue.backends.sqlite import SQLiteBackend
+from eventqueue.cursors import encode_seq
 from eventqueue.entry import system_clock
 from eventqueue.front import EventQueue
 
@@ -170,3 +172,37 @@ def test_process_exits_despite_timer_and_blocked_handler(
     # Nothing leaked: no task destroyed while pending, no stream left open.
     assert "Traceback" not in result.stderr, result.stderr
     assert "Warning" not in result.stderr, result.stderr
+
+
+async def test_sqlite_cached_sequences_follow_other_connections(tmp_path: Path) -> None:
+    """A SQLite queue caches each topic's last sequence while no other connection commits
+    (``PRAGMA data_version``): another queue's publishes, its retention deleting them and a
+    hand-written row must still give the next publish a fresh, greater cursor."""
+    path = str(tmp_path / "q.db")
+    clock_b = [0]
+
+    def make(clock: Callable[[], int]) -> EventQueue:
+        return EventQueue(
+            SQLiteBackend(path), retention_ms=1000, cleanup_interval_ms=10**9, clock=clock
+        )
+
+    first, second = make(lambda: 10_000), make(lambda: clock_b[0])
+    try:
+        assert await first.publish("t", "a") == encode_seq(1)
+        assert await first.publish("t", "a") == encode_seq(2)  # from the cache
+        assert await second.publish_many("t", ["b", "b"]) == [encode_seq(3), encode_seq(4)]
+        clock_b[0] = 10_000
+        assert await second.cleanup() == 2  # deletes 3 and 4, remembering 4
+        assert await first.publish("t", "a") == encode_seq(5)
+        hand = sqlite3.connect(path, isolation_level=None)
+        try:
+            hand.execute("INSERT INTO eventqueue_events VALUES ('t', 9, 10000, x'31')")
+        finally:
+            hand.close()
+        assert await first.publish("t", "a") == encode_seq(10)
+        assert [e.cursor for e in await second.recover("t")] == [
+            encode_seq(seq) for seq in (1, 2, 5, 9, 10)
+        ]
+    finally:
+        await first.close()
+        await second.close()

@@ -47,6 +47,23 @@ def test_batch_decoding_matches_decode_entry_on_good_and_corrupt_rows() -> None:
     assert kinds.count(CorruptEvent) == len(ROWS) - 3
 
 
+@pytest.mark.parametrize(
+    "bad",
+    [(2, 5, b"{not json"), (2, 5, "{}"), (2, 5.0, b"{}")],
+    ids=["invalid JSON", "TEXT payload", "REAL timestamp"],
+)
+def test_one_corrupt_row_between_good_ones_is_refused_alone(
+    bad: tuple[int, object, object],
+) -> None:
+    # The fast pass over a clean page gives up at the corrupt row; the row-by-row pass that
+    # takes over must still return the good rows before and after it.
+    rows = [(1, 5, b"1"), bad, (3, 5, b"3")]
+    expected = [decode_entry("t", encode_seq(seq), ts, payload) for seq, ts, payload in rows]
+    got = decode_seq_rows("t", rows)
+    assert [_comparable(item) for item in got] == [_comparable(item) for item in expected]
+    assert [type(item) for item in got] == [QueueEntry, CorruptEvent, QueueEntry]
+
+
 def test_batch_built_entries_are_ordinary_frozen_entries() -> None:
     [entry] = decode_seq_rows("topic", [(42, 9, b'{"a": 1}')])
     assert entry == QueueEntry("topic", "00000000000000000042", {"a": 1}, 9)

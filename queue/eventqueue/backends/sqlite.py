@@ -12,7 +12,9 @@ Choices:
   ``max(max(seq) of the topic, topics.last_seq) + 1``. The write lock serialises every writer of
   the file, so sequences are unique across processes and follow commit order; the wall clock
   plays no part. ``topics.last_seq`` is only written by retention, recording the greatest
-  sequence it deleted, so a topic emptied by retention never reuses a cursor.
+  sequence it deleted, so a topic emptied by retention never reuses a cursor. While no other
+  connection has committed (``PRAGMA data_version``), the last sequence this connection wrote
+  stands in for that query.
 - Durability: ``synchronous=NORMAL`` in WAL mode by default, the kvstore driver's default (one
   constant, :data:`kvstore.sqlite_common.DEFAULT_SYNCHRONOUS`): a returned ``publish`` survives
   any process crash; ``synchronous=FULL`` adds power-loss durability at several times the cost
@@ -77,6 +79,8 @@ _LAST_SEQ = (
     " coalesce((SELECT last_seq FROM eventqueue_topics"
     " WHERE topic = ?1 AND typeof(last_seq) = 'integer'), 0))"
 )
+# Bounds the per-topic sequence cache of a process publishing to very many topics.
+_MAX_CACHED_TOPICS = 10_000
 _INSERT = "INSERT INTO eventqueue_events (topic, seq, ts, event) VALUES (?, ?, ?, ?)"
 _READ_AFTER = (
     "SELECT seq, ts, event FROM eventqueue_events WHERE topic = ? AND seq > ?"
@@ -131,6 +135,10 @@ class SQLiteBackend:
         self.busy_timeout = check_busy_timeout(busy_timeout)
         self._conn: sqlite3.Connection | None = None
         self._wakeups: dict[str, anyio.Event] = {}
+        # The last sequence committed per topic, valid while ``PRAGMA data_version`` equals
+        # ``_data_version`` (see ``_last_seq_locked``).
+        self._last_seqs: dict[str, int] = {}
+        self._data_version: int | None = None
 
     @property
     def _db(self) -> sqlite3.Connection:
@@ -173,6 +181,9 @@ class SQLiteBackend:
         """Open the file (creating its folder), switch to WAL and create the tables."""
         if self.path != MEMORY:
             self._make_folder()
+        # A new connection counts data_version afresh: what the old one cached means nothing.
+        self._last_seqs.clear()
+        self._data_version = None
         try:
             self._conn = sqlite3.connect(
                 self.path, timeout=0, isolation_level=None, check_same_thread=False
@@ -221,7 +232,7 @@ class SQLiteBackend:
         def write(db: sqlite3.Connection) -> list[str]:
             db.execute("BEGIN IMMEDIATE")
             try:
-                first = db.execute(_LAST_SEQ, (topic,)).fetchone()[0] + 1
+                first = self._last_seq_locked(db, topic) + 1
                 if len(payloads) == 1:
                     db.execute(_INSERT, (topic, first, timestamp, payloads[0]))
                 else:
@@ -234,9 +245,29 @@ class SQLiteBackend:
                 if db.in_transaction:
                     db.rollback()
                 raise
+            # Committed: no other connection can have written since the data_version read.
+            self._last_seqs[topic] = first + len(payloads) - 1
             return [encode_seq(first + i) for i in range(len(payloads))]
 
         return await self._retry(write)
+
+    def _last_seq_locked(self, db: sqlite3.Connection, topic: str) -> int:
+        """Return ``_LAST_SEQ`` of ``topic``; the caller holds the write lock (BEGIN IMMEDIATE).
+
+        ``PRAGMA data_version`` changes exactly when another connection (any process) has
+        committed since this one last looked. While it has not, the greatest sequence this
+        connection committed in ``topic`` is still ``_LAST_SEQ``: nobody else inserted, and this
+        connection's own retention only deletes sequences at or below it, recording them in
+        ``topics.last_seq``. The pragma costs half the query it replaces (about 1 us a publish).
+        """
+        version = db.execute("PRAGMA data_version").fetchone()[0]
+        if version != self._data_version or len(self._last_seqs) > _MAX_CACHED_TOPICS:
+            self._last_seqs.clear()
+            self._data_version = version
+        last = self._last_seqs.get(topic)
+        if last is None:
+            last = self._last_seqs[topic] = db.execute(_LAST_SEQ, (topic,)).fetchone()[0]
+        return last
 
     async def read_after(self, topic: str, after: str | None, limit: int) -> list[StoredEvent]:
         """Read one page of entries after ``after``; undecodable rows come back as corrupt."""

@@ -82,3 +82,32 @@ async def test_bulk_set_many_indexes_and_clears_like_single_writes() -> None:
     assert before is not None
     assert after is not None
     assert after.version != before.version
+
+
+@pytest.mark.anyio
+async def test_writes_drop_versions_and_expiry_after_many_operations() -> None:
+    """Writes skip the version and expiry upkeep while neither is in use (one flag, recomputed
+    on the slow path every so many operations): with both in use, after enough operations for
+    that recomputation, a rewrite still drops the expiry and the version, and a delete both."""
+    driver = memory_driver()
+    await driver.set_expiring("expiring", b"v", 60.0)
+    await driver.set("versioned", b"v")
+    before = await driver.get_versioned("versioned")
+    await driver.set_expiring("deleted", b"v", 60.0)
+    for _ in range(1000):  # many times the operations between two slow paths
+        await driver.get("other")
+    await driver.set("expiring", b"w")
+    await driver.set("versioned", b"w")
+    await driver.delete("deleted")
+    meta = await driver.get_meta("expiring")
+    assert meta is not None
+    assert meta.expires_at is None
+    after = await driver.get_versioned("versioned")
+    assert before is not None
+    assert after is not None
+    assert after.version != before.version
+    assert await driver.get_meta("deleted") is None
+    await driver.set("deleted", b"x")
+    meta = await driver.get_meta("deleted")
+    assert meta is not None
+    assert meta.expires_at is None

@@ -468,7 +468,8 @@ class MemoryDriver(BaseDriver):
         stored = self._values
         self._index.add_many(filterfalse(stored.__contains__, keys))
         stored.update(zip(keys, values, strict=True))
-        self._written.update(dict.fromkeys(keys, self._clock()))
+        # Pairs, not dict.fromkeys: merging a built dict into a non-empty one costs more.
+        self._written.update(zip(keys, repeat(self._clock())))
         if self._extras:
             for extra in (self._versions, self._expiry):
                 if extra:

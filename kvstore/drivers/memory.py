@@ -209,12 +209,15 @@ class MemoryDriver(BaseDriver):
             self._put(key, value)
 
     def _put(self, key: str, value: bytes) -> None:
-        if key not in self._values:
+        values = self._values
+        if key in values:
+            # Only a key that is there can have a version or an expiry (_remove drops both).
+            if self._extras:
+                self._drop_extras(key)
+        else:
             self._index.add(key)
-        self._values[key] = value
+        values[key] = value
         self._written[key] = self._clock()
-        if self._extras:
-            self._drop_extras(key)
 
     def _drop_extras(self, key: str) -> None:
         """Forget the version and the expiry of ``key``, which was just rewritten or removed."""

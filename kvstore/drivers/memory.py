@@ -92,6 +92,11 @@ class MemoryDriver(BaseDriver):
         # When each value was written (clock seconds), and when expiring keys expire (ms).
         self._written: dict[str, float] = {}
         self._expiry: dict[str, int] = {}
+        # Whether _versions or _expiry may hold an entry: one test on the write paths instead of
+        # two while neither capability is in use. Set when an entry is added, recomputed (to
+        # False once both are empty) on the slow path, so a store whose versions and expiries
+        # are gone pays nothing again.
+        self._extras = False
         # (instant, key) for every expiry set; entries whose key has since changed are skipped.
         self._deadlines: list[tuple[int, str]] = []
         self._last_purge = -math.inf  # on the driver's clock
@@ -123,6 +128,7 @@ class MemoryDriver(BaseDriver):
                 paused = True
             else:
                 self._credit = _CREDIT
+                self._extras = bool(self._versions or self._expiry)
                 return
 
     def mark_closed(self) -> None:
@@ -203,10 +209,18 @@ class MemoryDriver(BaseDriver):
             self._put(key, value)
 
     def _put(self, key: str, value: bytes) -> None:
-        if key not in self._values:
+        values = self._values
+        if key in values:
+            # Only a key that is there can have a version or an expiry (_remove drops both).
+            if self._extras:
+                self._drop_extras(key)
+        else:
             self._index.add(key)
-        self._values[key] = value
+        values[key] = value
         self._written[key] = self._clock()
+
+    def _drop_extras(self, key: str) -> None:
+        """Forget the version and the expiry of ``key``, which was just rewritten or removed."""
         if self._versions:
             self._versions.pop(key, None)
         if self._expiry:
@@ -231,10 +245,8 @@ class MemoryDriver(BaseDriver):
         if self._values.pop(key, None) is not None:
             self._index.remove(key)
             del self._written[key]
-            if self._versions:
-                self._versions.pop(key, None)
-            if self._expiry:
-                self._expiry.pop(key, None)
+            if self._extras:
+                self._drop_extras(key)
 
     # -- expiry -------------------------------------------------------------------------------
 
@@ -246,6 +258,7 @@ class MemoryDriver(BaseDriver):
 
     def _set_expiry(self, key: str, deadline: int) -> None:
         self._expiry[key] = deadline
+        self._extras = True
         heapq.heappush(self._deadlines, (deadline, key))
         if len(self._deadlines) > 2 * len(self._expiry) + 1024:
             # Rewritten and re-expired keys leave stale entries behind: rebuild now and then.
@@ -338,6 +351,7 @@ class MemoryDriver(BaseDriver):
         version = self._versions.get(key)
         if version is None:
             version = self._versions[key] = new_version()
+            self._extras = True
         return version
 
     def _apply(self, change: Change[bytes]) -> int | None:
@@ -346,6 +360,7 @@ class MemoryDriver(BaseDriver):
             assert value is not None
             self._put(change.key, _stored(value))
             version = self._versions[change.key] = new_version()
+            self._extras = True
             return version
         if change.action is Action.DELETE:
             self._remove(change.key)
@@ -456,11 +471,13 @@ class MemoryDriver(BaseDriver):
         stored = self._values
         self._index.add_many(filterfalse(stored.__contains__, keys))
         stored.update(zip(keys, values, strict=True))
-        self._written.update(dict.fromkeys(keys, self._clock()))
-        for extra in (self._versions, self._expiry):
-            if extra:
-                for key in keys:
-                    extra.pop(key, None)
+        # Pairs, not dict.fromkeys: merging a built dict into a non-empty one costs more.
+        self._written.update(zip(keys, repeat(self._clock())))
+        if self._extras:
+            for extra in (self._versions, self._expiry):
+                if extra:
+                    for key in keys:
+                        extra.pop(key, None)
 
     async def delete_many(self, keys: Sequence[str]) -> None:
         # docstring inherited
@@ -493,6 +510,7 @@ class MemoryDriver(BaseDriver):
         values, index = self._values, self._index
         self._values, self._index, self._versions = {}, SortedKeys(), {}
         self._written, self._expiry, self._deadlines = {}, {}, []
+        self._extras = False
         return values, index
 
     async def close(self) -> None:

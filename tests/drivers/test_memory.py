@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from kvstore.drivers.memory import memory_driver
+from kvstore.conditional import Versioned
+from kvstore.drivers.memory import MemoryDriver, memory_driver
 from kvstore.testing import DriverConformance, DriverFactory
 from kvstore.testing.clock import TestClock
 
@@ -75,10 +76,40 @@ async def test_bulk_set_many_indexes_and_clears_like_single_writes() -> None:
     assert [key async for key in driver.keys("k")] == [f"k{n:04}" for n in range(3000)]
     assert await driver.get("k0005") == b"last"
     assert await driver.get("x") == b"buf"
-    meta = await driver.get_meta("k0001")
+    await _assert_rewritten(driver, expired="k0001", versioned="k0002", before=before)
+
+
+@pytest.mark.anyio
+async def test_writes_drop_versions_and_expiry_after_many_operations() -> None:
+    """Writes skip the version and expiry upkeep while neither is in use (one flag, recomputed
+    on the slow path every so many operations): with both in use, after enough operations for
+    that recomputation, a rewrite still drops the expiry and the version, and a delete both."""
+    driver = memory_driver()
+    await driver.set_expiring("expiring", b"v", 60.0)
+    await driver.set("versioned", b"v")
+    before = await driver.get_versioned("versioned")
+    await driver.set_expiring("deleted", b"v", 60.0)
+    for _ in range(1000):  # many times the operations between two slow paths
+        await driver.get("other")
+    await driver.set("expiring", b"w")
+    await driver.set("versioned", b"w")
+    await driver.delete("deleted")
+    await _assert_rewritten(driver, expired="expiring", versioned="versioned", before=before)
+    assert await driver.get_meta("deleted") is None
+    await driver.set("deleted", b"x")
+    meta = await driver.get_meta("deleted")
     assert meta is not None
     assert meta.expires_at is None
-    after = await driver.get_versioned("k0002")
+
+
+async def _assert_rewritten(
+    driver: MemoryDriver, *, expired: str, versioned: str, before: Versioned[bytes] | None
+) -> None:
+    """Rewriting ``expired`` dropped its expiry, and ``versioned`` has a new version."""
+    meta = await driver.get_meta(expired)
+    assert meta is not None
+    assert meta.expires_at is None
+    after = await driver.get_versioned(versioned)
     assert before is not None
     assert after is not None
     assert after.version != before.version

@@ -630,6 +630,22 @@ async def test_a_stray_name_among_plain_files_is_not_listed(tmp_path: Path, stra
 
 
 @pytest.mark.anyio
+@pytest.mark.parametrize("stray", ["a.kv\nzz.kv", "a\nzz", "zz~", "%41\nzz.kv"])
+async def test_a_stray_name_is_not_listed_by_a_partial_prefix(tmp_path: Path, stray: str) -> None:
+    # A partial prefix narrows the listing by the names' raw spelling: a name holding a newline
+    # or ending with "~" (the mark of a long segment's first piece) must not pass as a key.
+    async with Storage(fs_driver(str(tmp_path))) as storage:
+        await storage.set_many((f"g:{name}", 1) for name in ("a", "A", "z"))
+        if stray.endswith(".kv"):
+            (tmp_path / "g" / stray).write_text("1")
+        else:
+            (tmp_path / "g" / stray).mkdir()
+        assert [key async for key in storage.keys("g:z")] == ["g:z"]
+        assert [key async for key in storage.keys("g:A")] == ["g:A"]
+        assert [key async for key in storage.keys("g:")] == ["g:A", "g:a", "g:z"]
+
+
+@pytest.mark.anyio
 async def test_a_key_too_long_through_plain_directories_is_not_listed(tmp_path: Path) -> None:
     # Every name plain and short, but nine levels of them make a key over 1024 bytes: the
     # scan's bulk length bound must not let it through.

@@ -211,9 +211,11 @@ def _listing(tree: dict[str, set[tuple[str, bool]]], path: str) -> Listing:
                    [name for name, is_dir in entries if is_dir])
 
 
-def _walk(tree: dict[str, set[tuple[str, bool]]], directory: str, head: str) -> list[str]:
+def _walk(
+    tree: dict[str, set[tuple[str, bool]]], directory: str, head: str, partial: str = ""
+) -> list[str]:
     found: list[str] = []
-    for entry in list_entries(lambda path: _listing(tree, path), directory):
+    for entry in list_entries(lambda path: _listing(tree, path), directory, partial):
         if isinstance(entry, list):
             found += [head + segment for segment in entry]
         else:
@@ -236,15 +238,7 @@ def test_walking_the_tree_lists_keys_in_code_point_order(keys: set[str]) -> None
 def _scan(tree: dict[str, set[tuple[str, bool]]], prefix: str) -> list[str]:
     """What ``keys(prefix)`` walks: the prefix's directory narrowed by its partial segment."""
     complete, partial = split_prefix(prefix)
-    head = "".join(segment + ":" for segment in complete)
-    found: list[str] = []
-    for entry in list_entries(lambda path: _listing(tree, path), dir_path(complete), partial):
-        if isinstance(entry, list):
-            found += [head + segment for segment in entry]
-        else:
-            _, segment, path = entry
-            found += _walk(tree, path, f"{head}{segment}:")
-    return found
+    return _walk(tree, dir_path(complete), "".join(f"{segment}:" for segment in complete), partial)
 
 
 # Characters the layout keeps, escapes (upper case, punctuation, 2- and 4-byte UTF-8) and the

@@ -112,11 +112,41 @@ def _escape(char: str) -> str:
     return "".join(f"%{byte:02X}" for byte in char.encode("utf-8"))
 
 
+def _escape_chars(text: str) -> list[str]:
+    return [char if char in _KEPT else _escape(char) for char in text]
+
+
 def _encode_chars(segment: str) -> list[str]:
-    pieces = [char if char in _KEPT else _escape(char) for char in segment]
+    pieces = _escape_chars(segment)
     if segment in _WINDOWS_DEVICES:
         pieces[0] = _escape(segment[0])
     return pieces
+
+
+def _name_starts(partial: str) -> tuple[str, ...]:
+    """What a name must start with to store a segment starting with ``partial`` (``partial``
+    not empty): a test on the raw name, so a listing is narrowed before any name is decoded.
+
+    The encoding works character by character and is a prefix code (a kept character is one
+    character that is never ``%``, an escape is a whole character's UTF-8 bytes, which no other
+    character's bytes start), so a segment starts with ``partial`` exactly when its encoding
+    starts with ``partial``'s: the test neither drops a name it should keep nor can match in
+    the middle of an escape. The one exception is a device name, whose first character is
+    escaped: for a ``partial`` that starts one, that spelling is accepted too. Names that pass
+    are still decoded and checked as before.
+    """
+    chars = _escape_chars(partial)
+    encoded = "".join(chars)
+    if any(device.startswith(partial) for device in _WINDOWS_DEVICES):
+        return encoded, _escape(partial[0]) + "".join(chars[1:])
+    return (encoded,)
+
+
+def _leads(name: str, starts: tuple[str, ...]) -> bool:
+    """Whether the ``~`` directory ``name``, the first piece of a long segment, is the start of
+    one of ``starts``: the segments under it may then start with that prefix too."""
+    piece = name[: -len(CONTINUED)]
+    return any(start.startswith(piece) for start in starts)
 
 
 @lru_cache(maxsize=8192)
@@ -307,17 +337,27 @@ class _Collector:
         plain_file = _PLAIN_FILE.fullmatch
         partial = self.partial
         files = self.files
-        listing = self.list_dir(directory)
+        file_names, directory_names = self.list_dir(directory)
+        if partial and not head:
+            # Narrow the listing by the names' raw spelling before decoding any: a prefix scan
+            # in a large directory would otherwise decode every name in it (see _name_starts).
+            starts = _name_starts(partial)
+            file_names = [name for name in file_names if name.startswith(starts)]
+            directory_names = [
+                name
+                for name in directory_names
+                if name.startswith(starts) or (name.endswith(CONTINUED) and _leads(name, starts))
+            ]
         names: list[tuple[str, bool]] = []
-        if listing.files:
-            segments = None if head else _plain_segments(listing.files)
+        if file_names:
+            segments = None if head else _plain_segments(file_names)
             if segments is None:
-                names += [(name, False) for name in listing.files]
+                names += [(name, False) for name in file_names]
             elif partial:
                 files += [segment for segment in segments if segment.startswith(partial)]
             else:
                 files += segments
-        names += [(name, True) for name in listing.directories]
+        names += [(name, True) for name in directory_names]
         for name, is_dir in names:
             if not is_dir and not head:
                 # The common case, kept cheap: a value file whose name is its segment.

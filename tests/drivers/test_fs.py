@@ -27,7 +27,14 @@ from hypothesis import strategies as st
 from kvstore import create_storage
 from kvstore.conditional import Change
 from kvstore.driver import CONDITIONAL_WRITES
-from kvstore.drivers._fs_layout import MAX_PIECE, Listing, key_path, list_entries
+from kvstore.drivers._fs_layout import (
+    MAX_PIECE,
+    Listing,
+    dir_path,
+    key_path,
+    list_entries,
+    split_prefix,
+)
 from kvstore.drivers._fs_local import HOST_TAG, LOCK_NAME
 from kvstore.drivers.fs import FSDriver, from_url, fs_driver
 from kvstore.errors import (
@@ -204,9 +211,11 @@ def _listing(tree: dict[str, set[tuple[str, bool]]], path: str) -> Listing:
                    [name for name, is_dir in entries if is_dir])
 
 
-def _walk(tree: dict[str, set[tuple[str, bool]]], directory: str, head: str) -> list[str]:
+def _walk(
+    tree: dict[str, set[tuple[str, bool]]], directory: str, head: str, partial: str = ""
+) -> list[str]:
     found: list[str] = []
-    for entry in list_entries(lambda path: _listing(tree, path), directory):
+    for entry in list_entries(lambda path: _listing(tree, path), directory, partial):
         if isinstance(entry, list):
             found += [head + segment for segment in entry]
         else:
@@ -224,6 +233,70 @@ _LONG_SEGMENTS = st.text(st.sampled_from("xX!:\u00e9"), min_size=100, max_size=3
 @given(st.sets(st.one_of(kst.keys(), _LONG_SEGMENTS), max_size=30))
 def test_walking_the_tree_lists_keys_in_code_point_order(keys: set[str]) -> None:
     assert _walk(_fake_tree(keys), "", "") == sorted(keys)
+
+
+def _scan(tree: dict[str, set[tuple[str, bool]]], prefix: str) -> list[str]:
+    """What ``keys(prefix)`` walks: the prefix's directory narrowed by its partial segment."""
+    complete, partial = split_prefix(prefix)
+    return _walk(tree, dir_path(complete), "".join(f"{segment}:" for segment in complete), partial)
+
+
+# Characters the layout keeps, escapes (upper case, punctuation, 2- and 4-byte UTF-8) and the
+# starts of device names, whose first character is escaped: prefixes cut anywhere in them.
+_PREFIX_CHARS = st.sampled_from(
+    [*"acon1-_A%~@\u00e9\U0001f600", "con", "nul", "com1", "lpt", "x" * 60]
+)
+_PREFIX_KEYS = st.lists(_PREFIX_CHARS, min_size=1, max_size=8).map("".join)
+_PREFIX_TREES = st.sets(
+    st.one_of(
+        _PREFIX_KEYS,
+        st.tuples(_PREFIX_KEYS, _PREFIX_KEYS).map(":".join),
+        _LONG_SEGMENTS,
+        kst.keys(),
+    ),
+    min_size=1,
+    max_size=30,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_PREFIX_TREES, st.data())
+def test_a_partial_prefix_scan_is_the_full_scan_filtered(
+    keys: set[str], data: st.DataObject
+) -> None:
+    # The listing is narrowed by the names' encoded spelling before decoding: that must keep
+    # exactly the keys starting with the prefix, wherever the prefix ends (inside an escape's
+    # character, a device name, a long segment's first piece), and keep them in order.
+    key = data.draw(st.sampled_from(sorted(keys)))
+    prefix = data.draw(
+        st.one_of(
+            st.integers(0, len(key)).map(lambda cut: key[:cut]),
+            _PREFIX_KEYS,
+            st.tuples(st.sampled_from(sorted(keys)), _PREFIX_KEYS).map(
+                lambda pair: pair[0].rsplit(":", 1)[0] + ":" + pair[1][: len(pair[1]) // 2]
+            ),
+        )
+    )
+    tree = _fake_tree(keys)
+    assert _scan(tree, prefix) == [k for k in sorted(keys) if k.startswith(prefix)]
+
+
+@pytest.mark.parametrize(
+    ("keys", "prefix"),
+    [
+        (["con", "cone", "co", "c", "com1", "com10"], "co"),
+        (["con", "cone", "co", "c", "com1", "com10"], "con"),
+        (["com1", "com10", "com"], "com1"),
+        (["\u00e9", "\u00e8", "\u00e9a", "A", "AB", "a"], "\u00e9"),
+        (["A", "AB", "Ab", "a", "%41"], "A"),
+        (["x" * 130 + "a", "x" * 130 + "b", "x" * 10, "y"], "x" * 125),
+        (["x" * 130 + "a", "x" * 130 + "b", "x" * 10, "y"], "x" * 5),
+        (["\u00e9" * 50 + "a", "\u00e9" * 50 + "b"], "\u00e9" * 41),
+    ],
+    ids=["device-start", "device", "device-digit", "utf8", "upper", "long", "short", "long-utf8"],
+)
+def test_a_partial_prefix_keeps_escaped_device_and_long_names(keys: list[str], prefix: str) -> None:
+    assert _scan(_fake_tree(set(keys)), prefix) == sorted(k for k in keys if k.startswith(prefix))
 
 
 # -- hostile keys on real trees -----------------------------------------------------------------
@@ -548,6 +621,22 @@ async def test_a_stray_name_among_plain_files_is_not_listed(tmp_path: Path, stra
             (tmp_path / "g" / stray).write_text("1")
         assert [key async for key in storage.keys("g:")] == ["g:a", "g:b", "g:c"]
         assert [key async for key in storage.keys("g:b")] == ["g:b"]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("stray", ["a.kv\nzz.kv", "a\nzz", "zz~", "%41\nzz.kv"])
+async def test_a_stray_name_is_not_listed_by_a_partial_prefix(tmp_path: Path, stray: str) -> None:
+    # A partial prefix narrows the listing by the names' raw spelling: a name holding a newline
+    # or ending with "~" (the mark of a long segment's first piece) must not pass as a key.
+    async with Storage(fs_driver(str(tmp_path))) as storage:
+        await storage.set_many((f"g:{name}", 1) for name in ("a", "A", "z"))
+        if stray.endswith(".kv"):
+            (tmp_path / "g" / stray).write_text("1")
+        else:
+            (tmp_path / "g" / stray).mkdir()
+        assert [key async for key in storage.keys("g:z")] == ["g:z"]
+        assert [key async for key in storage.keys("g:A")] == ["g:A"]
+        assert [key async for key in storage.keys("g:")] == ["g:A", "g:a", "g:z"]
 
 
 @pytest.mark.anyio

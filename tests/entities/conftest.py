@@ -1,4 +1,4 @@
-"""Fixtures: a Persistence on memory, SQLite and Redis (isolated base, removed afterwards)."""
+"""Fixtures: a Persistence on memory, SQLite, local files and Redis (isolated, removed after)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import redis
 
 from entities import Persistence, create_persistence
 from kvstore.driver import BaseDriver
+from kvstore.drivers.fs import fs_driver
 from kvstore.drivers.memory import memory_driver
 from kvstore.drivers.redis import redis_driver
 from kvstore.drivers.sqlite import sqlite_driver
@@ -43,7 +44,7 @@ def _remove_redis_base(base: str) -> None:
         client.close()
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis"])
+@pytest.fixture(params=["memory", "sqlite", "fs", "redis"])
 async def root_storage(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Storage]:
     """A root Storage on the backend named by the parameter, emptied of this test's data after."""
     driver: BaseDriver
@@ -52,6 +53,9 @@ async def root_storage(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
         driver = memory_driver()
     elif request.param == "sqlite":
         driver = sqlite_driver(tmp_path / "entities.db")
+    elif request.param == "fs":
+        # Entities find a message by a prefix ending inside a segment: the fs layout's own path.
+        driver = fs_driver(str(tmp_path / "entities"))
     else:
         base = _redis_base()
         driver = redis_driver(url=REDIS_URL, base=base)

@@ -6,8 +6,10 @@ at most 100 us more than the async one.
 Side by side in one process, in interleaved rounds, reporting medians per call: the async
 ``get``/``set`` awaited on an event loop; the blocking ones from a plain script (the loop runs in
 the calling thread); from a coroutine on a running asyncio loop, as in a notebook cell (the
-storage's loop runs in its place, in the same thread); and once the storage's loop has moved to
-its own thread (after a call from a second thread): one thread hop per call.
+storage's loop runs in its place, in the same thread); from a second thread (a driver working on
+the loop's thread, as memory, SQLite and local files do, runs there too, calls taking turns); and,
+for comparison, through the loop thread that a driver waiting on I/O (a server's) uses from a
+second thread: one thread hop per call. Only the first three are memory's paths and judged.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 from kvstore.drivers.memory import memory_driver
 from kvstore.storage import Storage as AsyncStorage
@@ -54,10 +57,15 @@ def _blocking(storage: Storage, name: str, calls: int) -> float:
     return _per_call(calls, lambda index: storage.set(f"k{index % 100}", VALUE))
 
 
-def _move_to_loop_thread(storage: Storage) -> None:
-    other = threading.Thread(target=storage.get, args=("k",))  # a second thread: the loop moves
+def _on_the_loop_thread() -> Storage:
+    """A memory storage whose calls from a second thread go to its loop thread, as a server's."""
+    driver = memory_driver()
+    driver.inline = False  # says it waits on I/O: a second thread's call moves the loop
+    storage = create_storage(driver)
+    other = threading.Thread(target=storage.get, args=("k",))
     other.start()
     other.join()
+    return storage
 
 
 async def _in_a_cell(storage: Storage, name: str, calls: int) -> float:
@@ -69,8 +77,8 @@ def main() -> int:
     loop = asyncio.new_event_loop()
     async_storage = AsyncStorage(memory_driver())
     inline = create_storage("memory://")
-    hop = create_storage("memory://")
-    _move_to_loop_thread(hop)
+    hop = _on_the_loop_thread()
+    second_thread = ThreadPoolExecutor(1)
     for storage in (inline, hop):
         storage.set("k", VALUE)
     loop.run_until_complete(async_storage.set("k", VALUE))
@@ -84,21 +92,25 @@ def main() -> int:
             times.setdefault(f"notebook {name}", []).append(
                 loop.run_until_complete(_in_a_cell(inline, name, CALLS))
             )
-            times.setdefault(f"thread {name}", []).append(_blocking(hop, name, HOP_CALLS))
+            times.setdefault(f"thread {name}", []).append(
+                second_thread.submit(_blocking, inline, name, CALLS).result()
+            )
+            times.setdefault(f"hop {name}", []).append(_blocking(hop, name, HOP_CALLS))
     medians = {label: statistics.median(values) for label, values in times.items()}
     missed = False
     print(f"median per call over {ROUNDS} interleaved rounds (us), memory driver")
     for name in ("get", "set"):
         base = medians[f"async {name}"]
         print(f"  {'async':>8} {name:4} {base:7.2f}")
-        for path in ("script", "notebook", "thread"):
+        for path in ("script", "notebook", "thread", "hop"):
             cost = medians[f"{path} {name}"]
             extra = cost - base
-            missed |= extra > 100
+            missed |= extra > 100 and path != "hop"  # hop: the server drivers' path
             print(
                 f"  {path:>8} {name:4} {cost:7.2f}  +{extra:6.2f} us over async,"
                 f" {cost / base:5.1f}x"
             )
+    second_thread.shutdown()
     inline.close()
     hop.close()
     loop.run_until_complete(async_storage.close())

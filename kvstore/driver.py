@@ -87,7 +87,10 @@ class BaseDriver(abc.ABC):
     conformance suite whether to run the driver under trio as well as asyncio.
     ``atomic_batches`` says whether ``set_many``, ``delete_many`` and ``commit`` are all or
     nothing; the suite then checks it with a concurrent reader that must never see part of a
-    batch.
+    batch. ``inline`` says the driver does its work on the event loop's own thread without
+    waiting for I/O (memory, SQLite, local files): its operations never overlap one another, so
+    the blocking facade runs calls from any thread in that thread, one at a time, instead of
+    handing them to a loop thread; such a driver may also answer :meth:`try_get` and its twins.
 
     Optional capability: ``conditional_writes`` says the driver keeps a version per value and
     implements :meth:`get_versioned` and :meth:`commit` (see :mod:`kvstore.conditional`); the

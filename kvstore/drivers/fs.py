@@ -250,6 +250,7 @@ class FSDriver(BaseDriver):
                 raise TypeError("fsspec options need an fsspec URL as base, not a local path")
             self._local = LocalTree(_local_root(base), fsync=fsync, clock=clock)
             self.where = self._local.root
+            self.inline = True  # local files are read and written on the loop's thread
             return
         if fs is None:
             fs, root = _filesystem_for(base, fsspec_options)
@@ -260,6 +261,7 @@ class FSDriver(BaseDriver):
         if isinstance(fs, LocalFileSystem):
             self._local = LocalTree(_local_root(root), fsync=fsync, clock=clock)
             self.where = self._local.root
+            self.inline = True
         else:
             self._remote = FsspecTree(fs, root)
             self.where = where

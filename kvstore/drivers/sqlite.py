@@ -241,6 +241,7 @@ class SQLiteDriver(BaseDriver):
     """
 
     name = "sqlite"
+    inline = True
     supports_trio = True
     atomic_batches = True
     conditional_writes = True

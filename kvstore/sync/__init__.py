@@ -10,10 +10,11 @@
 
 :class:`Storage` has the async :class:`kvstore.storage.Storage`'s methods, names and errors;
 ``keys`` and ``items`` return plain iterators. Each call runs the async method on an event loop
-the storage owns (:class:`~kvstore.sync.runner.Runner`): in the calling thread while one thread
-uses it, even where an asyncio loop runs (a notebook; a few microseconds per call), on a daemon
-thread once another thread, or a thread running trio, calls it (a thread hop per call). Closing
-the storage stops that loop.
+the storage owns (:class:`~kvstore.sync.runner.Runner`): in the calling thread, even where an
+asyncio loop runs (a notebook; about ten microseconds per call), and from every thread on the
+memory, SQLite and local-file drivers; on a daemon thread once another thread, or a thread
+running trio, calls a storage on a server driver (a thread hop per call). Closing the storage
+stops that loop.
 """
 
 from __future__ import annotations

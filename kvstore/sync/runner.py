@@ -8,9 +8,11 @@ the :class:`Runner` that owns it. Where the loop runs depends on the caller:
   more than awaiting it. This holds in a notebook too, or wherever an asyncio loop already runs
   in the calling thread: that loop is blocked by the call either way, so ours runs in its place
   for the length of the call.
-- *On the loop thread*: from the first call made from a second thread, or from a thread where
-  another async library (trio) runs, the loop moves for good to a daemon thread the runner
-  starts, and every call is handed to it and waited for. A thread hop costs tens of
+  An object whose work runs on the loop's thread anyway (see
+  :meth:`Runner.run_inline_for_all_threads`) runs every thread's calls inline, one at a time.
+- *On the loop thread*: otherwise, from the first call made from a second thread, or from a
+  thread where another async library (trio) runs, the loop moves for good to a daemon thread
+  the runner starts, and every call is handed to it and waited for. A thread hop costs tens of
   microseconds (see ``benchmarks/sync_overhead.py``). A runner made with ``keep_running=True``
   starts there, for objects that work between calls (a queue's subscriptions and retention
   timer).
@@ -71,6 +73,7 @@ class Runner:
         "_closed_error",
         "_gate",
         "_home",
+        "_inline_for_all",
         "_loop",
         "_root",
         "_stop",
@@ -88,6 +91,7 @@ class Runner:
         # Held while a call runs the loop inline, and while the loop moves to its thread.
         self._gate = threading.Lock()
         self._home: int | None = None
+        self._inline_for_all: Callable[[], bool] = _never
         self._thread: threading.Thread | None = None
         # The loop's root task, from the first call to the last release (see _root_task).
         self._stop: asyncio.Future[None] = self._loop.create_future()
@@ -105,6 +109,17 @@ class Runner:
     def threaded(self) -> bool:
         """Whether calls go to the daemon loop thread (rather than running inline)."""
         return self._thread is not None
+
+    def run_inline_for_all_threads(self, when: Callable[[], bool]) -> None:
+        """Let every thread run calls inline, one at a time, while ``when()`` is true.
+
+        For objects whose work runs on the loop's own thread without waiting for I/O (the
+        memory, SQLite and local-file drivers): their calls cannot overlap on a loop thread
+        either, so handing them to one buys nothing and costs a thread hop each (about 100 us
+        on an idle VM, where waking a sleeping core dominates). ``when`` is asked at each call
+        from a thread other than the first; it must be cheap.
+        """
+        self._inline_for_all = when
 
     # -- users ---------------------------------------------------------------------------------
 
@@ -144,11 +159,14 @@ class Runner:
             if not _other_library_running():
                 current = threading.get_ident()
                 with self._gate:
-                    if self._thread is None and self._home in (None, current):
+                    if self._thread is None and (
+                        self._home in (None, current) or self._inline_for_all()
+                    ):
                         if self._closed:
                             coroutine.close()
                             raise self._closed_error()
-                        self._home = current
+                        if self._home is None:
+                            self._home = current
                         return _run_inline(self._loop, coroutine)
             with self._gate:
                 if self._thread is None and not self._closed:
@@ -239,6 +257,10 @@ class _HandOff(Generic[T]):
         """The call's result, or its error raised; only once :attr:`done` was released."""
         assert self._task is not None  # done is released by the task's own callback only
         return self._task.result()
+
+
+def _never() -> bool:
+    return False
 
 
 def _reentry() -> BlockingCallInLoop:

@@ -189,4 +189,10 @@ def create_storage(
     except BaseException:
         runner.release()
         raise
+    runner.run_inline_for_all_threads(lambda: _all_drivers_inline(storage))
     return Storage(storage, runner, owner=True)
+
+
+def _all_drivers_inline(storage: AsyncStorage) -> bool:
+    """Whether every driver of ``storage`` does its work on the loop's thread (see Runner)."""
+    return all(driver.inline for driver in storage._table.drivers())

@@ -15,10 +15,12 @@ import textwrap
 import threading
 import traceback
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 import trio
 
+from kvstore.drivers.memory import memory_driver
 from kvstore.errors import ConfigurationError, Conflict, StorageClosed
 from kvstore.sync import BlockingCallInLoop, Storage, create_storage
 from tests.sync.conftest import Backend
@@ -105,9 +107,29 @@ def _driver_threads(backend: Backend) -> int:
     return 1 if backend.name.startswith("sqlite") else 0
 
 
+def _waiting_on_io() -> Storage:
+    """A memory storage whose driver says it waits for I/O, as a server driver's does.
+
+    Calls from a second thread then go to the loop thread, the path of every server driver.
+    """
+    driver = memory_driver()
+    driver.inline = False
+    return create_storage(driver)
+
+
+def test_a_second_thread_runs_an_inline_drivers_calls_itself(tmp_path: Path) -> None:
+    before = set(_loop_threads())
+    for url in ("memory://", f"sqlite:///{tmp_path}/t.db", f"file://{tmp_path}/files"):
+        with create_storage(url) as storage:
+            storage.set("a", 1)
+            with ThreadPoolExecutor(4) as pool:
+                assert list(pool.map(storage.get, ["a"] * 40)) == [1] * 40
+            assert set(_loop_threads()) == before, url  # no hop: the calls took turns inline
+
+
 def test_the_loop_thread_is_a_daemon_and_stops_when_the_storage_closes() -> None:
     before = set(_loop_threads())
-    storage = create_storage("memory://")
+    storage = _waiting_on_io()
     _move_to_loop_thread(storage)
     started = set(_loop_threads()) - before
     assert started
@@ -157,7 +179,7 @@ def _refuse(value: object) -> object:
 
 @pytest.mark.parametrize("where", ["inline", "loop-thread"])
 def test_errors_keep_their_type_and_traceback(where: str) -> None:
-    with create_storage("memory://") as storage:
+    with (create_storage("memory://") if where == "inline" else _waiting_on_io()) as storage:
         if where == "loop-thread":
             _move_to_loop_thread(storage)
         storage.create("k", 1)
@@ -172,7 +194,7 @@ def test_errors_keep_their_type_and_traceback(where: str) -> None:
 
 @pytest.mark.parametrize("where", ["inline", "loop-thread"])
 def test_a_blocking_call_on_the_facades_own_loop_raises_instead_of_hanging(where: str) -> None:
-    with create_storage("memory://") as storage:
+    with (create_storage("memory://") if where == "inline" else _waiting_on_io()) as storage:
         if where == "loop-thread":
             _move_to_loop_thread(storage)
         storage.set("k", 1)

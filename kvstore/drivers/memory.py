@@ -232,7 +232,17 @@ class MemoryDriver(BaseDriver):
         if not credit:
             return False
         self._credit = credit - 1
-        self._remove(key)
+        # _remove, inlined on the hot path.
+        if self._values.pop(key, None) is not None:
+            index = self._index
+            pending = index.pending
+            if key in pending:
+                del pending[key]  # SortedKeys.remove, inlined for a key never ordered
+            else:
+                index.remove(key)
+            del self._written[key]
+            if self._extras:
+                self._drop_extras(key)
         return True
 
     async def delete(self, key: str) -> None:
@@ -243,7 +253,12 @@ class MemoryDriver(BaseDriver):
 
     def _remove(self, key: str) -> None:
         if self._values.pop(key, None) is not None:
-            self._index.remove(key)
+            index = self._index
+            pending = index.pending
+            if key in pending:
+                del pending[key]  # SortedKeys.remove, inlined for a key never ordered
+            else:
+                index.remove(key)
             del self._written[key]
             if self._extras:
                 self._drop_extras(key)

@@ -113,3 +113,20 @@ async def _assert_rewritten(
     assert before is not None
     assert after is not None
     assert after.version != before.version
+
+
+@pytest.mark.anyio
+async def test_deletes_of_ordered_and_not_yet_ordered_keys_leave_the_index_right() -> None:
+    """A delete takes a key never scanned straight out of the index's waiting keys, and a key
+    a scan has ordered through the index's removals: later scans see neither."""
+    driver = memory_driver()
+    await driver.set_many([("a:1", b"1"), ("a:2", b"2"), ("a:3", b"3")])
+    assert [key async for key in driver.keys("a:")] == ["a:1", "a:2", "a:3"]  # now ordered
+    await driver.set("a:4", b"4")  # waiting, not ordered yet
+    await driver.delete("a:2")
+    await driver.delete("a:4")
+    await driver.delete("a:5")  # missing: nothing to do
+    assert [key async for key in driver.keys("a:")] == ["a:1", "a:3"]
+    assert await driver.get_many(["a:2", "a:4"]) == [None, None]
+    await driver.set("a:2", b"again")  # back in, after its removal was applied
+    assert [key async for key in driver.keys("a:")] == ["a:1", "a:2", "a:3"]

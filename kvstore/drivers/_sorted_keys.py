@@ -29,7 +29,7 @@ CHUNK = 512
 class SortedKeys:
     """Distinct ``str`` keys kept in code point order."""
 
-    __slots__ = ("_chunks", "_lasts", "_removed", "pending")
+    __slots__ = ("_chunks", "_lasts", "pending", "removed")
 
     def __init__(self) -> None:
         self._chunks: list[list[str]] = []
@@ -40,12 +40,13 @@ class SortedKeys:
         # pending key out directly (a method call cost more than the dict operation).
         self.pending: dict[str, None] = {}
         # Keys removed from the chunks since the last merge, in removal order, still in them.
-        # Never also pending: adding one back just drops its removal.
-        self._removed: dict[str, None] = {}
+        # Never also pending: adding one back just drops its removal. Public like pending: the
+        # memory driver adds a key straight to pending while this is empty.
+        self.removed: dict[str, None] = {}
 
     def add(self, key: str) -> None:
         """Insert ``key``, which must not be present."""
-        removed = self._removed
+        removed = self.removed
         if removed and key in removed:
             # Still in its chunk: dropping the waiting removal puts it back, with no merge.
             del removed[key]
@@ -54,7 +55,7 @@ class SortedKeys:
 
     def add_many(self, keys: Iterable[str]) -> None:
         """Insert each of ``keys``, none of which is present; a key may come more than once."""
-        removed = self._removed
+        removed = self.removed
         if not removed:
             # Pairs straight into the dict: building a dict of the keys first and merging it
             # costs a third more per key once the dict is not empty (measured 87 vs 58 ns).
@@ -73,11 +74,11 @@ class SortedKeys:
         if key in pending:
             del pending[key]
         else:
-            self._removed[key] = None
+            self.removed[key] = None
 
     def _merge(self) -> None:
         """Apply the waiting removals, then put the waiting keys into the chunks."""
-        if self._removed:
+        if self.removed:
             self._apply_removals()
         if self.pending:
             self._insert_pending()
@@ -99,7 +100,7 @@ class SortedKeys:
         return shares
 
     def _apply_removals(self) -> None:
-        removed = self._removed
+        removed = self.removed
         gone = sorted(removed)
         chunks, lasts = self._chunks, self._lasts
         # From the right, so that dropping an emptied chunk does not move the chunks still to do.
@@ -141,7 +142,7 @@ class SortedKeys:
 
         ``after`` itself is included only if ``inclusive``.
         """
-        if self.pending or self._removed:
+        if self.pending or self.removed:
             self._merge()
         find = bisect_left if inclusive else bisect_right
         found: list[str] = []
@@ -163,7 +164,7 @@ class SortedKeys:
 
     def drop_chunk(self) -> bool:
         """Remove up to ``2 * CHUNK`` keys; tell whether any keys remain."""
-        self._removed.clear()  # what remains goes anyway
+        self.removed.clear()  # what remains goes anyway
         pending = self.pending
         if pending:
             for _ in range(min(len(pending), 2 * CHUNK)):
@@ -178,4 +179,4 @@ class SortedKeys:
         self._chunks.clear()
         self._lasts.clear()
         self.pending.clear()
-        self._removed.clear()
+        self.removed.clear()

@@ -198,7 +198,19 @@ class MemoryDriver(BaseDriver):
             value = _JOIN((value, b""))  # _stored, inlined on the hot path
         else:
             value = _stored(value)
-        self._put(key, value)
+        # _put inlined, and SortedKeys.add for a key that was never ordered.
+        values = self._values
+        if key in values:
+            if self._extras:
+                self._drop_extras(key)
+        else:
+            index = self._index
+            if index.removed:
+                index.add(key)
+            else:
+                index.pending[key] = None
+        values[key] = value
+        self._written[key] = self._clock()
         return True
 
     async def set(self, key: str, value: bytes) -> None:

@@ -18,7 +18,7 @@ import orjson
 
 from kvstore.errors import SerializationError
 
-__all__ = ["JSONValue", "decode", "decode_many", "encode", "encode_many"]
+__all__ = ["JSONValue", "decode", "decode_many", "encode", "encode_many", "encode_many_copies"]
 
 JSONValue = Any
 """A value :func:`encode` accepts; typed ``Any`` because JSON is recursive."""
@@ -258,6 +258,14 @@ def encode_many(values: list[JSONValue], *, held: int | None = None) -> list[byt
             encode(value)
         raise SerializationError("value would not read back equal")  # pragma: no cover
     return encoded
+
+
+def encode_many_copies(held: int) -> bool:
+    """Tell whether :func:`encode_many` returns compact copies when ``held`` results are held.
+
+    Such results can be kept as they are (``owned`` of ``BaseDriver.set_many_columns``).
+    """
+    return held > _HELD_CHEAPLY
 
 
 def decode(data: bytes, key: str) -> JSONValue:

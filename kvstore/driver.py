@@ -253,6 +253,18 @@ class BaseDriver(abc.ABC):
         for key, value in items:
             await self.set(key, value)
 
+    async def set_many_columns(
+        self, keys: list[str], values: list[bytes], *, owned: bool = False
+    ) -> None:
+        """:meth:`set_many` for pairs given as two lists of equal length, as ``Storage`` has them.
+
+        ``owned`` says that each value is a compact ``bytes`` object made for this write (not
+        a caller's buffer, nor an encoder's result with spare capacity behind it), which a
+        driver keeping values in memory may keep as it is instead of copying it. The default
+        pairs the lists up for :meth:`set_many`.
+        """
+        await self.set_many(list(zip(keys, values, strict=True)))
+
     async def delete_many(self, keys: Sequence[str]) -> None:
         """Remove every key in ``keys``; missing keys are skipped silently.
 

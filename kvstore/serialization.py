@@ -18,7 +18,7 @@ import orjson
 
 from kvstore.errors import SerializationError
 
-__all__ = ["JSONValue", "decode", "decode_many", "encode", "encode_many"]
+__all__ = ["JSONValue", "decode", "decode_many", "encode", "encode_many", "encode_many_copies"]
 
 JSONValue = Any
 """A value :func:`encode` accepts; typed ``Any`` because JSON is recursive."""
@@ -79,6 +79,56 @@ def _check(value: object, path: str, subject: str) -> None:
 # the C one on small values, mostly flat ones, and loses as nested containers add up).
 _WALK_BUDGET = 48
 _CONTAINER_COST = 10
+
+
+# Items per container that _two_levels_exact walks; a larger container goes to the walks below.
+_FLAT_LIMIT = 32
+
+
+def _two_levels_exact(value: object) -> bool:
+    """Tell, as cheaply as Python can, whether ``value`` is a record of at most two levels made
+    only of exact JSON types and finite floats.
+
+    The usual record (a dict of scalars with a short list or dict or two) is walked with the
+    second level as an inner loop: no stack of containers and no budget to keep, which cost
+    about a quarter of :func:`_reads_back_exactly` on such a record (the benchmark's 200-byte
+    value: 0.57 against 0.77 us). ``False`` means only "not proven", as there.
+    """
+    kind = type(value)
+    if kind is dict:
+        items: Any = value.values()  # type: ignore[attr-defined]
+    elif kind is list or kind is tuple:
+        items = value
+    else:
+        return kind in _SCALAR_TYPES or (kind is float and value - value == 0.0)  # type: ignore[operator]
+    if len(items) > _FLAT_LIMIT:
+        return False
+    scalars = _SCALAR_TYPES
+    for item in items:
+        kind = type(item)
+        if kind in scalars:
+            continue
+        if kind is dict:
+            inner = item.values()
+        elif kind is list or kind is tuple:
+            inner = item
+        elif kind is float:
+            if item - item == 0.0:
+                continue
+            return False
+        else:
+            return False
+        if len(inner) > _FLAT_LIMIT:
+            return False
+        for leaf in inner:
+            kind = type(leaf)
+            if kind in scalars:
+                continue
+            # A finite float passes; a third level, or anything else, is left to the callers'
+            # other walks.
+            if kind is not float or leaf - leaf != 0.0:
+                return False
+    return True
 
 
 def _reads_back_exactly(value: object) -> bool:
@@ -169,7 +219,7 @@ def encode(value: JSONValue, *, subject: str = "value") -> bytes:
         # Walk first: it says where the fault is (orjson's message does not).
         _locate(value, subject)
         raise SerializationError(f"{subject} cannot be stored as JSON: {error}") from None
-    if _reads_back_exactly(value) or _exact_json([value]):
+    if _two_levels_exact(value) or _reads_back_exactly(value) or _exact_json([value]):
         return data
     # Only now walk in Python, to say which part is at fault and where.
     _locate(value, subject)
@@ -208,6 +258,14 @@ def encode_many(values: list[JSONValue], *, held: int | None = None) -> list[byt
             encode(value)
         raise SerializationError("value would not read back equal")  # pragma: no cover
     return encoded
+
+
+def encode_many_copies(held: int) -> bool:
+    """Tell whether :func:`encode_many` returns compact copies when ``held`` results are held.
+
+    Such results can be kept as they are (``owned`` of ``BaseDriver.set_many_columns``).
+    """
+    return held > _HELD_CHEAPLY
 
 
 def decode(data: bytes, key: str) -> JSONValue:

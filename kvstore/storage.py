@@ -34,7 +34,14 @@ from kvstore.expiry import DEFAULT_TTL, EXPIRY, TTL, DefaultTTL, Meta, ttl_secon
 from kvstore.keys import RECENTLY_VALID, all_valid_keys, join, validate_key, validate_prefix
 from kvstore.mounts import MountTable, Source, merge_sorted
 from kvstore.pacing import Pacer
-from kvstore.serialization import JSONValue, decode, decode_many, encode, encode_many
+from kvstore.serialization import (
+    JSONValue,
+    decode,
+    decode_many,
+    encode,
+    encode_many,
+    encode_many_copies,
+)
 
 __all__ = ["Storage"]
 
@@ -501,7 +508,7 @@ class Storage:
         encoded = await _in_steps(
             self._table.pacer, values, partial(encode_many, held=len(values))
         )
-        await self._set_many_encoded(keys, encoded, seconds)
+        await self._set_many_encoded(keys, encoded, seconds, owned=encode_many_copies(len(values)))
 
     async def set_many_raw(
         self,
@@ -521,7 +528,7 @@ class Storage:
         return None if ttl is None else ttl_seconds(ttl)
 
     async def _set_many_encoded(
-        self, keys: list[str], values: list[bytes], ttl: float | None
+        self, keys: list[str], values: list[bytes], ttl: float | None, *, owned: bool = False
     ) -> None:
         self._ensure_open()
         full_keys = await _in_steps(self._table.pacer, keys, self._full_keys)
@@ -530,6 +537,11 @@ class Storage:
                 _ttl_for(self._table.root, ttl)
             return
         if not self._table.has_mounts:
+            if ttl is None:
+                # As two lists, as they are here: the memory driver takes them without pairing
+                # and splitting them again, and keeps owned values without a second copy.
+                await self._table.root.set_many_columns(full_keys, values, owned=owned)
+                return
             await _write(self._table.root, list(zip(full_keys, values, strict=True)), ttl)
             return
         groups = await self._group(full_keys)

@@ -254,3 +254,29 @@ def test_decode_many_keeps_misses_and_refuses_non_json() -> None:
     assert decode_many([b"1", None, b'{"a":[true]}']) == [1, None, {"a": [True]}]
     with pytest.raises(SerializationError, match="not JSON"):
         decode_many([b"1", b"\xff"])
+
+
+@pytest.mark.parametrize("width", [1, 32, 33])
+@pytest.mark.parametrize(
+    "bad", [_Colour.RED, _Name.ADA, math.nan, -math.inf, uuid.UUID(int=1)], ids=repr
+)
+def test_records_of_one_two_and_three_levels_refuse_a_bad_leaf_at_any_level(
+    width: int, bad: object
+) -> None:
+    """Records of up to two levels take the cheapest walk (with an item limit per container),
+    deeper or wider ones the others: a bad leaf is refused wherever it is."""
+    filler: list[object] = ["s", 1, True, None, 2.5] * 7
+    row = filler[: width - 1]
+    for value in (
+        {"a": 1, "b": bad},  # first level
+        [*row, bad],
+        {"a": [*row, bad]},  # second level, in a list and in a dict
+        {"a": 1, "b": {"k": 2, "z": bad}},
+        [[*row, bad]],
+        {"a": [1, [bad]]},  # third level
+        {"a": {"b": {"c": bad}}},
+    ):
+        with pytest.raises(SerializationError):
+            encode(value)
+    for good in ({"a": [*row, 1.5]}, [[*row]], {"a": [1, {"b": [2.5, "x"]}]}, [*row, 0.0]):
+        assert decode(encode(good), "k") == _as_read_back(good)

@@ -29,55 +29,58 @@ CHUNK = 512
 class SortedKeys:
     """Distinct ``str`` keys kept in code point order."""
 
-    __slots__ = ("_chunks", "_lasts", "_pending", "_removed")
+    __slots__ = ("_chunks", "_lasts", "pending", "removed")
 
     def __init__(self) -> None:
         self._chunks: list[list[str]] = []
         # _lasts[i] is the greatest key of _chunks[i]; both lists stay sorted.
         self._lasts: list[str] = []
         # Keys added since the last merge, in arrival order (values unused); never in a chunk.
-        self._pending: dict[str, None] = {}
+        # Public for the memory driver's single-key hot paths, which add a key here and take a
+        # pending key out directly (a method call cost more than the dict operation).
+        self.pending: dict[str, None] = {}
         # Keys removed from the chunks since the last merge, in removal order, still in them.
-        # Never also pending: adding one back just drops its removal.
-        self._removed: dict[str, None] = {}
+        # Never also pending: adding one back just drops its removal. Public like pending: the
+        # memory driver adds a key straight to pending while this is empty.
+        self.removed: dict[str, None] = {}
 
     def add(self, key: str) -> None:
         """Insert ``key``, which must not be present."""
-        removed = self._removed
+        removed = self.removed
         if removed and key in removed:
             # Still in its chunk: dropping the waiting removal puts it back, with no merge.
             del removed[key]
         else:
-            self._pending[key] = None
+            self.pending[key] = None
 
     def add_many(self, keys: Iterable[str]) -> None:
         """Insert each of ``keys``, none of which is present; a key may come more than once."""
-        removed = self._removed
+        removed = self.removed
         if not removed:
             # Pairs straight into the dict: building a dict of the keys first and merging it
             # costs a third more per key once the dict is not empty (measured 87 vs 58 ns).
-            self._pending.update(zip(keys, repeat(None)))
+            self.pending.update(zip(keys, repeat(None)))
             return
         new = dict.fromkeys(keys)
         for key in removed.keys() & new.keys():
             # As in add: still in its chunk, so only its waiting removal goes.
             del removed[key]
             del new[key]
-        self._pending.update(new)
+        self.pending.update(new)
 
     def remove(self, key: str) -> None:
         """Remove ``key``, which must be present."""
-        pending = self._pending
+        pending = self.pending
         if key in pending:
             del pending[key]
         else:
-            self._removed[key] = None
+            self.removed[key] = None
 
     def _merge(self) -> None:
         """Apply the waiting removals, then put the waiting keys into the chunks."""
-        if self._removed:
+        if self.removed:
             self._apply_removals()
-        if self._pending:
+        if self.pending:
             self._insert_pending()
 
     def _shares(self, keys: list[str]) -> list[tuple[int, int, int]]:
@@ -97,7 +100,7 @@ class SortedKeys:
         return shares
 
     def _apply_removals(self) -> None:
-        removed = self._removed
+        removed = self.removed
         gone = sorted(removed)
         chunks, lasts = self._chunks, self._lasts
         # From the right, so that dropping an emptied chunk does not move the chunks still to do.
@@ -116,8 +119,8 @@ class SortedKeys:
         removed.clear()
 
     def _insert_pending(self) -> None:
-        new = sorted(self._pending)
-        self._pending.clear()
+        new = sorted(self.pending)
+        self.pending.clear()
         chunks, lasts = self._chunks, self._lasts
         if not chunks:
             chunks.extend(new[start : start + CHUNK] for start in range(0, len(new), CHUNK))
@@ -139,7 +142,7 @@ class SortedKeys:
 
         ``after`` itself is included only if ``inclusive``.
         """
-        if self._pending or self._removed:
+        if self.pending or self.removed:
             self._merge()
         find = bisect_left if inclusive else bisect_right
         found: list[str] = []
@@ -161,19 +164,19 @@ class SortedKeys:
 
     def drop_chunk(self) -> bool:
         """Remove up to ``2 * CHUNK`` keys; tell whether any keys remain."""
-        self._removed.clear()  # what remains goes anyway
-        pending = self._pending
+        self.removed.clear()  # what remains goes anyway
+        pending = self.pending
         if pending:
             for _ in range(min(len(pending), 2 * CHUNK)):
                 pending.popitem()
         elif self._chunks:
             del self._chunks[-1]
             del self._lasts[-1]
-        return bool(self._chunks or self._pending)
+        return bool(self._chunks or self.pending)
 
     def clear(self) -> None:
         """Remove every key."""
         self._chunks.clear()
         self._lasts.clear()
-        self._pending.clear()
-        self._removed.clear()
+        self.pending.clear()
+        self.removed.clear()

@@ -178,7 +178,10 @@ class MemoryDriver(BaseDriver):
         self._credit = credit - 1
         if self._expiry:
             self._reap(key, now_millis(self._clock))
-        return self._values.get(key)
+        # Opcodes rather than a call of values.get: a miss 0.27 against 0.29 us through Storage
+        # (A/B medians), a hit no dearer. (For delete, `in` and `del` cost more than one pop.)
+        values = self._values
+        return values[key] if key in values else None  # noqa: SIM401
 
     async def get(self, key: str) -> bytes | None:
         # docstring inherited
@@ -198,7 +201,19 @@ class MemoryDriver(BaseDriver):
             value = _JOIN((value, b""))  # _stored, inlined on the hot path
         else:
             value = _stored(value)
-        self._put(key, value)
+        # _put inlined, and SortedKeys.add for a key that was never ordered.
+        values = self._values
+        if key in values:
+            if self._extras:
+                self._drop_extras(key)
+        else:
+            index = self._index
+            if index.removed:
+                index.add(key)
+            else:
+                index.pending[key] = None
+        values[key] = value
+        self._written[key] = self._clock()
         return True
 
     async def set(self, key: str, value: bytes) -> None:
@@ -232,7 +247,17 @@ class MemoryDriver(BaseDriver):
         if not credit:
             return False
         self._credit = credit - 1
-        self._remove(key)
+        # _remove, inlined on the hot path.
+        if self._values.pop(key, None) is not None:
+            index = self._index
+            pending = index.pending
+            if key in pending:
+                del pending[key]  # SortedKeys.remove, inlined for a key never ordered
+            else:
+                index.remove(key)
+            del self._written[key]
+            if self._extras:
+                self._drop_extras(key)
         return True
 
     async def delete(self, key: str) -> None:
@@ -451,8 +476,22 @@ class MemoryDriver(BaseDriver):
 
     async def set_many(self, items: Sequence[tuple[str, bytes]]) -> None:
         # docstring inherited
-        keys = [key for key, _ in items]
-        values = _all_stored([value for _, value in items])
+        await self._set_many([key for key, _ in items], _all_stored([value for _, value in items]))
+
+    async def set_many_columns(
+        self, keys: list[str], values: list[bytes], *, owned: bool = False
+    ) -> None:
+        # docstring inherited
+        if type(self).set_many is not MemoryDriver.set_many:
+            # A subclass (a test double) that changes set_many still sees every batch.
+            await super().set_many_columns(keys, values, owned=owned)
+            return
+        if len(keys) != len(values):
+            raise ValueError(f"{len(keys)} keys for {len(values)} values")
+        # Owned values are already the compact copies _stored would make: kept as they are.
+        await self._set_many(keys, values if owned else _all_stored(values))
+
+    async def _set_many(self, keys: list[str], values: list[bytes]) -> None:
         done = 0
 
         def step() -> bool:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pytest
 
 from kvstore.conditional import Versioned
 from kvstore.drivers.memory import MemoryDriver, memory_driver
+from kvstore.storage import Storage
 from kvstore.testing import DriverConformance, DriverFactory
 from kvstore.testing.clock import TestClock
 
@@ -113,3 +116,56 @@ async def _assert_rewritten(
     assert before is not None
     assert after is not None
     assert after.version != before.version
+
+
+@pytest.mark.anyio
+async def test_deletes_of_ordered_and_not_yet_ordered_keys_leave_the_index_right() -> None:
+    """A delete takes a key never scanned straight out of the index's waiting keys, and a key
+    a scan has ordered through the index's removals: later scans see neither."""
+    driver = memory_driver()
+    await driver.set_many([("a:1", b"1"), ("a:2", b"2"), ("a:3", b"3")])
+    assert [key async for key in driver.keys("a:")] == ["a:1", "a:2", "a:3"]  # now ordered
+    await driver.set("a:4", b"4")  # waiting, not ordered yet
+    await driver.delete("a:2")
+    await driver.delete("a:4")
+    await driver.delete("a:5")  # missing: nothing to do
+    assert [key async for key in driver.keys("a:")] == ["a:1", "a:3"]
+    assert await driver.get_many(["a:2", "a:4"]) == [None, None]
+    await driver.set("a:2", b"again")  # back in, after its removal was applied
+    assert [key async for key in driver.keys("a:")] == ["a:1", "a:2", "a:3"]
+
+
+@pytest.mark.anyio
+async def test_set_many_columns_copies_what_it_does_not_own_and_checks_lengths() -> None:
+    driver = memory_driver()
+    buffer = bytearray(b"mutable")
+    await driver.set_many_columns(["a", "b"], [buffer, b"kept"], owned=False)  # type: ignore[list-item]
+    buffer[:] = b"changed"
+    assert await driver.get_many(["a", "b"]) == [b"mutable", b"kept"]
+    assert type(await driver.get("a")) is bytes
+    owned = [b"x" * 10, b"y" * 10]
+    await driver.set_many_columns(["c", "d"], owned, owned=True)
+    assert await driver.get_many(["c", "d"]) == owned
+    with pytest.raises(ValueError, match="2 keys for 1 values"):
+        await driver.set_many_columns(["e", "f"], [b"1"])
+    assert await driver.get_many(["e", "f"]) == [None, None]
+    assert [key async for key in driver.keys()] == ["a", "b", "c", "d"]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("size", [3, 300])
+async def test_storage_batches_reach_a_subclass_that_changes_set_many(size: int) -> None:
+    """Storage hands its batches to set_many_columns; a test double that overrides set_many
+    (and not that) still sees each of them, small (not copied when encoded) or large."""
+    seen: list[int] = []
+
+    class Counting(MemoryDriver):
+        async def set_many(self, items: Sequence[tuple[str, bytes]]) -> None:
+            seen.append(len(items))
+            await super().set_many(items)
+
+    async with Storage(Counting()) as storage:
+        items = [(f"k{n:04}", {"n": n}) for n in range(size)]
+        await storage.set_many(items)
+        assert seen == [size]
+        assert await storage.get_many([key for key, _ in items]) == [{"n": n} for n in range(size)]

@@ -1135,6 +1135,25 @@ async def test_storage_single_key_calls_handle_foreign_values_locks_and_close(
         await storage.delete("w")
 
 
+@pytest.mark.anyio
+async def test_versions_made_by_sqlite_are_fresh_and_in_range(tmp_path: Path) -> None:
+    """set and set_many let SQLite make each row's version: one per row, in 1 .. 2**52 like
+    new_version(), never the legacy version."""
+    path = tmp_path / "versions.db"
+    driver = sqlite_driver(path)
+    try:
+        await driver.set_many([(f"k:{n:04}", b"v") for n in range(2000)])
+        await driver.set("k:0000", b"w")
+        await driver.set_many_expiring([("k:0001", b"e")], 60)
+    finally:
+        await driver.close()
+    with closing(sqlite3.connect(path)) as conn:
+        versions = [row[0] for row in conn.execute(f'SELECT version FROM "{DEFAULT_TABLE}"')]
+    assert len(versions) == 2000
+    assert len(set(versions)) == 2000
+    assert all(type(v) is int and 1 <= v <= 2**52 for v in versions)
+
+
 def _no_transaction_left(path: Path) -> None:
     """Another connection can take the write lock at once: nobody sits inside a transaction."""
     with closing(sqlite3.connect(path, timeout=0, isolation_level=None)) as other:

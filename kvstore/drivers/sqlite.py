@@ -137,6 +137,13 @@ _NEW_VERSION: Final = f"((random() & {(1 << 52) - 1}) + 1)"
 # Keeps a row live for a statement that binds "now" (milliseconds) as the parameter shown: a key
 # is expired from its expiry instant on.
 _LIVE = "(expires_at IS NULL OR expires_at > {now})"
+# The connection's page cache, in KiB (SQLite's negative form): 32 MiB, diskcache's default,
+# where SQLite's is 2 MiB. Memory is taken only as pages are read, so a small store costs nothing
+# more. A value over a few KiB lives in a chain of overflow pages, and overwriting it walks the
+# old chain to free it: with 2 MiB a 1 MiB value falls out of the cache between two uses, and a
+# 1 MiB get cost 1,549 against 661 us, a set 4.0 against 2.8 ms (CPU time, 5 values of 1 MiB).
+# Interior pages of a big table stay cached too, which keeps point reads flat as it grows.
+_CACHE_KIB: Final = 32 * 1024
 # Rows the automatic purge removes at most, piggy-backed on an expiring write.
 _AUTO_PURGE = 100
 # Seconds (monotonic) between two automatic purges of one driver.
@@ -480,6 +487,7 @@ class SQLiteDriver(BaseDriver):
             if not self.in_memory:
                 conn.execute("PRAGMA journal_mode = WAL")
             conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+            conn.execute(f"PRAGMA cache_size = -{_CACHE_KIB}")
             conn.execute(self._sql_create)
             self._upgrade_layout(conn)
         except BaseException:

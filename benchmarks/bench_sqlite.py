@@ -5,9 +5,10 @@ Run: ``python -m benchmarks.bench_sqlite``. Target: at least 0.7 of raw on get a
 Both sides use their own file in one temporary directory, in WAL mode with
 ``synchronous=NORMAL``, the driver's ``cache_size``, autocommit, and the driver's original
 table layout (``key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID``; the driver's rows
-also carry a version, an expiry and a write time, whose cost the ratio includes). Both encode values with orjson
-(Storage through :mod:`kvstore.serialization`, raw with plain ``orjson.dumps``/``loads``), and
-both are called through ``async`` functions, so the ratio is what the driver and Storage add.
+also carry a version, an expiry and a write time, whose cost the ratio includes). Both encode
+values with orjson (Storage through :mod:`kvstore.serialization`, raw with plain
+``orjson.dumps``/``loads``), and both are called through ``async`` functions, so the ratio is
+what the driver and Storage add.
 Raw batches are the obvious best forms: ``executemany`` inside ``BEGIN IMMEDIATE ... COMMIT``,
 and ``IN (...)`` queries of 500 keys.
 """

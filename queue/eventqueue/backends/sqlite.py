@@ -14,8 +14,7 @@ Choices:
   plays no part. ``topics.last_seq`` is only written by retention, recording the greatest
   sequence it deleted, so a topic emptied by retention never reuses a cursor. While no other
   connection has committed (``PRAGMA data_version``), the last sequence this connection wrote
-  stands in for that query; a single publish then is one autocommit ``INSERT`` that checks
-  ``data_version`` itself, under the write lock its statement holds.
+  stands in for that query.
 - Durability: ``synchronous=NORMAL`` in WAL mode by default, the kvstore driver's default (one
   constant, :data:`kvstore.sqlite_common.DEFAULT_SYNCHRONOUS`): a returned ``publish`` survives
   any process crash; ``synchronous=FULL`` adds power-loss durability at several times the cost
@@ -83,15 +82,6 @@ _LAST_SEQ = (
 # Bounds the per-topic sequence cache of a process publishing to very many topics.
 _MAX_CACHED_TOPICS = 10_000
 _INSERT = "INSERT INTO eventqueue_events (topic, seq, ts, event) VALUES (?, ?, ?, ?)"
-# One event at the sequence after the cached one, in one autocommit statement, inserted only while
-# ``data_version`` is still the one the cache was taken at (?5). A write statement takes the
-# write lock before it reads anything, so the check and the insert see one state of the file,
-# with no other writer between: what BEGIN IMMEDIATE, the pragma, the insert and COMMIT do in
-# four statements (23.6 against 21.3 us a publish, CPU time; a raw insert is 21.0).
-_INSERT_IF_UNCHANGED = (
-    "INSERT INTO eventqueue_events (topic, seq, ts, event) SELECT ?1, ?2, ?3, ?4"
-    " WHERE (SELECT data_version FROM pragma_data_version()) = ?5"
-)
 _READ_AFTER = (
     "SELECT seq, ts, event FROM eventqueue_events WHERE topic = ? AND seq > ?"
     f" AND seq <= {_SEQ_MAX} AND typeof(seq) = 'integer' ORDER BY seq LIMIT ?"
@@ -240,13 +230,6 @@ class SQLiteBackend:
         """Insert the payloads with consecutive sequence numbers in one transaction."""
 
         def write(db: sqlite3.Connection) -> list[str]:
-            last = self._last_seqs.get(topic)
-            if last is not None and len(payloads) == 1:
-                params = (topic, last + 1, timestamp, payloads[0], self._data_version)
-                if db.execute(_INSERT_IF_UNCHANGED, params).rowcount == 1:
-                    self._last_seqs[topic] = last + 1
-                    return [encode_seq(last + 1)]
-                # Another connection committed since: the transaction below reads afresh.
             db.execute("BEGIN IMMEDIATE")
             try:
                 first = self._last_seq_locked(db, topic) + 1

@@ -22,6 +22,7 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 import kvstore
 from kvstore import pacing
 from kvstore.conditional import LEGACY_VERSION, Change
+from kvstore.driver import LATER
 from kvstore.drivers import sqlite as sqlite_module
 from kvstore.drivers.sqlite import (
     DEFAULT_TABLE,
@@ -1057,6 +1058,100 @@ async def test_get_versioned_reports_foreign_values_like_get(tmp_path: Path) -> 
         assert "secret" not in str(caught.value)
     finally:
         await driver.close()
+
+
+@pytest.mark.anyio
+async def test_the_inline_single_key_calls_answer_like_the_awaited_ones(
+    tmp_path: Path, manual: ManualClock
+) -> None:
+    """Storage's hot path calls try_get/try_set/try_delete; each answers as get/set/delete
+    would, and declines (for the awaited method to run) when it must not answer inline."""
+    path = tmp_path / "inline.db"
+    driver = sqlite_driver(path, clock=manual)
+    await driver.get("open now")
+    driver._pacer.deadline = float("inf")  # no turn is due: every call may answer inline
+    try:
+        assert driver.try_set("k", b"v") is True
+        assert driver.try_get("k") == b"v"
+        assert await driver.get_versioned("k") is not None  # a new version, as set gives
+        assert _raw_rows(path)["k"] == (None, 4_000_000_000_000)
+        assert driver.try_get("missing") is None
+        assert driver.try_delete("k") is True
+        assert driver.try_get("k") is None
+        await driver.set_expiring("e", b"v", 1)
+        assert driver.try_get("e") == b"v"
+        manual.now += 1
+        assert driver.try_get("e") is None
+        # A value another program wrote that is not a BLOB: declined, and get raises.
+        with closing(sqlite3.connect(path, isolation_level=None)) as other:
+            other.execute(f'INSERT INTO "{DEFAULT_TABLE}" (key, value) VALUES (?, ?)', ("t", 5))
+        assert driver.try_get("t") is LATER
+        # A turn of the event loop is due: every call declines and does nothing.
+        driver._pacer.deadline = 0.0
+        assert driver.try_get("x") is LATER
+        assert driver.try_set("x", b"1") is False
+        assert driver.try_delete("t") is False
+        assert "x" not in _raw_rows(path)
+        assert "t" in _raw_rows(path)
+    finally:
+        await driver.close()
+    assert driver.try_get("k") is LATER
+    assert driver.try_set("k", b"v") is False
+    assert driver.try_delete("k") is False
+
+
+@pytest.mark.anyio
+async def test_storage_single_key_calls_handle_foreign_values_locks_and_close(
+    db_path: Path,
+) -> None:
+    """Through Storage (the inline path first): a foreign value raises BackendError, a write
+    that finds the lock taken waits it out like the awaited call, and a closed store raises."""
+    with closing(sqlite3.connect(db_path, isolation_level=None)) as other:
+        other.execute(f'INSERT INTO "{DEFAULT_TABLE}" (key, value) VALUES (?, ?)', ("t", "secret"))
+    storage = kvstore.Storage(sqlite_driver(db_path, busy_timeout=0.2))
+    try:
+        for _ in range(2):  # the second time, the key is known valid: Storage's fast path
+            with pytest.raises(BackendError) as caught:
+                await storage.get("t")
+            assert "TEXT" in str(caught.value)
+            assert "secret" not in str(caught.value)
+        await storage.set("w", 1)
+        async with lock_held(db_path) as holder:
+            with pytest.raises(BackendUnavailable):
+                await storage.set("w", 2)
+            with pytest.raises(BackendUnavailable):
+                await storage.delete("w")
+            await holder.release("rollback")
+        assert await storage.get("w") == 1
+        await storage.set("w", 3)
+        assert await storage.get("w") == 3
+    finally:
+        await storage.close()
+    with pytest.raises(StorageClosed):
+        await storage.get("w")
+    with pytest.raises(StorageClosed):
+        await storage.set("w", 4)
+    with pytest.raises(StorageClosed):
+        await storage.delete("w")
+
+
+@pytest.mark.anyio
+async def test_versions_made_by_sqlite_are_fresh_and_in_range(tmp_path: Path) -> None:
+    """set and set_many let SQLite make each row's version: one per row, in 1 .. 2**52 like
+    new_version(), never the legacy version."""
+    path = tmp_path / "versions.db"
+    driver = sqlite_driver(path)
+    try:
+        await driver.set_many([(f"k:{n:04}", b"v") for n in range(2000)])
+        await driver.set("k:0000", b"w")
+        await driver.set_many_expiring([("k:0001", b"e")], 60)
+    finally:
+        await driver.close()
+    with closing(sqlite3.connect(path)) as conn:
+        versions = [row[0] for row in conn.execute(f'SELECT version FROM "{DEFAULT_TABLE}"')]
+    assert len(versions) == 2000
+    assert len(set(versions)) == 2000
+    assert all(type(v) is int and 1 <= v <= 2**52 for v in versions)
 
 
 def _no_transaction_left(path: Path) -> None:

@@ -200,8 +200,13 @@ async def test_sqlite_cached_sequences_follow_other_connections(tmp_path: Path) 
         finally:
             hand.close()
         assert await first.publish("t", "a") == encode_seq(10)
+        # Single publishes of both, alternating: each finds the other's commit and reads afresh.
+        assert await second.publish("t", "b") == encode_seq(11)
+        assert await first.publish("t", "a") == encode_seq(12)
+        assert await second.publish("t", "b") == encode_seq(13)
+        assert await second.publish("t", "b") == encode_seq(14)  # from the cache
         assert [e.cursor for e in await second.recover("t")] == [
-            encode_seq(seq) for seq in (1, 2, 5, 9, 10)
+            encode_seq(seq) for seq in (1, 2, 5, 9, 10, 11, 12, 13, 14)
         ]
     finally:
         await first.close()

@@ -134,6 +134,10 @@ class SQLiteBackend:
         self.poll_interval = poll_interval
         self.busy_timeout = check_busy_timeout(busy_timeout)
         self._conn: sqlite3.Connection | None = None
+        # One cursor of the connection for appends, made with it: its statements run to their
+        # end (none is left pending), and a cursor per statement cost a publish 4 allocations
+        # (24.8 against 23.4 us of SQL, CPU time, a raw insert 21.3; 2-3 % of a publish).
+        self._appender: sqlite3.Cursor | None = None
         self._wakeups: dict[str, anyio.Event] = {}
         # The last sequence committed per topic, valid while ``PRAGMA data_version`` equals
         # ``_data_version`` (see ``_last_seq_locked``).
@@ -188,6 +192,7 @@ class SQLiteBackend:
             self._conn = sqlite3.connect(
                 self.path, timeout=0, isolation_level=None, check_same_thread=False
             )
+            self._appender = self._conn.cursor()
         except sqlite3.Error as exc:
             raise QueueUnavailable(
                 f"{self.description}: {exc}", driver=self.name, where=self.path
@@ -230,17 +235,19 @@ class SQLiteBackend:
         """Insert the payloads with consecutive sequence numbers in one transaction."""
 
         def write(db: sqlite3.Connection) -> list[str]:
-            db.execute("BEGIN IMMEDIATE")
+            cursor = self._appender
+            assert cursor is not None  # made with the connection, which _retry found open
+            cursor.execute("BEGIN IMMEDIATE")
             try:
-                first = self._last_seq_locked(db, topic) + 1
+                first = self._last_seq_locked(cursor, topic) + 1
                 if len(payloads) == 1:
-                    db.execute(_INSERT, (topic, first, timestamp, payloads[0]))
+                    cursor.execute(_INSERT, (topic, first, timestamp, payloads[0]))
                 else:
-                    db.executemany(
+                    cursor.executemany(
                         _INSERT,
                         [(topic, first + i, timestamp, p) for i, p in enumerate(payloads)],
                     )
-                db.execute("COMMIT")
+                cursor.execute("COMMIT")
             except BaseException:
                 if db.in_transaction:
                     db.rollback()
@@ -251,7 +258,7 @@ class SQLiteBackend:
 
         return await self._retry(write)
 
-    def _last_seq_locked(self, db: sqlite3.Connection, topic: str) -> int:
+    def _last_seq_locked(self, cursor: sqlite3.Cursor, topic: str) -> int:
         """Return ``_LAST_SEQ`` of ``topic``; the caller holds the write lock (BEGIN IMMEDIATE).
 
         ``PRAGMA data_version`` changes exactly when another connection (any process) has
@@ -260,13 +267,13 @@ class SQLiteBackend:
         connection's own retention only deletes sequences at or below it, recording them in
         ``topics.last_seq``. The pragma costs half the query it replaces (about 1 us a publish).
         """
-        version = db.execute("PRAGMA data_version").fetchone()[0]
+        version = cursor.execute("PRAGMA data_version").fetchone()[0]
         if version != self._data_version or len(self._last_seqs) > _MAX_CACHED_TOPICS:
             self._last_seqs.clear()
             self._data_version = version
         last = self._last_seqs.get(topic)
         if last is None:
-            last = self._last_seqs[topic] = db.execute(_LAST_SEQ, (topic,)).fetchone()[0]
+            last = self._last_seqs[topic] = cursor.execute(_LAST_SEQ, (topic,)).fetchone()[0]
         return last
 
     async def read_after(self, topic: str, after: str | None, limit: int) -> list[StoredEvent]:

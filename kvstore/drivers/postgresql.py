@@ -414,6 +414,17 @@ class PostgreSQLDriver(BaseDriver):
             for first in (True, False)
             for bounded in (True, False)
         }
+        # The same pages as one text of newline-joined keys and their count: one value to send
+        # and load instead of a row per key. A 1,000-key scan of 10,000 through Storage went from
+        # 0.71-0.80 to 0.86-0.87 of raw psycopg reading plain rows (A/B in one process); the
+        # rest is the async generator's step per key, about 70 ns. The aggregate reads the
+        # sub-select's rows in its key order (SQL does not promise it: the page is sorted again
+        # in Python, one pass over sorted input). A key holding a newline, which Storage never
+        # writes, shows as a count that disagrees with the text: that page is read as rows.
+        self._scan_joined = {
+            shape: f"SELECT string_agg(key, E'\\n'), count(*) FROM ({query}) AS page"
+            for shape, query in self._scan.items()
+        }
 
     # -- connection -------------------------------------------------------------------------
 
@@ -737,22 +748,38 @@ class PostgreSQLDriver(BaseDriver):
         last = prefix
         first = True
         while True:
-            query = self._scan[(first, bounded)]
             params = (last, upper) if bounded else (last,)
-
-            async def work(connection: Connection, query: str = query, params: Any = params) -> Any:
-                cursor = await connection.execute(query, params)
-                return await cursor.fetchall()
-
-            rows: list[tuple[str]] = await self._run(work)
-            # One row past the page tells whether another page exists, which saves the empty
+            page = await self._run(self._key_page((first, bounded), params))
+            # One key past the page tells whether another page exists, which saves the empty
             # query a scan would otherwise end with whenever the matches fill whole pages.
-            for (key,) in rows[:SCAN_PAGE]:
+            more = len(page) > SCAN_PAGE
+            if more:
+                del page[SCAN_PAGE:]
+            for key in page:
                 yield key
-            if len(rows) <= SCAN_PAGE:
+            if not more:
                 return
-            last = rows[SCAN_PAGE - 1][0]
+            last = page[-1]
             first = False
+
+    def _key_page(
+        self, shape: tuple[bool, bool], params: tuple[Any, ...]
+    ) -> Callable[[Connection], Awaitable[list[str]]]:
+        """The work of reading one page of keys (``SCAN_PAGE`` + 1 at most), sorted."""
+
+        async def work(connection: Connection) -> list[str]:
+            cursor = await connection.execute(self._scan_joined[shape], params, binary=True)
+            joined, count = cast(tuple[str | None, int], await cursor.fetchone())
+            if joined is None:
+                return []
+            page = joined.split("\n")
+            if len(page) == count:
+                page.sort()
+                return page
+            cursor = await connection.execute(self._scan[shape], params)
+            return [key for (key,) in await cursor.fetchall()]
+
+        return work
 
     # -- expiry and metadata ----------------------------------------------------------------
 

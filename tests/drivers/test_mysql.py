@@ -14,6 +14,7 @@ import pymysql
 import pytest
 from hypothesis import given, settings
 
+import kvstore.drivers.mysql as mysql_module
 from kvstore import create_storage
 from kvstore.conditional import Change
 from kvstore.drivers._mysql_rows import execute_rows, render_rows
@@ -806,32 +807,56 @@ async def test_scans_are_a_range_of_the_primary_key(
         await storage.set_many({f"a:{n:04}": n for n in range(500)})
         await storage.set_many({f"b:{n:04}": n for n in range(500)}, ttl=30)
         assert len([key async for key in storage.keys("a:")]) == 500
-    work = driver._page_reader(b"a:", b"a;", inclusive=True)
-    captured: list[tuple[str, Any]] = []
+    # Every page's statement reads these rows (as one GROUP_CONCAT, or as rows).
+    sql = driver._page_sql(inclusive=True, bounded=True)
+    plans = _query(shared_mysql, f"EXPLAIN {sql}", [b"a:", b"a;"])
+    joined = f"SELECT GROUP_CONCAT(`key`), COUNT(*) FROM ({sql}) AS page"
+    plans += _query(shared_mysql, f"EXPLAIN {joined}", [b"a:", b"a;"])
+    table_plans = [plan for plan in plans if plan[2] == table]
+    assert len(table_plans) == 2, plans
+    for plan in table_plans:
+        # The prefix's range of the clustered rows, in key order (no sort), whatever the expiries.
+        assert (plan[3], plan[5]) == ("range", "PRIMARY"), plan
+        assert "filesort" not in (plan[9] or ""), plan
 
-    class Recorder:
-        def execute(self, sql: str, args: Any) -> None:
-            captured.append((sql, args))
 
-        def fetchall(self) -> list[Any]:
-            return []
-
-        def __enter__(self) -> Recorder:
-            return self
-
-        def __exit__(self, *exc: object) -> None:
-            return None
-
-    class Connection:
-        def cursor(self) -> Recorder:
-            return Recorder()
-
-    work(Connection())  # type: ignore[arg-type]
-    ((sql, args),) = captured
-    (plan,) = _query(shared_mysql, f"EXPLAIN {sql}", args)
-    # The prefix's range of the clustered rows, in key order (no sort), whatever the expiries.
-    assert (plan[3], plan[5]) == ("range", "PRIMARY"), plan
-    assert "filesort" not in (plan[9] or ""), plan
+@pytest.mark.anyio
+async def test_keys_written_around_storage_are_scanned_whole_on_every_page(
+    tables: list[str], shared_mysql: pymysql.connections.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A page comes back as one newline-joined value: a key holding a newline (written around
+    # Storage), or a result longer than GROUP_CONCAT's limit, must still come back whole.
+    monkeypatch.setattr(mysql_module, "SCAN_PAGE", 2)
+    table = _table(tables, "nl")
+    driver = mysql_driver(MYSQL_URL, table)
+    try:
+        await driver.set_many([(key, b"v") for key in ("k:a", "k:c", "k:d", "k:e", "k:g")])
+        _query(
+            shared_mysql,
+            f"INSERT INTO `{table}` (`key`, `value`) VALUES (%s, %s), (%s, %s)",
+            [b"k:b\nx", b"v", b"k:f\n", b"v"],
+        )
+        expected = ["k:a", "k:b\nx", "k:c", "k:d", "k:e", "k:f\n", "k:g"]
+        assert [key async for key in driver.keys("k:")] == expected
+        assert [key async for key in driver.keys("")] == expected
+        assert [key async for key in driver.keys("k:f")] == ["k:f\n"]
+        assert [key async for key in driver.keys("k:z")] == []
+        # Long keys overflowing a small GROUP_CONCAT limit: the cut page is read as rows, whether
+        # the cut drops whole keys or falls inside the last one (no newline missing then).
+        long_keys = [f"l:{index}:{'x' * 1000}" for index in range(2)]
+        await driver.set_many([(key, b"v") for key in long_keys])
+        monkeypatch.setattr(
+            mysql_module, "_SESSION_INIT", "SET time_zone = '+00:00', group_concat_max_len = 1500"
+        )
+        small = mysql_driver(MYSQL_URL, table)
+        try:
+            assert [key async for key in small.keys("l:")] == long_keys
+            monkeypatch.setattr(mysql_module, "SCAN_PAGE", 1000)
+            assert [key async for key in small.keys("")] == sorted(expected + long_keys)
+        finally:
+            await small.close()
+    finally:
+        await driver.close()
 
 
 @pytest.mark.anyio

@@ -665,8 +665,12 @@ class RedisDriver(BaseDriver):
             "port": port,
             "db": database,
             **self._credentials(parsed, redis_options, where),
-            # socket_timeout bounds each read; the operation's own deadline bounds the retry too.
-            "socket_timeout": self._operation_timeout,
+            # No socket_timeout: the operation's deadline (see _call) already bounds every send
+            # and read, the retry included, and a cancelled read drops its connection. With one,
+            # redis-py wraps every send in asyncio.wait_for (a new task in Python 3.11) and every
+            # read in a timeout of its own: a point get or delete ran 1.2-1.4x faster without
+            # (A/B in one process, medians of 7 rounds of 2,000), as fast as the raw client.
+            "socket_timeout": None,
             "socket_connect_timeout": self._connect_timeout,
             # A stale pooled connection (server restarted) is retried on a fresh one.
             "retry": Retry(_NotingBackoff(self.where), attempts),

@@ -1489,23 +1489,31 @@ async def test_a_large_value_is_written_and_read_without_passing_through_lua(
 
 
 @pytest.mark.anyio
+@pytest.mark.parametrize("expiring", [False, True])
 async def test_a_large_write_to_a_base_holding_foreign_data_writes_nothing(
-    shared_redis: redis.Redis, base: str
+    shared_redis: redis.Redis, base: str, expiring: bool
 ) -> None:
+    def state() -> list[tuple[Any, Any]]:
+        return [(shared_redis.dump(name), shared_redis.pexpiretime(name)) for name in _names(base)]
+
     async with Storage(redis_driver(REDIS_URL, base=base)) as storage:
         await storage.set_raw("kept", b"1")
-        for name in _names(base)[1:]:
+        for name in _names(base):
             saved = shared_redis.dump(name)
             shared_redis.delete(name)
-            shared_redis.set(name, b"not ours")
-            before = shared_redis.hgetall(f"{base}:kv")
+            # The type check stops the write by marking the foreign key as modified through its
+            # expiry: the key must keep its value and come back to the very same expiry, or none.
+            shared_redis.set(name, b"not ours", px=600_000 if expiring else None)
+            before = state()
             with pytest.raises(BackendError, match="WRONGTYPE"):
                 await storage.set_raw("new", BIG)
-            assert shared_redis.hgetall(f"{base}:kv") == before
+            assert state() == before
             assert shared_redis.get(name) == b"not ours"
             shared_redis.delete(name)
             if saved is not None:
                 shared_redis.restore(name, 0, saved)
+        assert await storage.get_raw("kept") == b"1"
+        assert await storage.get_raw("new") is None
 
 
 @pytest.mark.anyio
@@ -1516,10 +1524,13 @@ async def test_a_write_between_watch_and_exec_sends_the_large_write_through_the_
     interfered: list[bool] = []
 
     async def meddling(connection: Any, commands: Any) -> list[Any]:
-        if commands[0] == ("MULTI",) and not interfered:
-            # Another client writes to the base after the WATCH: the EXEC must abort.
+        if commands[0][0] == "WATCH" and not interfered:
+            # Another client writes to the base after the WATCH, before the rest of the packet
+            # arrives: the EXEC must abort.
+            watched = await exchange(connection, commands[:1])
             shared_redis.zadd(f"{base}:keys", {"other": 0})
             interfered.append(True)
+            return watched + await exchange(connection, commands[1:])
         return await exchange(connection, commands)
 
     monkeypatch.setattr(redis_module, "_exchange", meddling)

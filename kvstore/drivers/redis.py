@@ -366,33 +366,52 @@ _SET_SCRIPT = _GUARD + "redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])\n" + _STAM
 # HSET before it has run.
 _STAMP_SCRIPT = _STAMP
 # No ARGV. Run under WATCH of the five keys, before the MULTI of a large write (see _set_large):
-# 1 when each key holds its own type or nothing. Otherwise 0, after marking the foreign key as
-# modified without changing it (its expiry set and restored, both inside this one script, so
-# nobody sees it), which makes the EXEC that follows abort: the MULTI then writes nothing. Sent
-# as EVAL with its text, for the reason above: a check that failed to run would not stop it.
+# 1 when each key holds its own type or nothing. Otherwise 0, after marking a watched key as
+# modified without changing it, which makes the EXEC that follows abort: the MULTI then writes
+# nothing. The mark adds and removes the field or member '' (no key of a base can be empty) on
+# one of the base's own keys, with commands the driver needs anyway; only when all five hold
+# foreign data is one of those marked instead, its expiry set and restored. Both happen inside
+# this one script, so nobody sees them. Sent as EVAL with its text, for the reason above: a
+# check that failed to run would not stop the MULTI.
 _CHECK_SCRIPT = """
 local own = {'hash', 'zset', 'hash', 'hash', 'zset'}
+local kinds, foreign = {}, false
+for i = 1, 5 do
+  kinds[i] = redis.call('TYPE', KEYS[i])['ok']
+  if kinds[i] ~= own[i] and kinds[i] ~= 'none' then foreign = true end
+end
+if not foreign then return 1 end
 for i = 1, 5 do
   local k = KEYS[i]
-  local kind = redis.call('TYPE', k)['ok']
-  if kind ~= own[i] and kind ~= 'none' then
-    local ttl = redis.call('PTTL', k)
-    if ttl == -1 then
-      redis.call('PEXPIRE', k, 86400000)
-      redis.call('PERSIST', k)
-    else
-      -- PEXPIRETIME (Redis 7.0) gives the same instant back; before 7.0, the nearest millisecond.
-      local at = redis.pcall('PEXPIRETIME', k)
-      if type(at) ~= 'number' then
-        local t = redis.call('TIME')
-        at = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + ttl
-      end
-      redis.call('PEXPIREAT', k, at)
+  if kinds[i] == 'zset' and own[i] == 'zset' then
+    if not redis.call('ZSCORE', k, '') then
+      redis.call('ZADD', k, 0, '')
+      redis.call('ZREM', k, '')
+      return 0
     end
-    return 0
+  elseif kinds[i] == 'none' or (kinds[i] == 'hash' and own[i] == 'hash') then
+    if redis.call('HEXISTS', k, '') == 0 then
+      redis.call('HSET', k, '', '')
+      redis.call('HDEL', k, '')
+      return 0
+    end
   end
 end
-return 1
+local k = KEYS[1]
+local ttl = redis.call('PTTL', k)
+if ttl == -1 then
+  redis.call('PEXPIRE', k, 86400000)
+  redis.call('PERSIST', k)
+else
+  -- PEXPIRETIME (Redis 7.0) gives the same instant back; before 7.0, the nearest millisecond.
+  local at = redis.pcall('PEXPIRETIME', k)
+  if type(at) ~= 'number' then
+    local t = redis.call('TIME')
+    at = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + ttl
+  end
+  redis.call('PEXPIREAT', k, at)
+end
+return 0
 """
 # ARGV: keys.
 _DELETE_SCRIPT = _GUARD + _REMOVE + "remove(ARGV)"

@@ -369,10 +369,11 @@ _STAMP_SCRIPT = _STAMP
 # 1 when each key holds its own type or nothing. Otherwise 0, after marking a watched key as
 # modified without changing it, which makes the EXEC that follows abort: the MULTI then writes
 # nothing. The mark adds and removes the field or member '' (no key of a base can be empty) on
-# one of the base's own keys, with commands the driver needs anyway; only when all five hold
-# foreign data is one of those marked instead, its expiry set and restored. Both happen inside
-# this one script, so nobody sees them. Sent as EVAL with its text, for the reason above: a
-# check that failed to run would not stop the MULTI.
+# one of the base's own keys, with commands the driver needs anyway; only when none can take
+# it (all five foreign, or '' written there by someone else) is the values hash marked instead,
+# its expiry set and restored. Either happens inside this one script, so nobody sees it. Sent
+# as EVAL with its text, for the reason above: a check that failed to run would not stop the
+# MULTI.
 _CHECK_SCRIPT = """
 local own = {'hash', 'zset', 'hash', 'hash', 'zset'}
 local kinds, foreign = {}, false

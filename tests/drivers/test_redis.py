@@ -302,40 +302,6 @@ def private_redis(tmp_path: Path) -> Iterator[RedisInstance]:
     instance.stop()
 
 
-@pytest.mark.anyio
-async def test_the_pool_hands_out_an_idle_connection_only_while_it_is_healthy(
-    private_redis: RedisInstance,
-) -> None:
-    pool = redis_module._Pool(host="127.0.0.1", port=private_redis.port)
-
-    async def ping(connection: Any) -> Any:
-        await connection.send_command("PING")
-        return await connection.read_response()
-
-    try:
-        first = await pool.get_connection()
-        assert await ping(first) == b"PONG"
-        await pool.release(first)
-        # Healthy and idle: handed out as it is, without redis-py's checks.
-        assert await pool.get_connection() is first
-        # Dropped while idle: connected again before it is handed out.
-        await first.disconnect()
-        await pool.release(first)
-        again = await pool.get_connection()
-        assert again.is_connected
-        assert await ping(again) == b"PONG"
-        await pool.release(again)
-        # Anything else goes through redis-py's own check and connection.
-        while_in_use = await pool.get_connection()
-        other = await pool.get_connection()
-        assert other is not while_in_use
-        assert await ping(other) == b"PONG"
-        await pool.release(other)
-        await pool.release(while_in_use)
-    finally:
-        await pool.disconnect()
-
-
 @pytest.fixture
 async def outage_storage(private_redis: RedisInstance) -> AsyncIterator[Storage]:
     driver = redis_driver(

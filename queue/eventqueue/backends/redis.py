@@ -58,7 +58,7 @@ except ImportError:  # pragma: no cover - depends on the installed extras
     ) from None
 
 # One distribution: kvstore is always installed beside eventqueue.
-from kvstore.drivers.redis import _ask, _packed, _Pool
+from kvstore.drivers.redis import _ask, _packed
 from kvstore.logs import silent_until_configured
 from kvstore.urls import parse_url, redact_url
 
@@ -228,10 +228,8 @@ class RedisBackend:
 
     def _connect(self) -> aioredis.Redis | RedisCluster:
         if not self.cluster:
-            # The kv driver's pool: redis-py's own, handing out healthy idle connections
-            # without its per-call extras (see kvstore.drivers.redis._Pool).
-            return aioredis.Redis.from_pool(
-                _Pool.from_url(self.url, socket_connect_timeout=5, health_check_interval=30)
+            return aioredis.Redis.from_url(
+                self.url, socket_connect_timeout=5, health_check_interval=30
             )
         parsed = parse_url(self.url, schemes=(CLUSTER_SCHEME,), multi_host=True, default_port=6379)
         if parsed.options or parsed.path not in ("", "0"):

@@ -1489,23 +1489,55 @@ async def test_a_large_value_is_written_and_read_without_passing_through_lua(
 
 
 @pytest.mark.anyio
+@pytest.mark.parametrize("expiring", [False, True])
 async def test_a_large_write_to_a_base_holding_foreign_data_writes_nothing(
-    shared_redis: redis.Redis, base: str
+    shared_redis: redis.Redis, base: str, expiring: bool
 ) -> None:
+    def state() -> list[tuple[Any, Any]]:
+        return [(shared_redis.dump(name), shared_redis.pexpiretime(name)) for name in _names(base)]
+
     async with Storage(redis_driver(REDIS_URL, base=base)) as storage:
         await storage.set_raw("kept", b"1")
-        for name in _names(base)[1:]:
-            saved = shared_redis.dump(name)
-            shared_redis.delete(name)
-            shared_redis.set(name, b"not ours")
-            before = shared_redis.hgetall(f"{base}:kv")
+        # One foreign key at a time (the check marks one of the base's own keys), then all five
+        # (it marks a foreign one through its expiry, which must come back to the very same
+        # instant, or to none).
+        for foreign in [[name] for name in _names(base)] + [_names(base)]:
+            saved = {name: shared_redis.dump(name) for name in foreign}
+            for name in foreign:
+                shared_redis.delete(name)
+                shared_redis.set(name, b"not ours", px=600_000 if expiring else None)
+            before = state()
             with pytest.raises(BackendError, match="WRONGTYPE"):
                 await storage.set_raw("new", BIG)
-            assert shared_redis.hgetall(f"{base}:kv") == before
-            assert shared_redis.get(name) == b"not ours"
+            assert state() == before
+            for name, dumped in saved.items():
+                assert shared_redis.get(name) == b"not ours"
+                shared_redis.delete(name)
+                if dumped is not None:
+                    shared_redis.restore(name, 0, dumped)
+        # No own key left to mark (the other four foreign, a stray field '' in the values hash,
+        # which no key can be but another client could write): the values hash is marked
+        # through its expiry instead.
+        values = f"{base}:kv"
+        shared_redis.hset(values, "", b"stray")
+        if expiring:
+            shared_redis.pexpire(values, 600_000)
+        saved = {name: shared_redis.dump(name) for name in _names(base)[1:]}
+        for name in saved:
             shared_redis.delete(name)
-            if saved is not None:
-                shared_redis.restore(name, 0, saved)
+            shared_redis.set(name, b"not ours")
+        before = state()
+        with pytest.raises(BackendError, match="WRONGTYPE"):
+            await storage.set_raw("new", BIG)
+        assert state() == before
+        for name, dumped in saved.items():
+            shared_redis.delete(name)
+            if dumped is not None:
+                shared_redis.restore(name, 0, dumped)
+        shared_redis.hdel(values, "")
+        shared_redis.persist(values)
+        assert await storage.get_raw("kept") == b"1"
+        assert await storage.get_raw("new") is None
 
 
 @pytest.mark.anyio
@@ -1516,10 +1548,13 @@ async def test_a_write_between_watch_and_exec_sends_the_large_write_through_the_
     interfered: list[bool] = []
 
     async def meddling(connection: Any, commands: Any) -> list[Any]:
-        if commands[0] == ("MULTI",) and not interfered:
-            # Another client writes to the base after the WATCH: the EXEC must abort.
+        if commands[0][0] == "WATCH" and not interfered:
+            # Another client writes to the base after the WATCH, before the rest of the packet
+            # arrives: the EXEC must abort.
+            watched = await exchange(connection, commands[:1])
             shared_redis.zadd(f"{base}:keys", {"other": 0})
             interfered.append(True)
+            return watched + await exchange(connection, commands[1:])
         return await exchange(connection, commands)
 
     monkeypatch.setattr(redis_module, "_exchange", meddling)

@@ -211,3 +211,18 @@ async def test_sqlite_cached_sequences_follow_other_connections(tmp_path: Path) 
     finally:
         await first.close()
         await second.close()
+
+
+@pytest.mark.parametrize(
+    "stream_id",
+    [b"0-1", b"1764471600123-0", "5-7", b"18446744073709551615-18446744073709551615"],
+)
+def test_redis_stream_ids_become_fixed_width_cursors_and_back(stream_id: bytes | str) -> None:
+    from eventqueue.backends.redis import _to_cursor, _to_id
+
+    text = stream_id.decode() if isinstance(stream_id, bytes) else stream_id
+    ms, _, seq = text.partition("-")
+    cursor = _to_cursor(stream_id)
+    # 20 digits each side: string order is id order.
+    assert cursor == f"{int(ms):020d}-{int(seq):020d}"
+    assert _to_id(cursor) == text

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 from eventqueue import QueueUnavailable, create_queue
 from eventqueue.testing import DEADLINE, Collector
 
@@ -60,3 +61,18 @@ async def test_redis_outage_then_recovery(private_redis: RedisInstance) -> None:
             assert (await consumer.__anext__()).event == "after"
         assert [e.event for e in await queue.recover("t")] == ["before", "after"]
         await consumer.aclose()  # type: ignore[attr-defined]
+
+
+async def test_publish_after_the_script_cache_was_flushed(private_redis: RedisInstance) -> None:
+    # The append script is sent by its digest: a server that forgot it (SCRIPT FLUSH, or a
+    # restart) gets it loaded again, and the append runs once.
+    async with create_queue(url=private_redis.url) as queue:
+        first = await queue.publish("t", 1)
+        with redis.Redis(port=private_redis.port) as admin:
+            admin.script_flush()
+        second = await queue.publish("t", 2)
+        with redis.Redis(port=private_redis.port) as admin:
+            admin.script_flush()
+        third, fourth = await queue.publish_many("t", [3, 4])
+        assert first < second < third < fourth
+        assert [e.event for e in await queue.recover("t")] == [1, 2, 3, 4]

@@ -8,6 +8,7 @@ target is marked ``MISS`` (with the shortfall), so a reader finds the misses at 
 from __future__ import annotations
 
 import json
+import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +41,27 @@ def raw_target(driver: str) -> float | None:
 
 def _rate(cell: Cell | None) -> float | None:
     return 1 / cell.median if isinstance(cell, Measure) and cell.median > 0 else None
+
+
+def _speed_ratio(ours: Cell | None, other: Cell | None) -> float | None:
+    """Our throughput over ``other``'s: the median of the rounds' own ratios.
+
+    Each round times every contender back to back, so a round's ratio is taken under one load;
+    its median is steadier than the ratio of the two medians when the machine's speed drifts
+    between rounds (each median may then come from a different moment). Contenders with
+    unequal round counts fall back to the ratio of the medians.
+    """
+    ours_rate, other_rate = _rate(ours), _rate(other)
+    if ours_rate is None or other_rate is None:
+        return None
+    # _rate said so:
+    assert isinstance(ours, Measure)
+    assert isinstance(other, Measure)
+    if len(ours.samples) != len(other.samples) or 0 in ours.samples:
+        return ours_rate / other_rate
+    return statistics.median(
+        theirs / mine for mine, theirs in zip(ours.samples, other.samples, strict=True)
+    )
 
 
 def _format_rate(value: float) -> str:
@@ -91,8 +113,7 @@ class Row:
     @property
     def raw_ratio(self) -> float | None:
         """Our throughput over the raw client's."""
-        ours, raw = _rate(self.cells.get("ours")), _rate(self.cells.get("raw"))
-        return None if ours is None or raw is None else ours / raw
+        return _speed_ratio(self.cells.get("ours"), self.cells.get("raw"))
 
     @property
     def best_peer(self) -> tuple[str, float] | None:
@@ -110,7 +131,8 @@ class Row:
         if ours is None or not rates:
             return None
         name = max(rates, key=lambda peer: rates[peer])
-        return name, ours / rates[name]
+        ratio = _speed_ratio(self.cells.get("ours"), self.peers[name])
+        return None if ratio is None else (name, ratio)
 
     @property
     def misses(self) -> list[str]:

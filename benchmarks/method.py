@@ -5,7 +5,8 @@ measured, so no figure is compared with one taken at another moment. For one ope
 contender (ours, the raw client, each peer) runs once per round, in an order that rotates from
 round to round, after one warm-up round that is not counted; each contender's figure is the
 median of its rounds, and the spread (half the range, relative to the median) says how far the
-rounds disagreed. Only ratios between figures of one table mean anything.
+rounds disagreed. Only ratios between figures of one table mean anything; a ratio is the median
+of the rounds' own ratios (see ``benchmarks.results``).
 """
 
 from __future__ import annotations

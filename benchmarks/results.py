@@ -376,7 +376,8 @@ class Results:
         return (
             f"{settings['mode']} run, {settings['rounds']} counted rounds after "
             f"{settings['warmup']} warm-up, medians (± half the range of the rounds); "
-            f"ratios are throughputs ours/theirs from one process. Sizes: {settings['sizes']}."
+            f"ratios are throughputs ours/theirs from one process, the median of each round's "
+            f"ratio. Sizes: {settings['sizes']}."
             + (" Seconds per driver: " + ", ".join(
                 f"{driver} {seconds:g}" for driver, seconds in settings["seconds"].items()
             ) + "." if settings.get("seconds") else "")

@@ -407,6 +407,10 @@ class SQLiteDriver(BaseDriver):
         }
         # Scans: [first page uses >=, later pages >] x [bounded above, open ended].
         self._sql_scan: dict[tuple[bool, bool, str], str] = {}
+        # Key scans: the same without the expiry check, and whether any row has expired (?1 is
+        # now), found through the expiry index; see _fetch_keys.
+        self._sql_scan_all: dict[tuple[bool, bool], str] = {}
+        self._sql_any_expired = f"SELECT 1 FROM {quoted} WHERE expires_at <= ?1 LIMIT 1"
         # The same in the fallback mode for tables holding cells that are not valid UTF-8: every
         # cell read as bytes with its type, and the start bound (?1) given as bytes with its
         # type (?2), since such a key cannot be passed back as a Python str.
@@ -424,19 +428,13 @@ class SQLiteDriver(BaseDriver):
                     where = "key >= ?1" if first else "key > ?1"
                     if bounded:
                         where += " AND key < ?4"
-                    live = _LIVE.format(now="?2")
                     if columns == "key":
-                        # In a rowid table the key index holds no expiry, so that check seeks
-                        # each key's row. When no row of the table has expired (one probe of
-                        # the expiry index, evaluated once per statement) the check is skipped
-                        # and SQLite never makes that seek (it defers a row's seek until a
-                        # column of the row is read): the scan reads the key index alone. A
-                        # 1,000-key page: 478 -> 280 us, a covering scan 246 us (SQL only, CPU
-                        # time, keys written in random order). A table holding an expired row
-                        # checks every key, as before.
-                        expired = f"SELECT 1 FROM {quoted} WHERE expires_at <= ?2"
-                        live = f"(NOT EXISTS ({expired}) OR {live})"
-                    where += f" AND {live}"
+                        # Without the expiry check, for a snapshot where no row has expired
+                        # (see _fetch_keys); ?2 goes unused.
+                        self._sql_scan_all[first, bounded] = (
+                            f"SELECT key FROM {quoted} WHERE {where} ORDER BY key LIMIT ?3"
+                        )
+                    where += f" AND {_LIVE.format(now='?2')}"
                     self._sql_scan[first, bounded, columns] = (
                         f"SELECT {columns} FROM {quoted} WHERE {where} ORDER BY key LIMIT ?3"
                     )
@@ -1116,8 +1114,13 @@ class SQLiteDriver(BaseDriver):
             # Each page reads the clock: a key that expires during a long scan is not yielded.
             now = now_millis(self._clock)
             params = (start, now, page + 1, end) if bounded else (start, now, page + 1)
+            fetch = (
+                partial(self._fetch_keys, unchecked=self._sql_scan_all[first, bounded])
+                if columns == "key"
+                else _fetch_all
+            )
             try:
-                rows = await self._run(partial(_fetch_all, sql=sql, params=params), "scan keys")
+                rows = await self._run(partial(fetch, sql=sql, params=params), "scan keys")
             except BackendError as error:
                 if not isinstance(error.__cause__, sqlite3.Error) or not str(
                     error.__cause__
@@ -1133,6 +1136,26 @@ class SQLiteDriver(BaseDriver):
             del rows[page:]
             yield rows
             first, start = False, rows[-1][0]
+
+    def _fetch_keys(
+        self, conn: sqlite3.Connection, *, sql: str, unchecked: str, params: tuple[object, ...]
+    ) -> list[Any]:
+        """Fetch a page of keys, reading the key index alone when no row has expired.
+
+        In a rowid table the key index holds no expiry, so the check in ``sql`` seeks each key's
+        row. One read transaction (a single snapshot, so the answer holds for the page) first
+        asks the expiry index whether any row has expired at now (``params[1]``); if none has,
+        the page comes from ``unchecked``, the same range without the check. A 1,000-key page:
+        277 against 248 us, a scan of the key index alone 245 us (SQL only, CPU time, 9 rounds;
+        the check folded into one statement as ``NOT EXISTS (...) OR ...`` still cost 277).
+        """
+        conn.execute("BEGIN")
+        try:
+            expired = conn.execute(self._sql_any_expired, params[1:2]).fetchone() is not None
+            return conn.execute(sql if expired else unchecked, params).fetchall()
+        finally:
+            # A read transaction: nothing to undo; ending it keeps no snapshot pinned.
+            conn.execute("COMMIT")
 
     async def _raw_pages(
         self, start: object, first: bool, end: str | None, columns: str, page: int

@@ -1151,7 +1151,8 @@ class SQLiteDriver(BaseDriver):
         """
         conn.execute("BEGIN")
         try:
-            expired = conn.execute(self._sql_any_expired, params[1:2]).fetchone() is not None
+            # fetchall steps the probe to its end, so no statement is left pending at COMMIT.
+            expired = conn.execute(self._sql_any_expired, params[1:2]).fetchall()
             return conn.execute(sql if expired else unchecked, params).fetchall()
         finally:
             # A read transaction: nothing to undo; ending it keeps no snapshot pinned.

@@ -1389,6 +1389,9 @@ async def test_key_scans_leave_out_expired_keys_whether_or_not_any_has_expired(
         manual.now += 9
         assert [key async for key in driver.keys()] == ["a"]
         assert [item async for item in driver.items()] == [("a", b"A")]
+        # The scan's read transaction ends with its page: no snapshot stays pinned.
+        assert driver._db is not None
+        assert not driver._db.in_transaction
 
 
 @pytest.mark.anyio

@@ -26,7 +26,9 @@ cancellation like a batch.
 
 The layout is upgraded in place when a connection opens: a table from before a column existed
 gets it by ``ALTER TABLE ... ADD COLUMN``, a change of the schema only (SQLite stores the default
-once, not in each row). Rows from before the upgrade read with version
+once, not in each row); a ``WITHOUT ROWID`` table (every file before rowid tables) stays one,
+since every statement works on both kinds and converting would rewrite every row. Rows from
+before the upgrade read with version
 :data:`~kvstore.conditional.LEGACY_VERSION` until they are next written. Several processes may
 upgrade one file at once: the losers of the race see the column already there. A file this
 process may only read is left as it is, and read through a temporary view that shows the columns

@@ -1,5 +1,6 @@
-"""The SQLite driver: the conformance suite, several processes on one file, lock waits, versions
-and conditional writes, and the upgrade of a store in the layout from before versions."""
+"""The SQLite driver: the conformance suite (on a new file, and on a file whose table an earlier
+release made WITHOUT ROWID), several processes on one file, lock waits, versions and conditional
+writes, and the upgrade of a store in the layout from before versions."""
 
 from __future__ import annotations
 

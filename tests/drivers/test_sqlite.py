@@ -1,5 +1,6 @@
-"""The SQLite driver: the conformance suite, several processes on one file, lock waits, versions
-and conditional writes, and the upgrade of a store in the layout from before versions."""
+"""The SQLite driver: the conformance suite (on a new file, and on a file whose table an earlier
+release made WITHOUT ROWID), several processes on one file, lock waits, versions and conditional
+writes, and the upgrade of a store in the layout from before versions."""
 
 from __future__ import annotations
 
@@ -50,6 +51,51 @@ class TestSQLiteFile(DriverConformance):
     @pytest.fixture
     def driver_factory(self, tmp_path: Path, clock: TestClock) -> DriverFactory:
         path = tmp_path / "store" / "kv.db"
+        return lambda: sqlite_driver(path, clock=clock)
+
+
+# The table as every release before rowid tables created it (copied from the driver at commit
+# 6c402c1, the last WITHOUT ROWID layout): files written then are used as they are, never
+# rewritten, so the whole conformance suite runs on one too.
+WITHOUT_ROWID_DDL = (
+    f'CREATE TABLE IF NOT EXISTS "{DEFAULT_TABLE}" (key TEXT PRIMARY KEY, '
+    f"version INTEGER NOT NULL DEFAULT {LEGACY_VERSION}, expires_at INTEGER, written_at INTEGER, "
+    "value BLOB NOT NULL) WITHOUT ROWID"
+)
+# Its expiry index, as that release made it.
+WITHOUT_ROWID_INDEX = (
+    f'CREATE INDEX IF NOT EXISTS "{DEFAULT_TABLE}:expires_at" ON "{DEFAULT_TABLE}" (expires_at) '
+    "WHERE expires_at IS NOT NULL"
+)
+
+
+def _make_without_rowid_store(path: Path) -> None:
+    """Create an empty file in the last WITHOUT ROWID layout, as the release before made it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with closing(sqlite3.connect(path, isolation_level=None)) as conn:
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute(WITHOUT_ROWID_DDL)
+        conn.execute(WITHOUT_ROWID_INDEX)
+
+
+def _table_sql(path: Path) -> str:
+    with closing(sqlite3.connect(path)) as conn:
+        row = conn.execute(
+            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (DEFAULT_TABLE,)
+        ).fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+class TestSQLiteWithoutRowid(DriverConformance):
+    """Every driver behaviour on a file whose table an earlier release made WITHOUT ROWID."""
+
+    manual_clock = True
+
+    @pytest.fixture
+    def driver_factory(self, tmp_path: Path, clock: TestClock) -> DriverFactory:
+        path = tmp_path / "store" / "kv.db"
+        _make_without_rowid_store(path)
         return lambda: sqlite_driver(path, clock=clock)
 
 
@@ -505,28 +551,83 @@ async def test_close_during_the_last_page_of_a_scan_still_ends_it_with_storage_c
     assert seen == 10
 
 
+# How SQLite names the key index in a plan: a rowid table's automatic unique index on key, or
+# the table itself (its B-tree is ordered by key) in a WITHOUT ROWID one.
+_KEY_INDEX = {"rowid": f"INDEX sqlite_autoindex_{DEFAULT_TABLE}_1", "without rowid": "PRIMARY KEY"}
+
+
 @pytest.mark.anyio
+@pytest.mark.parametrize("layout", list(_KEY_INDEX))
 @pytest.mark.parametrize(
     ("statement_name", "params"),
     [
-        ("scan", ("user:", "user;", 0, 1000)),
+        ("scan", ("user:", 0, 1000, "user;")),
         ("clear_range", ("user:", "user;", 256)),
     ],
 )
 async def test_prefix_scans_and_clears_are_index_range_searches(
-    tmp_path: Path, statement_name: str, params: tuple[object, ...]
+    tmp_path: Path, statement_name: str, params: tuple[object, ...], layout: str
 ) -> None:
     """Cost follows the matching keys: SQLite searches the key index instead of scanning."""
+    if layout == "without rowid":
+        _make_without_rowid_store(tmp_path / "plan.db")
     driver = sqlite_driver(tmp_path / "plan.db")
     await driver.set("user:1", b"1")
-    sql = (
-        driver._sql_scan[True, True, "key"] if statement_name == "scan" else driver._sql_clear[True]
+    statements = (
+        [driver._sql_scan[True, True, "key"], driver._sql_scan_all[True, True]]
+        if statement_name == "scan"
+        else [driver._sql_clear[True]]
     )
     with closing(sqlite3.connect(driver.path)) as conn:
-        plan = " ".join(row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params))
+        plans = [
+            " ".join(row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params))
+            for sql in statements
+        ]
+        probe = " ".join(
+            row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {driver._sql_any_expired}", (0,))
+        )
     await driver.close()
-    assert "SEARCH" in plan, plan
-    assert "PRIMARY KEY (key>? AND key<?)" in plan, plan
+    for plan in plans:
+        assert "SEARCH" in plan, plan
+        assert f"{_KEY_INDEX[layout]} (key>? AND key<?)" in plan, plan
+        assert "TEMP B-TREE" not in plan, plan  # no sort: the index gives the key order
+    if statement_name == "scan" and layout == "rowid":
+        # Without the expiry check, a key scan reads the key index alone.
+        assert f"COVERING {_KEY_INDEX[layout]}" in plans[1], plans[1]
+    # Whether any row has expired: one probe of the expiry index, not a pass over the table.
+    assert f"USING COVERING INDEX {DEFAULT_TABLE}:expires_at (expires_at<?)" in probe, probe
+
+
+@pytest.mark.anyio
+async def test_a_new_table_keeps_its_values_out_of_the_key_index(tmp_path: Path) -> None:
+    """A lookup compares keys in an index that holds keys alone, never a value's pages.
+
+    In a WITHOUT ROWID table the search compares the probe with whole rows, reading a big
+    value that merely sits next to the key looked up; a new file gets a rowid table instead.
+    """
+    path = tmp_path / "new.db"
+    driver = sqlite_driver(path)
+    try:
+        await driver.set_many([("a", b"1"), ("big", b"x" * (1 << 20)), ("c", b"3")])
+        assert await driver.get("bi") is None  # a miss right next to the big value
+        assert await driver.get("big") == b"x" * (1 << 20)
+    finally:
+        await driver.close()
+    assert "WITHOUT ROWID" not in _table_sql(path).upper()
+    index = f"sqlite_autoindex_{DEFAULT_TABLE}_1"
+    with closing(sqlite3.connect(path)) as conn:
+        assert [row[2] for row in conn.execute(f'PRAGMA index_info("{index}")')] == ["key"]
+        for sql, params in [
+            (driver._sql_get, ("bi",)),
+            (driver._sql_get_versioned, ("bi",)),
+            (driver._sql_get_meta, ("bi", 0)),
+            (f"{driver._sql_select_in}(?, ?)", (0, "bi", "c")),
+        ]:
+            plan = " ".join(row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params))
+            assert f"SEARCH {DEFAULT_TABLE} USING INDEX {index} (key=?)" in plan, plan
+        # The key stays a key: a row without one is refused, as a WITHOUT ROWID table did.
+        with pytest.raises(sqlite3.IntegrityError):
+            conn.execute(f"INSERT INTO \"{DEFAULT_TABLE}\" (key, value) VALUES (NULL, x'00')")
 
 
 @pytest.mark.anyio
@@ -549,7 +650,7 @@ async def test_a_scan_runs_one_query_per_page_and_none_past_the_last(
     finally:
         conn.set_trace_callback(None)
         await driver.close()
-    scans = [sql for sql in statements if sql.lstrip().upper().startswith("SELECT")]
+    scans = [sql for sql in statements if "ORDER BY key" in sql]
     assert len(scans) == -(-count // page)
 
 
@@ -1253,7 +1354,8 @@ async def test_a_store_in_the_pre_expiry_layout_opens_keeps_its_data_and_gains_t
 
 @pytest.mark.anyio
 async def test_a_new_table_keeps_the_expiry_before_the_value(tmp_path: Path) -> None:
-    """A scan's expiry check and get_meta read cells before the value, never its pages."""
+    """A scan's expiry check and get_meta read cells before the value, never its pages (in a
+    rowid table they read the row the key index points to, stopping before the value)."""
     async with _driver(tmp_path / "new.db", ManualClock()) as driver:
         await driver.set("k", b"v")
     assert _columns(tmp_path / "new.db") == [
@@ -1263,6 +1365,83 @@ async def test_a_new_table_keeps_the_expiry_before_the_value(tmp_path: Path) -> 
         "written_at",
         "value",
     ]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("layout", ["rowid", "without rowid"])
+async def test_key_scans_leave_out_expired_keys_whether_or_not_any_has_expired(
+    tmp_path: Path, manual: ManualClock, layout: str
+) -> None:
+    """A key scan skips the per-key expiry check while no row has expired: the keys that will
+    expire are listed until they do, and from then on every expired key is left out."""
+    path = tmp_path / "scan.db"
+    if layout == "without rowid":
+        _make_without_rowid_store(path)
+    async with _driver(path, manual) as driver:
+        await driver.set("a", b"A")
+        await driver.set_many_expiring([("b", b"B"), ("d", b"D")], 10)
+        await driver.set_expiring("c", b"C", 1)
+        assert [key async for key in driver.keys()] == ["a", "b", "c", "d"]
+        manual.now += 1  # "c" expires, not yet purged
+        assert [key async for key in driver.keys()] == ["a", "b", "d"]
+        assert [key async for key in driver.keys("c")] == []
+        assert await driver.purge_expired() == 1
+        assert [key async for key in driver.keys()] == ["a", "b", "d"]
+        manual.now += 9
+        assert [key async for key in driver.keys()] == ["a"]
+        assert [item async for item in driver.items()] == [("a", b"A")]
+        # The scan's read transaction ends with its page: no snapshot stays pinned.
+        assert driver._db is not None
+        assert not driver._db.in_transaction
+
+
+@pytest.mark.anyio
+async def test_a_without_rowid_store_is_used_as_it_is(tmp_path: Path, manual: ManualClock) -> None:
+    """A file from the release before rowid tables: its rows read and write, nothing rewritten."""
+    path = tmp_path / "old.db"
+    _make_without_rowid_store(path)
+    now = 4_000_000_000  # the manual clock's, in seconds; the table holds milliseconds
+    with closing(sqlite3.connect(path, isolation_level=None)) as conn:
+        conn.executemany(
+            f'INSERT INTO "{DEFAULT_TABLE}" (key, value, version, written_at, expires_at) '
+            "VALUES (?, ?, ?, ?, ?)",
+            [
+                ("a", b"A", 11, (now - 1) * 1000, None),
+                ("big", b"x" * (1 << 20), 12, (now - 1) * 1000, None),
+                ("c", b"C", 13, (now - 1) * 1000, (now + 5) * 1000),
+            ],
+        )
+    before = _table_sql(path)
+
+    async with _driver(path, manual) as driver:
+        assert await driver.get_versioned("a") == (b"A", 11)
+        assert await driver.get("bi") is None
+        assert await driver.get_meta("c") == Meta(1, now - 1, now + 5, 13)
+        assert [item async for item in driver.items()] == [
+            ("a", b"A"),
+            ("big", b"x" * (1 << 20)),
+            ("c", b"C"),
+        ]
+        # Conditional writes, plain writes and batches.
+        version = await driver.set_if("a", b"A2", 11)
+        with pytest.raises(Conflict):
+            await driver.set_if("a", b"A3", 11)
+        with pytest.raises(Conflict):
+            await driver.delete_if("big", 99)
+        await driver.delete_if("big", 12)
+        await driver.set_many([("d", b"D"), ("e", b"E")])
+        await driver.delete("e")
+        assert await driver.get_many(["a", "big", "c", "d", "e"]) == [b"A2", None, b"C", b"D", None]
+        assert await driver.get_versioned("a") == (b"A2", version)
+        # Expiry, and the purge through the index that release made.
+        await driver.set_expiring("d", b"D2", 1)
+        manual.now += 5
+        assert [key async for key in driver.keys()] == ["a"]
+        assert await driver.purge_expired() == 2
+        await driver.clear()
+        assert [key async for key in driver.keys()] == []
+    assert _table_sql(path) == before
+    assert _raw_rows(path) == {}
 
 
 @pytest.mark.anyio

@@ -2,7 +2,8 @@
 
 The raw sides are :mod:`benchmarks.queue_bench`'s: the single-row write into the same table with
 the same pragmas (SQLite ``INSERT``, Redis ``XADD``, PostgreSQL ``INSERT``), one transaction of
-100 rows for a batch, and one ``SELECT``/paged ``XRANGE`` plus JSON decoding for ``recover``.
+100 rows for a batch, and one ``SELECT``/paged ``XRANGE`` plus JSON decoding for ``recover``,
+keeping each event with its position and time as ``recover`` does.
 On SQLite the peers are persist-queue's ``SQLiteQueue`` and litequeue's ``LiteQueue``, both set
 to WAL with ``synchronous=NORMAL`` like ours (the same durability); neither has a batch publish,
 a read of a topic's history or a handler, so those cells say "no API". Latency is ours alone:
@@ -224,7 +225,9 @@ def _sqlite_raw(path: Path, stack: AsyncExitStack) -> _RawQueue:
             "SELECT seq, ts, event FROM eventqueue_events WHERE topic = ? ORDER BY seq",
             ("recover",),
         ).fetchall()
-        return len([orjson.loads(row[2]) for row in rows])
+        # Each event with its position and time, as recover returns them: a caller resumes
+        # from the position, so a read that dropped it would do less than the API.
+        return len([(seq, ts, orjson.loads(event)) for seq, ts, event in rows])
 
     raw.single, raw.batch, raw.load, raw.recover = single, batch, load, recover
     return raw
@@ -266,7 +269,8 @@ async def _redis_raw(namespace: str, stack: AsyncExitStack) -> _RawQueue:
         start = "-"
         while True:
             page: list[Any] = await client.xrange(history, start, "+", count=500)  # type: ignore[assignment]
-            found.extend(orjson.loads(fields[b"e"]) for _, fields in page)
+            # With its id and time, as in the SQLite baseline.
+            found.extend((id_, fields[b"t"], orjson.loads(fields[b"e"])) for id_, fields in page)
             if len(page) < 500:
                 return len(found)
             start = "(" + page[-1][0].decode()
@@ -317,7 +321,8 @@ async def _postgresql_raw(namespace: str, stack: AsyncExitStack) -> _RawQueue:
             f"SELECT seq, ts, event FROM {table} WHERE topic = 'recover' ORDER BY seq",
             binary=True,
         )
-        return len([orjson.loads(row[2]) for row in await cursor.fetchall()])
+        # With its position and time, as in the SQLite baseline.
+        return len([(seq, ts, orjson.loads(event)) for seq, ts, event in await cursor.fetchall()])
 
     raw.single, raw.batch, raw.load, raw.recover = single, batch, load, recover
     return raw

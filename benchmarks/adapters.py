@@ -436,8 +436,8 @@ class PyKeyValueFileTree(PyKeyValue):
     def __init__(self, directory: Path) -> None:
         from key_value.aio.stores.filetree import FileTreeStore
 
-        self.directory = directory
-        super().__init__(FileTreeStore(data_directory=directory))
+        self.directory = directory.resolve()  # as the store resolves it
+        super().__init__(FileTreeStore(data_directory=self.directory))
 
     async def reset(self) -> None:
         # The store has no destroy_collection: move to a fresh collection, as the base class

@@ -146,8 +146,13 @@ async def run(
         "aiocache's memory cache as configured by default keeps the caller's object (no "
         "encoding, no copy): shown as 'aiocache (object kept)', not judged; 'aiocache+json' "
         "(its JsonSerializer: an encoded copy, as ours) is the memory peer judged; "
-        "py-key-value's disk store and diskcache are SQLite files (diskcache keeps values over "
-        "32 KiB in separate files); diskcache and sqlitedict pickle",
+        "py-key-value (disk) is diskcache underneath, and both are SQLite files (diskcache "
+        "keeps values over 32 KiB in separate files), so they are SQLite peers; diskcache and "
+        "sqlitedict pickle",
+        "fs: py-key-value (filetree), FileTreeStore with its defaults, keeps one JSON file per "
+        "key like ours, but fsyncs every write's temp file before the rename (it has no "
+        "setting to turn that off), where ours and the raw files sync nothing by default "
+        "(fs_driver(fsync=True) syncs file and directory): its writes do more than ours",
         "set writes new keys every round; delete refills (untimed) before each round",
     ]
     progress = Progress(_plan(drivers, ops))

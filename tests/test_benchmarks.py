@@ -74,6 +74,9 @@ def test_peers_measured_or_said_to_lack_the_api(run: tuple[Path, str]) -> None:
     assert isinstance(cells[("memory", "set")]["aiocache (object kept)"], dict)
     assert isinstance(cells[("memory", "set")]["aiocache+json"], dict)
     assert cells[("sqlite", "get_many 200 (per item)")]["diskcache"] == "no API"
+    # py-key-value's disk store is diskcache (a SQLite file): a SQLite peer, named apart.
+    assert isinstance(cells[("sqlite", "get_many 200 (per item)")]["py-key-value (disk)"], dict)
+    assert cells[("sqlite", "scan 100 of 1,000 (per key)")]["py-key-value (disk)"] == "no API"
     assert isinstance(cells[("sqlite", "get_many 200 (per item)")]["aiosqlite"], dict)
     assert isinstance(cells[("sqlite", "queue: publish")]["litequeue"], dict)
     failed = [(key, name, cell) for key, row in cells.items() for name, cell in row.items()
@@ -119,3 +122,26 @@ def test_the_best_peer_is_judged_among_peers_doing_our_work() -> None:
     assert Row("kv", "memory", "set", cells, 0.5).best_peer == ("aiocache+json", 2.0)
     # The same name on another driver would be judged: only the memory cache keeps objects.
     assert Row("kv", "redis", "set", cells, 0.85).best_peer == (OBJECT_KEPT, 0.25)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])  # the benchmark runs on asyncio
+async def test_the_fs_peer_is_a_file_per_key_store(tmp_path: Path) -> None:
+    """The fs driver's peer keeps one file per key (same backend), and a reset removes them."""
+    pytest.importorskip("key_value.aio.stores.filetree", reason="py-key-value[filetree] missing")
+    from contextlib import AsyncExitStack
+
+    from benchmarks.adapters import FILETREE, PyKeyValueFileTree, open_contenders
+
+    async with AsyncExitStack() as stack:
+        contenders = await open_contenders("fs", stack, tmp_path)
+        assert set(contenders) == {"ours", "raw", FILETREE}
+        peer = contenders[FILETREE]
+        assert isinstance(peer, PyKeyValueFileTree)
+        await peer.set("p:0000001", {"a": 1})
+        assert await peer.get("p:0000001") == {"a": 1}
+        written = peer.directory / peer.collection
+        assert [path.name for path in written.iterdir()] == ["p:0000001.json"]
+        await peer.reset()
+        assert await peer.get("p:0000001") is None
+        assert not written.exists()

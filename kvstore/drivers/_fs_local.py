@@ -418,6 +418,10 @@ def _search_sidecars(dir_fd: int, stem: str, info: os.stat_result) -> tuple[int,
     return best
 
 
+# Deletes keep handles on this many directories (see LocalTree.remove): keys sharing a prefix
+# share a directory, so a few cover a run of deletes; each costs one descriptor.
+_HELD_DIRS = 8
+
 # Up to this many due sidecars in one directory are checked by lstat; more, by one listing.
 _FEW_SIDECARS = 16
 
@@ -480,6 +484,8 @@ class LocalTree:
         # is fixed when the tree opens (``_real``), so the handle names the same directory
         # every path is built on; should the base be replaced meanwhile, a prune misses.
         self._base_fd = -1
+        # Handles on the directories deletes worked in lately, kept open (see remove()).
+        self._held_dirs: dict[str, int] = {}
         _TREES.add(self)
 
     def prepare(self) -> None:
@@ -554,6 +560,7 @@ class LocalTree:
         """Close the lock file (releasing the lock if held) and the temporary directory."""
         self.forget_lock()
         self._forget_handles()
+        self._release_dirs()
 
     # -- paths ----------------------------------------------------------------------------------
 
@@ -1124,30 +1131,63 @@ class LocalTree:
         A link where the file should be is removed itself; nothing it points to is touched.
         """
         directory, _, name = relative.rpartition("/")
+        # A handle kept from an earlier delete in this directory saves opening and closing
+        # one (two of a delete's six system calls: 28 -> 24 µs against raw files' 17, the
+        # 0.62 of issue 12's delete). It may be stale: another process may have pruned the
+        # directory (and a writer made it again). Nothing can be created in a removed
+        # directory, so an unlink that succeeds through the handle proves it current; one
+        # that finds nothing is tried again through a fresh handle. (The driver never renames
+        # a directory; a program that renamed one away meanwhile would have the key's file
+        # removed there, never a link followed.)
+        fd = self._held_dirs.get(directory, -1)
+        if fd >= 0:
+            if self._unlink_in(fd, name):
+                self._prune(fd, directory, keep=True)
+                return
+            del self._held_dirs[directory]
+            os.close(fd)
         try:
             fd, _ = self._dir_handle(directory, create=False)
         except (FileNotFoundError, NotADirectoryError):
             return
         try:
-            old = _lstat_in(fd, name) if self.has_expiring else None
-            try:
-                os.unlink(name, dir_fd=fd)
-            except (FileNotFoundError, NotADirectoryError):
-                os.close(fd)
-                return
-            if old is not None and old.st_nlink > 1:
-                # The value first, then its sidecar: a crash between leaves a stale sidecar.
-                sidecar = _expiry_in(fd, name[: -len(SUFFIX)], old)
-                if sidecar is not None:
-                    _unlink_quiet(fd, sidecar[1])
+            removed = self._unlink_in(fd, name)
         except BaseException:
             os.close(fd)
             raise
-        self._prune(fd, directory)
+        if not removed:
+            os.close(fd)
+            return
+        held = self._held_dirs
+        if len(held) >= _HELD_DIRS:
+            os.close(held.pop(next(iter(held))))  # the oldest
+        held[directory] = fd
+        self._prune(fd, directory, keep=True)
 
-    def _prune(self, fd: int, directory: str) -> None:
-        """Remove ``directory`` (open as ``fd``, which this closes) and its ancestors while
-        they are empty, stopping below the base."""
+    def _unlink_in(self, fd: int, name: str) -> bool:
+        """Unlink ``name`` (and its expiry sidecar) in the directory ``fd``; False if absent."""
+        old = _lstat_in(fd, name) if self.has_expiring else None
+        try:
+            os.unlink(name, dir_fd=fd)
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        if old is not None and old.st_nlink > 1:
+            # The value first, then its sidecar: a crash between leaves a stale sidecar.
+            sidecar = _expiry_in(fd, name[: -len(SUFFIX)], old)
+            if sidecar is not None:
+                _unlink_quiet(fd, sidecar[1])
+        return True
+
+    def _release_dirs(self) -> None:
+        held, self._held_dirs = self._held_dirs, {}
+        for fd in held.values():
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def _prune(self, fd: int, directory: str, *, keep: bool = False) -> None:
+        """Remove ``directory`` (open as ``fd``, which this closes unless ``keep``) and its
+        ancestors while they are empty, stopping below the base."""
+        current = fd
         try:
             while directory:
                 # Each directory's parent through its own handle's "..": half the cost of
@@ -1161,13 +1201,17 @@ class LocalTree:
                     # top-level directory saves opening and closing "..".
                     _remove_empty_directory(self._base_handle(), name)
                     return
-                parent = os.open("..", _DIR_HANDLE, dir_fd=fd)
-                os.close(fd)
-                fd = parent
-                if not _remove_empty_directory(fd, name):
+                parent = os.open("..", _DIR_HANDLE, dir_fd=current)
+                if current != fd:
+                    os.close(current)
+                current = parent
+                if not _remove_empty_directory(current, name):
                     return  # not empty (or not ours, or gone): pruning stops here
         finally:
-            os.close(fd)
+            if current != fd or not keep:
+                os.close(current)
+            if current != fd and not keep:
+                os.close(fd)
 
     def _base_handle(self) -> int:
         """A handle on the base, kept open like the temporary directory's (see ``__init__``)."""

@@ -81,7 +81,7 @@ from fsspec.core import url_to_fs
 from fsspec.implementations.local import LocalFileSystem
 
 from kvstore.conditional import ANY_VERSION, Action, Change, Versioned
-from kvstore.driver import CONDITIONAL_WRITES, BaseDriver, conflict
+from kvstore.driver import CONDITIONAL_WRITES, LATER, BaseDriver, Later, conflict
 from kvstore.drivers._fs_layout import (
     MAX_PIECE,
     Entry,
@@ -346,6 +346,57 @@ class FSDriver(BaseDriver):
         """Return the bytes of ``key``'s file, or ``None`` if there is none."""
         path = key_path(key)
         return await self._on_tree("reading", lambda tree: tree.read(path), key)
+
+    # The single-key operations without an await (Storage tries them first): on local disk,
+    # between the pacer's pauses, a point operation needs no coroutine. Awaiting get's chain
+    # (get, _on_tree, _start) cost more than the system calls of a miss: a miss took 4.3 µs
+    # against raw files' 3.6 (0.84), a delete 28 against 17 (0.62). Each declines, leaving the
+    # awaited path to do it, whenever that path would first await or raise: a remote store,
+    # a slice of the pacer used up, a driver closed or not yet prepared, or (for a write) a
+    # batch running or the writers' lock taken by another process.
+
+    def _inline_tree(self) -> LocalTree | None:
+        """The local tree if an operation may run on it now without an await, else ``None``."""
+        local = self._local
+        if local is None or self._closed or not self._ready:
+            return None
+        if monotonic() >= self._pacer.deadline:
+            return None
+        return local
+
+    def try_get(self, key: str) -> bytes | Later | None:
+        # docstring inherited
+        local = self._inline_tree()
+        if local is None:
+            return LATER
+        try:
+            return local.read(key_path(key))
+        except OSError as error:
+            raise self._failure(error, _doing("reading", key)) from error
+
+    def _try_write(self, doing: str, key: str, call: Callable[[LocalTree], object]) -> bool:
+        """Run a write or delete now, holding the writers' lock, if it can go without waiting."""
+        local = self._inline_tree()
+        if local is None or self._gate.closed or not local.try_lock():
+            return False
+        try:
+            try:
+                call(local)
+            finally:
+                local.unlock()
+        except OSError as error:
+            raise self._failure(error, _doing(doing, key)) from error
+        return True
+
+    def try_set(self, key: str, value: bytes) -> bool:
+        # docstring inherited
+        path = key_path(key)
+        return self._try_write("writing", key, lambda tree: tree.write(path, value))
+
+    def try_delete(self, key: str) -> bool:
+        # docstring inherited
+        path = key_path(key)
+        return self._try_write("deleting", key, lambda tree: tree.remove(path))
 
     async def _write_on_tree(
         self, doing: str, call: Callable[[Tree], T], key: str | None = None

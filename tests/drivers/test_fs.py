@@ -5,6 +5,7 @@ and the promises of its file layout (readable files, hostile keys, atomic writes
 from __future__ import annotations
 
 import fcntl
+import math
 import os
 import signal
 import subprocess
@@ -26,7 +27,7 @@ from hypothesis import strategies as st
 
 from kvstore import create_storage
 from kvstore.conditional import Change
-from kvstore.driver import CONDITIONAL_WRITES
+from kvstore.driver import CONDITIONAL_WRITES, LATER
 from kvstore.drivers._fs_layout import (
     MAX_PIECE,
     Listing,
@@ -43,6 +44,7 @@ from kvstore.errors import (
     ConfigurationError,
     Conflict,
     NotSupported,
+    StorageClosed,
     UnknownScheme,
 )
 from kvstore.expiry import to_millis
@@ -837,6 +839,126 @@ async def test_every_write_waits_for_the_lock_and_gives_up_unavailable(held_lock
             assert LOCK_NAME in str(raised.value)
         assert await storage.get("a") is None
         assert await storage.get_versioned("a") is None, "reads take no lock"
+
+
+@pytest.mark.anyio
+async def test_point_operations_run_inline_only_when_nothing_needs_an_await(
+    tmp_path: Path,
+) -> None:
+    """The operations without an await (Storage tries them first) decline whenever the awaited
+    path would first await: not yet prepared, the pacer's slice used up, the lock taken, closed."""
+    driver = fs_driver(str(tmp_path))
+    assert driver.try_get("a") is LATER, "not prepared yet"
+    assert driver.try_set("a", b"1") is False
+    assert driver.try_delete("a") is False
+    await driver.open()
+    await driver.set("a", b"1")
+    # A slice that never ends, so that no preemption of this test can end it early.
+    driver._pacer.deadline = math.inf
+    assert driver.try_get("a") == b"1"
+    assert driver.try_get("b") is None
+    assert driver.try_set("b", b"2") is True
+    assert await driver.get("b") == b"2"
+    assert driver.try_delete("b") is True
+    assert await driver.get("b") is None
+    assert not (tmp_path / "b.kv").exists()
+
+    driver._pacer.deadline = 0.0  # the slice is used up: the awaited path yields first
+    assert driver.try_get("a") is LATER
+    assert driver.try_set("a", b"3") is False
+    assert driver.try_delete("a") is False
+    assert await driver.get("a") == b"1", "declining changed nothing"
+
+    driver._pacer.deadline = math.inf
+    with (tmp_path / ".tmp" / LOCK_NAME).open("a") as lock:  # another process's lock
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        assert driver.try_get("a") == b"1", "reads take no lock"
+        assert driver.try_set("a", b"3") is False
+        assert driver.try_delete("a") is False
+    assert await driver.get("a") == b"1"
+    assert driver.try_set("a", b"3") is True, "the lock is free again"
+
+    await driver.close()
+    assert driver.try_get("a") is LATER, "the awaited path raises StorageClosed"
+    assert driver.try_set("a", b"4") is False
+    assert driver.try_delete("a") is False
+    with pytest.raises(StorageClosed):
+        await driver.get("a")
+
+
+@pytest.mark.anyio
+async def test_a_delete_finds_the_key_in_a_directory_another_writer_remade(
+    tmp_path: Path,
+) -> None:
+    """Deletes keep handles on directories; one another process pruned (and a writer made
+    again) is stale, and the delete still removes the key's file from the directory there now."""
+    async with (
+        Storage(fs_driver(str(tmp_path))) as ours,
+        Storage(fs_driver(str(tmp_path))) as other,  # another process, as far as files go
+    ):
+        await ours.set_many({"a:1": 1, "a:2": 2, "a:b:1": 3, "a:b:2": 4})
+        await ours.delete("a:1")  # ours now holds a handle on a/
+        await ours.delete("a:b:1")  # ... and on a/b/
+        await other.delete("a:b:2")  # prunes a/b/
+        await other.delete("a:2")  # prunes a/
+        assert not (tmp_path / "a").exists()
+        await other.set_many({"a:2": 5, "a:b:2": 6})  # new directories at the same paths
+        await ours.delete("a:2")
+        await ours.delete("a:b:2")
+        assert await other.get("a:2") is None
+        assert await other.get("a:b:2") is None
+        assert not (tmp_path / "a").exists(), "the emptied directories are pruned"
+        # Directories this driver pruned itself, made again: the same.
+        for round_number in range(3):
+            await ours.set_many({"a:b:1": round_number, "a:b:2": round_number})
+            await ours.delete("a:b:1")
+            assert await ours.get("a:b:2") == round_number
+            await ours.delete("a:b:2")
+            assert not (tmp_path / "a").exists()
+        # A missing key in a held directory is no error and removes nothing else.
+        await ours.set_many({"c:1": 1, "c:2": 2})
+        await ours.delete("c:1")
+        await ours.delete("c:1")
+        assert await ours.get("c:2") == 2
+
+
+@pytest.mark.anyio
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts /proc/self/fd")
+async def test_closing_releases_the_directory_handles_deletes_keep(tmp_path: Path) -> None:
+    def open_descriptors() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    storage = Storage(fs_driver(str(tmp_path)))
+    await storage.open()
+    await storage.set("warm", 1)
+    await storage.delete("warm")
+    before = open_descriptors()
+    keys = {f"d{index}:k{half}": half for index in range(20) for half in (0, 1)}
+    await storage.set_many(keys)
+    for index in range(20):
+        await storage.delete(f"d{index}:k0")
+    # A few handles are kept (never one per directory ever touched).
+    assert before <= open_descriptors() <= before + 8
+    await storage.close()
+    assert open_descriptors() < before
+
+
+@pytest.mark.anyio
+async def test_an_inline_read_fails_with_the_awaited_paths_error(tmp_path: Path) -> None:
+    """A key's path holding what the driver never writes (a directory) is refused alike."""
+    (tmp_path / "a" / "b.kv").mkdir(parents=True)
+    async with Storage(fs_driver(str(tmp_path))) as storage:
+        driver = storage.driver
+        assert isinstance(driver, FSDriver)
+        driver._pacer.deadline = math.inf  # the read below runs inline
+        with pytest.raises(BackendError) as inline:
+            driver.try_get("a:b")
+        with pytest.raises(BackendError) as awaited:
+            await driver.get("a:b")
+        assert type(inline.value) is type(awaited.value)
+        assert str(inline.value) == str(awaited.value)
+        with pytest.raises(BackendError):
+            await storage.get("a:b")
 
 
 @pytest.mark.anyio

@@ -124,6 +124,26 @@ def test_the_best_peer_is_judged_among_peers_doing_our_work() -> None:
     assert Row("kv", "redis", "set", cells, 0.85).best_peer == (OBJECT_KEPT, 0.25)
 
 
+def test_a_ratio_is_the_median_of_the_rounds_own_ratios() -> None:
+    """Each round's contenders run back to back: a ratio is taken within rounds, not across."""
+    from benchmarks.method import Measure
+    from benchmarks.results import Row
+
+    # Seconds per operation over five rounds: the machine slows tenfold after round 2, except
+    # for the raw client's turn in round 3. In four rounds of five ours is twice as fast.
+    ours = Measure([1.0, 1.0, 10.0, 10.0, 10.0])
+    raw = Measure([2.0, 2.0, 2.0, 20.0, 20.0])
+    row = Row("kv", "sqlite", "get", {"ours": ours, "raw": raw}, 0.7)
+    # Per round 2, 2, 0.2, 2, 2: the median is 2. The ratio of the two medians (2 against 10)
+    # would say 0.2, from figures taken at different moments.
+    assert row.raw_ratio == pytest.approx(2.0)
+    peers = {"ours": ours, "raw": raw, "peer": Measure([4.0, 4.0, 4.0, 40.0, 40.0])}
+    assert Row("kv", "sqlite", "get", peers, 0.7).best_peer == ("peer", pytest.approx(4.0))
+    # A contender with fewer rounds (one that failed part way) falls back to the medians.
+    uneven = Row("kv", "sqlite", "get", {"ours": ours, "raw": Measure([20.0, 20.0])}, 0.7)
+    assert uneven.raw_ratio == pytest.approx(2.0)
+
+
 @pytest.mark.anyio
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])  # the benchmark runs on asyncio
 async def test_the_fs_peer_is_a_file_per_key_store(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import datetime
 import importlib.util
 import os
@@ -262,6 +263,9 @@ def main(argv: list[str] | None = None) -> int:
     ops = _selected_ops(args.ops)
     try:
         sizes = (QUICK if args.quick else FULL).with_overrides(args.size)
+        if args.rounds:
+            # One place for the count, so that the heading's sizes name the rounds that ran.
+            sizes = dataclasses.replace(sizes, rounds=args.rounds)
     except ValueError as error:
         raise SystemExit(f"python -m benchmarks: {error}") from None
     if not args.no_chart and importlib.util.find_spec("matplotlib") is None:
@@ -281,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {html} and {text}")
         return 0
     mode = "quick" if args.quick else "full"
-    results = asyncio.run(run(drivers, ops, sizes, args.rounds or sizes.rounds, mode))
+    results = asyncio.run(run(drivers, ops, sizes, sizes.rounds, mode))
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.md").write_text(results.render_markdown())
     (out / "results.json").write_text(results.to_json())

@@ -133,14 +133,19 @@ def test_a_ratio_is_the_median_of_the_rounds_own_ratios() -> None:
     # for the raw client's turn in round 3. In four rounds of five ours is twice as fast.
     ours = Measure([1.0, 1.0, 10.0, 10.0, 10.0])
     raw = Measure([2.0, 2.0, 2.0, 20.0, 20.0])
-    row = Row("kv", "sqlite", "get", {"ours": ours, "raw": raw}, 0.7)
+    cells: dict[str, Measure | str] = {"ours": ours, "raw": raw}
+    row = Row("kv", "sqlite", "get", cells, 0.7)
     # Per round 2, 2, 0.2, 2, 2: the median is 2. The ratio of the two medians (2 against 10)
     # would say 0.2, from figures taken at different moments.
     assert row.raw_ratio == pytest.approx(2.0)
-    peers = {"ours": ours, "raw": raw, "peer": Measure([4.0, 4.0, 4.0, 40.0, 40.0])}
-    assert Row("kv", "sqlite", "get", peers, 0.7).best_peer == ("peer", pytest.approx(4.0))
+    peers: dict[str, Measure | str] = {**cells, "peer": Measure([4.0, 4.0, 4.0, 40.0, 40.0])}
+    best = Row("kv", "sqlite", "get", peers, 0.7).best_peer
+    assert best is not None
+    assert best[0] == "peer"
+    assert best[1] == pytest.approx(4.0)
     # A contender with fewer rounds (one that failed part way) falls back to the medians.
-    uneven = Row("kv", "sqlite", "get", {"ours": ours, "raw": Measure([20.0, 20.0])}, 0.7)
+    uneven_cells: dict[str, Measure | str] = {"ours": ours, "raw": Measure([20.0, 20.0])}
+    uneven = Row("kv", "sqlite", "get", uneven_cells, 0.7)
     assert uneven.raw_ratio == pytest.approx(2.0)
 
 

@@ -365,11 +365,9 @@ class SQLiteDriver(BaseDriver):
         )
         # With the version bound (?3), for the writes that return it (set_if, commit).
         self._sql_set = write.format(x="", version="?3, ?4", v="", e="NULL")
-        self._sql_set_expiring = write.format(
-            x=", expires_at", version="?3, ?4", v=", ?5", e="excluded.expires_at"
-        )
-        # With the version made by SQLite, for the writes that return none (set, set_many): the
-        # parameters are the key, the value, the write time (and the expiry).
+        # With the version made by SQLite, for the writes that return none (set, set_many and
+        # their expiring forms): the parameters are the key, the value, the write time (and the
+        # expiry).
         self._sql_put = write.format(x="", version=f"{_NEW_VERSION}, ?3", v="", e="NULL")
         self._sql_put_expiring = write.format(
             x=", expires_at", version=f"{_NEW_VERSION}, ?3", v=", ?4", e="excluded.expires_at"
@@ -931,8 +929,8 @@ class SQLiteDriver(BaseDriver):
         milliseconds on this driver's clock) are written with the value.
         """
         now = now_millis(self._clock)
-        params = (key, value, new_version(), now, expiry_millis(now, ttl))
-        await self._expiring_write("set_expiring", self._sql_set_expiring, params, now)
+        params = (key, value, now, expiry_millis(now, ttl))
+        await self._expiring_write("set_expiring", self._sql_put_expiring, params, now)
 
     async def set_many_expiring(self, items: Sequence[tuple[str, bytes]], ttl: float) -> None:
         """Store every pair in one transaction, each to expire ``ttl`` seconds from now.

@@ -97,10 +97,11 @@ class BaseDriver(abc.ABC):
     base class's versions of both raise :class:`NotSupported`.
 
     Optional capability: ``expiry`` says the driver keeps an expiry instant and a write time per
-    key and implements :meth:`set_many_expiring`, :meth:`expire`, :meth:`get_meta` and
-    :meth:`purge_expired` (see :mod:`kvstore.expiry`). On such a driver every operation treats a
-    key whose expiry instant has passed as absent, whether or not it was purged; and every plain
-    write (``set``, ``set_many``, a conditional write) clears the key's earlier expiry.
+    key and implements :meth:`set_many_expiring`, :meth:`expire`, :meth:`get_meta` (its batch
+    form :meth:`get_meta_many` defaults to a loop over it) and :meth:`purge_expired` (see
+    :mod:`kvstore.expiry`). On such a driver every operation treats a key whose expiry instant
+    has passed as absent, whether or not it was purged; and every plain write (``set``,
+    ``set_many``, a conditional write) clears the key's earlier expiry.
     """
 
     name: str = "driver"
@@ -230,6 +231,14 @@ class BaseDriver(abc.ABC):
         ``None`` for a missing or expired key.
         """
         raise NotSupported(EXPIRY, driver=self.name)
+
+    async def get_meta_many(self, keys: Sequence[str]) -> list[Meta | None]:
+        """Return :meth:`get_meta` of each of ``keys`` in the order asked, ``None`` if absent.
+
+        What a bulk reader such as an export calls once a page instead of once a key. The
+        default asks :meth:`get_meta` key by key; drivers read a chunk of keys per round trip.
+        """
+        return [await self.get_meta(key) for key in keys]
 
     async def purge_expired(self, limit: int = 1000) -> int:
         """Physically remove up to ``limit`` keys whose expiry has passed; return how many.

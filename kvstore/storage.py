@@ -11,7 +11,7 @@ inline driver never holds the loop for long. Everything is checked before anythi
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from functools import partial
 from types import TracebackType
 from typing import Self, TypeVar
@@ -463,17 +463,34 @@ class Storage:
             group[2].append(driver_key)
         return groups
 
-    async def get_many_raw(self, keys: Iterable[str]) -> list[bytes | None]:
-        """Return the bytes of each key in ``keys``, in the order asked, ``None`` if missing."""
+    async def _read_many(
+        self,
+        keys: Iterable[str],
+        read: Callable[[BaseDriver, list[str]], Awaitable[list[_V | None]]],
+    ) -> list[_V | None]:
+        """``read`` each owning driver's share of ``keys``; the answers in the order asked."""
         self._ensure_open()
         full_keys = await _in_steps(self._table.pacer, _key_list(keys), self._full_keys)
         if not self._table.has_mounts:
-            return await self._table.root.get_many(full_keys)
-        values: list[bytes | None] = [None] * len(full_keys)
+            return await read(self._table.root, full_keys)
+        found: list[_V | None] = [None] * len(full_keys)
         for driver, positions, driver_keys in (await self._group(full_keys)).values():
-            for position, value in zip(positions, await driver.get_many(driver_keys), strict=True):
-                values[position] = value
-        return values
+            for position, answer in zip(positions, await read(driver, driver_keys), strict=True):
+                found[position] = answer
+        return found
+
+    async def get_many_raw(self, keys: Iterable[str]) -> list[bytes | None]:
+        """Return the bytes of each key in ``keys``, in the order asked, ``None`` if missing."""
+        return await self._read_many(keys, lambda driver, part: driver.get_many(part))
+
+    async def get_meta_many(self, keys: Iterable[str]) -> list[Meta | None]:
+        """Return :meth:`get_meta` of each key in ``keys``, in the order asked, ``None`` if absent.
+
+        What a bulk reader (an export, a report of expiries) calls once a page rather than once
+        a key: every built-in driver reads a chunk of keys per backend round trip. Raises
+        :class:`~kvstore.errors.NotSupported` on a driver without expiry and metadata.
+        """
+        return await self._read_many(keys, lambda driver, part: driver.get_meta_many(part))
 
     async def get_many(self, keys: Iterable[str]) -> list[JSONValue | None]:
         """Return the JSON value of each key in ``keys`` in the order asked, ``None`` if missing."""

@@ -26,11 +26,13 @@ from kvstore import Storage, create_storage, register_driver
 from kvstore.cli import main
 from kvstore.cli.admin import backup_name
 from kvstore.cli.records import Record, RecordError, encode_record, parse_record
+from kvstore.cli.transfer import items_with_expiry
 from kvstore.drivers.memory import MemoryDriver
 from kvstore.drivers.sqlite import sqlite_driver
 from kvstore.keys import validate_key
 from kvstore.serialization import encode
 from kvstore.testing import strategies
+from kvstore.wrappers import Statistics
 from tests.support.hostile_urls import (
     ALL_SPELLINGS,
     MARK,
@@ -305,6 +307,39 @@ def test_export_records_each_expiry_instant_and_import_restores_it(
         # take the milliseconds between reading the clock and the write.
         moved = abs((after[key] or 0) - (before[key] or 0))
         assert moved < 1.0, f"{key}: the expiry moved by {moved} s across export and import"
+
+
+def test_export_reads_expiries_a_page_at_a_time() -> None:
+    """An export asks for the expiry instants of a page of keys in one call, not one a key."""
+
+    async def go() -> tuple[list[tuple[str, bytes, float | None]], dict[str, int]]:
+        counted = Statistics(MemoryDriver())
+        async with Storage(counted) as storage:
+            await storage.set_many_raw({f"k:{i:04d}": b"%d" % i for i in range(1203)})
+            await storage.set_many_raw({f"k:{i:04d}": b"t" for i in range(0, 1203, 7)}, ttl=60)
+            await storage.delete("k:0500")
+            counted.reset()
+            records = [record async for record in items_with_expiry(storage, "k:")]
+            stats = counted.stats()
+            calls = {name: stats[name].count for name in ("get_meta", "get_meta_many", "get")
+                     if name in stats}
+            expected = []
+            for key, data in await collect_raw(storage):
+                meta = await storage.get_meta(key)
+                assert meta is not None
+                expected.append((key, data, meta.expires_at))
+            assert records == expected
+            return records, calls
+
+    records, calls = run(go)
+    assert len(records) == 1202
+    assert sum(expires_at is not None for _, _, expires_at in records) == 172
+    # 1,202 keys in pages of 500: three batch reads, and no read of one key's metadata.
+    assert calls == {"get_meta_many": 3}
+
+
+async def collect_raw(storage: Storage) -> list[tuple[str, bytes]]:
+    return [pair async for pair in storage.items_raw("k:")]
 
 
 def test_import_skips_records_whose_instant_has_passed(

@@ -75,17 +75,40 @@ async def items_with_expiry(
 ) -> AsyncIterator[tuple[str, bytes, float | None]]:
     """Yield ``(key, bytes, expires_at)`` for every live key under ``prefix``, in key order.
 
-    On a driver with expiry each key's instant comes from ``get_meta`` (one more round trip per
-    key); a key that expires between the two reads is left out.
+    On a driver with expiry the instants come from ``get_meta_many``, once per page of up to
+    :data:`DEFAULT_BATCH` keys or :data:`BATCH_BYTES` of values (a round trip per key made an
+    export from a server store ten to thirty times slower than its scan); a key that expires or
+    goes between the two reads is left out.
     """
-    with_expiry = storage.driver.expiry
-    async for key, data in storage.items_raw(prefix):
-        if not with_expiry:
+    if not storage.driver.expiry:
+        async for key, data in storage.items_raw(prefix):
             yield key, data, None
-            continue
-        meta = await storage.get_meta(key)
-        if meta is not None:
-            yield key, data, meta.expires_at
+        return
+    page: list[tuple[str, bytes]] = []
+    size = 0
+    async for key, data in storage.items_raw(prefix):
+        page.append((key, data))
+        size += len(data)
+        if len(page) >= DEFAULT_BATCH or size >= BATCH_BYTES:
+            for record in await _with_expiry(storage, page):
+                yield record
+            page, size = [], 0
+    for record in await _with_expiry(storage, page):
+        yield record
+
+
+async def _with_expiry(
+    storage: Storage, page: list[tuple[str, bytes]]
+) -> list[tuple[str, bytes, float | None]]:
+    """The pairs of ``page`` still live, each with its expiry instant, read in one call."""
+    if not page:
+        return []
+    metas = await storage.get_meta_many([key for key, _ in page])
+    return [
+        (key, data, meta.expires_at)
+        for (key, data), meta in zip(page, metas, strict=True)
+        if meta is not None
+    ]
 
 
 @contextlib.contextmanager

@@ -942,15 +942,7 @@ class MySQLDriver(BaseDriver):
             with connection.cursor() as cursor:
                 cursor.execute(sql, (encoded,))
                 row = cursor.fetchone()
-            if row is None:
-                return None
-            size, written, expires, version = row
-            return Meta(
-                size=int(size),
-                written_at=None if written is None else from_millis(int(written)),
-                expires_at=None if expires is None else from_millis(int(expires)),
-                version=int(version),
-            )
+            return None if row is None else _meta(*row)
 
         return await self._run(work)
 
@@ -1138,20 +1130,43 @@ class MySQLDriver(BaseDriver):
             self.ensure_open()
             return []
         encoded = [key.encode("utf-8") for key in keys]
-        table = self._sql_table
+        select = f"SELECT `key`, `value` FROM {self._sql_table}"
 
         def work(connection: Connection) -> list[bytes | None]:
             found: dict[bytes, bytes] = {}
-            with connection.cursor() as cursor:
-                for chunk in _in_chunks(list(dict.fromkeys(encoded)), self._max_packet):
-                    marks = ", ".join(["%s"] * len(chunk))
-                    cursor.execute(
-                        f"SELECT `key`, `value` FROM {table} WHERE `key` IN ({marks}) "
-                        f"AND {_LIVE}",
-                        chunk,
-                    )
-                    for key, value in cursor.fetchall():
-                        found[bytes(key)] = bytes(value)
+            for key, value in self._rows_in(connection, select, encoded):
+                found[bytes(key)] = bytes(value)
+            return [found.get(key) for key in encoded]
+
+        return await self._run(work)
+
+    def _rows_in(self, connection: Connection, select: str, keys: list[bytes]) -> list[Any]:
+        """The rows of ``select`` (up to its ``FROM``) for the distinct, live ``keys``.
+
+        An ``IN (...)`` statement per chunk of keys that fits in the server's packet limit.
+        """
+        rows: list[Any] = []
+        with connection.cursor() as cursor:
+            for chunk in _in_chunks(list(dict.fromkeys(keys)), self._max_packet):
+                marks = ", ".join(["%s"] * len(chunk))
+                cursor.execute(f"{select} WHERE `key` IN ({marks}) AND {_LIVE}", chunk)
+                rows.extend(cursor.fetchall())
+        return rows
+
+    async def get_meta_many(self, keys: Sequence[str]) -> list[Meta | None]:
+        """:meth:`get_meta` of each of ``keys`` in order: ``IN (...)`` chunks in one worker hop."""
+        if not keys:
+            self.ensure_open()
+            return []
+        encoded = [key.encode("utf-8") for key in keys]
+        select = (
+            "SELECT `key`, LENGTH(`value`), `written_at`, `expires_at`, `version` "
+            f"FROM {self._sql_table}"
+        )
+
+        def work(connection: Connection) -> list[Meta | None]:
+            rows = self._rows_in(connection, select, encoded)
+            found = {bytes(key): _meta(*row) for key, *row in rows}
             return [found.get(key) for key in encoded]
 
         return await self._run(work)
@@ -1320,6 +1335,16 @@ def _retried_on_deadlock(attempt: Callable[[], _T]) -> _T:
 def _peer_closed(connection: Connection) -> bool:
     sock = connection._sock  # type: ignore[attr-defined]
     return sock is None or peer_closed(sock.fileno())
+
+
+def _meta(size: Any, written: Any, expires: Any, version: Any) -> Meta:
+    """The :class:`Meta` of a metadata row (integers, or NULL times) as PyMySQL returns it."""
+    return Meta(
+        size=int(size),
+        written_at=None if written is None else from_millis(int(written)),
+        expires_at=None if expires is None else from_millis(int(expires)),
+        version=int(version),
+    )
 
 
 def _in_chunks(keys: list[bytes], max_packet: int) -> list[list[bytes]]:

@@ -397,6 +397,10 @@ class PostgreSQLDriver(BaseDriver):
             f"SELECT octet_length(value), written_at, expires_at, version FROM {quoted} "
             f"WHERE key = %s AND {_LIVE}"
         )
+        self._get_meta_many = (
+            f"SELECT key, octet_length(value), written_at, expires_at, version FROM {quoted} "
+            f"WHERE key = ANY(%b::text[]) AND {_LIVE}"
+        )
         # The oldest expired rows, through the expiry index; rows another transaction holds
         # (a commit about to rewrite one) are skipped, so a purge never waits or deadlocks.
         self._purge = (
@@ -821,17 +825,27 @@ class PostgreSQLDriver(BaseDriver):
         async def work(connection: Connection) -> Meta | None:
             cursor = await connection.execute(self._get_meta, (key,))
             row = await cursor.fetchone()
-            if row is None:
-                return None
-            size, written_at, expires_at, version = row
-            return Meta(
-                size=size,
-                written_at=None if written_at is None else from_millis(written_at),
-                expires_at=None if expires_at is None else from_millis(expires_at),
-                version=version,
-            )
+            return None if row is None else _meta(*row)
 
         return await self._run(work)
+
+    async def get_meta_many(self, keys: Sequence[str]) -> list[Meta | None]:
+        """:meth:`get_meta` of each of ``keys`` in order: one ``= ANY`` query per chunk."""
+        if not keys:
+            self.ensure_open()
+            return []
+        unique = list(dict.fromkeys(keys))
+
+        async def work(connection: Connection) -> dict[str, Meta]:
+            found: dict[str, Meta] = {}
+            for start in range(0, len(unique), BATCH_CHUNK):
+                chunk = unique[start : start + BATCH_CHUNK]
+                cursor = await connection.execute(self._get_meta_many, (chunk,))
+                found.update((key, _meta(*rest)) for key, *rest in await cursor.fetchall())
+            return found
+
+        found = await self._run(work)
+        return [found.get(key) for key in keys]
 
     async def purge_expired(self, limit: int = 1000) -> int:
         """Delete up to ``limit`` expired rows, oldest first, found through the expiry index."""
@@ -932,6 +946,16 @@ class PostgreSQLDriver(BaseDriver):
 def _real(version: int | None) -> int | None:
     """A version read inside a commit: ``None`` for an absent key (or its placeholder)."""
     return None if version == _PLACEHOLDER else version
+
+
+def _meta(size: int, written_at: int | None, expires_at: int | None, version: int) -> Meta:
+    """The :class:`Meta` of a metadata row: size, write time and expiry (ms), version."""
+    return Meta(
+        size=size,
+        written_at=None if written_at is None else from_millis(written_at),
+        expires_at=None if expires_at is None else from_millis(expires_at),
+        version=version,
+    )
 
 
 def _row_count(query: str, params: tuple[Any, ...]) -> Callable[[Connection], Awaitable[int]]:

@@ -196,6 +196,8 @@ _UNREACHABLE = (
 SCAN_PAGE = 1000
 # Keys per HMGET in get_many; larger requests send several in one transaction.
 BATCH_CHUNK = 5000
+# Keys per get_meta_many script call: about six commands each, run while the server waits.
+META_CHUNK = 1000
 # Index members one scan call may visit looking for a page of live keys (the rest are expired),
 # and how many expired ones it met it may purge: bounds the server's work per call.
 SCAN_VISITS = 16 * SCAN_PAGE
@@ -459,12 +461,23 @@ local value = redis.call('HGET', KEYS[1], key)
 if not value or expired(key) then return {false, false} end
 return {value, redis.call('HGET', KEYS[3], key)}
 """
-# ARGV: key. Size (HSTRLEN: the value never travels), write time, expiry, version, or nil.
+# ARGV: keys. One reply a key, read at one instant: nil for a key that is not live, else its
+# size (HSTRLEN: the value never travels), write time, expiry and version, space-separated,
+# each empty if unset. One string rather than four replies: the client parses a quarter as much.
 _GET_META_SCRIPT = _CLOCK + _EXPIRED + """
-local key = ARGV[1]
-if not live(key) then return false end
-return {redis.call('HSTRLEN', KEYS[1], key), redis.call('HGET', KEYS[4], key),
-        redis.call('ZSCORE', KEYS[5], key), redis.call('HGET', KEYS[3], key)}
+local found = {}
+for i = 1, #ARGV do
+  local key = ARGV[i]
+  if live(key) then
+    found[i] = redis.call('HSTRLEN', KEYS[1], key) .. ' '
+      .. (redis.call('HGET', KEYS[4], key) or '') .. ' '
+      .. (redis.call('ZSCORE', KEYS[5], key) or '') .. ' '
+      .. (redis.call('HGET', KEYS[3], key) or '')
+  else
+    found[i] = false
+  end
+end
+return found
 """
 # ARGV: key, TTL in ms ('' to clear the expiry), how many expired keys to purge first. Returns 1
 # if the key was live (then only its expiry changed), else 0 (then nothing but the purge ran).
@@ -590,6 +603,16 @@ for i = 1, n, 5 do
 end
 return failed
 """
+
+
+def _meta(size: bytes, written: bytes, expires: bytes, version: bytes) -> Meta:
+    """The :class:`Meta` of a live key's fields in the metadata script's reply (empty: unset)."""
+    return Meta(
+        size=int(size),
+        written_at=from_millis(int(written)) if written else None,
+        expires_at=from_millis(int(float(expires))) if expires else None,
+        version=int(version) if version else LEGACY_VERSION,
+    )
 
 
 def _sha1(script: str) -> bytes:
@@ -1286,16 +1309,20 @@ class RedisDriver(BaseDriver):
 
     async def get_meta(self, key: str) -> Meta | None:
         """Size, write time, expiry and version of a live key, read by one script call."""
-        found = await self._run(_GET_META_SHA, key)
-        if found is None:
-            return None
-        size, written, expires, version = found
-        return Meta(
-            size=int(size),
-            written_at=None if written is None else from_millis(int(written)),
-            expires_at=None if expires is None else from_millis(int(float(expires))),
-            version=LEGACY_VERSION if version is None else int(version),
-        )
+        return (await self.get_meta_many((key,)))[0]
+
+    async def get_meta_many(self, keys: Sequence[str]) -> list[Meta | None]:
+        """:meth:`get_meta` of each of ``keys`` in order: a script call per ``META_CHUNK`` keys.
+
+        Each call reads its keys at one instant and holds the server for a bounded time.
+        """
+        if self._nothing_in(keys):
+            return []
+        metas: list[Meta | None] = []
+        for start in range(0, len(keys), META_CHUNK):
+            found = await self._run(_GET_META_SHA, *keys[start : start + META_CHUNK])
+            metas.extend(None if reply is None else _meta(*reply.split(b" ")) for reply in found)
+        return metas
 
     async def purge_expired(self, limit: int = 1000) -> int:
         """Remove up to ``limit`` expired keys, found by the expiry index, ``PURGE_STEP`` a call.

@@ -516,18 +516,24 @@ class RedisClusterDriver(BaseDriver):
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         """Values of ``keys`` in order: one script per bucket, concurrently."""
+        return await self._read_by_bucket(keys, lambda bucket, part: bucket.get_many(part))
+
+    async def _read_by_bucket(
+        self, keys: Sequence[str], read: Callable[[_Bucket, list[str]], Awaitable[list[_T | None]]]
+    ) -> list[_T | None]:
+        """``read`` each bucket's share of ``keys``, concurrently; the answers in order."""
         self.ensure_open()
         groups = self._grouped(keys)
         if len(groups) <= 1:
-            return await self._bucket(keys[0]).get_many(keys) if keys else []
-        found: list[bytes | None] = [None] * len(keys)
+            return await read(self._bucket(keys[0]), list(keys)) if keys else []
+        found: list[_T | None] = [None] * len(keys)
         replies = await _gathered([
-            self._buckets[number].get_many([keys[i] for i in positions])
+            read(self._buckets[number], [keys[i] for i in positions])
             for number, positions in groups.items()
         ])
-        for positions, values in zip(groups.values(), replies, strict=True):
-            for position, value in zip(positions, values, strict=True):
-                found[position] = value
+        for positions, answers in zip(groups.values(), replies, strict=True):
+            for position, answer in zip(positions, answers, strict=True):
+                found[position] = answer
         return found
 
     async def _by_bucket(
@@ -636,6 +642,10 @@ class RedisClusterDriver(BaseDriver):
     async def get_meta(self, key: str) -> Meta | None:
         """Size, write time, expiry and version of a live key; one script in its bucket."""
         return await self._bucket(key).get_meta(key)
+
+    async def get_meta_many(self, keys: Sequence[str]) -> list[Meta | None]:
+        """:meth:`get_meta` of each of ``keys`` in order: the bucket's batch read, concurrently."""
+        return await self._read_by_bucket(keys, lambda bucket, part: bucket.get_meta_many(part))
 
     async def purge_expired(self, limit: int = 1000) -> int:
         """Remove up to ``limit`` expired keys, bucket after bucket."""

@@ -393,6 +393,10 @@ class SQLiteDriver(BaseDriver):
         )
         # The text of each padded ``IN`` query, by (query, list length); see _in_query.
         self._in_sql: dict[tuple[str, int], str] = {}
+        self._sql_meta_in = (
+            f"SELECT key, typeof(value), length(value), written_at, expires_at, version "
+            f"FROM {quoted} WHERE {_LIVE.format(now='?')} AND key IN "
+        )
         self._sql_versions_in = (
             f"SELECT key, version FROM {quoted} WHERE {_LIVE.format(now='?')} AND key IN "
         )
@@ -421,8 +425,10 @@ class SQLiteDriver(BaseDriver):
             for bounded in (True, False):
                 for columns, raw_columns in (
                     ("key", "CAST(key AS BLOB), typeof(key)"),
-                    ("key, value", "CAST(key AS BLOB), typeof(key), CAST(value AS BLOB), "
-                     "typeof(value)"),
+                    (
+                        "key, value",
+                        "CAST(key AS BLOB), typeof(key), CAST(value AS BLOB), typeof(value)",
+                    ),
                 ):
                     # Expired rows are skipped here, reading the expiry cell of the key's row:
                     # in a new table it sits before the value, so no value page is read.
@@ -973,9 +979,18 @@ class SQLiteDriver(BaseDriver):
             row = conn.execute(sql, params).fetchone()
         except sqlite3.Error as error:
             row = await self._retry(lambda c: c.execute(sql, params).fetchone(), error, "get_meta")
-        if row is None:
-            return None
-        kind, size, written_at, expires_at, version = row
+        return None if row is None else self._meta_of(key, *row)
+
+    def _meta_of(
+        self,
+        key: str,
+        kind: str,
+        size: int,
+        written_at: int | None,
+        expires_at: int | None,
+        version: object,
+    ) -> Meta:
+        """The :class:`Meta` of a row read by a metadata query; a foreign row raises."""
         if kind != "blob":
             raise self._foreign_value(key, _NotBlob(kind))
         if type(version) is not int:
@@ -986,6 +1001,16 @@ class SQLiteDriver(BaseDriver):
             expires_at=None if expires_at is None else from_millis(expires_at),
             version=version,
         )
+
+    async def get_meta_many(self, keys: Sequence[str]) -> list[Meta | None]:
+        """:meth:`get_meta` of each of ``keys`` in order: an ``IN`` query per 500 keys, read at
+        one instant (one read transaction); sizes come from the rows' headers, as there."""
+        self.ensure_open()
+        if not keys:
+            return []
+        rows = await self._rows_in(self._sql_meta_in, keys, "get_meta_many")
+        found = {row[0]: self._meta_of(*row) for row in rows}
+        return [found.get(key) for key in keys]
 
     async def purge_expired(self, limit: int = 1000) -> int:
         """Delete up to ``limit`` expired rows, oldest expiry first; return how many.
@@ -1212,6 +1237,42 @@ class SQLiteDriver(BaseDriver):
 
     # -- batches ------------------------------------------------------------------------------
 
+    async def _rows_in(self, select: str, keys: Sequence[str], operation: str) -> list[Any]:
+        """The rows ``select`` (an ``IN`` query) finds for the distinct ``keys``, at one instant.
+
+        A query per chunk of keys; several chunks share one read transaction, so that they see
+        one state of the table even when the driver yields between them.
+        """
+        unique = list(dict.fromkeys(keys))
+        chunks = [unique[i : i + _IN_CHUNK] for i in range(0, len(unique), _IN_CHUNK)]
+        rows: list[Any] = []
+
+        # One instant for every chunk, like the one snapshot they read.
+        now = now_millis(self._clock)
+
+        def read(conn: sqlite3.Connection, chunk: list[str]) -> None:
+            rows.extend(conn.execute(*self._in_query(select, now, chunk)).fetchall())
+
+        if len(chunks) == 1:
+            await self._run(lambda conn: read(conn, chunks[0]), operation)
+            return rows
+
+        def start() -> Callable[[sqlite3.Connection], bool]:
+            rows.clear()
+            remaining = iter(chunks)
+
+            def step(conn: sqlite3.Connection) -> bool:
+                chunk = next(remaining, None)
+                if chunk is None:
+                    return False
+                read(conn, chunk)
+                return True
+
+            return step
+
+        await self._transaction(operation, "BEGIN", start)
+        return rows
+
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         """Return the values of ``keys`` in the order asked, ``None`` for each missing key.
 
@@ -1222,36 +1283,8 @@ class SQLiteDriver(BaseDriver):
         self.ensure_open()
         if not keys:
             return []
-        unique = list(dict.fromkeys(keys))
-        chunks = [unique[i : i + _IN_CHUNK] for i in range(0, len(unique), _IN_CHUNK)]
-        select = self._sql_select_in
-        found: dict[str, bytes] = {}
-
-        # One instant for every chunk, like the one snapshot they read.
-        now = now_millis(self._clock)
-
-        def read(conn: sqlite3.Connection, chunk: list[str]) -> None:
-            found.update(conn.execute(*self._in_query(select, now, chunk)).fetchall())
-
-        if len(chunks) == 1:
-            await self._run(lambda conn: read(conn, chunks[0]), "get_many")
-        else:
-
-            def start() -> Callable[[sqlite3.Connection], bool]:
-                found.clear()
-                remaining = iter(chunks)
-
-                def step(conn: sqlite3.Connection) -> bool:
-                    chunk = next(remaining, None)
-                    if chunk is None:
-                        return False
-                    read(conn, chunk)
-                    return True
-
-                return step
-
-            # Several queries share one read transaction, so they see one state of the table.
-            await self._transaction("get_many", "BEGIN", start)
+        # Rows are (key, value) pairs: dict() takes them as they are.
+        found: dict[str, bytes] = dict(await self._rows_in(self._sql_select_in, keys, "get_many"))
         values = [found.get(key) for key in keys]
         for key, value in zip(keys, values, strict=True):
             if value is not None and type(value) is not bytes:

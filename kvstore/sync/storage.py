@@ -81,6 +81,7 @@ class Storage:
     delete = mirror(AsyncStorage.delete)
     expire = mirror(AsyncStorage.expire)
     get_meta = mirror(AsyncStorage.get_meta)
+    get_meta_many = mirror(AsyncStorage.get_meta_many)
     purge_expired = mirror(AsyncStorage.purge_expired)
 
     # -- conditional writes ------------------------------------------------------------------

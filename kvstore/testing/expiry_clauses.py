@@ -81,6 +81,7 @@ async def _present_to_every_read(storage: Storage, keys: list[str]) -> dict[str,
     listed = {key async for key in storage.keys()}
     itemised = {key async for key, _ in storage.items_raw()}
     many = await storage.get_many_raw(keys)
+    metas = await storage.get_meta_many(keys)
     seen: dict[str, list[str]] = {
         "get": [k for k in keys if await storage.get_raw(k) is not None],
         "has": [k for k in keys if await storage.has(k)],
@@ -88,6 +89,7 @@ async def _present_to_every_read(storage: Storage, keys: list[str]) -> dict[str,
         "keys": [k for k in keys if k in listed],
         "items": [k for k in keys if k in itemised],
         "get_meta": [k for k in keys if await storage.get_meta(k) is not None],
+        "get_meta_many": [k for k, meta in zip(keys, metas, strict=True) if meta is not None],
     }
     if storage.driver.conditional_writes:
         seen["get_versioned"] = [k for k in keys if await storage.get_versioned_raw(k) is not None]
@@ -163,6 +165,7 @@ class ExpiryClauses:
                 "a default TTL": lambda: Storage(driver, ttl=5).set("new", 1),
                 "expire": lambda: storage.expire("present", 5),
                 "get_meta": lambda: storage.get_meta("present"),
+                "get_meta_many": lambda: storage.get_meta_many(["present"]),
                 "purge_expired": lambda: storage.purge_expired(),
             }
             problems = [
@@ -230,7 +233,8 @@ class ExpiryClauses:
         self, make_driver: DriverFactory, clock: TestClock
     ) -> None:
         """Expiry: a key with a 30 s TTL is present to every read before its expiry, and
-        get_meta reports its size, write time and expiry (and version)."""
+        get_meta reports its size, write time and expiry (and version), as get_meta_many does
+        for many keys at once."""
         async with expiring_storage(make_driver) as storage:
             before = clock()
             await storage.set("long", {"n": 1}, ttl=_LONG)
@@ -259,6 +263,13 @@ class ExpiryClauses:
                         )
             assert await storage.get_meta("absent") is None, "get_meta of a missing key"
             assert not problems, "\n".join(problems)
+            # The batch form: in the order asked, a repeat answered twice, None for the absent.
+            asked = ["plain", "absent", *sizes, "long"]
+            one_by_one = [await storage.get_meta(key) for key in asked]
+            assert await storage.get_meta_many(asked) == one_by_one, (
+                f"get_meta_many({asked}) must equal get_meta of each key, in order"
+            )
+            assert await storage.get_meta_many([]) == [], "get_meta_many([])"
 
     @pytest.mark.anyio
     async def test_an_expired_key_is_absent_to_every_operation(

@@ -165,6 +165,10 @@ class Wrapper(BaseDriver):
         """Return the size, write time, expiry and version of a live ``key``."""
         return await self.inner.get_meta(key)
 
+    async def get_meta_many(self, keys: Sequence[str]) -> list[Meta | None]:
+        """Return the metadata of each of ``keys`` in order, ``None`` for each one absent."""
+        return await self.inner.get_meta_many(keys)
+
     async def purge_expired(self, limit: int = 1000) -> int:
         """Physically remove up to ``limit`` expired keys; return how many."""
         return await self.inner.purge_expired(limit)
@@ -272,6 +276,10 @@ class ValueCodec(Wrapper):
                 return dataclasses.replace(meta, size=self.value_size(key, found.value))
             meta = await self.inner.get_meta(key)
         return meta
+
+    async def get_meta_many(self, keys: Sequence[str]) -> list[Meta | None]:
+        """:meth:`get_meta` key by key: each size needs that key's value read and decoded."""
+        return await BaseDriver.get_meta_many(self, keys)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

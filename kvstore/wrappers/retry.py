@@ -235,6 +235,10 @@ class Retry(Wrapper):
         # docstring inherited
         return await self._call("get_meta", lambda: self.inner.get_meta(key))
 
+    async def get_meta_many(self, keys: Sequence[str]) -> list[Meta | None]:
+        # docstring inherited
+        return await self._call("get_meta_many", lambda: self.inner.get_meta_many(keys))
+
     async def purge_expired(self, limit: int = 1000) -> int:
         # docstring inherited
         return await self._call("purge_expired", lambda: self.inner.purge_expired(limit))

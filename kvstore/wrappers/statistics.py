@@ -42,6 +42,7 @@ _OPERATIONS = (
     "set_many_expiring",
     "expire",
     "get_meta",
+    "get_meta_many",
     "purge_expired",
 )
 
@@ -239,6 +240,10 @@ class Statistics(Wrapper):
     async def get_meta(self, key: str) -> Meta | None:
         # docstring inherited
         return await self._timed("get_meta", self.inner.get_meta(key))
+
+    async def get_meta_many(self, keys: Sequence[str]) -> list[Meta | None]:
+        # docstring inherited
+        return await self._timed("get_meta_many", self.inner.get_meta_many(keys))
 
     async def purge_expired(self, limit: int = 1000) -> int:
         # docstring inherited

@@ -165,6 +165,10 @@ class Tracing(Wrapper):
         # docstring inherited
         return await self._traced("get_meta", 1, self.inner.get_meta(key))
 
+    async def get_meta_many(self, keys: Sequence[str]) -> list[Meta | None]:
+        # docstring inherited
+        return await self._traced("get_meta_many", len(keys), self.inner.get_meta_many(keys))
+
     async def purge_expired(self, limit: int = 1000) -> int:
         # docstring inherited
         return await self._traced("purge_expired", 0, self.inner.purge_expired(limit))

@@ -350,8 +350,25 @@ class MemoryDriver(BaseDriver):
     async def get_meta(self, key: str) -> Meta | None:
         # docstring inherited
         await self._turn()
+        return self._meta(key, now_millis(self._clock) if self._expiry else 0)
+
+    async def get_meta_many(self, keys: Sequence[str]) -> list[Meta | None]:
+        # docstring inherited
+        found: list[Meta | None] = []
+
+        def step() -> bool:
+            start = len(found)
+            now_ms = now_millis(self._clock) if self._expiry else 0
+            found.extend([self._meta(key, now_ms) for key in keys[start : start + _STEP]])
+            return len(found) < len(keys)
+
+        await self._run_steps(step, finish=False)
+        return found
+
+    def _meta(self, key: str, now_ms: int) -> Meta | None:
+        """:meth:`get_meta` of ``key`` at ``now_ms`` (0 when no key expires), without yielding."""
         if self._expiry:
-            self._reap(key, now_millis(self._clock))
+            self._reap(key, now_ms)
         version = self._version_of(key)
         if version is None:
             return None

@@ -321,8 +321,9 @@ def test_export_reads_expiries_a_page_at_a_time() -> None:
             counted.reset()
             records = [record async for record in items_with_expiry(storage, "k:")]
             stats = counted.stats()
-            calls = {name: stats[name].count for name in ("get_meta", "get_meta_many", "get")
-                     if name in stats}
+            calls: dict[str, int] = {
+                name: stats[name].count for name in ("get_meta", "get_meta_many") if name in stats
+            }
             expected = []
             for key, data in await collect_raw(storage):
                 meta = await storage.get_meta(key)

@@ -670,9 +670,6 @@ async def test_prefix_scans_and_clears_are_index_range_searches(
             " ".join(row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params))
             for sql in statements
         ]
-        probe = " ".join(
-            row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {driver._sql_any_expired}", (0,))
-        )
     await driver.close()
     for plan in plans:
         assert "SEARCH" in plan, plan
@@ -681,8 +678,10 @@ async def test_prefix_scans_and_clears_are_index_range_searches(
     if statement_name == "scan" and layout == "rowid":
         # Without the expiry check, a key scan reads the key index alone.
         assert f"COVERING {_KEY_INDEX[layout]}" in plans[1], plans[1]
-    # Whether any row has expired: one probe of the expiry index, not a pass over the table.
-    assert f"USING COVERING INDEX {DEFAULT_TABLE}:expires_at (expires_at<?)" in probe, probe
+    if statement_name == "scan":
+        # Whether any row has expired: one probe of the expiry index, not a pass over the table.
+        probe = f"USING COVERING INDEX {DEFAULT_TABLE}:expires_at (expires_at<?)"
+        assert probe in plans[1], plans[1]
 
 
 @pytest.mark.anyio

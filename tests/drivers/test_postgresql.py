@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import socket
 import time
+import types
 import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import psycopg
@@ -415,6 +418,106 @@ def test_timeouts_reach_libpq_and_the_server() -> None:
     assert "statement_timeout=3000" in given["options"]
     defaults = postgresql_driver("postgresql://h/d")
     assert (defaults._connect_timeout, defaults._operation_timeout) == (5.0, 10.0)
+
+
+class _Watched:
+    """A stand-in connection for the deadline watch: what ``_abort`` reads, over a socket pair."""
+
+    def __init__(self) -> None:
+        self.ours, self.peer = socket.socketpair()
+        self.peer.setblocking(False)
+        self.pgconn = types.SimpleNamespace(socket=self.ours.fileno())
+
+    def shut_down(self) -> bool:
+        """Whether ``_abort`` shut the socket down: the peer then reads end of file at once."""
+        try:
+            return self.peer.recv(1) == b""
+        except BlockingIOError:
+            return False
+
+    def close(self) -> None:
+        self.ours.close()
+        self.peer.close()
+
+
+def test_one_timer_watches_every_operation_at_the_earliest_deadline() -> None:
+    driver = postgresql_driver("postgresql://h/d")
+    loop = asyncio.new_event_loop()
+    late, early, later = _Watched(), _Watched(), _Watched()
+    try:
+        now = loop.time()
+        driver._watch(loop, cast(Any, late), now + 100)
+        assert driver._watcher is not None
+        assert driver._watcher.when() == now + 100
+        # An operation that waited for its connection can carry an earlier deadline.
+        driver._watch(loop, cast(Any, early), now + 50)
+        assert driver._watcher.when() == now + 50
+        driver._watch(loop, cast(Any, later), now + 200)
+        assert driver._watcher.when() == now + 50
+        # The early operation ends; when the timer runs, nothing is due: it moves on.
+        driver._running.pop(cast(Any, early))
+        driver._check_deadlines()
+        assert driver._watcher is not None
+        assert driver._watcher.when() == now + 100
+        assert not any(watched.shut_down() for watched in (late, early, later))
+    finally:
+        for watched in (late, early, later):
+            watched.close()
+        loop.close()
+
+
+def test_the_watch_shuts_down_only_the_connections_past_their_deadline() -> None:
+    driver = postgresql_driver("postgresql://h/d")
+    loop = asyncio.new_event_loop()
+    overdue, running = _Watched(), _Watched()
+    try:
+        now = loop.time()
+        driver._watch(loop, cast(Any, overdue), now - 1)
+        driver._watch(loop, cast(Any, running), now + 100)
+        driver._check_deadlines()
+        assert overdue.shut_down()
+        assert not running.shut_down()
+        assert list(driver._running) == [cast(Any, running)]
+        assert driver._watcher is not None
+        assert driver._watcher.when() == now + 100
+        # Once every operation has ended, a run of the timer leaves no timer behind.
+        driver._running.clear()
+        driver._check_deadlines()
+        assert driver._watcher is None
+    finally:
+        overdue.close()
+        running.close()
+        loop.close()
+
+
+def test_the_watch_follows_the_driver_to_another_event_loop() -> None:
+    driver = postgresql_driver("postgresql://h/d")
+    first, second = asyncio.new_event_loop(), asyncio.new_event_loop()
+    one, two = _Watched(), _Watched()
+    try:
+        driver._watch(first, cast(Any, one), first.time() + 100)
+        driver._running.clear()
+        # The first loop's timer will never run on the second: the watch starts over there.
+        due = second.time() + 200
+        driver._watch(second, cast(Any, two), due)
+        assert driver._watch_loop is second
+        assert driver._watcher is not None
+        assert driver._watcher.when() == due
+    finally:
+        one.close()
+        two.close()
+        first.close()
+        second.close()
+
+
+@pytest.mark.anyio
+async def test_operations_leave_the_watch_when_they_end(table: str) -> None:
+    driver = postgresql_driver(POSTGRESQL_URL, table=table)
+    async with Storage(driver) as storage:
+        await storage.set("a", 1)
+        assert await storage.get("a") == 1
+        assert [key async for key in storage.keys()] == ["a"]
+        assert driver._running == {}
 
 
 @pytest.mark.parametrize(

@@ -781,6 +781,9 @@ class RedisDriver(BaseDriver):
         self._names = (self._hash, self._index, self._versions, self._written, self._expiries)
         self._keys = (b"5", *(name.encode() for name in self._names))
         self._get_keys = (b"2", self._hash.encode(), self._expiries.encode())
+        # The packed start of a script call (EVALSHA, digest, key names) by digest and count of
+        # further arguments, for calls of at most _HEAD_ARGS of them: the point operations.
+        self._heads: dict[tuple[bytes, int], bytes] = {}
         # When the next expiring write may purge (time.monotonic()): at most once a second.
         self._next_purge = 0.0
         # Whether the base held expiries when last seen: get_many and keys() then go straight to
@@ -927,8 +930,15 @@ class RedisDriver(BaseDriver):
 
         Not a coroutine itself: one frame less on every operation.
         """
-        keys = self._get_keys if sha is _GET_SHA else self._keys
-        packed = _packed((b"EVALSHA", sha, *keys, *args))
+        count = len(args)
+        head = self._heads.get((sha, count))
+        if head is None:
+            keys = self._get_keys if sha is _GET_SHA else self._keys
+            if count > _HEAD_ARGS:
+                packed = _packed((b"EVALSHA", sha, *keys, *args))
+                return self._on_connection(client, lambda connection: _ask(connection, packed))
+            head = self._heads[sha, count] = _head((b"EVALSHA", sha, *keys), count)
+        packed = _packed(args, head)
         return self._on_connection(client, lambda connection: _ask(connection, packed))
 
     @staticmethod
@@ -1357,14 +1367,19 @@ class RedisDriver(BaseDriver):
 _INLINE = 16 * 1024
 
 
-def _packed(args: Sequence[str | bytes | int]) -> list[bytes]:
+# Script calls with at most this many arguments after the key names reuse a packed start.
+_HEAD_ARGS = 4
+
+
+def _packed(args: Sequence[str | bytes | int], head: bytes | None = None) -> list[bytes]:
     """One command in Redis's wire format (RESP), as the buffers to send in order.
 
     redis-py's own packer checks and converts every argument through several calls, which
     dominates a 2,000-item batch's client time; the driver only ever sends str, bytes and int.
+    With ``head`` (from :func:`_head`), ``args`` are the arguments that follow its own.
     """
     chunks: list[bytes] = []
-    parts = [b"*%d" % len(args)]
+    parts = [b"*%d" % len(args) if head is None else head]
     for arg in args:
         data = arg if isinstance(arg, bytes) else str(arg).encode()
         parts.append(b"$%d" % len(data))
@@ -1377,6 +1392,16 @@ def _packed(args: Sequence[str | bytes | int]) -> list[bytes]:
     parts.append(b"")
     chunks.append(b"\r\n".join(parts))
     return chunks
+
+
+def _head(args: Sequence[str | bytes | int], more: int) -> bytes:
+    """The packed start of a command of ``args`` then ``more`` arguments, for :func:`_packed`.
+
+    Packing the digest and the key names of a script call again on every call was the largest
+    part of packing a point operation's command.
+    """
+    (whole,) = _packed(args)  # short arguments only: one buffer
+    return b"*%d" % (len(args) + more) + whole[whole.index(b"\r\n") : -2]
 
 
 async def _ask(connection: AbstractConnection, packed: list[bytes]) -> Any:

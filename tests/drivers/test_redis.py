@@ -1567,3 +1567,30 @@ async def test_a_write_between_watch_and_exec_sends_the_large_write_through_the_
     assert shared_redis.hget(f"{base}:kv", "big") == BIG
     assert shared_redis.zrange(f"{base}:keys", 0, -1) == [b"big", b"other"]
     assert shared_redis.hexists(f"{base}:ver", "big")
+
+
+@pytest.mark.parametrize(
+    "rest",
+    [(), ("key",), ("key", b"v" * (redis_module._INLINE + 1), "123"), (b"", 7, "k\u00e9y", b"v")],
+)
+def test_a_packed_start_and_the_rest_make_the_whole_command(rest: tuple[Any, ...]) -> None:
+    start = (b"EVALSHA", redis_module._GET_SHA, b"2", "base:kv", "base:exp")
+    head = redis_module._head(start, len(rest))
+    assert b"".join(redis_module._packed(rest, head)) == b"".join(
+        redis_module._packed((*start, *rest))
+    )
+
+
+@pytest.mark.anyio
+async def test_point_scripts_reuse_their_packed_start_and_batches_do_not_keep_one(
+    base: str,
+) -> None:
+    driver = redis_driver(REDIS_URL, base=base)
+    async with Storage(driver) as storage:
+        await storage.set("a", 1)
+        assert await storage.get("a") == 1
+        assert await storage.get("a") == 1
+        await storage.set_many({f"k{index}": index for index in range(10)})
+        await storage.delete_many([f"k{index}" for index in range(10)])
+        assert await storage.get_many(["a", "k1"]) == [1, None]
+        assert set(driver._heads) == {(redis_module._SET_SHA, 3), (redis_module._GET_SHA, 2)}

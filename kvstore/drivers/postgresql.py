@@ -895,17 +895,8 @@ class PostgreSQLDriver(BaseDriver):
         if not keys:
             self.ensure_open()
             return []
-        unique = list(dict.fromkeys(keys))
-
-        async def work(connection: Connection) -> dict[str, Meta]:
-            found: dict[str, Meta] = {}
-            for start in range(0, len(unique), BATCH_CHUNK):
-                chunk = unique[start : start + BATCH_CHUNK]
-                cursor = await connection.execute(self._get_meta_many, (chunk,))
-                found.update((key, _meta(*rest)) for key, *rest in await cursor.fetchall())
-            return found
-
-        found = await self._run(work)
+        rows = await self._rows_in(self._get_meta_many, keys)
+        found = {key: _meta(*rest) for key, *rest in rows}
         return [found.get(key) for key in keys]
 
     async def purge_expired(self, limit: int = 1000) -> int:
@@ -937,19 +928,24 @@ class PostgreSQLDriver(BaseDriver):
         if not keys:
             self.ensure_open()
             return []
+        # Rows are (key, value) pairs: dict() takes them as they are.
+        found: dict[str, bytes] = dict(await self._rows_in(self._get_many, keys, binary=True))
+        return [found.get(key) for key in keys]
+
+    async def _rows_in(self, sql: str, keys: Sequence[str], *, binary: bool = False) -> list[Any]:
+        """The rows ``sql`` (an ``= ANY`` query) finds for the distinct ``keys``, on one
+        connection, a query per ``BATCH_CHUNK`` keys."""
         unique = list(dict.fromkeys(keys))
 
-        async def work(connection: Connection) -> dict[str, bytes]:
-            found: dict[str, bytes] = {}
+        async def work(connection: Connection) -> list[Any]:
+            rows: list[Any] = []
             for start in range(0, len(unique), BATCH_CHUNK):
                 chunk = unique[start : start + BATCH_CHUNK]
-                cursor = await connection.execute(self._get_many, (chunk,), binary=True)
-                # Rows are (key, value) pairs: dict.update takes them as they are.
-                found.update(await cursor.fetchall())
-            return found
+                cursor = await connection.execute(sql, (chunk,), binary=binary)
+                rows.extend(await cursor.fetchall())
+            return rows
 
-        found = await self._run(work)
-        return [found.get(key) for key in keys]
+        return await self._run(work)
 
     async def set_many(self, items: Sequence[tuple[str, bytes]]) -> None:
         """Store every pair, the last one per key winning, all or nothing in one transaction."""

@@ -60,7 +60,7 @@ import os
 import re
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from itertools import repeat
@@ -955,10 +955,15 @@ class SQLiteDriver(BaseDriver):
         if not items:
             return
         now = now_millis(self._clock)
-        shape = partial(_with_write_time, written_at=now, expires_at=expiry_millis(now, ttl))
-        purge_at = now if self._purge_due() else None
+        expires_at = expiry_millis(now, ttl)
         await self._write_chunks(
-            "set_many_expiring", self._sql_put_expiring, items, shape, purge_at=purge_at
+            "set_many_expiring",
+            self._sql_put_expiring,
+            len(items),
+            lambda start, stop: _with_write_time(
+                items[start:stop], written_at=now, expires_at=expires_at
+            ),
+            purge_at=now if self._purge_due() else None,
         )
 
     async def expire(self, key: str, ttl: float | None) -> bool:
@@ -1302,16 +1307,17 @@ class SQLiteDriver(BaseDriver):
         self,
         doing: str,
         sql: str,
-        rows: Sequence[Any],
-        shape: Callable[[Sequence[Any]], Sequence[tuple[Any, ...]]] | None = None,
+        count: int,
+        params: Callable[[int, int], Iterable[tuple[Any, ...]]],
         *,
         purge_at: int | None = None,
     ) -> None:
-        """Run ``sql`` for every row in one write transaction, a chunk per statement.
+        """Run ``sql`` for ``count`` rows in one write transaction, a chunk per statement.
 
-        ``shape`` turns a chunk of ``rows`` into the statement's parameters, a chunk at a time,
-        so that a big batch is prepared in paced steps too. With ``purge_at`` (now, in
-        milliseconds) a last step purges a small batch of rows expired by then.
+        ``params(start, stop)`` gives the statement's parameters for rows ``start`` to ``stop``,
+        a chunk at a time, so that a big batch is prepared in paced steps too. With
+        ``purge_at`` (now, in milliseconds) a last step purges a small batch of rows expired by
+        then.
         """
         purge = self._sql_purge
 
@@ -1320,13 +1326,12 @@ class SQLiteDriver(BaseDriver):
 
             def step(conn: sqlite3.Connection) -> bool:
                 nonlocal done
-                if done >= len(rows):
+                if done >= count:
                     conn.execute(purge, (purge_at, _AUTO_PURGE))
                     return False
-                chunk = rows[done : done + _WRITE_CHUNK]
-                conn.executemany(sql, chunk if shape is None else shape(chunk))
+                conn.executemany(sql, params(done, done + _WRITE_CHUNK))
                 done += _WRITE_CHUNK
-                return done < len(rows) or purge_at is not None
+                return done < count or purge_at is not None
 
             return step
 
@@ -1339,8 +1344,13 @@ class SQLiteDriver(BaseDriver):
         """
         self.ensure_open()
         if items:
-            shape = partial(_with_write_time, written_at=now_millis(self._clock))
-            await self._write_chunks("set_many", self._sql_put, items, shape)
+            written_at = now_millis(self._clock)
+            await self._write_chunks(
+                "set_many",
+                self._sql_put,
+                len(items),
+                lambda start, stop: _with_write_time(items[start:stop], written_at=written_at),
+            )
 
     async def set_many_columns(
         self, keys: list[str], values: list[bytes], *, owned: bool = False
@@ -1355,30 +1365,28 @@ class SQLiteDriver(BaseDriver):
             raise ValueError(f"{len(keys)} keys for {len(values)} values")
         if not keys:
             return
-        sql, written_at = self._sql_put, now_millis(self._clock)
-
-        def start() -> Callable[[sqlite3.Connection], bool]:
-            done = 0
-
-            def step(conn: sqlite3.Connection) -> bool:
-                nonlocal done
-                stop = done + _WRITE_CHUNK
-                # The parameters straight from the two lists, as set_many's statement takes
-                # them: no list of pairs, nor a list of rows per chunk (zip hands executemany
-                # one tuple, reused while nothing else holds it).
-                conn.executemany(sql, zip(keys[done:stop], values[done:stop], repeat(written_at)))
-                done = stop
-                return done < len(keys)
-
-            return step
-
-        await self._transaction("set_many", "BEGIN IMMEDIATE", start)
+        written_at = now_millis(self._clock)
+        # The parameters straight from the two lists, as set_many's statement takes them: no
+        # list of pairs, nor a list of rows per chunk (zip hands executemany one tuple, reused
+        # while nothing else holds it).
+        await self._write_chunks(
+            "set_many",
+            self._sql_put,
+            len(keys),
+            lambda start, stop: zip(keys[start:stop], values[start:stop], repeat(written_at)),
+        )
 
     async def delete_many(self, keys: Sequence[str]) -> None:
         """Remove every key in ``keys`` in one transaction; missing keys are skipped."""
         self.ensure_open()
         if keys:
-            await self._write_chunks("delete_many", self._sql_delete, [(key,) for key in keys])
+            # zip of one list: the 1-tuples of a chunk, made as executemany takes them.
+            await self._write_chunks(
+                "delete_many",
+                self._sql_delete,
+                len(keys),
+                lambda start, stop: zip(keys[start:stop]),
+            )
 
     async def clear(self, prefix: str = "") -> None:
         """Remove every row whose key starts with ``prefix``, in one transaction (atomic).

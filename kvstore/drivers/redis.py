@@ -933,11 +933,11 @@ class RedisDriver(BaseDriver):
         count = len(args)
         head = self._heads.get((sha, count))
         if head is None:
-            keys = self._get_keys if sha is _GET_SHA else self._keys
-            if count > _HEAD_ARGS:
-                packed = _packed((b"EVALSHA", sha, *keys, *args))
-                return self._on_connection(client, lambda connection: _ask(connection, packed))
-            head = self._heads[sha, count] = _head((b"EVALSHA", sha, *keys), count)
+            start = (b"EVALSHA", sha, *(self._get_keys if sha is _GET_SHA else self._keys))
+            if count <= _HEAD_ARGS:
+                head = self._heads[sha, count] = _head(start, count)
+            else:
+                args = (*start, *args)  # a batch: packed whole, keeping no start
         packed = _packed(args, head)
         return self._on_connection(client, lambda connection: _ask(connection, packed))
 

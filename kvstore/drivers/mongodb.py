@@ -941,15 +941,11 @@ class MongoDBDriver(BaseDriver):
         async def work() -> dict[str, bytes]:
             found: dict[str, bytes] = {}
             large: list[dict[str, Any]] = []
-            unique = list(dict.fromkeys(keys))
-            live = _live(self._now())
-            for start in range(0, len(unique), IN_CHUNK):
-                chunk = unique[start : start + IN_CHUNK]
-                async for document in values.find({"_id": {"$in": chunk}, **live}):
-                    if "v" in document:
-                        found[str(document["_id"])] = bytes(document["v"])
-                    else:
-                        large.append(document)
+            for document in await self._live_documents(values, keys):
+                if "v" in document:
+                    found[str(document["_id"])] = bytes(document["v"])
+                else:
+                    large.append(document)
             # Read after the scan, so that one operation never holds two connections.
             for document in large:
                 read = await self._read_large(str(document["_id"]), document)
@@ -1070,13 +1066,7 @@ class MongoDBDriver(BaseDriver):
             return []
 
         async def work() -> dict[str, Meta]:
-            documents: list[dict[str, Any]] = []
-            unique = list(dict.fromkeys(keys))
-            live = _live(self._now())
-            for start in range(0, len(unique), IN_CHUNK):
-                chunk = unique[start : start + IN_CHUNK]
-                query = {"_id": {"$in": chunk}, **live}
-                documents.extend([doc async for doc in values.find(query, _META_FIELDS)])
+            documents = await self._live_documents(values, keys, _META_FIELDS)
             # Sizes of old large values are read after the scan: one connection at a time.
             found: dict[str, Meta] = {}
             for document in documents:
@@ -1087,6 +1077,21 @@ class MongoDBDriver(BaseDriver):
 
         found = await self._run(work)
         return [found.get(key) for key in keys]
+
+    async def _live_documents(
+        self,
+        values: AsyncCollection[dict[str, Any]],
+        keys: Sequence[str],
+        projection: Mapping[str, Any] | None = None,
+    ) -> list[dict[str, Any]]:
+        """The live documents of the distinct ``keys``: one ``$in`` query per ``IN_CHUNK``."""
+        unique = list(dict.fromkeys(keys))
+        live = _live(self._now())
+        documents: list[dict[str, Any]] = []
+        for start in range(0, len(unique), IN_CHUNK):
+            query = {"_id": {"$in": unique[start : start + IN_CHUNK]}, **live}
+            documents.extend([document async for document in values.find(query, projection)])
+        return documents
 
     async def _meta_of(self, key: str, document: dict[str, Any]) -> Meta | None:
         """The :class:`Meta` of a document read with :data:`_META_FIELDS`; ``None`` if it went."""

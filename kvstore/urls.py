@@ -15,6 +15,7 @@ masked the same way everywhere:
   not parse, by structure: the parsed password and secret-named values are replaced whole, and
   nothing else is touched.
 - :func:`parse_conninfo` reads a libpq ``key=value`` connection string as libpq does.
+- :func:`refuse_url_as_path` stops a URL given where a file path belongs.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ __all__ = [
     "positive_float",
     "positive_int",
     "redact_url",
+    "refuse_url_as_path",
     "split_options",
     "take_options",
 ]
@@ -654,3 +656,21 @@ def _redact_query(query: str) -> str:
         if equals and is_secret_option(unquote_plus(name)):
             pairs[index] = f"{name}={MASK}"
     return "&".join(pairs)
+
+
+# ``scheme://``: what starts every URL of a store, and no file path anyone means to write.
+_URL_START = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://")
+
+
+def refuse_url_as_path(path: object, what: str, instead: str) -> None:
+    """Raise :class:`ConfigurationError` when ``path``, a file path, is written as a URL.
+
+    Taken as a path, ``postgresql://host/db`` is a SQLite file in a folder named
+    ``postgresql:`` under the current directory: the data would go to the wrong place without
+    a word. ``what`` names the argument, ``instead`` says what takes a URL. The URL is shown
+    redacted.
+    """
+    if isinstance(path, str) and _URL_START.match(path):
+        raise ConfigurationError(
+            f"{what} {redact_url(path)!r} is a URL, not a file path: {instead}"
+        )

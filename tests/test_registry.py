@@ -15,7 +15,7 @@ from kvstore.registry import registered_schemes
 EXTRAS = [
     ("redis", "redis", "redis://127.0.0.1", ["redis"]),
     ("redis_cluster", "redis", "redis+cluster://127.0.0.1:7000", ["redis"]),
-    ("postgresql", "postgresql", "postgresql://127.0.0.1/test", ["psycopg", "psycopg_pool"]),
+    ("postgresql", "postgresql", "postgresql://127.0.0.1/test", ["psycopg"]),
     ("mysql", "mysql", "mysql://root@127.0.0.1/test", ["pymysql"]),
     ("mongodb", "mongodb", "mongodb://127.0.0.1", ["pymongo", "bson"]),
 ]

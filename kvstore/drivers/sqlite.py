@@ -89,6 +89,7 @@ from kvstore.sqlite_common import (
 from kvstore.sqlite_common import check_busy_timeout as _check_busy_timeout
 from kvstore.sqlite_common import check_synchronous as _check_synchronous
 from kvstore.sqlite_common import is_busy as _is_busy
+from kvstore.urls import refuse_url_as_path
 
 __all__ = ["DEFAULT_TABLE", "SQLiteDriver", "default_path", "from_url", "sqlite_driver"]
 
@@ -289,6 +290,7 @@ class SQLiteDriver(BaseDriver):
             raise ConfigurationError(
                 f"SQLite path must be a non-empty path or ':memory:', not {path!r}"
             )
+        refuse_url_as_path(raw, "the SQLite path", "pass a URL to kvstore.create_storage()")
         self.in_memory: bool = raw == MEMORY
         #: The database file (absolute), or ``":memory:"``.
         self.path: str = raw if self.in_memory else str(Path(raw).expanduser().absolute())
@@ -1464,7 +1466,8 @@ def sqlite_driver(
     crashes in WAL mode; FULL also across power loss). ``clock`` (POSIX seconds) is what
     expiry instants are read from: SQLite runs in this process, so this process's clock is the
     backend's; processes sharing a file agree through the wall clock. Tests pass a clock they
-    move. Invalid settings raise :class:`~kvstore.errors.ConfigurationError`.
+    move. Invalid settings raise :class:`~kvstore.errors.ConfigurationError`, and so does a URL
+    given as ``path`` (URLs go to :func:`kvstore.create_storage`).
     """
     if path is None:
         path = default_path()

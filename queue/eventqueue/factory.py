@@ -39,7 +39,14 @@ from kvstore.sqlite_common import (
     URL_OPTIONS,
     parse_sqlite_url,
 )
-from kvstore.urls import ParsedURL, parse_url, positive_int, redact_url, split_options
+from kvstore.urls import (
+    ParsedURL,
+    parse_url,
+    positive_int,
+    redact_url,
+    refuse_url_as_path,
+    split_options,
+)
 
 __all__ = ["backend_from_url", "create_queue", "default_queue_path"]
 
@@ -149,6 +156,7 @@ def create_queue(
     else:
         if type(path) is not str or not path:
             raise ConfigurationError(f"path must be a non-empty str, not {path!r}")
+        refuse_url_as_path(path, "path", "pass it as create_queue(url=...)")
         backend = SQLiteBackend(path)
     return EventQueue(
         backend,

@@ -408,6 +408,17 @@ def test_bad_urls_are_refused(url: str) -> None:
         from_url(url)
 
 
+def test_a_url_given_as_the_path_is_refused_without_writing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Taken as a path, it would be a database file in a folder named "postgresql:".
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigurationError, match="create_storage") as caught:
+        sqlite_driver("postgresql://root:s3cret@127.0.0.1/test")
+    assert "s3cret" not in str(caught.value)
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.anyio
 async def test_registry_builds_the_driver_from_a_url(tmp_path: Path) -> None:
     async with kvstore.create_storage(f"sqlite:///{tmp_path}/reg.db?table=reg") as storage:

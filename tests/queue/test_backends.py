@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import secrets
 import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import psycopg
 import pytest
 from eventqueue import QueueUnavailable, create_queue
 from eventqueue.backends.sqlite import SQLiteBackend
@@ -16,7 +18,7 @@ from eventqueue.entry import system_clock
 from eventqueue.front import EventQueue
 
 from kvstore.errors import ConfigurationError
-from tests.support.servers import free_port
+from tests.support.servers import POSTGRESQL_URL, free_port
 
 pytestmark = pytest.mark.anyio
 
@@ -82,6 +84,40 @@ async def test_unreachable_postgresql_raises_queue_unavailable_without_password(
         await queue.publish("t", 1)
     assert "s3cret" not in str(caught.value)
     await queue.close()
+
+
+async def test_postgresql_publish_goes_on_after_the_server_closed_the_pooled_connection(
+    postgresql_namespace: str,
+) -> None:
+    # What a server restart leaves behind: the queue's idle pooled connection, closed by the
+    # server. The next operation must not fail on it.
+    application = f"eqtest_{secrets.token_hex(6)}"
+    queue = create_queue(
+        url=f"{POSTGRESQL_URL}?application_name={application}&namespace={postgresql_namespace}"
+    )
+    async with queue:
+        await queue.publish("t", 1)
+        with psycopg.connect(POSTGRESQL_URL, autocommit=True) as admin:
+            # With a timeout, pg_terminate_backend returns once the server process has exited.
+            terminated = admin.execute(
+                "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity"
+                " WHERE application_name = %s",
+                (application,),
+            ).fetchall()
+        assert terminated
+        assert all(ok for (ok,) in terminated)
+        await queue.publish("t", 2)
+        assert [entry.event for entry in await queue.recover("t")] == [1, 2]
+
+
+@pytest.mark.parametrize(
+    "url", ["postgresql://root:s3cret@127.0.0.1/test", "redis://:s3cret@127.0.0.1/0", "file:///q.db"]
+)
+def test_a_url_given_as_the_path_is_refused_without_its_password(url: str) -> None:
+    # Taken as a path it would be a SQLite file in a folder named after the scheme.
+    with pytest.raises(ConfigurationError, match="url=") as caught:
+        create_queue(url)
+    assert "s3cret" not in str(caught.value)
 
 
 async def test_sqlite_locked_past_deadline_is_queue_unavailable(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ import orjson
 import pytest
 from eventqueue import CorruptEvent, QueueEntry
 from eventqueue.cursors import encode_seq
-from eventqueue.decoding import StoredEvent, decode_entry, decode_seq_rows
+from eventqueue.decoding import _COLUMNS_FROM, StoredEvent, decode_entry, decode_seq_rows
 
 ROWS: list[tuple[int, object, object]] = [
     (1, 1_700_000_000_000, orjson.dumps({"text": "hello", "n": [1, 2.5, None]})),
@@ -32,17 +32,32 @@ ROWS: list[tuple[int, object, object]] = [
 ]
 
 
+# Good rows put in front of a page so that it is long enough for the column-by-column decoder
+# (decode_seq_rows picks it from _COLUMNS_FROM rows on); each test runs on both decoders.
+LEAD: list[tuple[int, object, object]] = [
+    (10_000 + index, index, orjson.dumps({"lead": index})) for index in range(_COLUMNS_FROM)
+]
+
+
+@pytest.fixture(params=["short page", "long page"])
+def lead(request: pytest.FixtureRequest) -> list[tuple[int, object, object]]:
+    return [] if request.param == "short page" else LEAD
+
+
 def _comparable(item: StoredEvent) -> object:
     if isinstance(item, CorruptEvent):
         return ("corrupt", item.topic, item.cursor, item.reason, str(item))
     return ("entry", item)
 
 
-def test_batch_decoding_matches_decode_entry_on_good_and_corrupt_rows() -> None:
-    expected = [decode_entry("t", encode_seq(seq), ts, payload) for seq, ts, payload in ROWS]
-    got = decode_seq_rows("t", ROWS)
+def test_batch_decoding_matches_decode_entry_on_good_and_corrupt_rows(
+    lead: list[tuple[int, object, object]],
+) -> None:
+    rows = lead + ROWS
+    expected = [decode_entry("t", encode_seq(seq), ts, payload) for seq, ts, payload in rows]
+    got = decode_seq_rows("t", rows)
     assert [_comparable(item) for item in got] == [_comparable(item) for item in expected]
-    kinds = [type(item) for item in got]
+    kinds = [type(item) for item in got[len(lead) :]]
     assert kinds.count(QueueEntry) == 3
     assert kinds.count(CorruptEvent) == len(ROWS) - 3
 
@@ -53,19 +68,24 @@ def test_batch_decoding_matches_decode_entry_on_good_and_corrupt_rows() -> None:
     ids=["invalid JSON", "TEXT payload", "REAL timestamp"],
 )
 def test_one_corrupt_row_between_good_ones_is_refused_alone(
-    bad: tuple[int, object, object],
+    bad: tuple[int, object, object], lead: list[tuple[int, object, object]]
 ) -> None:
     # The fast pass over a clean page gives up at the corrupt row; the row-by-row pass that
     # takes over must still return the good rows before and after it.
-    rows = [(1, 5, b"1"), bad, (3, 5, b"3")]
+    rows = [*lead, (1, 5, b"1"), bad, (3, 5, b"3")]
     expected = [decode_entry("t", encode_seq(seq), ts, payload) for seq, ts, payload in rows]
     got = decode_seq_rows("t", rows)
     assert [_comparable(item) for item in got] == [_comparable(item) for item in expected]
-    assert [type(item) for item in got] == [QueueEntry, CorruptEvent, QueueEntry]
+    assert [type(item) for item in got] == [QueueEntry] * (len(lead) + 1) + [
+        CorruptEvent,
+        QueueEntry,
+    ]
 
 
-def test_batch_built_entries_are_ordinary_frozen_entries() -> None:
-    [entry] = decode_seq_rows("topic", [(42, 9, b'{"a": 1}')])
+def test_batch_built_entries_are_ordinary_frozen_entries(
+    lead: list[tuple[int, object, object]],
+) -> None:
+    *_, entry = decode_seq_rows("topic", [*lead, (42, 9, b'{"a": 1}')])
     assert entry == QueueEntry("topic", "00000000000000000042", {"a": 1}, 9)
     assert type(entry) is QueueEntry
     assert repr(entry) == repr(QueueEntry("topic", "00000000000000000042", {"a": 1}, 9))
@@ -76,3 +96,11 @@ def test_batch_built_entries_are_ordinary_frozen_entries() -> None:
 
 def test_an_empty_page_decodes_to_nothing() -> None:
     assert decode_seq_rows("t", []) == []
+
+
+def test_a_clean_page_matches_decode_entry_row_by_row(
+    lead: list[tuple[int, object, object]],
+) -> None:
+    rows = [*lead, *(row for row in ROWS if type(row[1]) is int and row[2] in (b"null", b'"last"'))]
+    expected = [decode_entry("t", encode_seq(seq), ts, payload) for seq, ts, payload in rows]
+    assert decode_seq_rows("t", rows) == expected

@@ -22,7 +22,14 @@ from eventqueue.cursors import SEQ_WIDTH
 from eventqueue.entry import QueueEntry
 from eventqueue.errors import CorruptEvent
 
-__all__ = ["StoredEvent", "decode_entry", "decode_seq_rows", "report_corrupt_cursor"]
+__all__ = [
+    "COLUMNS_FROM",
+    "StoredEvent",
+    "decode_entry",
+    "decode_seq_rows",
+    "entries_from_columns",
+    "report_corrupt_cursor",
+]
 
 logger = logging.getLogger("eventqueue")
 
@@ -63,8 +70,8 @@ _set_event = QueueEntry.__dict__["event"].__set__
 _set_timestamp = QueueEntry.__dict__["timestamp"].__set__
 
 
-# From this many rows on, a page is decoded column by column (see _decode_columns).
-_COLUMNS_FROM = 32
+COLUMNS_FROM = 32
+"""From this many rows on, a page is decoded column by column (see :func:`_decode_columns`)."""
 _BYTES_ONLY = frozenset({bytes})
 _INT_ONLY = frozenset({int})
 # Runs an iterator to its end in C, keeping nothing: each step of the maps below is a setter call.
@@ -80,7 +87,7 @@ def decode_seq_rows(topic: str, rows: Sequence[tuple[int, object, object]]) -> l
     decoded again row by row by :func:`_decode_checked_rows`, so corrupt rows are refused with
     exactly its reasons. ``seq`` must be an ``int`` (the backend's query ensures it).
     """
-    if len(rows) >= _COLUMNS_FROM:
+    if len(rows) >= COLUMNS_FROM:
         return _decode_columns(topic, rows)
     # Locals rather than globals in the loop.
     loads, width = orjson.loads, SEQ_WIDTH
@@ -108,9 +115,9 @@ def decode_seq_rows(topic: str, rows: Sequence[tuple[int, object, object]]) -> l
 def _decode_columns(topic: str, rows: Sequence[tuple[int, object, object]]) -> list[StoredEvent]:
     """:func:`decode_seq_rows` of a long page: each step a pass over one column, in C.
 
-    The types are checked a column at a time, every payload is decoded by one ``map``, and the
-    entries' fields are filled a field at a time. On a page of 2,000 rows this costs 8-16 % less
-    than the row loop; on a page of a few rows, the passes' setup costs more than it saves.
+    The types are checked a column at a time and every payload is decoded by one ``map``; then
+    :func:`entries_from_columns` fills the entries. On a page of 2,000 rows this costs 8-16 %
+    less than the row loop; on a page of a few rows, the passes' setup costs more than it saves.
     """
     seqs, timestamps, payloads = zip(*rows, strict=True)
     if set(map(type, payloads)) != _BYTES_ONLY or set(map(type, timestamps)) != _INT_ONLY:
@@ -120,9 +127,21 @@ def _decode_columns(topic: str, rows: Sequence[tuple[int, object, object]]) -> l
     except orjson.JSONDecodeError:
         return _decode_checked_rows(topic, rows)
     width = SEQ_WIDTH
-    entries = list(map(_new, repeat(QueueEntry, len(rows))))
+    cursors = [str(seq).zfill(width) for seq in seqs]
+    return entries_from_columns(topic, cursors, events, timestamps)
+
+
+def entries_from_columns(
+    topic: str, cursors: Sequence[str], events: Sequence[object], timestamps: Sequence[int]
+) -> list[StoredEvent]:
+    """The entries of ``topic`` made of the given columns, which are already checked and decoded.
+
+    Each field is filled for every entry in one pass in C (a map over the slot's setter), which
+    saves the frozen dataclass ``__init__`` and a Python loop step per entry.
+    """
+    entries = list(map(_new, repeat(QueueEntry, len(cursors))))
     _exhaust(map(_set_topic, entries, repeat(topic)))
-    _exhaust(map(_set_cursor, entries, [str(seq).zfill(width) for seq in seqs]))
+    _exhaust(map(_set_cursor, entries, cursors))
     _exhaust(map(_set_event, entries, events))
     _exhaust(map(_set_timestamp, entries, timestamps))
     return entries  # type: ignore[return-value]  # list is invariant; every item is an entry

@@ -22,6 +22,7 @@ import psycopg
 import pytest
 import redis
 from eventqueue import CorruptEvent, EventQueue, QueueEntry, create_queue
+from eventqueue.decoding import COLUMNS_FROM
 from eventqueue.testing import DEADLINE, Collector, FakeClock, QueueFactory
 
 from tests.support.servers import POSTGRESQL_URL, REDIS_URL
@@ -148,6 +149,32 @@ class CorruptRowContract:
             # Reading from the bad cursor on, or with a limit, counts only good events.
             assert [e.event for e in await queue.recover("t", bad.cursor)] == [3, 4, 5]
             assert [e.event for e in await queue.recover("t", cursors[1], 2)] == [2, 3]
+
+    async def test_a_long_page_with_a_bad_row_returns_every_good_event(
+        self, queue_factory: QueueFactory, corrupt: Corrupt
+    ) -> None:
+        """Promise: a page long enough for the column-by-column decoding keeps the same rules."""
+        async with queue_factory() as queue:
+            before = await queue.publish_many("t", list(range(COLUMNS_FROM)))
+            corrupt("t")
+            after = await queue.publish_many("t", list(range(COLUMNS_FROM, 2 * COLUMNS_FROM)))
+            found: list[CorruptEvent] = []
+            entries = await queue.recover("t", on_corrupt=found.append)
+            assert [e.event for e in entries] == list(range(2 * COLUMNS_FROM))
+            assert [e.cursor for e in entries] == before + after
+            assert len(found) == 1
+            assert before[-1] < found[0].cursor < after[0]
+            # A clean long page decodes to exactly the entries read one at a time.
+            clean = await queue.recover("t", found[0].cursor)
+            one_by_one: list[QueueEntry] = []
+            cursor = found[0].cursor
+            for _ in after:
+                [entry] = await queue.recover("t", cursor, 1)
+                one_by_one.append(entry)
+                cursor = entry.cursor
+            assert clean == one_by_one
+            assert [e.cursor for e in clean] == after
+            assert all(type(e) is QueueEntry for e in clean)
 
     async def test_recover_raises_when_on_corrupt_raises(
         self, queue_factory: QueueFactory, corrupt: Corrupt

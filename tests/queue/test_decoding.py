@@ -13,7 +13,7 @@ import orjson
 import pytest
 from eventqueue import CorruptEvent, QueueEntry
 from eventqueue.cursors import encode_seq
-from eventqueue.decoding import _COLUMNS_FROM, StoredEvent, decode_entry, decode_seq_rows
+from eventqueue.decoding import COLUMNS_FROM, StoredEvent, decode_entry, decode_seq_rows
 
 ROWS: list[tuple[int, object, object]] = [
     (1, 1_700_000_000_000, orjson.dumps({"text": "hello", "n": [1, 2.5, None]})),
@@ -33,9 +33,9 @@ ROWS: list[tuple[int, object, object]] = [
 
 
 # Good rows put in front of a page so that it is long enough for the column-by-column decoder
-# (decode_seq_rows picks it from _COLUMNS_FROM rows on); each test runs on both decoders.
+# (decode_seq_rows picks it from COLUMNS_FROM rows on); each test runs on both decoders.
 LEAD: list[tuple[int, object, object]] = [
-    (10_000 + index, index, orjson.dumps({"lead": index})) for index in range(_COLUMNS_FROM)
+    (10_000 + index, index, orjson.dumps({"lead": index})) for index in range(COLUMNS_FROM)
 ]
 
 

@@ -949,19 +949,18 @@ class RedisDriver(BaseDriver):
         await pipe.execute()
 
     async def _untimed(
-        self, client: aioredis.Redis, queue: Callable[[Any], object]
+        self, client: aioredis.Redis, reads: Sequence[tuple[Any, ...]]
     ) -> list[Any] | None:
-        """The replies to the reads ``queue`` adds to a transaction, if the base has no expiry.
+        """The replies to ``reads`` run in one transaction, if the base has no expiry.
 
         A base that holds no expiry (no key was ever given a TTL, or all such keys are gone)
         has no expired key, so plain reads are exact there and cost no script. EXISTS runs in
-        the same MULTI as the reads, at the same instant. ``None`` when the base does hold
-        expiries: then the caller runs its script, and later calls start there.
+        the same MULTI as the reads, at the same instant (:meth:`_transaction`: one packet, no
+        pipeline object, whose bookkeeping cost a 1,000-key scan page a sixth of its time).
+        ``None`` when the base does hold expiries: then the caller runs its script, and later
+        calls start there.
         """
-        pipe = client.pipeline(transaction=True)
-        pipe.exists(self._expiries)
-        queue(pipe)
-        timed, *replies = await pipe.execute()
+        timed, *replies = await self._transaction(client, (("EXISTS", self._expiries), *reads))
         if timed:
             self._timed = True
             return None
@@ -1214,7 +1213,7 @@ class RedisDriver(BaseDriver):
         """
         if not self._timed:
             found = await self._untimed(
-                client, lambda pipe: pipe.zrangebylex(self._index, low, high, 0, self._page + 1)
+                client, (("ZRANGEBYLEX", self._index, low, high, "LIMIT", 0, self._page + 1),)
             )
             if found is not None:
                 page: list[bytes] = found[0]
@@ -1251,13 +1250,14 @@ class RedisDriver(BaseDriver):
         if self._nothing_in(keys):
             return []
 
-        def queue(pipe: Any) -> None:
-            for start in range(0, len(keys), BATCH_CHUNK):
-                pipe.hmget(self._hash, list(keys[start : start + BATCH_CHUNK]))
+        reads = [
+            ("HMGET", self._hash, *keys[start : start + BATCH_CHUNK])
+            for start in range(0, len(keys), BATCH_CHUNK)
+        ]
 
         async def read(client: aioredis.Redis) -> list[bytes | None]:
             if not self._timed:
-                chunks = await self._untimed(client, queue)
+                chunks = await self._untimed(client, reads)
                 if chunks is not None:
                     return [value for chunk in chunks for value in chunk]
             *values, timed = await self._script(client, _GET_MANY_SHA, *keys)

@@ -752,7 +752,7 @@ class _Bucket(single.RedisDriver):
         # No WATCH/MULTI through the cluster client here: the caller runs the write script.
         return False
 
-    async def _untimed(self, client: Any, queue: Callable[[Any], object]) -> list[Any] | None:
+    async def _untimed(self, client: Any, reads: Sequence[tuple[Any, ...]]) -> list[Any] | None:
         # A cluster client has no MULTI across commands here; the read scripts answer a base
         # with or without expiries exactly, in one call on one node.
         return None

@@ -8,12 +8,9 @@ fetch the records an index names and keep only those that still match.
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import aclosing
-
-import anyio
 
 from entities.errors import ValidationError
 from entities.keys import decode_segment
@@ -23,7 +20,6 @@ from kvstore.storage import Storage
 __all__ = [
     "INDEX_VALUE",
     "Hint",
-    "backoff",
     "check_limit",
     "now_ms",
     "page_keys",
@@ -34,8 +30,6 @@ __all__ = [
 INDEX_VALUE = 1
 # Record keys fetched per get_many: bounds memory and request size.
 _PAGE = 500
-# The longest pause between two attempts of a contended conditional write, in seconds.
-_MAX_PAUSE = 0.05
 
 Hint = tuple[str, str]
 """An index entry's key and the id it names."""
@@ -44,14 +38,6 @@ Hint = tuple[str, str]
 def now_ms() -> int:
     """The current time in milliseconds since the epoch."""
     return time.time_ns() // 1_000_000
-
-
-async def backoff(attempt: int) -> None:
-    """Pause before retrying a conditional write that lost a race (``attempt`` counts from 0).
-
-    Random and growing, so that writers which collided once do not collide again in lockstep.
-    """
-    await anyio.sleep(random.uniform(0, min(_MAX_PAUSE, 0.0005 * 2**attempt)))
 
 
 def check_limit(limit: object) -> int | None:

@@ -11,12 +11,12 @@ from dataclasses import dataclass, field
 from itertools import count
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from entities._index import INDEX_VALUE, backoff, read_documents
+from entities._index import INDEX_VALUE, read_documents
 from entities._layout import EntityLayout
 from entities.declarations import Entity, Index
 from entities.errors import ValidationError
 from entities.keys import decode_segment
-from kvstore.conditional import Versioned
+from kvstore.conditional import Versioned, retry_pause
 from kvstore.errors import Conflict
 from kvstore.serialization import JSONValue
 from kvstore.storage import Storage
@@ -187,7 +187,7 @@ class Maintenance(Generic[R]):
                     try:
                         await self._attempt(prepared, current)
                     except Conflict:
-                        await backoff(attempt)
+                        await retry_pause(attempt)
                         continue
                     rewritten += 1
                     break

@@ -54,12 +54,12 @@ from typing import Any, Generic, TypeVar
 import anyio
 
 from entities._checks import check_id
-from entities._index import backoff, check_limit, page_keys, read_documents
+from entities._index import check_limit, page_keys, read_documents
 from entities._layout import MAX_SEQUENCE, EntityLayout, parse_child_key
 from entities.declarations import Children
 from entities.errors import MalformedDocument, RecordNotFound, SchemaVersionError, ValidationError
 from entities.repository import OnError
-from kvstore.conditional import Change
+from kvstore.conditional import Change, retry_pause
 from kvstore.errors import Conflict
 from kvstore.serialization import JSONValue
 from kvstore.storage import Storage
@@ -149,7 +149,7 @@ class ChildRepository(Generic[C]):
                         counter_key, {"next": sequence + 1, "epoch": epoch}, found.version
                     )
             except Conflict:
-                await backoff(attempt)
+                await retry_pause(attempt)
                 continue
             return sequence, epoch
         raise AssertionError("unreachable")  # pragma: no cover

@@ -26,7 +26,6 @@ import anyio
 from entities._checks import check_id
 from entities._index import (
     INDEX_VALUE,
-    backoff,
     check_limit,
     page_keys,
     read_documents,
@@ -44,7 +43,7 @@ from entities.errors import (
     UniqueViolation,
     ValidationError,
 )
-from kvstore.conditional import Versioned
+from kvstore.conditional import Versioned, retry_pause
 from kvstore.errors import Conflict
 from kvstore.serialization import JSONValue
 from kvstore.storage import Storage
@@ -294,7 +293,7 @@ class Repository(Maintenance[R]):
             try:
                 return await self._attempt(prepared, current)
             except Conflict:
-                await backoff(attempt)
+                await retry_pause(attempt)
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def create(self, record: R | Mapping[str, Any]) -> int:
@@ -349,7 +348,7 @@ class Repository(Maintenance[R]):
             try:
                 await self._attempt(prepared, current)
             except Conflict:
-                await backoff(attempt)
+                await retry_pause(attempt)
                 continue
             return self._entity.coerce(updated)
         raise RecordChanged(f"{record_id!r} kept changing: {attempts} attempts lost", key=key)
@@ -459,7 +458,7 @@ class Repository(Maintenance[R]):
             try:
                 await self._storage.delete_if(key, current.version)
             except Conflict:
-                await backoff(attempt)
+                await retry_pause(attempt)
                 continue
             if stored is not None:
                 if stored.entries:

@@ -27,6 +27,8 @@ import random
 from dataclasses import dataclass
 from typing import Final, Generic, NamedTuple, TypeVar
 
+import anyio
+
 __all__ = [
     "ANY_VERSION",
     "LEGACY_VERSION",
@@ -35,6 +37,7 @@ __all__ = [
     "Change",
     "Versioned",
     "new_version",
+    "retry_pause",
 ]
 
 V = TypeVar("V")
@@ -43,6 +46,23 @@ V = TypeVar("V")
 LEGACY_VERSION: Final = 0
 # 52 bits: exact in a Lua number (a double) and in JavaScript-style JSON readers.
 _VERSION_BITS = 52
+
+
+# The first pause after a lost race, and the longest, in seconds.
+_FIRST_PAUSE = 0.0005
+_LONGEST_PAUSE = 0.05
+
+
+async def retry_pause(attempt: int) -> None:
+    """Pause before retrying a conditional write that lost a race (``attempt`` counts from 0).
+
+    A random time up to a limit that doubles with each attempt (0.5 ms, 1 ms, ... at most 50 ms):
+    writers that collided once do not collide again in lockstep, and one that keeps losing to
+    faster writers (another process, a busy core) waits long enough to get its turn. An
+    immediate retry starved a process among four updating one SQLite counter. ``Storage.update``
+    and the entity layer pause with it.
+    """
+    await anyio.sleep(random.uniform(0, min(_LONGEST_PAUSE, _FIRST_PAUSE * 2**attempt)))
 
 
 def new_version() -> int:

@@ -19,7 +19,7 @@ from typing import Self, TypeVar
 import anyio
 import anyio.lowlevel
 
-from kvstore.conditional import ANY_VERSION, Action, Change, Versioned
+from kvstore.conditional import ANY_VERSION, Action, Change, Versioned, retry_pause
 from kvstore.driver import (
     LATER,
     BaseDriver,
@@ -357,8 +357,10 @@ class Storage:
 
         ``change`` receives the current value (``None`` when the key is absent) and returns the
         new one; it may run several times, so it must not have side effects. Returns the value
-        stored. After ``attempts`` conflicts in a row the last :class:`~kvstore.errors.Conflict`
-        is raised. Exceptions ``change`` raises propagate, writing nothing.
+        stored. After a conflict it pauses a random, growing time
+        (:func:`~kvstore.conditional.retry_pause`) before the next attempt; after ``attempts``
+        conflicts in a row the last :class:`~kvstore.errors.Conflict` is raised. Exceptions
+        ``change`` raises propagate, writing nothing.
         """
         if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
             raise ValueError(f"attempts must be a positive int, not {attempts!r}")
@@ -374,6 +376,7 @@ class Storage:
             except Conflict as error:
                 if attempt + 1 == attempts:
                     raise _conflict_on([key], error, tries=attempts) from None
+                await retry_pause(attempt)
                 continue
             return new_value
         raise AssertionError("unreachable")  # pragma: no cover

@@ -33,7 +33,6 @@ from eventqueue.errors import QueueBackendError, QueueClosed, QueueUnavailable
 
 try:
     import psycopg
-    from psycopg.pq import TransactionStatus
 except ImportError:  # pragma: no cover - depends on the installed extras
     raise ImportError(
         "the PostgreSQL event-queue backend needs psycopg: "
@@ -42,6 +41,10 @@ except ImportError:  # pragma: no cover - depends on the installed extras
 
 # One distribution: kvstore is always installed beside eventqueue.
 from kvstore.drivers._pool import Pool, peer_closed
+
+# The storage driver's own checks of a pooled connection: closed and discarded the same way.
+from kvstore.drivers.postgresql import _discard
+from kvstore.drivers.postgresql import _usable as _idle
 from kvstore.logs import silent_until_configured
 from kvstore.urls import redact_url
 
@@ -57,20 +60,10 @@ _T = TypeVar("_T")
 _Connection = psycopg.AsyncConnection[Any]
 
 
-def _idle(connection: _Connection) -> bool:
-    """Whether a connection handed back can serve another operation (nothing left running)."""
-    return not connection.closed and connection.pgconn.transaction_status == TransactionStatus.IDLE
-
-
 def _usable(connection: _Connection) -> bool:
     # An idle connection only hears from the server when the server closes it (a restart):
     # dropping it here, for one poll() call, spares the operation a certain failure.
     return _idle(connection) and not peer_closed(connection.pgconn.socket)
-
-
-async def _discard(connection: _Connection) -> None:
-    with contextlib.suppress(psycopg.Error, OSError):
-        await connection.close()
 
 
 class PostgreSQLBackend:

@@ -315,10 +315,10 @@ def _read_open(fd: int, relative: str) -> tuple[bytes, os.stat_result]:
     return b"".join(chunks), info
 
 
-def _rmdir_quiet_opener() -> Callable[[int, str], bool] | None:
-    """Return ``rmdir(dir_fd, name) -> removed?`` calling libc's ``unlinkat`` directly, if it
-    can: a failed rmdir (the usual case: the directory still holds other keys) then costs no
-    Python exception, which takes as long as the system call itself."""
+def _rmdir_quiet_opener() -> Callable[[int, str], int] | None:
+    """Return ``rmdir(dir_fd, name) -> errno`` (0: removed) calling libc's ``unlinkat``
+    directly, if it can: a failed rmdir (the usual case: the directory still holds other keys)
+    then costs no Python exception, which takes as long as the system call itself."""
     if sys.platform != "linux":
         return None
     try:
@@ -327,9 +327,12 @@ def _rmdir_quiet_opener() -> Callable[[int, str], bool] | None:
         return None
     unlinkat.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_int)
     unlinkat.restype = ctypes.c_int
+    get_errno = ctypes.get_errno
 
-    def rmdir_quiet(dir_fd: int, name: str) -> bool:
-        return int(unlinkat(dir_fd, name.encode("utf-8", "surrogateescape"), _AT_REMOVEDIR)) == 0
+    def rmdir_quiet(dir_fd: int, name: str) -> int:
+        if unlinkat(dir_fd, name.encode("utf-8", "surrogateescape"), _AT_REMOVEDIR) == 0:
+            return 0
+        return get_errno() or errno.EIO
 
     return rmdir_quiet
 
@@ -338,15 +341,21 @@ _AT_REMOVEDIR = 0x200  # Linux
 _RMDIR_QUIET = _rmdir_quiet_opener()
 
 
-def _remove_empty_directory(dir_fd: int, name: str) -> bool:
-    """Remove the directory ``name`` inside ``dir_fd`` if it is empty; tell whether it was."""
+def _rmdir_errno(dir_fd: int, name: str) -> int:
+    """Remove the directory ``name`` inside ``dir_fd`` if it is empty; 0 if it was, else the
+    ``errno`` saying why not (``ENOTEMPTY``, ``ENOENT``, ...)."""
     if _RMDIR_QUIET is not None:
         return _RMDIR_QUIET(dir_fd, name)
     try:
         os.rmdir(name, dir_fd=dir_fd)
-    except OSError:
-        return False
-    return True
+    except OSError as error:
+        return error.errno or errno.EIO
+    return 0
+
+
+def _remove_empty_directory(dir_fd: int, name: str) -> bool:
+    """Remove the directory ``name`` inside ``dir_fd`` if it is empty; tell whether it was."""
+    return _rmdir_errno(dir_fd, name) == 0
 
 
 def temp_name_owner(name: str) -> tuple[str, int] | None:
@@ -1158,10 +1167,7 @@ class LocalTree:
         if not removed:
             os.close(fd)
             return
-        held = self._held_dirs
-        if len(held) >= _HELD_DIRS:
-            os.close(held.pop(next(iter(held))))  # the oldest
-        held[directory] = fd
+        self._hold(directory, fd)
         self._prune(fd, directory, keep=True)
 
     def _unlink_in(self, fd: int, name: str) -> bool:
@@ -1201,17 +1207,56 @@ class LocalTree:
                     # top-level directory saves opening and closing "..".
                     _remove_empty_directory(self._base_handle(), name)
                     return
+                if self._prune_in_held(directory, name):
+                    return
                 parent = os.open("..", _DIR_HANDLE, dir_fd=current)
                 if current != fd:
                     os.close(current)
                 current = parent
                 if not _remove_empty_directory(current, name):
-                    return  # not empty (or not ours, or gone): pruning stops here
+                    # Not empty (or not ours, or gone): pruning stops here. The parent's
+                    # handle is kept for the next delete in this directory (_prune_in_held).
+                    self._hold(directory, current)
+                    current = fd
+                    return
         finally:
             if current != fd or not keep:
                 os.close(current)
             if current != fd and not keep:
                 os.close(fd)
+
+    def _prune_in_held(self, parent: str, name: str) -> bool:
+        """Prune ``parent/name`` through a held handle on ``parent``; False if none is held or
+        it is stale, so the caller goes the way of "..".
+
+        Deletes in one directory each try to remove it; keeping its parent's handle saves
+        opening and closing ".." on every one (two of a delete's four system calls). A held
+        handle may be stale (another process pruned ``parent``; a writer may have made it
+        again): a removed directory holds nothing, so an rmdir that finds ``name`` full, or
+        removes it, proves the handle current, and one that finds nothing is tried again the
+        other way.
+        """
+        held = self._held_dirs.get(parent, -1)
+        if held < 0:
+            return False
+        outcome = _rmdir_errno(held, name)
+        if outcome == errno.ENOENT:
+            del self._held_dirs[parent]
+            os.close(held)
+            return False
+        if outcome == 0:
+            self._prune(held, parent, keep=True)
+        return True
+
+    def _hold(self, directory: str, fd: int) -> None:
+        """Keep ``fd``, a handle on ``directory``, among the held handles (see remove())."""
+        held = self._held_dirs
+        previous = held.pop(directory, -1)
+        if previous >= 0:
+            os.close(previous)
+        elif len(held) >= _HELD_DIRS:
+            os.close(held.pop(next(iter(held))))  # the oldest
+        held[directory] = fd
 
     def _base_handle(self) -> int:
         """A handle on the base, kept open like the temporary directory's (see ``__init__``)."""

@@ -4,8 +4,11 @@ A scan's cost must grow with the keys it yields, not with the keys stored; a sca
 Wall-clock time would make those checks flaky on a loaded machine, so the suite counts instead:
 
 - ``steps``: Python bytecode instructions executed on the calling thread (through
-  :func:`sys.settrace` with opcode events). A driver that walks every stored key in Python, even
-  lazily, pays a few steps per key.
+  :func:`sys.settrace` with opcode events), outside the event loop's own code. A driver that
+  walks every stored key in Python, even lazily, pays a few steps per key. The loop's code
+  (asyncio, trio, anyio) is left out: one turn of the loop runs 300-400 steps of it, and how
+  many turns an operation takes depends on the wall clock (drivers yield every millisecond or
+  so), so counting them made a measure grow with the machine's load.
 - ``peak_bytes``: the most memory allocated at once, on any thread (:mod:`tracemalloc`). A
   driver that sorts, copies or fetches every key, even in C or on a worker thread, pays at least
   a pointer per key.
@@ -16,6 +19,7 @@ only the matches costs the client what an index lookup costs.
 
 from __future__ import annotations
 
+import os
 import sys
 import tracemalloc
 from collections.abc import Awaitable, Callable
@@ -44,10 +48,13 @@ async def measure(operation: Callable[[], Awaitable[Any]], *, count_steps: bool 
     leaves it off.
     """
     steps = 0
+    loop_code = _event_loop_directories()
 
     def trace(frame: FrameType, event: str, arg: object) -> Any:
         nonlocal steps
         if event == "call":
+            if frame.f_code.co_filename.startswith(loop_code):
+                return None  # not this frame's steps; what it calls is traced again
             frame.f_trace_opcodes = True
             frame.f_trace_lines = False
         elif event == "opcode":
@@ -71,6 +78,15 @@ async def measure(operation: Callable[[], Awaitable[Any]], *, count_steps: bool 
         if not was_tracing_memory:
             tracemalloc.stop()
     return Cost(steps=steps, peak_bytes=max(0, peak - start))
+
+
+def _event_loop_directories() -> tuple[str, ...]:
+    """The directories of the event loop libraries loaded, each ending with a separator."""
+    names = ("asyncio", "anyio", "trio", "sniffio", "outcome")
+    modules = [sys.modules.get(name) for name in names]
+    files = [getattr(module, "__file__", None) for module in modules]
+    found = tuple(os.path.dirname(file) + os.sep for file in files if file)
+    return (*found, os.path.dirname(os.__file__) + os.sep + "selectors.py")
 
 
 async def measure_best(

@@ -915,6 +915,15 @@ async def test_a_delete_finds_the_key_in_a_directory_another_writer_remade(
             assert await ours.get("a:b:2") == round_number
             await ours.delete("a:b:2")
             assert not (tmp_path / "a").exists()
+        # A held parent another process pruned (and a writer made again), under a directory
+        # this driver opens afresh: the prune finds the parent's handle stale and goes on.
+        await ours.set_many({"d:1": 1, "d:2": 2, "d:e:1": 3})
+        await ours.delete("d:1")  # ours holds d/
+        await other.delete("d:2")
+        await other.delete("d:e:1")  # prunes d/e/ and d/
+        await other.set_many({"d:e:1": 4})  # d/ and d/e/ made again
+        await ours.delete("d:e:1")
+        assert not (tmp_path / "d").exists(), "pruned through the current d/, not the stale one"
         # A missing key in a held directory is no error and removes nothing else.
         await ours.set_many({"c:1": 1, "c:2": 2})
         await ours.delete("c:1")

@@ -252,12 +252,11 @@ class MemoryDriver(BaseDriver):
         self._credit = credit - 1
         # _remove, inlined on the hot path.
         if self._values.pop(key, None) is not None:
+            # SortedKeys.remove, inlined: pending maps keys to None, so the default 0 comes
+            # back only for a key already ordered (one dict operation instead of two).
             index = self._index
-            pending = index.pending
-            if key in pending:
-                del pending[key]  # SortedKeys.remove, inlined for a key never ordered
-            else:
-                index.remove(key)
+            if index.pending.pop(key, 0) is not None:
+                index.removed[key] = None
             if self._extras:
                 self._drop_extras(key)
         return True

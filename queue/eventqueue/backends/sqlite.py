@@ -19,6 +19,11 @@ Choices:
   constant, :data:`kvstore.sqlite_common.DEFAULT_SYNCHRONOUS`): a returned ``publish`` survives
   any process crash; ``synchronous=FULL`` adds power-loss durability at several times the cost
   of a write.
+- Pacing: like the kvstore's local drivers, the backend gives the event loop a turn whenever a
+  time slice (:data:`kvstore.pacing.SLICE`) has passed, before an operation, between the
+  chunks of a large ``publish_many`` and between the sub-pages of a long read. A batch's
+  transaction stays open across those turns; the backend's other operations wait at a gate
+  until it ends, and a cancellation rolls the whole batch back.
 - Runs under asyncio and trio: the connection is stdlib ``sqlite3``, waits are anyio's.
 - Other processes' events are noticed by polling the topic's newest rows every
   ``poll_interval`` seconds while someone follows the topic; a local publish wakes local
@@ -31,6 +36,8 @@ import logging
 import os
 import sqlite3
 from collections.abc import Callable, Sequence
+from functools import partial
+from time import monotonic
 from typing import TypeVar
 
 import anyio
@@ -40,6 +47,7 @@ from eventqueue.decoding import StoredEvent, decode_seq_rows, report_corrupt_cur
 from eventqueue.errors import QueueBackendError, QueueClosed, QueueUnavailable
 
 # One distribution: kvstore is always installed beside eventqueue.
+from kvstore.pacing import Gate, Pacer
 from kvstore.sqlite_common import (
     DEFAULT_BUSY_TIMEOUT,
     DEFAULT_SYNCHRONOUS,
@@ -81,6 +89,9 @@ _LAST_SEQ = (
 )
 # Bounds the per-topic sequence cache of a process publishing to very many topics.
 _MAX_CACHED_TOPICS = 10_000
+# Rows a large publish_many inserts, and a read fetches, between two looks at the pacer: a few
+# milliseconds of work at most (about 5 us a row inserted, 1-2 us a row read and decoded).
+_STEP = 500
 _INSERT = "INSERT INTO eventqueue_events (topic, seq, ts, event) VALUES (?, ?, ?, ?)"
 _READ_AFTER = (
     "SELECT seq, ts, event FROM eventqueue_events WHERE topic = ? AND seq > ?"
@@ -108,6 +119,16 @@ _REMEMBER_DELETED = (
     " SELECT topic, max(seq) FROM eventqueue_events WHERE ts < ? AND typeof(seq) = 'integer'"
     f" GROUP BY topic ON CONFLICT (topic) DO UPDATE SET last_seq = {_greater('last_seq')}"
 )
+
+
+_Row = tuple[int, object, object]
+
+
+def _read_rows(params: tuple[str, int, int], db: sqlite3.Connection) -> list[_Row]:
+    """Up to ``limit`` rows ``(seq, ts, event)`` after ``(topic, after, limit)``, in order
+    (``seq`` always an int: the query says so; the others as stored, maybe corrupt)."""
+    rows: list[_Row] = db.execute(_READ_AFTER, params).fetchall()
+    return rows
 
 
 class SQLiteBackend:
@@ -138,6 +159,10 @@ class SQLiteBackend:
         # end (none is left pending), and a cursor per statement cost a publish 4 allocations
         # (24.8 against 23.4 us of SQL, CPU time, a raw insert 21.3; 2-3 % of a publish).
         self._appender: sqlite3.Cursor | None = None
+        self._pacer = Pacer()
+        # Held by a publish_many whose transaction stays open across turns of the loop: the
+        # connection is shared, so no other statement may run inside that transaction.
+        self._gate = Gate()
         self._wakeups: dict[str, anyio.Event] = {}
         # The last sequence committed per topic, valid while ``PRAGMA data_version`` equals
         # ``_data_version`` (see ``_last_seq_locked``).
@@ -150,10 +175,29 @@ class SQLiteBackend:
             raise QueueClosed(f"{self.description} is closed")
         return self._conn
 
+    async def _turn(self) -> None:
+        """Wait while a batch holds the connection, and yield if a time slice has passed.
+
+        Returns with no await left before the caller's statement, so that it runs with no
+        batch half done.
+        """
+        paused = False
+        while True:
+            if self._gate.closed:
+                await self._gate.wait()
+            elif not paused and self._pacer.due():
+                await self._pacer.pause()
+                paused = True
+            else:
+                return
+
     async def _retry(self, operation: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``operation`` and retry it, without blocking the loop, while the file is locked."""
+        """Run ``operation`` after :meth:`_turn`, and retry it, without blocking the loop, while
+        the file is locked."""
         wait: LockWait | None = None
         while True:
+            if self._gate.closed or monotonic() >= self._pacer.deadline:
+                await self._turn()
             try:
                 return operation(self._db)
             except sqlite3.Error as exc:
@@ -221,10 +265,12 @@ class SQLiteBackend:
             raise
 
     async def close(self) -> None:
-        """Close the connection."""
+        """Close the connection, once a ``publish_many`` in progress has ended."""
+        await self._gate.wait()
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+            self._appender = None
 
     def check_cursor(self, cursor: object) -> str:
         """Return ``cursor`` if it is a sequence cursor, else raise ValidationError."""
@@ -233,6 +279,8 @@ class SQLiteBackend:
 
     async def append(self, topic: str, payloads: Sequence[bytes], timestamp: int) -> list[str]:
         """Insert the payloads with consecutive sequence numbers in one transaction."""
+        if len(payloads) > _STEP:
+            return await self._append_in_steps(topic, payloads, timestamp)
 
         def write(db: sqlite3.Connection) -> list[str]:
             cursor = self._appender
@@ -258,6 +306,51 @@ class SQLiteBackend:
 
         return await self._retry(write)
 
+    async def _append_in_steps(
+        self, topic: str, payloads: Sequence[bytes], timestamp: int
+    ) -> list[str]:
+        """:meth:`append` of a large batch: one transaction, inserted ``_STEP`` rows at a time
+        with turns of the loop between, holding the gate so that nothing else runs in it.
+
+        A cancellation (or any error) at a turn rolls the whole batch back: nothing was
+        acknowledged, so nothing is lost, and the batch stays all or nothing.
+        """
+
+        def begin(db: sqlite3.Connection) -> int:
+            cursor = self._appender
+            assert cursor is not None  # made with the connection, which _retry found open
+            cursor.execute("BEGIN IMMEDIATE")
+            try:
+                return self._last_seq_locked(cursor, topic) + 1
+            except BaseException:
+                db.rollback()
+                raise
+
+        first = await self._retry(begin)
+        committed = False
+        self._gate.close()
+        try:
+            for start in range(0, len(payloads), _STEP):
+                if start and self._pacer.due():
+                    await self._pacer.pause()
+                cursor = self._appender
+                assert cursor is not None  # close() waits for the gate
+                chunk = payloads[start : start + _STEP]
+                cursor.executemany(
+                    _INSERT,
+                    [(topic, first + start + i, timestamp, p) for i, p in enumerate(chunk)],
+                )
+            self._db.execute("COMMIT")
+            committed = True
+        except sqlite3.Error as exc:
+            raise QueueBackendError(f"{self.description}: {exc}") from None
+        finally:
+            if not committed and self._conn is not None and self._conn.in_transaction:
+                self._conn.rollback()
+            self._gate.open()
+        self._last_seqs[topic] = first + len(payloads) - 1
+        return [encode_seq(first + i) for i in range(len(payloads))]
+
     def _last_seq_locked(self, cursor: sqlite3.Cursor, topic: str) -> int:
         """Return ``_LAST_SEQ`` of ``topic``; the caller holds the write lock (BEGIN IMMEDIATE).
 
@@ -277,12 +370,22 @@ class SQLiteBackend:
         return last
 
     async def read_after(self, topic: str, after: str | None, limit: int) -> list[StoredEvent]:
-        """Read one page of entries after ``after``; undecodable rows come back as corrupt."""
+        """Read one page of entries after ``after``; undecodable rows come back as corrupt.
+
+        A long page is read and decoded ``_STEP`` rows at a time, each read a query of its own
+        after a look at the pacer. Events are only appended after the last sequence or removed
+        from the oldest, so the sub-pages join into the page one query would have read, give or
+        take events published or retired meanwhile.
+        """
         start = 0 if after is None else decode_seq(after)
-        rows = await self._retry(
-            lambda db: db.execute(_READ_AFTER, (topic, start, limit)).fetchall()
-        )
-        return decode_seq_rows(topic, rows)
+        entries: list[StoredEvent] = []
+        while True:
+            want = min(limit - len(entries), _STEP)
+            rows = await self._retry(partial(_read_rows, (topic, start, want)))
+            entries.extend(decode_seq_rows(topic, rows))
+            if len(rows) < want or len(entries) >= limit:
+                return entries
+            start = rows[-1][0]
 
     async def last_cursor(self, topic: str) -> str | None:
         """Return the greatest sequence ever assigned in ``topic``."""

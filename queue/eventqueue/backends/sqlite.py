@@ -124,6 +124,13 @@ _REMEMBER_DELETED = (
 _Row = tuple[int, object, object]
 
 
+def _rows(
+    topic: str, first: int, timestamp: int, payloads: Sequence[bytes]
+) -> list[tuple[str, int, int, bytes]]:
+    """The rows of ``_INSERT`` for ``payloads``, numbered from ``first`` on."""
+    return [(topic, first + i, timestamp, payload) for i, payload in enumerate(payloads)]
+
+
 def _read_rows(params: tuple[str, int, int], db: sqlite3.Connection) -> list[_Row]:
     """Up to ``limit`` rows ``(seq, ts, event)`` after ``(topic, after, limit)``, in order
     (``seq`` always an int: the query says so; the others as stored, maybe corrupt)."""
@@ -283,26 +290,20 @@ class SQLiteBackend:
             return await self._append_in_steps(topic, payloads, timestamp)
 
         def write(db: sqlite3.Connection) -> list[str]:
+            first = self._begin_append(db, topic)
             cursor = self._appender
-            assert cursor is not None  # made with the connection, which _retry found open
-            cursor.execute("BEGIN IMMEDIATE")
+            assert cursor is not None  # _begin_append used it
             try:
-                first = self._last_seq_locked(cursor, topic) + 1
                 if len(payloads) == 1:
                     cursor.execute(_INSERT, (topic, first, timestamp, payloads[0]))
                 else:
-                    cursor.executemany(
-                        _INSERT,
-                        [(topic, first + i, timestamp, p) for i, p in enumerate(payloads)],
-                    )
+                    cursor.executemany(_INSERT, _rows(topic, first, timestamp, payloads))
                 cursor.execute("COMMIT")
             except BaseException:
                 if db.in_transaction:
                     db.rollback()
                 raise
-            # Committed: no other connection can have written since the data_version read.
-            self._last_seqs[topic] = first + len(payloads) - 1
-            return [encode_seq(first + i) for i in range(len(payloads))]
+            return self._appended(topic, first, len(payloads))
 
         return await self._retry(write)
 
@@ -315,18 +316,7 @@ class SQLiteBackend:
         A cancellation (or any error) at a turn rolls the whole batch back: nothing was
         acknowledged, so nothing is lost, and the batch stays all or nothing.
         """
-
-        def begin(db: sqlite3.Connection) -> int:
-            cursor = self._appender
-            assert cursor is not None  # made with the connection, which _retry found open
-            cursor.execute("BEGIN IMMEDIATE")
-            try:
-                return self._last_seq_locked(cursor, topic) + 1
-            except BaseException:
-                db.rollback()
-                raise
-
-        first = await self._retry(begin)
+        first = await self._retry(lambda db: self._begin_append(db, topic))
         committed = False
         self._gate.close()
         try:
@@ -336,10 +326,7 @@ class SQLiteBackend:
                 cursor = self._appender
                 assert cursor is not None  # close() waits for the gate
                 chunk = payloads[start : start + _STEP]
-                cursor.executemany(
-                    _INSERT,
-                    [(topic, first + start + i, timestamp, p) for i, p in enumerate(chunk)],
-                )
+                cursor.executemany(_INSERT, _rows(topic, first + start, timestamp, chunk))
             self._db.execute("COMMIT")
             committed = True
         except sqlite3.Error as exc:
@@ -348,8 +335,27 @@ class SQLiteBackend:
             if not committed and self._conn is not None and self._conn.in_transaction:
                 self._conn.rollback()
             self._gate.open()
-        self._last_seqs[topic] = first + len(payloads) - 1
-        return [encode_seq(first + i) for i in range(len(payloads))]
+        return self._appended(topic, first, len(payloads))
+
+    def _begin_append(self, db: sqlite3.Connection, topic: str) -> int:
+        """Take the write lock (``BEGIN IMMEDIATE``) and return ``topic``'s next sequence.
+
+        A failure after the lock was taken rolls back, so the caller's retry starts afresh.
+        """
+        cursor = self._appender
+        assert cursor is not None  # made with the connection, which _retry found open
+        cursor.execute("BEGIN IMMEDIATE")
+        try:
+            return self._last_seq_locked(cursor, topic) + 1
+        except BaseException:
+            db.rollback()
+            raise
+
+    def _appended(self, topic: str, first: int, count: int) -> list[str]:
+        """Record ``count`` committed sequences from ``first`` on; return their cursors."""
+        # Committed: no other connection can have written since the data_version read.
+        self._last_seqs[topic] = first + count - 1
+        return [encode_seq(first + i) for i in range(count)]
 
     def _last_seq_locked(self, cursor: sqlite3.Cursor, topic: str) -> int:
         """Return ``_LAST_SEQ`` of ``topic``; the caller holds the write lock (BEGIN IMMEDIATE).

@@ -15,6 +15,7 @@ import anyio
 import anyio.lowlevel
 import pytest
 from eventqueue import create_queue
+from eventqueue.cursors import decode_seq
 
 from kvstore import pacing
 
@@ -158,3 +159,72 @@ async def test_closing_during_a_large_batch_lets_it_finish(tmp_path: Path) -> No
             assert len(cursors) == EVENTS, "close returned before the batch had ended"
     async with create_queue(url=_url(tmp_path)) as reopened:
         assert [entry.cursor for entry in await reopened.recover("t")] == cursors
+
+
+class _Clock:
+    """The queue's clock, in milliseconds, moved by the test."""
+
+    def __init__(self) -> None:
+        self.now = 1_000_000
+
+    def __call__(self) -> int:
+        return self.now
+
+
+@pytest.mark.usefixtures("zero_slice")
+async def test_retention_of_many_events_yields_part_way_and_deletes_them_all(
+    tmp_path: Path,
+) -> None:
+    clock = _Clock()
+    async with create_queue(url=_url(tmp_path), retention_ms=1_000, clock=clock) as queue:
+        old = await queue.publish_many("a", [EVENT] * EVENTS)
+        b = await queue.publish_many("b", [EVENT] * 3)
+        await queue.ack("reader", "a", old[-1])
+        clock.now += 2_000
+        kept = await queue.publish("a", {"new": True})
+        before = pacing.pause_count()
+        assert await queue.cleanup() == EVENTS + 3
+        assert pacing.pause_count() - before >= EVENTS // MAX_STEP
+        assert [entry.cursor for entry in await queue.recover("a")] == [kept]
+        assert await queue.recover("b") == []
+        assert await queue.get_cursor("reader", "a") is None, "the idle cursor went too"
+        assert decode_seq(await queue.publish("b", EVENT)) == decode_seq(b[-1]) + 1
+        assert await queue.cleanup() == 0
+
+
+@pytest.mark.usefixtures("zero_slice")
+async def test_retention_cancelled_part_way_keeps_the_newest_and_never_reuses_a_cursor(
+    tmp_path: Path,
+) -> None:
+    clock = _Clock()
+    async with create_queue(url=_url(tmp_path), retention_ms=1_000, clock=clock) as queue:
+        # Two topics interleaved in time, so every step of retention takes from both.
+        cursors: dict[str, list[str]] = {"a": [], "b": []}
+        for _ in range(EVENTS // 100):
+            for topic in cursors:
+                cursors[topic] += await queue.publish_many(topic, [EVENT] * 50)
+            clock.now += 1
+        clock.now += 2_000
+        scope = anyio.CancelScope()
+        async with anyio.create_task_group() as group:
+
+            async def retention() -> None:
+                with scope:
+                    await queue.cleanup()
+
+            before = pacing.pause_count()
+            group.start_soon(retention)
+            await _until_paused_part_way(before + 1)
+            scope.cancel()
+        assert scope.cancelled_caught
+        for topic, published in cursors.items():
+            left = [entry.cursor for entry in await queue.recover(topic)]
+            assert 0 < len(left) < len(published), "retention stopped part way"
+            assert left == published[-len(left) :], "the oldest events go first"
+        # What a step deleted stays deleted, and a cursor is never handed out twice, even once
+        # the rest is gone.
+        await queue.cleanup()
+        for topic, published in cursors.items():
+            assert await queue.recover(topic) == []
+            after = await queue.publish(topic, EVENT)
+            assert decode_seq(after) == decode_seq(published[-1]) + 1

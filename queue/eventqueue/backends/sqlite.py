@@ -23,7 +23,8 @@ Choices:
   time slice (:data:`kvstore.pacing.SLICE`) has passed, before an operation, between the
   chunks of a large ``publish_many`` and between the sub-pages of a long read. A batch's
   transaction stays open across those turns; the backend's other operations wait at a gate
-  until it ends, and a cancellation rolls the whole batch back.
+  until it ends, and a cancellation rolls the whole batch back. Retention deletes ``_STEP``
+  events at a time, oldest first, each step a transaction of its own.
 - Runs under asyncio and trio: the connection is stdlib ``sqlite3``, waits are anyio's.
 - Other processes' events are noticed by polling the topic's newest rows every
   ``poll_interval`` seconds while someone follows the topic; a local publish wakes local
@@ -114,10 +115,38 @@ _ACK = (
     f" updated_at = {_greater('updated_at')}"
 )
 _GET_CURSOR = "SELECT seq FROM eventqueue_cursors WHERE consumer = ? AND topic = ?"
-_REMEMBER_DELETED = (
-    "INSERT INTO eventqueue_topics (topic, last_seq)"
-    " SELECT topic, max(seq) FROM eventqueue_events WHERE ts < ? AND typeof(seq) = 'integer'"
-    f" GROUP BY topic ON CONFLICT (topic) DO UPDATE SET last_seq = {_greater('last_seq')}"
+# Retention deletes the oldest expired events a step of _STEP at a time, each step a transaction
+# of its own (see delete_older_than). A step ends at the _STEP-th oldest expired event in the
+# total order (ts, topic, seq), which the ts index holds (a WITHOUT ROWID table's index keeps
+# the primary key after its own columns): the step's statements range over the index up to that
+# bound, which cost a third less than deleting the rows a subquery lists. Without such a bound
+# (fewer expired events are left) the step takes all of them. Each step first records the
+# greatest integer sequence it deletes per topic, so that no sequence is ever reused.
+_STEP_BOUND = (
+    "SELECT ts, topic, seq FROM eventqueue_events WHERE ts < ? ORDER BY ts, topic, seq"
+    f" LIMIT 1 OFFSET {_STEP - 1}"
+)
+
+
+def _retention_step(where: str) -> tuple[str, str]:
+    """The statements of a retention step over the events ``where`` selects: remember their
+    topics' greatest integer sequences, then delete them."""
+    return (
+        "INSERT INTO eventqueue_topics (topic, last_seq) SELECT topic, max(seq)"
+        # The planner would scan the table for the GROUP BY; the range is in the ts index.
+        f" FROM eventqueue_events INDEXED BY eventqueue_events_ts WHERE {where}"
+        " AND typeof(seq) = 'integer' GROUP BY topic"
+        f" ON CONFLICT (topic) DO UPDATE SET last_seq = {_greater('last_seq')}",
+        f"DELETE FROM eventqueue_events WHERE {where}",
+    )
+
+
+_STEP_UP_TO_BOUND = _retention_step("(ts, topic, seq) <= (?, ?, ?)")
+_LAST_STEP = _retention_step("ts < ?")
+_DELETE_IDLE_CURSORS = (
+    "DELETE FROM eventqueue_cursors WHERE (consumer, topic) IN (SELECT consumer, topic"
+    " FROM eventqueue_cursors WHERE updated_at < ? ORDER BY updated_at, consumer, topic"
+    f" LIMIT {_STEP})"
 )
 
 
@@ -136,6 +165,31 @@ def _read_rows(params: tuple[str, int, int], db: sqlite3.Connection) -> list[_Ro
     (``seq`` always an int: the query says so; the others as stored, maybe corrupt)."""
     rows: list[_Row] = db.execute(_READ_AFTER, params).fetchall()
     return rows
+
+
+def _delete_events_step(cutoff: int, db: sqlite3.Connection) -> int:
+    """Delete up to ``_STEP`` of the oldest events older than ``cutoff`` in a transaction of
+    their own, remembering their topics' greatest sequences; return how many went."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        bound = db.execute(_STEP_BOUND, (cutoff,)).fetchone()
+        (remember, delete), params = (
+            (_LAST_STEP, (cutoff,)) if bound is None else (_STEP_UP_TO_BOUND, bound)
+        )
+        db.execute(remember, params)
+        count: int = db.execute(delete, params).rowcount
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.rollback()
+        raise
+    return count
+
+
+def _delete_cursors_step(cutoff: int, db: sqlite3.Connection) -> int:
+    """Delete up to ``_STEP`` cursors last acked before ``cutoff``; return how many went."""
+    count: int = db.execute(_DELETE_IDLE_CURSORS, (cutoff,)).rowcount
+    return count
 
 
 class SQLiteBackend:
@@ -417,23 +471,23 @@ class SQLiteBackend:
         return encode_seq(seq)
 
     async def delete_older_than(self, cutoff: int) -> int:
-        """Delete old events and cursors in one transaction, remembering deleted sequences."""
+        """Delete old events, oldest first, and idle cursors, ``_STEP`` rows a transaction.
 
-        def delete(db: sqlite3.Connection) -> int:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                db.execute(_REMEMBER_DELETED, (cutoff,))
-                deleted = db.execute("DELETE FROM eventqueue_events WHERE ts < ?", (cutoff,))
-                count = deleted.rowcount
-                db.execute("DELETE FROM eventqueue_cursors WHERE updated_at < ?", (cutoff,))
-                db.execute("COMMIT")
-            except BaseException:
-                if db.in_transaction:
-                    db.rollback()
-                raise
-            return count
-
-        return await self._retry(delete)
+        Each step remembers the greatest sequence it deletes per topic in the same transaction,
+        so a sequence is never reused whatever step a failure or a cancellation stops at; the
+        steps deleted by then stay deleted, which is what retention is for, and the next pass
+        finishes the job. One transaction for the whole pass held the loop (and other
+        processes' writers) for as long as it took: 200-260 ms for 100,000 events, against
+        280-440 ms in all in steps of 1-2 ms (measured side by side, five runs each).
+        """
+        deleted = 0
+        while (count := await self._retry(partial(_delete_events_step, cutoff))) > 0:
+            deleted += count
+            if count < _STEP:
+                break
+        while await self._retry(partial(_delete_cursors_step, cutoff)) == _STEP:
+            pass
+        return deleted
 
     async def wait_for_events(self, topic: str, after: str | None, max_wait: float) -> None:
         """Wait for a local publish, or one poll interval for other processes' publishes."""

@@ -90,6 +90,7 @@ from kvstore.sqlite_common import check_busy_timeout as _check_busy_timeout
 from kvstore.sqlite_common import check_synchronous as _check_synchronous
 from kvstore.sqlite_common import is_busy as _is_busy
 from kvstore.urls import refuse_url_as_path
+from kvstore.wal_checkpoints import Checkpointer
 
 __all__ = ["DEFAULT_TABLE", "SQLiteDriver", "default_path", "from_url", "sqlite_driver"]
 
@@ -315,6 +316,10 @@ class SQLiteDriver(BaseDriver):
         self._open_lock: anyio.Lock | None = None
         self._gate = Gate()
         self._pacer = Pacer()
+        # Checkpoints of the write-ahead log, off the event loop once the file is open in WAL
+        # mode (not in memory, nor where the file system refuses WAL).
+        self._checkpoints = Checkpointer(self.path, logger=_log)
+        self._in_wal = False
         # "Now" for expiry: SQLite runs in this process, so this process's clock is the
         # backend's; processes sharing a file agree through the wall clock.
         self._clock = clock
@@ -489,6 +494,8 @@ class SQLiteDriver(BaseDriver):
                 self.ensure_open()
                 if self._db is None:
                     conn = await self._open()
+                    if self._in_wal:
+                        self._checkpoints.start(conn)
                     self._writer = conn.cursor()
                     self._reader = conn.cursor()
                     self._db = self._conn = conn
@@ -496,6 +503,7 @@ class SQLiteDriver(BaseDriver):
     async def _turn(self) -> sqlite3.Connection:
         """The slow path of every statement: yield if a slice has passed, then wait for the
         connection to be free (open, and not inside another task's transaction)."""
+        self._checkpoints.nudge()
         if self._pacer.due():
             await self._pacer.pause()
         return await self._connection()
@@ -531,7 +539,8 @@ class SQLiteDriver(BaseDriver):
         try:
             conn.execute("PRAGMA busy_timeout = 0")
             if not self.in_memory:
-                conn.execute("PRAGMA journal_mode = WAL")
+                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                self._in_wal = str(mode).lower() == "wal"
             conn.execute(f"PRAGMA synchronous = {self.synchronous}")
             conn.execute(f"PRAGMA cache_size = -{_CACHE_KIB}")
             conn.execute(self._sql_create)
@@ -1229,6 +1238,7 @@ class SQLiteDriver(BaseDriver):
         conn, self._db, self._conn = self._db, None, None
         if conn is None:
             return
+        await self._checkpoints.stop()
         try:
             conn.close()
         except sqlite3.Error as error:

@@ -16,14 +16,13 @@ over; under steady writes a passive checkpoint alone never catches up.
 
 The thread looks at the log when the writer nudges it (drivers do where they give the loop a
 turn, at most every :data:`LOOK_EVERY` seconds), so an idle database costs nothing and a busy
-one a clock read per time slice. It checkpoints once the log holds more than 1,000 frames,
-SQLite's own default. The log file's size tells, without opening anything: the writer cuts the
-file back to the size of 1,000 frames each time it starts the log over
-(``journal_size_limit``), and writes over it from the start, so the file grows past that size
-only when there are more. (The wal-index in the ``-shm`` file has the exact count, but closing
-a descriptor of a file drops every POSIX lock this process holds on it, SQLite's included: other
-processes then took the index for unused and reset it under this one.) If the thread cannot be
-started, the writer keeps SQLite's own checkpoints.
+one a clock read per time slice. It checkpoints once the log holds 1,000 frames, SQLite's own
+default. It counts them in the log file itself (:func:`_frames_in`: the frames of the current
+log are the run from the start that carries the header's salts), without a lock of SQLite's.
+(The wal-index in the ``-shm`` file has the exact count, but closing a descriptor of a file
+drops every POSIX lock this process holds on it, SQLite's included: other processes then took
+the index for unused and reset it under this one.) If the thread cannot be started, the writer
+keeps SQLite's own checkpoints.
 """
 
 from __future__ import annotations

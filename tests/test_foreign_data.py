@@ -109,7 +109,10 @@ async def test_a_hand_made_value_that_is_not_a_blob_is_a_typed_error_naming_the_
                 await read()
             assert "'b'" in str(raised.value)
             assert kind in str(raised.value)
-            assert str(value) not in str(raised.value)  # the content is never shown
+            # The content is never shown. The message names the database file, whose
+            # temporary path may hold any digits ("pytest-42"), so look past it.
+            shown = str(raised.value).replace(str(sqlite_file), "<file>")
+            assert str(value) not in shown
         # The row's key is valid: it is listed, and can be deleted or overwritten.
         assert await _keys(storage) == ["a", "b", "c"]
         await storage.set_raw("b", b"B")

@@ -87,8 +87,13 @@ class Checkpointer:
         return self._thread is not None
 
     def start(self, writer: sqlite3.Connection) -> bool:
-        """Take the checkpoints of ``writer``, a connection in WAL mode, over; return whether
-        the thread runs (if not, ``writer`` keeps checkpointing as SQLite does by default)."""
+        """Take the checkpoints of ``writer`` over if its database is in WAL mode; return
+        whether the thread runs (if not, ``writer`` keeps checkpointing as SQLite does by
+        default). Another journal mode (an in-memory database, or a file SQLite could not
+        switch to WAL) has no log to keep short, so no thread starts."""
+        mode = writer.execute("PRAGMA journal_mode").fetchone()[0]
+        if str(mode).lower() != "wal":
+            return False
         if self._thread is not None:
             self._hand_over(writer)  # a new connection of the same writer
             return True

@@ -319,7 +319,6 @@ class SQLiteDriver(BaseDriver):
         # Checkpoints of the write-ahead log, off the event loop once the file is open in WAL
         # mode (not in memory, nor where the file system refuses WAL).
         self._checkpoints = Checkpointer(self.path, logger=_log)
-        self._in_wal = False
         # "Now" for expiry: SQLite runs in this process, so this process's clock is the
         # backend's; processes sharing a file agree through the wall clock.
         self._clock = clock
@@ -494,8 +493,7 @@ class SQLiteDriver(BaseDriver):
                 self.ensure_open()
                 if self._db is None:
                     conn = await self._open()
-                    if self._in_wal:
-                        self._checkpoints.start(conn)
+                    self._checkpoints.start(conn)
                     self._writer = conn.cursor()
                     self._reader = conn.cursor()
                     self._db = self._conn = conn
@@ -539,8 +537,7 @@ class SQLiteDriver(BaseDriver):
         try:
             conn.execute("PRAGMA busy_timeout = 0")
             if not self.in_memory:
-                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-                self._in_wal = str(mode).lower() == "wal"
+                conn.execute("PRAGMA journal_mode = WAL")
             conn.execute(f"PRAGMA synchronous = {self.synchronous}")
             conn.execute(f"PRAGMA cache_size = -{_CACHE_KIB}")
             conn.execute(self._sql_create)

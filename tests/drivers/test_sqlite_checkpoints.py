@@ -100,6 +100,20 @@ async def test_an_in_memory_database_has_no_log_and_no_thread() -> None:
         await driver.close()
 
 
+def test_a_connection_not_in_wal_mode_keeps_its_own_journal_and_gets_no_thread(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "rollback.db"
+    checkpoints = Checkpointer(str(path), logger=logging.getLogger("test"))
+    with closing(sqlite3.connect(path, isolation_level=None)) as writer:
+        assert writer.execute("PRAGMA journal_mode").fetchone() == ("delete",)
+        assert checkpoints.start(writer) is False
+        assert not checkpoints.running
+        assert not _checkpoint_threads(path)
+        # Left as SQLite sets it: nothing was handed over.
+        assert writer.execute("PRAGMA wal_autocheckpoint").fetchone() == (1000,)
+
+
 @pytest.mark.usefixtures("no_looks")
 async def test_the_event_queue_leaves_its_checkpoints_to_the_thread_too(tmp_path: Path) -> None:
     path = tmp_path / "queue.db"

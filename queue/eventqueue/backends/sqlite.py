@@ -307,13 +307,9 @@ class SQLiteBackend:
                 f"{self.description}: {exc}", driver=self.name, where=self.path
             ) from None
 
-        in_wal = False
-
         def setup(db: sqlite3.Connection) -> None:
-            nonlocal in_wal
             if self.path != MEMORY:
-                mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-                in_wal = str(mode).lower() == "wal"
+                db.execute("PRAGMA journal_mode=WAL")
             db.execute(f"PRAGMA synchronous={self.synchronous}")
             present = db.execute(
                 "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN"
@@ -332,8 +328,7 @@ class SQLiteBackend:
             self._db.close()
             self._conn = None
             raise
-        if in_wal:
-            self._checkpoints.start(self._db)
+        self._checkpoints.start(self._db)
 
     async def close(self) -> None:
         """Close the connection, once a ``publish_many`` in progress has ended."""

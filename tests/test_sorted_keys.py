@@ -97,6 +97,26 @@ def test_removals_wait_and_apply_a_few_or_many_per_chunk() -> None:
     assert _everything(index) == ["again"]
 
 
+def test_insertions_go_in_a_few_or_many_per_chunk() -> None:
+    index = SortedKeys()
+    keys = [f"{number:06d}0" for number in range(4 * CHUNK)]
+    for key in keys:
+        index.add(key)
+    assert _everything(index) == keys  # ordered in chunks now
+    # A few keys landing in the middle of one chunk, in descending order: each put in its place.
+    few = [f"{number:06d}5" for number in (CHUNK + 9, CHUNK + 3, CHUNK + 1)]
+    # Many landing in another chunk, unordered: merged by one sort.
+    many = [f"{number:06d}5" for number in range(3 * CHUNK + 200, 3 * CHUNK, -1)]
+    for key in few + many:
+        index.add(key)
+    assert _everything(index) == sorted(keys + few + many)
+    start = f"{CHUNK:06d}"
+    assert index.page(start, inclusive=True, below=f"{CHUNK + 4:06d}", limit=10) == [
+        f"{CHUNK:06d}0", f"{CHUNK + 1:06d}0", f"{CHUNK + 1:06d}5", f"{CHUNK + 2:06d}0",
+        f"{CHUNK + 3:06d}0", f"{CHUNK + 3:06d}5",
+    ]
+
+
 def test_index_splits_chunks_and_pages_across_them() -> None:
     index = SortedKeys()
     keys = [f"{number:06d}" for number in range(5 * CHUNK)]

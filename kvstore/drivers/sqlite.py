@@ -891,6 +891,11 @@ class SQLiteDriver(BaseDriver):
         versions: list[int | None] = [None] * len(changes)
         if not changes:
             return versions
+        one = changes[0] if len(changes) == 1 else None
+        if one is not None and (
+            one.action is Action.WRITE or (one.action is Action.DELETE and one.expected is not None)
+        ):
+            return [await self._commit_one(one)]
         writes = any(change.action is not Action.CHECK for change in changes)
         select, upsert, delete = self._sql_versions_in, self._sql_set, self._sql_delete
         check_steps = -(-len(changes) // _IN_CHUNK)
@@ -940,6 +945,32 @@ class SQLiteDriver(BaseDriver):
 
         await self._transaction("commit", "BEGIN IMMEDIATE" if writes else "BEGIN", start)
         return versions
+
+    async def _commit_one(self, change: Change[bytes]) -> int | None:
+        """A commit of one write, or of one delete of any version or of a given one: one
+        statement, atomic on its own.
+
+        The conditional forms are :meth:`set_if` and :meth:`delete_if`; an unconditional write
+        is the upsert of a batch. A transaction (``BEGIN IMMEDIATE``, the statement, ``COMMIT``)
+        cost three statements for the work of one (one put through Storage: 55-77 us now,
+        67-116 before, in alternating runs).
+        """
+        key, expected = change.key, change.expected
+        if change.action is Action.DELETE:
+            if expected is ANY_VERSION:
+                await self.delete(key)
+            else:
+                assert expected is not None  # as is a delete conditioned on absence
+                await self.delete_if(key, expected)
+            return None
+        assert change.action is Action.WRITE  # commit keeps checks in the transaction
+        value = change.value
+        assert value is not None  # a write carries its value
+        if expected is not ANY_VERSION:
+            return await self.set_if(key, value, expected)
+        version = new_version()
+        await self._changed(self._sql_set, (key, value, version, now_millis(self._clock)), "commit")
+        return version
 
     # -- expiry and metadata ------------------------------------------------------------------
 

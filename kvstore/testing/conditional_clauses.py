@@ -431,7 +431,8 @@ class ConditionalClauses:
     async def test_a_check_writes_nothing_but_must_hold(
         self, make_native_driver: DriverFactory
     ) -> None:
-        """Commits: a CHECK change writes nothing, and fails the batch unless its version holds."""
+        """Commits: a CHECK change writes nothing, and fails the batch unless its version holds,
+        alone in its commit as beside other changes."""
         async with versioned_storage(make_native_driver) as storage:
             atomic = storage.driver.atomic_batches
             await storage.set("k", "v")
@@ -441,6 +442,14 @@ class ConditionalClauses:
             )
             assert returned[:2] == [None, None], f"checks returned {describe(returned[:2])}"
             check_version("the put beside two checks", returned[2])
+            # Alone, as a driver's shortcut for one-change commits sees them.
+            passing: list[Change[JSONValue]] = [
+                Change.check("k", version),
+                Change.check("absent", None),
+            ]
+            for change in passing:
+                alone = await storage.commit([change])
+                assert alone == [None], f"a passing check alone returned {describe(alone)}"
             after = await read_versions(storage, ["k", "absent"])
             assert after == {"k": (b'"v"', version), "absent": None}, (
                 f"a passing check wrote: {describe(after)}"
@@ -451,6 +460,11 @@ class ConditionalClauses:
                 ("a check of an absent key at a version", Change.check("gone", version), "gone"),
             ]
             for what, change, failing in checks:
+                await expect_conflict(
+                    lambda change=change: storage.commit([change]),  # type: ignore[misc]
+                    {failing},
+                    f"{what}, alone in its commit,",
+                )
                 await expect_conflict(
                     lambda change=change: storage.commit(  # type: ignore[misc]
                         [change, Change.put("w2", 2)]

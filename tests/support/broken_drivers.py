@@ -575,6 +575,18 @@ class ConflictNamesEveryKey(VersionedOnMemory):
             raise conflict([change.key for change in changes]) from None
 
 
+class OneChangeCommitDeletesAChecked(VersionedOnMemory):
+    """Takes a shortcut for one-change commits that sorts the changes into writes and the rest,
+    so that a check alone, at the key's version, runs as a conditional delete."""
+
+    async def commit(self, changes: Sequence[Change[bytes]]) -> list[int | None]:
+        if len(changes) == 1 and changes[0].action is not Action.WRITE:
+            (change,) = changes
+            if change.expected is not None:
+                return await super().commit([Change.delete(change.key, change.expected)])
+        return await super().commit(changes)
+
+
 class SetKeepsTheVersion(WithOwnVersions):
     """Bumps a key's version only on conditional writes: a plain ``set`` keeps the old one."""
 

@@ -599,13 +599,19 @@ async def test_a_foreign_file_in_the_way_is_a_backend_error(tmp_path: Path) -> N
 
 @pytest.mark.anyio
 async def test_files_the_driver_did_not_write_are_not_listed(tmp_path: Path) -> None:
-    for name in ["README.txt", ".DS_Store", "%61.kv", "con.kv", "%3A.kv", "%00.kv", "%ZZ.kv"]:
+    strays = ["README.txt", ".DS_Store", "%61.kv", "con.kv", "%3A.kv", "%00.kv", "%ZZ.kv"]
+    # Broken escapes: lower-case hex, cut short, a lone "%", half a UTF-8 character.
+    strays += ["%4a.kv", "a%4.kv", "a%%41.kv", "%41%.kv", "%C3.kv", "b%C3%A9%C3.kv"]
+    for name in strays:
         (tmp_path / name).write_text("x")
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "x.txt").write_text("x")
+    # What the driver itself would write for "x@y" and "é", made by hand: listed.
+    (tmp_path / "x%40y.kv").write_text("1")
+    (tmp_path / "%C3%A9.kv").write_text("1")
     async with Storage(fs_driver(str(tmp_path))) as storage:
         await storage.set("real", 1)
-        assert [key async for key in storage.keys()] == ["real"]
+        assert [key async for key in storage.keys()] == ["real", "x@y", "\u00e9"]
 
 
 @pytest.mark.anyio

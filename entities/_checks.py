@@ -32,7 +32,8 @@ def check_text(value: object, field: str) -> str:
     """Any ``str`` (empty allowed) that UTF-8 can encode."""
     if type(value) is not str:
         raise ValidationError(f"{field} must be a str, not {type(value).__name__}")
-    if _SURROGATE.search(value) is not None:
+    # ASCII text (most ids) has no surrogate: a flag test instead of the search.
+    if not value.isascii() and _SURROGATE.search(value) is not None:
         raise ValidationError(f"{field} contains a lone surrogate, which cannot be stored")
     return value
 

@@ -74,10 +74,12 @@ class Index(Generic[R]):
     name: str
     of: str | Callable[[R], object]
     unique: bool = False
+    # ``of`` as a function, made once: every record read through the index asks for its value.
+    _value: Callable[[R], object] = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         _check_name(self.name, "an index name")
-        _getter(self.of, f"index {self.name!r}")
+        object.__setattr__(self, "_value", _getter(self.of, f"index {self.name!r}"))
 
     def value_of(self, record: R) -> str | None:
         """Return the record's value in this index (``None``: not indexed).
@@ -86,7 +88,7 @@ class Index(Generic[R]):
         returns something other than ``None``, a ``str`` or an ``int``.
         """
         try:
-            value = _getter(self.of, self.name)(record)
+            value = self._value(record)
         except Exception as error:
             raise ValidationError(
                 f"index {self.name!r} could not compute its value: {type(error).__name__}: {error}"
@@ -110,15 +112,17 @@ class Children(Generic[C]):
     name: str
     entity: Entity[C]
     order: str | Callable[[C], int]
+    # ``order`` as a function, made once (see Index).
+    _order: Callable[[C], object] = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         _check_name(self.name, "a children name")
-        _getter(self.order, f"children {self.name!r} order")
+        object.__setattr__(self, "_order", _getter(self.order, f"children {self.name!r} order"))
 
     def order_of(self, child: C) -> int:
         """Return the child's sort key; raise ValidationError if it is not a fitting int."""
         try:
-            value = _getter(self.order, self.name)(child)
+            value = self._order(child)
         except Exception as error:
             raise ValidationError(
                 f"children {self.name!r} order could not be computed: {error}"

@@ -211,6 +211,19 @@ async def test_writes_change_nothing_when_a_key_of_the_base_holds_foreign_data(
         assert _snapshot(shared_redis, base) == before
 
 
+@pytest.mark.parametrize(
+    "members",
+    [
+        [b"a", b"a:b", "\u00e9t\u00e9:\U0001f600".encode()],
+        # Another program's member holding a newline: the page is decoded member by member.
+        [b"a", b"b\nc", b"d"],
+        [b"\n"],
+    ],
+)
+def test_a_page_of_index_members_decodes_to_exactly_its_members(members: list[bytes]) -> None:
+    assert redis_module._decoded(members) == [member.decode("utf-8") for member in members]
+
+
 @pytest.mark.parametrize("base", ["", "a\x00b", ":a", "a::b", 7])
 def test_invalid_base_is_refused(base: object) -> None:
     with pytest.raises(ConfigurationError):

@@ -888,7 +888,8 @@ class SQLiteDriver(BaseDriver):
         expiry. The work runs a bounded chunk of changes per step (a query of their versions,
         then their writes and deletes), yielding between steps like a batch; a cancelled commit
         rolls back. A commit of checks alone reads in a plain transaction (one snapshot) and
-        takes no lock.
+        takes no lock. A commit of one write or delete is that one statement, which is atomic
+        on its own (see :meth:`_commit_one`).
         """
         self.ensure_open()
         versions: list[int | None] = [None] * len(changes)

@@ -78,10 +78,15 @@ def document_fields(
     """Check that ``document`` is a dict with every required field and no unknown one."""
     if type(document) is not dict:
         raise ValidationError(f"a {kind} document must be a dict, not {type(document).__name__}")
-    missing = sorted(required - document.keys())
+    # Set comparisons of the keys view, in C: a stored record (every required field, no unknown
+    # one) passes without the differences and sorts that name what is wrong.
+    fields = document.keys()
+    if fields == required or (fields >= required and fields - required <= optional):
+        return document
+    missing = sorted(required - fields)
     if missing:
         raise ValidationError(f"the {kind} document lacks {', '.join(missing)}")
-    unknown = sorted(str(name) for name in document.keys() - required - optional)
+    unknown = sorted(str(name) for name in fields - required - optional)
     if unknown:
         raise ValidationError(f"the {kind} document has unknown fields {', '.join(unknown)}")
     return document

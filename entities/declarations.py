@@ -280,6 +280,9 @@ class Entity(Generic[R]):
                     f"a {self.record.__name__} document must be a dict, "
                     f"not {type(document).__name__}"
                 )
+            if version == self.version and SCHEMA_FIELD not in document:
+                # The usual stored document, current and unmarked: read as it is, no copy.
+                return self._from_document(document)
             current = {name: value for name, value in document.items() if name != SCHEMA_FIELD}
             for step in range(version, self.version):
                 current = self.upgrades[step](current)

@@ -145,6 +145,18 @@ def test_bad_fields_raise_validation_error(build: Any, fragment: str) -> None:
             "lacks name",
         ),
         (Message, {"id": "m", "subtype": "user", "content": "x", "timestamp": "1"}, "int"),
+        # Every required field and one more; an optional field where a required one is missing.
+        (
+            Message,
+            {"id": "m", "subtype": "user", "content": "x", "timestamp": 1, "pinned": True},
+            "unknown fields pinned",
+        ),
+        (ContainerRecord, {"containerId": "c", "createdAt": 1, "config": {}}, "lacks updatedAt"),
+        (
+            ContainerRecord,
+            {"containerId": "c", "createdAt": 1, "updatedAt": 1, "config": {}, "cfg": 1},
+            "unknown fields cfg",
+        ),
     ],
 )
 def test_bad_documents_raise_validation_error(kind: Any, document: object, fragment: str) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import tracemalloc
 from collections.abc import Sequence
 
 import pytest
@@ -84,9 +86,8 @@ async def test_bulk_set_many_indexes_and_clears_like_single_writes() -> None:
 
 @pytest.mark.anyio
 async def test_writes_drop_versions_and_expiry_after_many_operations() -> None:
-    """Writes skip the version and expiry upkeep while neither is in use (one flag, recomputed
-    on the slow path every so many operations): with both in use, after enough operations for
-    that recomputation, a rewrite still drops the expiry and the version, and a delete both."""
+    """With versions and expiries in use, after many operations (each slow path of the driver
+    included), a rewrite still drops the expiry and the version, and a delete both."""
     driver = memory_driver()
     await driver.set_expiring("expiring", b"v", 60.0)
     await driver.set("versioned", b"v")
@@ -116,6 +117,35 @@ async def _assert_rewritten(
     assert before is not None
     assert after is not None
     assert after.version != before.version
+
+
+@pytest.mark.anyio
+async def test_a_version_handed_out_costs_its_key_a_few_bytes() -> None:
+    """get_meta hands out versions, and an export reads it for every key: each version is kept
+    in its key's entry (the int and 8 bytes, 44 a key in all here), not in a mapping of its own
+    (which cost 57 a key here, and 165 MiB of RSS for 1,000,000 keys against 46)."""
+    count = 10_000
+    keys = [f"k{n:05}" for n in range(count)]
+    tracemalloc.start()  # before the fill, so that the entries replaced are counted as freed
+    try:
+        driver = memory_driver()
+        await driver.set_many([(key, b"v") for key in keys])
+        gc.collect()
+        before = tracemalloc.get_traced_memory()[0]
+        metas = await driver.get_meta_many(keys)
+        del metas  # the metadata read is dropped: what remains is what the store keeps
+        gc.collect()
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    # What a key holds after the read, beyond the version int (36 bytes) itself: at most a
+    # few words, not a mapping entry.
+    assert grown / count - 36 <= 12, f"{grown / count:.1f} bytes a key"
+    # They are the keys' versions, kept until the next write of each key.
+    first = [meta.version if meta else None for meta in await driver.get_meta_many(keys)]
+    assert len(set(first)) == count
+    again = [found.version for key in keys if (found := await driver.get_versioned(key))]
+    assert again == first
 
 
 @pytest.mark.anyio

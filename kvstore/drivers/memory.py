@@ -72,8 +72,9 @@ class MemoryDriver(BaseDriver):
     removes keys a step at a time; a cancelled clear leaves the keys it had not reached yet.
 
     Versions cost nothing until asked for: a key gets one the first time a versioned read, a
-    conditional write or ``get_meta`` needs it, kept in the key's entry (8 bytes more), and any
-    write of the key stores an entry without one, so the next one asked for is new.
+    conditional write or ``get_meta`` needs it, kept in the key's entry (the int and one more
+    slot), and any write of the key stores an entry without one, so the next one asked for is
+    new.
 
     Expiry reads ``clock`` (POSIX seconds; the wall clock by default). While no key expires,
     operations pay one test of an empty dict. An operation that meets an expired key removes

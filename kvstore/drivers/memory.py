@@ -453,43 +453,43 @@ class MemoryDriver(BaseDriver):
 
     async def keys(self, prefix: str = "") -> AsyncIterator[str]:
         # docstring inherited
+        async for page in self._live_pages(prefix):
+            for key in page:
+                yield key
+
+    async def items(self, prefix: str = "") -> AsyncIterator[tuple[str, bytes]]:
+        # docstring inherited
+        # The values of a page are read as soon as the page arrives, in the same step (no await
+        # lies between), so each pair is what the store held at that moment. The base class's
+        # form (keys() into get_many) cost two more generator steps per item.
+        async for page in self._live_pages(prefix):
+            # Read per page: clear() swaps in a new dict between pages.
+            values = self._values
+            for pair in [(key, values[key][0]) for key in page]:
+                yield pair
+
+    async def _live_pages(self, prefix: str) -> AsyncIterator[list[str]]:
+        """Yield the live keys under ``prefix`` in order, a page at a time, yielding the loop
+        between pages.
+
+        The keys of a page that have expired are removed from the store here, so that a later
+        scan does not meet them again; the caller reads whatever else it needs of a page before
+        its next await.
+        """
         await self._turn()
         below = prefix_successor(prefix)
         page = self._index.page(prefix, inclusive=True, below=below, limit=_SCAN_PAGE)
         while page:
-            # The keys of this page that expire at all, found in C; those that have expired are
-            # removed, so that a later scan does not meet them again.
+            # The keys of this page that expire at all, found in C.
             expiring = self._expiry.keys() & page if self._expiry else None
             if expiring:
                 now_ms = now_millis(self._clock)
                 for key in expiring:
                     self._reap(key, now_ms)
-                for key in page:
-                    if key in self._values:
-                        yield key
+                values = self._values
+                yield [key for key in page if key in values]
             else:
-                for key in page:
-                    yield key
-            if len(page) < _SCAN_PAGE:
-                return
-            await self._turn()
-            page = self._index.page(page[-1], inclusive=False, below=below, limit=_SCAN_PAGE)
-
-    async def items(self, prefix: str = "") -> AsyncIterator[tuple[str, bytes]]:
-        # docstring inherited
-        # A page of keys and their values read in one step, as keys() reads its pages: the
-        # base class's form (keys() into get_many) cost two more generator steps per item.
-        await self._turn()
-        below = prefix_successor(prefix)
-        page = self._index.page(prefix, inclusive=True, below=below, limit=_SCAN_PAGE)
-        while page:
-            if self._expiry:
-                now_ms = now_millis(self._clock)
-                for key in self._expiry.keys() & page:
-                    self._reap(key, now_ms)
-            values = self._values
-            for pair in [(key, values[key][0]) for key in page if key in values]:
-                yield pair
+                yield page
             if len(page) < _SCAN_PAGE:
                 return
             await self._turn()

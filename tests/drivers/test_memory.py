@@ -199,3 +199,18 @@ async def test_storage_batches_reach_a_subclass_that_changes_set_many(size: int)
         await storage.set_many(items)
         assert seen == [size]
         assert await storage.get_many([key for key, _ in items]) == [{"n": n} for n in range(size)]
+
+
+@pytest.mark.anyio
+async def test_a_scan_across_a_clear_reads_the_store_as_it_is_at_each_page() -> None:
+    """Between two pages of a scan the store may be cleared and written again: the scan goes on
+    from where it was, with the keys and values the store holds when it reads the next page."""
+    driver = memory_driver()
+    await driver.set_many([(f"k{n:04}", b"old") for n in range(600)])
+    scan = driver.items("k")
+    first = [await scan.__anext__() for _ in range(256)]  # the whole first page
+    assert first == [(f"k{n:04}", b"old") for n in range(256)]
+    await driver.clear()
+    await driver.set_many([(f"k{n:04}", b"new") for n in range(250, 300)])
+    rest = [pair async for pair in scan]
+    assert rest == [(f"k{n:04}", b"new") for n in range(256, 300)]

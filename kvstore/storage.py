@@ -148,8 +148,10 @@ class Storage:
             full = validate_key(key)
         return table.resolve(full) if table.has_mounts else (table.root, full)
 
-    def _local(self, full_key: str) -> str:
-        return full_key[len(self._base) + 1 :] if self._base else full_key
+    def _base_width(self) -> int:
+        """How many leading characters of a driver key are this storage's base and separator:
+        cut them off to make this storage's key."""
+        return len(self._base) + 1 if self._base else 0
 
     # -- single keys ------------------------------------------------------------------------
 
@@ -617,9 +619,10 @@ class Storage:
 
     async def _strip_base(self, stream: AsyncIterator[str]) -> AsyncIterator[str]:
         pacer = self._table.pacer
+        cut = self._base_width()
         handed_out = 0
         async for full in stream:
-            yield self._local(full)
+            yield full[cut:]
             handed_out += 1
             if handed_out % _STEP == 0:
                 # A driver hands out a page of keys without yielding; merging mounts and the
@@ -656,8 +659,7 @@ class Storage:
         cut off to make it this storage's key (its base and the separator, if any)."""
         sources = self._sources(prefix)
         if len(sources) == 1 and not sources[0].key_base and not sources[0].shadowed:
-            cut = len(self._base) + 1 if self._base else 0
-            return sources[0].driver.items(sources[0].driver_prefix), cut
+            return sources[0].driver.items(sources[0].driver_prefix), self._base_width()
         # Across mounts: keys() merges the sources and already gives this storage's keys.
         return read_in_pages(self.keys(prefix), self.get_many_raw), 0
 

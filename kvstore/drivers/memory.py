@@ -226,7 +226,9 @@ class MemoryDriver(BaseDriver):
             await self._turn()
             self._put(key, value)
 
-    def _put(self, key: str, value: bytes) -> None:
+    def _put(self, key: str, value: bytes, version: int | None = None) -> None:
+        """Store ``value`` under ``key``, with ``version`` if a conditional write gave it one:
+        the new entry replaces any earlier version, and the key's expiry is dropped."""
         values = self._values
         if key in values:
             # Only a key that is there can have an expiry (_remove drops it).
@@ -234,7 +236,10 @@ class MemoryDriver(BaseDriver):
                 self._expiry.pop(key, None)
         else:
             self._index.add(key)
-        values[key] = (value, self._clock())
+        if version is None:
+            values[key] = (value, self._clock())
+        else:
+            values[key] = (value, self._clock(), version)
 
     def try_delete(self, key: str) -> bool:
         # docstring inherited
@@ -393,9 +398,8 @@ class MemoryDriver(BaseDriver):
         if change.action is Action.WRITE:
             value = change.value
             assert value is not None
-            key, stored, version = change.key, _stored(value), new_version()
-            self._put(key, stored)
-            self._values[key] = (stored, self._values[key][1], version)
+            version = new_version()
+            self._put(change.key, _stored(value), version)
             return version
         if change.action is Action.DELETE:
             self._remove(change.key)

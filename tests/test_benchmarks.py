@@ -151,6 +151,49 @@ def test_a_ratio_is_the_median_of_the_rounds_own_ratios() -> None:
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])  # the benchmark runs on asyncio
+async def test_no_contender_starts_a_round_with_anothers_garbage() -> None:
+    """Cyclic garbage one body leaves is collected before the next body's clock starts.
+
+    Otherwise a collection of it (in a whole run, of a large heap) lands inside whichever body
+    next crosses the collector's threshold. The automatic collector is off here, so only the
+    harness's own collection can free the cycle.
+    """
+    import gc
+    import weakref
+
+    from benchmarks.method import interleave
+
+    class Node:
+        """A cycle: freed by the cyclic collector only, never by reference counting."""
+
+        def __init__(self) -> None:
+            self.itself = self
+
+    left: list[weakref.ref[Node]] = []
+    still_alive_at_start: list[bool] = []
+
+    async def leaves_garbage() -> float:
+        left.append(weakref.ref(Node()))
+        return 1.0
+
+    async def checks() -> float:
+        still_alive_at_start.append(any(ref() is not None for ref in left))
+        return 1.0
+
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        cells = await interleave({"a": leaves_garbage, "b": checks}, count=1, rounds=4)
+    finally:
+        if was_enabled:
+            gc.enable()
+    assert set(cells) == {"a", "b"}
+    assert len(still_alive_at_start) == 5  # the warm-up round and four counted ones
+    assert not any(still_alive_at_start)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])  # the benchmark runs on asyncio
 async def test_the_fs_peer_is_a_file_per_key_store(tmp_path: Path) -> None:
     """The fs driver's peer keeps one file per key (same backend), and a reset removes them."""
     pytest.importorskip("key_value.aio.stores.filetree", reason="py-key-value[filetree] missing")

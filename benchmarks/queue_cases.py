@@ -216,8 +216,10 @@ def _sqlite_raw(path: Path, stack: AsyncExitStack) -> _RawQueue:
         conn.execute("COMMIT")
 
     async def load(count: int) -> None:
+        stamp = time.time_ns() // 1_000_000
         conn.execute("BEGIN IMMEDIATE")
-        conn.executemany(insert, [("recover", i, 0, orjson.dumps(EVENT)) for i in range(count)])
+        conn.executemany(insert, [("recover", i, stamp, orjson.dumps(EVENT))
+                                  for i in range(count)])
         conn.execute("COMMIT")
 
     async def recover() -> int:
@@ -259,9 +261,10 @@ async def _redis_raw(namespace: str, stack: AsyncExitStack) -> _RawQueue:
             await pipe.execute()
 
     async def load(count: int) -> None:
+        stamp = time.time_ns() // 1_000_000
         async with client.pipeline(transaction=False) as pipe:
             for _ in range(count):
-                pipe.xadd(history, {"t": 0, "e": orjson.dumps(EVENT)})
+                pipe.xadd(history, {"t": stamp, "e": orjson.dumps(EVENT)})
             await pipe.execute()
 
     async def recover() -> int:
@@ -310,8 +313,9 @@ async def _postgresql_raw(namespace: str, stack: AsyncExitStack) -> _RawQueue:
                                                orjson.dumps(EVENT)) for _ in range(BATCH)])
 
     async def load(count: int) -> None:
+        stamp = time.time_ns() // 1_000_000
         async with conn.transaction(), conn.cursor() as cursor:
-            await cursor.executemany(insert, [("recover", i, 0, orjson.dumps(EVENT))
+            await cursor.executemany(insert, [("recover", i, stamp, orjson.dumps(EVENT))
                                               for i in range(count)])
 
     async def recover() -> int:

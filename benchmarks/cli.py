@@ -24,6 +24,7 @@ from typing import Any
 
 from benchmarks.adapters import DRIVERS, KV, OursKV, open_contenders
 from benchmarks.growth import GROWTH_DRIVERS, run_growth
+from benchmarks.method import Measure
 from benchmarks.peak_memory import PEAK_DRIVERS, run_peaks
 from benchmarks.queue_cases import QUEUE_DRIVERS, run_queue
 from benchmarks.results import Results
@@ -174,6 +175,15 @@ async def run(
             )
     finally:
         progress.finish()
+    cut = [f"{row.driver} {row.operation}, {name}: {cell.operations:,}"
+           for row in results.rows for name, cell in row.cells.items()
+           if isinstance(cell, Measure) and cell.operations is not None]
+    if cut:
+        results.notes.append(
+            f"round budget of {sizes.round_ms} ms: these contenders ran fewer operations a "
+            "counted round than the row's count (figures stay per operation): "
+            + "; ".join(cut)
+        )
     return results
 
 
@@ -241,13 +251,13 @@ async def profile(target: str, drivers: list[str], sizes: Sizes) -> tuple[str, A
             assert isinstance(ours, KV)
             if operation.prepare is not None:
                 await operation.prepare(ours)
-            await operation.body(ours)  # warm-up
+            await operation.body(ours, operation.count)  # warm-up
             profiler = Profiler(interval=0.0002, async_mode="enabled")
             profiler.start()
             # At least three runs and two seconds, so that the samples show the steady state.
             runs, deadline = 0, time.perf_counter() + PROFILE_SECONDS
             while runs < 3 or time.perf_counter() < deadline:
-                await operation.body(ours)
+                await operation.body(ours, operation.count)
                 runs += 1
             profiler.stop()
             await ours.reset()

@@ -12,10 +12,11 @@ what the entity layer costs on top of its driver. No peer has an entity layer.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Mapping
 from typing import Any
 
 from benchmarks.adapters import KV, OursKV
-from benchmarks.method import Timed, interleave, stopwatch
+from benchmarks.method import Divisible, Timed, interleave, stopwatch
 from benchmarks.results import Row
 from benchmarks.sizes import Sizes
 from entities import Message, SessionRecord, create_persistence
@@ -58,23 +59,23 @@ async def run_entities(
     # session, the full run would not end in bounded time).
     fresh_sessions = itertools.count(FIRST_ADD_SESSION)
 
-    async def ours_add() -> float:
+    async def ours_add(n: int) -> float:
         record = _session(next(fresh_sessions))
         await sessions.save_session(record)
 
         async def work() -> None:
-            for _ in range(sizes.points):
+            for _ in range(n):
                 await sessions.add_message(record.session_id, _message(next(counter)))
 
         return await stopwatch(work)
 
-    async def raw_add() -> float:
+    async def raw_add(n: int) -> float:
         record = _session(next(fresh_sessions))
         session_key = f"e:session:{record.session_id}"
         await raw.set(session_key, record.to_document())
 
         async def work() -> None:
-            for _ in range(sizes.points):
+            for _ in range(n):
                 message = _message(next(counter))
                 if await raw.get(session_key) is None:
                     raise LookupError("no session")
@@ -85,8 +86,10 @@ async def run_entities(
 
         return await stopwatch(work)
 
+    # Cut together under a round budget: both sides then meet the same session sizes.
     rows.append(await _row(driver, "entities: add_message", sizes.points,
-                           {"ours": ours_add, "raw": raw_add}, rounds))
+                           {"ours": Divisible(ours_add, together=True),
+                            "raw": Divisible(raw_add, together=True)}, rounds, sizes.budget))
 
     # -- get_messages of 1,000 ----------------------------------------------------------------
     await sessions.save_session(_session(1))
@@ -159,9 +162,10 @@ async def run_entities(
 
 
 async def _row(
-    driver: str, name: str, count: int, bodies: dict[str, Timed], rounds: int
+    driver: str, name: str, count: int, bodies: Mapping[str, Timed | Divisible],
+    rounds: int, budget: float | None = None,
 ) -> Row:
-    cells = await interleave(dict[str, Timed | str](bodies), count, rounds)
+    cells = await interleave(bodies, count, rounds, budget=budget)
     row = Row("entities", driver, name, cells, None)
     row.note = "no target: ours does more than the hand-written form"
     return row

@@ -7,6 +7,13 @@ round to round, after one warm-up round that is not counted; each contender's fi
 median of its rounds, and the spread (half the range, relative to the median) says how far the
 rounds disagreed. Only ratios between figures of one table mean anything; a ratio is the median
 of the rounds' own ratios (see ``benchmarks.results``).
+
+Before each timed body the cyclic collector runs, untimed, so that no contender pays for garbage
+another left. Under a round budget (``--quick``), a contender that a probe in its warm-up round
+shows too slow to run a :class:`Divisible` operation's whole count within the budget runs the
+share that fits (never less than a twentieth), so that the slowest peer no longer sets the
+length of a run; its figure is still seconds per operation, over rounds about as long as the
+budget.
 """
 
 from __future__ import annotations
@@ -14,10 +21,12 @@ from __future__ import annotations
 import gc
 import statistics
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
-__all__ = ["NOT_INSTALLED", "NO_API", "Cell", "Measure", "Timed", "interleave", "stopwatch"]
+__all__ = [
+    "NOT_INSTALLED", "NO_API", "Cell", "Divisible", "Measure", "Timed", "interleave", "stopwatch",
+]
 
 NO_API = "no API"
 NOT_INSTALLED = "not installed"
@@ -26,12 +35,34 @@ NOT_INSTALLED = "not installed"
 # returns the seconds the operations took.
 Timed = Callable[[], Awaitable[float]]
 
+# A cut-down round keeps at least this share of the operations (1 / LEAST_SHARE of them).
+LEAST_SHARE = 20
+
+
+@dataclass(frozen=True)
+class Divisible:
+    """A body whose round is ``count`` like operations, of which it can run just the first ``n``.
+
+    ``run(n)`` runs them (plus any untimed preparation of its own) and returns their seconds.
+    ``step``: ``n`` is always a multiple of it (a scan's keys come a whole scan at a time).
+    ``together``: a cut applies to every such body of the operation alike (the smallest share
+    wins), for operations whose cost per step depends on how many steps came before (each
+    ``add_message`` meets a session one message longer), so that every contender meets the
+    same sizes.
+    """
+
+    run: Callable[[int], Awaitable[float]]
+    together: bool = False
+    step: int = 1
+
 
 @dataclass
 class Measure:
     """One contender's seconds per operation, one sample per counted round."""
 
     samples: list[float]
+    # Operations per counted round when the round budget cut them (None: the operation's count).
+    operations: int | None = None
 
     @property
     def median(self) -> float:
@@ -58,37 +89,73 @@ async def stopwatch(operation: Callable[[], Awaitable[object]]) -> float:
 
 
 async def interleave(
-    bodies: dict[str, Timed | str], count: int, rounds: int, warmup: int = 1
+    bodies: Mapping[str, Timed | Divisible | str],
+    count: int,
+    rounds: int,
+    warmup: int = 1,
+    budget: float | None = None,
 ) -> dict[str, Cell]:
     """Time every body in turn, ``warmup + rounds`` times, and return seconds per operation.
 
     A body given as a string is a status ("no API", "not installed") and is passed through. A
     body that raises is reported as ``failed: <error>`` and left out of the later rounds, so
-    one broken peer does not stop the run.
+    one broken peer does not stop the run. With a ``budget`` (seconds), each :class:`Divisible`
+    body first runs a probe of ``count // LEAST_SHARE`` operations in its last warm-up round;
+    if the whole count would take longer than the budget at the probe's pace, that round and
+    the counted ones run the share that fits (never fewer than the probe's).
     """
     cells: dict[str, Cell] = {name: body for name, body in bodies.items() if isinstance(body, str)}
     live = {name: body for name, body in bodies.items() if not isinstance(body, str)}
     samples: dict[str, list[float]] = {name: [] for name in live}
+    shares = dict.fromkeys(live, count)
     names = list(live)
     for round_number in range(warmup + rounds):
         shift = round_number % len(names) if names else 0
+        sizing = budget is not None and round_number == warmup - 1
         for name in names[shift:] + names[:shift]:
             if name in cells:
                 continue
-            # Every body starts from the same collector state. Otherwise the garbage one
-            # contender leaves (or, in a whole run, an earlier section leaves) is collected in
-            # whichever body next crosses the collector's threshold: a full collection of a
-            # large heap then lands in one side's round (a Redis recover round measured 8x its
-            # median that way, with 3,000,000 unrelated objects alive in the process).
-            gc.collect()
+            body = live[name]
             try:
-                seconds = await live[name]()
+                if sizing and isinstance(body, Divisible):
+                    assert budget is not None  # sizing says so
+                    shares[name] = await _fitting_share(body, count, budget)
+                seconds = await _timed(body, shares[name])
             except Exception as error:  # a peer's failure is a result, not a crash
                 cells[name] = f"failed: {type(error).__name__}: {str(error)[:80]}"
                 continue
             if round_number >= warmup:
-                samples[name].append(seconds / count)
+                samples[name].append(seconds / shares[name])
+        if sizing:
+            together = [name for name, body in live.items()
+                        if isinstance(body, Divisible) and body.together and name not in cells]
+            least = min((shares[name] for name in together), default=count)
+            shares.update(dict.fromkeys(together, least))
     for name in names:
         if name not in cells:
-            cells[name] = Measure(samples[name])
+            cut = shares[name] if shares[name] != count else None
+            cells[name] = Measure(samples[name], cut)
     return {name: cells[name] for name in bodies}
+
+
+async def _timed(body: Timed | Divisible, share: int) -> float:
+    """Run one body, from the same collector state as every other.
+
+    Otherwise the garbage one contender leaves (or, in a whole run, an earlier section leaves)
+    is collected in whichever body next crosses the collector's threshold: a full collection of
+    a large heap then lands in one side's round (a Redis recover round measured 8x its median
+    that way, with 3,000,000 unrelated objects alive in the process).
+    """
+    gc.collect()
+    return await (body.run(share) if isinstance(body, Divisible) else body())
+
+
+async def _fitting_share(body: Divisible, count: int, budget: float) -> int:
+    """How many of ``count`` operations ``body`` runs within ``budget`` seconds, from a probe."""
+    step = body.step
+    probe = max(count // LEAST_SHARE // step, 1) * step
+    seconds = await _timed(body, probe)
+    whole = seconds * count / probe
+    if whole <= budget:
+        return count
+    return max(int(count * budget / whole) // step * step, probe)

@@ -339,7 +339,7 @@ class Results:
         def cell(value: Cell) -> Any:
             if isinstance(value, Measure):
                 return {"median_s": value.median, "spread": value.spread,
-                        "samples_s": value.samples}
+                        "samples_s": value.samples, "operations_per_round": value.operations}
             return value
 
         document = {

@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from benchmarks.adapters import KV
-from benchmarks.method import NO_API, Cell, Timed, interleave, stopwatch
+from benchmarks.method import NO_API, Cell, Divisible, Timed, interleave, stopwatch
 from benchmarks.results import Row, raw_target
 from benchmarks.sizes import Sizes
 
@@ -47,14 +47,21 @@ OTHER_LARGE = {"data": "y" * ((1 << 20) - 12)}
 
 @dataclass
 class Operation:
-    """One timed operation: ``body`` runs ``count`` operations on a prepared contender."""
+    """One timed operation: ``body(kv, n)`` runs ``n`` operations on a prepared contender.
+
+    ``n`` is ``count`` unless the operation is ``divisible`` and the round budget cut it (see
+    :class:`benchmarks.method.Divisible`); a body that is not divisible ignores it.
+    """
 
     key: str  # what --ops and --profile call it
     name: str
     count: int
     needs: str
-    body: Callable[[KV], Awaitable[float]]
+    body: Callable[[KV, int], Awaitable[float]]
     prepare: Callable[[KV], Awaitable[None]] | None = None
+    divisible: bool = False
+    budget: float | None = None
+    step: int = 1  # a divisible operation runs a multiple of this many (a whole scan's keys)
 
 
 def _keys(prefix: str, count: int) -> list[str]:
@@ -90,9 +97,9 @@ def kv_operations(sizes: Sizes) -> list[Operation]:
     async def fill_points(kv: KV) -> None:
         await _fill(kv, [(key, VALUE) for key in points])
 
-    async def run_set(kv: KV) -> float:
+    async def run_set(kv: KV, n: int) -> float:
         async def work() -> None:
-            for key in points:
+            for key in points[:n]:
                 await kv.set(key, VALUE)
 
         seconds = await stopwatch(work)
@@ -101,37 +108,37 @@ def kv_operations(sizes: Sizes) -> list[Operation]:
         await kv.reset()
         return seconds
 
-    async def run_get(kv: KV) -> float:
+    async def run_get(kv: KV, n: int) -> float:
         async def work() -> None:
-            for key in points:
+            for key in points[:n]:
                 await kv.get(key)
 
         return await stopwatch(work)
 
-    async def run_miss(kv: KV) -> float:
+    async def run_miss(kv: KV, n: int) -> float:
         async def work() -> None:
-            for key in misses:
+            for key in misses[:n]:
                 await kv.get(key)
 
         return await stopwatch(work)
 
-    async def run_delete(kv: KV) -> float:
-        await kv.fill([(key, VALUE) for key in points])
+    async def run_delete(kv: KV, n: int) -> float:
+        await kv.fill([(key, VALUE) for key in points[:n]])
 
         async def work() -> None:
-            for key in points:
+            for key in points[:n]:
                 await kv.delete(key)
 
         return await stopwatch(work)
 
-    async def run_set_many(kv: KV) -> float:
+    async def run_set_many(kv: KV, _n: int) -> float:
         items = next_batch(kv)
         return await stopwatch(lambda: kv.set_many(items))
 
     async def fill_batch(kv: KV) -> None:
         await _fill(kv, batch)
 
-    async def run_get_many(kv: KV) -> float:
+    async def run_get_many(kv: KV, _n: int) -> float:
         return await stopwatch(lambda: kv.get_many(batch_keys))
 
     def scan(key: str, total: int) -> Operation:
@@ -144,16 +151,17 @@ def kv_operations(sizes: Sizes) -> list[Operation]:
                 for group in range(groups) for index in range(sizes.scan_match)
             ])
 
-        async def run(kv: KV) -> float:
+        async def run(kv: KV, n: int) -> float:
             async def work() -> None:
-                for _ in range(SCANS_PER_ROUND):
+                for _ in range(n // sizes.scan_match):
                     found = await kv.scan(prefix)
                     assert len(found) == sizes.scan_match, (len(found), prefix)
 
             return await stopwatch(work)
 
         return Operation(key, f"scan {sizes.scan_match:,} of {total:,} (per key)",
-                         sizes.scan_match * SCANS_PER_ROUND, "scan", run, prepare)
+                         sizes.scan_match * SCANS_PER_ROUND, "scan", run, prepare,
+                         divisible=True, budget=sizes.budget, step=sizes.scan_match)
 
     concurrent_keys = _keys("c", 1_000)
 
@@ -164,7 +172,7 @@ def kv_operations(sizes: Sizes) -> list[Operation]:
     # twice a round, so the values count up instead of alternating. Same size as VALUE.
     writes = itertools.count(_TIMESTAMP + 2)
 
-    async def run_concurrent(kv: KV) -> float:
+    async def run_concurrent(kv: KV, _n: int) -> float:
         per_task = sizes.concurrent // 100
 
         async def task(number: int) -> None:
@@ -182,7 +190,7 @@ def kv_operations(sizes: Sizes) -> list[Operation]:
 
     next_large = _alternating(LARGE, OTHER_LARGE)
 
-    async def run_large_set(kv: KV) -> float:
+    async def run_large_set(kv: KV, _n: int) -> float:
         value = next_large(kv)
 
         async def work() -> None:
@@ -195,18 +203,19 @@ def kv_operations(sizes: Sizes) -> list[Operation]:
         for key in large_keys:
             await kv.set(key, LARGE)
 
-    async def run_large_get(kv: KV) -> float:
+    async def run_large_get(kv: KV, _n: int) -> float:
         async def work() -> None:
             for key in large_keys:
                 await kv.get(key)
 
         return await stopwatch(work)
 
+    budget = sizes.budget
     return [
-        Operation("set", "set", sizes.points, "set", run_set),
-        Operation("get", "get", sizes.points, "get", run_get, fill_points),
-        Operation("miss", "miss", sizes.points, "get", run_miss, fill_points),
-        Operation("delete", "delete", sizes.points, "delete", run_delete),
+        Operation("set", "set", sizes.points, "set", run_set, None, True, budget),
+        Operation("get", "get", sizes.points, "get", run_get, fill_points, True, budget),
+        Operation("miss", "miss", sizes.points, "get", run_miss, fill_points, True, budget),
+        Operation("delete", "delete", sizes.points, "delete", run_delete, None, True, budget),
         Operation("set_many", f"set_many {sizes.batch:,} (per item)", sizes.batch, "set_many",
                   run_set_many),
         Operation("get_many", f"get_many {sizes.batch:,} (per item)", sizes.batch, "get_many",
@@ -225,14 +234,14 @@ async def run_operation(
     rounds: int, target: float | None = None, use_target: bool = True,
 ) -> Row:
     """Prepare every contender, time ``operation`` on each in interleaved rounds, reset them."""
-    bodies: dict[str, Timed | str] = {}
+    bodies: dict[str, Timed | Divisible | str] = {}
     for name, kv in contenders.items():
         if isinstance(kv, str):
             bodies[name] = kv
         elif operation.needs in kv.unsupported:
             bodies[name] = NO_API
         else:
-            bodies[name] = _bound(operation.body, kv)
+            bodies[name] = _bound(operation, kv)
     for name, body in list(bodies.items()):
         kv = contenders[name]
         if isinstance(body, str) or isinstance(kv, str) or operation.prepare is None:
@@ -241,7 +250,8 @@ async def run_operation(
             await operation.prepare(kv)
         except Exception as error:  # a peer that cannot even be prepared is reported
             bodies[name] = f"failed: {type(error).__name__}: {str(error)[:80]}"
-    cells: dict[str, Cell] = await interleave(bodies, operation.count, rounds)
+    cells: dict[str, Cell] = await interleave(bodies, operation.count, rounds,
+                                              budget=operation.budget)
     for name, kv in contenders.items():
         if isinstance(kv, str):
             continue
@@ -253,5 +263,9 @@ async def run_operation(
     return Row(section, driver, operation.name, cells, goal)
 
 
-def _bound(body: Callable[[KV], Awaitable[float]], kv: KV) -> Timed:
-    return lambda: body(kv)
+def _bound(operation: Operation, kv: KV) -> Timed | Divisible:
+    body = operation.body
+    if operation.divisible:
+        return Divisible(lambda n: body(kv, n), step=operation.step)
+    count = operation.count
+    return lambda: body(kv, count)

@@ -240,3 +240,81 @@ async def test_the_raw_queue_recovers_events_stored_as_ours_are(tmp_path: Path) 
         stamps = [ts for (ts,) in conn.execute("SELECT ts FROM eventqueue_events")]
     assert len(stamps) == 50
     assert all(before <= ts <= after for ts in stamps), stamps[:3]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])  # the benchmark runs on asyncio
+async def test_the_round_budget_cuts_only_the_slow_divisible_contenders() -> None:
+    """Under a budget, a divisible body that a probe shows slower than it runs a share of the
+    operations from its warm-up on; fast ones, and bodies that cannot be divided, keep the whole
+    count; bodies cut together all run the smallest share; every figure stays seconds per
+    operation.
+
+    The bodies report made-up seconds (per operation times operations run), so nothing here
+    depends on this machine's speed.
+    """
+    from benchmarks.method import LEAST_SHARE, Divisible, Measure, Timed, interleave
+
+    probe = 1000 // LEAST_SHARE
+    ran: dict[str, list[int]] = {}
+
+    def divisible(name: str, per_operation: float, together: bool = False) -> Divisible:
+        async def run(n: int) -> float:
+            ran.setdefault(name, []).append(n)
+            return n * per_operation
+
+        return Divisible(run, together)
+
+    async def whole() -> float:
+        ran.setdefault("whole", []).append(1000)
+        return 1000 * 0.01
+
+    bodies: dict[str, Timed | Divisible | str] = {
+        "slow": divisible("slow", 0.001),  # 1 s for the whole count: a quarter fits
+        "slower": divisible("slower", 1.0),  # 1,000 s: the probe's share
+        "fast": divisible("fast", 0.0001),  # 0.1 s: within the budget
+        "whole": whole,  # 10 s, but not divisible
+        "peer": "no API",
+    }
+    cells = await interleave(bodies, count=1000, rounds=3, budget=0.25)
+    assert ran == {
+        "slow": [probe] + [250] * 4,
+        "slower": [probe] * 5,
+        "fast": [probe] + [1000] * 4,
+        "whole": [1000] * 4,
+    }
+    assert cells["peer"] == "no API"
+    measures = {name: cell for name, cell in cells.items() if isinstance(cell, Measure)}
+    assert {name: cell.operations for name, cell in measures.items()} == {
+        "slow": 250, "slower": probe, "fast": None, "whole": None}
+    assert measures["slow"].median == pytest.approx(0.001)
+    assert measures["slower"].median == pytest.approx(1.0)
+
+    # Together: the fast one runs the slow one's share in the counted rounds too.
+    ran = {}
+    together: dict[str, Timed | Divisible | str] = {
+        "slow": divisible("slow", 0.001, together=True),
+        "fast": divisible("fast", 0.0001, together=True),
+    }
+    cells = await interleave(together, count=1000, rounds=2, budget=0.25)
+    assert ran == {"slow": [probe, 250, 250, 250], "fast": [probe, 1000, 250, 250]}
+    assert [cell.operations for cell in cells.values() if isinstance(cell, Measure)] == [250, 250]
+
+    # A body divisible only in steps (a scan's keys) runs whole steps, the probe one step.
+    ran = {}
+
+    async def steps(n: int) -> float:
+        ran.setdefault("steps", []).append(n)
+        return n * 0.001
+
+    cells = await interleave({"steps": Divisible(steps, step=100)}, count=1000, rounds=1,
+                             budget=0.25)
+    assert ran == {"steps": [100, 200, 200]}
+    measured = cells["steps"]
+    assert isinstance(measured, Measure)
+    assert measured.operations == 200
+    assert measured.samples == [pytest.approx(0.001)]
+
+    ran = {}
+    await interleave(bodies, count=1000, rounds=2)  # no budget: the full run
+    assert all(counts == [1000] * 3 for counts in ran.values()), ran

@@ -28,9 +28,10 @@ class Sizes:
     recover: int  # events recover() returns
     latency: int  # publish-to-handler round trips per round
     rounds: int  # counted rounds (one warm-up round more)
-    # Round budget in milliseconds (0: none). A contender too slow to run a point operation
-    # (set, get, miss, delete, add_message) ``points`` times within it runs fewer a round
-    # (benchmarks.method.Divisible); the output names each such cell.
+    # Round budget in milliseconds (0: none). A contender too slow to run the whole count of a
+    # point operation (set, get, miss, delete, add_message), of the scans or of the concurrent
+    # tasks within it runs fewer a round (benchmarks.method.Divisible); the output names each
+    # such cell.
     round_ms: int = 0
 
     @property

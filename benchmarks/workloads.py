@@ -172,8 +172,8 @@ def kv_operations(sizes: Sizes) -> list[Operation]:
     # twice a round, so the values count up instead of alternating. Same size as VALUE.
     writes = itertools.count(_TIMESTAMP + 2)
 
-    async def run_concurrent(kv: KV, _n: int) -> float:
-        per_task = sizes.concurrent // 100
+    async def run_concurrent(kv: KV, n: int) -> float:
+        per_task = n // 100
 
         async def task(number: int) -> None:
             for step in range(per_task):
@@ -222,8 +222,8 @@ def kv_operations(sizes: Sizes) -> list[Operation]:
                   run_get_many, fill_batch),
         scan("scan_small", sizes.scan_small),
         scan("scan_large", sizes.scan_large),
-        Operation("concurrent", "100 tasks, 90% get / 10% set", sizes.concurrent, "get",
-                  run_concurrent, fill_concurrent),
+        Operation("concurrent", "100 tasks, 90% get / 10% set", sizes.concurrent // 100 * 100,
+                  "get", run_concurrent, fill_concurrent, True, budget, step=100),
         Operation("set_large", "set 1 MiB", sizes.large, "set", run_large_set),
         Operation("get_large", "get 1 MiB", sizes.large, "get", run_large_get, fill_large),
     ]

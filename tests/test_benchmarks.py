@@ -278,8 +278,8 @@ async def test_the_round_budget_cuts_only_the_slow_divisible_contenders() -> Non
     }
     cells = await interleave(bodies, count=1000, rounds=3, budget=0.25)
     assert ran == {
-        "slow": [probe] + [250] * 4,
-        "slower": [probe] * 5,
+        "slow": [probe, probe] + [250] * 4,  # a cold probe, a warm one, then the share
+        "slower": [probe] * 6,
         "fast": [probe] + [1000] * 4,
         "whole": [1000] * 4,
     }
@@ -297,8 +297,21 @@ async def test_the_round_budget_cuts_only_the_slow_divisible_contenders() -> Non
         "fast": divisible("fast", 0.0001, together=True),
     }
     cells = await interleave(together, count=1000, rounds=2, budget=0.25)
-    assert ran == {"slow": [probe, 250, 250, 250], "fast": [probe, 1000, 250, 250]}
+    assert ran == {"slow": [probe, probe, 250, 250, 250], "fast": [probe, 1000, 250, 250]}
     assert [cell.operations for cell in cells.values() if isinstance(cell, Measure)] == [250, 250]
+
+    # A slow first touch alone cuts nothing: the warm second probe decides.
+    ran = {}
+
+    async def cold_then_fast(n: int) -> float:
+        ran.setdefault("cold", []).append(n)
+        return 10.0 if len(ran["cold"]) == 1 else n * 0.0001
+
+    cells = await interleave({"cold": Divisible(cold_then_fast)}, count=1000, rounds=2,
+                             budget=0.25)
+    assert ran == {"cold": [probe, probe, 1000, 1000, 1000]}
+    assert isinstance(cells["cold"], Measure)
+    assert cells["cold"].operations is None
 
     # A body divisible only in steps (a scan's keys) runs whole steps, the probe one step.
     ran = {}
@@ -309,7 +322,7 @@ async def test_the_round_budget_cuts_only_the_slow_divisible_contenders() -> Non
 
     cells = await interleave({"steps": Divisible(steps, step=100)}, count=1000, rounds=1,
                              budget=0.25)
-    assert ran == {"steps": [100, 200, 200]}
+    assert ran == {"steps": [100, 100, 200, 200]}
     measured = cells["steps"]
     assert isinstance(measured, Measure)
     assert measured.operations == 200

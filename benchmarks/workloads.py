@@ -212,10 +212,13 @@ def kv_operations(sizes: Sizes) -> list[Operation]:
 
     budget = sizes.budget
     return [
-        Operation("set", "set", sizes.points, "set", run_set, None, True, budget),
-        Operation("get", "get", sizes.points, "get", run_get, fill_points, True, budget),
-        Operation("miss", "miss", sizes.points, "get", run_miss, fill_points, True, budget),
-        Operation("delete", "delete", sizes.points, "delete", run_delete, None, True, budget),
+        Operation("set", "set", sizes.points, "set", run_set, divisible=True, budget=budget),
+        Operation("get", "get", sizes.points, "get", run_get, fill_points, divisible=True,
+                  budget=budget),
+        Operation("miss", "miss", sizes.points, "get", run_miss, fill_points, divisible=True,
+                  budget=budget),
+        Operation("delete", "delete", sizes.points, "delete", run_delete, divisible=True,
+                  budget=budget),
         Operation("set_many", f"set_many {sizes.batch:,} (per item)", sizes.batch, "set_many",
                   run_set_many),
         Operation("get_many", f"get_many {sizes.batch:,} (per item)", sizes.batch, "get_many",
@@ -223,7 +226,7 @@ def kv_operations(sizes: Sizes) -> list[Operation]:
         scan("scan_small", sizes.scan_small),
         scan("scan_large", sizes.scan_large),
         Operation("concurrent", "100 tasks, 90% get / 10% set", sizes.concurrent // 100 * 100,
-                  "get", run_concurrent, fill_concurrent, True, budget, step=100),
+                  "get", run_concurrent, fill_concurrent, divisible=True, budget=budget, step=100),
         Operation("set_large", "set 1 MiB", sizes.large, "set", run_large_set),
         Operation("get_large", "get 1 MiB", sizes.large, "get", run_large_get, fill_large),
     ]

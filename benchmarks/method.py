@@ -158,8 +158,8 @@ async def _fitting_share(body: Divisible, count: int, budget: float) -> int:
     seconds = await _timed(body, probe)
     if seconds * count / probe > budget:
         # The first probe is the contender's first touch of the operation (cold caches, state
-        # built lazily: a memory driver's first 100 sets took 14 ms, its next 100 0.3 ms); only
-        # a warm one may cut its rounds.
+        # built lazily: through the memory driver the first 100 sets took 16-29 ms, the next
+        # 100 0.15-0.19 ms); only a warm one may cut its rounds.
         seconds = min(seconds, await _timed(body, probe))
     whole = seconds * count / probe
     if whole <= budget:

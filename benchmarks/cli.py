@@ -211,7 +211,8 @@ async def _driver(
             for operation in operations:
                 progress.step(f"{driver} {operation.name}")
                 results.rows.append(
-                    await run_operation("kv", driver, operation, contenders, rounds)
+                    await run_operation("kv", driver, operation, contenders, rounds,
+                                        budget=sizes.budget)
                 )
             ours, raw = contenders["ours"], contenders["raw"]
             assert isinstance(ours, OursKV)

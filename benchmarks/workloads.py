@@ -60,7 +60,6 @@ class Operation:
     body: Callable[[KV, int], Awaitable[float]]
     prepare: Callable[[KV], Awaitable[None]] | None = None
     divisible: bool = False
-    budget: float | None = None
     step: int = 1  # a divisible operation runs a multiple of this many (a whole scan's keys)
 
 
@@ -161,7 +160,7 @@ def kv_operations(sizes: Sizes) -> list[Operation]:
 
         return Operation(key, f"scan {sizes.scan_match:,} of {total:,} (per key)",
                          sizes.scan_match * SCANS_PER_ROUND, "scan", run, prepare,
-                         divisible=True, budget=sizes.budget, step=sizes.scan_match)
+                         divisible=True, step=sizes.scan_match)
 
     concurrent_keys = _keys("c", 1_000)
 
@@ -210,15 +209,11 @@ def kv_operations(sizes: Sizes) -> list[Operation]:
 
         return await stopwatch(work)
 
-    budget = sizes.budget
     return [
-        Operation("set", "set", sizes.points, "set", run_set, divisible=True, budget=budget),
-        Operation("get", "get", sizes.points, "get", run_get, fill_points, divisible=True,
-                  budget=budget),
-        Operation("miss", "miss", sizes.points, "get", run_miss, fill_points, divisible=True,
-                  budget=budget),
-        Operation("delete", "delete", sizes.points, "delete", run_delete, divisible=True,
-                  budget=budget),
+        Operation("set", "set", sizes.points, "set", run_set, divisible=True),
+        Operation("get", "get", sizes.points, "get", run_get, fill_points, divisible=True),
+        Operation("miss", "miss", sizes.points, "get", run_miss, fill_points, divisible=True),
+        Operation("delete", "delete", sizes.points, "delete", run_delete, divisible=True),
         Operation("set_many", f"set_many {sizes.batch:,} (per item)", sizes.batch, "set_many",
                   run_set_many),
         Operation("get_many", f"get_many {sizes.batch:,} (per item)", sizes.batch, "get_many",
@@ -226,7 +221,7 @@ def kv_operations(sizes: Sizes) -> list[Operation]:
         scan("scan_small", sizes.scan_small),
         scan("scan_large", sizes.scan_large),
         Operation("concurrent", "100 tasks, 90% get / 10% set", sizes.concurrent // 100 * 100,
-                  "get", run_concurrent, fill_concurrent, divisible=True, budget=budget, step=100),
+                  "get", run_concurrent, fill_concurrent, divisible=True, step=100),
         Operation("set_large", "set 1 MiB", sizes.large, "set", run_large_set),
         Operation("get_large", "get 1 MiB", sizes.large, "get", run_large_get, fill_large),
     ]
@@ -235,8 +230,13 @@ def kv_operations(sizes: Sizes) -> list[Operation]:
 async def run_operation(
     section: str, driver: str, operation: Operation, contenders: dict[str, KV | str],
     rounds: int, target: float | None = None, use_target: bool = True,
+    budget: float | None = None,
 ) -> Row:
-    """Prepare every contender, time ``operation`` on each in interleaved rounds, reset them."""
+    """Prepare every contender, time ``operation`` on each in interleaved rounds, reset them.
+
+    ``budget``: the run's round budget in seconds (see :func:`benchmarks.method.interleave`),
+    which cuts only a ``divisible`` operation.
+    """
     bodies: dict[str, Timed | Divisible | str] = {}
     for name, kv in contenders.items():
         if isinstance(kv, str):
@@ -253,8 +253,7 @@ async def run_operation(
             await operation.prepare(kv)
         except Exception as error:  # a peer that cannot even be prepared is reported
             bodies[name] = f"failed: {type(error).__name__}: {str(error)[:80]}"
-    cells: dict[str, Cell] = await interleave(bodies, operation.count, rounds,
-                                              budget=operation.budget)
+    cells: dict[str, Cell] = await interleave(bodies, operation.count, rounds, budget=budget)
     for name, kv in contenders.items():
         if isinstance(kv, str):
             continue

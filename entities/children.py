@@ -17,7 +17,8 @@ A2. bumps the counter conditionally (retrying on a lost race): its number ``n`` 
 A3. writes the child (a new key, or the existing key of the same sort key and id);
 A4. reads the parent and the counter in one call. If the parent is present and the counter is
     at the same epoch, the add succeeded. Otherwise it deletes its child (conditionally on the
-    version it wrote) and raises ``RecordNotFound``.
+    version it wrote), and, if the parent is absent, the counter when it is still at the version
+    its own bump left; then it raises ``RecordNotFound``.
 
 The deleter (:meth:`Repository.delete`) D1 deletes the parent record, D2 removes every child
 (a prefix clear), D3 deletes the counter.
@@ -35,11 +36,18 @@ Why it holds:
   the id was re-created before it began).
 * An add racing a delete never lands in a re-created parent: a delete's D3 removes the
   counter, and a counter created again has a new epoch, so A4 sees the epoch change.
+* An add during which the parent exists throughout succeeds. Its A4 sees the parent; the
+  counter changes epoch only when removed, by a delete's D3 (none ran during the add) or by a
+  losing adder. A loser removes the counter only at the version its own bump left, so only if
+  it bumped after this add did; it then read the parent absent after this add's A1, which
+  cannot be. (Removing it whenever it still had the loser's epoch was not enough: a counter a
+  loser created after D3 is the one the next add takes its number from once the parent is
+  re-created, and that add failed though no delete came near it.)
 
 What a crash leaves: an adder that dies between A3 and A4 may leave a child under a deleted
 parent, and a deleter that dies after D1 leaves children behind; calling ``delete`` again
-removes them. A counter left by an adder that lost the race is removed by the adder when it
-still has its epoch.
+removes them. A counter an adder that lost the race created after D3 is removed by that adder,
+or by a later loser that bumped it; one numbered from since the parent came back is kept.
 """
 
 from __future__ import annotations
@@ -119,7 +127,7 @@ class ChildRepository(Generic[C]):
         async with lock:
             if not await self._storage.has(parent_key):
                 raise RecordNotFound(f"no {self._parents.entity.record.__name__} {parent_id!r}")
-            sequence, epoch = await self._bump(counter_key)
+            sequence, epoch, counter_version = await self._bump(counter_key)
         key = await self._find_key(parent_id, order, child_id) or self._parents.child(
             self._children, parent_id, order, child_id, sequence
         )
@@ -132,13 +140,17 @@ class ChildRepository(Generic[C]):
         with suppress(Conflict):
             await self._storage.delete_if(key, version)
         if parent is None:
-            await self._drop_counter(counter_key, epoch)
+            # Only while nobody bumped it since: a later bump may be an add to the parent
+            # re-created after this one was read absent, and that add needs the counter.
+            with suppress(Conflict):
+                await self._storage.delete_if(counter_key, counter_version)
         raise RecordNotFound(
             f"{self._parents.entity.record.__name__} {parent_id!r} was deleted while a "
             f"{entity.record.__name__} was added to it"
         )
 
-    async def _bump(self, counter_key: str) -> tuple[int, str]:
+    async def _bump(self, counter_key: str) -> tuple[int, str, int]:
+        """Take the next number from the counter: (number, the counter's epoch, its new version)."""
         for attempt in count():
             found = await self._storage.get_versioned(counter_key)
             try:
@@ -147,9 +159,9 @@ class ChildRepository(Generic[C]):
                     sequence = 1
                     value = {"next": 2, "epoch": epoch}
                     if found is None:
-                        await self._storage.create(counter_key, value)
+                        version = await self._storage.create(counter_key, value)
                     else:
-                        await self._storage.replace(counter_key, value, found.version)
+                        version = await self._storage.replace(counter_key, value, found.version)
                 else:
                     epoch = found.value["epoch"]
                     sequence = found.value["next"]
@@ -158,20 +170,14 @@ class ChildRepository(Generic[C]):
                             f"the counter under {counter_key!r} holds {sequence!r}, "
                             f"not a sequence number from 1 to {MAX_SEQUENCE}"
                         )
-                    await self._storage.replace(
+                    version = await self._storage.replace(
                         counter_key, {"next": sequence + 1, "epoch": epoch}, found.version
                     )
             except Conflict:
                 await retry_pause(attempt)
                 continue
-            return sequence, epoch
+            return sequence, epoch, version
         raise AssertionError("unreachable")  # pragma: no cover
-
-    async def _drop_counter(self, counter_key: str, epoch: str) -> None:
-        found = await self._storage.get_versioned(counter_key)
-        if found is not None and _epoch(found.value) == epoch:
-            with suppress(Conflict):
-                await self._storage.delete_if(counter_key, found.version)
 
     async def _find_key(self, parent_id: str, order: int, child_id: str) -> str | None:
         """The key of the stored child with this sort key and id, if there is one."""

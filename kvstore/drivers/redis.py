@@ -939,7 +939,7 @@ class RedisDriver(BaseDriver):
             else:
                 args = (*start, *args)  # a batch: packed whole, keeping no start
         packed = _packed(args, head)
-        return self._on_connection(client, lambda connection: _ask(connection, packed))
+        return _on_connection(client, lambda connection: _ask(connection, packed))
 
     @staticmethod
     async def _load_scripts(client: aioredis.Redis) -> None:
@@ -1063,7 +1063,7 @@ class RedisDriver(BaseDriver):
                 raise
             return _executed(replies[-1]) is not None
 
-        return await self._on_connection(client, work)
+        return await _on_connection(client, work)
 
     async def _transaction(
         self, client: aioredis.Redis, commands: Sequence[tuple[Any, ...]]
@@ -1077,23 +1077,7 @@ class RedisDriver(BaseDriver):
             replies = await _exchange(connection, (("MULTI",), *commands, ("EXEC",)))
             return cast("list[Any]", _executed(replies[-1]))
 
-        return await self._on_connection(client, work)
-
-    @staticmethod
-    async def _on_connection(
-        client: aioredis.Redis, work: Callable[[AbstractConnection], Awaitable[_T]]
-    ) -> _T:
-        """Run ``work`` on a pooled connection, with redis-py's retry on a fresh one."""
-        pool = client.connection_pool
-        take: Callable[[], Awaitable[AbstractConnection]] = pool.get_connection
-        connection = await take()
-        try:
-            retry: Retry = connection.retry
-            return await retry.call_with_retry(
-                lambda: work(connection), lambda _error: connection.disconnect()
-            )
-        finally:
-            await pool.release(connection)
+        return await _on_connection(client, work)
 
     async def delete(self, key: str) -> None:
         """Remove ``key``, its index entry and its version in one atomic script call."""
@@ -1402,6 +1386,26 @@ def _head(args: Sequence[str | bytes | int], more: int) -> bytes:
     """
     (whole,) = _packed(args)  # short arguments only: one buffer
     return b"*%d" % (len(args) + more) + whole[whole.index(b"\r\n") : -2]
+
+
+async def _on_connection(
+    client: aioredis.Redis, work: Callable[[AbstractConnection], Awaitable[_T]]
+) -> _T:
+    """Run ``work`` on a pooled connection, with redis-py's retry on a fresh one.
+
+    With :func:`_ask` or :func:`_exchange` as ``work``, a command skips redis-py's
+    ``execute_command`` (its packer, its response callbacks and its observability hooks).
+    """
+    pool = client.connection_pool
+    take: Callable[[], Awaitable[AbstractConnection]] = pool.get_connection
+    connection = await take()
+    try:
+        retry: Retry = connection.retry
+        return await retry.call_with_retry(
+            lambda: work(connection), lambda _error: connection.disconnect()
+        )
+    finally:
+        await pool.release(connection)
 
 
 async def _ask(connection: AbstractConnection, packed: list[bytes]) -> Any:

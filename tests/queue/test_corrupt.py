@@ -386,6 +386,30 @@ class TestRedis(CorruptRowContract):
         yield add
         client.close()
 
+    async def test_fields_in_another_order_or_beside_others_are_read_by_name(
+        self, queue_factory: QueueFactory, redis_namespace: str
+    ) -> None:
+        """Promise: an entry added by another tool is read by its fields' names, as redis-py
+        reads them, whatever their order and whatever else the entry holds; on a long page
+        (decoded column by column) and on a short one."""
+        client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3)
+        try:
+            async with queue_factory() as queue:
+                before = await queue.publish_many("t", list(range(COLUMNS_FROM)))
+                stream = f"{redis_namespace}:stream:t".encode()
+                client.xadd(stream, {"e": b"100", "t": b"7"})
+                client.xadd(stream, {"t": b"8", "e": b"101", "note": b"added by hand"})
+                found: list[CorruptEvent] = []
+                entries = await queue.recover("t", on_corrupt=found.append)
+                assert [e.event for e in entries] == [*range(COLUMNS_FROM), 100, 101]
+                assert [e.timestamp for e in entries[-2:]] == [7, 8]
+                assert [e.cursor for e in entries[:COLUMNS_FROM]] == before
+                short = await queue.recover("t", before[-1], on_corrupt=found.append)
+                assert short == entries[COLUMNS_FROM:]
+                assert found == []
+        finally:
+            client.close()
+
     @pytest.fixture
     def spoil_cursor(self, redis_namespace: str) -> Iterator[SpoilCursor]:
         client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3)
